@@ -1,0 +1,165 @@
+//! Engine and tensor behaviour: uploads and readbacks, pooling, grid folding, statistics,
+//! embedding on a host device, and typed errors for bad input.
+
+use crate::gpu;
+use latent::kernels::elementwise::{self as ew, Unary};
+use latent::{DType, Engine, Error, Tensor};
+
+#[test]
+fn tensors_round_trip_and_reshape_for_free() {
+    let e = gpu!();
+    let x: Vec<f32> = (0..35).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let t = Tensor::from_slice(e, &x, &[5, 7]).unwrap();
+    assert_eq!(t.to_vec::<f32>().unwrap(), x);
+    let r = t.reshape(&[7, 5]).unwrap();
+    assert!(r.same_buffer(&t));
+    assert_eq!(r.shape(), &[7, 5]);
+    assert!(matches!(
+        t.reshape(&[6, 6]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let u: Vec<u32> = (0..9).map(|i| i * 1_000_003).collect();
+    let tu = Tensor::from_slice(e, &u, &[9]).unwrap();
+    assert_eq!(tu.to_vec::<u32>().unwrap(), u);
+    assert!(matches!(
+        tu.to_vec::<f32>(),
+        Err(Error::DTypeMismatch { .. })
+    ));
+    assert!(
+        Tensor::zeros(e, &[3, 3], DType::F32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+}
+
+#[test]
+fn zeros_clears_a_reused_buffer() {
+    let e = gpu!();
+    // Dirty a buffer, drop it so the pool keeps it, and ask for zeros of the same class.
+    for _ in 0..3 {
+        let t = Tensor::full(e, &[1000], 7.0).unwrap();
+        drop(t);
+        let z = Tensor::zeros(e, &[1000], DType::F32).unwrap();
+        assert!(z.to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
+    }
+}
+
+#[test]
+fn pool_reuses_freed_buffers_and_stats_count_work() {
+    // A private engine so other tests' work does not enter the counts.
+    let Some(_) = crate::engine() else { return };
+    let e = Engine::new().unwrap();
+    let a = Tensor::full(&e, &[4096], 1.0).unwrap();
+    let (_, created) = e.pool_stats();
+    drop(a);
+    let b = Tensor::uninit(&e, &[4000], DType::F32).unwrap();
+    assert_eq!(
+        e.pool_stats().1,
+        created,
+        "a same-class request must reuse the freed buffer"
+    );
+    e.reset_stats();
+    ew::fill(&b, 2.0).unwrap();
+    let c = ew::unary(Unary::Square, &b).unwrap();
+    let d = ew::unary(Unary::Neg, &c).unwrap();
+    assert_eq!(
+        e.stats().submits,
+        0,
+        "nothing is submitted before a readback"
+    );
+    assert!(d.to_vec::<f32>().unwrap().iter().all(|&v| v == -4.0));
+    let s = e.stats();
+    assert_eq!((s.dispatches, s.submits, s.readbacks), (3, 1, 1));
+}
+
+#[test]
+fn grid_folding_keeps_every_dimension_within_the_limit() {
+    assert_eq!(latent::engine::fold(10, 65_535), [10, 1, 1]);
+    assert_eq!(latent::engine::fold(65_536, 65_535), [65_535, 2, 1]);
+    for n in [65_535u32, 65_536, 1 << 20, 123_456_789, u32::MAX] {
+        let [x, y, z] = latent::engine::fold(n, 65_535);
+        assert!(x <= 65_535 && y <= 65_535 && z <= 65_535);
+        assert!(x as u64 * y as u64 * z as u64 >= n as u64, "{n}");
+        // The grid must not overshoot by more than one row of x (the shader skips the tail).
+        assert!(
+            (x as u64 * y as u64 * z as u64) < n as u64 + x as u64 * y as u64,
+            "{n}"
+        );
+    }
+}
+
+#[test]
+fn empty_tensors_are_refused_with_a_typed_error() {
+    let e = gpu!();
+    assert!(matches!(
+        Tensor::zeros(e, &[0, 3], DType::F32),
+        Err(Error::EmptyTensor { .. })
+    ));
+    assert!(matches!(
+        Tensor::from_slice::<f32>(e, &[], &[0]),
+        Err(Error::EmptyTensor { .. })
+    ));
+    assert!(matches!(
+        Tensor::uninit(e, &[], DType::F32).map(|t| t.numel()),
+        Ok(1)
+    ));
+    let t = Tensor::zeros(e, &[2], DType::F32).unwrap();
+    assert!(matches!(t.reshape(&[2, 0]), Err(Error::EmptyTensor { .. })));
+}
+
+#[test]
+fn wrong_sizes_give_typed_errors() {
+    let e = gpu!();
+    assert!(matches!(
+        Tensor::from_slice(e, &[1.0f32, 2.0, 3.0], &[2, 2]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // Far above any device's buffer size limit.
+    assert!(matches!(
+        Tensor::uninit(e, &[1 << 31, 8], DType::F32),
+        Err(Error::BufferTooLarge { .. })
+    ));
+    let a = Tensor::zeros(e, &[3], DType::F32).unwrap();
+    let b = Tensor::zeros(e, &[4], DType::F32).unwrap();
+    assert!(matches!(
+        ew::unary_into(Unary::Exp, &a, &b),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // An output aliasing its input is refused instead of tripping wgpu validation.
+    assert!(matches!(
+        ew::unary_into(Unary::Exp, &a, &a),
+        Err(Error::BadInput { .. })
+    ));
+}
+
+#[test]
+fn a_binding_above_the_storage_limit_is_refused() {
+    let e = gpu!();
+    let limit = e.limits().max_storage_buffer_binding_size as u64;
+    let n = (limit / 4 + 1) as usize;
+    if (n as u64) * 4 > e.limits().max_buffer_size {
+        eprintln!("device cannot make a buffer above its binding limit; nothing to test");
+        return;
+    }
+    let big = Tensor::uninit(e, &[n], DType::F32).unwrap();
+    match ew::unary(Unary::Neg, &big) {
+        Err(Error::BindingTooLarge {
+            bytes, limit: l, ..
+        }) => {
+            assert_eq!((bytes, l), (n as u64 * 4, limit));
+        }
+        other => panic!("expected BindingTooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn no_adapter_error_tells_how_to_install_a_driver() {
+    let msg = Error::NoAdapter {
+        detail: "found []".into(),
+    }
+    .to_string();
+    assert!(msg.contains("mesa-vulkan-drivers"), "{msg}");
+}

@@ -1,0 +1,91 @@
+//! One test harness for every kernel family: each module holds the CPU twin of its kernel
+//! and the randomised GPU-vs-CPU comparisons. Run with `cargo test --release`.
+
+mod elementwise;
+mod engine;
+mod shaders;
+
+use latent::Engine;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::OnceLock;
+
+/// The shared engine. A missing adapter fails the tests unless `LATENT_SKIP_GPU_TESTS` is set
+/// on purpose (CI has lavapipe, so there a missing adapter is a real failure).
+pub fn engine() -> Option<&'static Engine> {
+    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| match Engine::new() {
+            Ok(e) => Some(e),
+            Err(e) if std::env::var_os("LATENT_SKIP_GPU_TESTS").is_some() => {
+                eprintln!("skipping GPU tests: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        })
+        .as_ref()
+}
+
+/// Returns the shared engine or returns from the test when GPU tests are skipped on purpose.
+#[macro_export]
+macro_rules! gpu {
+    () => {
+        match $crate::engine() {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// `n` uniform values in [lo, hi).
+pub fn uniform(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Asserts |gpu − cpu| ≤ atol + rtol·|cpu| everywhere (NaN matches NaN, ±inf must match),
+/// printing the first mismatches.
+pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: length");
+    let mut bad = Vec::new();
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let ok = if c.is_nan() {
+            g.is_nan()
+        } else if c.is_infinite() {
+            g == c
+        } else {
+            (g - c).abs() <= atol + rtol * c.abs()
+        };
+        if !ok {
+            bad.push((i, g, c));
+        }
+    }
+    if !bad.is_empty() {
+        let first: Vec<String> = bad
+            .iter()
+            .take(8)
+            .map(|(i, g, c)| format!("[{i}] gpu {g} cpu {c}"))
+            .collect();
+        panic!(
+            "{what}: {} of {} elements differ (atol {atol}, rtol {rtol}); first: {}",
+            bad.len(),
+            gpu.len(),
+            first.join(", ")
+        );
+    }
+}
+
+/// Random shape sizes that include the awkward ones: 1, primes, powers of two ± 1.
+pub fn awkward(rng: &mut StdRng, max: usize) -> usize {
+    const PICKS: [usize; 12] = [1, 2, 3, 7, 31, 32, 33, 63, 64, 65, 127, 257];
+    if rng.random_bool(0.5) {
+        let v = PICKS[rng.random_range(0..PICKS.len())];
+        if v <= max {
+            return v;
+        }
+    }
+    rng.random_range(1..=max)
+}

@@ -1,0 +1,63 @@
+//! Every `.wgsl` in `shaders/` must parse and validate with naga, and every shader has its
+//! launcher and test module (the kernel triad).
+
+use std::path::Path;
+
+fn shader_files() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("shaders/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shader_parses_and_validates_with_naga() {
+    let files = shader_files();
+    assert!(!files.is_empty());
+    let mut failures = Vec::new();
+    for path in &files {
+        let source = std::fs::read_to_string(path).unwrap();
+        let name = path.file_stem().unwrap().to_string_lossy();
+        let module = match naga::front::wgsl::parse_str(&source) {
+            Ok(m) => m,
+            Err(e) => {
+                failures.push(format!("{name}: {}", e.emit_to_string(&source)));
+                continue;
+            }
+        };
+        if let Err(e) = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        {
+            failures.push(format!("{name}: {}", e.emit_to_string(&source)));
+        }
+        assert!(!module.entry_points.is_empty(), "{name} has no entry point");
+    }
+    assert!(
+        failures.is_empty(),
+        "invalid shaders:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_shader_has_a_launcher_and_a_test() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for path in shader_files() {
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        assert!(
+            root.join(format!("src/kernels/{name}.rs")).exists(),
+            "no launcher for {name}"
+        );
+        assert!(
+            root.join(format!("kernels-tests/{name}.rs")).exists(),
+            "no test for {name}"
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Recording: kernels append dispatches to one pending encoder and compute pass; uniforms go
+//! to one arena written once per submit; `flush` submits, `read_bytes` is the only host wait.
+
+use super::shader::{Shader, Slot};
+use super::{Engine, Error, Result, Tensor};
+use std::num::NonZeroU64;
+
+/// Uniform bytes one submission can hold; a full arena triggers a submit.
+const ARENA_BYTES: u64 = 1 << 20;
+/// Dispatches recorded before an automatic submit (bounds encoder memory and latency).
+const MAX_PENDING: u32 = 2048;
+
+/// Workgroup grid of a dispatch.
+#[derive(Clone, Copy, Debug)]
+pub enum Grid {
+    /// `n` workgroups in total, folded into x·y(·z) when above the per-dimension limit; the
+    /// shader recovers `wid = wg.x + wg.y·nwg.x + wg.z·nwg.x·nwg.y` and ignores `wid ≥ n`.
+    Linear(u32),
+    /// An explicit 3-D grid; each dimension must be within the device limit.
+    Dims([u32; 3]),
+}
+
+/// Counts of GPU work, for "dispatches / submits / readbacks per step" reporting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub dispatches: u64,
+    pub submits: u64,
+    pub readbacks: u64,
+}
+
+pub(crate) struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    /// Host image of the uniform arena for the pending submission.
+    params: Vec<u8>,
+    arena: wgpu::Buffer,
+    align: usize,
+    pending: u32,
+    staging: Option<wgpu::Buffer>,
+    stats: Stats,
+}
+
+/// Folds `n` workgroups into a grid whose dimensions stay within `max`.
+pub fn fold(n: u32, max: u32) -> [u32; 3] {
+    if n <= max {
+        return [n, 1, 1];
+    }
+    let y = n.div_ceil(max);
+    if y <= max {
+        return [max, y, 1];
+    }
+    [max, max, y.div_ceil(max)]
+}
+
+impl Recorder {
+    pub(crate) fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Recorder {
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("latent params"),
+            size: ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Recorder {
+            encoder: None,
+            pass: None,
+            params: Vec::new(),
+            arena,
+            align: limits.min_uniform_buffer_offset_alignment.max(16) as usize,
+            pending: 0,
+            staging: None,
+            stats: Stats::default(),
+        }
+    }
+
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.encoder
+            .get_or_insert_with(|| device.create_command_encoder(&Default::default()))
+    }
+
+    fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let pass = self
+                .encoder(device)
+                .begin_compute_pass(&Default::default())
+                .forget_lifetime();
+            self.pass = Some(pass);
+        }
+        self.pass.as_mut().unwrap()
+    }
+
+    fn submit(&mut self, engine: &Engine) {
+        self.pass = None;
+        let Some(encoder) = self.encoder.take() else {
+            return;
+        };
+        if !self.params.is_empty() {
+            engine
+                .inner
+                .queue
+                .write_buffer(&self.arena, 0, &self.params);
+            self.params.clear();
+        }
+        engine.inner.queue.submit([encoder.finish()]);
+        self.pending = 0;
+        self.stats.submits += 1;
+    }
+}
+
+impl Engine {
+    /// Records one kernel launch. `tensors` bind, in binding order, the storage buffers the
+    /// entry point uses; `params` (any `Pod`) fills its uniform, if it has one.
+    pub fn dispatch(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        tensors: &[&Tensor],
+        params: &[u8],
+        grid: Grid,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let pipe =
+            inner
+                .shaders
+                .lock()
+                .unwrap()
+                .pipeline(&inner.device, shader, entry, constants)?;
+        let storage: Vec<_> = pipe.slots.iter().filter(|s| s.1 != Slot::Uniform).collect();
+        let wants_params = storage.len() < pipe.slots.len();
+        assert_eq!(
+            storage.len(),
+            tensors.len(),
+            "launcher bug: `{entry}` binds {} storage buffers, got {}",
+            storage.len(),
+            tensors.len()
+        );
+        assert_eq!(
+            wants_params,
+            !params.is_empty(),
+            "launcher bug: `{entry}` params"
+        );
+        let limit = inner.limits.max_storage_buffer_binding_size as u64;
+        for (i, t) in tensors.iter().enumerate() {
+            if t.byte_len() > limit {
+                return Err(Error::BindingTooLarge {
+                    op: entry,
+                    bytes: t.byte_len(),
+                    limit,
+                });
+            }
+            if storage[i].1 == Slot::ReadWrite
+                && tensors
+                    .iter()
+                    .enumerate()
+                    .any(|(j, u)| j != i && t.same_buffer(u))
+            {
+                return Err(Error::bad(
+                    entry,
+                    "an output shares its buffer with another argument",
+                ));
+            }
+        }
+        let max = inner.limits.max_compute_workgroups_per_dimension;
+        let dims = match grid {
+            Grid::Linear(n) => fold(n, max),
+            Grid::Dims(d) => {
+                if d.iter().any(|&x| x > max) {
+                    return Err(Error::bad(
+                        entry,
+                        format!("grid {d:?} exceeds {max} per dimension"),
+                    ));
+                }
+                d
+            }
+        };
+        if dims.contains(&0) {
+            return Ok(());
+        }
+
+        let mut rec = inner.rec.lock().unwrap();
+        let padded = params.len().div_ceil(16) * 16;
+        let mut offset = rec.params.len().div_ceil(rec.align) * rec.align;
+        if wants_params && (offset + padded) as u64 > ARENA_BYTES {
+            rec.submit(self);
+            offset = 0;
+        }
+        let mut entries = Vec::with_capacity(pipe.slots.len());
+        let mut next = tensors.iter();
+        for &(binding, slot) in &pipe.slots {
+            let resource = if slot == Slot::Uniform {
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &rec.arena,
+                    offset: offset as u64,
+                    size: NonZeroU64::new(padded as u64),
+                })
+            } else {
+                let t = next.next().unwrap();
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: t.buffer(),
+                    offset: 0,
+                    size: NonZeroU64::new(t.byte_len()),
+                })
+            };
+            entries.push(wgpu::BindGroupEntry { binding, resource });
+        }
+        let bind_group = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipe.layout,
+            entries: &entries,
+        });
+        if wants_params {
+            rec.params.resize(offset, 0);
+            rec.params.extend_from_slice(params);
+            rec.params.resize(offset + padded, 0);
+        }
+        let pass = rec.pass(&inner.device);
+        pass.set_pipeline(&pipe.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(dims[0], dims[1], dims[2]);
+        rec.stats.dispatches += 1;
+        rec.pending += 1;
+        if rec.pending >= MAX_PENDING {
+            rec.submit(self);
+        }
+        Ok(())
+    }
+
+    /// Records a zero fill of `t` (ordered with the kernels around it).
+    pub fn clear(&self, t: &Tensor) -> Result<()> {
+        let mut rec = self.inner.rec.lock().unwrap();
+        rec.encoder(&self.inner.device)
+            .clear_buffer(t.buffer(), 0, Some(t.byte_len()));
+        Ok(())
+    }
+
+    /// Records a copy of `src` into `dst` (same number of elements).
+    pub fn copy(&self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        if src.numel() != dst.numel() {
+            return Err(Error::ShapeMismatch {
+                op: "copy",
+                lhs: src.shape().to_vec(),
+                rhs: dst.shape().to_vec(),
+            });
+        }
+        let mut rec = self.inner.rec.lock().unwrap();
+        rec.encoder(&self.inner.device).copy_buffer_to_buffer(
+            src.buffer(),
+            0,
+            dst.buffer(),
+            0,
+            src.byte_len(),
+        );
+        Ok(())
+    }
+
+    /// Submits everything recorded so far without waiting.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.rec.lock().unwrap().submit(self);
+        self.check_fault()
+    }
+
+    /// Submits and waits until the device has finished all work.
+    pub fn sync(&self) -> Result<()> {
+        self.flush()?;
+        self.wait()
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::DeviceLost(e.to_string()))?;
+        self.check_fault()
+    }
+
+    /// Copies `len` bytes of `buffer` to the host: submits pending work and waits for it.
+    pub(crate) fn read_bytes(&self, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+        let mut rec = self.inner.rec.lock().unwrap();
+        let size = super::pool::size_class(len);
+        if rec.staging.as_ref().is_none_or(|s| s.size() < size) {
+            rec.staging = Some(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("latent readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let staging = rec.staging.clone().unwrap();
+        rec.encoder(&self.inner.device)
+            .copy_buffer_to_buffer(buffer, 0, &staging, 0, len);
+        rec.submit(self);
+        rec.stats.readbacks += 1;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let slice = staging.slice(..len);
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| Error::DeviceLost("readback callback dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("readback mapping failed: {e:?}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Counters since the engine was made (or since [`Engine::reset_stats`]).
+    pub fn stats(&self) -> Stats {
+        self.inner.rec.lock().unwrap().stats
+    }
+
+    pub fn reset_stats(&self) {
+        self.inner.rec.lock().unwrap().stats = Stats::default();
+    }
+}

@@ -1,0 +1,306 @@
+//! GPU tensors: a pooled storage buffer plus a contiguous row-major shape (f32 or u32).
+//! Tested by `kernels-tests/engine.rs`.
+
+use super::pool::{STORAGE_USAGE, size_class};
+use super::{Engine, Error, Result};
+use std::sync::Arc;
+
+/// Element type of a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::U32 => "u32",
+        }
+    }
+}
+
+/// Host element types that map to a [`DType`].
+pub trait Element: bytemuck::Pod {
+    const DTYPE: DType;
+}
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+impl Element for u32 {
+    const DTYPE: DType = DType::U32;
+}
+
+/// The buffer behind one or more tensors; pooled buffers go back to the pool on drop.
+pub(crate) struct Storage {
+    buffer: Option<wgpu::Buffer>,
+    /// Size class for pooled buffers; `None` for buffers owned by a host program.
+    class: Option<u64>,
+    engine: Engine,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let (Some(class), Some(buffer)) = (self.class, self.buffer.take()) {
+            self.engine.inner.pool.lock().unwrap().give(class, buffer);
+        }
+    }
+}
+
+/// A GPU tensor. Cloning shares the buffer; `reshape` is free.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<Storage>,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor<{}>{:?}", self.dtype.name(), self.shape)
+    }
+}
+
+fn numel_of(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::bad(op, format!("shape {shape:?} overflows")))?;
+    if n == 0 {
+        return Err(Error::EmptyTensor {
+            op,
+            shape: shape.to_vec(),
+        });
+    }
+    Ok(n)
+}
+
+impl Engine {
+    /// A pooled buffer of at least `bytes` bytes (contents undefined) and whether it is fresh
+    /// (zero-filled by wgpu).
+    fn alloc(&self, bytes: u64) -> Result<(wgpu::Buffer, u64, bool)> {
+        let class = size_class(bytes);
+        let limit = self.inner.limits.max_buffer_size;
+        if class > limit {
+            return Err(Error::BufferTooLarge { bytes, limit });
+        }
+        if let Some(b) = self.inner.pool.lock().unwrap().take(class) {
+            return Ok((b, class, false));
+        }
+        let b = self.create_buffer_checked(class, false)?;
+        self.inner.pool.lock().unwrap().created += 1;
+        Ok((b, class, true))
+    }
+
+    /// Creates a storage buffer, turning an allocation failure into [`Error::OutOfMemory`].
+    fn create_buffer_checked(&self, size: u64, mapped: bool) -> Result<wgpu::Buffer> {
+        let device = &self.inner.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("latent tensor"),
+            size,
+            usage: STORAGE_USAGE,
+            mapped_at_creation: mapped,
+        });
+        if pollster::block_on(scope.pop()).is_some() {
+            // A failed allocation may leave wgpu's in-flight memory to reclaim; free idle buffers.
+            self.inner.pool.lock().unwrap().clear();
+            return Err(Error::OutOfMemory { bytes: size });
+        }
+        Ok(buffer)
+    }
+
+    /// Drops idle pooled buffers (memory held for reuse).
+    pub fn trim_pool(&self) {
+        self.inner.pool.lock().unwrap().clear();
+    }
+
+    /// Bytes currently idle in the buffer pool and the number of buffers ever created.
+    pub fn pool_stats(&self) -> (u64, u64) {
+        let p = self.inner.pool.lock().unwrap();
+        (p.idle_bytes, p.created)
+    }
+}
+
+impl Tensor {
+    fn wrap(
+        engine: &Engine,
+        buffer: wgpu::Buffer,
+        class: Option<u64>,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Tensor {
+        Tensor {
+            storage: Arc::new(Storage {
+                buffer: Some(buffer),
+                class,
+                engine: engine.clone(),
+            }),
+            shape: shape.to_vec(),
+            dtype,
+        }
+    }
+
+    /// A tensor with undefined contents, for kernels that overwrite every element.
+    pub fn uninit(engine: &Engine, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let n = numel_of("uninit", shape)?;
+        let (buffer, class, _) = engine.alloc(4 * n as u64)?;
+        Ok(Self::wrap(engine, buffer, Some(class), shape, dtype))
+    }
+
+    /// A tensor of zeros (recorded into the pending encoder, so it is ordered with kernels).
+    pub fn zeros(engine: &Engine, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let n = numel_of("zeros", shape)?;
+        let (buffer, class, fresh) = engine.alloc(4 * n as u64)?;
+        let t = Self::wrap(engine, buffer, Some(class), shape, dtype);
+        if !fresh {
+            engine.clear(&t)?;
+        }
+        Ok(t)
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(engine: &Engine, shape: &[usize], value: f32) -> Result<Tensor> {
+        let t = Tensor::uninit(engine, shape, DType::F32)?;
+        crate::kernels::elementwise::fill(&t, value)?;
+        Ok(t)
+    }
+
+    /// Uploads host data. `data.len()` must equal the product of `shape`.
+    pub fn from_slice<T: Element>(engine: &Engine, data: &[T], shape: &[usize]) -> Result<Tensor> {
+        let n = numel_of("from_slice", shape)?;
+        if n != data.len() {
+            return Err(Error::ShapeMismatch {
+                op: "from_slice",
+                lhs: vec![data.len()],
+                rhs: shape.to_vec(),
+            });
+        }
+        let bytes = 4 * n as u64;
+        let class = size_class(bytes);
+        let limit = engine.inner.limits.max_buffer_size;
+        if class > limit {
+            return Err(Error::BufferTooLarge { bytes, limit });
+        }
+        // A new buffer mapped at creation: no queue write that could overtake pending kernels
+        // still reading a pooled buffer.
+        let buffer = engine.create_buffer_checked(class, true)?;
+        {
+            let mut view = buffer
+                .slice(..bytes)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Gpu(format!("upload mapping failed: {e:?}")))?;
+            view.copy_from_slice(bytemuck::cast_slice(data));
+        }
+        buffer.unmap();
+        engine.inner.pool.lock().unwrap().created += 1;
+        Ok(Self::wrap(engine, buffer, Some(class), shape, T::DTYPE))
+    }
+
+    /// Wraps a buffer owned by a host program (usage must include STORAGE; COPY_SRC for
+    /// `to_vec`). The buffer is not returned to the pool.
+    pub fn from_buffer(
+        engine: &Engine,
+        buffer: wgpu::Buffer,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let n = numel_of("from_buffer", shape)?;
+        if buffer.size() < 4 * n as u64 {
+            return Err(Error::bad(
+                "from_buffer",
+                format!(
+                    "buffer of {} bytes is too small for shape {shape:?}",
+                    buffer.size()
+                ),
+            ));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::bad("from_buffer", "buffer usage lacks STORAGE"));
+        }
+        Ok(Self::wrap(engine, buffer, None, shape, dtype))
+    }
+
+    /// Reads the tensor back to the host (flushes pending work and waits: the only wait).
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.expect_dtype("to_vec", T::DTYPE)?;
+        let bytes = self.engine().read_bytes(self.buffer(), self.byte_len())?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Same buffer, new shape with the same number of elements.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let n = numel_of("reshape", shape)?;
+        if n != self.numel() {
+            return Err(Error::ShapeMismatch {
+                op: "reshape",
+                lhs: self.shape.clone(),
+                rhs: shape.to_vec(),
+            });
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes of data (the buffer may be larger).
+    pub fn byte_len(&self) -> u64 {
+        4 * self.numel() as u64
+    }
+
+    /// The underlying wgpu buffer (for a host program: bind it, copy it, draw from it).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.storage
+            .buffer
+            .as_ref()
+            .expect("live storage has a buffer")
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.storage.engine
+    }
+
+    /// Whether two tensors share a buffer.
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        self.buffer() == other.buffer()
+    }
+
+    /// Errors unless the dtype is `dtype`.
+    pub fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
+        if self.dtype != dtype {
+            return Err(Error::DTypeMismatch {
+                op,
+                expected: dtype.name(),
+                got: self.dtype.name(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Errors unless the shape is `shape`.
+    pub fn expect_shape(&self, op: &'static str, shape: &[usize]) -> Result<()> {
+        if self.shape != shape {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: self.shape.clone(),
+                rhs: shape.to_vec(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,7 @@
+//! latent: variational autoencoders on wgpu, with hand-written WGSL kernels and their CPU twins.
+//! Build with `cargo build --release`; test with `cargo test --release` (see README.md).
+
+pub mod engine;
+pub mod kernels;
+
+pub use engine::{DType, Engine, Error, Grid, Result, Stats, Tensor};
