@@ -163,3 +163,56 @@ fn no_adapter_error_tells_how_to_install_a_driver() {
     .to_string();
     assert!(msg.contains("mesa-vulkan-drivers"), "{msg}");
 }
+
+#[test]
+fn engine_runs_on_a_host_device_and_writes_into_a_host_buffer() {
+    use wgpu::util::DeviceExt;
+    let Some(_) = crate::engine() else { return };
+    // The host program: its own instance, adapter, device, queue and buffers.
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&Default::default())).expect("adapter");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .expect("device");
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let a_host = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("host a"),
+        contents: bytemuck::cast_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        usage,
+    });
+    let out_host = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("host out"),
+        size: 16,
+        usage,
+        mapped_at_creation: false,
+    });
+
+    let engine = Engine::from_device(device.clone(), queue.clone());
+    let a = Tensor::from_buffer(&engine, a_host.clone(), &[2, 3], DType::F32).unwrap();
+    let b = Tensor::from_slice(&engine, &[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]).unwrap();
+    let out = Tensor::from_buffer(&engine, out_host.clone(), &[2, 2], DType::F32).unwrap();
+    latent::kernels::matmul::matmul_into(&a, &b, &Default::default(), &out).unwrap();
+    engine.flush().unwrap();
+
+    // Read the host's own buffer with the host's own staging copy: no engine readback.
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("host staging"),
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = device.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(&out_host, 0, &staging, 0, 16);
+    queue.submit([enc.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.expect("map"));
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let bytes = staging.slice(..).get_mapped_range().unwrap().to_vec();
+    let got: Vec<f32> = bytemuck::cast_slice(&bytes).to_vec();
+    // [[1,2,3],[4,5,6]] · [[1,0],[0,1],[1,1]] = [[4,5],[10,11]]
+    assert_eq!(got, [4.0, 5.0, 10.0, 11.0]);
+}

@@ -3,6 +3,7 @@
 
 mod elementwise;
 mod engine;
+mod matmul;
 mod shaders;
 
 use latent::Engine;

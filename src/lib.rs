@@ -1,5 +1,6 @@
 //! latent: variational autoencoders on wgpu, with hand-written WGSL kernels and their CPU twins.
-//! Build with `cargo build --release`; test with `cargo test --release` (see README.md).
+//! Build with `cargo build --release`; test with `cargo test --release` (the README is a doctest).
+#![doc = include_str!("../README.md")]
 
 pub mod engine;
 pub mod kernels;

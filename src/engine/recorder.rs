@@ -140,7 +140,7 @@ impl Engine {
             !params.is_empty(),
             "launcher bug: `{entry}` params"
         );
-        let limit = inner.limits.max_storage_buffer_binding_size as u64;
+        let limit = inner.limits.max_storage_buffer_binding_size;
         for (i, t) in tensors.iter().enumerate() {
             if t.byte_len() > limit {
                 return Err(Error::BindingTooLarge {

@@ -33,10 +33,13 @@ struct Module {
     entries: HashMap<String, Vec<(u32, Slot)>>,
 }
 
+/// (shader, entry point, override constants as bit patterns).
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
 #[derive(Default)]
 pub(crate) struct Cache {
     modules: HashMap<&'static str, Module>,
-    pipelines: HashMap<(&'static str, &'static str, Vec<(&'static str, u64)>), Arc<Pipeline>>,
+    pipelines: HashMap<PipelineKey, Arc<Pipeline>>,
 }
 
 /// Parses and validates WGSL with naga; returns per-entry-point binding use.
@@ -159,6 +162,8 @@ impl Cache {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        // A bad override constant or a driver rejection becomes Error::Shader, not a panic.
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: Some(&pl),
@@ -170,6 +175,12 @@ impl Cache {
             },
             cache: None,
         });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                name: format!("{}::{entry}", shader.name),
+                message: e.to_string(),
+            });
+        }
         let p = Arc::new(Pipeline {
             pipeline,
             layout,

@@ -80,17 +80,23 @@ impl Engine {
     /// A pooled buffer of at least `bytes` bytes (contents undefined) and whether it is fresh
     /// (zero-filled by wgpu).
     fn alloc(&self, bytes: u64) -> Result<(wgpu::Buffer, u64, bool)> {
-        let class = size_class(bytes);
-        let limit = self.inner.limits.max_buffer_size;
-        if class > limit {
-            return Err(Error::BufferTooLarge { bytes, limit });
-        }
+        let class = self.class_within_limit(bytes)?;
         if let Some(b) = self.inner.pool.lock().unwrap().take(class) {
             return Ok((b, class, false));
         }
         let b = self.create_buffer_checked(class, false)?;
         self.inner.pool.lock().unwrap().created += 1;
         Ok((b, class, true))
+    }
+
+    /// The size class of `bytes`, if the device can hold a buffer that large.
+    fn class_within_limit(&self, bytes: u64) -> Result<u64> {
+        let class = size_class(bytes);
+        let limit = self.inner.limits.max_buffer_size;
+        if class > limit {
+            return Err(Error::BufferTooLarge { bytes, limit });
+        }
+        Ok(class)
     }
 
     /// Creates a storage buffer, turning an allocation failure into [`Error::OutOfMemory`].
@@ -178,11 +184,7 @@ impl Tensor {
             });
         }
         let bytes = 4 * n as u64;
-        let class = size_class(bytes);
-        let limit = engine.inner.limits.max_buffer_size;
-        if class > limit {
-            return Err(Error::BufferTooLarge { bytes, limit });
-        }
+        let class = engine.class_within_limit(bytes)?;
         // A new buffer mapped at creation: no queue write that could overtake pending kernels
         // still reading a pooled buffer.
         let buffer = engine.create_buffer_checked(class, true)?;

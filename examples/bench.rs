@@ -1,0 +1,192 @@
+//! Benchmarks of ../shared/BENCH.md's contract: `bench kernels` measures the device's FMA peak
+//! and each kernel's GFLOP/s as % of it, in the same run. `cargo run --release --example bench -- kernels`.
+
+use clap::{Parser, Subcommand};
+use latent::kernels::matmul::{self, Matmul};
+use latent::kernels::{elementwise, peak};
+use latent::{DType, Engine, Result, Tensor};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "latent benchmarks (see BENCH.md): one JSON line per run with --json")]
+struct Cli {
+    #[command(subcommand)]
+    workload: Workload,
+    /// Print one JSON line instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Timed repetitions per measurement (each measurement takes the median of 5 trials).
+    #[arg(long, global = true, default_value_t = 10)]
+    reps: u32,
+}
+
+#[derive(Subcommand)]
+enum Workload {
+    /// FMA peak, empty-dispatch cost, and matmul GFLOP/s at 1024³ and the W1 shapes.
+    Kernels,
+}
+
+/// Median seconds per call of `f` over 5 trials of `reps` calls, each trial ended by a sync.
+fn time_per_call(engine: &Engine, reps: u32, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    engine.sync()?;
+    let mut trials = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f()?;
+        }
+        engine.sync()?;
+        trials.push(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    trials.sort_by(f64::total_cmp);
+    Ok(trials[2])
+}
+
+/// GFLOP/s of the register-resident FMA kernel: the yardstick for every other figure.
+fn measure_peak(engine: &Engine) -> Result<f64> {
+    let (workgroups, iters) = peak::default_size(engine);
+    let out = Tensor::uninit(engine, &[peak::outputs(workgroups)], DType::F32)?;
+    let secs = time_per_call(engine, 3, || peak::fma_peak(&out, workgroups, iters))?;
+    Ok(peak::flops(workgroups, iters) / secs / 1e9)
+}
+
+struct Row {
+    name: String,
+    gflops: f64,
+}
+
+fn bench_matmul(
+    engine: &Engine,
+    name: &str,
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+    reps: u32,
+) -> Result<Row> {
+    let a_shape = if ta { [k, m] } else { [m, k] };
+    let b_shape = if tb { [n, k] } else { [k, n] };
+    let a = Tensor::full(engine, &a_shape, 0.5)?;
+    let b = Tensor::full(engine, &b_shape, 0.25)?;
+    let c = Tensor::uninit(engine, &[m, n], DType::F32)?;
+    let opts = Matmul {
+        trans_a: ta,
+        trans_b: tb,
+        ..Default::default()
+    };
+    let secs = time_per_call(engine, reps, || matmul::matmul_into(&a, &b, &opts, &c))?;
+    Ok(Row {
+        name: name.to_string(),
+        gflops: 2.0 * (m * n * k) as f64 / secs / 1e9,
+    })
+}
+
+/// W1 (BENCH.md) layer shapes as (M, K, N) of the forward product at batch 128.
+const W1: [(usize, usize, usize); 6] = [
+    (128, 784, 512),
+    (128, 512, 256),
+    (128, 256, 64),
+    (128, 32, 256),
+    (128, 256, 512),
+    (128, 512, 784),
+];
+
+fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
+    let peak = measure_peak(engine)?;
+    let one = Tensor::uninit(engine, &[1], DType::F32)?;
+    let empty_us = 1e6 * time_per_call(engine, 1000, || elementwise::fill(&one, 0.0))?;
+    let mut rows = vec![bench_matmul(
+        engine,
+        "matmul 1024x1024x1024",
+        1024,
+        1024,
+        1024,
+        false,
+        false,
+        reps.min(4),
+    )?];
+    for (m, k, n) in W1 {
+        rows.push(bench_matmul(
+            engine,
+            &format!("matmul fwd {m}x{k}x{n}"),
+            m,
+            k,
+            n,
+            false,
+            false,
+            reps,
+        )?);
+        // dX = dY·Wᵀ: [m, n]·[n, k]ᵀ-stored weight, and dW = Xᵀ·dY.
+        rows.push(bench_matmul(
+            engine,
+            &format!("matmul dX {m}x{n}x{k} (B^T)"),
+            m,
+            n,
+            k,
+            false,
+            true,
+            reps,
+        )?);
+        rows.push(bench_matmul(
+            engine,
+            &format!("matmul dW {k}x{m}x{n} (A^T)"),
+            k,
+            m,
+            n,
+            true,
+            false,
+            reps,
+        )?);
+    }
+    let adapter = engine.summary();
+    if json {
+        let kernels: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"name\":\"{}\",\"gflops\":{:.2},\"pct_peak\":{:.1}}}",
+                    r.name,
+                    r.gflops,
+                    100.0 * r.gflops / peak
+                )
+            })
+            .collect();
+        println!(
+            "{{\"workload\":\"kernels\",\"adapter\":\"{}\",\"fma_peak_gflops\":{peak:.2},\"empty_dispatch_us\":{empty_us:.2},\"kernels\":[{}]}}",
+            adapter.replace('"', "'"),
+            kernels.join(",")
+        );
+    } else {
+        println!("adapter: {adapter}");
+        println!("FMA peak: {peak:.1} GFLOP/s (register-resident kernel, this run)");
+        println!(
+            "empty dispatch: {empty_us:.1} µs (recorded and executed, 1000 in one submission)"
+        );
+        println!("{:<40} {:>10} {:>8}", "kernel", "GFLOP/s", "% peak");
+        for r in &rows {
+            println!(
+                "{:<40} {:>10.2} {:>7.1}%",
+                r.name,
+                r.gflops,
+                100.0 * r.gflops / peak
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let run = || -> Result<()> {
+        let engine = Engine::new()?;
+        match cli.workload {
+            Workload::Kernels => kernels(&engine, cli.reps, cli.json),
+        }
+    };
+    if let Err(e) = run() {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,252 @@
+//! CPU twin of `shaders/matmul.wgsl` (f64 accumulation) and randomised GPU-vs-CPU comparisons
+//! over all transposition cases, bias, ReLU and accumulation, on awkward shapes.
+
+use crate::{assert_close, awkward, gpu, rng, uniform};
+use latent::kernels::matmul::{self, Matmul};
+use latent::{DType, Error, Tensor};
+use rand::Rng;
+
+// ---- CPU twin -------------------------------------------------------------------------------
+
+/// C[m, n] = (init + Σ_k A[m, k]·B[k, n] + bias[n]), ReLU'd if asked; A stored [K, M] when
+/// `ta`, B stored [N, K] when `tb`.
+#[allow(clippy::too_many_arguments)]
+pub fn cpu_matmul(
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    ta: bool,
+    tb: bool,
+    bias: Option<&[f32]>,
+    relu: bool,
+    init: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut c = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f64;
+            for p in 0..k {
+                let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                s += av as f64 * bv as f64;
+            }
+            s += bias.map_or(0.0, |bv| bv[j] as f64);
+            if relu {
+                s = s.max(0.0);
+            }
+            s += init.map_or(0.0, |c0| c0[i * n + j] as f64);
+            c[i * n + j] = s as f32;
+        }
+    }
+    c
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+/// f32 sums of K products of values in [-1, 1] drift like sqrt(K)·ε relative to f64.
+fn tol(k: usize) -> f32 {
+    2e-6 * (k as f32).sqrt() + 1e-6
+}
+
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+    bias: bool,
+    relu: bool,
+    accumulate: bool,
+}
+
+fn check(case: &Case, seed: u64) {
+    let e = crate::engine().unwrap();
+    let mut r = rng(seed);
+    let Case {
+        m, k, n, ta, tb, ..
+    } = *case;
+    let a = uniform(&mut r, m * k, -1.0, 1.0);
+    let b = uniform(&mut r, k * n, -1.0, 1.0);
+    let bias = uniform(&mut r, n, -1.0, 1.0);
+    let init = uniform(&mut r, m * n, -1.0, 1.0);
+    let ta_t = Tensor::from_slice(e, &a, &if ta { [k, m] } else { [m, k] }).unwrap();
+    let tb_t = Tensor::from_slice(e, &b, &if tb { [n, k] } else { [k, n] }).unwrap();
+    let bias_t = Tensor::from_slice(e, &bias, &[n]).unwrap();
+    let opts = Matmul {
+        trans_a: ta,
+        trans_b: tb,
+        bias: case.bias.then_some(&bias_t),
+        relu: case.relu,
+        accumulate: case.accumulate,
+    };
+    let got = if case.accumulate {
+        let c = Tensor::from_slice(e, &init, &[m, n]).unwrap();
+        matmul::matmul_into(&ta_t, &tb_t, &opts, &c).unwrap();
+        c.to_vec::<f32>().unwrap()
+    } else {
+        let c = matmul::matmul_with(&ta_t, &tb_t, &opts).unwrap();
+        assert_eq!(c.shape(), &[m, n]);
+        c.to_vec::<f32>().unwrap()
+    };
+    let want = cpu_matmul(
+        &a,
+        &b,
+        (m, k, n),
+        ta,
+        tb,
+        case.bias.then_some(&bias[..]),
+        case.relu,
+        case.accumulate.then_some(&init[..]),
+    );
+    let what = format!(
+        "matmul m{m} k{k} n{n} ta{ta} tb{tb} bias{} relu{} acc{}",
+        case.bias, case.relu, case.accumulate
+    );
+    assert_close(&what, &got, &want, tol(k), 1e-5);
+}
+
+#[test]
+fn matmul_matches_cpu_on_random_shapes_and_transpositions() {
+    let _ = gpu!();
+    let mut r = rng(10);
+    for trial in 0..48 {
+        let case = Case {
+            m: awkward(&mut r, 160),
+            k: awkward(&mut r, 300),
+            n: awkward(&mut r, 160),
+            ta: trial % 2 == 1,
+            tb: (trial / 2) % 2 == 1,
+            bias: false,
+            relu: false,
+            accumulate: false,
+        };
+        check(&case, 100 + trial);
+    }
+}
+
+#[test]
+fn matmul_handles_ones_and_tile_edges() {
+    let _ = gpu!();
+    let sizes = [
+        1usize, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 33, 47, 49, 65,
+    ];
+    let mut r = rng(11);
+    for (i, &m) in sizes.iter().enumerate() {
+        let n = sizes[(i * 7 + 3) % sizes.len()];
+        let k = sizes[(i * 5 + 1) % sizes.len()];
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let case = Case {
+                m,
+                k,
+                n,
+                ta,
+                tb,
+                bias: false,
+                relu: false,
+                accumulate: false,
+            };
+            check(&case, r.random());
+        }
+    }
+}
+
+#[test]
+fn matmul_fuses_bias_relu_and_accumulation() {
+    let _ = gpu!();
+    let mut r = rng(12);
+    for trial in 0..16u64 {
+        let case = Case {
+            m: awkward(&mut r, 100),
+            k: awkward(&mut r, 200),
+            n: awkward(&mut r, 100),
+            ta: trial % 2 == 1,
+            tb: (trial / 2) % 2 == 1,
+            bias: (trial / 4) % 2 == 0,
+            relu: trial % 3 != 0,
+            accumulate: (trial / 8) % 2 == 1,
+        };
+        check(&case, 200 + trial);
+    }
+}
+
+#[test]
+fn matmul_at_w1_shapes_matches_cpu() {
+    let _ = gpu!();
+    // The MLP VAE's layer products (forward, dX with B transposed, dW with A transposed).
+    for (i, &(m, k, n)) in [(128, 784, 512), (128, 32, 256), (128, 512, 784)]
+        .iter()
+        .enumerate()
+    {
+        for (j, (mm, kk, nn, ta, tb)) in [
+            (m, k, n, false, false),
+            (m, n, k, false, true),
+            (k, m, n, true, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let case = Case {
+                m: mm,
+                k: kk,
+                n: nn,
+                ta,
+                tb,
+                bias: j == 0,
+                relu: j == 0,
+                accumulate: false,
+            };
+            check(&case, 300 + (i * 3 + j) as u64);
+        }
+    }
+}
+
+#[test]
+fn matmul_covers_more_than_65535_workgroups() {
+    let e = gpu!();
+    // One column and K = 1: every output row needs its own tile row, so the grid has more
+    // than 65,535 workgroups at any tile height up to 8 and must be folded.
+    let m = 65_536 * 8 + 3;
+    let a: Vec<f32> = (0..m).map(|i| (i % 97) as f32).collect();
+    let at = Tensor::from_slice(e, &a, &[m, 1]).unwrap();
+    let bt = Tensor::from_slice(e, &[2.0f32], &[1, 1]).unwrap();
+    let got = matmul::matmul(&at, &bt).unwrap().to_vec::<f32>().unwrap();
+    for (i, (&g, &v)) in got.iter().zip(&a).enumerate() {
+        assert_eq!(g, 2.0 * v, "row {i}");
+    }
+}
+
+#[test]
+fn matmul_shape_errors_are_typed() {
+    let e = gpu!();
+    let a = Tensor::zeros(e, &[3, 4], DType::F32).unwrap();
+    let b = Tensor::zeros(e, &[5, 6], DType::F32).unwrap();
+    assert!(matches!(
+        matmul::matmul(&a, &b),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let v = Tensor::zeros(e, &[4], DType::F32).unwrap();
+    assert!(matches!(
+        matmul::matmul(&a, &v),
+        Err(Error::BadInput { .. })
+    ));
+    let b = Tensor::zeros(e, &[4, 6], DType::F32).unwrap();
+    let bias = Tensor::zeros(e, &[5], DType::F32).unwrap();
+    let opts = Matmul {
+        bias: Some(&bias),
+        ..Default::default()
+    };
+    assert!(matches!(
+        matmul::matmul_with(&a, &b, &opts),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let out = Tensor::zeros(e, &[3, 5], DType::F32).unwrap();
+    assert!(matches!(
+        matmul::matmul_into(&a, &b, &Matmul::default(), &out),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let u = Tensor::from_slice(e, &[1u32; 24], &[4, 6]).unwrap();
+    assert!(matches!(
+        matmul::matmul(&a, &u),
+        Err(Error::DTypeMismatch { .. })
+    ));
+}
