@@ -4,6 +4,8 @@
 mod elementwise;
 mod engine;
 mod matmul;
+mod matmul_subgroup;
+mod peak;
 mod shaders;
 
 use latent::Engine;
@@ -23,6 +25,28 @@ pub fn engine() -> Option<&'static Engine> {
                 None
             }
             Err(e) => panic!("{e}"),
+        })
+        .as_ref()
+}
+
+/// An engine on a device opened with no optional features (no subgroups), as a host program
+/// might hand over; it runs the portable kernels.
+pub fn portable_engine() -> Option<&'static Engine> {
+    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
+    engine()?;
+    ENGINE
+        .get_or_init(|| {
+            let instance =
+                wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+            let adapter =
+                pollster::block_on(instance.request_adapter(&Default::default())).expect("adapter");
+            let (device, queue) =
+                pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                    required_limits: adapter.limits(),
+                    ..Default::default()
+                }))
+                .expect("device");
+            Some(Engine::from_device(device, queue))
         })
         .as_ref()
 }

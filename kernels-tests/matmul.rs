@@ -3,7 +3,7 @@
 
 use crate::{assert_close, awkward, gpu, rng, uniform};
 use latent::kernels::matmul::{self, Matmul};
-use latent::{DType, Error, Tensor};
+use latent::{DType, Engine, Error, Tensor};
 use rand::Rng;
 
 // ---- CPU twin -------------------------------------------------------------------------------
@@ -48,7 +48,7 @@ fn tol(k: usize) -> f32 {
     2e-6 * (k as f32).sqrt() + 1e-6
 }
 
-struct Case {
+pub struct Case {
     m: usize,
     k: usize,
     n: usize,
@@ -59,8 +59,7 @@ struct Case {
     accumulate: bool,
 }
 
-fn check(case: &Case, seed: u64) {
-    let e = crate::engine().unwrap();
+fn check(e: &Engine, case: &Case, seed: u64) {
     let mut r = rng(seed);
     let Case {
         m, k, n, ta, tb, ..
@@ -105,11 +104,10 @@ fn check(case: &Case, seed: u64) {
     assert_close(&what, &got, &want, tol(k), 1e-5);
 }
 
-#[test]
-fn matmul_matches_cpu_on_random_shapes_and_transpositions() {
-    let _ = gpu!();
-    let mut r = rng(10);
-    for trial in 0..48 {
+/// Random shapes (awkward sizes) in all four transposition cases.
+pub fn random_shapes(e: &Engine, seed: u64, trials: u64) {
+    let mut r = rng(seed);
+    for trial in 0..trials {
         let case = Case {
             m: awkward(&mut r, 160),
             k: awkward(&mut r, 300),
@@ -120,13 +118,12 @@ fn matmul_matches_cpu_on_random_shapes_and_transpositions() {
             relu: false,
             accumulate: false,
         };
-        check(&case, 100 + trial);
+        check(e, &case, seed * 1000 + trial);
     }
 }
 
-#[test]
-fn matmul_handles_ones_and_tile_edges() {
-    let _ = gpu!();
+/// Sides of 1 and just around the 8-row, 32-column tile and the vec4 width.
+pub fn tile_edges(e: &Engine) {
     let sizes = [
         1usize, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 33, 47, 49, 65,
     ];
@@ -145,14 +142,13 @@ fn matmul_handles_ones_and_tile_edges() {
                 relu: false,
                 accumulate: false,
             };
-            check(&case, r.random());
+            check(e, &case, r.random());
         }
     }
 }
 
-#[test]
-fn matmul_fuses_bias_relu_and_accumulation() {
-    let _ = gpu!();
+/// Bias, ReLU and accumulation in combination with the transpositions.
+pub fn fusions(e: &Engine) {
     let mut r = rng(12);
     for trial in 0..16u64 {
         let case = Case {
@@ -165,26 +161,22 @@ fn matmul_fuses_bias_relu_and_accumulation() {
             relu: trial % 3 != 0,
             accumulate: (trial / 8) % 2 == 1,
         };
-        check(&case, 200 + trial);
+        check(e, &case, 200 + trial);
     }
 }
 
-#[test]
-fn matmul_at_w1_shapes_matches_cpu() {
-    let _ = gpu!();
-    // The MLP VAE's layer products (forward, dX with B transposed, dW with A transposed).
+/// The MLP VAE's layer products: forward, dX with B transposed, dW with A transposed.
+pub fn w1_shapes(e: &Engine) {
     for (i, &(m, k, n)) in [(128, 784, 512), (128, 32, 256), (128, 512, 784)]
         .iter()
         .enumerate()
     {
-        for (j, (mm, kk, nn, ta, tb)) in [
+        let products = [
             (m, k, n, false, false),
             (m, n, k, false, true),
             (k, m, n, true, false),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        ];
+        for (j, (mm, kk, nn, ta, tb)) in products.into_iter().enumerate() {
             let case = Case {
                 m: mm,
                 k: kk,
@@ -195,16 +187,13 @@ fn matmul_at_w1_shapes_matches_cpu() {
                 relu: j == 0,
                 accumulate: false,
             };
-            check(&case, 300 + (i * 3 + j) as u64);
+            check(e, &case, 300 + (i * 3 + j) as u64);
         }
     }
 }
 
-#[test]
-fn matmul_covers_more_than_65535_workgroups() {
-    let e = gpu!();
-    // One column and K = 1: every output row needs its own tile row, so the grid has more
-    // than 65,535 workgroups at any tile height up to 8 and must be folded.
+/// One column and K = 1 with 524,291 rows: 65,537 workgroups of 8 rows, so the grid must fold.
+pub fn more_than_65535_workgroups(e: &Engine) {
     let m = 65_536 * 8 + 3;
     let a: Vec<f32> = (0..m).map(|i| (i % 97) as f32).collect();
     let at = Tensor::from_slice(e, &a, &[m, 1]).unwrap();
@@ -213,6 +202,41 @@ fn matmul_covers_more_than_65535_workgroups() {
     for (i, (&g, &v)) in got.iter().zip(&a).enumerate() {
         assert_eq!(g, 2.0 * v, "row {i}");
     }
+}
+
+// The portable kernel runs on an engine whose device has no subgroups (as a host program's
+// device may); kernels-tests/matmul_subgroup.rs runs the same cases on the default engine.
+
+#[test]
+fn portable_matmul_matches_cpu_on_random_shapes_and_transpositions() {
+    let Some(e) = crate::portable_engine() else {
+        return;
+    };
+    random_shapes(e, 10, 24);
+}
+
+#[test]
+fn portable_matmul_handles_ones_and_tile_edges() {
+    let Some(e) = crate::portable_engine() else {
+        return;
+    };
+    tile_edges(e);
+}
+
+#[test]
+fn portable_matmul_fuses_bias_relu_and_accumulation() {
+    let Some(e) = crate::portable_engine() else {
+        return;
+    };
+    fusions(e);
+}
+
+#[test]
+fn portable_matmul_covers_more_than_65535_workgroups() {
+    let Some(e) = crate::portable_engine() else {
+        return;
+    };
+    more_than_65535_workgroups(e);
 }
 
 #[test]

@@ -120,10 +120,18 @@ impl Cache {
         }
         if !self.modules.contains_key(shader.name) {
             let entries = reflect(shader.name, shader.source)?;
+            // naga accepted it above; the device may still refuse (e.g. a missing feature).
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader.name),
                 source: wgpu::ShaderSource::Wgsl(shader.source.into()),
             });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(Error::Shader {
+                    name: shader.name.to_string(),
+                    message: e.to_string(),
+                });
+            }
             self.modules.insert(shader.name, Module { module, entries });
         }
         let m = &self.modules[shader.name];

@@ -1,0 +1,31 @@
+//! The subgroup matmul module (`shaders/matmul_subgroup.wgsl` appended to `shaders/matmul.wgsl`)
+//! and the choice of its entry points; driven by `matmul::matmul_into`. Tests: `kernels-tests/matmul_subgroup.rs`.
+
+use crate::engine::{Engine, Shader};
+
+pub const SHADER: Shader = Shader {
+    name: "matmul_subgroup",
+    source: concat!(
+        include_str!("../../shaders/matmul.wgsl"),
+        include_str!("../../shaders/matmul_subgroup.wgsl")
+    ),
+};
+
+/// Whether the subgroup kernels can run: they broadcast from lanes 0..7 of a workgroup of 8,
+/// so subgroups must exist and hold at least 8 invocations.
+pub fn usable(engine: &Engine) -> bool {
+    engine.features().contains(wgpu::Features::SUBGROUP)
+        && engine
+            .adapter_info()
+            .is_some_and(|i| i.subgroup_min_size >= 8)
+}
+
+/// The entry point for an (M, K, N) product: the vec4 kernel reads aligned vec4s of A and B,
+/// so it needs every side to be a multiple of 4.
+pub fn entry(m: usize, k: usize, n: usize) -> &'static str {
+    if m % 4 == 0 && n % 4 == 0 && k % 4 == 0 {
+        "matmul_sg_v4"
+    } else {
+        "matmul_sg"
+    }
+}
