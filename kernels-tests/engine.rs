@@ -216,3 +216,46 @@ fn engine_runs_on_a_host_device_and_writes_into_a_host_buffer() {
     // [[1,2,3],[4,5,6]] · [[1,0],[0,1],[1,1]] = [[4,5],[10,11]]
     assert_eq!(got, [4.0, 5.0, 10.0, 11.0]);
 }
+
+#[test]
+fn dispatch_checks_its_arguments_against_the_shader() {
+    let e = gpu!();
+    let shader = &latent::kernels::elementwise::SHADER;
+    let a = Tensor::zeros(e, &[4], DType::F32).unwrap();
+    let params = [0u8; 32];
+    // `unary` binds x and out: one tensor is too few.
+    let err = e.dispatch(
+        shader,
+        "unary",
+        &[],
+        &[&a],
+        &params,
+        latent::Grid::Linear(1),
+    );
+    assert!(matches!(err, Err(Error::BadInput { .. })), "{err:?}");
+    // No params for an entry point that has a uniform.
+    let b = Tensor::zeros(e, &[4], DType::F32).unwrap();
+    let err = e.dispatch(
+        shader,
+        "unary",
+        &[],
+        &[&a, &b],
+        &[],
+        latent::Grid::Linear(1),
+    );
+    assert!(matches!(err, Err(Error::BadInput { .. })), "{err:?}");
+    // A grid dimension above the device limit.
+    let too_big = e.limits().max_compute_workgroups_per_dimension + 1;
+    let err = e.dispatch(
+        shader,
+        "unary",
+        &[],
+        &[&a, &b],
+        &params,
+        latent::Grid::Dims([too_big, 1, 1]),
+    );
+    assert!(matches!(err, Err(Error::BadInput { .. })), "{err:?}");
+    // An entry point that does not exist.
+    let err = e.dispatch(shader, "nope", &[], &[&a], &params, latent::Grid::Linear(1));
+    assert!(matches!(err, Err(Error::Shader { .. })), "{err:?}");
+}

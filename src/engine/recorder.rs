@@ -128,18 +128,22 @@ impl Engine {
                 .pipeline(&inner.device, shader, entry, constants)?;
         let storage: Vec<_> = pipe.slots.iter().filter(|s| s.1 != Slot::Uniform).collect();
         let wants_params = storage.len() < pipe.slots.len();
-        assert_eq!(
-            storage.len(),
-            tensors.len(),
-            "launcher bug: `{entry}` binds {} storage buffers, got {}",
-            storage.len(),
-            tensors.len()
-        );
-        assert_eq!(
-            wants_params,
-            !params.is_empty(),
-            "launcher bug: `{entry}` params"
-        );
+        if storage.len() != tensors.len() || wants_params == params.is_empty() {
+            return Err(Error::bad(
+                entry,
+                format!(
+                    "the entry point binds {} storage buffers{}; got {} tensors and {} bytes of params",
+                    storage.len(),
+                    if wants_params {
+                        " and a params uniform"
+                    } else {
+                        ""
+                    },
+                    tensors.len(),
+                    params.len()
+                ),
+            ));
+        }
         let limit = inner.limits.max_storage_buffer_binding_size;
         for (i, t) in tensors.iter().enumerate() {
             if t.byte_len() > limit {
