@@ -1,4 +1,26 @@
 //! Host launchers, one module per WGSL kernel family in `shaders/` (same name); each checks
 //! shapes, computes the grid, writes the params uniform and records the dispatch.
 
+pub mod adam;
 pub mod elementwise;
+pub mod layout;
+
+use crate::engine::{Grid, Result, Shader, Tensor};
+
+/// Records `entry` over `workgroups` workgroups (folded by the engine past 65,535), binding
+/// `tensors` in binding order and `params` as the uniform (shared by the layout and adam
+/// launchers).
+pub(crate) fn launch<P: bytemuck::Pod>(
+    shader: &Shader,
+    entry: &'static str,
+    constants: &[(&'static str, f64)],
+    tensors: &[&Tensor],
+    params: &P,
+    workgroups: u32,
+) -> Result<()> {
+    let bytes = bytemuck::bytes_of(params);
+    let grid = Grid::Linear(workgroups);
+    tensors[0]
+        .engine()
+        .dispatch(shader, entry, constants, tensors, bytes, grid)
+}
