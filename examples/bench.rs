@@ -56,29 +56,29 @@ struct Row {
     gflops: f64,
 }
 
-fn bench_matmul(
-    engine: &Engine,
-    name: &str,
-    m: usize,
-    k: usize,
-    n: usize,
-    ta: bool,
-    tb: bool,
-    reps: u32,
-) -> Result<Row> {
-    let a_shape = if ta { [k, m] } else { [m, k] };
-    let b_shape = if tb { [n, k] } else { [k, n] };
+/// One matmul measurement: (M, K, N) of op(A)·op(B) with A / B stored transposed if asked.
+struct Product {
+    name: String,
+    mkn: (usize, usize, usize),
+    trans_a: bool,
+    trans_b: bool,
+}
+
+fn bench_matmul(engine: &Engine, p: Product, reps: u32) -> Result<Row> {
+    let (m, k, n) = p.mkn;
+    let a_shape = if p.trans_a { [k, m] } else { [m, k] };
+    let b_shape = if p.trans_b { [n, k] } else { [k, n] };
     let a = Tensor::full(engine, &a_shape, 0.5)?;
     let b = Tensor::full(engine, &b_shape, 0.25)?;
     let c = Tensor::uninit(engine, &[m, n], DType::F32)?;
     let opts = Matmul {
-        trans_a: ta,
-        trans_b: tb,
+        trans_a: p.trans_a,
+        trans_b: p.trans_b,
         ..Default::default()
     };
     let secs = time_per_call(engine, reps, || matmul::matmul_into(&a, &b, &opts, &c))?;
     Ok(Row {
-        name: name.to_string(),
+        name: p.name,
         gflops: 2.0 * (m * n * k) as f64 / secs / 1e9,
     })
 }
@@ -97,48 +97,42 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
     let peak = measure_peak(engine)?;
     let one = Tensor::uninit(engine, &[1], DType::F32)?;
     let empty_us = 1e6 * time_per_call(engine, 1000, || elementwise::fill(&one, 0.0))?;
+    let product = |name: String, mkn, trans_a, trans_b| Product {
+        name,
+        mkn,
+        trans_a,
+        trans_b,
+    };
     let mut rows = vec![bench_matmul(
         engine,
-        "matmul 1024x1024x1024",
-        1024,
-        1024,
-        1024,
-        false,
-        false,
+        product(
+            "matmul 1024x1024x1024".into(),
+            (1024, 1024, 1024),
+            false,
+            false,
+        ),
         reps.min(4),
     )?];
     for (m, k, n) in W1 {
-        rows.push(bench_matmul(
-            engine,
-            &format!("matmul fwd {m}x{k}x{n}"),
-            m,
-            k,
-            n,
-            false,
-            false,
-            reps,
-        )?);
-        // dX = dY·Wᵀ: [m, n]·[n, k]ᵀ-stored weight, and dW = Xᵀ·dY.
-        rows.push(bench_matmul(
-            engine,
-            &format!("matmul dX {m}x{n}x{k} (B^T)"),
-            m,
-            n,
-            k,
-            false,
-            true,
-            reps,
-        )?);
-        rows.push(bench_matmul(
-            engine,
-            &format!("matmul dW {k}x{m}x{n} (A^T)"),
-            k,
-            m,
-            n,
-            true,
-            false,
-            reps,
-        )?);
+        // Forward X·W, then the backward products dX = dY·Wᵀ and dW = Xᵀ·dY.
+        let cases = [
+            (format!("matmul fwd {m}x{k}x{n}"), (m, k, n), false, false),
+            (
+                format!("matmul dX {m}x{n}x{k} (B^T)"),
+                (m, n, k),
+                false,
+                true,
+            ),
+            (
+                format!("matmul dW {k}x{m}x{n} (A^T)"),
+                (k, m, n),
+                true,
+                false,
+            ),
+        ];
+        for (name, mkn, ta, tb) in cases {
+            rows.push(bench_matmul(engine, product(name, mkn, ta, tb), reps)?);
+        }
     }
     let adapter = engine.summary();
     if json {

@@ -138,7 +138,7 @@ fn wrong_sizes_give_typed_errors() {
 #[test]
 fn a_binding_above_the_storage_limit_is_refused() {
     let e = gpu!();
-    let limit = e.limits().max_storage_buffer_binding_size as u64;
+    let limit = e.limits().max_storage_buffer_binding_size;
     let n = (limit / 4 + 1) as usize;
     if (n as u64) * 4 > e.limits().max_buffer_size {
         eprintln!("device cannot make a buffer above its binding limit; nothing to test");

@@ -1,8 +1,10 @@
 //! One test harness for every kernel family: each module holds the CPU twin of its kernel
 //! and the randomised GPU-vs-CPU comparisons. Run with `cargo test --release`.
 
+mod adam;
 mod elementwise;
 mod engine;
+mod layout;
 mod matmul;
 mod matmul_subgroup;
 mod peak;
@@ -100,6 +102,18 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) 
             gpu.len(),
             first.join(", ")
         );
+    }
+}
+
+/// The variant name of a result's error (`"Ok"` on success), to assert which typed error came.
+pub fn error_kind<T>(r: latent::Result<T>) -> String {
+    match r {
+        Ok(_) => "Ok".into(),
+        Err(e) => format!("{e:?}")
+            .split([' ', '(', '{'])
+            .next()
+            .unwrap()
+            .into(),
     }
 }
 

@@ -11,7 +11,7 @@ pub fn cpu_peak(gid: u32, iters: u32) -> f32 {
     let mut x: Vec<f32> = (0..12).map(|j| s + j as f32 / 16.0).collect();
     for _ in 0..4 * iters {
         for v in &mut x {
-            *v = v.mul_add(0.999_023_437_5, 0.000_976_562_5);
+            *v = v.mul_add(1.0 - 1.0 / 1024.0, 1.0 / 1024.0);
         }
     }
     x.iter().fold(0.0, |acc, v| acc + v)

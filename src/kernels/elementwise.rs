@@ -1,7 +1,7 @@
 //! Launchers for `shaders/elementwise.wgsl`: unary maps, broadcasting binary ops, affine,
 //! clamp, fill. CPU twin and tests: `kernels-tests/elementwise.rs`.
 
-use crate::engine::{DType, Error, Grid, Result, Shader, Tensor};
+use crate::engine::{DType, Error, Result, Shader, Tensor};
 
 pub const SHADER: Shader = Shader {
     name: "elementwise",
@@ -120,14 +120,14 @@ fn launch(
     }
     let mut tensors = inputs.to_vec();
     tensors.push(out);
-    let n = out.numel();
-    out.engine().dispatch(
+    let workgroups = out.numel().div_ceil(WG) as u32;
+    super::launch(
         &SHADER,
         entry,
         &[("OP", op as f64)],
         &tensors,
-        bytemuck::bytes_of(&params),
-        Grid::Linear(n.div_ceil(WG) as u32),
+        &params,
+        workgroups,
     )
 }
 

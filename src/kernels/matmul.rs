@@ -2,7 +2,7 @@
 //! uses the subgroup kernels (`matmul_subgroup`) when the device has them. Tests: `kernels-tests/matmul.rs`.
 
 use super::matmul_subgroup;
-use crate::engine::{DType, Error, Grid, Result, Shader, Tensor};
+use crate::engine::{DType, Error, Result, Shader, Tensor};
 
 pub const SHADER: Shader = Shader {
     name: "matmul",
@@ -111,13 +111,13 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
     ];
     // Without a bias the shader never reads binding 2, but the layout has it: bind A there.
     let bias = opts.bias.unwrap_or(a);
-    out.engine().dispatch(
+    super::launch(
         shader,
         entry,
         &constants,
         &[a, b, bias, out],
-        bytemuck::bytes_of(&params),
-        Grid::Linear(tiles as u32),
+        &params,
+        tiles as u32,
     )
 }
 

@@ -23,7 +23,7 @@ pub fn usable(engine: &Engine) -> bool {
 /// The entry point for an (M, K, N) product: the vec4 kernel reads aligned vec4s of A and B,
 /// so it needs every side to be a multiple of 4.
 pub fn entry(m: usize, k: usize, n: usize) -> &'static str {
-    if m % 4 == 0 && n % 4 == 0 && k % 4 == 0 {
+    if m.is_multiple_of(4) && n.is_multiple_of(4) && k.is_multiple_of(4) {
         "matmul_sg_v4"
     } else {
         "matmul_sg"

@@ -1,17 +1,38 @@
 //! Host launchers, one module per WGSL kernel family in `shaders/` (same name); each checks
 //! shapes, computes the grid, writes the params uniform and records the dispatch.
 
+pub mod adam;
 pub mod elementwise;
+pub mod layout;
 pub mod matmul;
 pub mod matmul_subgroup;
 pub mod peak;
 
-use crate::engine::Shader;
+use crate::engine::{Grid, Result, Shader, Tensor};
 
 /// Every kernel family's shader as compiled (for validation and tooling).
 pub const SHADERS: &[Shader] = &[
+    adam::SHADER,
     elementwise::SHADER,
+    layout::SHADER,
     matmul::SHADER,
     matmul_subgroup::SHADER,
     peak::SHADER,
 ];
+
+/// Records `entry` over `workgroups` workgroups (folded by the engine past 65,535), binding
+/// `tensors` in binding order and `params` as the uniform.
+pub(crate) fn launch<P: bytemuck::Pod>(
+    shader: &Shader,
+    entry: &'static str,
+    constants: &[(&'static str, f64)],
+    tensors: &[&Tensor],
+    params: &P,
+    workgroups: u32,
+) -> Result<()> {
+    let bytes = bytemuck::bytes_of(params);
+    let grid = Grid::Linear(workgroups);
+    tensors[0]
+        .engine()
+        .dispatch(shader, entry, constants, tensors, bytes, grid)
+}
