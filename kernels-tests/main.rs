@@ -3,7 +3,9 @@
 
 mod elementwise;
 mod engine;
+mod reduce;
 mod shaders;
+mod softmax;
 
 use latent::Engine;
 use rand::rngs::StdRng;

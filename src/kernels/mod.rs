@@ -2,3 +2,5 @@
 //! shapes, computes the grid, writes the params uniform and records the dispatch.
 
 pub mod elementwise;
+pub mod reduce;
+pub mod softmax;
