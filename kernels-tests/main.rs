@@ -8,7 +8,9 @@ mod layout;
 mod matmul;
 mod matmul_subgroup;
 mod peak;
+mod reduce;
 mod shaders;
+mod softmax;
 
 use latent::Engine;
 use rand::rngs::StdRng;

@@ -7,6 +7,8 @@ pub mod layout;
 pub mod matmul;
 pub mod matmul_subgroup;
 pub mod peak;
+pub mod reduce;
+pub mod softmax;
 
 use crate::engine::{Grid, Result, Shader, Tensor};
 
@@ -18,6 +20,8 @@ pub const SHADERS: &[Shader] = &[
     matmul::SHADER,
     matmul_subgroup::SHADER,
     peak::SHADER,
+    reduce::SHADER,
+    softmax::SHADER,
 ];
 
 /// Records `entry` over `workgroups` workgroups (folded by the engine past 65,535), binding
