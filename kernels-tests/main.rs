@@ -7,6 +7,7 @@ mod engine;
 mod layout;
 mod matmul;
 mod matmul_subgroup;
+mod matmul_wide;
 mod peak;
 mod reduce;
 mod shaders;

@@ -2,7 +2,7 @@
 //! over all transposition cases, bias, ReLU and accumulation, on awkward shapes.
 
 use crate::{assert_close, awkward, gpu, rng, uniform};
-use latent::kernels::matmul::{self, Matmul};
+use latent::kernels::matmul::{self, Kernel, Matmul};
 use latent::{DType, Engine, Error, Tensor};
 use rand::Rng;
 
@@ -48,6 +48,15 @@ fn tol(k: usize) -> f32 {
     2e-6 * (k as f32).sqrt() + 1e-6
 }
 
+/// Where a case runs: the engine, the forced kernel family, and the multiple every side is
+/// rounded up to (the wide kernels need 8-float runs).
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub e: &'a Engine,
+    pub kernel: Kernel,
+    pub round: usize,
+}
+
 pub struct Case {
     m: usize,
     k: usize,
@@ -59,11 +68,12 @@ pub struct Case {
     accumulate: bool,
 }
 
-fn check(e: &Engine, case: &Case, seed: u64) {
+fn check(t: Target, case: &Case, seed: u64) {
     let mut r = rng(seed);
-    let Case {
-        m, k, n, ta, tb, ..
-    } = *case;
+    let e = t.e;
+    let up = |x: usize| x.div_ceil(t.round) * t.round;
+    let (m, k, n) = (up(case.m), up(case.k), up(case.n));
+    let (ta, tb) = (case.ta, case.tb);
     let a = uniform(&mut r, m * k, -1.0, 1.0);
     let b = uniform(&mut r, k * n, -1.0, 1.0);
     let bias = uniform(&mut r, n, -1.0, 1.0);
@@ -77,6 +87,7 @@ fn check(e: &Engine, case: &Case, seed: u64) {
         bias: case.bias.then_some(&bias_t),
         relu: case.relu,
         accumulate: case.accumulate,
+        kernel: t.kernel,
     };
     let got = if case.accumulate {
         let c = Tensor::from_slice(e, &init, &[m, n]).unwrap();
@@ -98,14 +109,14 @@ fn check(e: &Engine, case: &Case, seed: u64) {
         case.accumulate.then_some(&init[..]),
     );
     let what = format!(
-        "matmul m{m} k{k} n{n} ta{ta} tb{tb} bias{} relu{} acc{}",
-        case.bias, case.relu, case.accumulate
+        "matmul {:?} m{m} k{k} n{n} ta{ta} tb{tb} bias{} relu{} acc{}",
+        t.kernel, case.bias, case.relu, case.accumulate
     );
     assert_close(&what, &got, &want, tol(k), 1e-5);
 }
 
 /// Random shapes (awkward sizes) in all four transposition cases.
-pub fn random_shapes(e: &Engine, seed: u64, trials: u64) {
+pub fn random_shapes(t: Target, seed: u64, trials: u64) {
     let mut r = rng(seed);
     for trial in 0..trials {
         let case = Case {
@@ -118,12 +129,12 @@ pub fn random_shapes(e: &Engine, seed: u64, trials: u64) {
             relu: false,
             accumulate: false,
         };
-        check(e, &case, seed * 1000 + trial);
+        check(t, &case, seed * 1000 + trial);
     }
 }
 
 /// Sides of 1 and just around the 8-row, 32-column tile and the vec4 width.
-pub fn tile_edges(e: &Engine) {
+pub fn tile_edges(t: Target) {
     let sizes = [
         1usize, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 33, 47, 49, 65,
     ];
@@ -142,13 +153,13 @@ pub fn tile_edges(e: &Engine) {
                 relu: false,
                 accumulate: false,
             };
-            check(e, &case, r.random());
+            check(t, &case, r.random());
         }
     }
 }
 
 /// Bias, ReLU and accumulation in combination with the transpositions.
-pub fn fusions(e: &Engine) {
+pub fn fusions(t: Target) {
     let mut r = rng(12);
     for trial in 0..16u64 {
         let case = Case {
@@ -161,12 +172,12 @@ pub fn fusions(e: &Engine) {
             relu: trial % 3 != 0,
             accumulate: (trial / 8) % 2 == 1,
         };
-        check(e, &case, 200 + trial);
+        check(t, &case, 200 + trial);
     }
 }
 
 /// The MLP VAE's layer products: forward, dX with B transposed, dW with A transposed.
-pub fn w1_shapes(e: &Engine) {
+pub fn w1_shapes(t: Target) {
     for (i, &(m, k, n)) in [(128, 784, 512), (128, 32, 256), (128, 512, 784)]
         .iter()
         .enumerate()
@@ -187,56 +198,82 @@ pub fn w1_shapes(e: &Engine) {
                 relu: j == 0,
                 accumulate: false,
             };
-            check(e, &case, 300 + (i * 3 + j) as u64);
+            check(t, &case, 300 + (i * 3 + j) as u64);
         }
     }
 }
 
-/// One column and K = 1 with 524,291 rows: 65,537 workgroups of 8 rows, so the grid must fold.
-pub fn more_than_65535_workgroups(e: &Engine) {
-    let m = 65_536 * 8 + 3;
-    let a: Vec<f32> = (0..m).map(|i| (i % 97) as f32).collect();
-    let at = Tensor::from_slice(e, &a, &[m, 1]).unwrap();
-    let bt = Tensor::from_slice(e, &[2.0f32], &[1, 1]).unwrap();
-    let got = matmul::matmul(&at, &bt).unwrap().to_vec::<f32>().unwrap();
+/// One column block and the smallest K: `tile_m`·65,536 + 3 rows need more than 65,535
+/// workgroups, so the grid must fold. B = 2·I keeps every product exact.
+pub fn more_than_65535_workgroups(t: Target, tile_m: usize) {
+    let (m, k) = (tile_m * 65_536 + 3, t.round);
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 97) as f32).collect();
+    let at = Tensor::from_slice(t.e, &a, &[m, k]).unwrap();
+    let eye: Vec<f32> = (0..k * k)
+        .map(|i| if i % (k + 1) == 0 { 2.0 } else { 0.0 })
+        .collect();
+    let bt = Tensor::from_slice(t.e, &eye, &[k, k]).unwrap();
+    let opts = Matmul {
+        kernel: t.kernel,
+        ..Default::default()
+    };
+    let got = matmul::matmul_with(&at, &bt, &opts)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     for (i, (&g, &v)) in got.iter().zip(&a).enumerate() {
-        assert_eq!(g, 2.0 * v, "row {i}");
+        assert_eq!(g, 2.0 * v, "element {i}");
     }
 }
 
 // The portable kernel runs on an engine whose device has no subgroups (as a host program's
 // device may); kernels-tests/matmul_subgroup.rs runs the same cases on the default engine.
 
+fn portable() -> Option<Target<'static>> {
+    let e = crate::portable_engine()?;
+    Some(Target {
+        e,
+        kernel: Kernel::Auto,
+        round: 1,
+    })
+}
+
 #[test]
 fn portable_matmul_matches_cpu_on_random_shapes_and_transpositions() {
-    let Some(e) = crate::portable_engine() else {
-        return;
-    };
-    random_shapes(e, 10, 24);
+    let Some(t) = portable() else { return };
+    random_shapes(t, 10, 24);
 }
 
 #[test]
 fn portable_matmul_handles_ones_and_tile_edges() {
-    let Some(e) = crate::portable_engine() else {
-        return;
-    };
-    tile_edges(e);
+    let Some(t) = portable() else { return };
+    tile_edges(t);
 }
 
 #[test]
 fn portable_matmul_fuses_bias_relu_and_accumulation() {
-    let Some(e) = crate::portable_engine() else {
-        return;
-    };
-    fusions(e);
+    let Some(t) = portable() else { return };
+    fusions(t);
 }
 
 #[test]
 fn portable_matmul_covers_more_than_65535_workgroups() {
-    let Some(e) = crate::portable_engine() else {
-        return;
-    };
-    more_than_65535_workgroups(e);
+    let Some(t) = portable() else { return };
+    more_than_65535_workgroups(t, 8);
+}
+
+#[test]
+fn a_kernel_the_device_lacks_is_a_typed_error() {
+    let Some(t) = portable() else { return };
+    let a = Tensor::zeros(t.e, &[8, 8], DType::F32).unwrap();
+    for kernel in [Kernel::Subgroup, Kernel::Wide] {
+        let opts = Matmul {
+            kernel,
+            ..Default::default()
+        };
+        let got = matmul::matmul_with(&a, &a, &opts);
+        assert!(matches!(got, Err(Error::BadInput { .. })), "{kernel:?}");
+    }
 }
 
 #[test]

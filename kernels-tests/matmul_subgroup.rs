@@ -1,18 +1,23 @@
 //! The subgroup matmul kernels (`matmul_sg`, `matmul_sg_v4`) against the CPU twin in
 //! `kernels-tests/matmul.rs`, on the default engine (lavapipe has subgroups of 8).
 
-use crate::gpu;
-use crate::matmul::{fusions, more_than_65535_workgroups, random_shapes, tile_edges, w1_shapes};
-use latent::kernels::matmul_subgroup;
+use crate::matmul::{
+    Target, fusions, more_than_65535_workgroups, random_shapes, tile_edges, w1_shapes,
+};
+use latent::kernels::{matmul::Kernel, matmul_subgroup};
 
-fn engine() -> Option<&'static latent::Engine> {
+fn target() -> Option<Target<'static>> {
     let e = crate::engine()?;
     assert!(
         matmul_subgroup::usable(e),
         "the default adapter ({}) has no subgroups of >= 8: these tests need one that does",
         e.summary()
     );
-    Some(e)
+    Some(Target {
+        e,
+        kernel: Kernel::Subgroup,
+        round: 1,
+    })
 }
 
 #[test]
@@ -24,35 +29,30 @@ fn subgroup_entry_is_vec4_only_for_multiples_of_4() {
 
 #[test]
 fn subgroup_matmul_matches_cpu_on_random_shapes_and_transpositions() {
-    let _ = gpu!();
-    let Some(e) = engine() else { return };
-    random_shapes(e, 20, 48);
+    let Some(t) = target() else { return };
+    random_shapes(t, 20, 48);
 }
 
 #[test]
 fn subgroup_matmul_handles_ones_and_tile_edges() {
-    let _ = gpu!();
-    let Some(e) = engine() else { return };
-    tile_edges(e);
+    let Some(t) = target() else { return };
+    tile_edges(t);
 }
 
 #[test]
 fn subgroup_matmul_fuses_bias_relu_and_accumulation() {
-    let _ = gpu!();
-    let Some(e) = engine() else { return };
-    fusions(e);
+    let Some(t) = target() else { return };
+    fusions(t);
 }
 
 #[test]
 fn subgroup_matmul_at_w1_shapes_matches_cpu() {
-    let _ = gpu!();
-    let Some(e) = engine() else { return };
-    w1_shapes(e);
+    let Some(t) = target() else { return };
+    w1_shapes(t);
 }
 
 #[test]
 fn subgroup_matmul_covers_more_than_65535_workgroups() {
-    let _ = gpu!();
-    let Some(e) = engine() else { return };
-    more_than_65535_workgroups(e);
+    let Some(t) = target() else { return };
+    more_than_65535_workgroups(t, 8);
 }

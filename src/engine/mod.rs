@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 /// Features used when the adapter has them; none is required.
 const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
+    .union(wgpu::Features::SHADER_INT64)
     .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::TIMESTAMP_QUERY)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
@@ -177,6 +178,7 @@ impl Engine {
         let mut feats = Vec::new();
         for (flag, name) in [
             (wgpu::Features::SUBGROUP, "subgroups"),
+            (wgpu::Features::SHADER_INT64, "int64"),
             (wgpu::Features::SHADER_F16, "f16"),
             (wgpu::Features::TIMESTAMP_QUERY, "timestamps"),
         ] {
@@ -193,6 +195,14 @@ impl Engine {
             feats.join(", "),
             self.inner.limits.max_storage_buffer_binding_size >> 20
         )
+    }
+
+    /// The most loop iterations one invocation may run, when the driver imposes a limit:
+    /// Mesa's llvmpipe (lavapipe) silently stops every invocation after 65,535 iterations
+    /// of all its loops together, so kernels split longer runs.
+    pub fn max_loop_iterations(&self) -> Option<u32> {
+        let info = self.inner.info.as_ref()?;
+        (info.driver.contains("llvmpipe") || info.name.contains("llvmpipe")).then_some(65_535)
     }
 
     /// Returns the first asynchronous GPU fault (validation, out of memory, device lost).

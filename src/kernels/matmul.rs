@@ -1,7 +1,7 @@
 //! Launcher for `shaders/matmul.wgsl`: C = op(A)·op(B) (+ bias row, ReLU, += C) for any M, N, K;
-//! uses the subgroup kernels (`matmul_subgroup`) when the device has them. Tests: `kernels-tests/matmul.rs`.
+//! picks the wide-load or subgroup kernels when the device and shape allow. Tests: `kernels-tests/matmul.rs`.
 
-use super::matmul_subgroup;
+use super::{matmul_subgroup, matmul_wide};
 use crate::engine::{DType, Error, Result, Shader, Tensor};
 
 pub const SHADER: Shader = Shader {
@@ -9,9 +9,23 @@ pub const SHADER: Shader = Shader {
     source: include_str!("../../shaders/matmul.wgsl"),
 };
 
-/// Output tile of one workgroup (rows × columns), fixed by the shader.
+/// Output tile of one workgroup (rows × columns) of the portable and subgroup kernels.
 const TILE_M: usize = 8;
 const TILE_N: usize = 32;
+
+/// Which kernel family computes a product.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernel {
+    /// The fastest one the device and shape allow: wide, then subgroup, then portable.
+    #[default]
+    Auto,
+    /// `matmul.wgsl`: no optional features, any shape.
+    Portable,
+    /// `matmul_subgroup.wgsl`: subgroups of at least 8, any shape.
+    Subgroup,
+    /// `matmul_wide.wgsl`: subgroups and 64-bit integers; see [`matmul_wide::plan`] for shapes.
+    Wide,
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -37,6 +51,8 @@ pub struct Matmul<'a> {
     pub relu: bool,
     /// `matmul_into` adds the (biased, ReLU'd) product to the output instead of overwriting it.
     pub accumulate: bool,
+    /// Kernel family; `Auto` unless a test or benchmark wants a particular one.
+    pub kernel: Kernel,
 }
 
 /// (M, K, N) of op(A)·op(B), checking ranks, dtypes and the inner dimension.
@@ -86,8 +102,46 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
     let (m, k, n) = dims(a, b, opts)?;
     out.expect_dtype("matmul", DType::F32)?;
     out.expect_shape("matmul output", &[m, n])?;
-    let tiles_n = n.div_ceil(TILE_N);
-    let tiles = m.div_ceil(TILE_M) * tiles_n;
+    let engine = out.engine();
+    let wide = matmul_wide::usable(engine)
+        .then(|| matmul_wide::plan(m, k, n, opts.trans_a))
+        .flatten();
+    let subgroup = (
+        &matmul_subgroup::SHADER,
+        matmul_subgroup::entry(m, k, n),
+        (TILE_M, TILE_N),
+    );
+    let (shader, entry, (tile_m, tile_n)) = match (opts.kernel, wide) {
+        (Kernel::Auto | Kernel::Wide, Some((entry, tm, tn))) => {
+            (&matmul_wide::SHADER, entry, (tm, tn))
+        }
+        (Kernel::Auto | Kernel::Subgroup, _) if matmul_subgroup::usable(engine) => subgroup,
+        (Kernel::Auto | Kernel::Portable, _) => (&SHADER, "matmul", (TILE_M, TILE_N)),
+        (kernel, _) => {
+            return Err(Error::bad(
+                "matmul",
+                format!("the {kernel:?} kernel cannot run a {m}x{k}x{n} product on this device"),
+            ));
+        }
+    };
+    // lavapipe stops each invocation after 65,535 loop iterations: refuse instead of being wrong.
+    let steps = match entry {
+        "matmul_wide_rows" | "matmul_wide_ta" => k / 8,
+        "matmul_sg_v4" => k / 4,
+        _ => k,
+    };
+    if let Some(limit) = engine.max_loop_iterations() {
+        if steps + 64 > limit as usize {
+            return Err(Error::bad(
+                "matmul",
+                format!(
+                    "K = {k} needs {steps} loop steps per invocation; this driver allows {limit}"
+                ),
+            ));
+        }
+    }
+    let tiles_n = n.div_ceil(tile_n);
+    let tiles = m.div_ceil(tile_m) * tiles_n;
     let params = Params {
         m: m as u32,
         n: n as u32,
@@ -95,11 +149,6 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
         tiles_n: tiles_n as u32,
         tiles: tiles as u32,
         _pad: [0; 3],
-    };
-    let (shader, entry) = if matmul_subgroup::usable(out.engine()) {
-        (&matmul_subgroup::SHADER, matmul_subgroup::entry(m, k, n))
-    } else {
-        (&SHADER, "matmul")
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let constants = [

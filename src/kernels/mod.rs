@@ -6,6 +6,7 @@ pub mod elementwise;
 pub mod layout;
 pub mod matmul;
 pub mod matmul_subgroup;
+pub mod matmul_wide;
 pub mod peak;
 pub mod reduce;
 pub mod softmax;
@@ -19,6 +20,7 @@ pub const SHADERS: &[Shader] = &[
     layout::SHADER,
     matmul::SHADER,
     matmul_subgroup::SHADER,
+    matmul_wide::SHADER,
     peak::SHADER,
     reduce::SHADER,
     softmax::SHADER,

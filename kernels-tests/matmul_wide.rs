@@ -1,0 +1,110 @@
+//! The wide-load matmul kernels (`matmul_wide_rows`, `matmul_wide_ta`) against the CPU twin in
+//! `kernels-tests/matmul.rs`, on the default engine (lavapipe has subgroups and int64).
+
+use crate::matmul::{
+    Target, fusions, more_than_65535_workgroups, random_shapes, tile_edges, w1_shapes,
+};
+use latent::kernels::matmul::{self, Kernel, Matmul};
+use latent::kernels::matmul_wide;
+use latent::{DType, Error, Tensor};
+
+fn target() -> Option<Target<'static>> {
+    let e = crate::engine()?;
+    assert!(
+        matmul_wide::usable(e),
+        "the default adapter ({}) lacks subgroups >= 8 or int64: these tests need one that has them",
+        e.summary()
+    );
+    Some(Target {
+        e,
+        kernel: Kernel::Wide,
+        round: 8,
+    })
+}
+
+#[test]
+fn wide_plan_needs_8_float_runs() {
+    assert_eq!(
+        matmul_wide::plan(128, 784, 512, false),
+        Some(("matmul_wide_rows", 32, 16))
+    );
+    assert_eq!(
+        matmul_wide::plan(3, 784, 512, false),
+        Some(("matmul_wide_rows", 32, 16))
+    );
+    assert_eq!(
+        matmul_wide::plan(784, 128, 512, true),
+        Some(("matmul_wide_ta", 64, 16))
+    );
+    assert_eq!(matmul_wide::plan(3, 128, 512, true), None);
+    assert_eq!(matmul_wide::plan(128, 12, 512, false), None);
+    assert_eq!(matmul_wide::plan(128, 16, 36, false), None);
+}
+
+#[test]
+fn wide_matmul_matches_cpu_on_random_shapes_and_transpositions() {
+    let Some(t) = target() else { return };
+    random_shapes(t, 30, 32);
+}
+
+#[test]
+fn wide_matmul_handles_tile_edges() {
+    let Some(t) = target() else { return };
+    tile_edges(t);
+}
+
+#[test]
+fn wide_rows_matmul_takes_any_number_of_rows() {
+    let Some(t) = target() else { return };
+    // M not a multiple of 8 (or of the 32-row tile) exercises the clamped row loads.
+    let e = t.e;
+    for m in [1usize, 7, 33, 45] {
+        let a: Vec<f32> = (0..m * 16).map(|i| (i % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..16 * 24).map(|i| (i % 7) as f32 - 3.0).collect();
+        let at = Tensor::from_slice(e, &a, &[m, 16]).unwrap();
+        let bt = Tensor::from_slice(e, &b, &[16, 24]).unwrap();
+        let opts = Matmul {
+            kernel: Kernel::Wide,
+            ..Default::default()
+        };
+        let got = matmul::matmul_with(&at, &bt, &opts)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let want = crate::matmul::cpu_matmul(&a, &b, (m, 16, 24), false, false, None, false, None);
+        assert_eq!(got, want, "m {m}: small integers are exact");
+    }
+}
+
+#[test]
+fn wide_matmul_fuses_bias_relu_and_accumulation() {
+    let Some(t) = target() else { return };
+    fusions(t);
+}
+
+#[test]
+fn wide_matmul_at_w1_shapes_matches_cpu() {
+    let Some(t) = target() else { return };
+    w1_shapes(t);
+}
+
+#[test]
+fn wide_matmul_covers_more_than_65535_workgroups() {
+    let Some(t) = target() else { return };
+    more_than_65535_workgroups(t, 32);
+}
+
+#[test]
+fn wide_matmul_refuses_shapes_without_8_float_runs() {
+    let Some(t) = target() else { return };
+    let a = Tensor::zeros(t.e, &[8, 12], DType::F32).unwrap();
+    let b = Tensor::zeros(t.e, &[12, 8], DType::F32).unwrap();
+    let opts = Matmul {
+        kernel: Kernel::Wide,
+        ..Default::default()
+    };
+    assert!(matches!(
+        matmul::matmul_with(&a, &b, &opts),
+        Err(Error::BadInput { .. })
+    ));
+}

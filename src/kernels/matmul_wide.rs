@@ -1,0 +1,34 @@
+//! The wide-load matmul module (`shaders/matmul_wide.wgsl` appended to `shaders/matmul.wgsl`):
+//! entry choice and tiles; driven by `matmul::matmul_into`. Tests: `kernels-tests/matmul_wide.rs`.
+
+use super::matmul_subgroup;
+use crate::engine::{Engine, Shader};
+
+pub const SHADER: Shader = Shader {
+    name: "matmul_wide",
+    source: concat!(
+        include_str!("../../shaders/matmul.wgsl"),
+        include_str!("../../shaders/matmul_wide.wgsl")
+    ),
+};
+
+/// Whether the wide kernels can run: subgroups of at least 8 and 64-bit integers (their
+/// vec4<u64> views load 8 floats at a time).
+pub fn usable(engine: &Engine) -> bool {
+    matmul_subgroup::usable(engine) && engine.features().contains(wgpu::Features::SHADER_INT64)
+}
+
+/// Entry point and output tile (rows, columns) for an (M, K, N) product, if its sides allow:
+/// 8-float runs along K of A (or along M of a transposed A) and along N or K of B, and C in vec4s.
+pub fn plan(m: usize, k: usize, n: usize, trans_a: bool) -> Option<(&'static str, usize, usize)> {
+    if !k.is_multiple_of(8) || !n.is_multiple_of(8) {
+        return None;
+    }
+    if !trans_a {
+        Some(("matmul_wide_rows", 32, 16))
+    } else if m.is_multiple_of(8) {
+        Some(("matmul_wide_ta", 64, 16))
+    } else {
+        None
+    }
+}
