@@ -130,15 +130,12 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
         "matmul_sg_v4" => k / 4,
         _ => k,
     };
-    if let Some(limit) = engine.max_loop_iterations() {
-        if steps + 64 > limit as usize {
-            return Err(Error::bad(
-                "matmul",
-                format!(
-                    "K = {k} needs {steps} loop steps per invocation; this driver allows {limit}"
-                ),
-            ));
-        }
+    if let Some(limit) = engine.max_loop_iterations()
+        && steps + 64 > limit as usize
+    {
+        let why =
+            format!("K = {k} needs {steps} loop steps per invocation; this driver allows {limit}");
+        return Err(Error::bad("matmul", why));
     }
     let tiles_n = n.div_ceil(tile_n);
     let tiles = m.div_ceil(tile_m) * tiles_n;
