@@ -108,3 +108,17 @@ fn wide_matmul_refuses_shapes_without_8_float_runs() {
         Err(Error::BadInput { .. })
     ));
 }
+
+#[test]
+fn a_k_beyond_the_drivers_loop_limit_is_refused_not_wrong() {
+    let Some(t) = target() else { return };
+    let Some(limit) = t.e.max_loop_iterations() else {
+        eprintln!("this driver has no loop limit; nothing to refuse");
+        return;
+    };
+    // 8 floats per step: one more step than lavapipe runs.
+    let k = 8 * (limit as usize + 1);
+    let a = Tensor::zeros(t.e, &[1, k], DType::F32).unwrap();
+    let b = Tensor::zeros(t.e, &[k, 8], DType::F32).unwrap();
+    assert!(matches!(matmul::matmul(&a, &b), Err(Error::BadInput { .. })));
+}
