@@ -54,6 +54,8 @@ fn measure_peak(engine: &Engine) -> Result<f64> {
 struct Row {
     name: String,
     gflops: f64,
+    /// Seconds per call (to aggregate a whole step's products).
+    secs: f64,
 }
 
 /// One matmul measurement: (M, K, N) of op(A)·op(B) with A / B stored transposed if asked.
@@ -80,6 +82,7 @@ fn bench_matmul(engine: &Engine, p: Product, reps: u32) -> Result<Row> {
     Ok(Row {
         name: p.name,
         gflops: 2.0 * (m * n * k) as f64 / secs / 1e9,
+        secs,
     })
 }
 
@@ -134,6 +137,15 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
             rows.push(bench_matmul(engine, product(name, mkn, ta, tb), reps)?);
         }
     }
+    // All 18 products of one W1 training step, as the step would run them back to back.
+    let w1 = &rows[1..];
+    let secs: f64 = w1.iter().map(|r| r.secs).sum();
+    let flops: f64 = w1.iter().map(|r| r.gflops * r.secs).sum();
+    rows.push(Row {
+        name: "W1 step, all 18 products".into(),
+        gflops: flops / secs,
+        secs,
+    });
     let adapter = engine.summary();
     if json {
         let kernels: Vec<String> = rows
