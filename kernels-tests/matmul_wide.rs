@@ -120,5 +120,8 @@ fn a_k_beyond_the_drivers_loop_limit_is_refused_not_wrong() {
     let k = 8 * (limit as usize + 1);
     let a = Tensor::zeros(t.e, &[1, k], DType::F32).unwrap();
     let b = Tensor::zeros(t.e, &[k, 8], DType::F32).unwrap();
-    assert!(matches!(matmul::matmul(&a, &b), Err(Error::BadInput { .. })));
+    assert!(matches!(
+        matmul::matmul(&a, &b),
+        Err(Error::BadInput { .. })
+    ));
 }

@@ -41,6 +41,24 @@ fn store_row(row: u32, col: u32, v_in: vec4<f32>) {
     }
 }
 
+// Operand strides: element (r, k) of op(A) is a[r * s.x + k * s.y], element (k, n) of op(B) is
+// b[k * s.z + n * s.w].
+fn strides() -> vec4<u32> {
+    let M = params.m; let N = params.n; let K = params.k;
+    return vec4(select(K, 1u, TRANS_A), select(1u, M, TRANS_A), select(N, 1u, TRANS_B), select(1u, K, TRANS_B));
+}
+
+// Offsets in b of columns col..col+3 (clamped to the last column, so edge tiles load safely).
+fn b_columns(col: u32, sb: u32) -> vec4<u32> {
+    let last = params.n - 1u;
+    return vec4(min(col, last), min(col + 1u, last), min(col + 2u, last), min(col + 3u, last)) * sb;
+}
+
+// This lane's 4 values of op(B)'s row k (`kk` = k * s.z).
+fn load_b(kk: u32, cols: vec4<u32>) -> vec4<f32> {
+    return vec4(b[kk + cols.x], b[kk + cols.y], b[kk + cols.z], b[kk + cols.w]);
+}
+
 // Any shape, no subgroups: every lane reads the 8 A values of the tile's rows (the same
 // addresses across lanes, which real GPUs serve as broadcasts) and its own 4 B values.
 @compute @workgroup_size(8)
@@ -48,24 +66,20 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
           @builtin(local_invocation_index) lane: u32) {
     let wid = wg.x + wg.y * nwg.x;
     if (wid >= params.tiles) { return; }  // uniform per workgroup
-    let M = params.m; let N = params.n; let K = params.k;
+    let M = params.m; let K = params.k;
     let m0 = (wid / params.tiles_n) * 8u;
     let col = (wid % params.tiles_n) * 32u + 4u * lane;
-    // Element (r, k) of op(A) is a[r * sa + k * ka]; element (k, n) of op(B) is b[k * kb + n * sb].
-    let sa = select(K, 1u, TRANS_A); let ka = select(1u, M, TRANS_A);
-    let kb = select(N, 1u, TRANS_B); let sb = select(1u, K, TRANS_B);
-    let r0 = min(m0, M - 1u) * sa; let r1 = min(m0 + 1u, M - 1u) * sa;
-    let r2 = min(m0 + 2u, M - 1u) * sa; let r3 = min(m0 + 3u, M - 1u) * sa;
-    let r4 = min(m0 + 4u, M - 1u) * sa; let r5 = min(m0 + 5u, M - 1u) * sa;
-    let r6 = min(m0 + 6u, M - 1u) * sa; let r7 = min(m0 + 7u, M - 1u) * sa;
-    let b0 = min(col, N - 1u) * sb; let b1 = min(col + 1u, N - 1u) * sb;
-    let b2 = min(col + 2u, N - 1u) * sb; let b3 = min(col + 3u, N - 1u) * sb;
+    let s = strides();
+    let r0 = min(m0, M - 1u) * s.x; let r1 = min(m0 + 1u, M - 1u) * s.x;
+    let r2 = min(m0 + 2u, M - 1u) * s.x; let r3 = min(m0 + 3u, M - 1u) * s.x;
+    let r4 = min(m0 + 4u, M - 1u) * s.x; let r5 = min(m0 + 5u, M - 1u) * s.x;
+    let r6 = min(m0 + 6u, M - 1u) * s.x; let r7 = min(m0 + 7u, M - 1u) * s.x;
+    let cols = b_columns(col, s.w);
     var acc0 = vec4(0.0); var acc1 = vec4(0.0); var acc2 = vec4(0.0); var acc3 = vec4(0.0);
     var acc4 = vec4(0.0); var acc5 = vec4(0.0); var acc6 = vec4(0.0); var acc7 = vec4(0.0);
     for (var k = 0u; k < K; k++) {
-        let kk = k * kb;
-        let bv = vec4(b[kk + b0], b[kk + b1], b[kk + b2], b[kk + b3]);
-        let ak = k * ka;
+        let bv = load_b(k * s.z, cols);
+        let ak = k * s.y;
         acc0 = fma(vec4(a[r0 + ak]), bv, acc0); acc1 = fma(vec4(a[r1 + ak]), bv, acc1);
         acc2 = fma(vec4(a[r2 + ak]), bv, acc2); acc3 = fma(vec4(a[r3 + ak]), bv, acc3);
         acc4 = fma(vec4(a[r4 + ak]), bv, acc4); acc5 = fma(vec4(a[r5 + ak]), bv, acc5);

@@ -28,21 +28,16 @@ fn matmul_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
           @builtin(local_invocation_index) lane: u32) {
     let wid = wg.x + wg.y * nwg.x;
     if (wid >= params.tiles) { return; }  // uniform per workgroup
-    let M = params.m; let N = params.n; let K = params.k;
+    let M = params.m; let K = params.k;
     let m0 = (wid / params.tiles_n) * 8u;
     let col = (wid % params.tiles_n) * 32u + 4u * lane;
-    let row = min(m0 + lane, M - 1u);
-    // Element (r, k) of op(A) is a[r * sa + k * ka]; element (k, n) of op(B) is b[k * kb + n * sb].
-    let sa = select(K, 1u, TRANS_A); let ka = select(1u, M, TRANS_A);
-    let kb = select(N, 1u, TRANS_B); let sb = select(1u, K, TRANS_B);
-    let ab = row * sa;
-    let b0 = min(col, N - 1u) * sb; let b1 = min(col + 1u, N - 1u) * sb;
-    let b2 = min(col + 2u, N - 1u) * sb; let b3 = min(col + 3u, N - 1u) * sb;
+    let s = strides();
+    let ab = min(m0 + lane, M - 1u) * s.x;
+    let cols = b_columns(col, s.w);
     var acc0 = vec4(0.0); var acc1 = vec4(0.0); var acc2 = vec4(0.0); var acc3 = vec4(0.0); var acc4 = vec4(0.0); var acc5 = vec4(0.0); var acc6 = vec4(0.0); var acc7 = vec4(0.0);
     for (var k = 0u; k < K; k++) {
-        let al = a[ab + k * ka];
-        let kk = k * kb;
-        let bv = vec4(b[kk + b0], b[kk + b1], b[kk + b2], b[kk + b3]);
+        let al = a[ab + k * s.y];
+        let bv = load_b(k * s.z, cols);
         acc0 = fma(vec4(subgroupBroadcast(al, 0u)), bv, acc0);
         acc1 = fma(vec4(subgroupBroadcast(al, 1u)), bv, acc1);
         acc2 = fma(vec4(subgroupBroadcast(al, 2u)), bv, acc2);
@@ -52,14 +47,14 @@ fn matmul_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         acc6 = fma(vec4(subgroupBroadcast(al, 6u)), bv, acc6);
         acc7 = fma(vec4(subgroupBroadcast(al, 7u)), bv, acc7);
     }
-    store_row(m0 + 0u, (wid % params.tiles_n) * 32u + 4u * lane, acc0);
-    store_row(m0 + 1u, (wid % params.tiles_n) * 32u + 4u * lane, acc1);
-    store_row(m0 + 2u, (wid % params.tiles_n) * 32u + 4u * lane, acc2);
-    store_row(m0 + 3u, (wid % params.tiles_n) * 32u + 4u * lane, acc3);
-    store_row(m0 + 4u, (wid % params.tiles_n) * 32u + 4u * lane, acc4);
-    store_row(m0 + 5u, (wid % params.tiles_n) * 32u + 4u * lane, acc5);
-    store_row(m0 + 6u, (wid % params.tiles_n) * 32u + 4u * lane, acc6);
-    store_row(m0 + 7u, (wid % params.tiles_n) * 32u + 4u * lane, acc7);
+    store_row(m0 + 0u, col, acc0);
+    store_row(m0 + 1u, col, acc1);
+    store_row(m0 + 2u, col, acc2);
+    store_row(m0 + 3u, col, acc3);
+    store_row(m0 + 4u, col, acc4);
+    store_row(m0 + 5u, col, acc5);
+    store_row(m0 + 6u, col, acc6);
+    store_row(m0 + 7u, col, acc7);
 }
 
 // M, N, K multiples of 4 (all W1 shapes). Same tile; loads are vec4 (4 k-steps per A load).
