@@ -30,6 +30,13 @@ pub fn cpu_binary(op: Binary, u: f32, v: f32) -> f32 {
         Binary::Div => u / v,
         Binary::Max => u.max(v),
         Binary::Min => u.min(v),
+        Binary::MaskPositive => {
+            if v > 0.0 {
+                u
+            } else {
+                0.0
+            }
+        }
     }
 }
 
@@ -198,4 +205,41 @@ fn broadcast_rules_follow_numpy_for_rows_columns_and_scalars() {
     assert_eq!(b(&[4], &[4, 5]), None);
     assert_eq!(b(&[4, 2, 1], &[2, 4, 5]), None);
     assert_eq!(b(&[5, 4], &[4, 5]), None);
+}
+
+#[test]
+fn affine_broadcasts_and_accumulate_adds_in_place() {
+    let e = gpu!();
+    let mut r = rng(4);
+    let (rows, cols) = (33, 70);
+    let x = uniform(&mut r, rows * cols, -2.0, 2.0);
+    let col = uniform(&mut r, rows, -2.0, 2.0);
+    let g = Tensor::from_slice(e, &[0.75f32], &[1]).unwrap();
+    // A scalar spread over a [rows] vector (the backward of a mean).
+    let out = Tensor::uninit(e, &[rows], DType::F32).unwrap();
+    ew::affine_into(&g, 0.5, 1.0, &out).unwrap();
+    assert!(out.to_vec::<f32>().unwrap().iter().all(|&v| v == 1.375));
+    // out += 2·column, broadcast over the columns.
+    let acc = Tensor::from_slice(e, &x, &[rows, cols]).unwrap();
+    let c = Tensor::from_slice(e, &col, &[rows, 1]).unwrap();
+    ew::accumulate(&acc, &c, 2.0).unwrap();
+    let want: Vec<f32> = (0..rows * cols)
+        .map(|i| 2.0f32.mul_add(col[i / cols], x[i]))
+        .collect();
+    assert_close(
+        "accumulate column",
+        &acc.to_vec::<f32>().unwrap(),
+        &want,
+        1e-6,
+        1e-6,
+    );
+    let bad = Tensor::zeros(e, &[cols + 1], DType::F32).unwrap();
+    assert!(matches!(
+        ew::accumulate(&acc, &bad, 1.0),
+        Err(latent::Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        ew::accumulate(&acc, &acc, 1.0),
+        Err(latent::Error::BadInput { .. })
+    ));
 }

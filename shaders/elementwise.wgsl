@@ -65,7 +65,9 @@ fn apply_binary(u: f32, v: f32) -> f32 {
         case 2u: { return u * v; }
         case 3u: { return u / v; }
         case 4u: { return max(u, v); }
-        default: { return min(u, v); }
+        case 5u: { return min(u, v); }
+        // ReLU's backward: the gradient u where the ReLU output v is positive.
+        default: { return select(0.0, u, v > 0.0); }
     }
 }
 
@@ -87,13 +89,23 @@ fn binary(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
 }
 
-// out = a·x + b
+// out = a·x + b, x broadcast to out (a scalar gradient spread over a row, say)
 @compute @workgroup_size(256)
 fn affine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let i = index(wg, nwg, lid);
     if i < p.n {
-        out[i] = fma(p.a, x[i], p.b);
+        out[i] = fma(p.a, x[source(i, p.mode_x)], p.b);
+    }
+}
+
+// out += a·x (gradient accumulation in place), x broadcast to out
+@compute @workgroup_size(256)
+fn accumulate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = index(wg, nwg, lid);
+    if i < p.n {
+        out[i] = fma(p.a, x[source(i, p.mode_x)], out[i]);
     }
 }
 

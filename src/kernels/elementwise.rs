@@ -59,16 +59,19 @@ pub enum Binary {
     Div,
     Max,
     Min,
+    /// `a` where `b > 0`, else 0: ReLU's backward with `b` the ReLU's output.
+    MaskPositive,
 }
 
 impl Binary {
-    pub const ALL: [Binary; 6] = [
+    pub const ALL: [Binary; 7] = [
         Binary::Add,
         Binary::Sub,
         Binary::Mul,
         Binary::Div,
         Binary::Max,
         Binary::Min,
+        Binary::MaskPositive,
     ];
 }
 
@@ -204,12 +207,22 @@ pub fn binary(op: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
-/// `out = scale·x + shift`.
+/// How `x` broadcasts to `out`, or a shape mismatch naming both.
+fn broadcast_to(op: &'static str, x: &Tensor, out: &Tensor) -> Result<Broadcast> {
+    broadcast_of(x.shape(), out.shape()).ok_or_else(|| Error::ShapeMismatch {
+        op,
+        lhs: x.shape().to_vec(),
+        rhs: out.shape().to_vec(),
+    })
+}
+
+/// `out = scale·x + shift`, with `x` broadcast to `out` (row, column or scalar).
 pub fn affine_into(x: &Tensor, scale: f32, shift: f32, out: &Tensor) -> Result<()> {
-    same_shape("affine", x, out)?;
+    let mode_x = broadcast_to("affine", x, out)?;
     let p = Params {
         a: scale,
         b: shift,
+        mode_x: mode_x as u32,
         ..params(out)
     };
     launch("affine", 0, &[x], out, p)
@@ -220,6 +233,17 @@ pub fn affine(x: &Tensor, scale: f32, shift: f32) -> Result<Tensor> {
     let out = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
     affine_into(x, scale, shift, &out)?;
     Ok(out)
+}
+
+/// `out += scale·x` in place, with `x` broadcast to `out` (gradient accumulation).
+pub fn accumulate(out: &Tensor, x: &Tensor, scale: f32) -> Result<()> {
+    let mode_x = broadcast_to("accumulate", x, out)?;
+    let p = Params {
+        a: scale,
+        mode_x: mode_x as u32,
+        ..params(out)
+    };
+    launch("accumulate", 0, &[x], out, p)
 }
 
 /// `min(max(x, lo), hi)`.
