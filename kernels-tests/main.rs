@@ -12,6 +12,7 @@ mod peak;
 mod reduce;
 mod shaders;
 mod softmax;
+mod tape;
 
 use latent::Engine;
 use rand::rngs::StdRng;

@@ -4,5 +4,8 @@
 
 pub mod engine;
 pub mod kernels;
+pub mod nn;
+pub mod optim;
+pub mod tape;
 
 pub use engine::{DType, Engine, Error, Grid, Result, Stats, Tensor};

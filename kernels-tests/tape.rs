@@ -1,0 +1,341 @@
+//! Finite-difference gradient checks of every tape op: the GPU backward against central
+//! differences (f64) of a CPU twin of the forward, through loss = Σ w ⊙ f(inputs) with random w.
+
+use crate::{gpu, rng, uniform};
+use latent::kernels::elementwise::{Binary, Unary};
+use latent::nn::{Linear, Module};
+use latent::optim::KlSchedule;
+use latent::tape::{Param, Tape, Var};
+use latent::{Engine, Error, Tensor};
+
+type Cpu = dyn Fn(&[Vec<f64>]) -> Vec<f64>;
+
+/// Checks d/dinputs of Σ w·f(inputs) on the GPU tape against f64 central differences of `cpu`.
+/// Tolerance: the GPU works in f32 (≈1e-6 relative per op), the differences are exact to ~1e-9.
+fn check(
+    e: &Engine,
+    what: &str,
+    inputs: &[(Vec<f32>, Vec<usize>)],
+    gpu: impl Fn(&[Var]) -> Var,
+    cpu: &Cpu,
+) {
+    let params: Vec<Param> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (d, s))| {
+            Param::new(format!("in{i}"), Tensor::from_slice(e, d, s).unwrap()).unwrap()
+        })
+        .collect();
+    let tape = Tape::new(e);
+    let vars: Vec<Var> = params.iter().map(|p| tape.param(p)).collect();
+    let y = gpu(&vars);
+    let mut r = rng(99);
+    let w = uniform(&mut r, y.value().numel(), -1.0, 1.0);
+    let wv = tape.input(&Tensor::from_slice(e, &w, y.shape()).unwrap());
+    let loss = y.mul(&wv).unwrap().sum().unwrap();
+    tape.backward(&loss).unwrap();
+
+    let x64: Vec<Vec<f64>> = inputs
+        .iter()
+        .map(|(d, _)| d.iter().map(|&v| v as f64).collect())
+        .collect();
+    let lossf = |xs: &[Vec<f64>]| {
+        cpu(xs)
+            .iter()
+            .zip(&w)
+            .map(|(a, b)| a * *b as f64)
+            .sum::<f64>()
+    };
+    for (i, p) in params.iter().enumerate() {
+        assert!(p.has_grad(), "{what}: input {i} got no gradient");
+        let got = p.grad().to_vec::<f32>().unwrap();
+        for j in 0..got.len() {
+            let h = 1e-6 * (1.0 + x64[i][j].abs());
+            let mut plus = x64.clone();
+            plus[i][j] += h;
+            let mut minus = x64.clone();
+            minus[i][j] -= h;
+            let fd = (lossf(&plus) - lossf(&minus)) / (2.0 * h);
+            let g = got[j] as f64;
+            assert!(
+                (g - fd).abs() <= 2e-3 * (1.0 + fd.abs()),
+                "{what}: d/d input {i}[{j}] gpu {g} finite difference {fd}"
+            );
+        }
+    }
+}
+
+fn rand_input(seed: u64, shape: &[usize], lo: f32, hi: f32) -> (Vec<f32>, Vec<usize>) {
+    let n = shape.iter().product();
+    (uniform(&mut rng(seed), n, lo, hi), shape.to_vec())
+}
+
+fn mm64(a: &[f64], b: &[f64], (m, k, n): (usize, usize, usize), ta: bool, tb: bool) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            for p in 0..k {
+                let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                c[i * n + j] += av * bv;
+            }
+        }
+    }
+    c
+}
+
+#[test]
+fn linear_gradients_match_finite_differences() {
+    let e = gpu!();
+    for (relu, (b, i, o)) in [(false, (3, 5, 4)), (true, (6, 16, 8)), (true, (2, 9, 33))] {
+        let inputs = [
+            rand_input(1, &[b, i], -1.0, 1.0),
+            rand_input(2, &[o, i], -1.0, 1.0),
+            rand_input(3, &[o], -0.5, 0.5),
+        ];
+        let cpu = move |x: &[Vec<f64>]| {
+            let mut y = mm64(&x[0], &x[1], (b, i, o), false, true);
+            for (k, v) in y.iter_mut().enumerate() {
+                *v += x[2][k % o];
+                if relu {
+                    *v = v.max(0.0);
+                }
+            }
+            y
+        };
+        let what = format!("linear relu={relu} {b}x{i}->{o}");
+        check(
+            e,
+            &what,
+            &inputs,
+            |v| v[0].linear(&v[1], Some(&v[2]), relu).unwrap(),
+            &cpu,
+        );
+    }
+}
+
+#[test]
+fn matmul_gradients_match_finite_differences_in_every_layout() {
+    let e = gpu!();
+    let (m, k, n) = (5, 7, 3);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a_shape = if ta { [k, m] } else { [m, k] };
+        let b_shape = if tb { [n, k] } else { [k, n] };
+        let inputs = [
+            rand_input(4, &a_shape, -1.0, 1.0),
+            rand_input(5, &b_shape, -1.0, 1.0),
+        ];
+        let cpu = move |x: &[Vec<f64>]| mm64(&x[0], &x[1], (m, k, n), ta, tb);
+        let what = format!("matmul ta={ta} tb={tb}");
+        check(
+            e,
+            &what,
+            &inputs,
+            |v| v[0].matmul(&v[1], ta, tb).unwrap(),
+            &cpu,
+        );
+    }
+}
+
+#[test]
+fn unary_gradients_match_finite_differences() {
+    let e = gpu!();
+    for op in Unary::ALL {
+        // Away from 0 for ReLU's kink; positive for log and sqrt.
+        let (lo, hi) = match op {
+            Unary::Log | Unary::Sqrt => (0.2, 3.0),
+            _ => (0.1, 2.0),
+        };
+        let mut input = rand_input(6, &[4, 6], lo, hi);
+        if !matches!(op, Unary::Log | Unary::Sqrt) {
+            for (j, v) in input.0.iter_mut().enumerate() {
+                if j % 2 == 1 {
+                    *v = -*v;
+                }
+            }
+        }
+        let f = move |v: f64| match op {
+            Unary::Neg => -v,
+            Unary::Exp => v.exp(),
+            Unary::Log => v.ln(),
+            Unary::Sqrt => v.sqrt(),
+            Unary::Relu => v.max(0.0),
+            Unary::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Unary::Tanh => v.tanh(),
+            Unary::Softplus => (1.0 + v.exp()).ln(),
+            Unary::Square => v * v,
+        };
+        let cpu = move |x: &[Vec<f64>]| x[0].iter().map(|&v| f(v)).collect();
+        check(
+            e,
+            &format!("{op:?}"),
+            &[input],
+            |v| v[0].unary(op).unwrap(),
+            &cpu,
+        );
+    }
+}
+
+#[test]
+fn binary_gradients_match_finite_differences_with_broadcasting() {
+    let e = gpu!();
+    let (rows, cols) = (4, 5);
+    let shapes: [Vec<usize>; 4] = [vec![rows, cols], vec![cols], vec![rows, 1], vec![1]];
+    for op in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div] {
+        for bs in &shapes {
+            let a = rand_input(7, &[rows, cols], -2.0, 2.0);
+            let b = rand_input(8, bs, 0.5, 2.0);
+            let bshape = bs.clone();
+            let cpu = move |x: &[Vec<f64>]| {
+                (0..rows * cols)
+                    .map(|i| {
+                        let bi = match bshape.as_slice() {
+                            [_, c] if *c == cols => i,
+                            [c] if *c == cols => i % cols,
+                            [_, 1] => i / cols,
+                            _ => 0,
+                        };
+                        let (u, v) = (x[0][i], x[1][bi]);
+                        match op {
+                            Binary::Add => u + v,
+                            Binary::Sub => u - v,
+                            Binary::Mul => u * v,
+                            _ => u / v,
+                        }
+                    })
+                    .collect()
+            };
+            let what = format!("{op:?} with b {bs:?}");
+            check(e, &what, &[a, b], |v| v[0].binary(op, &v[1]).unwrap(), &cpu);
+        }
+    }
+}
+
+#[test]
+fn affine_sum_and_mean_gradients_match_finite_differences() {
+    let e = gpu!();
+    let input = rand_input(9, &[3, 7], -1.0, 1.0);
+    let cpu = |x: &[Vec<f64>]| x[0].iter().map(|v| 2.5 * v - 1.0).collect();
+    check(
+        e,
+        "affine",
+        std::slice::from_ref(&input),
+        |v| v[0].affine(2.5, -1.0).unwrap(),
+        &cpu,
+    );
+    let cpu = |x: &[Vec<f64>]| vec![x[0].iter().sum::<f64>()];
+    check(
+        e,
+        "sum",
+        std::slice::from_ref(&input),
+        |v| v[0].sum().unwrap(),
+        &cpu,
+    );
+    let cpu = |x: &[Vec<f64>]| vec![x[0].iter().sum::<f64>() / 21.0];
+    check(
+        e,
+        "mean",
+        std::slice::from_ref(&input),
+        |v| v[0].mean().unwrap(),
+        &cpu,
+    );
+    // A value used twice accumulates both gradients: d(x·x + x)/dx = 2x + 1.
+    let cpu = |x: &[Vec<f64>]| x[0].iter().map(|v| v * v + v).collect();
+    check(
+        e,
+        "reuse",
+        &[input],
+        |v| v[0].mul(&v[0]).unwrap().add(&v[0]).unwrap(),
+        &cpu,
+    );
+}
+
+#[test]
+fn gradients_accumulate_until_zero_grad_and_detach_stops_them() {
+    let e = gpu!();
+    let lin = Linear::new(e, "l", 3, 2, 7).unwrap();
+    let x = Tensor::from_slice(e, &[1.0f32, -2.0, 0.5, 0.25, 1.5, -1.0], &[2, 3]).unwrap();
+    let run = || {
+        let tape = Tape::new(e);
+        let y = lin.forward(&tape.input(&x), false).unwrap().sum().unwrap();
+        tape.backward(&y).unwrap();
+    };
+    run();
+    let once = lin.weight.grad().to_vec::<f32>().unwrap();
+    run();
+    let twice = lin.weight.grad().to_vec::<f32>().unwrap();
+    for (a, b) in once.iter().zip(&twice) {
+        assert!(
+            (2.0 * a - b).abs() < 1e-5,
+            "second backward adds: {a} then {b}"
+        );
+    }
+    for p in lin.params() {
+        p.zero_grad();
+    }
+    run();
+    assert_eq!(
+        lin.weight.grad().to_vec::<f32>().unwrap(),
+        once,
+        "zero_grad then backward overwrites"
+    );
+    // Through detach no gradient reaches the parameter.
+    let tape = Tape::new(e);
+    let w = Param::new("w", Tensor::from_slice(e, &[2.0f32], &[1]).unwrap()).unwrap();
+    let wv = tape.param(&w);
+    let y = wv.detach().mul(&wv).unwrap().sum().unwrap();
+    tape.backward(&y).unwrap();
+    assert_eq!(
+        w.grad().to_vec::<f32>().unwrap(),
+        [2.0],
+        "d(c·w)/dw = c with c = detach(w)"
+    );
+}
+
+#[test]
+fn backward_refuses_bad_losses() {
+    let e = gpu!();
+    let tape = Tape::new(e);
+    let x = tape.input(&Tensor::from_slice(e, &[1.0f32, 2.0], &[2]).unwrap());
+    assert!(
+        matches!(tape.backward(&x), Err(Error::BadInput { .. })),
+        "two elements"
+    );
+    let s = x.sum().unwrap();
+    assert!(
+        matches!(tape.backward(&s), Err(Error::BadInput { .. })),
+        "no parameter"
+    );
+    let other = Tape::new(e);
+    assert!(
+        matches!(other.backward(&s), Err(Error::BadInput { .. })),
+        "another tape"
+    );
+    let eval = Tape::no_grad(e);
+    let p = Param::new("p", Tensor::from_slice(e, &[1.0f32], &[1]).unwrap()).unwrap();
+    let y = eval.param(&p).sum().unwrap();
+    assert!(
+        matches!(eval.backward(&y), Err(Error::BadInput { .. })),
+        "no_grad tape"
+    );
+}
+
+#[test]
+fn kl_warmup_ramps_linearly_to_beta() {
+    let s = KlSchedule {
+        beta: 2.0,
+        warmup: 100,
+    };
+    assert_eq!(s.weight(0), 0.0);
+    assert_eq!(s.weight(50), 1.0);
+    assert_eq!(s.weight(100), 2.0);
+    assert_eq!(s.weight(1000), 2.0);
+    assert_eq!(
+        KlSchedule {
+            beta: 0.5,
+            warmup: 0
+        }
+        .weight(0),
+        0.5
+    );
+}

@@ -1,0 +1,62 @@
+//! Layers built from tape ops, and the `Module` trait that exposes named parameters to the
+//! optimizers and checkpoints. Tests: `kernels-tests/tape.rs`.
+
+use crate::engine::{Engine, Result, Tensor};
+use crate::tape::{Param, Tape, Var};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Anything with named parameters.
+pub trait Module {
+    /// Parameters in a fixed order (optimizer state and checkpoints rely on it).
+    fn params(&self) -> Vec<Param>;
+}
+
+/// Uniform values in [−bound, bound) from a seeded generator (PyTorch's default init family).
+fn uniform_init(engine: &Engine, shape: &[usize], bound: f32, rng: &mut StdRng) -> Result<Tensor> {
+    let n = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+    Tensor::from_slice(engine, &data, shape)
+}
+
+/// y = x·Wᵀ + b with W stored [out, in] (PyTorch layout).
+pub struct Linear {
+    pub weight: Param,
+    pub bias: Param,
+}
+
+impl Linear {
+    /// PyTorch's default init: kaiming_uniform(a = √5) for W, i.e. U(±1/√in), and U(±1/√in) for b.
+    pub fn new(
+        engine: &Engine,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        seed: u64,
+    ) -> Result<Linear> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let bound = 1.0 / (inputs as f32).sqrt();
+        let w = uniform_init(engine, &[outputs, inputs], bound, &mut rng)?;
+        let b = uniform_init(engine, &[outputs], bound, &mut rng)?;
+        Ok(Linear {
+            weight: Param::new(format!("{name}.weight"), w)?,
+            bias: Param::new(format!("{name}.bias"), b)?,
+        })
+    }
+
+    /// The layer applied to `x` [B, in], ReLU'd if `relu` (fused into the matmul).
+    pub fn forward(&self, x: &Var, relu: bool) -> Result<Var> {
+        let tape: &Tape = x.tape();
+        x.linear(
+            &tape.param(&self.weight),
+            Some(&tape.param(&self.bias)),
+            relu,
+        )
+    }
+}
+
+impl Module for Linear {
+    fn params(&self) -> Vec<Param> {
+        vec![self.weight.clone(), self.bias.clone()]
+    }
+}

@@ -1,0 +1,85 @@
+//! Optimizers stepping every parameter with the fused kernels of `kernels::adam`, and the KL
+//! weight schedules (β, linear warm-up). Tests: `kernels-tests/tape.rs`.
+
+use crate::engine::{DType, Result, Tensor};
+use crate::kernels::adam::{self, AdamConfig};
+use crate::tape::Param;
+
+/// Adam / AdamW over a fixed list of parameters (moments live on the GPU).
+pub struct Adam {
+    pub config: AdamConfig,
+    params: Vec<Param>,
+    moments: Vec<(Tensor, Tensor)>,
+    step: u64,
+}
+
+impl Adam {
+    pub fn new(params: Vec<Param>, config: AdamConfig) -> Result<Adam> {
+        let moments = params
+            .iter()
+            .map(|p| {
+                let e = p.value().engine();
+                Ok((
+                    Tensor::zeros(e, p.value().shape(), DType::F32)?,
+                    Tensor::zeros(e, p.value().shape(), DType::F32)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Adam {
+            config,
+            params,
+            moments,
+            step: 0,
+        })
+    }
+
+    /// One update of every parameter from its gradient (a parameter no backward reached
+    /// counts as having a zero gradient), then forgets the gradients.
+    pub fn step(&mut self) -> Result<()> {
+        self.step += 1;
+        for (p, (m, v)) in self.params.iter().zip(&self.moments) {
+            p.materialize_grad()?;
+            adam::adam_step(p.value(), p.grad(), m, v, self.step, &self.config)?;
+            p.zero_grad();
+        }
+        Ok(())
+    }
+
+    /// Steps taken so far (Adam's t).
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Optimizer state for checkpoints: (name, tensor) of every first and second moment.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (p, (m, v)) in self.params.iter().zip(&self.moments) {
+            out.push((format!("adam.m.{}", p.name()), m.clone()));
+            out.push((format!("adam.v.{}", p.name()), v.clone()));
+        }
+        out
+    }
+
+    /// Restores the step count after loading the moments into the tensors of [`Adam::state`].
+    pub fn set_steps(&mut self, step: u64) {
+        self.step = step;
+    }
+}
+
+/// The KL weight at a training step: β, ramped linearly from 0 over `warmup` steps
+/// (Sønderby et al. 2016; `warmup` = 0 means constant β).
+#[derive(Clone, Copy, Debug)]
+pub struct KlSchedule {
+    pub beta: f32,
+    pub warmup: u64,
+}
+
+impl KlSchedule {
+    pub fn weight(&self, step: u64) -> f32 {
+        if self.warmup == 0 {
+            self.beta
+        } else {
+            self.beta * (step as f32 / self.warmup as f32).min(1.0)
+        }
+    }
+}

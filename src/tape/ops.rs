@@ -1,0 +1,326 @@
+//! The differentiable ops: each one's forward (a method on `Var`) and, in `Op::backward`, its
+//! gradient rule — forward and backward side by side, one `match` for the whole backward.
+
+use super::{Grads, Param, Var};
+use crate::engine::{Error, Result, Tensor};
+use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
+use crate::kernels::matmul::{self, Matmul};
+use crate::kernels::reduce::{self, Reduce};
+
+/// What produced a value, with the ids of its inputs.
+pub enum Op {
+    Input,
+    Param(Param),
+    /// y = x·Wᵀ + b (W stored [out, in] as in PyTorch), ReLU'd if `relu`.
+    Linear {
+        x: usize,
+        w: usize,
+        b: Option<usize>,
+        relu: bool,
+    },
+    Matmul {
+        a: usize,
+        b: usize,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    Unary {
+        op: Unary,
+        x: usize,
+    },
+    /// Elementwise with broadcasting of either operand (see `elementwise::broadcast_of`).
+    Binary {
+        op: Binary,
+        a: usize,
+        b: usize,
+    },
+    /// y = scale·x + shift.
+    Affine {
+        x: usize,
+        scale: f32,
+    },
+    /// Sum (or mean, `scale` = 1/n) of all elements, shape [1].
+    Total {
+        x: usize,
+        scale: f32,
+    },
+}
+
+fn flag_error(op: &'static str) -> Error {
+    Error::bad(
+        op,
+        "only add, sub, mul and div are differentiable binary ops",
+    )
+}
+
+impl Var {
+    fn record(&self, op: Op, value: Tensor, inputs: &[&Var]) -> Result<Var> {
+        for v in inputs {
+            self.same_tape("op", v)?;
+        }
+        Ok(self.tape.record(op, value, inputs))
+    }
+
+    /// `self·Wᵀ + b` (ReLU'd if `relu`) for `self` [B, in], `w` [out, in], `b` [out].
+    pub fn linear(&self, w: &Var, b: Option<&Var>, relu: bool) -> Result<Var> {
+        let opts = Matmul {
+            trans_b: true,
+            bias: b.map(|b| b.value()),
+            relu,
+            ..Default::default()
+        };
+        let y = matmul::matmul_with(&self.value, &w.value, &opts)?;
+        let op = Op::Linear {
+            x: self.id,
+            w: w.id,
+            b: b.map(|b| b.id),
+            relu,
+        };
+        let mut inputs = vec![self, w];
+        inputs.extend(b);
+        self.record(op, y, &inputs)
+    }
+
+    /// op(self)·op(b).
+    pub fn matmul(&self, b: &Var, trans_a: bool, trans_b: bool) -> Result<Var> {
+        let opts = Matmul {
+            trans_a,
+            trans_b,
+            ..Default::default()
+        };
+        let y = matmul::matmul_with(&self.value, &b.value, &opts)?;
+        let op = Op::Matmul {
+            a: self.id,
+            b: b.id,
+            trans_a,
+            trans_b,
+        };
+        self.record(op, y, &[self, b])
+    }
+
+    pub fn unary(&self, op: Unary) -> Result<Var> {
+        let y = ew::unary(op, &self.value)?;
+        self.record(Op::Unary { op, x: self.id }, y, &[self])
+    }
+
+    pub fn relu(&self) -> Result<Var> {
+        self.unary(Unary::Relu)
+    }
+
+    pub fn exp(&self) -> Result<Var> {
+        self.unary(Unary::Exp)
+    }
+
+    /// Elementwise `op` (add, sub, mul, div) with broadcasting.
+    pub fn binary(&self, op: Binary, b: &Var) -> Result<Var> {
+        if !matches!(op, Binary::Add | Binary::Sub | Binary::Mul | Binary::Div) {
+            return Err(flag_error("binary"));
+        }
+        let y = ew::binary(op, &self.value, &b.value)?;
+        self.record(
+            Op::Binary {
+                op,
+                a: self.id,
+                b: b.id,
+            },
+            y,
+            &[self, b],
+        )
+    }
+
+    pub fn add(&self, b: &Var) -> Result<Var> {
+        self.binary(Binary::Add, b)
+    }
+
+    pub fn sub(&self, b: &Var) -> Result<Var> {
+        self.binary(Binary::Sub, b)
+    }
+
+    pub fn mul(&self, b: &Var) -> Result<Var> {
+        self.binary(Binary::Mul, b)
+    }
+
+    /// `scale·self + shift`.
+    pub fn affine(&self, scale: f32, shift: f32) -> Result<Var> {
+        let y = ew::affine(&self.value, scale, shift)?;
+        self.record(Op::Affine { x: self.id, scale }, y, &[self])
+    }
+
+    /// Sum of all elements, shape [1].
+    pub fn sum(&self) -> Result<Var> {
+        self.total(1.0)
+    }
+
+    /// Mean of all elements, shape [1].
+    pub fn mean(&self) -> Result<Var> {
+        self.total(1.0 / self.value.numel() as f32)
+    }
+
+    fn total(&self, scale: f32) -> Result<Var> {
+        let s = reduce::sum_all(&self.value)?;
+        let y = if scale == 1.0 {
+            s
+        } else {
+            ew::affine(&s, scale, 0.0)?
+        };
+        self.record(Op::Total { x: self.id, scale }, y, &[self])
+    }
+}
+
+/// Sums `g` (shaped like the broadcast output) back to an operand of `shape`.
+fn unbroadcast(g: Tensor, shape: &[usize]) -> Result<Tensor> {
+    let mode = ew::broadcast_of(shape, g.shape()).expect("forward checked the broadcast");
+    let cols = *g.shape().last().unwrap();
+    let rows = g.numel() / cols;
+    let summed = match mode {
+        Broadcast::Full => return Ok(g),
+        Broadcast::Row => reduce::reduce_first(Reduce::Sum, &g.reshape(&[rows, cols])?)?,
+        Broadcast::Column => reduce::reduce_last(Reduce::Sum, &g.reshape(&[rows, cols])?)?,
+        Broadcast::Scalar => reduce::sum_all(&g)?,
+    };
+    summed.reshape(shape)
+}
+
+impl Op {
+    /// Gives each input its share of `g`, the gradient of this op's output `y`.
+    pub(crate) fn backward(&self, gr: &mut Grads, y: &Tensor, g: Tensor) -> Result<()> {
+        match *self {
+            Op::Input | Op::Param(_) => Ok(()),
+            Op::Linear { x, w, b, relu } => {
+                let g = if relu {
+                    ew::binary(Binary::MaskPositive, &g, y)?
+                } else {
+                    g
+                };
+                let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
+                // dX = G·W ([B, out]·[out, in]); dW = Gᵀ·X ([out, B]·[B, in]); db = Σ_rows G.
+                gr.give_with(x, xv.shape(), |t, acc| {
+                    matmul::matmul_into(
+                        &g,
+                        &wv,
+                        &Matmul {
+                            accumulate: acc,
+                            ..Default::default()
+                        },
+                        t,
+                    )
+                })?;
+                gr.give_with(w, wv.shape(), |t, acc| {
+                    let o = Matmul {
+                        trans_a: true,
+                        accumulate: acc,
+                        ..Default::default()
+                    };
+                    matmul::matmul_into(&g, &xv, &o, t)
+                })?;
+                if let Some(b) = b {
+                    gr.give_with(b, &[y.shape()[1]], |t, acc| {
+                        if acc {
+                            ew::accumulate(t, &reduce::reduce_first(Reduce::Sum, &g)?, 1.0)
+                        } else {
+                            reduce::reduce_first_into(Reduce::Sum, &g, t)
+                        }
+                    })?;
+                }
+                Ok(())
+            }
+            Op::Matmul {
+                a,
+                b,
+                trans_a,
+                trans_b,
+            } => {
+                let (av, bv) = (gr.value(a).clone(), gr.value(b).clone());
+                let mm = |x: &Tensor, y: &Tensor, ta: bool, tb: bool, t: &Tensor, acc: bool| {
+                    let o = Matmul {
+                        trans_a: ta,
+                        trans_b: tb,
+                        accumulate: acc,
+                        ..Default::default()
+                    };
+                    matmul::matmul_into(x, y, &o, t)
+                };
+                // d op(A) = G·op(B)ᵀ and d op(B) = op(A)ᵀ·G, written in each operand's storage order.
+                gr.give_with(a, av.shape(), |t, acc| {
+                    if trans_a {
+                        mm(&bv, &g, trans_b, true, t, acc)
+                    } else {
+                        mm(&g, &bv, false, !trans_b, t, acc)
+                    }
+                })?;
+                gr.give_with(b, bv.shape(), |t, acc| {
+                    if trans_b {
+                        mm(&g, &av, true, trans_a, t, acc)
+                    } else {
+                        mm(&av, &g, !trans_a, false, t, acc)
+                    }
+                })
+            }
+            Op::Unary { op, x } => {
+                let xv = gr.value(x).clone();
+                let dx = unary_grad(op, &xv, y, &g)?;
+                gr.give(x, dx)
+            }
+            Op::Binary { op, a, b } => {
+                let (av, bv) = (gr.value(a).clone(), gr.value(b).clone());
+                let (da, db) = match op {
+                    Binary::Add => (g.clone(), g),
+                    Binary::Sub => (g.clone(), ew::affine(&g, -1.0, 0.0)?),
+                    Binary::Mul => (
+                        ew::binary(Binary::Mul, &g, &bv)?,
+                        ew::binary(Binary::Mul, &g, &av)?,
+                    ),
+                    Binary::Div => {
+                        // d(a/b)/da = 1/b and d(a/b)/db = −a/b² = −(1/b)·y.
+                        let da = ew::binary(Binary::Div, &g, &bv)?;
+                        let db = ew::binary(Binary::Mul, &da, y)?;
+                        (da, ew::affine(&db, -1.0, 0.0)?)
+                    }
+                    _ => return Err(flag_error("binary backward")),
+                };
+                if gr.wants(a) {
+                    gr.give(a, unbroadcast(da, av.shape())?)?;
+                }
+                if gr.wants(b) {
+                    gr.give(b, unbroadcast(db, bv.shape())?)?;
+                }
+                Ok(())
+            }
+            Op::Affine { x, scale } => {
+                let dx = ew::affine(&g, scale, 0.0)?;
+                gr.give(x, dx)
+            }
+            Op::Total { x, scale } => {
+                let xv = gr.value(x).clone();
+                gr.give_with(x, xv.shape(), |t, acc| {
+                    if acc {
+                        ew::accumulate(t, &g, scale)
+                    } else {
+                        ew::affine_into(&g, scale, 0.0, t)
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// dx for y = op(x), from the saved x and y.
+fn unary_grad(op: Unary, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    use Binary::{Div, Mul};
+    let mul = |a: &Tensor, b: &Tensor| ew::binary(Mul, a, b);
+    match op {
+        Unary::Neg => ew::affine(g, -1.0, 0.0),
+        Unary::Exp => mul(g, y),
+        Unary::Log => ew::binary(Div, g, x),
+        // d sqrt(x) = 1 / (2 sqrt(x)).
+        Unary::Sqrt => ew::affine(&ew::binary(Div, g, y)?, 0.5, 0.0),
+        Unary::Relu => ew::binary(Binary::MaskPositive, g, y),
+        // σ' = σ(1 − σ).
+        Unary::Sigmoid => mul(g, &mul(y, &ew::affine(y, -1.0, 1.0)?)?),
+        // tanh' = 1 − tanh².
+        Unary::Tanh => mul(g, &ew::affine(&ew::unary(Unary::Square, y)?, -1.0, 1.0)?),
+        // softplus' = σ(x).
+        Unary::Softplus => mul(g, &ew::unary(Unary::Sigmoid, x)?),
+        Unary::Square => ew::affine(&mul(g, x)?, 2.0, 0.0),
+    }
+}
