@@ -259,3 +259,26 @@ fn dispatch_checks_its_arguments_against_the_shader() {
     let err = e.dispatch(shader, "nope", &[], &[&a], &params, latent::Grid::Linear(1));
     assert!(matches!(err, Err(Error::Shader { .. })), "{err:?}");
 }
+
+#[test]
+fn copy_region_moves_a_range_in_order_with_kernels() {
+    let e = gpu!();
+    let src = Tensor::from_slice(e, &[1.0f32, 2.0, 3.0, 4.0], &[4]).unwrap();
+    let log = Tensor::zeros(e, &[6], DType::F32).unwrap();
+    e.copy_region(&src, 1, &log, 2, 2).unwrap();
+    // A kernel after the copy sees the copied values.
+    let doubled = ew::affine(&log, 2.0, 0.0).unwrap();
+    assert_eq!(
+        doubled.to_vec::<f32>().unwrap(),
+        [0.0, 0.0, 4.0, 6.0, 0.0, 0.0]
+    );
+    assert!(matches!(
+        e.copy_region(&src, 3, &log, 0, 2),
+        Err(Error::BadInput { .. })
+    ));
+    let u = Tensor::zeros(e, &[4], DType::U32).unwrap();
+    assert!(matches!(
+        e.copy_region(&src, 0, &u, 0, 1),
+        Err(Error::DTypeMismatch { .. })
+    ));
+}

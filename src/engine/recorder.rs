@@ -258,6 +258,44 @@ impl Engine {
         Ok(())
     }
 
+    /// Records a copy of `len` elements from `src` at element `src_at` into `dst` at `dst_at`
+    /// (same dtype; e.g. logging a step's loss into a per-epoch buffer without a readback).
+    pub fn copy_region(
+        &self,
+        src: &Tensor,
+        src_at: usize,
+        dst: &Tensor,
+        dst_at: usize,
+        len: usize,
+    ) -> Result<()> {
+        if src.dtype() != dst.dtype() {
+            return Err(Error::DTypeMismatch {
+                op: "copy_region",
+                expected: src.dtype().name(),
+                got: dst.dtype().name(),
+            });
+        }
+        if src_at + len > src.numel() || dst_at + len > dst.numel() {
+            return Err(Error::bad(
+                "copy_region",
+                format!(
+                    "{len} elements from {src_at} of {:?} to {dst_at} of {:?} run past an end",
+                    src.shape(),
+                    dst.shape()
+                ),
+            ));
+        }
+        let mut rec = self.inner.rec.lock().unwrap();
+        rec.encoder(&self.inner.device).copy_buffer_to_buffer(
+            src.buffer(),
+            4 * src_at as u64,
+            dst.buffer(),
+            4 * dst_at as u64,
+            4 * len as u64,
+        );
+        Ok(())
+    }
+
     /// Submits everything recorded so far without waiting.
     pub fn flush(&self) -> Result<()> {
         self.inner.rec.lock().unwrap().submit(self);
