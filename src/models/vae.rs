@@ -51,6 +51,9 @@ pub struct Losses {
     pub recon: Var,
     /// KL(q(z|x) ‖ N(0, I)) per example, nats.
     pub kl: Var,
+    /// Batch means of `recon` and `kl`, [1] each.
+    pub recon_mean: Var,
+    pub kl_mean: Var,
 }
 
 impl Vae {
@@ -113,12 +116,19 @@ impl Vae {
         let logits = self.decode(&z)?;
         let recon = logits.bce_with_logits(x)?;
         let kl = mu.kl_std_normal(&logvar)?;
+        let (recon_mean, kl_mean) = (recon.mean()?, kl.mean()?);
         let loss = match objective {
-            Objective::Elbo => recon.mean()?.add(&kl.mean()?.affine(beta, 0.0)?)?,
-            Objective::ReconOnly => recon.mean()?,
-            Objective::KlOnly => kl.mean()?,
+            Objective::Elbo => recon_mean.add(&kl_mean.affine(beta, 0.0)?)?,
+            Objective::ReconOnly => recon_mean.clone(),
+            Objective::KlOnly => kl_mean.clone(),
         };
-        Ok(Losses { loss, recon, kl })
+        Ok(Losses {
+            loss,
+            recon,
+            kl,
+            recon_mean,
+            kl_mean,
+        })
     }
 
     /// Standard-normal noise for a batch: stream `seed`, elements from `offset`.
@@ -139,5 +149,86 @@ impl Module for Vae {
             p.extend(l.params());
         }
         p
+    }
+}
+
+/// Statistics of one epoch, read back once at its end.
+#[derive(Clone, Debug)]
+pub struct EpochStats {
+    pub epoch: u64,
+    pub steps: usize,
+    /// Mean over the epoch's steps of the training loss, reconstruction and KL (nats/image).
+    pub loss: f64,
+    pub recon: f64,
+    pub kl: f64,
+    pub images_per_second: f64,
+}
+
+/// Training state: model, optimizer, schedule and the counters that make a run replayable.
+pub struct Trainer {
+    pub vae: Vae,
+    pub adam: crate::optim::Adam,
+    pub schedule: crate::optim::KlSchedule,
+    pub objective: Objective,
+    pub batches: crate::data::Batches,
+    /// Seed of the noise stream (ε of step s starts at Philox block s·blocks(B·latent)).
+    pub seed: u64,
+    /// Steps taken over all epochs.
+    pub step: u64,
+    /// Epochs completed.
+    pub epoch: u64,
+}
+
+impl Trainer {
+    /// One epoch over `train` in the epoch's seeded order. Each step is recorded and submitted
+    /// as one command buffer with no readback; the per-step losses are copied into a GPU log
+    /// that is read once at the end, where a non-finite loss stops training with the step named.
+    pub fn train_epoch(&mut self, train: &crate::data::Split) -> Result<EpochStats> {
+        let engine = self.vae.mu.weight.value().engine().clone();
+        let epoch = self.batches.epoch(self.epoch);
+        let steps = epoch.len();
+        let log = Tensor::zeros(&engine, &[3, steps], DType::F32)?;
+        let pixels = self.vae.config.input;
+        let noise_blocks = random::blocks(self.batches.batch_size() * self.vae.config.latent);
+        let mut host = Vec::new();
+        let start = std::time::Instant::now();
+        let mut images = 0usize;
+        for s in 0..steps {
+            epoch.gather(train, s, &mut host);
+            let b = host.len() / pixels;
+            images += b;
+            let x = Tensor::from_slice(&engine, &host, &[b, pixels])?;
+            let eps = self.vae.noise(&engine, b, self.seed, self.step * noise_blocks)?;
+            let tape = Tape::new(&engine);
+            let beta = self.schedule.weight(self.step);
+            let l = self.vae.losses(&tape, &x, &eps, beta, self.objective)?;
+            tape.backward(&l.loss)?;
+            self.adam.step()?;
+            for (row, v) in [&l.loss, &l.recon_mean, &l.kl_mean].into_iter().enumerate() {
+                engine.copy_region(v.value(), 0, &log, row * steps + s, 1)?;
+            }
+            engine.flush()?;
+            self.step += 1;
+        }
+        let values = log.to_vec::<f32>()?;
+        let seconds = start.elapsed().as_secs_f64();
+        let first_step = self.step - steps as u64;
+        if let Some(s) = values[..steps].iter().position(|v| !v.is_finite()) {
+            return Err(crate::Error::NonFinite {
+                what: "training loss",
+                step: first_step + s as u64,
+                value: values[s],
+            });
+        }
+        let mean = |row: usize| values[row * steps..(row + 1) * steps].iter().map(|&v| v as f64).sum::<f64>() / steps as f64;
+        self.epoch += 1;
+        Ok(EpochStats {
+            epoch: self.epoch,
+            steps,
+            loss: mean(0),
+            recon: mean(1),
+            kl: mean(2),
+            images_per_second: images as f64 / seconds,
+        })
     }
 }
