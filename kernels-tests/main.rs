@@ -9,6 +9,7 @@ mod matmul;
 mod matmul_subgroup;
 mod matmul_wide;
 mod peak;
+mod random;
 mod reduce;
 mod shaders;
 mod softmax;

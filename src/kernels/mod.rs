@@ -8,6 +8,7 @@ pub mod matmul;
 pub mod matmul_subgroup;
 pub mod matmul_wide;
 pub mod peak;
+pub mod random;
 pub mod reduce;
 pub mod softmax;
 
@@ -22,6 +23,7 @@ pub const SHADERS: &[Shader] = &[
     matmul_subgroup::SHADER,
     matmul_wide::SHADER,
     peak::SHADER,
+    random::SHADER,
     reduce::SHADER,
     softmax::SHADER,
 ];

@@ -1,0 +1,183 @@
+// Counter-based random numbers: Philox-4x32-10 words mapped to uniforms, Box–Muller normals and
+// Bernoulli draws. Launcher: src/kernels/random.rs; CPU twin and tests: kernels-tests/random.rs.
+//
+// No state on the GPU: element i of a draw is word i % 4 of
+//   philox(counter = (offset + i / 4 as one 64-bit number in words 0-1, 0, 0), key = seed),
+// so it depends on (seed, offset, i) alone. One invocation computes one block of 4 values. The
+// `*4` entries store them as one vec4 when n % 4 == 0 (a storage access on llvmpipe is a loop
+// over the SIMD lanes, so a vec4 store costs about one scalar store: uniforms run 1.5x faster
+// than with 4 scalar stores); the `*1` entries store up to 4 scalars and skip those at or past
+// n, so the last partial block stays in bounds.
+
+struct Params {
+    n: u32,       // values to draw
+    blocks: u32,  // ceil(n / 4): invocations with work
+    key0: u32,    // seed, low word
+    key1: u32,    // seed, high word
+    off0: u32,    // offset in blocks, low word
+    off1: u32,    // offset in blocks, high word
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// Each entry point uses one view of a binding: scalar for any n, vec4 when n % 4 == 0.
+@group(0) @binding(0) var<storage, read> probs: array<f32>;
+@group(0) @binding(0) var<storage, read> probs4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+// Draw standard normals instead of uniforms in the `sample*` entries.
+override NORMAL: bool = false;
+
+const WG: u32 = 64u;
+
+// Random123's Philox-4x32 multipliers and Weyl key increments (Salmon et al. 2011, table 2).
+const M0: u32 = 0xD2511F53u;
+const M1: u32 = 0xCD9E8D57u;
+const W0: u32 = 0x9E3779B9u;
+const W1: u32 = 0xBB67AE85u;
+
+struct HiLo {
+    hi: vec2<u32>,
+    lo: vec2<u32>,
+}
+
+// The high and low words of the 64-bit products a·b, lane-wise. WGSL has no 64-bit integers
+// without an optional feature, but each product of 16-bit halves fits in 32 bits, and `mid`
+// (at most 3·(2^16 - 1)) collects the carries into the high word exactly.
+fn mulhilo(a: vec2<u32>, b: vec2<u32>) -> HiLo {
+    let al = a & vec2(0xffffu);
+    let ah = a >> vec2(16u);
+    let bl = b & vec2(0xffffu);
+    let bh = b >> vec2(16u);
+    let ll = al * bl;
+    let lh = al * bh;
+    let hl = ah * bl;
+    let mid = (ll >> vec2(16u)) + (lh & vec2(0xffffu)) + (hl & vec2(0xffffu));
+    let hi = ah * bh + (lh >> vec2(16u)) + (hl >> vec2(16u)) + (mid >> vec2(16u));
+    return HiLo(hi, a * b);
+}
+
+// One Philox round: two multiplies, the high words xored with the other words and the key,
+// and the word shuffle (Random123's philox4x32round).
+fn philox_round(c: vec4<u32>, k: vec2<u32>) -> vec4<u32> {
+    let m = mulhilo(vec2(M0, M1), c.xz);
+    return vec4(m.hi.y ^ c.y ^ k.x, m.lo.y, m.hi.x ^ c.w ^ k.y, m.lo.x);
+}
+
+// Philox-4x32-10: round r uses key + r·(W0, W1). Unrolled by hand: the 10-iteration loop ran
+// 1.6x slower on lavapipe (and loop iterations count towards its 65,535-per-invocation limit).
+fn philox(ctr: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
+    let w = vec2(W0, W1);
+    var c = philox_round(ctr, key);
+    c = philox_round(c, key + w);
+    c = philox_round(c, key + 2u * w);
+    c = philox_round(c, key + 3u * w);
+    c = philox_round(c, key + 4u * w);
+    c = philox_round(c, key + 5u * w);
+    c = philox_round(c, key + 6u * w);
+    c = philox_round(c, key + 7u * w);
+    c = philox_round(c, key + 8u * w);
+    return philox_round(c, key + 9u * w);
+}
+
+// The 4 words of block q: counter = offset + q with the carry into the high word.
+fn block(q: u32) -> vec4<u32> {
+    let lo = p.off0 + q;
+    let hi = p.off1 + select(0u, 1u, lo < q);
+    return philox(vec4(lo, hi, 0u, 0u), vec2(p.key0, p.key1));
+}
+
+// [0, 1) from the top 24 bits: every value k·2^-24 is an exact f32.
+fn unit(x: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(x >> vec4(8u)) * 0x1p-24f;
+}
+
+// ln u1 for u1 = (k + 1)·2^-24 in (0, 1]. Near 1 a library log has an absolute error of about
+// 2^-23 (lavapipe: 1e-7), which is all of ln u1 when u1 ≈ 1 and would give a tiny radius a
+// relative error of percents. There d = 1 - u1 is exact and ln(1 - d) = -2·atanh(s) with
+// s = d / (2 - d) ≤ 1/7: four odd terms leave a relative error below 2e-8.
+fn ln_u1(k: vec2<u32>) -> vec2<f32> {
+    let d = vec2<f32>(vec2(0xffffffu) - k) * 0x1p-24f;
+    let s = d / (2.0 - d);
+    let s2 = s * s;
+    let series = -2.0 * s * (1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0))));
+    let u1 = vec2<f32>(k + vec2(1u)) * 0x1p-24f;
+    return select(log(u1), series, d < vec2(0.25));
+}
+
+// Box–Muller on word pairs (x, y) and (z, w): r = sqrt(-2 ln u1), z = r·(cos θ, sin θ), with
+// u1 in (0, 1] so the log never sees 0 (largest |z| = sqrt(48 ln 2) ≈ 5.77) and θ = π·t,
+// t = k·2^-23 - 1 in [-1, 1) exactly: WGSL bounds the error of sin and cos only on [-π, π].
+fn gauss(x: vec4<u32>) -> vec4<f32> {
+    let r = sqrt(-2.0 * ln_u1(x.xz >> vec2(8u)));
+    let theta = 3.141592653589793 * (vec2<f32>(x.yw >> vec2(8u)) * 0x1p-23f - 1.0);
+    return vec4(r.x * cos(theta.x), r.x * sin(theta.x), r.y * cos(theta.y), r.y * sin(theta.y));
+}
+
+fn values(q: u32) -> vec4<f32> {
+    let x = block(q);
+    if NORMAL {
+        return gauss(x);
+    }
+    return unit(x);
+}
+
+// Block index; grids above 65,535 workgroups are folded into y (and z).
+fn index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid;
+}
+
+// Stores block q's values at 4q.. 4q+3, skipping those at or past n.
+fn store1(q: u32, v: vec4<f32>) {
+    let i = 4u * q;
+    out[i] = v.x;
+    if i + 1u < p.n { out[i + 1u] = v.y; }
+    if i + 2u < p.n { out[i + 2u] = v.z; }
+    if i + 3u < p.n { out[i + 3u] = v.w; }
+}
+
+// out[i] = uniform [0, 1) or standard normal; n % 4 == 0.
+@compute @workgroup_size(64)
+fn sample4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let q = index(wg, nwg, lid);
+    if q < p.blocks {
+        out4[q] = values(q);
+    }
+}
+
+// The same for any n.
+@compute @workgroup_size(64)
+fn sample1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let q = index(wg, nwg, lid);
+    if q < p.blocks {
+        store1(q, values(q));
+    }
+}
+
+// out[i] = 1 if u[i] < probs[i] else 0, u the uniform draw of the same (seed, offset); n % 4 == 0.
+@compute @workgroup_size(64)
+fn bernoulli4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let q = index(wg, nwg, lid);
+    if q < p.blocks {
+        out4[q] = select(vec4(0.0), vec4(1.0), unit(block(q)) < probs4[q]);
+    }
+}
+
+// The same for any n; loads past n are clamped to the last element and their results dropped.
+@compute @workgroup_size(64)
+fn bernoulli1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let q = index(wg, nwg, lid);
+    if q < p.blocks {
+        let i = 4u * q;
+        let last = p.n - 1u;
+        let pr = vec4(probs[i], probs[min(i + 1u, last)], probs[min(i + 2u, last)],
+                      probs[min(i + 3u, last)]);
+        store1(q, select(vec4(0.0), vec4(1.0), unit(block(q)) < pr));
+    }
+}
