@@ -5,6 +5,7 @@ use super::{Grads, Param, Var};
 use crate::engine::{Error, Result, Tensor};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
 use crate::kernels::matmul::{self, Matmul};
+use crate::kernels::{kl, losses};
 use crate::kernels::reduce::{self, Reduce};
 
 /// What produced a value, with the ids of its inputs.
@@ -43,6 +44,22 @@ pub enum Op {
     Total {
         x: usize,
         scale: f32,
+    },
+    /// z = μ + exp(½ log σ²)·ε with constant noise ε.
+    Reparameterize {
+        mu: usize,
+        logvar: usize,
+        eps: Tensor,
+    },
+    /// Per-row KL(N(μ, σ²) ‖ N(0, I)), shape [B].
+    KlStdNormal {
+        mu: usize,
+        logvar: usize,
+    },
+    /// Per-row Σ BCE-with-logits against a constant target, shape [B].
+    BceWithLogits {
+        logits: usize,
+        target: Tensor,
     },
 }
 
@@ -164,6 +181,39 @@ impl Var {
             ew::affine(&s, scale, 0.0)?
         };
         self.record(Op::Total { x: self.id, scale }, y, &[self])
+    }
+}
+
+impl Var {
+    /// z = μ + exp(½ log σ²)·ε for `self` = μ [B, D], `logvar` [B, D] and noise `eps` [B, D].
+    pub fn reparameterize(&self, logvar: &Var, eps: &Tensor) -> Result<Var> {
+        let z = kl::reparameterize(&self.value, &logvar.value, eps)?;
+        let op = Op::Reparameterize {
+            mu: self.id,
+            logvar: logvar.id,
+            eps: eps.clone(),
+        };
+        self.record(op, z, &[self, logvar])
+    }
+
+    /// Per-row KL(N(μ, σ²) ‖ N(0, I)) for `self` = μ and `logvar`, shape [B].
+    pub fn kl_std_normal(&self, logvar: &Var) -> Result<Var> {
+        let k = kl::kl_std_normal(&self.value, &logvar.value)?;
+        let op = Op::KlStdNormal {
+            mu: self.id,
+            logvar: logvar.id,
+        };
+        self.record(op, k, &[self, logvar])
+    }
+
+    /// Per-row Σ_j BCE-with-logits(self[j], target[j]): −log p(x|z) of a Bernoulli decoder, [B].
+    pub fn bce_with_logits(&self, target: &Tensor) -> Result<Var> {
+        let v = losses::bce_with_logits(&self.value, target)?;
+        let op = Op::BceWithLogits {
+            logits: self.id,
+            target: target.clone(),
+        };
+        self.record(op, v, &[self])
     }
 }
 
@@ -289,6 +339,23 @@ impl Op {
             Op::Affine { x, scale } => {
                 let dx = ew::affine(&g, scale, 0.0)?;
                 gr.give(x, dx)
+            }
+            Op::Reparameterize { mu, logvar, ref eps } => {
+                let lv = gr.value(logvar).clone();
+                let (dmu, dlv) = kl::reparameterize_backward(&lv, eps, &g)?;
+                gr.give(mu, dmu)?;
+                gr.give(logvar, dlv)
+            }
+            Op::KlStdNormal { mu, logvar } => {
+                let (m, lv) = (gr.value(mu).clone(), gr.value(logvar).clone());
+                let (dmu, dlv) = kl::kl_std_normal_backward(&m, &lv, &g)?;
+                gr.give(mu, dmu)?;
+                gr.give(logvar, dlv)
+            }
+            Op::BceWithLogits { logits, ref target } => {
+                let l = gr.value(logits).clone();
+                let d = losses::bce_with_logits_backward(&l, target, &g)?;
+                gr.give(logits, d)
             }
             Op::Total { x, scale } => {
                 let xv = gr.value(x).clone();
