@@ -15,26 +15,14 @@ mod shaders;
 mod softmax;
 mod tape;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+pub use common::engine;
+
 use latent::Engine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::OnceLock;
-
-/// The shared engine. A missing adapter fails the tests unless `LATENT_SKIP_GPU_TESTS` is set
-/// on purpose (CI has lavapipe, so there a missing adapter is a real failure).
-pub fn engine() -> Option<&'static Engine> {
-    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| match Engine::new() {
-            Ok(e) => Some(e),
-            Err(e) if std::env::var_os("LATENT_SKIP_GPU_TESTS").is_some() => {
-                eprintln!("skipping GPU tests: {e}");
-                None
-            }
-            Err(e) => panic!("{e}"),
-        })
-        .as_ref()
-}
 
 /// An engine on a device opened with no optional features (no subgroups), as a host program
 /// might hand over; it runs the portable kernels.
@@ -56,17 +44,6 @@ pub fn portable_engine() -> Option<&'static Engine> {
             Some(Engine::from_device(device, queue))
         })
         .as_ref()
-}
-
-/// Returns the shared engine or returns from the test when GPU tests are skipped on purpose.
-#[macro_export]
-macro_rules! gpu {
-    () => {
-        match $crate::engine() {
-            Some(e) => e,
-            None => return,
-        }
-    };
 }
 
 pub fn rng(seed: u64) -> StdRng {

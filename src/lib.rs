@@ -2,10 +2,14 @@
 //! Build with `cargo build --release`; test with `cargo test --release` (the README is a doctest).
 #![doc = include_str!("../README.md")]
 
+pub mod data;
 pub mod engine;
+pub mod io;
 pub mod kernels;
 pub mod nn;
 pub mod optim;
 pub mod tape;
 
-pub use engine::{DType, Engine, Error, Grid, Result, Stats, Tensor};
+pub use engine::{
+    CheckpointProblem, DType, DataProblem, Engine, Error, Grid, Result, Stats, Tensor,
+};

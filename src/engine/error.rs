@@ -1,5 +1,7 @@
-//! Typed errors of the engine: every failure a user can cause or meet is a value, not a panic.
-//! Tested by `kernels-tests/errors.rs`.
+//! Typed errors of latent: every failure a user can cause or meet is a value, not a panic.
+//! Tested by `kernels-tests/engine.rs`, `tests/data.rs` and `tests/io.rs`.
+
+use std::path::PathBuf;
 
 /// Everything that can go wrong in `latent`.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,131 @@ pub enum Error {
         step: u64,
         value: f32,
     },
+
+    #[error("could not {action} `{}`: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "Fashion-MNIST file `{file}[.gz]` not found (searched {}). Install the data with \
+         `apt-get install dataset-fashion-mnist` (it goes to /usr/share/datasets/fashion-mnist), \
+         or point LATENT_DATA or --data at a folder holding train-images-idx3-ubyte.gz, \
+         train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz",
+        list_paths(searched)
+    )]
+    DataMissing {
+        file: String,
+        searched: Vec<PathBuf>,
+    },
+
+    #[error(
+        "data file `{}`: {problem}. If it is the packaged copy, `apt-get install --reinstall \
+         dataset-fashion-mnist` restores it",
+        path.display()
+    )]
+    Data { path: PathBuf, problem: DataProblem },
+
+    #[error("checkpoint `{}`: {problem}", path.display())]
+    Checkpoint {
+        path: PathBuf,
+        problem: CheckpointProblem,
+    },
+}
+
+/// What is wrong with an IDX data file ([`Error::Data`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DataProblem {
+    #[error("the gzip stream is corrupt or truncated: {0}")]
+    Gzip(String),
+
+    #[error("magic number 0x{found:08x}, expected 0x{expected:08x} ({})", idx_kind(*expected))]
+    BadMagic { expected: u32, found: u32 },
+
+    #[error("truncated: the header promises {expected} bytes, the file holds {found}")]
+    Truncated { expected: u64, found: u64 },
+
+    #[error("{extra} bytes of trailing data after the {expected} bytes the header promises")]
+    TrailingData { expected: u64, extra: u64 },
+
+    #[error("images are {}×{}, expected {}×{}", found[0], found[1], expected[0], expected[1])]
+    Dimensions {
+        expected: [usize; 2],
+        found: [usize; 2],
+    },
+
+    #[error("{labels} labels for the {images} images of `{}`", images_path.display())]
+    CountMismatch {
+        images: usize,
+        labels: usize,
+        images_path: PathBuf,
+    },
+
+    #[error("label {label} at index {index} is not a class (0..{classes})")]
+    BadLabel {
+        index: usize,
+        label: u8,
+        classes: usize,
+    },
+}
+
+/// What is wrong with a checkpoint or a request made of it ([`Error::Checkpoint`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointProblem {
+    #[error(
+        "not a readable safetensors file ({0}); it is truncated or corrupt: use an older \
+         checkpoint or retrain"
+    )]
+    Corrupt(String),
+
+    #[error("no tensor `{name}`; the file holds [{}]", available.join(", "))]
+    MissingTensor {
+        name: String,
+        available: Vec<String>,
+    },
+
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    WrongShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("tensor `{name}` is {found}, expected {expected}")]
+    WrongDType {
+        name: String,
+        expected: &'static str,
+        found: String,
+    },
+
+    #[error("tensor name `{name}` is given twice")]
+    DuplicateName { name: String },
+
+    #[error("no metadata key `{key}`")]
+    MissingMeta { key: String },
+
+    #[error("metadata `{key}` = `{value}` is not a valid {expected}")]
+    BadMeta {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(", ")
+}
+
+/// What an IDX magic number announces, for error messages.
+fn idx_kind(magic: u32) -> &'static str {
+    match magic {
+        0x0000_0803 => "IDX images: u8, [n, rows, cols]",
+        0x0000_0801 => "IDX labels: u8, [n]",
+        _ => "IDX",
+    }
 }
 
 /// `Result` with [`Error`].

@@ -200,6 +200,30 @@ impl Tensor {
         Ok(Self::wrap(engine, buffer, Some(class), shape, T::DTYPE))
     }
 
+    /// Overwrites the tensor in place with host data (`data.len()` = `numel`, same dtype).
+    ///
+    /// The data goes to a fresh buffer mapped at creation and a copy into `self` is recorded
+    /// in the pending encoder, so it lands after the kernels already recorded and before the
+    /// ones recorded next. (`queue.write_buffer` would run before the pending kernels.)
+    pub fn write_from_slice<T: Element>(&self, data: &[T]) -> Result<()> {
+        self.expect_dtype("write_from_slice", T::DTYPE)?;
+        if data.len() != self.numel() {
+            return Err(Error::ShapeMismatch {
+                op: "write_from_slice",
+                lhs: vec![data.len()],
+                rhs: self.shape.clone(),
+            });
+        }
+        if !self.buffer().usage().contains(wgpu::BufferUsages::COPY_DST) {
+            return Err(Error::bad(
+                "write_from_slice",
+                "the tensor's buffer lacks COPY_DST usage",
+            ));
+        }
+        let src = Tensor::from_slice(self.engine(), data, &self.shape)?;
+        self.engine().copy(&src, self)
+    }
+
     /// Wraps a buffer owned by a host program (usage must include STORAGE; COPY_SRC for
     /// `to_vec`). The buffer is not returned to the pool.
     pub fn from_buffer(

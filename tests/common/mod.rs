@@ -1,0 +1,60 @@
+//! Helpers shared by the test harnesses: the GPU engine (or a deliberate skip) and scratch
+//! folders. Used by `tests/*.rs` and `kernels-tests/main.rs` (`cargo test --release`).
+// Each harness uses only some of these.
+#![allow(dead_code)]
+
+use latent::Engine;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The shared engine. A missing adapter fails the tests unless `LATENT_SKIP_GPU_TESTS` is set
+/// on purpose (CI has lavapipe, so there a missing adapter is a real failure).
+pub fn engine() -> Option<&'static Engine> {
+    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| match Engine::new() {
+            Ok(e) => Some(e),
+            Err(e) if std::env::var_os("LATENT_SKIP_GPU_TESTS").is_some() => {
+                eprintln!("skipping GPU tests: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        })
+        .as_ref()
+}
+
+/// Returns the shared engine or returns from the test when GPU tests are skipped on purpose.
+#[macro_export]
+macro_rules! gpu {
+    () => {
+        match $crate::common::engine() {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}
+
+/// A fresh folder under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("latent-{what}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

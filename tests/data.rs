@@ -1,0 +1,414 @@
+//! Data loading and batching: broken IDX files give typed errors naming the file, the real
+//! Fashion-MNIST loads, epochs are seeded permutations. Run: `cargo test --release --test data`.
+
+mod common;
+
+use common::TempDir;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use latent::data::{self, Batches, FashionMnist, idx};
+use latent::{DataProblem, Error};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// IDX bytes: big-endian magic, dimensions, then the data.
+fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    for d in dims {
+        out.extend(d.to_be_bytes());
+    }
+    out.extend(data);
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Deterministic pixels covering 0..=255.
+fn pixels(n: usize, side: usize) -> Vec<u8> {
+    (0..n * side * side).map(|i| (i * 37 % 256) as u8).collect()
+}
+
+fn labels(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 10) as u8).collect()
+}
+
+/// Writes a small well-formed dataset: train gzipped, test raw (both spellings are accepted).
+fn write_dataset(dir: &TempDir, n_train: usize, n_test: usize) {
+    let images = |n| idx_bytes(idx::IMAGES_MAGIC, &[n as u32, 28, 28], &pixels(n, 28));
+    let labels_of = |n| idx_bytes(idx::LABELS_MAGIC, &[n as u32], &labels(n));
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.path(name), bytes).unwrap();
+    write("train-images-idx3-ubyte.gz", &gzip(&images(n_train)));
+    write("train-labels-idx1-ubyte.gz", &gzip(&labels_of(n_train)));
+    write("t10k-images-idx3-ubyte", &images(n_test));
+    write("t10k-labels-idx1-ubyte", &labels_of(n_test));
+}
+
+/// The data error of a load, with its file name, asserting that the message names the file.
+fn data_error(dir: &TempDir) -> (String, DataProblem) {
+    match FashionMnist::load_dir(&dir.0) {
+        Err(e @ Error::Data { .. }) => {
+            let msg = e.to_string();
+            let Error::Data { path, problem } = e else {
+                unreachable!()
+            };
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(msg.contains(&name), "message must name the file: {msg}");
+            (name, problem)
+        }
+        other => panic!("expected Error::Data, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_small_dataset_loads_from_gzipped_and_raw_files() {
+    let dir = TempDir::new("ok");
+    write_dataset(&dir, 12, 5);
+    let d = FashionMnist::load_dir(&dir.0).unwrap();
+    assert_eq!((d.train.len(), d.test.len()), (12, 5));
+    assert_eq!(d.train.dims(), (28, 28));
+    assert_eq!(d.train.images().len(), 12 * 784);
+    // f32 pixels are exactly pixel / 255.
+    let raw = pixels(12, 28);
+    assert!(
+        d.train
+            .images()
+            .iter()
+            .zip(&raw)
+            .all(|(&x, &p)| x == p as f32 / 255.0)
+    );
+    assert_eq!(d.train.images().iter().cloned().fold(0.0, f32::max), 1.0);
+    assert_eq!(d.test.labels(), labels(5));
+    assert_eq!(d.test.image(3), &d.test.images()[3 * 784..4 * 784]);
+    let mut x = Vec::new();
+    d.train.gather(&[4, 1], &mut x);
+    assert_eq!(&x[..784], d.train.image(4));
+    assert_eq!(&x[784..], d.train.image(1));
+    let mut y = Vec::new();
+    d.train.gather_labels(&[4, 1], &mut y);
+    assert_eq!(y, [4, 1]);
+    assert_eq!(d.class_names()[9], "Ankle boot");
+    assert_eq!(d.dir, dir.0);
+}
+
+#[test]
+fn truncated_gzip_is_a_typed_error_naming_the_file() {
+    let dir = TempDir::new("trunc-gz");
+    write_dataset(&dir, 12, 5);
+    let path = dir.path("train-images-idx3-ubyte.gz");
+    let gz = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &gz[..gz.len() - 20]).unwrap();
+    let (name, problem) = data_error(&dir);
+    assert_eq!(name, "train-images-idx3-ubyte.gz");
+    assert!(matches!(problem, DataProblem::Gzip(_)), "{problem:?}");
+}
+
+#[test]
+fn a_gzip_crc_mismatch_is_detected() {
+    let dir = TempDir::new("crc");
+    write_dataset(&dir, 12, 5);
+    let path = dir.path("train-labels-idx1-ubyte.gz");
+    let mut gz = std::fs::read(&path).unwrap();
+    let crc = gz.len() - 8; // trailer: CRC-32, then the length
+    gz[crc] ^= 0xff;
+    std::fs::write(&path, &gz).unwrap();
+    let (name, problem) = data_error(&dir);
+    assert_eq!(name, "train-labels-idx1-ubyte.gz");
+    assert!(matches!(problem, DataProblem::Gzip(_)), "{problem:?}");
+}
+
+#[test]
+fn a_wrong_magic_number_is_a_typed_error() {
+    let dir = TempDir::new("magic");
+    write_dataset(&dir, 12, 5);
+    // A label file where the test images should be.
+    std::fs::copy(
+        dir.path("t10k-labels-idx1-ubyte"),
+        dir.path("t10k-images-idx3-ubyte"),
+    )
+    .unwrap();
+    let (name, problem) = data_error(&dir);
+    assert_eq!(name, "t10k-images-idx3-ubyte");
+    assert!(
+        matches!(
+            problem,
+            DataProblem::BadMagic {
+                expected: 0x803,
+                found: 0x801
+            }
+        ),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn truncated_and_trailing_data_are_typed_errors() {
+    let dir = TempDir::new("lengths");
+    write_dataset(&dir, 12, 5);
+    let path = dir.path("t10k-images-idx3-ubyte");
+    let full = std::fs::read(&path).unwrap();
+
+    std::fs::write(&path, &full[..full.len() - 1]).unwrap();
+    let (_, problem) = data_error(&dir);
+    assert!(
+        matches!(problem, DataProblem::Truncated { expected, found } if expected == found + 1),
+        "{problem:?}"
+    );
+
+    std::fs::write(&path, &full[..10]).unwrap(); // inside the header
+    let (_, problem) = data_error(&dir);
+    assert!(
+        matches!(
+            problem,
+            DataProblem::Truncated {
+                expected: 16,
+                found: 10
+            }
+        ),
+        "{problem:?}"
+    );
+
+    let mut longer = full.clone();
+    longer.extend([0, 0, 0]);
+    std::fs::write(&path, &longer).unwrap();
+    let (_, problem) = data_error(&dir);
+    assert!(
+        matches!(problem, DataProblem::TrailingData { extra: 3, .. }),
+        "{problem:?}"
+    );
+
+    // The readers on their own: an empty file is truncated, not a panic.
+    std::fs::write(&path, b"").unwrap();
+    assert!(matches!(
+        idx::read_images(&path),
+        Err(Error::Data {
+            problem: DataProblem::Truncated { found: 0, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_image_label_count_mismatch_is_a_typed_error() {
+    let dir = TempDir::new("count");
+    write_dataset(&dir, 12, 5);
+    let bytes = idx_bytes(idx::LABELS_MAGIC, &[4], &labels(4));
+    std::fs::write(dir.path("t10k-labels-idx1-ubyte"), bytes).unwrap();
+    let (name, problem) = data_error(&dir);
+    assert_eq!(name, "t10k-labels-idx1-ubyte");
+    assert!(
+        matches!(
+            problem,
+            DataProblem::CountMismatch {
+                images: 5,
+                labels: 4,
+                ..
+            }
+        ),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn images_that_are_not_28_by_28_are_a_typed_error() {
+    let dir = TempDir::new("dims");
+    write_dataset(&dir, 12, 5);
+    let bytes = idx_bytes(idx::IMAGES_MAGIC, &[5, 27, 28], &vec![0; 5 * 27 * 28]);
+    std::fs::write(dir.path("t10k-images-idx3-ubyte"), bytes).unwrap();
+    let (_, problem) = data_error(&dir);
+    assert!(
+        matches!(
+            problem,
+            DataProblem::Dimensions {
+                expected: [28, 28],
+                found: [27, 28]
+            }
+        ),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn a_label_outside_the_ten_classes_is_a_typed_error() {
+    let dir = TempDir::new("label");
+    write_dataset(&dir, 12, 5);
+    let bytes = idx_bytes(idx::LABELS_MAGIC, &[5], &[0, 1, 2, 10, 4]);
+    std::fs::write(dir.path("t10k-labels-idx1-ubyte"), bytes).unwrap();
+    let (_, problem) = data_error(&dir);
+    assert!(
+        matches!(
+            problem,
+            DataProblem::BadLabel {
+                index: 3,
+                label: 10,
+                ..
+            }
+        ),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn a_missing_data_dir_says_how_to_get_the_data() {
+    let dir = TempDir::new("missing");
+    let nowhere = dir.path("no-such-folder");
+    let err = FashionMnist::load_dir(&nowhere).unwrap_err();
+    assert!(matches!(err, Error::DataMissing { .. }), "{err:?}");
+    let msg = err.to_string();
+    for needle in [
+        "apt-get install dataset-fashion-mnist",
+        "LATENT_DATA",
+        "--data",
+        "no-such-folder",
+    ] {
+        assert!(msg.contains(needle), "`{needle}` missing from: {msg}");
+    }
+
+    // A folder with some of the files is an error about the first missing one.
+    write_dataset(&dir, 12, 5);
+    std::fs::remove_file(dir.path("t10k-labels-idx1-ubyte")).unwrap();
+    match FashionMnist::load_dir(&dir.0) {
+        Err(Error::DataMissing { file, .. }) => assert_eq!(file, "t10k-labels-idx1-ubyte"),
+        other => panic!("expected DataMissing, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_explicit_dir_is_searched_first() {
+    let dir = TempDir::new("order");
+    let path = data::FashionMnist::search_path(Some(&dir.0));
+    assert_eq!(path.first(), Some(&dir.0));
+    assert_eq!(
+        path.last().map(PathBuf::as_path),
+        Some(Path::new(data::SYSTEM_DIR))
+    );
+    // A broken copy in the explicit folder is reported, not passed over for another copy.
+    write_dataset(&dir, 12, 5);
+    std::fs::write(dir.path("train-labels-idx1-ubyte.gz"), b"\x1f\x8bnot gzip").unwrap();
+    assert!(matches!(
+        FashionMnist::load(Some(&dir.0)),
+        Err(Error::Data {
+            problem: DataProblem::Gzip(_),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_real_fashion_mnist_loads() {
+    if !Path::new(data::SYSTEM_DIR).exists()
+        && std::env::var_os(data::DATA_ENV).is_none()
+        && std::env::var_os("LATENT_SKIP_DATA_TESTS").is_some()
+    {
+        eprintln!("skipping: no Fashion-MNIST and LATENT_SKIP_DATA_TESTS is set");
+        return;
+    }
+    let d = FashionMnist::load(None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((d.train.len(), d.test.len()), (60_000, 10_000));
+    assert_eq!((d.train.dims(), d.test.dims()), ((28, 28), (28, 28)));
+    assert_eq!(d.train.images().len(), 60_000 * data::PIXELS);
+    for split in [&d.train, &d.test] {
+        assert!(split.images().iter().all(|&x| (0.0..=1.0).contains(&x)));
+        // Fashion-MNIST is balanced: every class holds a tenth of each split.
+        let mut count = [0usize; 10];
+        split.labels().iter().for_each(|&l| count[l as usize] += 1);
+        assert_eq!(count, [split.len() / 10; 10]);
+    }
+    // The first image of each split is an ankle boot (label 9), as in the published files.
+    assert_eq!((d.train.labels()[0], d.test.labels()[0]), (9, 9));
+    assert_eq!(Batches::new(d.train.len(), 128, 0).unwrap().len(), 469);
+}
+
+#[test]
+fn each_epoch_visits_every_index_exactly_once() {
+    for (n, b) in [(1000, 128), (60_000, 128), (7, 7), (5, 8)] {
+        let batches = Batches::new(n, b, 42).unwrap();
+        let epoch = batches.epoch(0);
+        let mut seen: Vec<usize> = epoch.iter().flatten().copied().collect();
+        assert_eq!(seen.len(), n);
+        seen.sort_unstable();
+        assert!(
+            seen.iter().enumerate().all(|(i, &s)| i == s),
+            "n {n}, b {b}"
+        );
+        assert!(epoch.iter().all(|batch| batch.len() <= b));
+    }
+}
+
+#[test]
+fn sixty_thousand_images_at_128_are_469_batches_with_the_partial_one_kept() {
+    let batches = Batches::new(60_000, 128, 1).unwrap();
+    assert_eq!(batches.len(), 469);
+    let epoch = batches.epoch(0);
+    assert_eq!(epoch.iter().len(), 469);
+    assert_eq!(epoch.batch(468).len(), 60_000 - 468 * 128);
+    let dropped = batches.clone().drop_last(true);
+    assert_eq!(dropped.len(), 468);
+    assert!(dropped.epoch(0).iter().all(|b| b.len() == 128));
+    assert!(Batches::new(0, 128, 1).is_err());
+    assert!(Batches::new(10, 0, 1).is_err());
+}
+
+#[test]
+fn the_same_seed_and_epoch_give_the_same_order_and_epochs_differ() {
+    let a = Batches::new(1000, 100, 7).unwrap();
+    let b = Batches::new(1000, 100, 7).unwrap();
+    // Epoch 5 on its own (as a resumed run computes it) equals epoch 5 after epochs 0..5.
+    (0..5).for_each(|e| drop(a.epoch(e)));
+    assert_eq!(a.epoch(5).order(), b.epoch(5).order());
+    assert_ne!(a.epoch(5).order(), a.epoch(6).order());
+    let c = Batches::new(1000, 100, 8).unwrap();
+    assert_ne!(a.epoch(5).order(), c.epoch(5).order());
+    assert_ne!(
+        a.epoch(0).order(),
+        (0..1000).collect::<Vec<_>>(),
+        "shuffled"
+    );
+    // Resuming at step 3 sees the same batches as the uninterrupted run.
+    let (uninterrupted, resumed) = (a.epoch(5), b.epoch(5));
+    let full: Vec<&[usize]> = uninterrupted.iter().collect();
+    let resumed: Vec<&[usize]> = resumed.iter().skip(3).collect();
+    assert_eq!(&full[3..], &resumed[..]);
+}
+
+#[test]
+fn binarisation_is_bernoulli_of_the_pixel_and_reproducible() {
+    let dir = TempDir::new("binarize");
+    write_dataset(&dir, 300, 5);
+    let d = FashionMnist::load_dir(&dir.0).unwrap();
+    let batches = Batches::new(d.train.len(), 256, 3).unwrap().binarize(true);
+    let epoch = batches.epoch(2);
+    let (mut x, mut again, mut grey) = (Vec::new(), Vec::new(), Vec::new());
+    let idx = epoch.gather(&d.train, 0, &mut x).to_vec();
+    batches.epoch(2).gather(&d.train, 0, &mut again);
+    assert_eq!(x, again, "same (seed, epoch, step), same draws");
+    d.train.gather(&idx, &mut grey);
+    assert!(x.iter().all(|&v| v == 0.0 || v == 1.0));
+    assert!(
+        x.iter()
+            .zip(&grey)
+            .all(|(&b, &g)| (g != 0.0 || b == 0.0) && (g != 1.0 || b == 1.0)),
+        "a pixel of 0 never fires, one of 1 always does"
+    );
+    // The mean of 200,704 Bernoulli draws is within 5 standard errors (≤ 0.0056) of the
+    // mean probability.
+    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+    assert!(
+        (mean(&x) - mean(&grey)).abs() < 0.0056,
+        "{} vs {}",
+        mean(&x),
+        mean(&grey)
+    );
+    // Another generator draws afresh; without binarisation, pixels pass through.
+    let mut other = grey.clone();
+    data::binarize(&mut other, &mut StdRng::seed_from_u64(99));
+    assert_ne!(x, other);
+    let plain = Batches::new(d.train.len(), 256, 3).unwrap().epoch(2);
+    plain.gather(&d.train, 0, &mut again);
+    assert_eq!(again, grey);
+}
