@@ -24,6 +24,15 @@ struct Cli {
 enum Workload {
     /// FMA peak, empty-dispatch cost, and matmul GFLOP/s at 1024³ and the W1 shapes.
     Kernels,
+    /// W1: training steps of the MLP VAE on Fashion-MNIST (images/s over steps [20, N)).
+    Mlp {
+        /// Steps in all (the first 20 are warm-up).
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Images per step.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+    },
 }
 
 /// Median seconds per call of `f` over 5 trials of `reps` calls, each trial ended by a sync.
@@ -183,12 +192,89 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// W1 of BENCH.md: the MLP VAE's training step on real Fashion-MNIST batches.
+fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
+    use latent::data::FashionMnist;
+    use latent::models::vae::{Objective, TrainSettings, Trainer, VaeConfig};
+    const WARMUP: usize = 20;
+    if steps <= WARMUP {
+        return Err(latent::Error::bad("bench mlp", format!("--steps must exceed the {WARMUP} warm-up steps")));
+    }
+    let data = FashionMnist::load(None)?;
+    let settings = TrainSettings {
+        batch,
+        lr: 1e-3,
+        beta: 1.0,
+        warmup: 0,
+        seed: 0,
+        objective: Objective::Elbo,
+        binarize: false,
+    };
+    let mut trainer = Trainer::new(engine, VaeConfig::default(), &settings, data.train.len())?;
+    let batches = latent::data::Batches::new(data.train.len(), batch, 0)?.drop_last(true);
+    let epoch = batches.epoch(0);
+    let mut host = Vec::new();
+    let mut step = |s: usize| -> Result<latent::models::vae::Losses> {
+        epoch.gather(&data.train, s % epoch.len(), &mut host);
+        let x = Tensor::from_slice(engine, &host, &[batch, 784])?;
+        let l = trainer.train_step(&x)?;
+        engine.flush()?;
+        Ok(l)
+    };
+    for s in 0..WARMUP {
+        step(s)?;
+    }
+    engine.sync()?;
+    engine.reset_stats();
+    let counted = step(WARMUP)?;
+    let per_step = engine.stats();
+    drop(counted);
+    let start = Instant::now();
+    let mut last = None;
+    for s in WARMUP + 1..steps {
+        last = Some(step(s)?);
+    }
+    // Timing ends when the device has finished: read the last loss back.
+    let loss = last.map(|l| l.loss.value().to_vec::<f32>()).transpose()?.map_or(f32::NAN, |v| v[0]);
+    let secs = start.elapsed().as_secs_f64();
+    let timed = steps - WARMUP - 1;
+    let throughput = (timed * batch) as f64 / secs;
+    // Median step time: a few more steps, each waited for.
+    let mut times: Vec<f64> = (0..21)
+        .map(|i| {
+            let t = Instant::now();
+            step(steps + i).and_then(|_| engine.sync()).map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_>>()?;
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let adapter = engine.summary();
+    if json {
+        println!(
+            "{{\"workload\":\"mlp\",\"throughput_img_s\":{throughput:.1},\"step_ms_median\":{median:.3},\"adapter\":\"{}\",\"steps\":{steps},\"batch\":{batch},\"dispatches_per_step\":{},\"submits_per_step\":{},\"readbacks_per_step\":{},\"last_loss\":{loss:.3}}}",
+            adapter.replace('"', "'"),
+            per_step.dispatches,
+            per_step.submits,
+            per_step.readbacks
+        );
+    } else {
+        println!("adapter: {adapter}");
+        println!("W1 mlp: {throughput:.0} images/s over steps [{WARMUP}, {steps}) at batch {batch}; median step {median:.2} ms");
+        println!(
+            "per step: {} dispatches, {} submits, {} readbacks; last loss {loss:.3}",
+            per_step.dispatches, per_step.submits, per_step.readbacks
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let run = || -> Result<()> {
         let engine = Engine::new()?;
         match cli.workload {
             Workload::Kernels => kernels(&engine, cli.reps, cli.json),
+            Workload::Mlp { steps, batch } => mlp(&engine, steps, batch, cli.json),
         }
     };
     if let Err(e) = run() {

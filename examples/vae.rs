@@ -3,7 +3,7 @@
 
 use clap::{Parser, ValueEnum};
 use latent::data::FashionMnist;
-use latent::models::vae::{self, Objective, Trainer, Vae, VaeConfig};
+use latent::models::vae::{self, Objective, Trainer, VaeConfig};
 use latent::{Engine, Result};
 use std::path::PathBuf;
 

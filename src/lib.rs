@@ -6,6 +6,7 @@ pub mod data;
 pub mod engine;
 pub mod io;
 pub mod kernels;
+pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod tape;

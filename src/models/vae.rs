@@ -242,7 +242,8 @@ impl Trainer {
                 ));
             }
         }
-        ck.restore(&t.named())?;
+        let named = t.named();
+        ck.restore(&refs(&named))?;
         t.step = ck.meta_parse("step")?;
         t.epoch = ck.meta_parse("epoch")?;
         t.adam.set_steps(t.step);
@@ -253,7 +254,7 @@ impl Trainer {
     pub fn save(&self, path: &Path) -> Result<()> {
         let named = self.named();
         let meta: Meta = self.meta().into_iter().collect();
-        io::save(path, &named, &meta)
+        io::save(path, &refs(&named), &meta)
     }
 
     fn named(&self) -> Vec<(String, Tensor)> {
@@ -289,6 +290,22 @@ impl Trainer {
         .collect()
     }
 
+    /// Records one training step on batch `x` [B, input] (noise, forward, backward, Adam) into
+    /// the pending encoder without submitting or reading anything back.
+    pub fn train_step(&mut self, x: &Tensor) -> Result<Losses> {
+        let engine = x.engine();
+        let b = x.shape()[0];
+        let noise_blocks = random::blocks(self.settings.batch * self.vae.config.latent);
+        let eps = self.vae.noise(engine, b, self.settings.seed, self.step * noise_blocks)?;
+        let tape = Tape::new(engine);
+        let beta = self.schedule.weight(self.step);
+        let l = self.vae.losses(&tape, x, &eps, beta, self.settings.objective)?;
+        tape.backward(&l.loss)?;
+        self.adam.step()?;
+        self.step += 1;
+        Ok(l)
+    }
+
     /// One epoch over `train` in the epoch's seeded order. Each step is recorded and submitted
     /// as one command buffer with no readback; the step losses are copied into a GPU log read
     /// once at the end, where a non-finite loss stops training with the step named.
@@ -298,7 +315,6 @@ impl Trainer {
         let steps = epoch.len();
         let log = Tensor::zeros(&engine, &[3, steps], DType::F32)?;
         let pixels = self.vae.config.input;
-        let noise_blocks = random::blocks(self.settings.batch * self.vae.config.latent);
         let mut host = Vec::new();
         let start = std::time::Instant::now();
         let mut images = 0usize;
@@ -307,17 +323,11 @@ impl Trainer {
             let b = host.len() / pixels;
             images += b;
             let x = Tensor::from_slice(&engine, &host, &[b, pixels])?;
-            let eps = self.vae.noise(&engine, b, self.settings.seed, self.step * noise_blocks)?;
-            let tape = Tape::new(&engine);
-            let beta = self.schedule.weight(self.step);
-            let l = self.vae.losses(&tape, &x, &eps, beta, self.settings.objective)?;
-            tape.backward(&l.loss)?;
-            self.adam.step()?;
+            let l = self.train_step(&x)?;
             for (row, v) in [&l.loss, &l.recon_mean, &l.kl_mean].into_iter().enumerate() {
                 engine.copy_region(v.value(), 0, &log, row * steps + s, 1)?;
             }
             engine.flush()?;
-            self.step += 1;
         }
         let values = log.to_vec::<f32>()?;
         let seconds = start.elapsed().as_secs_f64();
@@ -340,6 +350,10 @@ impl Trainer {
             images_per_second: images as f64 / seconds,
         })
     }
+}
+
+fn refs(named: &[(String, Tensor)]) -> Vec<(&str, &Tensor)> {
+    named.iter().map(|(n, t)| (n.as_str(), t)).collect()
 }
 
 fn parse_list(s: &str) -> Result<Vec<usize>> {
