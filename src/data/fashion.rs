@@ -45,6 +45,17 @@ pub struct Split {
 }
 
 impl Split {
+    /// The first `n` examples (all of them when `n` ≥ the length): small runs and tests.
+    pub fn take(&self, n: usize) -> Split {
+        let n = n.min(self.len());
+        Split {
+            images: self.images[..n * self.rows * self.cols].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
