@@ -198,7 +198,10 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
     use latent::models::vae::{Objective, TrainSettings, Trainer, VaeConfig};
     const WARMUP: usize = 20;
     if steps <= WARMUP {
-        return Err(latent::Error::bad("bench mlp", format!("--steps must exceed the {WARMUP} warm-up steps")));
+        return Err(latent::Error::bad(
+            "bench mlp",
+            format!("--steps must exceed the {WARMUP} warm-up steps"),
+        ));
     }
     let data = FashionMnist::load(None)?;
     let settings = TrainSettings {
@@ -235,7 +238,10 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
         last = Some(step(s)?);
     }
     // Timing ends when the device has finished: read the last loss back.
-    let loss = last.map(|l| l.loss.value().to_vec::<f32>()).transpose()?.map_or(f32::NAN, |v| v[0]);
+    let loss = last
+        .map(|l| l.loss.value().to_vec::<f32>())
+        .transpose()?
+        .map_or(f32::NAN, |v| v[0]);
     let secs = start.elapsed().as_secs_f64();
     let timed = steps - WARMUP - 1;
     let throughput = (timed * batch) as f64 / secs;
@@ -243,7 +249,9 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
     let mut times: Vec<f64> = (0..21)
         .map(|i| {
             let t = Instant::now();
-            step(steps + i).and_then(|_| engine.sync()).map(|_| t.elapsed().as_secs_f64() * 1e3)
+            step(steps + i)
+                .and_then(|_| engine.sync())
+                .map(|_| t.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<_>>()?;
     times.sort_by(f64::total_cmp);
@@ -259,7 +267,9 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
         );
     } else {
         println!("adapter: {adapter}");
-        println!("W1 mlp: {throughput:.0} images/s over steps [{WARMUP}, {steps}) at batch {batch}; median step {median:.2} ms");
+        println!(
+            "W1 mlp: {throughput:.0} images/s over steps [{WARMUP}, {steps}) at batch {batch}; median step {median:.2} ms"
+        );
         println!(
             "per step: {} dispatches, {} submits, {} readbacks; last loss {loss:.3}",
             per_step.dispatches, per_step.submits, per_step.readbacks

@@ -69,8 +69,15 @@ fn run(args: &Args) -> Result<()> {
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let data = FashionMnist::load(args.data.as_deref())?;
-    eprintln!("data: {} ({} train, {} test)", data.dir.display(), data.train.len(), data.test.len());
-    std::fs::create_dir_all(&args.out).map_err(|e| latent::Error::bad("vae", format!("cannot create {}: {e}", args.out.display())))?;
+    eprintln!(
+        "data: {} ({} train, {} test)",
+        data.dir.display(),
+        data.train.len(),
+        data.test.len()
+    );
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        latent::Error::bad("vae", format!("cannot create {}: {e}", args.out.display()))
+    })?;
     let objective = match args.objective {
         ObjectiveArg::Elbo => Objective::Elbo,
         ObjectiveArg::ReconOnly => Objective::ReconOnly,
@@ -92,7 +99,12 @@ fn run(args: &Args) -> Result<()> {
     let checkpoint = args.out.join("checkpoint.safetensors");
     let mut trainer = if args.resume {
         let t = Trainer::resume(&engine, &checkpoint, &settings, data.train.len())?;
-        eprintln!("resumed from {} after epoch {} (step {})", checkpoint.display(), t.epoch, t.step);
+        eprintln!(
+            "resumed from {} after epoch {} (step {})",
+            checkpoint.display(),
+            t.epoch,
+            t.step
+        );
         t
     } else {
         Trainer::new(&engine, config, &settings, data.train.len())?
@@ -105,7 +117,13 @@ fn run(args: &Args) -> Result<()> {
             s.epoch, args.epochs, s.loss, s.recon, s.kl, s.images_per_second
         );
     }
-    let report = vae::evaluate(&trainer.vae, &data.test, args.seed, args.iwae_k, args.iwae_images)?;
+    let report = vae::evaluate(
+        &trainer.vae,
+        &data.test,
+        args.seed,
+        args.iwae_k,
+        args.iwae_images,
+    )?;
     vae::draw(&trainer.vae, &data.test, &args.out, args.seed)?;
     let json = report.to_json(&settings, trainer.epoch, trainer.step);
     std::fs::write(args.out.join("metrics.json"), &json)
@@ -132,4 +150,3 @@ fn main() {
         std::process::exit(1);
     }
 }
-

@@ -35,7 +35,12 @@ fn data() -> Option<(&'static Engine, Split)> {
 
 /// Every parameter and Adam moment, read back.
 fn state(t: &Trainer) -> Vec<Vec<f32>> {
-    let mut v: Vec<Vec<f32>> = t.vae.params().iter().map(|p| p.value().to_vec().unwrap()).collect();
+    let mut v: Vec<Vec<f32>> = t
+        .vae
+        .params()
+        .iter()
+        .map(|p| p.value().to_vec().unwrap())
+        .collect();
     v.extend(t.adam.state().iter().map(|(_, m)| m.to_vec().unwrap()));
     v
 }
@@ -50,7 +55,12 @@ fn training_lowers_the_loss() {
         last = t.train_epoch(&train).unwrap();
     }
     assert_eq!(first.steps, 5, "320 images at batch 64");
-    assert!(last.recon < first.recon - 20.0, "recon {} -> {}", first.recon, last.recon);
+    assert!(
+        last.recon < first.recon - 20.0,
+        "recon {} -> {}",
+        first.recon,
+        last.recon
+    );
     assert!(first.kl.is_finite() && last.kl >= 0.0);
 }
 
@@ -72,11 +82,19 @@ fn a_resumed_run_matches_the_uninterrupted_one_bit_for_bit() {
     let mut resumed = Trainer::resume(e, &path, &s, train.len()).unwrap();
     assert_eq!((resumed.epoch, resumed.step), (1, 5));
     resumed.train_epoch(&train).unwrap();
-    assert_eq!((resumed.epoch, resumed.step), (straight.epoch, straight.step));
-    assert!(state(&resumed) == state(&straight), "parameters and moments differ after resume");
+    assert_eq!(
+        (resumed.epoch, resumed.step),
+        (straight.epoch, straight.step)
+    );
+    assert!(
+        state(&resumed) == state(&straight),
+        "parameters and moments differ after resume"
+    );
 
     // A resume with other settings is refused, naming the setting.
-    let err = Trainer::resume(e, &path, &settings(2e-3), train.len()).err().expect("lr differs");
+    let err = Trainer::resume(e, &path, &settings(2e-3), train.len())
+        .err()
+        .expect("lr differs");
     assert!(err.to_string().contains("lr"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -60,7 +60,9 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
-    #[error("{what} became {value} at step {step}; training stopped (the last checkpoint is from before it)")]
+    #[error(
+        "{what} became {value} at step {step}; training stopped (the last checkpoint is from before it)"
+    )]
     NonFinite {
         what: &'static str,
         step: u64,

@@ -3,13 +3,16 @@
 
 pub mod adam;
 pub mod elementwise;
+pub mod kl;
 pub mod layout;
+pub mod losses;
 pub mod matmul;
 pub mod matmul_subgroup;
 pub mod matmul_wide;
 pub mod peak;
 pub mod random;
 pub mod reduce;
+mod rows;
 pub mod softmax;
 
 use crate::engine::{Grid, Result, Shader, Tensor};
@@ -18,7 +21,11 @@ use crate::engine::{Grid, Result, Shader, Tensor};
 pub const SHADERS: &[Shader] = &[
     adam::SHADER,
     elementwise::SHADER,
+    kl::SHADERS[0],
+    kl::SHADERS[1],
     layout::SHADER,
+    losses::SHADERS[0],
+    losses::SHADERS[1],
     matmul::SHADER,
     matmul_subgroup::SHADER,
     matmul_wide::SHADER,

@@ -84,7 +84,11 @@ impl Vae {
             decoder.push(layer(format!("decoder.{i}"), width, h)?);
             width = h;
         }
-        decoder.push(layer(format!("decoder.{}", config.hidden.len()), width, config.input)?);
+        decoder.push(layer(
+            format!("decoder.{}", config.hidden.len()),
+            width,
+            config.input,
+        )?);
         Ok(Vae {
             config,
             encoder,
@@ -114,7 +118,14 @@ impl Vae {
     }
 
     /// The loss of a batch `x` [B, input] in [0, 1] with noise `eps` [B, latent].
-    pub fn losses(&self, tape: &Tape, x: &Tensor, eps: &Tensor, beta: f32, objective: Objective) -> Result<Losses> {
+    pub fn losses(
+        &self,
+        tape: &Tape,
+        x: &Tensor,
+        eps: &Tensor,
+        beta: f32,
+        objective: Objective,
+    ) -> Result<Losses> {
         let xv = tape.input(x);
         let (mu, logvar) = self.encode(&xv)?;
         let z = mu.reparameterize(&logvar, eps)?;
@@ -150,7 +161,12 @@ impl Vae {
 impl Module for Vae {
     fn params(&self) -> Vec<Param> {
         let mut p = Vec::new();
-        for l in self.encoder.iter().chain([&self.mu, &self.logvar]).chain(&self.decoder) {
+        for l in self
+            .encoder
+            .iter()
+            .chain([&self.mu, &self.logvar])
+            .chain(&self.decoder)
+        {
             p.extend(l.params());
         }
         p
@@ -197,7 +213,12 @@ pub struct Trainer {
 
 impl Trainer {
     /// A fresh run: model initialised from `settings.seed`, Adam with PyTorch's defaults and `lr`.
-    pub fn new(engine: &Engine, config: VaeConfig, settings: &TrainSettings, train_len: usize) -> Result<Trainer> {
+    pub fn new(
+        engine: &Engine,
+        config: VaeConfig,
+        settings: &TrainSettings,
+        train_len: usize,
+    ) -> Result<Trainer> {
         let vae = Vae::new(engine, config, settings.seed)?;
         let adam = Adam::new(
             vae.params(),
@@ -214,14 +235,20 @@ impl Trainer {
                 beta: settings.beta,
                 warmup: settings.warmup,
             },
-            batches: Batches::new(train_len, settings.batch, settings.seed)?.binarize(settings.binarize),
+            batches: Batches::new(train_len, settings.batch, settings.seed)?
+                .binarize(settings.binarize),
             step: 0,
             epoch: 0,
         })
     }
 
     /// Continues the run saved in `path`; the settings and model shape must match it.
-    pub fn resume(engine: &Engine, path: &Path, settings: &TrainSettings, train_len: usize) -> Result<Trainer> {
+    pub fn resume(
+        engine: &Engine,
+        path: &Path,
+        settings: &TrainSettings,
+        train_len: usize,
+    ) -> Result<Trainer> {
         let ck = io::load(path)?;
         let config = VaeConfig {
             input: ck.meta_parse("input")?,
@@ -238,7 +265,10 @@ impl Trainer {
             if got != want {
                 return Err(Error::bad(
                     "resume",
-                    format!("{} was saved with {key} = {got}, this run asks for {want}", path.display()),
+                    format!(
+                        "{} was saved with {key} = {got}, this run asks for {want}",
+                        path.display()
+                    ),
                 ));
             }
         }
@@ -296,10 +326,14 @@ impl Trainer {
         let engine = x.engine();
         let b = x.shape()[0];
         let noise_blocks = random::blocks(self.settings.batch * self.vae.config.latent);
-        let eps = self.vae.noise(engine, b, self.settings.seed, self.step * noise_blocks)?;
+        let eps = self
+            .vae
+            .noise(engine, b, self.settings.seed, self.step * noise_blocks)?;
         let tape = Tape::new(engine);
         let beta = self.schedule.weight(self.step);
-        let l = self.vae.losses(&tape, x, &eps, beta, self.settings.objective)?;
+        let l = self
+            .vae
+            .losses(&tape, x, &eps, beta, self.settings.objective)?;
         tape.backward(&l.loss)?;
         self.adam.step()?;
         self.step += 1;
@@ -339,7 +373,13 @@ impl Trainer {
                 value: values[s],
             });
         }
-        let mean = |row: usize| values[row * steps..(row + 1) * steps].iter().map(|&v| v as f64).sum::<f64>() / steps as f64;
+        let mean = |row: usize| {
+            values[row * steps..(row + 1) * steps]
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / steps as f64
+        };
         self.epoch += 1;
         Ok(EpochStats {
             epoch: self.epoch,
@@ -360,7 +400,11 @@ fn parse_list(s: &str) -> Result<Vec<usize>> {
     s.trim_matches(|c| c == '[' || c == ']')
         .split(',')
         .filter(|p| !p.trim().is_empty())
-        .map(|p| p.trim().parse().map_err(|_| Error::bad("resume", format!("bad layer list {s:?}"))))
+        .map(|p| {
+            p.trim()
+                .parse()
+                .map_err(|_| Error::bad("resume", format!("bad layer list {s:?}")))
+        })
         .collect()
 }
 
@@ -384,7 +428,13 @@ pub struct Report {
 const EVAL_STREAM: u64 = 0x0E7A_1000_0000_0000;
 
 /// Evaluates −ELBO, the IWAE-k NLL and the active units on `test`.
-pub fn evaluate(vae: &Vae, test: &Split, seed: u64, k: usize, iwae_images: usize) -> Result<Report> {
+pub fn evaluate(
+    vae: &Vae,
+    test: &Split,
+    seed: u64,
+    k: usize,
+    iwae_images: usize,
+) -> Result<Report> {
     let engine = vae.mu.weight.value().engine().clone();
     let (pixels, d) = (vae.config.input, vae.config.latent);
     let n = test.len();
@@ -393,26 +443,50 @@ pub fn evaluate(vae: &Vae, test: &Split, seed: u64, k: usize, iwae_images: usize
     let mut offset = 0u64;
     for start in (0..n).step_by(500) {
         let b = 500.min(n - start);
-        let x = Tensor::from_slice(&engine, &test.images()[start * pixels..(start + b) * pixels], &[b, pixels])?;
+        let x = Tensor::from_slice(
+            &engine,
+            &test.images()[start * pixels..(start + b) * pixels],
+            &[b, pixels],
+        )?;
         let tape = Tape::no_grad(&engine);
         let (mu, logvar) = vae.encode(&tape.input(&x))?;
         let eps = random::normal(&engine, &[b, d], seed ^ EVAL_STREAM, offset)?;
         offset += random::blocks(b * d);
         let logits = vae.decode(&mu.reparameterize(&logvar, &eps)?)?;
-        recon += logits.bce_with_logits(&x)?.value().to_vec::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
-        kl += mu.kl_std_normal(&logvar)?.value().to_vec::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
+        recon += logits
+            .bce_with_logits(&x)?
+            .value()
+            .to_vec::<f32>()?
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>();
+        kl += mu
+            .kl_std_normal(&logvar)?
+            .value()
+            .to_vec::<f32>()?
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>();
         mus.extend(mu.value().to_vec::<f32>()?);
     }
     let (recon, kl) = (recon / n as f64, kl / n as f64);
     let unit_variances: Vec<f64> = (0..d)
         .map(|u| {
             let m = (0..n).map(|i| mus[i * d + u] as f64).sum::<f64>() / n as f64;
-            (0..n).map(|i| (mus[i * d + u] as f64 - m).powi(2)).sum::<f64>() / n as f64
+            (0..n)
+                .map(|i| (mus[i * d + u] as f64 - m).powi(2))
+                .sum::<f64>()
+                / n as f64
         })
         .collect();
     let active_units = unit_variances.iter().filter(|&&v| v > 0.01).count();
     let iwae_images = iwae_images.min(n);
-    let iwae_nll = iwae(vae, &test.images()[..iwae_images * pixels], seed ^ EVAL_STREAM ^ 1, k)?;
+    let iwae_nll = iwae(
+        vae,
+        &test.images()[..iwae_images * pixels],
+        seed ^ EVAL_STREAM ^ 1,
+        k,
+    )?;
     Ok(Report {
         neg_elbo: recon + kl,
         recon,
@@ -433,7 +507,10 @@ pub fn iwae(vae: &Vae, images: &[f32], seed: u64, k: usize) -> Result<f64> {
     let (pixels, d) = (vae.config.input, vae.config.latent);
     let n = images.len() / pixels;
     if n == 0 || k == 0 {
-        return Err(Error::bad("iwae", "needs at least one image and one sample"));
+        return Err(Error::bad(
+            "iwae",
+            "needs at least one image and one sample",
+        ));
     }
     // About 4,096 decoded samples per chunk keeps the buffers small.
     let chunk = (4096 / k).max(1);
@@ -441,7 +518,11 @@ pub fn iwae(vae: &Vae, images: &[f32], seed: u64, k: usize) -> Result<f64> {
     let mut offset = 0u64;
     for start in (0..n).step_by(chunk) {
         let c = chunk.min(n - start);
-        let x = Tensor::from_slice(&engine, &images[start * pixels..(start + c) * pixels], &[c, pixels])?;
+        let x = Tensor::from_slice(
+            &engine,
+            &images[start * pixels..(start + c) * pixels],
+            &[c, pixels],
+        )?;
         let tape = Tape::no_grad(&engine);
         let (mu, logvar) = vae.encode(&tape.input(&x))?;
         // Row i·k + j is sample j of image i.
@@ -461,10 +542,18 @@ pub fn iwae(vae: &Vae, images: &[f32], seed: u64, k: usize) -> Result<f64> {
         let nll_prior = losses::gaussian_nll(&z, &zeros, &zeros)?;
         let nll_q = losses::gaussian_nll(&z, &mur, &lvr)?;
         // log w = log p(x|z) + log p(z) − log q(z|x) = nll_q − bce − nll_prior.
-        let logw = ew::binary(Binary::Sub, &ew::binary(Binary::Sub, &nll_q, &bce)?, &nll_prior)?;
+        let logw = ew::binary(
+            Binary::Sub,
+            &ew::binary(Binary::Sub, &nll_q, &bce)?,
+            &nll_prior,
+        )?;
         let lse = reduce::logsumexp_last(&logw.reshape(&[c, k])?)?;
         let ln_k = (k as f64).ln();
-        total += lse.to_vec::<f32>()?.iter().map(|&v| ln_k - v as f64).sum::<f64>();
+        total += lse
+            .to_vec::<f32>()?
+            .iter()
+            .map(|&v| ln_k - v as f64)
+            .sum::<f64>();
     }
     Ok(total / n as f64)
 }
@@ -496,14 +585,27 @@ pub fn draw(vae: &Vae, test: &Split, out: &Path, seed: u64) -> Result<()> {
     io::save_grid(out.join("samples.png"), &mean_image(&z)?, 8, side, side, 2)?;
     if d == 2 {
         // The manifold: decoded means over a 20×20 grid of normal quantiles.
-        let q: Vec<f32> = (0..20).map(|i| normal_quantile(0.05 + 0.9 * i as f64 / 19.0) as f32).collect();
+        let q: Vec<f32> = (0..20)
+            .map(|i| normal_quantile(0.05 + 0.9 * i as f64 / 19.0) as f32)
+            .collect();
         let zs: Vec<f32> = (0..400).flat_map(|i| [q[i % 20], q[19 - i / 20]]).collect();
         let z = Tensor::from_slice(&engine, &zs, &[400, 2])?;
-        io::save_grid(out.join("manifold.png"), &mean_image(&z)?, 20, side, side, 1)?;
+        io::save_grid(
+            out.join("manifold.png"),
+            &mean_image(&z)?,
+            20,
+            side,
+            side,
+            1,
+        )?;
         let mut points = Vec::with_capacity(test.len());
         for start in (0..test.len()).step_by(1000) {
             let b = 1000.min(test.len() - start);
-            let x = Tensor::from_slice(&engine, &test.images()[start * pixels..(start + b) * pixels], &[b, pixels])?;
+            let x = Tensor::from_slice(
+                &engine,
+                &test.images()[start * pixels..(start + b) * pixels],
+                &[b, pixels],
+            )?;
             let tape = Tape::no_grad(&engine);
             let mu = vae.encode(&tape.input(&x))?.0.value().to_vec::<f32>()?;
             points.extend(mu.chunks(2).map(|p| (p[0], p[1])));
@@ -515,11 +617,39 @@ pub fn draw(vae: &Vae, test: &Split, out: &Path, seed: u64) -> Result<()> {
 
 /// Φ⁻¹(p) by Acklam's rational approximation (relative error < 1.2e-9).
 fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
-    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
     if p < 0.02425 {
         tail((-2.0 * p.ln()).sqrt())
     } else if p > 1.0 - 0.02425 {
@@ -527,14 +657,19 @@ fn normal_quantile(p: f64) -> f64 {
     } else {
         let q = p - 0.5;
         let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
 }
 
 impl Report {
     /// metrics.json: the figures with the settings that produced them.
     pub fn to_json(&self, s: &TrainSettings, epochs: u64, steps: u64) -> String {
-        let vars: Vec<String> = self.unit_variances.iter().map(|v| format!("{v:.6}")).collect();
+        let vars: Vec<String> = self
+            .unit_variances
+            .iter()
+            .map(|v| format!("{v:.6}"))
+            .collect();
         format!(
             "{{\n  \"model\": \"mlp-vae\",\n  \"epochs\": {epochs},\n  \"steps\": {steps},\n  \"batch\": {},\n  \"lr\": {},\n  \"beta\": {},\n  \"warmup\": {},\n  \"seed\": {},\n  \"objective\": \"{:?}\",\n  \"test_neg_elbo\": {:.4},\n  \"test_recon\": {:.4},\n  \"test_kl\": {:.4},\n  \"iwae_k\": {},\n  \"iwae_images\": {},\n  \"iwae_nll\": {:.4},\n  \"active_units\": {},\n  \"unit_variances\": [{}]\n}}\n",
             s.batch,

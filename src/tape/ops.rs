@@ -5,8 +5,8 @@ use super::{Grads, Param, Var};
 use crate::engine::{Error, Result, Tensor};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
 use crate::kernels::matmul::{self, Matmul};
-use crate::kernels::{kl, losses};
 use crate::kernels::reduce::{self, Reduce};
+use crate::kernels::{kl, losses};
 
 /// What produced a value, with the ids of its inputs.
 pub enum Op {
@@ -340,7 +340,11 @@ impl Op {
                 let dx = ew::affine(&g, scale, 0.0)?;
                 gr.give(x, dx)
             }
-            Op::Reparameterize { mu, logvar, ref eps } => {
+            Op::Reparameterize {
+                mu,
+                logvar,
+                ref eps,
+            } => {
                 let lv = gr.value(logvar).clone();
                 let (dmu, dlv) = kl::reparameterize_backward(&lv, eps, &g)?;
                 gr.give(mu, dmu)?;

@@ -1,0 +1,150 @@
+// Diagonal-Gaussian kernels of a VAE's latent layer, rows = examples: z = μ + σ·ε, the KL
+// divergences and their gradients. Launcher: src/kernels/kl.rs; tests: kernels-tests/kl.rs.
+//
+// Compiled after shaders/rows/ (lane type V, Params, bindings a..d, g, o0..o3, sums, span).
+// Inputs are μ and log σ²; σ = exp(½ log σ²), and σ² = σ·σ so one exp serves both.
+// KL(N(μ, σ²) ‖ N(0, 1)) = −½ (1 + log σ² − μ² − σ²)  (Kingma & Welling 2014, appendix B).
+
+// Parts of `gaussian_backward`: the reparameterisation's (from dz) and the KL's (weighted by the
+// row's weight). It binds a..d and g whichever parts run; a part that is off reads none of its
+// inputs, so the launcher fills their bindings with any tensor.
+override REPARAM: bool = true;
+override KL: bool = true;
+
+fn sigma(logvar: V) -> V {
+    return exp(0.5 * logvar);
+}
+
+// Per-dimension KL(N(μ, σ²) ‖ N(0, 1)), with variance = σ².
+fn kl_std_terms(mu: V, logvar: V, variance: V) -> V {
+    return -0.5 * (1.0 + logvar - mu * mu - variance);
+}
+
+// a = μ, b = log σ², c = ε -> o0 = z = μ + σ·ε.
+@compute @workgroup_size(WG)
+fn reparameterize(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    for (var i = s.begin; i < s.end; i++) {
+        o0[i] = fma(sigma(b[i]), c[i], a[i]);
+    }
+}
+
+// a = μ, b = log σ² -> sums = Σ_d KL(N(μ_d, σ_d²) ‖ N(0, 1)) over the piece.
+@compute @workgroup_size(WG)
+fn kl_std_normal(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    var acc = V(0.0);
+    for (var i = s.begin; i < s.end; i++) {
+        let logvar = b[i];
+        let sd = sigma(logvar);
+        acc += kl_std_terms(a[i], logvar, sd * sd);
+    }
+    sums[s.id] = total(acc);
+}
+
+// The VAE's forward in one pass: a = μ, b = log σ², c = ε -> o0 = z, sums = KL to N(0, I).
+@compute @workgroup_size(WG)
+fn reparameterize_kl(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    var acc = V(0.0);
+    for (var i = s.begin; i < s.end; i++) {
+        let mu = a[i];
+        let logvar = b[i];
+        let sd = sigma(logvar);
+        o0[i] = fma(sd, c[i], mu);
+        acc += kl_std_terms(mu, logvar, sd * sd);
+    }
+    sums[s.id] = total(acc);
+}
+
+// a = μ, b = log σ², c = ε, d = dz, row weight w -> o0 = dμ, o1 = d log σ²:
+//   REPARAM: dμ += dz,   d log σ² += dz·ε·½σ         (∂z/∂μ = 1, ∂z/∂log σ² = ½σε)
+//   KL:      dμ += w·μ,  d log σ² += w·½(σ² − 1)
+@compute @workgroup_size(WG)
+fn gaussian_backward(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    var w = 0.0;
+    if KL {
+        w = weight(s.row);
+    }
+    for (var i = s.begin; i < s.end; i++) {
+        let sd = sigma(b[i]);
+        var dmu = V(0.0);
+        var dlogvar = V(0.0);
+        if REPARAM {
+            dmu = d[i];
+            dlogvar = dmu * c[i] * sd;
+        }
+        if KL {
+            dmu = fma(V(w), a[i], dmu);
+            dlogvar = fma(V(w), sd * sd - 1.0, dlogvar);
+        }
+        o0[i] = dmu;
+        o1[i] = 0.5 * dlogvar;
+    }
+}
+
+// KL(q ‖ p) between N(μq, σq²) and N(μp, σp²), per dimension:
+//   ½ (log σp² − log σq² + (σq² + (μq − μp)²)/σp² − 1).
+// σq²/σp² is taken as exp(log σq² − log σp²) and 1/σp² as exp(−log σp²), so neither variance
+// alone has to be representable: log σ² = ±30 on both sides stays finite.
+struct Pair {
+    delta: V,  // μq − μp
+    inv: V,    // 1/σp²
+    dlog: V,   // log σp² − log σq²
+    ratio: V,  // σq²/σp²
+}
+
+// Element i of a = μq, b = log σq², c = μp, d = log σp², each loaded once.
+fn pair(i: u32) -> Pair {
+    let logvar_p = d[i];
+    let dlog = logvar_p - b[i];
+    return Pair(a[i] - c[i], exp(-logvar_p), dlog, exp(-dlog));
+}
+
+// a = μq, b = log σq², c = μp, d = log σp² -> sums = Σ_d KL(q_d ‖ p_d) over the piece.
+@compute @workgroup_size(WG)
+fn kl_gaussians(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    var acc = V(0.0);
+    for (var i = s.begin; i < s.end; i++) {
+        let q = pair(i);
+        acc += 0.5 * (q.dlog + q.ratio + q.delta * q.delta * q.inv - 1.0);
+    }
+    sums[s.id] = total(acc);
+}
+
+// Gradients of w·KL(q ‖ p): o0 = dμq, o1 = d log σq², o2 = dμp, o3 = d log σp²:
+//   dμq = w·(μq − μp)/σp² = −dμp,  d log σq² = ½w(σq²/σp² − 1),
+//   d log σp² = ½w(1 − σq²/σp² − (μq − μp)²/σp²).
+@compute @workgroup_size(WG)
+fn kl_gaussians_backward(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    let w = weight(s.row);
+    for (var i = s.begin; i < s.end; i++) {
+        let q = pair(i);
+        let t = w * q.delta * q.inv;
+        o0[i] = t;
+        o1[i] = 0.5 * w * (q.ratio - 1.0);
+        o2[i] = -t;
+        o3[i] = 0.5 * (w * (1.0 - q.ratio) - t * q.delta);
+    }
+}

@@ -1,0 +1,12 @@
+// Lane type V = f32 of the row kernels (kl.wgsl, losses.wgsl): one element per load, any row
+// length. Prepended by src/kernels/rows.rs; lanes_vec4.wgsl is the four-element twin.
+
+alias V = f32;
+const LANES: u32 = 1u;
+
+fn total(v: V) -> f32 { return v; }
+fn vmax(v: V) -> f32 { return v; }
+// Element `k` of v (always v itself here).
+fn pick(v: V, k: u32) -> f32 { return v; }
+// 1 where the element of V unit `e` of a row is element `k` of that row: a one-hot row.
+fn hot(e: u32, k: u32) -> V { return select(0.0, 1.0, e == k); }
