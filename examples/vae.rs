@@ -1,5 +1,6 @@
 //! The MLP VAE of Kingma & Welling on Fashion-MNIST (W1 of BENCH.md): trains with a progress
-//! line per epoch, checkpoints atomically, then writes pictures and metrics.json. `--help` for flags.
+//! line per epoch, checkpoints atomically, then writes pictures (and the epoch loss curve of this
+//! run) and metrics.json. `--help` for flags.
 
 use clap::{Parser, ValueEnum};
 use latent::data::FashionMnist;
@@ -109,8 +110,12 @@ fn run(args: &Args) -> Result<()> {
     } else {
         Trainer::new(&engine, config, &settings, data.train.len())?
     };
+    let mut curves: [Vec<f32>; 3] = Default::default();
     while trainer.epoch < args.epochs {
         let s = trainer.train_epoch(&data.train)?;
+        for (curve, v) in curves.iter_mut().zip([s.loss, s.recon, s.kl]) {
+            curve.push(v as f32);
+        }
         trainer.save(&checkpoint)?;
         println!(
             "epoch {:>3}/{}  loss {:8.3}  recon {:8.3}  KL {:7.3}  {:7.0} img/s",
@@ -125,6 +130,14 @@ fn run(args: &Args) -> Result<()> {
         args.iwae_images,
     )?;
     vae::draw(&trainer.vae, &data.test, &args.out, args.seed)?;
+    if curves[0].len() > 1 {
+        let series = [
+            ("loss", &curves[0][..]),
+            ("recon", &curves[1][..]),
+            ("KL", &curves[2][..]),
+        ];
+        latent::io::line_plot_png(args.out.join("loss_curve.png"), &series, (640, 400))?;
+    }
     let json = report.to_json(&settings, trainer.epoch, trainer.step);
     std::fs::write(args.out.join("metrics.json"), &json)
         .map_err(|e| latent::Error::bad("vae", format!("cannot write metrics.json: {e}")))?;

@@ -3,6 +3,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod data;
+pub mod dist;
 pub mod engine;
 pub mod io;
 pub mod kernels;

@@ -502,7 +502,7 @@ pub fn evaluate(
 /// Mean over `images` of −log p(x) ≈ −log (1/k) Σ_j p(x|z_j) p(z_j) / q(z_j|x), z_j ~ q(z|x)
 /// (Burda et al. 2016), the k weights combined with a stable log-sum-exp on the GPU.
 pub fn iwae(vae: &Vae, images: &[f32], seed: u64, k: usize) -> Result<f64> {
-    use crate::kernels::{elementwise as ew, elementwise::Binary, kl, layout, losses, reduce};
+    use crate::kernels::{elementwise as ew, elementwise::Binary, kl, layout, losses};
     let engine = vae.mu.weight.value().engine().clone();
     let (pixels, d) = (vae.config.input, vae.config.latent);
     let n = images.len() / pixels;
@@ -547,13 +547,8 @@ pub fn iwae(vae: &Vae, images: &[f32], seed: u64, k: usize) -> Result<f64> {
             &ew::binary(Binary::Sub, &nll_q, &bce)?,
             &nll_prior,
         )?;
-        let lse = reduce::logsumexp_last(&logw.reshape(&[c, k])?)?;
-        let ln_k = (k as f64).ln();
-        total += lse
-            .to_vec::<f32>()?
-            .iter()
-            .map(|&v| ln_k - v as f64)
-            .sum::<f64>();
+        let nll = crate::dist::iwae_nll(&logw.reshape(&[c, k])?)?;
+        total += nll.to_vec::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
     }
     Ok(total / n as f64)
 }

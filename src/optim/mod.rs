@@ -83,3 +83,39 @@ impl KlSchedule {
         }
     }
 }
+
+/// SGD (momentum, Nesterov, weight decay; PyTorch semantics) over a fixed list of parameters.
+pub struct Sgd {
+    pub config: crate::kernels::adam::SgdConfig,
+    params: Vec<Param>,
+    /// Momentum buffers, when momentum > 0.
+    buffers: Option<Vec<Tensor>>,
+}
+
+impl Sgd {
+    pub fn new(params: Vec<Param>, config: crate::kernels::adam::SgdConfig) -> Result<Sgd> {
+        let buffers = if config.momentum > 0.0 {
+            let zeros =
+                |p: &Param| Tensor::zeros(p.value().engine(), p.value().shape(), DType::F32);
+            Some(params.iter().map(zeros).collect::<Result<_>>()?)
+        } else {
+            None
+        };
+        Ok(Sgd {
+            config,
+            params,
+            buffers,
+        })
+    }
+
+    /// One update of every parameter (missing gradients count as zero), then forgets them.
+    pub fn step(&mut self) -> Result<()> {
+        for (i, p) in self.params.iter().enumerate() {
+            p.materialize_grad()?;
+            let buf = self.buffers.as_ref().map(|b| &b[i]);
+            adam::sgd_step(p.value(), p.grad(), buf, &self.config)?;
+            p.zero_grad();
+        }
+        Ok(())
+    }
+}
