@@ -339,3 +339,71 @@ fn kl_warmup_ramps_linearly_to_beta() {
         0.5
     );
 }
+
+#[test]
+fn vae_loss_op_gradients_match_finite_differences() {
+    let e = gpu!();
+    let (b, d) = (3, 6);
+    let eps_host = uniform(&mut rng(20), b * d, -2.0, 2.0);
+    let eps = Tensor::from_slice(e, &eps_host, &[b, d]).unwrap();
+    let inputs = [
+        rand_input(21, &[b, d], -1.5, 1.5),
+        rand_input(22, &[b, d], -2.0, 1.0),
+    ];
+    // z = μ + exp(½ log σ²)·ε
+    let eps_c = eps_host.clone();
+    let cpu = move |x: &[Vec<f64>]| {
+        (0..b * d)
+            .map(|i| x[0][i] + (0.5 * x[1][i]).exp() * eps_c[i] as f64)
+            .collect()
+    };
+    check(
+        e,
+        "reparameterize",
+        &inputs,
+        |v| v[0].reparameterize(&v[1], &eps).unwrap(),
+        &cpu,
+    );
+    // KL(N(μ, σ²) ‖ N(0, I)) per row
+    let cpu = move |x: &[Vec<f64>]| {
+        (0..b)
+            .map(|r| {
+                (0..d)
+                    .map(|j| {
+                        let (m, lv) = (x[0][r * d + j], x[1][r * d + j]);
+                        -0.5 * (1.0 + lv - m * m - lv.exp())
+                    })
+                    .sum()
+            })
+            .collect()
+    };
+    check(
+        e,
+        "kl_std_normal",
+        &inputs,
+        |v| v[0].kl_std_normal(&v[1]).unwrap(),
+        &cpu,
+    );
+    // Σ BCE-with-logits per row against a constant target in [0, 1]
+    let target_host = uniform(&mut rng(23), b * d, 0.0, 1.0);
+    let target = Tensor::from_slice(e, &target_host, &[b, d]).unwrap();
+    let cpu = move |x: &[Vec<f64>]| {
+        (0..b)
+            .map(|r| {
+                (0..d)
+                    .map(|j| {
+                        let (l, t) = (x[0][r * d + j], target_host[r * d + j] as f64);
+                        l.max(0.0) - l * t + (-l.abs()).exp().ln_1p()
+                    })
+                    .sum()
+            })
+            .collect()
+    };
+    check(
+        e,
+        "bce_with_logits",
+        &inputs[..1],
+        |v| v[0].bce_with_logits(&target).unwrap(),
+        &cpu,
+    );
+}
