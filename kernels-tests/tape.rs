@@ -1,6 +1,7 @@
 //! Finite-difference gradient checks of every tape op: the GPU backward against central
 //! differences (f64) of a CPU twin of the forward, through loss = Σ w ⊙ f(inputs) with random w.
 
+use crate::elementwise::cpu_unary;
 use crate::{gpu, rng, uniform};
 use latent::kernels::elementwise::{Binary, Unary};
 use latent::nn::{Linear, Module};
@@ -154,18 +155,7 @@ fn unary_gradients_match_finite_differences() {
                 }
             }
         }
-        let f = move |v: f64| match op {
-            Unary::Neg => -v,
-            Unary::Exp => v.exp(),
-            Unary::Log => v.ln(),
-            Unary::Sqrt => v.sqrt(),
-            Unary::Relu => v.max(0.0),
-            Unary::Sigmoid => 1.0 / (1.0 + (-v).exp()),
-            Unary::Tanh => v.tanh(),
-            Unary::Softplus => (1.0 + v.exp()).ln(),
-            Unary::Square => v * v,
-        };
-        let cpu = move |x: &[Vec<f64>]| x[0].iter().map(|&v| f(v)).collect();
+        let cpu = move |x: &[Vec<f64>]| x[0].iter().map(|&v| cpu_unary(op, v)).collect();
         check(
             e,
             &format!("{op:?}"),

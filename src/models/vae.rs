@@ -392,6 +392,11 @@ impl Trainer {
     }
 }
 
+/// The elements of `t` read back and summed in f64.
+fn sum_f64(t: &Tensor) -> Result<f64> {
+    Ok(t.to_vec::<f32>()?.iter().map(|&v| v as f64).sum())
+}
+
 fn refs(named: &[(String, Tensor)]) -> Vec<(&str, &Tensor)> {
     named.iter().map(|(n, t)| (n.as_str(), t)).collect()
 }
@@ -453,20 +458,8 @@ pub fn evaluate(
         let eps = random::normal(&engine, &[b, d], seed ^ EVAL_STREAM, offset)?;
         offset += random::blocks(b * d);
         let logits = vae.decode(&mu.reparameterize(&logvar, &eps)?)?;
-        recon += logits
-            .bce_with_logits(&x)?
-            .value()
-            .to_vec::<f32>()?
-            .iter()
-            .map(|&v| v as f64)
-            .sum::<f64>();
-        kl += mu
-            .kl_std_normal(&logvar)?
-            .value()
-            .to_vec::<f32>()?
-            .iter()
-            .map(|&v| v as f64)
-            .sum::<f64>();
+        recon += sum_f64(logits.bce_with_logits(&x)?.value())?;
+        kl += sum_f64(mu.kl_std_normal(&logvar)?.value())?;
         mus.extend(mu.value().to_vec::<f32>()?);
     }
     let (recon, kl) = (recon / n as f64, kl / n as f64);
@@ -548,7 +541,7 @@ pub fn iwae(vae: &Vae, images: &[f32], seed: u64, k: usize) -> Result<f64> {
             &nll_prior,
         )?;
         let nll = crate::dist::iwae_nll(&logw.reshape(&[c, k])?)?;
-        total += nll.to_vec::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
+        total += sum_f64(&nll)?;
     }
     Ok(total / n as f64)
 }
