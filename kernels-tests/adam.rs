@@ -105,8 +105,26 @@ fn adam_and_adamw_match_a_float64_twin_over_several_steps_on_random_shapes() {
         },
     ];
     for (k, cfg) in configs.iter().enumerate() {
-        for case in 0..4 {
-            let (shape, mut w) = random_problem(&mut r);
+        for case in 0..6 {
+            // Cases 4 and 5 pin both launch paths: a length that is a multiple of 4 (vec4
+            // entry) and one that is not (scalar entry).
+            let (shape, mut w) = match case {
+                4 => (
+                    vec![12, 20],
+                    uniform(&mut r, 240, -2.0, 2.0)
+                        .into_iter()
+                        .map(f64::from)
+                        .collect(),
+                ),
+                5 => (
+                    vec![7, 3],
+                    uniform(&mut r, 21, -2.0, 2.0)
+                        .into_iter()
+                        .map(f64::from)
+                        .collect(),
+                ),
+                _ => random_problem(&mut r),
+            };
             let n = w.len();
             let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
             let (tw, tm, tv) = (

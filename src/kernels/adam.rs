@@ -122,6 +122,11 @@ pub fn adam_step(
         ..Params::default()
     };
     let constants = [("DECOUPLED", decoupled as u8 as f64)];
+    // Four elements per invocation when the length allows (the common case: every W1 tensor).
+    if p.n % 4 == 0 {
+        let p = Params { n: p.n / 4, ..p };
+        return launch("adam4", &constants, &[grad, param, m, v], p);
+    }
     launch("adam", &constants, &[grad, param, m, v], p)
 }
 
