@@ -397,3 +397,26 @@ fn vae_loss_op_gradients_match_finite_differences() {
         &cpu,
     );
 }
+
+#[test]
+fn concat_and_reshape_gradients_match_finite_differences() {
+    let e = gpu!();
+    let inputs = [
+        rand_input(30, &[3, 4], -1.0, 1.0),
+        rand_input(31, &[3, 2], -1.0, 1.0),
+    ];
+    // [a | b] along the columns, reshaped to [2, 9], squared so the gradient depends on x.
+    let cpu = |x: &[Vec<f64>]| {
+        let mut y = Vec::new();
+        for r in 0..3 {
+            y.extend_from_slice(&x[0][r * 4..r * 4 + 4]);
+            y.extend_from_slice(&x[1][r * 2..r * 2 + 2]);
+        }
+        y.iter().map(|v| v * v).collect()
+    };
+    let gpu = |v: &[Var]| {
+        let c = Var::concat(&[&v[0], &v[1]], 1).unwrap();
+        c.reshape(&[2, 9]).unwrap().unary(Unary::Square).unwrap()
+    };
+    check(e, "concat+reshape", &inputs, gpu, &cpu);
+}

@@ -6,7 +6,7 @@ use crate::engine::{Error, Result, Tensor};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
 use crate::kernels::matmul::{self, Matmul};
 use crate::kernels::reduce::{self, Reduce};
-use crate::kernels::{kl, losses};
+use crate::kernels::{kl, layout, losses};
 
 /// What produced a value, with the ids of its inputs.
 pub enum Op {
@@ -60,6 +60,16 @@ pub enum Op {
     BceWithLogits {
         logits: usize,
         target: Tensor,
+    },
+    /// Parts joined along `axis`; `sizes` are their extents along it.
+    Concat {
+        parts: Vec<usize>,
+        axis: usize,
+        sizes: Vec<usize>,
+    },
+    /// The same elements in another shape (free).
+    Reshape {
+        x: usize,
     },
 }
 
@@ -217,6 +227,29 @@ impl Var {
     }
 }
 
+impl Var {
+    /// `parts` joined along `axis` (e.g. an image and its one-hot label for a conditional VAE).
+    pub fn concat(parts: &[&Var], axis: usize) -> Result<Var> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::bad("concat", "no parts"))?;
+        let values: Vec<&Tensor> = parts.iter().map(|v| v.value()).collect();
+        let y = layout::concat(&values, axis)?;
+        let op = Op::Concat {
+            parts: parts.iter().map(|v| v.id).collect(),
+            axis,
+            sizes: parts.iter().map(|v| v.shape()[axis]).collect(),
+        };
+        first.record(op, y, parts)
+    }
+
+    /// The same elements as `shape` (no copy).
+    pub fn reshape(&self, shape: &[usize]) -> Result<Var> {
+        let y = self.value.reshape(shape)?;
+        self.record(Op::Reshape { x: self.id }, y, &[self])
+    }
+}
+
 /// Sums `g` (shaped like the broadcast output) back to an operand of `shape`.
 fn unbroadcast(g: Tensor, shape: &[usize]) -> Result<Tensor> {
     let mode = ew::broadcast_of(shape, g.shape()).expect("forward checked the broadcast");
@@ -360,6 +393,24 @@ impl Op {
                 let l = gr.value(logits).clone();
                 let d = losses::bce_with_logits_backward(&l, target, &g)?;
                 gr.give(logits, d)
+            }
+            Op::Concat {
+                ref parts,
+                axis,
+                ref sizes,
+            } => {
+                let mut start = 0;
+                for (&id, &len) in parts.iter().zip(sizes) {
+                    if gr.wants(id) {
+                        gr.give(id, layout::slice(&g, axis, start..start + len)?)?;
+                    }
+                    start += len;
+                }
+                Ok(())
+            }
+            Op::Reshape { x } => {
+                let shape = gr.value(x).shape().to_vec();
+                gr.give(x, g.reshape(&shape)?)
             }
             Op::Total { x, scale } => {
                 let xv = gr.value(x).clone();
