@@ -220,7 +220,7 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
     let mut step = |s: usize| -> Result<latent::models::vae::Losses> {
         epoch.gather(&data.train, s % epoch.len(), &mut host);
         let x = Tensor::from_slice(engine, &host, &[batch, 784])?;
-        let l = trainer.train_step(&x)?;
+        let l = trainer.train_step(&x, None)?;
         engine.flush()?;
         Ok(l)
     };

@@ -1,0 +1,339 @@
+//! Evaluating and picturing the VAE: test −ELBO, the IWAE-k NLL, active units, reconstructions,
+//! prior samples, the 2-D manifold and latent scatter, and for a CVAE the class rows and style
+//! transfer. Tests: `tests/vae.rs`.
+
+use super::train::{TrainSettings, sum_f64};
+use super::{Vae, one_hot};
+use crate::data::Split;
+use crate::engine::{Error, Result, Tensor};
+use crate::io;
+use crate::kernels::random;
+use crate::tape::Tape;
+use std::path::Path;
+
+/// Test-set figures of a trained model.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// −ELBO = recon + KL, nats per image, over the whole test set with one ε per image.
+    pub neg_elbo: f64,
+    pub recon: f64,
+    pub kl: f64,
+    /// −log p(x) by the IWAE bound with `iwae_k` importance samples on the first `iwae_images`.
+    pub iwae_nll: f64,
+    pub iwae_k: usize,
+    pub iwae_images: usize,
+    /// Latent units with Var_x E_q[z_u] > 0.01 (Burda et al. 2016), and each unit's variance.
+    pub active_units: usize,
+    pub unit_variances: Vec<f64>,
+}
+
+/// Seed offset that keeps evaluation noise apart from training noise.
+const EVAL_STREAM: u64 = 0x0E7A_1000_0000_0000;
+
+/// Images `range` of `split` as [n, pixels], with their one-hot labels when `vae` is conditional.
+fn batch(
+    vae: &Vae,
+    split: &Split,
+    range: std::ops::Range<usize>,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let pixels = vae.config.input;
+    let engine = vae.engine();
+    let x = Tensor::from_slice(
+        engine,
+        &split.images()[range.start * pixels..range.end * pixels],
+        &[range.len(), pixels],
+    )?;
+    let c = match vae.config.classes {
+        0 => None,
+        k => Some(one_hot(engine, &split.labels()[range], k)?),
+    };
+    Ok((x, c))
+}
+
+/// Evaluates −ELBO (conditional −ELBO for a CVAE), the IWAE-k NLL and the active units on `test`.
+pub fn evaluate(
+    vae: &Vae,
+    test: &Split,
+    seed: u64,
+    k: usize,
+    iwae_images: usize,
+) -> Result<Report> {
+    let engine = vae.engine().clone();
+    let d = vae.config.latent;
+    let n = test.len();
+    let (mut recon, mut kl) = (0.0f64, 0.0f64);
+    let mut mus = Vec::with_capacity(n * d);
+    let mut offset = 0u64;
+    for start in (0..n).step_by(500) {
+        let b = 500.min(n - start);
+        let (x, c) = batch(vae, test, start..start + b)?;
+        let tape = Tape::no_grad(&engine);
+        let cv = c.as_ref().map(|c| tape.input(c));
+        let (mu, logvar) = vae.encode(&tape.input(&x), cv.as_ref())?;
+        let eps = random::normal(&engine, &[b, d], seed ^ EVAL_STREAM, offset)?;
+        offset += random::blocks(b * d);
+        let logits = vae.decode(&mu.reparameterize(&logvar, &eps)?, cv.as_ref())?;
+        recon += sum_f64(logits.bce_with_logits(&x)?.value())?;
+        kl += sum_f64(mu.kl_std_normal(&logvar)?.value())?;
+        mus.extend(mu.value().to_vec::<f32>()?);
+    }
+    let (recon, kl) = (recon / n as f64, kl / n as f64);
+    let unit_variances: Vec<f64> = (0..d)
+        .map(|u| {
+            let m = (0..n).map(|i| mus[i * d + u] as f64).sum::<f64>() / n as f64;
+            (0..n)
+                .map(|i| (mus[i * d + u] as f64 - m).powi(2))
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    let active_units = unit_variances.iter().filter(|&&v| v > 0.01).count();
+    let iwae_images = iwae_images.min(n);
+    let iwae_nll = iwae(vae, &test.take(iwae_images), seed ^ EVAL_STREAM ^ 1, k)?;
+    Ok(Report {
+        neg_elbo: recon + kl,
+        recon,
+        kl,
+        iwae_nll,
+        iwae_k: k,
+        iwae_images,
+        active_units,
+        unit_variances,
+    })
+}
+
+/// Mean over `images` of −log p(x) ≈ −log (1/k) Σ_j p(x|z_j) p(z_j) / q(z_j|x), z_j ~ q(z|x)
+/// (Burda et al. 2016; conditioned on the labels for a CVAE), the k weights combined with a
+/// stable log-sum-exp on the GPU.
+pub fn iwae(vae: &Vae, images: &Split, seed: u64, k: usize) -> Result<f64> {
+    use crate::kernels::{elementwise as ew, elementwise::Binary, kl, layout, losses};
+    let engine = vae.engine().clone();
+    let d = vae.config.latent;
+    let n = images.len();
+    if n == 0 || k == 0 {
+        return Err(Error::bad(
+            "iwae",
+            "needs at least one image and one sample",
+        ));
+    }
+    // About 4,096 decoded samples per chunk keeps the buffers small.
+    let chunk = (4096 / k).max(1);
+    let mut total = 0.0f64;
+    let mut offset = 0u64;
+    for start in (0..n).step_by(chunk) {
+        let c = chunk.min(n - start);
+        let (x, cond) = batch(vae, images, start..start + c)?;
+        let tape = Tape::no_grad(&engine);
+        let cv = cond.as_ref().map(|t| tape.input(t));
+        let (mu, logvar) = vae.encode(&tape.input(&x), cv.as_ref())?;
+        // Row i·k + j is sample j of image i.
+        let rows: Vec<u32> = (0..c * k).map(|r| (r / k) as u32).collect();
+        let idx = Tensor::from_slice(&engine, &rows, &[c * k])?;
+        let repeat = |t: &Tensor| layout::gather(t, &idx);
+        let (mur, lvr, xr) = (repeat(mu.value())?, repeat(logvar.value())?, repeat(&x)?);
+        let cr = cond.as_ref().map(repeat).transpose()?;
+        let eps = random::normal(&engine, &[c * k, d], seed, offset)?;
+        offset += random::blocks(c * k * d);
+        let z = kl::reparameterize(&mur, &lvr, &eps)?;
+        let logits = vae.decode(&tape.input(&z), cr.as_ref().map(|t| tape.input(t)).as_ref())?;
+        let bce = losses::bce_with_logits(logits.value(), &xr)?;
+        let zeros = vae.zeros(&[c * k, d])?;
+        let nll_prior = losses::gaussian_nll(&z, &zeros, &zeros)?;
+        let nll_q = losses::gaussian_nll(&z, &mur, &lvr)?;
+        // log w = log p(x|z) + log p(z) − log q(z|x) = nll_q − bce − nll_prior.
+        let logw = ew::binary(
+            Binary::Sub,
+            &ew::binary(Binary::Sub, &nll_q, &bce)?,
+            &nll_prior,
+        )?;
+        total += sum_f64(&crate::dist::iwae_nll(&logw.reshape(&[c, k])?)?)?;
+    }
+    Ok(total / n as f64)
+}
+
+/// Writes reconstructions, prior samples (one row per class for a CVAE, plus the style-transfer
+/// grid: each test image re-decoded with every label) and, for a 2-D latent space, the latent
+/// manifold and the scatter of test means coloured by class, as PNGs in `out`.
+pub fn draw(vae: &Vae, test: &Split, out: &Path, seed: u64) -> Result<()> {
+    let engine = vae.engine().clone();
+    let (pixels, d, classes) = (vae.config.input, vae.config.latent, vae.config.classes);
+    let side = (pixels as f64).sqrt() as usize;
+    // Reconstructions: rows of 8 test images, each followed by its reconstruction at z = μ.
+    let (x, c) = batch(vae, test, 0..32)?;
+    let rec = vae
+        .mean_images(&vae.encode_means(&x, c.as_ref())?, c.as_ref())?
+        .to_vec::<f32>()?;
+    let mut grid = Vec::with_capacity(64 * pixels);
+    for r in 0..4 {
+        grid.extend_from_slice(&test.images()[r * 8 * pixels..(r + 1) * 8 * pixels]);
+        grid.extend_from_slice(&rec[r * 8 * pixels..(r + 1) * 8 * pixels]);
+    }
+    io::save_grid(out.join("reconstructions.png"), &grid, 8, side, side, 2)?;
+    if classes == 0 {
+        let z = random::normal(&engine, &[64, d], seed ^ EVAL_STREAM ^ 2, 0)?;
+        io::save_grid(
+            out.join("samples.png"),
+            &vae.mean_images(&z, None)?.to_vec::<f32>()?,
+            8,
+            side,
+            side,
+            2,
+        )?;
+    } else {
+        // Row y holds 10 samples of class y; column j uses the same z in every row.
+        let z = random::normal(&engine, &[10, d], seed ^ EVAL_STREAM ^ 2, 0)?;
+        let z_host = z.to_vec::<f32>()?;
+        let zs: Vec<f32> = (0..classes).flat_map(|_| z_host.iter().copied()).collect();
+        let labels: Vec<u8> = (0..classes)
+            .flat_map(|y| std::iter::repeat_n(y as u8, 10))
+            .collect();
+        let img = vae.mean_images(
+            &Tensor::from_slice(&engine, &zs, &[classes * 10, d])?,
+            Some(&one_hot(&engine, &labels, classes)?),
+        )?;
+        io::save_grid(
+            out.join("samples_by_class.png"),
+            &img.to_vec::<f32>()?,
+            classes,
+            side,
+            side,
+            2,
+        )?;
+        io::save_grid(
+            out.join("style_transfer.png"),
+            &style_transfer(vae, test, 8)?,
+            8,
+            side,
+            side,
+            2,
+        )?;
+    }
+    if d == 2 {
+        // The manifold: decoded means over a 20×20 grid of normal quantiles (first class for a CVAE).
+        let q: Vec<f32> = (0..20)
+            .map(|i| normal_quantile(0.05 + 0.9 * i as f64 / 19.0) as f32)
+            .collect();
+        let zs: Vec<f32> = (0..400).flat_map(|i| [q[i % 20], q[19 - i / 20]]).collect();
+        let z = Tensor::from_slice(&engine, &zs, &[400, 2])?;
+        let c = (classes > 0)
+            .then(|| one_hot(&engine, &[0; 400], classes))
+            .transpose()?;
+        io::save_grid(
+            out.join("manifold.png"),
+            &vae.mean_images(&z, c.as_ref())?.to_vec::<f32>()?,
+            20,
+            side,
+            side,
+            1,
+        )?;
+        let mut points = Vec::with_capacity(test.len());
+        for start in (0..test.len()).step_by(1000) {
+            let (x, c) = batch(vae, test, start..(start + 1000).min(test.len()))?;
+            let mu = vae.encode_means(&x, c.as_ref())?.to_vec::<f32>()?;
+            points.extend(mu.chunks(2).map(|p| (p[0], p[1])));
+        }
+        io::scatter_png(out.join("latent_scatter.png"), &points, test.labels(), 800)?;
+    }
+    Ok(())
+}
+
+/// For the first `n` test images: the image, then its decoding at z = μ(x, y) under every label
+/// (analogy / style transfer of a CVAE), as n rows of 1 + classes images.
+pub fn style_transfer(vae: &Vae, test: &Split, n: usize) -> Result<Vec<f32>> {
+    let engine = vae.engine().clone();
+    let (pixels, d, classes) = (vae.config.input, vae.config.latent, vae.config.classes);
+    let (x, c) = batch(vae, test, 0..n)?;
+    let mu = vae.encode_means(&x, c.as_ref())?.to_vec::<f32>()?;
+    let zs: Vec<f32> = (0..n)
+        .flat_map(|i| (0..classes).flat_map(move |_| (0..d).map(move |j| (i, j))))
+        .map(|(i, j)| mu[i * d + j])
+        .collect();
+    let labels: Vec<u8> = (0..n).flat_map(|_| 0..classes as u8).collect();
+    let img = vae
+        .mean_images(
+            &Tensor::from_slice(&engine, &zs, &[n * classes, d])?,
+            Some(&one_hot(&engine, &labels, classes)?),
+        )?
+        .to_vec::<f32>()?;
+    let mut grid = Vec::with_capacity(n * (classes + 1) * pixels);
+    for i in 0..n {
+        grid.extend_from_slice(test.image(i));
+        grid.extend_from_slice(&img[i * classes * pixels..(i + 1) * classes * pixels]);
+    }
+    Ok(grid)
+}
+
+/// Φ⁻¹(p) by Acklam's rational approximation (relative error < 1.2e-9).
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383_577_518_672_69e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+impl Report {
+    /// metrics.json: the figures with the settings that produced them.
+    pub fn to_json(&self, s: &TrainSettings, epochs: u64, steps: u64) -> String {
+        let vars: Vec<String> = self
+            .unit_variances
+            .iter()
+            .map(|v| format!("{v:.6}"))
+            .collect();
+        format!(
+            "{{\n  \"model\": \"mlp-vae\",\n  \"epochs\": {epochs},\n  \"steps\": {steps},\n  \"batch\": {},\n  \"lr\": {},\n  \"beta\": {},\n  \"warmup\": {},\n  \"seed\": {},\n  \"objective\": \"{:?}\",\n  \"test_neg_elbo\": {:.4},\n  \"test_recon\": {:.4},\n  \"test_kl\": {:.4},\n  \"iwae_k\": {},\n  \"iwae_images\": {},\n  \"iwae_nll\": {:.4},\n  \"active_units\": {},\n  \"unit_variances\": [{}]\n}}\n",
+            s.batch,
+            s.lr,
+            s.beta,
+            s.warmup,
+            s.seed,
+            s.objective,
+            self.neg_elbo,
+            self.recon,
+            self.kl,
+            self.iwae_k,
+            self.iwae_images,
+            self.iwae_nll,
+            self.active_units,
+            vars.join(", ")
+        )
+    }
+}

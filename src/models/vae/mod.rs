@@ -1,0 +1,234 @@
+//! The MLP VAE of Kingma & Welling (2014), W1 of BENCH.md (784-512-256 → μ, log σ² of 32, and a
+//! Bernoulli decoder back), optionally conditioned on a class (CVAE, Sohn et al. 2015): the
+//! one-hot label joins the encoder's input and the decoder's. Examples: `vae`, `cvae`.
+
+mod eval;
+mod train;
+
+pub use eval::{Report, draw, evaluate, iwae};
+pub use train::{EpochStats, TrainSettings, Trainer};
+
+use crate::engine::{DType, Engine, Error, Result, Tensor};
+use crate::kernels::random;
+use crate::nn::{Linear, Module};
+use crate::tape::{Param, Tape, Var};
+
+/// Layer widths. `Default` is W1: 784 → 512 → 256 → 2×32, and back; `classes` > 0 makes it
+/// conditional on a one-hot label of that many classes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaeConfig {
+    pub input: usize,
+    pub hidden: Vec<usize>,
+    pub latent: usize,
+    pub classes: usize,
+}
+
+impl Default for VaeConfig {
+    fn default() -> Self {
+        VaeConfig {
+            input: 784,
+            hidden: vec![512, 256],
+            latent: 32,
+            classes: 0,
+        }
+    }
+}
+
+/// What the loss optimises (the lecture's "reconstruction only / KL only / both" pictures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Objective {
+    Elbo,
+    ReconOnly,
+    KlOnly,
+}
+
+/// The MLP VAE (or CVAE).
+pub struct Vae {
+    pub config: VaeConfig,
+    encoder: Vec<Linear>,
+    /// The last encoder layer (→ 2·latent) split into its μ and log σ² rows: the same layer,
+    /// stored as two so neither half needs a copy.
+    mu: Linear,
+    logvar: Linear,
+    decoder: Vec<Linear>,
+}
+
+/// Per-example terms of one batch and the scalar training loss.
+pub struct Losses {
+    /// Mean over the batch of (recon + β·KL) for the chosen objective.
+    pub loss: Var,
+    /// −log p(x|z) per example, nats (BCE with logits summed over pixels).
+    pub recon: Var,
+    /// KL(q(z|x) ‖ N(0, I)) per example, nats.
+    pub kl: Var,
+    /// Batch means of `recon` and `kl`, [1] each.
+    pub recon_mean: Var,
+    pub kl_mean: Var,
+}
+
+/// One-hot rows [n, classes] (f32) for `labels`; a label ≥ `classes` is a typed error.
+pub fn one_hot(engine: &Engine, labels: &[u8], classes: usize) -> Result<Tensor> {
+    let mut v = vec![0.0f32; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        if l as usize >= classes {
+            return Err(Error::bad(
+                "one_hot",
+                format!("label {l} of example {i} is not below {classes}"),
+            ));
+        }
+        v[i * classes + l as usize] = 1.0;
+    }
+    Tensor::from_slice(engine, &v, &[labels.len(), classes])
+}
+
+impl Vae {
+    /// A VAE with PyTorch-default init drawn from `seed`.
+    pub fn new(engine: &Engine, config: VaeConfig, seed: u64) -> Result<Vae> {
+        let mut next = seed;
+        let mut layer = |name: String, i: usize, o: usize| {
+            next = next.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            Linear::new(engine, &name, i, o, next)
+        };
+        let mut encoder = Vec::new();
+        let mut width = config.input + config.classes;
+        for (i, &h) in config.hidden.iter().enumerate() {
+            encoder.push(layer(format!("encoder.{i}"), width, h)?);
+            width = h;
+        }
+        // PyTorch would init the 256→64 layer with bound 1/√256: each half gets the same bound.
+        let mu = layer("encoder.mu".into(), width, config.latent)?;
+        let logvar = layer("encoder.logvar".into(), width, config.latent)?;
+        let mut decoder = Vec::new();
+        let mut width = config.latent + config.classes;
+        for (i, &h) in config.hidden.iter().rev().enumerate() {
+            decoder.push(layer(format!("decoder.{i}"), width, h)?);
+            width = h;
+        }
+        decoder.push(layer(
+            format!("decoder.{}", config.hidden.len()),
+            width,
+            config.input,
+        )?);
+        Ok(Vae {
+            config,
+            encoder,
+            mu,
+            logvar,
+            decoder,
+        })
+    }
+
+    /// `v` joined with the condition `c` (one-hot [B, classes]) when the model is conditional.
+    fn with_condition(&self, v: &Var, c: Option<&Var>) -> Result<Var> {
+        match (self.config.classes, c) {
+            (0, None) => Ok(v.clone()),
+            (k, Some(c)) if k > 0 && c.shape() == [v.shape()[0], k] => Var::concat(&[v, c], 1),
+            (k, c) => Err(Error::bad(
+                "vae",
+                format!(
+                    "the model has {k} classes but got condition {:?}",
+                    c.map(|c| c.shape().to_vec())
+                ),
+            )),
+        }
+    }
+
+    /// q(z|x, c): (μ, log σ²), each [B, latent].
+    pub fn encode(&self, x: &Var, c: Option<&Var>) -> Result<(Var, Var)> {
+        let mut h = self.with_condition(x, c)?;
+        for l in &self.encoder {
+            h = l.forward(&h, true)?;
+        }
+        Ok((self.mu.forward(&h, false)?, self.logvar.forward(&h, false)?))
+    }
+
+    /// Bernoulli logits of p(x|z, c), [B, input].
+    pub fn decode(&self, z: &Var, c: Option<&Var>) -> Result<Var> {
+        let mut h = self.with_condition(z, c)?;
+        let last = self.decoder.len() - 1;
+        for (i, l) in self.decoder.iter().enumerate() {
+            h = l.forward(&h, i < last)?;
+        }
+        Ok(h)
+    }
+
+    /// The loss of a batch `x` [B, input] in [0, 1] (condition `c` [B, classes] for a CVAE)
+    /// with noise `eps` [B, latent].
+    pub fn losses(
+        &self,
+        tape: &Tape,
+        x: &Tensor,
+        c: Option<&Tensor>,
+        eps: &Tensor,
+        beta: f32,
+        objective: Objective,
+    ) -> Result<Losses> {
+        let xv = tape.input(x);
+        let cv = c.map(|c| tape.input(c));
+        let (mu, logvar) = self.encode(&xv, cv.as_ref())?;
+        let z = mu.reparameterize(&logvar, eps)?;
+        let logits = self.decode(&z, cv.as_ref())?;
+        let recon = logits.bce_with_logits(x)?;
+        let kl = mu.kl_std_normal(&logvar)?;
+        let (recon_mean, kl_mean) = (recon.mean()?, kl.mean()?);
+        let loss = match objective {
+            Objective::Elbo => recon_mean.add(&kl_mean.affine(beta, 0.0)?)?,
+            Objective::ReconOnly => recon_mean.clone(),
+            Objective::KlOnly => kl_mean.clone(),
+        };
+        Ok(Losses {
+            loss,
+            recon,
+            kl,
+            recon_mean,
+            kl_mean,
+        })
+    }
+
+    /// Standard-normal noise for a batch: stream `seed`, Philox blocks from `offset`.
+    pub fn noise(&self, engine: &Engine, batch: usize, seed: u64, offset: u64) -> Result<Tensor> {
+        random::normal(engine, &[batch, self.config.latent], seed, offset)
+    }
+
+    /// The decoder's mean image sigmoid(logits) for latents `z` [n, latent] (and labels).
+    pub fn mean_images(&self, z: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
+        use crate::kernels::elementwise::{self as ew, Unary};
+        let tape = Tape::no_grad(z.engine());
+        let logits = self.decode(&tape.input(z), c.map(|c| tape.input(c)).as_ref())?;
+        ew::unary(Unary::Sigmoid, logits.value())
+    }
+
+    /// Posterior means μ(x, c) for `x` [n, input].
+    pub fn encode_means(&self, x: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
+        let tape = Tape::no_grad(x.engine());
+        Ok(self
+            .encode(&tape.input(x), c.map(|c| tape.input(c)).as_ref())?
+            .0
+            .value()
+            .clone())
+    }
+
+    fn engine(&self) -> &Engine {
+        self.mu.weight.value().engine()
+    }
+
+    /// A zero f32 tensor of `shape` on the model's device.
+    fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
+        Tensor::zeros(self.engine(), shape, DType::F32)
+    }
+}
+
+impl Module for Vae {
+    fn params(&self) -> Vec<Param> {
+        let mut p = Vec::new();
+        for l in self
+            .encoder
+            .iter()
+            .chain([&self.mu, &self.logvar])
+            .chain(&self.decoder)
+        {
+            p.extend(l.params());
+        }
+        p
+    }
+}
