@@ -62,6 +62,9 @@ pub struct Args {
     /// Test images in the IWAE estimate.
     #[arg(long, default_value_t = 1000)]
     iwae_images: usize,
+    /// Also write attribute_demo.png: class attribute vectors added to test encodings (vae only).
+    #[arg(long)]
+    attribute_demo: bool,
 }
 
 fn run(args: &Args, classes: usize) -> Result<()> {
@@ -133,6 +136,10 @@ fn run(args: &Args, classes: usize) -> Result<()> {
         args.iwae_images,
     )?;
     vae::draw(&trainer.vae, &data.test, &out, args.seed)?;
+    latent::models::latent::interpolation_strips(&trainer.vae, &data.test, &out)?;
+    if args.attribute_demo {
+        latent::models::latent::attribute_demo(&trainer.vae, &data.test, &out)?;
+    }
     if curves[0].len() > 1 {
         let series = [
             ("loss", &curves[0][..]),

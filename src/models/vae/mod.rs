@@ -208,7 +208,8 @@ impl Vae {
             .clone())
     }
 
-    fn engine(&self) -> &Engine {
+    /// The device the model lives on.
+    pub fn engine(&self) -> &Engine {
         self.mu.weight.value().engine()
     }
 
