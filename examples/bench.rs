@@ -195,7 +195,7 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
 /// W1 of BENCH.md: the MLP VAE's training step on real Fashion-MNIST batches.
 fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
     use latent::data::FashionMnist;
-    use latent::models::vae::{Objective, TrainSettings, Trainer, VaeConfig};
+    use latent::models::vae::{Objective, TrainSettings, Trainer, Vae, VaeConfig};
     const WARMUP: usize = 20;
     if steps <= WARMUP {
         return Err(latent::Error::bad(
@@ -213,7 +213,8 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
         objective: Objective::Elbo,
         binarize: false,
     };
-    let mut trainer = Trainer::new(engine, VaeConfig::default(), &settings, data.train.len())?;
+    let model = Box::new(Vae::new(engine, VaeConfig::default(), settings.seed)?);
+    let mut trainer = Trainer::new(model, &settings, data.train.len())?;
     let batches = latent::data::Batches::new(data.train.len(), batch, 0)?.drop_last(true);
     let epoch = batches.epoch(0);
     let mut host = Vec::new();

@@ -4,8 +4,7 @@
 mod common;
 
 use latent::data::{FashionMnist, Split};
-use latent::models::vae::{Objective, TrainSettings, Trainer, VaeConfig};
-use latent::nn::Module;
+use latent::models::vae::{Objective, TrainSettings, Trainer, Vae, VaeConfig};
 use latent::{Engine, Error};
 
 fn settings(lr: f64) -> TrainSettings {
@@ -33,10 +32,15 @@ fn data() -> Option<(&'static Engine, Split)> {
     Some((e, d.train.take(320)))
 }
 
+/// An MLP VAE initialised from the tests' seed.
+fn mlp(e: &Engine, config: VaeConfig) -> Box<Vae> {
+    Box::new(Vae::new(e, config, 3).unwrap())
+}
+
 /// Every parameter and Adam moment, read back.
 fn state(t: &Trainer) -> Vec<Vec<f32>> {
     let mut v: Vec<Vec<f32>> = t
-        .vae
+        .model
         .params()
         .iter()
         .map(|p| p.value().to_vec().unwrap())
@@ -48,7 +52,7 @@ fn state(t: &Trainer) -> Vec<Vec<f32>> {
 #[test]
 fn training_lowers_the_loss() {
     let Some((e, train)) = data() else { return };
-    let mut t = Trainer::new(e, VaeConfig::default(), &settings(1e-3), train.len()).unwrap();
+    let mut t = Trainer::new(mlp(e, VaeConfig::default()), &settings(1e-3), train.len()).unwrap();
     let first = t.train_epoch(&train).unwrap();
     let mut last = first.clone();
     for _ in 0..3 {
@@ -68,18 +72,19 @@ fn training_lowers_the_loss() {
 fn a_resumed_run_matches_the_uninterrupted_one_bit_for_bit() {
     let Some((e, train)) = data() else { return };
     let s = settings(1e-3);
-    let mut straight = Trainer::new(e, VaeConfig::default(), &s, train.len()).unwrap();
+    let mut straight = Trainer::new(mlp(e, VaeConfig::default()), &s, train.len()).unwrap();
     straight.train_epoch(&train).unwrap();
     straight.train_epoch(&train).unwrap();
 
     let dir = std::env::temp_dir().join(format!("latent-vae-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("checkpoint.safetensors");
-    let mut first = Trainer::new(e, VaeConfig::default(), &s, train.len()).unwrap();
+    let mut first = Trainer::new(mlp(e, VaeConfig::default()), &s, train.len()).unwrap();
     first.train_epoch(&train).unwrap();
     first.save(&path).unwrap();
     drop(first);
-    let mut resumed = Trainer::resume(e, &path, &s, train.len()).unwrap();
+    let mut resumed =
+        Trainer::resume(mlp(e, VaeConfig::default()), &path, &s, train.len()).unwrap();
     assert_eq!((resumed.epoch, resumed.step), (1, 5));
     resumed.train_epoch(&train).unwrap();
     assert_eq!(
@@ -92,9 +97,14 @@ fn a_resumed_run_matches_the_uninterrupted_one_bit_for_bit() {
     );
 
     // A resume with other settings is refused, naming the setting.
-    let err = Trainer::resume(e, &path, &settings(2e-3), train.len())
-        .err()
-        .expect("lr differs");
+    let err = Trainer::resume(
+        mlp(e, VaeConfig::default()),
+        &path,
+        &settings(2e-3),
+        train.len(),
+    )
+    .err()
+    .expect("lr differs");
     assert!(err.to_string().contains("lr"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -103,7 +113,7 @@ fn a_resumed_run_matches_the_uninterrupted_one_bit_for_bit() {
 fn a_diverging_run_stops_with_the_step_named() {
     let Some((e, train)) = data() else { return };
     // An absurd learning rate sends the weights to ±1e30 after the first step.
-    let mut t = Trainer::new(e, VaeConfig::default(), &settings(1e30), train.len()).unwrap();
+    let mut t = Trainer::new(mlp(e, VaeConfig::default()), &settings(1e30), train.len()).unwrap();
     match t.train_epoch(&train) {
         Err(Error::NonFinite { step, .. }) => assert!((1..5).contains(&step), "step {step}"),
         other => panic!("expected a non-finite loss error, got {other:?}"),
@@ -125,7 +135,7 @@ fn cvae_samples_depend_on_their_label() {
         batch: 100,
         ..settings(2e-3)
     };
-    let mut t = Trainer::new(e, config, &s, train.len()).unwrap();
+    let mut t = Trainer::new(mlp(e, config), &s, train.len()).unwrap();
     for _ in 0..4 {
         t.train_epoch(&train).unwrap();
     }
@@ -145,7 +155,7 @@ fn cvae_samples_depend_on_their_label() {
     let labels: Vec<u8> = (0..10 * per).map(|i| (i / per) as u8).collect();
     let c = latent::models::vae::one_hot(e, &labels, 10).unwrap();
     let img = t
-        .vae
+        .model
         .mean_images(&z, Some(&c))
         .unwrap()
         .to_vec::<f32>()

@@ -3,7 +3,7 @@
 
 use clap::{Parser, ValueEnum};
 use latent::data::FashionMnist;
-use latent::models::vae::{self, Objective, Trainer, VaeConfig};
+use latent::models::vae::{self, Objective, Trainer, Vae, VaeConfig};
 use latent::{Engine, Result};
 use std::path::PathBuf;
 
@@ -104,8 +104,9 @@ fn run(args: &Args, classes: usize) -> Result<()> {
         binarize: args.binarize,
     };
     let checkpoint = out.join("checkpoint.safetensors");
+    let model = Box::new(Vae::new(&engine, config, args.seed)?);
     let mut trainer = if args.resume {
-        let t = Trainer::resume(&engine, &checkpoint, &settings, data.train.len())?;
+        let t = Trainer::resume(model, &checkpoint, &settings, data.train.len())?;
         eprintln!(
             "resumed from {} after epoch {} (step {})",
             checkpoint.display(),
@@ -114,7 +115,7 @@ fn run(args: &Args, classes: usize) -> Result<()> {
         );
         t
     } else {
-        Trainer::new(&engine, config, &settings, data.train.len())?
+        Trainer::new(model, &settings, data.train.len())?
     };
     let mut curves: [Vec<f32>; 3] = Default::default();
     while trainer.epoch < args.epochs {
@@ -129,16 +130,16 @@ fn run(args: &Args, classes: usize) -> Result<()> {
         );
     }
     let report = vae::evaluate(
-        &trainer.vae,
+        &*trainer.model,
         &data.test,
         args.seed,
         args.iwae_k,
         args.iwae_images,
     )?;
-    vae::draw(&trainer.vae, &data.test, &out, args.seed)?;
-    latent::models::latent::interpolation_strips(&trainer.vae, &data.test, &out)?;
+    vae::draw(&*trainer.model, &data.test, &out, args.seed)?;
+    latent::models::latent::interpolation_strips(&*trainer.model, &data.test, &out)?;
     if args.attribute_demo {
-        latent::models::latent::attribute_demo(&trainer.vae, &data.test, &out)?;
+        latent::models::latent::attribute_demo(&*trainer.model, &data.test, &out)?;
     }
     if curves[0].len() > 1 {
         let series = [
@@ -161,7 +162,7 @@ fn run(args: &Args, classes: usize) -> Result<()> {
         report.iwae_nll,
         report.iwae_images,
         report.active_units,
-        trainer.vae.config.latent,
+        trainer.model.dims().latent,
         out.display()
     );
     Ok(())

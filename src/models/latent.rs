@@ -4,7 +4,7 @@
 
 use crate::data::Split;
 use crate::engine::{Error, Result, Tensor};
-use crate::models::vae::{Vae, one_hot};
+use crate::models::vae::Autoencoder;
 
 /// Interpolation path between two latents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,10 +95,11 @@ pub fn shift(z: &[f32], v: &[f32], k: f32) -> Vec<f32> {
 }
 
 /// Posterior means μ(x) of every image of `split` ([n, latent], host), in batches.
-pub fn encode_split(vae: &Vae, split: &Split) -> Result<Vec<f32>> {
+pub fn encode_split(vae: &dyn Autoencoder, split: &Split) -> Result<Vec<f32>> {
+    vae.set_training(false);
     let engine = vae.engine();
-    let pixels = vae.config.input;
-    let mut out = Vec::with_capacity(split.len() * vae.config.latent);
+    let pixels = vae.dims().input;
+    let mut out = Vec::with_capacity(split.len() * vae.dims().latent);
     for start in (0..split.len()).step_by(1000) {
         let end = (start + 1000).min(split.len());
         let x = Tensor::from_slice(
@@ -106,26 +107,27 @@ pub fn encode_split(vae: &Vae, split: &Split) -> Result<Vec<f32>> {
             &split.images()[start * pixels..end * pixels],
             &[end - start, pixels],
         )?;
-        let c = match vae.config.classes {
-            0 => None,
-            k => Some(one_hot(engine, &split.labels()[start..end], k)?),
-        };
+        let c = vae.condition(&split.labels()[start..end])?;
         out.extend(vae.encode_means(&x, c.as_ref())?.to_vec::<f32>()?);
     }
     Ok(out)
 }
 
 /// Decoded mean images of host latents `zs` (each `latent` long), [n·input] on the host.
-pub fn decode(vae: &Vae, zs: &[Vec<f32>]) -> Result<Vec<f32>> {
+pub fn decode(vae: &dyn Autoencoder, zs: &[Vec<f32>]) -> Result<Vec<f32>> {
     let flat: Vec<f32> = zs.concat();
-    let z = Tensor::from_slice(vae.engine(), &flat, &[zs.len(), vae.config.latent])?;
+    let z = Tensor::from_slice(vae.engine(), &flat, &[zs.len(), vae.dims().latent])?;
     vae.mean_images(&z, None)?.to_vec::<f32>()
 }
 
 /// Writes `interpolation.png`: for 4 pairs of test images, a row of the linear path and a row
 /// of the spherical one (10 steps each, endpoints are the pair's posterior means).
-pub fn interpolation_strips(vae: &Vae, test: &Split, out: &std::path::Path) -> Result<()> {
-    let d = vae.config.latent;
+pub fn interpolation_strips(
+    vae: &dyn Autoencoder,
+    test: &Split,
+    out: &std::path::Path,
+) -> Result<()> {
+    let d = vae.dims().latent;
     let z = encode_split(vae, &test.take(8))?;
     let mut rows = Vec::new();
     for pair in 0..4 {
@@ -137,7 +139,7 @@ pub fn interpolation_strips(vae: &Vae, test: &Split, out: &std::path::Path) -> R
             rows.extend(interpolate(a, b, 10, path)?);
         }
     }
-    let side = (vae.config.input as f64).sqrt() as usize;
+    let side = (vae.dims().input as f64).sqrt() as usize;
     crate::io::save_grid(
         out.join("interpolation.png"),
         &decode(vae, &rows)?,
@@ -152,17 +154,17 @@ pub fn interpolation_strips(vae: &Vae, test: &Split, out: &std::path::Path) -> R
 /// k·v for k = 0, 0.5, …, 2, where v is the attribute vector of class (r + 1) mod 10 (mean
 /// latent of that class minus the mean of the rest) — latent arithmetic moving one garment
 /// toward another.
-pub fn attribute_demo(vae: &Vae, test: &Split, out: &std::path::Path) -> Result<()> {
-    if vae.config.classes > 0 {
+pub fn attribute_demo(vae: &dyn Autoencoder, test: &Split, out: &std::path::Path) -> Result<()> {
+    if vae.dims().classes > 0 {
         return Err(Error::bad(
             "attribute_demo",
             "the model is conditional: change its label instead",
         ));
     }
-    let d = vae.config.latent;
+    let d = vae.dims().latent;
     let z = encode_split(vae, test)?;
     let labels = test.labels();
-    let side = (vae.config.input as f64).sqrt() as usize;
+    let side = (vae.dims().input as f64).sqrt() as usize;
     let mut grid = Vec::new();
     for r in 0..10u8 {
         let src = labels

@@ -3,7 +3,7 @@
 //! transfer. Tests: `tests/vae.rs`.
 
 use super::train::{TrainSettings, sum_f64};
-use super::{Vae, one_hot};
+use super::{Autoencoder, one_hot};
 use crate::data::Split;
 use crate::engine::{Error, Result, Tensor};
 use crate::io;
@@ -32,34 +32,31 @@ const EVAL_STREAM: u64 = 0x0E7A_1000_0000_0000;
 
 /// Images `range` of `split` as [n, pixels], with their one-hot labels when `vae` is conditional.
 fn batch(
-    vae: &Vae,
+    vae: &dyn Autoencoder,
     split: &Split,
     range: std::ops::Range<usize>,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let pixels = vae.config.input;
+    let pixels = vae.dims().input;
     let engine = vae.engine();
     let x = Tensor::from_slice(
         engine,
         &split.images()[range.start * pixels..range.end * pixels],
         &[range.len(), pixels],
     )?;
-    let c = match vae.config.classes {
-        0 => None,
-        k => Some(one_hot(engine, &split.labels()[range], k)?),
-    };
-    Ok((x, c))
+    Ok((x, vae.condition(&split.labels()[range])?))
 }
 
 /// Evaluates −ELBO (conditional −ELBO for a CVAE), the IWAE-k NLL and the active units on `test`.
 pub fn evaluate(
-    vae: &Vae,
+    vae: &dyn Autoencoder,
     test: &Split,
     seed: u64,
     k: usize,
     iwae_images: usize,
 ) -> Result<Report> {
+    vae.set_training(false);
     let engine = vae.engine().clone();
-    let d = vae.config.latent;
+    let d = vae.dims().latent;
     let n = test.len();
     let (mut recon, mut kl) = (0.0f64, 0.0f64);
     let mut mus = Vec::with_capacity(n * d);
@@ -105,10 +102,11 @@ pub fn evaluate(
 /// Mean over `images` of −log p(x) ≈ −log (1/k) Σ_j p(x|z_j) p(z_j) / q(z_j|x), z_j ~ q(z|x)
 /// (Burda et al. 2016; conditioned on the labels for a CVAE), the k weights combined with a
 /// stable log-sum-exp on the GPU.
-pub fn iwae(vae: &Vae, images: &Split, seed: u64, k: usize) -> Result<f64> {
+pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Result<f64> {
+    vae.set_training(false);
     use crate::kernels::{elementwise as ew, elementwise::Binary, kl, layout, losses};
     let engine = vae.engine().clone();
-    let d = vae.config.latent;
+    let d = vae.dims().latent;
     let n = images.len();
     if n == 0 || k == 0 {
         return Err(Error::bad(
@@ -137,7 +135,7 @@ pub fn iwae(vae: &Vae, images: &Split, seed: u64, k: usize) -> Result<f64> {
         let z = kl::reparameterize(&mur, &lvr, &eps)?;
         let logits = vae.decode(&tape.input(&z), cr.as_ref().map(|t| tape.input(t)).as_ref())?;
         let bce = losses::bce_with_logits(logits.value(), &xr)?;
-        let zeros = vae.zeros(&[c * k, d])?;
+        let zeros = Tensor::zeros(&engine, &[c * k, d], crate::engine::DType::F32)?;
         let nll_prior = losses::gaussian_nll(&z, &zeros, &zeros)?;
         let nll_q = losses::gaussian_nll(&z, &mur, &lvr)?;
         // log w = log p(x|z) + log p(z) − log q(z|x) = nll_q − bce − nll_prior.
@@ -154,9 +152,10 @@ pub fn iwae(vae: &Vae, images: &Split, seed: u64, k: usize) -> Result<f64> {
 /// Writes reconstructions, prior samples (one row per class for a CVAE, plus the style-transfer
 /// grid: each test image re-decoded with every label) and, for a 2-D latent space, the latent
 /// manifold and the scatter of test means coloured by class, as PNGs in `out`.
-pub fn draw(vae: &Vae, test: &Split, out: &Path, seed: u64) -> Result<()> {
+pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Result<()> {
+    vae.set_training(false);
     let engine = vae.engine().clone();
-    let (pixels, d, classes) = (vae.config.input, vae.config.latent, vae.config.classes);
+    let (pixels, d, classes) = (vae.dims().input, vae.dims().latent, vae.dims().classes);
     let side = (pixels as f64).sqrt() as usize;
     // Reconstructions: rows of 8 test images, each followed by its reconstruction at z = μ.
     let (x, c) = batch(vae, test, 0..32)?;
@@ -239,9 +238,10 @@ pub fn draw(vae: &Vae, test: &Split, out: &Path, seed: u64) -> Result<()> {
 
 /// For the first `n` test images: the image, then its decoding at z = μ(x, y) under every label
 /// (analogy / style transfer of a CVAE), as n rows of 1 + classes images.
-pub fn style_transfer(vae: &Vae, test: &Split, n: usize) -> Result<Vec<f32>> {
+pub fn style_transfer(vae: &dyn Autoencoder, test: &Split, n: usize) -> Result<Vec<f32>> {
+    vae.set_training(false);
     let engine = vae.engine().clone();
-    let (pixels, d, classes) = (vae.config.input, vae.config.latent, vae.config.classes);
+    let (pixels, d, classes) = (vae.dims().input, vae.dims().latent, vae.dims().classes);
     let (x, c) = batch(vae, test, 0..n)?;
     let mu = vae.encode_means(&x, c.as_ref())?.to_vec::<f32>()?;
     let zs: Vec<f32> = (0..n)

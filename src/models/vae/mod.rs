@@ -8,7 +8,7 @@ mod train;
 pub use eval::{Report, draw, evaluate, iwae};
 pub use train::{EpochStats, TrainSettings, Trainer};
 
-use crate::engine::{DType, Engine, Error, Result, Tensor};
+use crate::engine::{Engine, Error, Result, Tensor};
 use crate::kernels::random;
 use crate::nn::{Linear, Module};
 use crate::tape::{Param, Tape, Var};
@@ -132,29 +132,46 @@ impl Vae {
             )),
         }
     }
+}
 
-    /// q(z|x, c): (μ, log σ²), each [B, latent].
-    pub fn encode(&self, x: &Var, c: Option<&Var>) -> Result<(Var, Var)> {
-        let mut h = self.with_condition(x, c)?;
-        for l in &self.encoder {
-            h = l.forward(&h, true)?;
-        }
-        Ok((self.mu.forward(&h, false)?, self.logvar.forward(&h, false)?))
-    }
+/// The shapes the trainer, the evaluation and the pictures need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// Pixels per image (the Bernoulli decoder's outputs).
+    pub input: usize,
+    pub latent: usize,
+    /// Classes of the one-hot condition (0: unconditional).
+    pub classes: usize,
+}
+
+/// A VAE with a Gaussian posterior and a Bernoulli decoder over `input` pixels: what training,
+/// evaluation and the latent tools work with (the MLP `Vae`, the `ConvVae`, …).
+pub trait Autoencoder: Module {
+    fn dims(&self) -> Dims;
+
+    /// The device the model lives on.
+    fn engine(&self) -> &Engine;
+
+    /// q(z|x, c): (μ, log σ²), each [B, latent], for `x` [B, input].
+    fn encode(&self, x: &Var, c: Option<&Var>) -> Result<(Var, Var)>;
 
     /// Bernoulli logits of p(x|z, c), [B, input].
-    pub fn decode(&self, z: &Var, c: Option<&Var>) -> Result<Var> {
-        let mut h = self.with_condition(z, c)?;
-        let last = self.decoder.len() - 1;
-        for (i, l) in self.decoder.iter().enumerate() {
-            h = l.forward(&h, i < last)?;
-        }
-        Ok(h)
+    fn decode(&self, z: &Var, c: Option<&Var>) -> Result<Var>;
+
+    /// Model settings stored in checkpoints and checked on resume.
+    fn describe(&self) -> Vec<(String, String)>;
+
+    /// Non-parameter state saved in checkpoints (running statistics of batch norm).
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
     }
+
+    /// Batch statistics (training) or running statistics (evaluation) in batch-norm layers.
+    fn set_training(&self, _training: bool) {}
 
     /// The loss of a batch `x` [B, input] in [0, 1] (condition `c` [B, classes] for a CVAE)
     /// with noise `eps` [B, latent].
-    pub fn losses(
+    fn losses(
         &self,
         tape: &Tape,
         x: &Tensor,
@@ -186,12 +203,12 @@ impl Vae {
     }
 
     /// Standard-normal noise for a batch: stream `seed`, Philox blocks from `offset`.
-    pub fn noise(&self, engine: &Engine, batch: usize, seed: u64, offset: u64) -> Result<Tensor> {
-        random::normal(engine, &[batch, self.config.latent], seed, offset)
+    fn noise(&self, batch: usize, seed: u64, offset: u64) -> Result<Tensor> {
+        random::normal(self.engine(), &[batch, self.dims().latent], seed, offset)
     }
 
     /// The decoder's mean image sigmoid(logits) for latents `z` [n, latent] (and labels).
-    pub fn mean_images(&self, z: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
+    fn mean_images(&self, z: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
         use crate::kernels::elementwise::{self as ew, Unary};
         let tape = Tape::no_grad(z.engine());
         let logits = self.decode(&tape.input(z), c.map(|c| tape.input(c)).as_ref())?;
@@ -199,23 +216,65 @@ impl Vae {
     }
 
     /// Posterior means μ(x, c) for `x` [n, input].
-    pub fn encode_means(&self, x: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
+    fn encode_means(&self, x: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
         let tape = Tape::no_grad(x.engine());
-        Ok(self
-            .encode(&tape.input(x), c.map(|c| tape.input(c)).as_ref())?
-            .0
-            .value()
-            .clone())
+        let (mu, _) = self.encode(&tape.input(x), c.map(|c| tape.input(c)).as_ref())?;
+        Ok(mu.value().clone())
     }
 
-    /// The device the model lives on.
-    pub fn engine(&self) -> &Engine {
+    /// One-hot labels for this model's condition, or `None` for an unconditional model.
+    fn condition(&self, labels: &[u8]) -> Result<Option<Tensor>> {
+        match self.dims().classes {
+            0 => Ok(None),
+            k => Ok(Some(one_hot(self.engine(), labels, k)?)),
+        }
+    }
+}
+
+impl Autoencoder for Vae {
+    fn dims(&self) -> Dims {
+        Dims {
+            input: self.config.input,
+            latent: self.config.latent,
+            classes: self.config.classes,
+        }
+    }
+
+    fn engine(&self) -> &Engine {
         self.mu.weight.value().engine()
     }
 
-    /// A zero f32 tensor of `shape` on the model's device.
-    fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
-        Tensor::zeros(self.engine(), shape, DType::F32)
+    /// q(z|x, c): (μ, log σ²), each [B, latent].
+    fn encode(&self, x: &Var, c: Option<&Var>) -> Result<(Var, Var)> {
+        let mut h = self.with_condition(x, c)?;
+        for l in &self.encoder {
+            h = l.forward(&h, true)?;
+        }
+        Ok((self.mu.forward(&h, false)?, self.logvar.forward(&h, false)?))
+    }
+
+    /// Bernoulli logits of p(x|z, c), [B, input].
+    fn decode(&self, z: &Var, c: Option<&Var>) -> Result<Var> {
+        let mut h = self.with_condition(z, c)?;
+        let last = self.decoder.len() - 1;
+        for (i, l) in self.decoder.iter().enumerate() {
+            h = l.forward(&h, i < last)?;
+        }
+        Ok(h)
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        let c = &self.config;
+        [
+            ("model", "mlp-vae".to_string()),
+            ("input", c.input.to_string()),
+            ("hidden", format!("{:?}", c.hidden)),
+            ("latent", c.latent.to_string()),
+            ("classes", c.classes.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 }
 

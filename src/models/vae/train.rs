@@ -1,13 +1,12 @@
 //! Training the VAE: settings, the per-step recording (one submission, no readback), epochs with
 //! a GPU-side loss log, and checkpoints that make `--resume` bit-exact. Tests: `tests/vae.rs`.
 
-use super::{Losses, Objective, Vae, VaeConfig, one_hot};
+use super::{Autoencoder, Losses, Objective};
 use crate::data::{Batches, Split};
-use crate::engine::{DType, Engine, Error, Result, Tensor};
+use crate::engine::{DType, Error, Result, Tensor};
 use crate::io::{self, Meta};
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::random;
-use crate::nn::Module;
 use crate::optim::{Adam, KlSchedule};
 use crate::tape::Tape;
 use std::path::Path;
@@ -39,7 +38,7 @@ pub struct EpochStats {
 
 /// Training state: model, optimizer and the counters that make a run replayable.
 pub struct Trainer {
-    pub vae: Vae,
+    pub model: Box<dyn Autoencoder>,
     pub adam: Adam,
     pub settings: TrainSettings,
     schedule: KlSchedule,
@@ -51,23 +50,21 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A fresh run: model initialised from `settings.seed`, Adam with PyTorch's defaults and `lr`.
+    /// A fresh run of `model` (initialised by its maker), Adam with PyTorch's defaults and `lr`.
     pub fn new(
-        engine: &Engine,
-        config: VaeConfig,
+        model: Box<dyn Autoencoder>,
         settings: &TrainSettings,
         train_len: usize,
     ) -> Result<Trainer> {
-        let vae = Vae::new(engine, config, settings.seed)?;
         let adam = Adam::new(
-            vae.params(),
+            model.params(),
             AdamConfig {
                 lr: settings.lr,
                 ..Default::default()
             },
         )?;
         Ok(Trainer {
-            vae,
+            model,
             adam,
             settings: settings.clone(),
             schedule: KlSchedule {
@@ -81,23 +78,17 @@ impl Trainer {
         })
     }
 
-    /// Continues the run saved in `path`; the settings and model shape must match it.
+    /// Continues the run saved in `path` with `model` (built with the same settings as the
+    /// saved one); the model description and training settings must match the checkpoint.
     pub fn resume(
-        engine: &Engine,
+        model: Box<dyn Autoencoder>,
         path: &Path,
         settings: &TrainSettings,
         train_len: usize,
     ) -> Result<Trainer> {
         let ck = io::load(path)?;
-        let config = VaeConfig {
-            input: ck.meta_parse("input")?,
-            hidden: parse_list(ck.meta("hidden")?)?,
-            latent: ck.meta_parse("latent")?,
-            classes: ck.meta_parse("classes")?,
-        };
-        let mut t = Trainer::new(engine, config.clone(), settings, train_len)?;
-        let saved = t.meta();
-        for (key, want) in &saved {
+        let mut t = Trainer::new(model, settings, train_len)?;
+        for (key, want) in &t.meta() {
             if matches!(key.as_str(), "step" | "epoch") {
                 continue;
             }
@@ -120,7 +111,7 @@ impl Trainer {
         Ok(t)
     }
 
-    /// Saves parameters, Adam moments and counters atomically (temp file + rename).
+    /// Saves parameters, running statistics, Adam moments and counters atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let named = self.named();
         let meta: Meta = self.meta().into_iter().collect();
@@ -129,36 +120,35 @@ impl Trainer {
 
     fn named(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self
-            .vae
+            .model
             .params()
             .iter()
             .map(|p| (p.name().to_string(), p.value().clone()))
             .collect();
+        v.extend(self.model.buffers());
         v.extend(self.adam.state());
         v
     }
 
     fn meta(&self) -> Vec<(String, String)> {
-        let (c, s) = (&self.vae.config, &self.settings);
-        [
-            ("model", "mlp-vae".to_string()),
-            ("input", c.input.to_string()),
-            ("hidden", format!("{:?}", c.hidden)),
-            ("latent", c.latent.to_string()),
-            ("classes", c.classes.to_string()),
-            ("batch", s.batch.to_string()),
-            ("lr", s.lr.to_string()),
-            ("beta", s.beta.to_string()),
-            ("warmup", s.warmup.to_string()),
-            ("seed", s.seed.to_string()),
-            ("objective", format!("{:?}", s.objective)),
-            ("binarize", s.binarize.to_string()),
-            ("step", self.step.to_string()),
-            ("epoch", self.epoch.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        let s = &self.settings;
+        let mut m = self.model.describe();
+        m.extend(
+            [
+                ("batch", s.batch.to_string()),
+                ("lr", s.lr.to_string()),
+                ("beta", s.beta.to_string()),
+                ("warmup", s.warmup.to_string()),
+                ("seed", s.seed.to_string()),
+                ("objective", format!("{:?}", s.objective)),
+                ("binarize", s.binarize.to_string()),
+                ("step", self.step.to_string()),
+                ("epoch", self.epoch.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        m
     }
 
     /// Records one training step on batch `x` [B, input] (with one-hot labels `c` for a CVAE):
@@ -167,14 +157,15 @@ impl Trainer {
     pub fn train_step(&mut self, x: &Tensor, c: Option<&Tensor>) -> Result<Losses> {
         let engine = x.engine();
         let b = x.shape()[0];
-        let noise_blocks = random::blocks(self.settings.batch * self.vae.config.latent);
+        let noise_blocks = random::blocks(self.settings.batch * self.model.dims().latent);
         let eps = self
-            .vae
-            .noise(engine, b, self.settings.seed, self.step * noise_blocks)?;
+            .model
+            .noise(b, self.settings.seed, self.step * noise_blocks)?;
+        self.model.set_training(true);
         let tape = Tape::new(engine);
         let beta = self.schedule.weight(self.step);
         let l = self
-            .vae
+            .model
             .losses(&tape, x, c, &eps, beta, self.settings.objective)?;
         tape.backward(&l.loss)?;
         self.adam.step()?;
@@ -186,23 +177,18 @@ impl Trainer {
     /// as one command buffer with no readback; the step losses are copied into a GPU log read
     /// once at the end, where a non-finite loss stops training with the step named.
     pub fn train_epoch(&mut self, train: &Split) -> Result<EpochStats> {
-        let engine = self.vae.engine().clone();
+        let engine = self.model.engine().clone();
         let epoch = self.batches.epoch(self.epoch);
         let steps = epoch.len();
         let log = Tensor::zeros(&engine, &[3, steps], DType::F32)?;
-        let pixels = self.vae.config.input;
+        let pixels = self.model.dims().input;
         let mut host = Vec::new();
-        let classes = self.vae.config.classes;
         let start = std::time::Instant::now();
         let mut images = 0usize;
         for s in 0..steps {
             let indices = epoch.gather(train, s, &mut host);
-            let c = if classes > 0 {
-                let labels: Vec<u8> = indices.iter().map(|&i| train.labels()[i]).collect();
-                Some(one_hot(&engine, &labels, classes)?)
-            } else {
-                None
-            };
+            let labels: Vec<u8> = indices.iter().map(|&i| train.labels()[i]).collect();
+            let c = self.model.condition(&labels)?;
             let b = host.len() / pixels;
             images += b;
             let x = Tensor::from_slice(&engine, &host, &[b, pixels])?;
@@ -248,16 +234,4 @@ pub(super) fn sum_f64(t: &Tensor) -> Result<f64> {
 
 fn refs(named: &[(String, Tensor)]) -> Vec<(&str, &Tensor)> {
     named.iter().map(|(n, t)| (n.as_str(), t)).collect()
-}
-
-fn parse_list(s: &str) -> Result<Vec<usize>> {
-    s.trim_matches(|c| c == '[' || c == ']')
-        .split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            p.trim()
-                .parse()
-                .map_err(|_| Error::bad("resume", format!("bad layer list {s:?}")))
-        })
-        .collect()
 }
