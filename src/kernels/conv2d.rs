@@ -1,7 +1,6 @@
 //! Launcher for `shaders/conv2d.wgsl`: 2-D convolution (NCHW, PyTorch weights) as im2col + the
 //! matmul, and its gradients through col2im and transposed matmuls. Tests: `kernels-tests/conv2d.rs`.
 
-use super::layout::transpose;
 use super::matmul::{Matmul, matmul_into, matmul_with};
 use super::reduce::{Reduce, reduce_first, reduce_last};
 use crate::engine::{DType, Error, Result, Shader, Tensor};
@@ -57,7 +56,8 @@ struct Params {
     dh: u32,
     dw: u32,
     total: u32,
-    _pad: [u32; 2],
+    step_h: u32,
+    step_w: u32,
 }
 
 /// One convolution's sizes: x [b, c, h, w] * weight [cout, c, kh, kw] -> y [b, cout, oh, ow].
@@ -125,12 +125,18 @@ impl Geometry {
             oh: out[0],
             ow: out[1],
         };
-        if u32::try_from(g.pixels() * g.k()).is_err()
-            || u32::try_from(g.b * g.c * g.h * g.w).is_err()
+        // Offsets are i32 in the shader; exact_div divides coordinates exactly in f32.
+        let largest = [
+            g.pixels() * g.k(),
+            g.b * g.c * g.h * g.w,
+            g.pixels() * g.cout,
+        ];
+        if largest.iter().any(|&n| n >= 1 << 31)
+            || g.h.max(g.w) + 2 * p.padding.iter().max().unwrap() >= 1 << 24
         {
             return Err(Error::bad(
                 op,
-                "more than 2^32 - 1 elements (indices are u32)",
+                "tensors of 2^31 elements or more, or images of 2^24 rows or columns, are not supported",
             ));
         }
         Ok(g)
@@ -171,15 +177,37 @@ impl Geometry {
             dh: u(p.dilation[0]),
             dw: u(p.dilation[1]),
             total: u(total),
-            _pad: [0; 2],
+            step_h: u(lattice_step(p.stride[0], p.dilation[0])),
+            step_w: u(lattice_step(p.stride[1], p.dilation[1])),
         }
+    }
+}
+
+/// The period of the taps whose output coordinate is whole: s / gcd(s, d).
+fn lattice_step(s: usize, d: usize) -> usize {
+    let (mut a, mut b) = (s, d);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    s / a
+}
+
+/// lavapipe stops each invocation after 65,535 loop iterations: refuse instead of being wrong.
+fn check_loops(x: &Tensor, op: &'static str, steps: usize) -> Result<()> {
+    match x.engine().max_loop_iterations() {
+        Some(limit) if steps + 64 > limit as usize => Err(Error::bad(
+            op,
+            format!("{steps} loop steps per invocation; this driver allows {limit}"),
+        )),
+        _ => Ok(()),
     }
 }
 
 /// x: [B, C, H, W] -> col [B·H'·W', C·kh·kw] (zeros in the padding).
 fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
+    check_loops(x, "conv2d im2col", g.k() + g.c)?;
     let col = Tensor::uninit(x.engine(), &[g.pixels(), g.k()], DType::F32)?;
-    let total = g.pixels() * g.c;
+    let total = g.pixels();
     let entry = match (g.kh * g.kw).is_multiple_of(4) {
         true => "conv2d_im2col4",
         false => "conv2d_im2col",
@@ -191,8 +219,10 @@ fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
 
 /// dcol [B·H'·W', C·kh·kw] -> dx [B, C, H, W] (+ bias[c]): the adjoint of `im2col`.
 fn col2im(dcol: &Tensor, g: &Geometry, p: &Conv2dParams, bias: Option<&Tensor>) -> Result<Tensor> {
+    let per_pixel = g.kh * g.kw + g.kh + p.stride[0] + p.stride[1];
+    check_loops(dcol, "conv2d col2im", g.w * per_pixel)?;
     let dx = Tensor::uninit(dcol.engine(), &g.x_shape(), DType::F32)?;
-    let total = dx.numel();
+    let total = g.b * g.c * g.h;
     let constants = [("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 })];
     let tensors = [dcol, bias.unwrap_or(dcol), &dx];
     let groups = total.div_ceil(WG) as u32;
@@ -207,10 +237,33 @@ fn col2im(dcol: &Tensor, g: &Geometry, p: &Conv2dParams, bias: Option<&Tensor>) 
     Ok(dx)
 }
 
-/// [B, C, H', W'] -> [B·H'·W', C]: channels last, the GEMM's row layout.
+/// Channels-first [B, C, P] <-> channels-last [B·P, C] (`to_rows` picks the direction).
+fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tensor> {
+    let shape = match to_rows {
+        true => vec![b * pixels, c],
+        false => vec![b, c, pixels],
+    };
+    let out = Tensor::uninit(t.engine(), &shape, DType::F32)?;
+    let entry = match (to_rows, c.is_multiple_of(4)) {
+        (true, false) => "conv2d_to_rows",
+        (true, true) => "conv2d_to_rows4",
+        (false, false) => "conv2d_to_nchw",
+        (false, true) => "conv2d_to_nchw4",
+    };
+    let params = Params {
+        c: c as u32,
+        h: pixels as u32,
+        total: (b * pixels) as u32,
+        ..Params::default()
+    };
+    let groups = (b * pixels).div_ceil(WG) as u32;
+    super::launch(&SHADER, entry, &[], &[t, &out], &params, groups)?;
+    Ok(out)
+}
+
+/// dy [B, Cout, H', W'] -> [B·H'·W', Cout]: channels last, the GEMM's row layout.
 fn to_rows(y: &Tensor, g: &Geometry) -> Result<Tensor> {
-    let t = transpose(&y.reshape(&[g.b, g.cout, g.oh * g.ow])?)?;
-    t.reshape(&[g.pixels(), g.cout])
+    permute(y, [g.b, g.cout, g.oh * g.ow], true)
 }
 
 fn check_f32(op: &'static str, ts: &[&Tensor]) -> Result<()> {
@@ -229,8 +282,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -
         ..Default::default()
     };
     let rows = matmul_with(&col, &w.reshape(&[g.cout, g.k()])?, &opts)?;
-    let y = transpose(&rows.reshape(&[g.b, g.oh * g.ow, g.cout])?)?;
-    y.reshape(&g.y_shape())
+    permute(&rows, [g.b, g.cout, g.oh * g.ow], false)?.reshape(&g.y_shape())
 }
 
 /// The adjoint of `conv2d` in x (+ bias[c] per output channel, which conv-transpose uses).
