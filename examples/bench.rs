@@ -2,6 +2,8 @@
 //! and each kernel's GFLOP/s as % of it, in the same run. `cargo run --release --example bench -- kernels`.
 
 use clap::{Parser, Subcommand};
+use latent::kernels::conv_transpose2d::{self as ct, ConvTranspose2dParams};
+use latent::kernels::conv2d::{self, Conv2dParams};
 use latent::kernels::matmul::{self, Matmul};
 use latent::kernels::{elementwise, peak};
 use latent::{DType, Engine, Result, Tensor};
@@ -22,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Workload {
-    /// FMA peak, empty-dispatch cost, and matmul GFLOP/s at 1024³ and the W1 shapes.
+    /// FMA peak, empty-dispatch cost, matmul GFLOP/s at 1024³ and the W1 shapes, and the W2
+    /// convolutions (forward, dX, dW at batch 128).
     Kernels,
     /// W1: training steps of the MLP VAE on Fashion-MNIST (images/s over steps [20, N)).
     Mlp {
@@ -105,6 +108,62 @@ const W1: [(usize, usize, usize); 6] = [
     (128, 512, 784),
 ];
 
+/// W2 (BENCH.md) convolutions, k4 s2 p1: (Cin, H, Cout) of the encoder's Conv2d layers and of
+/// the decoder's ConvTranspose2d layers (H = input size).
+const W2_CONV: [(usize, usize, usize); 2] = [(1, 28, 32), (32, 14, 64)];
+const W2_CONVT: [(usize, usize, usize); 2] = [(64, 7, 32), (32, 14, 1)];
+
+/// Forward, dX and dW of the W2 convolutions at `batch`; FLOPs = 2·B·H'·W'·Cout·Cin·16 each.
+fn bench_w2_conv(engine: &Engine, batch: usize, reps: u32) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut row = |name: String, flops: f64, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        let secs = time_per_call(engine, reps, f)?;
+        rows.push(Row {
+            name,
+            gflops: flops / secs / 1e9,
+            secs,
+        });
+        Ok(())
+    };
+    let p = Conv2dParams::square(2, 1, 1);
+    for (cin, h, cout) in W2_CONV {
+        let x = Tensor::full(engine, &[batch, cin, h, h], 0.5)?;
+        let w = Tensor::full(engine, &[cout, cin, 4, 4], 0.25)?;
+        let b = Tensor::full(engine, &[cout], 0.1)?;
+        let dy = Tensor::full(engine, &[batch, cout, h / 2, h / 2], 0.5)?;
+        let flops = 2.0 * (batch * cout * h * h / 4 * cin * 16) as f64;
+        let name = format!("conv2d {cin}->{cout} {h}x{h}");
+        row(format!("{name} fwd"), flops, &mut || {
+            conv2d::conv2d(&x, &w, Some(&b), &p).map(drop)
+        })?;
+        row(format!("{name} dX"), flops, &mut || {
+            conv2d::conv2d_backward_input(&dy, &w, x.shape(), &p).map(drop)
+        })?;
+        row(format!("{name} dW"), flops, &mut || {
+            conv2d::conv2d_backward_weight(&dy, &x, w.shape(), &p, None).map(drop)
+        })?;
+    }
+    let p = ConvTranspose2dParams::square(2, 1, 1, 0);
+    for (cin, h, cout) in W2_CONVT {
+        let x = Tensor::full(engine, &[batch, cin, h, h], 0.5)?;
+        let w = Tensor::full(engine, &[cin, cout, 4, 4], 0.25)?;
+        let b = Tensor::full(engine, &[cout], 0.1)?;
+        let dy = Tensor::full(engine, &[batch, cout, 2 * h, 2 * h], 0.5)?;
+        let flops = 2.0 * (batch * cin * h * h * cout * 16) as f64;
+        let name = format!("convT {cin}->{cout} {h}x{h}");
+        row(format!("{name} fwd"), flops, &mut || {
+            ct::conv_transpose2d(&x, &w, Some(&b), &p).map(drop)
+        })?;
+        row(format!("{name} dX"), flops, &mut || {
+            ct::conv_transpose2d_backward_input(&dy, &w, &p).map(drop)
+        })?;
+        row(format!("{name} dW"), flops, &mut || {
+            ct::conv_transpose2d_backward_weight(&dy, &x, w.shape(), &p, None).map(drop)
+        })?;
+    }
+    Ok(rows)
+}
+
 fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
     let peak = measure_peak(engine)?;
     let one = Tensor::uninit(engine, &[1], DType::F32)?;
@@ -155,6 +214,7 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
         gflops: flops / secs,
         secs,
     });
+    rows.extend(bench_w2_conv(engine, 128, reps)?);
     let adapter = engine.summary();
     if json {
         let kernels: Vec<String> = rows

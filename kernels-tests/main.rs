@@ -2,6 +2,8 @@
 //! and the randomised GPU-vs-CPU comparisons. Run with `cargo test --release`.
 
 mod adam;
+mod conv2d;
+mod conv_transpose2d;
 mod elementwise;
 mod engine;
 mod kl;

@@ -2,6 +2,8 @@
 //! shapes, computes the grid, writes the params uniform and records the dispatch.
 
 pub mod adam;
+pub mod conv2d;
+pub mod conv_transpose2d;
 pub mod elementwise;
 pub mod kl;
 pub mod layout;
@@ -20,6 +22,7 @@ use crate::engine::{Grid, Result, Shader, Tensor};
 /// Every kernel family's shader as compiled (for validation and tooling).
 pub const SHADERS: &[Shader] = &[
     adam::SHADER,
+    conv2d::SHADER,
     elementwise::SHADER,
     kl::SHADERS[0],
     kl::SHADERS[1],

@@ -1,0 +1,426 @@
+//! CPU twin of conv2d (the direct 7-loop convolution in f64, the spec) and its adjoints; GPU vs
+//! CPU on random shapes and the W2 shapes, finite-difference gradient checks, typed shape errors.
+
+use crate::{
+    assert_close, assert_matches_fd, error_kind, fd_gradients, gpu, portable_engine, rng, uniform,
+};
+use latent::kernels::conv2d::{self, Conv2dParams};
+use latent::{Engine, Tensor};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+// ---- CPU twin -------------------------------------------------------------------------------
+
+/// One convolution: x [b, c, h, w] * weight [cout, c, kh, kw] -> y [b, cout, oh, ow].
+#[derive(Clone, Copy, Debug)]
+pub struct Geo {
+    pub b: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub p: Conv2dParams,
+}
+
+impl Geo {
+    /// H' = (H + 2p − d(k−1) − 1)/s + 1 per axis, `None` when the output would be empty.
+    pub fn out(&self) -> Option<(usize, usize)> {
+        let axis = |n: usize, k: usize, a: usize| {
+            let span = self.p.dilation[a] * (k - 1) + 1;
+            (n + 2 * self.p.padding[a])
+                .checked_sub(span)
+                .map(|v| v / self.p.stride[a] + 1)
+        };
+        Some((axis(self.h, self.kh, 0)?, axis(self.w, self.kw, 1)?))
+    }
+    pub fn x_shape(&self) -> [usize; 4] {
+        [self.b, self.c, self.h, self.w]
+    }
+    pub fn w_shape(&self) -> [usize; 4] {
+        [self.cout, self.c, self.kh, self.kw]
+    }
+    pub fn y_shape(&self) -> [usize; 4] {
+        let (oh, ow) = self.out().expect("non-empty output");
+        [self.b, self.cout, oh, ow]
+    }
+    /// Taps per output value: the forward contraction length.
+    pub fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+}
+
+/// The 7 loops of the direct convolution: calls `f(x index, w index, y index)` for every tap
+/// that reads inside the image (taps in the padding read zeros and contribute nothing).
+pub fn for_each_tap(g: &Geo, mut f: impl FnMut(usize, usize, usize)) {
+    let (oh, ow) = g.out().expect("non-empty output");
+    let [s, p, d] = [g.p.stride, g.p.padding, g.p.dilation];
+    for b in 0..g.b {
+        for co in 0..g.cout {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let yi = ((b * g.cout + co) * oh + y) * ow + x;
+                    for ci in 0..g.c {
+                        for i in 0..g.kh {
+                            for j in 0..g.kw {
+                                let ih = (y * s[0] + i * d[0]) as isize - p[0] as isize;
+                                let iw = (x * s[1] + j * d[1]) as isize - p[1] as isize;
+                                if ih < 0 || iw < 0 || ih >= g.h as isize || iw >= g.w as isize {
+                                    continue;
+                                }
+                                let xi = ((b * g.c + ci) * g.h + ih as usize) * g.w + iw as usize;
+                                let wi = ((co * g.c + ci) * g.kh + i) * g.kw + j;
+                                f(xi, wi, yi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y = conv2d(x, w) + bias, accumulated in f64.
+pub fn cpu_conv2d(g: &Geo, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
+    let (oh, ow) = g.out().expect("non-empty output");
+    let mut y = vec![0.0; g.b * g.cout * oh * ow];
+    for_each_tap(g, |xi, wi, yi| y[yi] += w[wi] * x[xi]);
+    if let Some(bias) = bias {
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += bias[(i / (oh * ow)) % g.cout];
+        }
+    }
+    y
+}
+
+/// The transpose in x: dx = Σ over the taps reading each x of dy·w.
+pub fn cpu_conv2d_backward_input(g: &Geo, dy: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut dx = vec![0.0; g.x_shape().iter().product()];
+    for_each_tap(g, |xi, wi, yi| dx[xi] += dy[yi] * w[wi]);
+    dx
+}
+
+/// The transpose in w: dw = Σ over the taps using each weight of dy·x.
+pub fn cpu_conv2d_backward_weight(g: &Geo, dy: &[f64], x: &[f64]) -> Vec<f64> {
+    let mut dw = vec![0.0; g.w_shape().iter().product()];
+    for_each_tap(g, |xi, wi, yi| dw[wi] += dy[yi] * x[xi]);
+    dw
+}
+
+/// Σ dy over batch and pixels per channel of dy [B, C, H, W].
+pub fn cpu_bias_grad(dy: &[f64], c: usize, pixels: usize) -> Vec<f64> {
+    let mut db = vec![0.0; c];
+    for (i, v) in dy.iter().enumerate() {
+        db[(i / pixels) % c] += v;
+    }
+    db
+}
+
+// ---- helpers shared with conv_transpose2d ----------------------------------------------------
+
+/// f32 sums of K products of values in [-1, 1] drift like sqrt(K)·ε relative to f64 (as matmul).
+pub fn tol(k: usize) -> f32 {
+    2e-6 * (k as f32).sqrt() + 1e-6
+}
+
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+pub fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+pub fn upload(e: &Engine, v: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_slice(e, v, shape).expect("upload")
+}
+
+pub fn read(t: &Tensor) -> Vec<f32> {
+    t.to_vec::<f32>().expect("readback")
+}
+
+/// A random convolution with a non-empty output: kernel 1–7, stride 1–3, padding 0–3,
+/// dilation 1–2, batch 1–3, channels including 1 and non-multiples of 4 and 8.
+pub fn random_geo(r: &mut StdRng) -> Geo {
+    const CHANNELS: [usize; 9] = [1, 2, 3, 5, 7, 8, 9, 13, 16];
+    loop {
+        let mut pick = || [0, 1].map(|_| r.random_range(1..=7usize));
+        let k = pick();
+        let g = Geo {
+            b: r.random_range(1..=3),
+            c: CHANNELS[r.random_range(0..CHANNELS.len())],
+            h: r.random_range(1..=17),
+            w: r.random_range(1..=17),
+            cout: CHANNELS[r.random_range(0..CHANNELS.len())],
+            kh: k[0],
+            kw: k[1],
+            p: Conv2dParams {
+                stride: [r.random_range(1..=3), r.random_range(1..=3)],
+                padding: [r.random_range(0..=3), r.random_range(0..=3)],
+                dilation: [r.random_range(1..=2), r.random_range(1..=2)],
+            },
+        };
+        if g.out().is_some() {
+            return g;
+        }
+    }
+}
+
+/// The W2 encoder convolutions of BENCH.md (k4 s2 p1): 1→32 on 28×28 and 32→64 on 14×14.
+pub fn w2_encoder(b: usize) -> [Geo; 2] {
+    let p = Conv2dParams::square(2, 1, 1);
+    let g = |c, hw, cout| Geo {
+        b,
+        c,
+        h: hw,
+        w: hw,
+        cout,
+        kh: 4,
+        kw: 4,
+        p,
+    };
+    [g(1, 28, 32), g(32, 14, 64)]
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+/// Forward, input gradient, weight gradient (with accumulation) and bias gradient of one
+/// geometry against the CPU twin.
+fn check(e: &Engine, g: &Geo, seed: u64) {
+    let mut r = rng(seed);
+    let nx: usize = g.x_shape().iter().product();
+    let nw: usize = g.w_shape().iter().product();
+    let ny: usize = g.y_shape().iter().product();
+    let (x, w, b) = (
+        uniform(&mut r, nx, -1.0, 1.0),
+        uniform(&mut r, nw, -1.0, 1.0),
+        uniform(&mut r, g.cout, -1.0, 1.0),
+    );
+    let dy = uniform(&mut r, ny, -1.0, 1.0);
+    let acc = uniform(&mut r, nw, -1.0, 1.0);
+    let (xt, wt, bt, dyt) = (
+        upload(e, &x, &g.x_shape()),
+        upload(e, &w, &g.w_shape()),
+        upload(e, &b, &[g.cout]),
+        upload(e, &dy, &g.y_shape()),
+    );
+    let what = |op: &str| format!("{op} {g:?}");
+    let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
+
+    let y = conv2d::conv2d(&xt, &wt, Some(&bt), &g.p).expect("conv2d");
+    assert_eq!(y.shape(), g.y_shape());
+    let want = cpu_conv2d(g, &x64, &w64, Some(&f64s(&b)));
+    assert_close(
+        &what("conv2d"),
+        &read(&y),
+        &f32s(&want),
+        tol(g.k() + 1),
+        1e-5,
+    );
+
+    let dx = conv2d::conv2d_backward_input(&dyt, &wt, &g.x_shape(), &g.p).expect("dx");
+    let want = cpu_conv2d_backward_input(g, &dy64, &w64);
+    assert_close(
+        &what("conv2d dx"),
+        &read(&dx),
+        &f32s(&want),
+        tol(g.cout * g.kh * g.kw),
+        1e-5,
+    );
+
+    let into = upload(e, &acc, &g.w_shape());
+    let dw =
+        conv2d::conv2d_backward_weight(&dyt, &xt, &g.w_shape(), &g.p, Some(&into)).expect("dw");
+    let pixels = ny / g.cout;
+    let want: Vec<f64> = cpu_conv2d_backward_weight(g, &dy64, &x64)
+        .iter()
+        .zip(&acc)
+        .map(|(d, &a)| d + a as f64)
+        .collect();
+    assert_close(
+        &what("conv2d dw (accumulated)"),
+        &read(&dw),
+        &f32s(&want),
+        tol(pixels + 1),
+        1e-5,
+    );
+
+    let db = conv2d::conv2d_backward_bias(&dyt).expect("db");
+    let want = cpu_bias_grad(&dy64, g.cout, pixels / g.b);
+    assert_close(
+        &what("conv2d db"),
+        &read(&db),
+        &f32s(&want),
+        tol(pixels),
+        1e-5,
+    );
+}
+
+#[test]
+fn conv2d_matches_cpu_on_random_shapes() {
+    let e = gpu!();
+    let mut r = rng(2024);
+    for trial in 0..30 {
+        let g = random_geo(&mut r);
+        check(e, &g, 100 + trial);
+    }
+}
+
+#[test]
+fn conv2d_matches_cpu_on_the_wide_matmul_path() {
+    // Channel counts and taps that are multiples of 8 send every product to the wide kernels.
+    let e = gpu!();
+    let g = Geo {
+        b: 2,
+        c: 8,
+        h: 9,
+        w: 11,
+        cout: 16,
+        kh: 3,
+        kw: 3,
+        p: Conv2dParams::square(1, 1, 1),
+    };
+    check(e, &g, 7);
+    check(
+        e,
+        &Geo {
+            kh: 2,
+            kw: 4,
+            c: 3,
+            p: Conv2dParams::square(2, 1, 2),
+            ..g
+        },
+        8,
+    );
+}
+
+#[test]
+fn conv2d_runs_without_subgroups() {
+    let Some(e) = portable_engine() else { return };
+    let g = Geo {
+        b: 2,
+        c: 3,
+        h: 8,
+        w: 7,
+        cout: 5,
+        kh: 3,
+        kw: 2,
+        p: Conv2dParams::square(2, 1, 1),
+    };
+    check(e, &g, 9);
+}
+
+#[test]
+fn conv2d_matches_cpu_on_the_w2_encoder_shapes() {
+    let e = gpu!();
+    for (i, g) in w2_encoder(4).iter().enumerate() {
+        check(e, g, 50 + i as u64);
+    }
+}
+
+/// Central differences of loss = Σ r ⊙ conv2d(x, w) + bias on the CPU twin vs the GPU gradients
+/// (dy = r).
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    let e = gpu!();
+    let base = Geo {
+        b: 2,
+        c: 2,
+        h: 5,
+        w: 6,
+        cout: 3,
+        kh: 3,
+        kw: 2,
+        p: Conv2dParams::square(2, 1, 1),
+    };
+    let dilated = Geo {
+        p: Conv2dParams {
+            stride: [1, 2],
+            padding: [2, 0],
+            dilation: [2, 1],
+        },
+        ..base
+    };
+    for (n, g) in [base, dilated].iter().enumerate() {
+        let mut r = rng(300 + n as u64);
+        let x = uniform(&mut r, g.x_shape().iter().product(), -1.0, 1.0);
+        let w = uniform(&mut r, g.w_shape().iter().product(), -1.0, 1.0);
+        let b = uniform(&mut r, g.cout, -1.0, 1.0);
+        let rw = uniform(&mut r, g.y_shape().iter().product(), -1.0, 1.0);
+        let loss = |v: &[Vec<f64>]| {
+            let y = cpu_conv2d(g, &v[0], &v[1], Some(&v[2]));
+            y.iter().zip(&rw).map(|(y, &r)| y * r as f64).sum::<f64>()
+        };
+        let fd = fd_gradients(loss, &[f64s(&x), f64s(&w), f64s(&b)]);
+        let dy = upload(e, &rw, &g.y_shape());
+        let dx =
+            conv2d::conv2d_backward_input(&dy, &upload(e, &w, &g.w_shape()), &g.x_shape(), &g.p)
+                .unwrap();
+        let dw = conv2d::conv2d_backward_weight(
+            &dy,
+            &upload(e, &x, &g.x_shape()),
+            &g.w_shape(),
+            &g.p,
+            None,
+        )
+        .unwrap();
+        let db = conv2d::conv2d_backward_bias(&dy).unwrap();
+        assert_matches_fd("conv2d dx", &read(&dx), &fd[0]);
+        assert_matches_fd("conv2d dw", &read(&dw), &fd[1]);
+        assert_matches_fd("conv2d db", &read(&db), &fd[2]);
+    }
+}
+
+#[test]
+fn conv2d_shape_errors_are_typed() {
+    let e = gpu!();
+    let t = |shape: &[usize]| Tensor::zeros(e, shape, latent::DType::F32).unwrap();
+    let p = Conv2dParams::default();
+    let (x, w) = (t(&[1, 3, 5, 5]), t(&[4, 3, 3, 3]));
+    assert_eq!(
+        error_kind(conv2d::conv2d(&x, &t(&[4, 2, 3, 3]), None, &p)),
+        "ShapeMismatch"
+    );
+    assert_eq!(
+        error_kind(conv2d::conv2d(&x, &w, Some(&t(&[3])), &p)),
+        "ShapeMismatch"
+    );
+    assert_eq!(
+        error_kind(conv2d::conv2d(&x, &t(&[4, 3, 6, 3]), None, &p)),
+        "BadInput"
+    );
+    // A 3×3 kernel at dilation 3 spans 7 > 5 + 2·0: empty output.
+    assert_eq!(
+        error_kind(conv2d::conv2d(&x, &w, None, &Conv2dParams::square(1, 0, 3))),
+        "BadInput"
+    );
+    assert_eq!(
+        error_kind(conv2d::conv2d(&x, &w, None, &Conv2dParams::square(0, 0, 1))),
+        "BadInput"
+    );
+    assert_eq!(
+        error_kind(conv2d::conv2d(&t(&[3, 5, 5]), &w, None, &p)),
+        "BadInput"
+    );
+    assert_eq!(
+        error_kind(conv2d::conv2d_backward_input(
+            &t(&[1, 4, 2, 3]),
+            &w,
+            &[1, 3, 5, 5],
+            &p
+        )),
+        "ShapeMismatch"
+    );
+    assert_eq!(
+        error_kind(conv2d::conv2d_backward_weight(
+            &t(&[1, 4, 3, 3]),
+            &x,
+            &[4, 3, 3, 3],
+            &p,
+            Some(&t(&[4, 3, 3]))
+        )),
+        "ShapeMismatch"
+    );
+    assert_eq!(error_kind(conv2d::conv2d(&x, &w, None, &p)), "Ok");
+}

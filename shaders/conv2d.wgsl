@@ -1,0 +1,213 @@
+// Convolution as GEMM: im2col (image -> column matrix) and col2im (column gradient -> image),
+// the two passes around the wide matmul. Tests: kernels-tests/conv2d.rs; bench: `bench -- kernels`.
+//
+// Column matrix col[M, K]: row m = (b, oh, ow) an output pixel, column k = (c, i, j) a tap, so
+// col · Wᵀ (W = [Cout, K], PyTorch's [Cout, Cin, kh, kw] as is) is the convolution in NHWC order.
+// Why not a fused implicit GEMM (measured reasoning, lavapipe): a strided tap cannot be read
+// with a wide load, so every tap of every pixel costs one scalar gather (~80 vector FMAs per
+// 8 lanes) however the GEMM is organised; gathering it once here and letting the matmul read
+// col with 8-float loads costs the same gathers and keeps the matmul's tiling intact.
+
+struct Params {
+    c: u32, h: u32, w: u32,        // image channels and size (input of conv2d)
+    oh: u32, ow: u32,              // output size of conv2d
+    kh: u32, kw: u32,              // kernel size
+    sh: u32, sw: u32,              // stride
+    ph: u32, pw: u32,              // padding
+    dh: u32, dw: u32,              // dilation
+    total: u32,                    // invocations with work
+    step_h: u32, step_w: u32,      // tap lattice period s / gcd(s, d) (col2im)
+}
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+// The same input / output seen as vec4s (the entry points named ...4 only).
+@group(0) @binding(0) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
+
+override HAS_BIAS: bool = false; // col2im: add bias[c] (conv-transpose forward)
+
+fn index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * 64u + lid;
+}
+
+// x[b, c, ih0 + i·dh, iw0 + j·dw], or 0 in the padding (the load index is clamped, the value masked).
+fn tap(base: u32, ih0: i32, iw0: i32, i: u32, j: u32) -> f32 {
+    let ih = ih0 + i32(i * p.dh);
+    let iw = iw0 + i32(j * p.dw);
+    let inside = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
+    let v = src[select(0u, base + u32(ih) * p.w + u32(iw), inside)];
+    return select(0.0, v, inside);
+}
+
+// Output pixel m = (b, oh, ow): (offset of image b, top row, left column) of its window.
+fn pixel_origin(m: u32) -> vec3<i32> {
+    let ow = m % p.ow; let t = m / p.ow;
+    let oh = t % p.oh; let b = t / p.oh;
+    return vec3(i32(b * p.c * p.h * p.w), i32(oh * p.sh) - i32(p.ph), i32(ow * p.sw) - i32(p.pw));
+}
+
+// src: image [B, C, H, W] -> dst: col [B·OH·OW, C·kh·kw]. One invocation per output pixel m
+// writes its whole row of col, channel by channel (integer division is a per-lane scalar loop
+// on lavapipe, as dear as a load, so the pixel is decomposed once); T = B·OH·OW.
+@compute @workgroup_size(64)
+fn conv2d_im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let m = index(wg, nwg, lid);
+    if (m >= p.total) { return; }
+    let o = pixel_origin(m);
+    let ih0 = o.y; let iw0 = o.z;
+    var base = u32(o.x);
+    var out = m * p.c * p.kh * p.kw;
+    for (var c = 0u; c < p.c; c++) {
+        for (var i = 0u; i < p.kh; i++) {
+            for (var j = 0u; j < p.kw; j++) {
+                dst[out] = tap(base, ih0, iw0, i, j);
+                out++;
+            }
+        }
+        base += p.h * p.w;
+    }
+}
+
+// The same when kh·kw % 4 == 0: rows are vec4-aligned and stored 4 taps at a time (a store
+// costs about as much as a load on lavapipe, whatever its width).
+@compute @workgroup_size(64)
+fn conv2d_im2col4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let m = index(wg, nwg, lid);
+    if (m >= p.total) { return; }
+    let o = pixel_origin(m);
+    let ih0 = o.y; let iw0 = o.z;
+    var base = u32(o.x);
+    var out = m * p.c * p.kh * p.kw / 4u;
+    for (var c = 0u; c < p.c; c++) {
+        var i = 0u; var j = 0u;
+        for (var q = 0u; q < p.kh * p.kw; q += 4u) {
+            var v: vec4<f32>;
+            v.x = tap(base, ih0, iw0, i, j); j++; if (j == p.kw) { j = 0u; i++; }
+            v.y = tap(base, ih0, iw0, i, j); j++; if (j == p.kw) { j = 0u; i++; }
+            v.z = tap(base, ih0, iw0, i, j); j++; if (j == p.kw) { j = 0u; i++; }
+            v.w = tap(base, ih0, iw0, i, j); j++; if (j == p.kw) { j = 0u; i++; }
+            dst4[out] = v;
+            out++;
+        }
+        base += p.h * p.w;
+    }
+}
+
+// The first tap t of one axis whose output coordinate (x + pad − t·d) / s is whole, for
+// r = (x + pad) mod s, found by stepping the residue (r − t·d) mod s down by d mod s (no
+// division). Taps on the lattice repeat every `step` = s / gcd(s, d) (host-computed); none is
+// on it when the first `step` taps miss, and then a first tap past any kernel is returned.
+fn first_tap(r: u32, s: u32, dmod: u32, step: u32) -> u32 {
+    var rr = r;
+    for (var t = 0u; t < step; t++) {
+        if (rr == 0u) { return t; }
+        rr = select(rr + s - dmod, rr - dmod, rr >= dmod);
+    }
+    return 0x40000000u;
+}
+
+// o / s for an o known to be a multiple of s: exact in f32 below 2^24, and a vector divide
+// where an integer one would be a per-lane loop.
+fn exact_div(o: i32, s: u32) -> i32 {
+    return i32(round(f32(o) / f32(s)));
+}
+
+// src: dcol [B·OH·OW, C·kh·kw] -> dst: image [B, C, H, W] (+ bias[c]). The adjoint of im2col as
+// a gather, so no atomics: one invocation per image row (b, c, y) walks its W elements, each
+// summing the col entries of the taps that read it; only taps on the stride lattice are visited
+// (k4 s2: 4 of 16). T = B·C·H.
+@compute @workgroup_size(64)
+fn conv2d_col2im(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let row = index(wg, nwg, lid);
+    if (row >= p.total) { return; }
+    let y = row % p.h; let t = row / p.h;
+    let c = t % p.c; let b = t / p.c;
+    let K = p.c * p.kh * p.kw;
+    let fi = first_tap((y + p.ph) % p.sh, p.sh, p.dh % p.sh, p.step_h);
+    let col0 = b * p.oh * p.ow;
+    var rx = p.pw % p.sw;   // (x + pw) mod sw, stepped along the row
+    var out = row * p.w;
+    var add = 0.0;
+    if (HAS_BIAS) { add = bias[c]; }
+    for (var x = 0u; x < p.w; x++) {
+        let fj = first_tap(rx, p.sw, p.dw % p.sw, p.step_w);
+        var acc = add;
+        for (var i = fi; i < p.kh; i += p.step_h) {
+            let oy = i32(y + p.ph) - i32(i * p.dh);   // = oh · sh
+            let oh = exact_div(oy, p.sh);
+            if (oy < 0 || oh >= i32(p.oh)) { continue; }
+            let line = col0 + u32(oh) * p.ow;
+            let k0 = (c * p.kh + i) * p.kw;
+            for (var j = fj; j < p.kw; j += p.step_w) {
+                let ox = i32(x + p.pw) - i32(j * p.dw);
+                let ow = exact_div(ox, p.sw);
+                let inside = ox >= 0 && ow < i32(p.ow);
+                let v = src[select(0u, (line + u32(ow)) * K + k0 + j, inside)];
+                acc += select(0.0, v, inside);
+            }
+        }
+        dst[out] = acc;
+        out++;
+        rx++;
+        if (rx == p.sw) { rx = 0u; }
+    }
+}
+
+// Channels-first [B, C, P] <-> channels-last [B·P, C] (P = p.h pixels per image; T = B·P, one
+// invocation per pixel walking its C channels). Cheaper than a tiled transpose on lavapipe,
+// where a workgroup barrier costs more than the loads it would save.
+fn pixel_bases(m: u32) -> vec2<u32> {
+    let b = m / p.h; let q = m % p.h;
+    return vec2(b * p.c * p.h + q, m * p.c);   // (first channel in [B, C, P], in [B·P, C])
+}
+
+@compute @workgroup_size(64)
+fn conv2d_to_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let m = index(wg, nwg, lid);
+    if (m >= p.total) { return; }
+    let o = pixel_bases(m);
+    for (var c = 0u; c < p.c; c++) { dst[o.y + c] = src[o.x + c * p.h]; }
+}
+
+// The same for C % 4 == 0: 4 channels per vec4 store.
+@compute @workgroup_size(64)
+fn conv2d_to_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let m = index(wg, nwg, lid);
+    if (m >= p.total) { return; }
+    let o = pixel_bases(m);
+    for (var c = 0u; c < p.c; c += 4u) {
+        let i = o.x + c * p.h;
+        dst4[(o.y + c) / 4u] = vec4(src[i], src[i + p.h], src[i + 2u * p.h], src[i + 3u * p.h]);
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv2d_to_nchw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let m = index(wg, nwg, lid);
+    if (m >= p.total) { return; }
+    let o = pixel_bases(m);
+    for (var c = 0u; c < p.c; c++) { dst[o.x + c * p.h] = src[o.y + c]; }
+}
+
+// The same for C % 4 == 0: 4 channels per vec4 load.
+@compute @workgroup_size(64)
+fn conv2d_to_nchw4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let m = index(wg, nwg, lid);
+    if (m >= p.total) { return; }
+    let o = pixel_bases(m);
+    for (var c = 0u; c < p.c; c += 4u) {
+        let v = src4[(o.y + c) / 4u];
+        let i = o.x + c * p.h;
+        dst[i] = v.x; dst[i + p.h] = v.y; dst[i + 2u * p.h] = v.z; dst[i + 3u * p.h] = v.w;
+    }
+}
