@@ -420,3 +420,60 @@ fn concat_and_reshape_gradients_match_finite_differences() {
     };
     check(e, "concat+reshape", &inputs, gpu, &cpu);
 }
+
+#[test]
+fn convolution_gradients_match_finite_differences() {
+    use crate::conv2d::{Geo, cpu_conv2d, cpu_conv2d_backward_input};
+    use latent::kernels::conv_transpose2d::ConvTranspose2dParams;
+    use latent::kernels::conv2d::Conv2dParams;
+    let e = gpu!();
+    // Stride 2 with (H + 2p − k) divisible by it, so the transposed convolution maps back exactly.
+    let g = Geo {
+        b: 2,
+        c: 3,
+        h: 5,
+        w: 5,
+        cout: 4,
+        kh: 3,
+        kw: 3,
+        p: Conv2dParams::square(2, 1, 1),
+    };
+    let inputs = [
+        rand_input(40, &g.x_shape(), -1.0, 1.0),
+        rand_input(41, &g.w_shape(), -0.5, 0.5),
+        rand_input(42, &[g.cout], -0.5, 0.5),
+    ];
+    let gc = g.clone();
+    let cpu = move |x: &[Vec<f64>]| cpu_conv2d(&gc, &x[0], &x[1], Some(&x[2]));
+    let p = g.p;
+    check(
+        e,
+        "conv2d",
+        &inputs,
+        |v| v[0].conv2d(&v[1], Some(&v[2]), &p).unwrap(),
+        &cpu,
+    );
+
+    // conv_transpose2d(x, w) for x shaped like the convolution's output: conv2d's input gradient.
+    let inputs = [
+        rand_input(43, &g.y_shape(), -1.0, 1.0),
+        rand_input(44, &g.w_shape(), -0.5, 0.5),
+        rand_input(45, &[g.c], -0.5, 0.5),
+    ];
+    let gc = g.clone();
+    let cpu = move |x: &[Vec<f64>]| {
+        let mut y = cpu_conv2d_backward_input(&gc, &x[0], &x[1]);
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += x[2][(i / (gc.h * gc.w)) % gc.c];
+        }
+        y
+    };
+    let pt = ConvTranspose2dParams::square(2, 1, 1, 0);
+    check(
+        e,
+        "conv_transpose2d",
+        &inputs,
+        |v| v[0].conv_transpose2d(&v[1], Some(&v[2]), &pt).unwrap(),
+        &cpu,
+    );
+}

@@ -3,6 +3,8 @@
 
 use super::{Grads, Param, Var};
 use crate::engine::{Error, Result, Tensor};
+use crate::kernels::conv_transpose2d::{self as convt, ConvTranspose2dParams};
+use crate::kernels::conv2d::{self as conv, Conv2dParams};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
 use crate::kernels::matmul::{self, Matmul};
 use crate::kernels::reduce::{self, Reduce};
@@ -70,6 +72,20 @@ pub enum Op {
     /// The same elements in another shape (free).
     Reshape {
         x: usize,
+    },
+    /// NCHW convolution, weight [Cout, Cin, kh, kw].
+    Conv2d {
+        x: usize,
+        w: usize,
+        b: Option<usize>,
+        p: Conv2dParams,
+    },
+    /// NCHW transposed convolution, weight [Cin, Cout, kh, kw].
+    ConvTranspose2d {
+        x: usize,
+        w: usize,
+        b: Option<usize>,
+        p: ConvTranspose2dParams,
     },
 }
 
@@ -250,6 +266,54 @@ impl Var {
     }
 }
 
+impl Var {
+    /// 2-D convolution of `self` [B, Cin, H, W] with `w` [Cout, Cin, kh, kw] (+ bias [Cout]).
+    pub fn conv2d(&self, w: &Var, b: Option<&Var>, p: &Conv2dParams) -> Result<Var> {
+        let y = conv::conv2d(&self.value, &w.value, b.map(|b| b.value()), p)?;
+        let op = Op::Conv2d {
+            x: self.id,
+            w: w.id,
+            b: b.map(|b| b.id),
+            p: *p,
+        };
+        let mut inputs = vec![self, w];
+        inputs.extend(b);
+        self.record(op, y, &inputs)
+    }
+
+    /// Transposed convolution of `self` [B, Cin, H, W] with `w` [Cin, Cout, kh, kw] (+ bias).
+    pub fn conv_transpose2d(
+        &self,
+        w: &Var,
+        b: Option<&Var>,
+        p: &ConvTranspose2dParams,
+    ) -> Result<Var> {
+        let y = convt::conv_transpose2d(&self.value, &w.value, b.map(|b| b.value()), p)?;
+        let op = Op::ConvTranspose2d {
+            x: self.id,
+            w: w.id,
+            b: b.map(|b| b.id),
+            p: *p,
+        };
+        let mut inputs = vec![self, w];
+        inputs.extend(b);
+        self.record(op, y, &inputs)
+    }
+}
+
+/// Writes a weight gradient through `compute(accumulate_into)` into a slot: kernels that add
+/// into a given buffer get the slot itself, cleared first when it must be overwritten.
+fn weight_grad(
+    t: &Tensor,
+    acc: bool,
+    compute: impl FnOnce(Option<&Tensor>) -> Result<Tensor>,
+) -> Result<()> {
+    if !acc {
+        t.engine().clear(t)?;
+    }
+    compute(Some(t)).map(|_| ())
+}
+
 /// Sums `g` (shaped like the broadcast output) back to an operand of `shape`.
 fn unbroadcast(g: Tensor, shape: &[usize]) -> Result<Tensor> {
     let mode = ew::broadcast_of(shape, g.shape()).expect("forward checked the broadcast");
@@ -411,6 +475,36 @@ impl Op {
             Op::Reshape { x } => {
                 let shape = gr.value(x).shape().to_vec();
                 gr.give(x, g.reshape(&shape)?)
+            }
+            Op::Conv2d { x, w, b, ref p } => {
+                let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
+                if gr.wants(x) {
+                    gr.give(x, conv::conv2d_backward_input(&g, &wv, xv.shape(), p)?)?;
+                }
+                gr.give_with(w, wv.shape(), |t, acc| {
+                    weight_grad(t, acc, |into| {
+                        conv::conv2d_backward_weight(&g, &xv, wv.shape(), p, into)
+                    })
+                })?;
+                if let Some(b) = b {
+                    gr.give(b, conv::conv2d_backward_bias(&g)?)?;
+                }
+                Ok(())
+            }
+            Op::ConvTranspose2d { x, w, b, ref p } => {
+                let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
+                if gr.wants(x) {
+                    gr.give(x, convt::conv_transpose2d_backward_input(&g, &wv, p)?)?;
+                }
+                gr.give_with(w, wv.shape(), |t, acc| {
+                    weight_grad(t, acc, |into| {
+                        convt::conv_transpose2d_backward_weight(&g, &xv, wv.shape(), p, into)
+                    })
+                })?;
+                if let Some(b) = b {
+                    gr.give(b, convt::conv_transpose2d_backward_bias(&g)?)?;
+                }
+                Ok(())
             }
             Op::Total { x, scale } => {
                 let xv = gr.value(x).clone();
