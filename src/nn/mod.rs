@@ -60,3 +60,112 @@ impl Module for Linear {
         vec![self.weight.clone(), self.bias.clone()]
     }
 }
+
+/// 2-D convolution, NCHW, weight [Cout, Cin, k, k] (PyTorch layout and init).
+pub struct Conv2d {
+    pub weight: Param,
+    pub bias: Param,
+    pub params: crate::kernels::conv2d::Conv2dParams,
+}
+
+impl Conv2d {
+    /// PyTorch's default init: U(±1/√fan_in) for weight and bias, fan_in = Cin·k·k.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: &Engine,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        seed: u64,
+    ) -> Result<Conv2d> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let bound = 1.0 / ((cin * k * k) as f32).sqrt();
+        Ok(Conv2d {
+            weight: Param::new(
+                format!("{name}.weight"),
+                uniform_init(engine, &[cout, cin, k, k], bound, &mut rng)?,
+            )?,
+            bias: Param::new(
+                format!("{name}.bias"),
+                uniform_init(engine, &[cout], bound, &mut rng)?,
+            )?,
+            params: crate::kernels::conv2d::Conv2dParams::square(stride, padding, 1),
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let tape = x.tape();
+        x.conv2d(
+            &tape.param(&self.weight),
+            Some(&tape.param(&self.bias)),
+            &self.params,
+        )
+    }
+}
+
+impl Module for Conv2d {
+    fn params(&self) -> Vec<Param> {
+        vec![self.weight.clone(), self.bias.clone()]
+    }
+}
+
+/// Transposed 2-D convolution, NCHW, weight [Cin, Cout, k, k] (PyTorch layout and init).
+pub struct ConvTranspose2d {
+    pub weight: Param,
+    pub bias: Param,
+    pub params: crate::kernels::conv_transpose2d::ConvTranspose2dParams,
+}
+
+impl ConvTranspose2d {
+    /// PyTorch's default init: U(±1/√fan_in) with fan_in computed from the weight's second
+    /// axis, Cout·k·k (PyTorch's convention for transposed convolutions).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: &Engine,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+        seed: u64,
+    ) -> Result<ConvTranspose2d> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let bound = 1.0 / ((cout * k * k) as f32).sqrt();
+        Ok(ConvTranspose2d {
+            weight: Param::new(
+                format!("{name}.weight"),
+                uniform_init(engine, &[cin, cout, k, k], bound, &mut rng)?,
+            )?,
+            bias: Param::new(
+                format!("{name}.bias"),
+                uniform_init(engine, &[cout], bound, &mut rng)?,
+            )?,
+            params: crate::kernels::conv_transpose2d::ConvTranspose2dParams::square(
+                stride,
+                padding,
+                1,
+                output_padding,
+            ),
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let tape = x.tape();
+        x.conv_transpose2d(
+            &tape.param(&self.weight),
+            Some(&tape.param(&self.bias)),
+            &self.params,
+        )
+    }
+}
+
+impl Module for ConvTranspose2d {
+    fn params(&self) -> Vec<Param> {
+        vec![self.weight.clone(), self.bias.clone()]
+    }
+}
