@@ -123,7 +123,7 @@ pub fn adam_step(
     };
     let constants = [("DECOUPLED", decoupled as u8 as f64)];
     // Four elements per invocation when the length allows (the common case: every W1 tensor).
-    if p.n % 4 == 0 {
+    if p.n.is_multiple_of(4) {
         let p = Params { n: p.n / 4, ..p };
         return launch("adam4", &constants, &[grad, param, m, v], p);
     }
