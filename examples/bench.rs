@@ -2,6 +2,7 @@
 //! and each kernel's GFLOP/s as % of it, in the same run. `cargo run --release --example bench -- kernels`.
 
 use clap::{Parser, Subcommand};
+use latent::kernels::batchnorm::{self as bn, BatchNormConfig};
 use latent::kernels::conv_transpose2d::{self as ct, ConvTranspose2dParams};
 use latent::kernels::conv2d::{self, Conv2dParams};
 use latent::kernels::matmul::{self, Matmul};
@@ -24,8 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Workload {
-    /// FMA peak, empty-dispatch cost, matmul GFLOP/s at 1024³ and the W1 shapes, and the W2
-    /// convolutions (forward, dX, dW at batch 128).
+    /// FMA peak, empty-dispatch cost, matmul GFLOP/s at 1024³ and the W1 shapes, the W2
+    /// convolutions (forward, dX, dW at batch 128) and BatchNorm µs per call at the W2 shapes.
     Kernels,
     /// W1: training steps of the MLP VAE on Fashion-MNIST (images/s over steps [20, N)).
     Mlp {
@@ -96,6 +97,35 @@ fn bench_matmul(engine: &Engine, p: Product, reps: u32) -> Result<Row> {
         gflops: 2.0 * (m * n * k) as f64 / secs / 1e9,
         secs,
     })
+}
+
+/// W2 (BENCH.md) BatchNorm inputs at batch 128: encoder 1, encoder 2, decoder.
+const W2_BATCHNORM: [[usize; 4]; 3] = [[128, 32, 14, 14], [128, 64, 7, 7], [128, 32, 14, 14]];
+
+/// µs per call of BatchNorm's training forward, eval forward and backward on `shape`.
+fn bench_batchnorm(engine: &Engine, shape: [usize; 4], reps: u32) -> Result<[f64; 3]> {
+    let x = Tensor::full(engine, &shape, 0.5)?;
+    let c = [shape[1]];
+    let (gamma, beta) = (
+        Tensor::full(engine, &c, 1.0)?,
+        Tensor::full(engine, &c, 0.0)?,
+    );
+    let (rm, rv) = (
+        Tensor::full(engine, &c, 0.0)?,
+        Tensor::full(engine, &c, 1.0)?,
+    );
+    let cfg = BatchNormConfig::default();
+    let train = time_per_call(engine, reps, || {
+        bn::batchnorm_train(&x, &gamma, &beta, &rm, &rv, &cfg).map(drop)
+    })?;
+    let eval = time_per_call(engine, reps, || {
+        bn::batchnorm_eval(&x, &gamma, &beta, &rm, &rv, cfg.eps).map(drop)
+    })?;
+    let (_, saved) = bn::batchnorm_train(&x, &gamma, &beta, &rm, &rv, &cfg)?;
+    let backward = time_per_call(engine, reps, || {
+        bn::batchnorm_backward(&x, &x, &gamma, &saved).map(drop)
+    })?;
+    Ok([train, eval, backward].map(|s| s * 1e6))
 }
 
 /// W1 (BENCH.md) layer shapes as (M, K, N) of the forward product at batch 128.
@@ -215,8 +245,18 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
         secs,
     });
     rows.extend(bench_w2_conv(engine, 128, reps)?);
+    let mut norms = Vec::new();
+    for shape in W2_BATCHNORM {
+        norms.push((shape, bench_batchnorm(engine, shape, reps)?));
+    }
     let adapter = engine.summary();
     if json {
+        let norms: Vec<String> = norms
+            .iter()
+            .map(|(s, [t, e, b])| {
+                format!("{{\"shape\":{s:?},\"train_us\":{t:.1},\"eval_us\":{e:.1},\"backward_us\":{b:.1}}}")
+            })
+            .collect();
         let kernels: Vec<String> = rows
             .iter()
             .map(|r| {
@@ -229,9 +269,10 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
             })
             .collect();
         println!(
-            "{{\"workload\":\"kernels\",\"adapter\":\"{}\",\"fma_peak_gflops\":{peak:.2},\"empty_dispatch_us\":{empty_us:.2},\"kernels\":[{}]}}",
+            "{{\"workload\":\"kernels\",\"adapter\":\"{}\",\"fma_peak_gflops\":{peak:.2},\"empty_dispatch_us\":{empty_us:.2},\"kernels\":[{}],\"batchnorm\":[{}]}}",
             adapter.replace('"', "'"),
-            kernels.join(",")
+            kernels.join(","),
+            norms.join(",")
         );
     } else {
         println!("adapter: {adapter}");
@@ -247,6 +288,13 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
                 r.gflops,
                 100.0 * r.gflops / peak
             );
+        }
+        println!(
+            "{:<40} {:>10} {:>8} {:>10}",
+            "batchnorm (µs per call)", "train", "eval", "backward"
+        );
+        for (shape, [t, e, b]) in &norms {
+            println!("{:<40} {t:>10.1} {e:>8.1} {b:>10.1}", format!("{shape:?}"));
         }
     }
     Ok(())

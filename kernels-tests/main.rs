@@ -2,6 +2,7 @@
 //! and the randomised GPU-vs-CPU comparisons. Run with `cargo test --release`.
 
 mod adam;
+mod batchnorm;
 mod conv2d;
 mod conv_transpose2d;
 mod elementwise;

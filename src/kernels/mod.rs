@@ -2,6 +2,7 @@
 //! shapes, computes the grid, writes the params uniform and records the dispatch.
 
 pub mod adam;
+pub mod batchnorm;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod elementwise;
@@ -22,6 +23,8 @@ use crate::engine::{Grid, Result, Shader, Tensor};
 /// Every kernel family's shader as compiled (for validation and tooling).
 pub const SHADERS: &[Shader] = &[
     adam::SHADER,
+    batchnorm::SHADERS[0],
+    batchnorm::SHADERS[1],
     conv2d::SHADER,
     elementwise::SHADER,
     kl::SHADERS[0],

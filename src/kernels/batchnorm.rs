@@ -1,0 +1,298 @@
+//! Launchers for `shaders/batchnorm.wgsl`: BatchNorm over channels of `[B, C, H, W]` (or features
+//! of `[B, F]`) in training and eval mode, and its backward. CPU twin and tests: `kernels-tests/batchnorm.rs`.
+
+use crate::engine::{DType, Error, Result, Shader, Tensor};
+
+/// `batchnorm.wgsl` with f32 lanes (any shape) and vec4 lanes (H·W ≥ 4, numel % 4 == 0).
+pub const SHADERS: [Shader; 2] = [
+    Shader {
+        name: "batchnorm",
+        source: concat!(
+            include_str!("../../shaders/rows/lanes_f32.wgsl"),
+            include_str!("../../shaders/batchnorm.wgsl")
+        ),
+    },
+    Shader {
+        name: "batchnorm_v4",
+        source: concat!(
+            include_str!("../../shaders/rows/lanes_vec4.wgsl"),
+            include_str!("../../shaders/batchnorm.wgsl")
+        ),
+    },
+];
+
+const WG: usize = 64;
+/// Values of a channel one invocation reduces or writes at least (when the channel has them):
+/// enough to amortise a chunk's partial and its merge.
+const MIN_CHUNK: usize = 1024;
+/// Invocations a pass aims for: 16 workgroups, so lavapipe's threads stay busy.
+const TARGET_INVOCATIONS: usize = 1024;
+/// Values per chunk at most: with one-element units and one-element segments ([B, F] in f32
+/// lanes) a chunk loops 2·8,192 times, far below lavapipe's 65,535 iterations per invocation.
+const MAX_CHUNK: usize = 8192;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    channels: u32,
+    spatial: u32,
+    chunks: u32,
+    chunk: u32,
+    count: u32,
+    eps: f32,
+    momentum: f32,
+    unbias: f32,
+}
+
+/// `torch.nn.BatchNorm{1,2}d` hyperparameters; `Default` is PyTorch's (eps 1e-5, momentum 0.1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    pub eps: f64,
+    /// running = (1 − momentum)·running + momentum·batch statistic.
+    pub momentum: f64,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        BatchNormConfig {
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+}
+
+/// What the training forward leaves for the backward: per-channel batch mean and
+/// 1/sqrt(σ² + eps) (σ² biased), each f32 `[C]`.
+#[derive(Clone, Debug)]
+pub struct BatchNormSaved {
+    pub mean: Tensor,
+    pub inv_std: Tensor,
+}
+
+/// x viewed as `[B, C, S]` and how the passes split it.
+struct Plan {
+    shader: &'static Shader,
+    params: Params,
+}
+
+impl Plan {
+    /// Checks x (f32, rank 2 or 4) and the per-channel tensors (f32 `[C]`).
+    fn new(op: &'static str, x: &Tensor, per_channel: &[&Tensor]) -> Result<Plan> {
+        x.expect_dtype(op, DType::F32)?;
+        let (b, c, s) = match *x.shape() {
+            [b, f] => (b, f, 1),
+            [b, c, h, w] => (b, c, h * w),
+            ref shape => {
+                return Err(Error::bad(
+                    op,
+                    format!("expects [B, C, H, W] or [B, F], got {shape:?}"),
+                ));
+            }
+        };
+        for t in per_channel {
+            t.expect_dtype(op, DType::F32)?;
+            t.expect_shape(op, &[c])?;
+        }
+        if u32::try_from(x.numel()).is_err() {
+            return Err(Error::bad(
+                op,
+                "more than 2^32 - 1 elements (indices are u32)",
+            ));
+        }
+        let count = b * s;
+        let chunks = count
+            .div_ceil(MIN_CHUNK)
+            .min(TARGET_INVOCATIONS.div_ceil(c))
+            .max(count.div_ceil(MAX_CHUNK));
+        // finalize loops over a channel's chunks: only channels of over 2^28 values reach this.
+        if x.engine()
+            .max_loop_iterations()
+            .is_some_and(|m| chunks > m as usize / 2)
+        {
+            return Err(Error::bad(
+                op,
+                format!("{count} values per channel exceed what one pass can merge"),
+            ));
+        }
+        let vec4 = s >= 4 && x.numel().is_multiple_of(4);
+        Ok(Plan {
+            shader: &SHADERS[vec4 as usize],
+            params: Params {
+                channels: c as u32,
+                spatial: s as u32,
+                chunks: chunks as u32,
+                chunk: count.div_ceil(chunks) as u32,
+                count: count as u32,
+                unbias: (count as f64 / (count as f64 - 1.0)) as f32,
+                ..Params::default()
+            },
+        })
+    }
+
+    fn channels(&self) -> usize {
+        self.params.channels as usize
+    }
+
+    /// A new f32 `[C, width]` tensor for per-channel results.
+    fn per_channel(&self, x: &Tensor, width: usize) -> Result<Tensor> {
+        Tensor::uninit(x.engine(), &[self.channels(), width], DType::F32)
+    }
+
+    /// Records `entry` with one invocation per (channel, chunk), or per channel when `channels`.
+    fn launch(
+        &self,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        tensors: &[&Tensor],
+        channels: bool,
+    ) -> Result<()> {
+        let per_channel = if channels { 1 } else { self.params.chunks };
+        let n = self.channels() * per_channel as usize;
+        super::launch(
+            self.shader,
+            entry,
+            constants,
+            tensors,
+            &self.params,
+            n.div_ceil(WG) as u32,
+        )
+    }
+
+    /// `(x − mean)·slope + offset (+ dy_scale·dy)` with `coefs` per channel -> a new tensor.
+    fn apply(&self, x: &Tensor, dy: Option<&Tensor>, coefs: &Tensor) -> Result<Tensor> {
+        let out = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
+        // Without GRAD dy is not read: x fills its binding.
+        let grad = [("GRAD", dy.is_some() as u8 as f64)];
+        self.launch("apply", &grad, &[x, dy.unwrap_or(x), coefs, &out], false)?;
+        Ok(out)
+    }
+}
+
+fn check_config(op: &'static str, eps: f64, momentum: f64) -> Result<()> {
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(Error::bad(
+            op,
+            format!("eps = {eps} must be finite and ≥ 0"),
+        ));
+    }
+    if !(0.0..=1.0).contains(&momentum) {
+        return Err(Error::bad(
+            op,
+            format!("momentum = {momentum} is not in [0, 1]"),
+        ));
+    }
+    Ok(())
+}
+
+/// Training forward, `x: [B, C, H, W] -> y` (or `[B, F]`): normalises with the batch's mean and
+/// biased variance per channel, `y = γ·(x − μ)/sqrt(σ² + eps) + β`, and updates `running_mean`
+/// and `running_var` in place (the latter with the unbiased variance, as PyTorch does).
+/// `gamma`, `beta`, `running_*`: f32 `[C]`. Needs at least two values per channel.
+pub fn batchnorm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    cfg: &BatchNormConfig,
+) -> Result<(Tensor, BatchNormSaved)> {
+    let op = "batchnorm_train";
+    let mut plan = Plan::new(op, x, &[gamma, beta, running_mean, running_var])?;
+    check_config(op, cfg.eps, cfg.momentum)?;
+    if plan.params.count < 2 {
+        return Err(Error::bad(
+            op,
+            format!(
+                "expected more than 1 value per channel in training, got input {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    plan.params.eps = cfg.eps as f32;
+    plan.params.momentum = cfg.momentum as f32;
+    let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
+    plan.launch("stats", &[], &[x, &partials], false)?;
+    let coefs = plan.per_channel(x, 4)?;
+    let mean = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
+    let inv_std = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
+    let tensors = [
+        gamma,
+        beta,
+        &partials,
+        &coefs,
+        running_mean,
+        running_var,
+        &mean,
+        &inv_std,
+    ];
+    plan.launch("finalize", &[], &tensors, true)?;
+    let y = plan.apply(x, None, &coefs)?;
+    Ok((y, BatchNormSaved { mean, inv_std }))
+}
+
+/// Eval forward: `y = γ·(x − running_mean)/sqrt(running_var + eps) + β`; nothing is updated.
+pub fn batchnorm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let op = "batchnorm_eval";
+    let mut plan = Plan::new(op, x, &[gamma, beta, running_mean, running_var])?;
+    check_config(op, eps, 0.0)?;
+    plan.params.eps = eps as f32;
+    let coefs = plan.per_channel(x, 4)?;
+    let tensors = [gamma, beta, running_mean, running_var, &coefs];
+    plan.launch("eval_coefs", &[], &tensors, true)?;
+    plan.apply(x, None, &coefs)
+}
+
+/// Backward of [`batchnorm_train`] given `dy`: `(dx, dγ, dβ)` with `dβ = Σ dy`,
+/// `dγ = Σ dy·x̂` and `dx = γ·inv_std/N · (N·dy − dβ − x̂·dγ)`, N = B·H·W.
+pub fn batchnorm_backward(
+    dy: &Tensor,
+    x: &Tensor,
+    gamma: &Tensor,
+    saved: &BatchNormSaved,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let dgamma = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
+    let dbeta = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
+    let dx = batchnorm_backward_into(dy, x, gamma, saved, &dgamma, &dbeta, false)?;
+    Ok((dx, dgamma, dbeta))
+}
+
+/// [`batchnorm_backward`] writing dγ and dβ into `dgamma` and `dbeta` (f32 `[C]`), or adding
+/// them to what the buffers hold when `accumulate`; returns dx.
+pub fn batchnorm_backward_into(
+    dy: &Tensor,
+    x: &Tensor,
+    gamma: &Tensor,
+    saved: &BatchNormSaved,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    accumulate: bool,
+) -> Result<Tensor> {
+    let op = "batchnorm_backward";
+    let per_channel = [gamma, &saved.mean, &saved.inv_std, dgamma, dbeta];
+    let plan = Plan::new(op, x, &per_channel)?;
+    dy.expect_dtype(op, DType::F32)?;
+    dy.expect_shape(op, x.shape())?;
+    let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
+    let tensors = [x, dy, &saved.mean, &saved.inv_std, &partials];
+    plan.launch("grad_stats", &[], &tensors, false)?;
+    let coefs = plan.per_channel(x, 4)?;
+    let acc = [("ACCUMULATE", accumulate as u8 as f64)];
+    let tensors = [
+        gamma,
+        &saved.mean,
+        &saved.inv_std,
+        &partials,
+        &coefs,
+        dgamma,
+        dbeta,
+    ];
+    plan.launch("grad_finalize", &acc, &tensors, true)?;
+    plan.apply(x, Some(dy), &coefs)
+}
