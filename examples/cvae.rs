@@ -9,6 +9,6 @@ fn main() {
         "Train the class-conditional VAE on Fashion-MNIST, then write samples_by_class.png (one \
          row per class), style_transfer.png (each test image re-decoded with every label), \
          reconstructions, the loss curve and metrics.json (conditional test -ELBO, IWAE-k NLL).",
-        10,
+        vae_run::Kind::Conditional,
     );
 }

@@ -9,6 +9,6 @@ fn main() {
         "Train the MLP VAE on Fashion-MNIST, then write reconstructions, prior samples (and for \
          --latent 2 the manifold and latent scatter), the loss curve and metrics.json (test -ELBO, \
          IWAE-k NLL, active units).",
-        0,
+        vae_run::Kind::Mlp,
     );
 }

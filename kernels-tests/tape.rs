@@ -477,3 +477,40 @@ fn convolution_gradients_match_finite_differences() {
         &cpu,
     );
 }
+
+#[test]
+fn batchnorm_gradients_match_finite_differences() {
+    use crate::batchnorm::cpu_train;
+    use latent::kernels::batchnorm::BatchNormConfig;
+    let e = gpu!();
+    let shape = [3usize, 2, 2, 3];
+    let inputs = [
+        rand_input(50, &shape, -2.0, 2.0),
+        rand_input(51, &[2], 0.5, 1.5),
+        rand_input(52, &[2], -0.5, 0.5),
+    ];
+    let cpu = move |x: &[Vec<f64>]| cpu_train(&x[0], &shape, &x[1], &x[2], 1e-5).0;
+    let (rm, rv) = (
+        Tensor::zeros(e, &[2], latent::DType::F32).unwrap(),
+        Tensor::full(e, &[2], 1.0).unwrap(),
+    );
+    let cfg = BatchNormConfig {
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+    check(
+        e,
+        "batchnorm",
+        &inputs,
+        |v| v[0].batchnorm_train(&v[1], &v[2], &rm, &rv, &cfg).unwrap(),
+        &cpu,
+    );
+    // Evaluation mode belongs to no_grad tapes.
+    let tape = Tape::new(e);
+    let x = tape.input(&Tensor::zeros(e, &shape, latent::DType::F32).unwrap());
+    let g = tape.input(&Tensor::full(e, &[2], 1.0).unwrap());
+    assert!(matches!(
+        x.batchnorm_eval(&g, &g, &rm, &rv, 1e-5),
+        Err(Error::BadInput { .. })
+    ));
+}

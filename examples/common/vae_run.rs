@@ -3,7 +3,8 @@
 
 use clap::{Parser, ValueEnum};
 use latent::data::FashionMnist;
-use latent::models::vae::{self, Objective, Trainer, Vae, VaeConfig};
+use latent::models::conv_vae::ConvVae;
+use latent::models::vae::{self, Autoencoder, Objective, Trainer, Vae, VaeConfig};
 use latent::{Engine, Result};
 use std::path::PathBuf;
 
@@ -44,7 +45,7 @@ pub struct Args {
     /// Folder with the Fashion-MNIST IDX files (else $LATENT_DATA, then /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Output folder (checkpoint, pictures, metrics.json) [default: out/vae or out/cvae].
+    /// Output folder (checkpoint, pictures, metrics.json) [default: out/<example name>].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from <out>/checkpoint.safetensors.
@@ -67,8 +68,31 @@ pub struct Args {
     attribute_demo: bool,
 }
 
-fn run(args: &Args, classes: usize) -> Result<()> {
-    let name = if classes > 0 { "cvae" } else { "vae" };
+/// Which model an example trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // each example uses one
+pub enum Kind {
+    /// The MLP VAE (W1).
+    Mlp,
+    /// The MLP VAE conditioned on the 10 classes.
+    Conditional,
+    /// The convolutional VAE with batch norm (W2).
+    Conv,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mlp => "vae",
+            Kind::Conditional => "cvae",
+            Kind::Conv => "conv_vae",
+        }
+    }
+}
+
+fn run(args: &Args, kind: Kind) -> Result<()> {
+    let name = kind.name();
+    let classes = if kind == Kind::Conditional { 10 } else { 0 };
     let out = args
         .out
         .clone()
@@ -104,7 +128,10 @@ fn run(args: &Args, classes: usize) -> Result<()> {
         binarize: args.binarize,
     };
     let checkpoint = out.join("checkpoint.safetensors");
-    let model = Box::new(Vae::new(&engine, config, args.seed)?);
+    let model: Box<dyn Autoencoder> = match kind {
+        Kind::Conv => Box::new(ConvVae::new(&engine, args.latent, args.seed)?),
+        _ => Box::new(Vae::new(&engine, config, args.seed)?),
+    };
     let mut trainer = if args.resume {
         let t = Trainer::resume(model, &checkpoint, &settings, data.train.len())?;
         eprintln!(
@@ -138,7 +165,7 @@ fn run(args: &Args, classes: usize) -> Result<()> {
     )?;
     vae::draw(&*trainer.model, &data.test, &out, args.seed)?;
     latent::models::latent::interpolation_strips(&*trainer.model, &data.test, &out)?;
-    if args.attribute_demo {
+    if args.attribute_demo && classes == 0 {
         latent::models::latent::attribute_demo(&*trainer.model, &data.test, &out)?;
     }
     if curves[0].len() > 1 {
@@ -168,14 +195,13 @@ fn run(args: &Args, classes: usize) -> Result<()> {
     Ok(())
 }
 
-/// Parses the command line (`about` is the program's one-line description) and runs;
-/// `classes` > 0 trains the class-conditional model.
-pub fn main(about: &'static str, classes: usize) {
+/// Parses the command line (`about` is the program's description) and trains `kind`.
+pub fn main(about: &'static str, kind: Kind) {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Args::command().about(about).get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Err(e) = run(&args, classes) {
-        eprintln!("{}: {e}", if classes > 0 { "cvae" } else { "vae" });
+    if let Err(e) = run(&args, kind) {
+        eprintln!("{}: {e}", kind.name());
         std::process::exit(1);
     }
 }

@@ -169,3 +169,80 @@ impl Module for ConvTranspose2d {
         vec![self.weight.clone(), self.bias.clone()]
     }
 }
+
+/// Batch normalisation over channels ([B, C, H, W]) or features ([B, F]), with γ, β and running
+/// statistics (PyTorch defaults: eps 1e-5, momentum 0.1); batch statistics in training mode,
+/// running ones in evaluation mode. The running statistics are saved with checkpoints.
+pub struct BatchNorm {
+    pub gamma: Param,
+    pub beta: Param,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub config: crate::kernels::batchnorm::BatchNormConfig,
+    name: String,
+    training: std::cell::Cell<bool>,
+}
+
+impl BatchNorm {
+    pub fn new(engine: &Engine, name: &str, channels: usize) -> Result<BatchNorm> {
+        Ok(BatchNorm {
+            gamma: Param::new(
+                format!("{name}.weight"),
+                Tensor::full(engine, &[channels], 1.0)?,
+            )?,
+            beta: Param::new(
+                format!("{name}.bias"),
+                Tensor::zeros(engine, &[channels], crate::DType::F32)?,
+            )?,
+            running_mean: Tensor::zeros(engine, &[channels], crate::DType::F32)?,
+            running_var: Tensor::full(engine, &[channels], 1.0)?,
+            config: crate::kernels::batchnorm::BatchNormConfig {
+                eps: 1e-5,
+                momentum: 0.1,
+            },
+            name: name.to_string(),
+            training: std::cell::Cell::new(true),
+        })
+    }
+
+    /// Training (batch statistics) or evaluation (running statistics).
+    pub fn set_training(&self, training: bool) {
+        self.training.set(training);
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let tape = x.tape();
+        let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));
+        if self.training.get() {
+            x.batchnorm_train(&g, &b, &self.running_mean, &self.running_var, &self.config)
+        } else {
+            x.batchnorm_eval(
+                &g,
+                &b,
+                &self.running_mean,
+                &self.running_var,
+                self.config.eps,
+            )
+        }
+    }
+
+    /// The running statistics, named as PyTorch names them.
+    pub fn buffers(&self) -> Vec<(String, Tensor)> {
+        vec![
+            (
+                format!("{}.running_mean", self.name),
+                self.running_mean.clone(),
+            ),
+            (
+                format!("{}.running_var", self.name),
+                self.running_var.clone(),
+            ),
+        ]
+    }
+}
+
+impl Module for BatchNorm {
+    fn params(&self) -> Vec<Param> {
+        vec![self.gamma.clone(), self.beta.clone()]
+    }
+}

@@ -3,6 +3,7 @@
 
 use super::{Grads, Param, Var};
 use crate::engine::{Error, Result, Tensor};
+use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormSaved};
 use crate::kernels::conv_transpose2d::{self as convt, ConvTranspose2dParams};
 use crate::kernels::conv2d::{self as conv, Conv2dParams};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
@@ -79,6 +80,13 @@ pub enum Op {
         w: usize,
         b: Option<usize>,
         p: Conv2dParams,
+    },
+    /// Batch normalisation with batch statistics (training mode).
+    BatchNorm {
+        x: usize,
+        gamma: usize,
+        beta: usize,
+        saved: BatchNormSaved,
     },
     /// NCHW transposed convolution, weight [Cin, Cout, kh, kw].
     ConvTranspose2d {
@@ -301,6 +309,62 @@ impl Var {
     }
 }
 
+impl Var {
+    /// Batch normalisation of `self` ([B, C, H, W] or [B, F]) with the batch's statistics,
+    /// updating the running statistics in place (training mode).
+    pub fn batchnorm_train(
+        &self,
+        gamma: &Var,
+        beta: &Var,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        cfg: &BatchNormConfig,
+    ) -> Result<Var> {
+        let (y, saved) = bn::batchnorm_train(
+            &self.value,
+            &gamma.value,
+            &beta.value,
+            running_mean,
+            running_var,
+            cfg,
+        )?;
+        let op = Op::BatchNorm {
+            x: self.id,
+            gamma: gamma.id,
+            beta: beta.id,
+            saved,
+        };
+        self.record(op, y, &[self, gamma, beta])
+    }
+
+    /// Batch normalisation with the running statistics (evaluation mode). Only on tapes that
+    /// need no gradient: the running statistics are constants the backward would not handle.
+    pub fn batchnorm_eval(
+        &self,
+        gamma: &Var,
+        beta: &Var,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        eps: f64,
+    ) -> Result<Var> {
+        if self.tape.0.grad_enabled {
+            return Err(Error::bad(
+                "batchnorm_eval",
+                "evaluation-mode batch norm is for Tape::no_grad tapes",
+            ));
+        }
+        let y = bn::batchnorm_eval(
+            &self.value,
+            &gamma.value,
+            &beta.value,
+            running_mean,
+            running_var,
+            eps,
+        )?;
+        self.record(Op::Input, y, &[])
+    }
+}
+
 /// Writes a weight gradient through `compute(accumulate_into)` into a slot: kernels that add
 /// into a given buffer get the slot itself, cleared first when it must be overwritten.
 fn weight_grad(
@@ -490,6 +554,18 @@ impl Op {
                     gr.give(b, conv::conv2d_backward_bias(&g)?)?;
                 }
                 Ok(())
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                ref saved,
+            } => {
+                let (xv, gv) = (gr.value(x).clone(), gr.value(gamma).clone());
+                let (dx, dgamma, dbeta) = bn::batchnorm_backward(&g, &xv, &gv, saved)?;
+                gr.give(x, dx)?;
+                gr.give(gamma, dgamma)?;
+                gr.give(beta, dbeta)
             }
             Op::ConvTranspose2d { x, w, b, ref p } => {
                 let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
