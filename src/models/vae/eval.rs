@@ -114,8 +114,9 @@ pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Resul
             "needs at least one image and one sample",
         ));
     }
-    // About 4,096 decoded samples per chunk keeps the buffers small.
-    let chunk = (4096 / k).max(1);
+    // About 500 decoded samples per chunk keeps every buffer (a convolutional decoder's column
+    // matrix above all) far below the storage-binding limit.
+    let chunk = (500 / k).max(1);
     let mut total = 0.0f64;
     let mut offset = 0u64;
     for start in (0..n).step_by(chunk) {
