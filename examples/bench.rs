@@ -28,6 +28,15 @@ enum Workload {
     /// FMA peak, empty-dispatch cost, matmul GFLOP/s at 1024³ and the W1 shapes, the W2
     /// convolutions (forward, dX, dW at batch 128) and BatchNorm µs per call at the W2 shapes.
     Kernels,
+    /// W2: training steps of the convolutional VAE with batch norm (images/s over steps [20, N)).
+    Conv {
+        /// Steps in all (the first 20 are warm-up).
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// Images per step.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+    },
     /// W1: training steps of the MLP VAE on Fashion-MNIST (images/s over steps [20, N)).
     Mlp {
         /// Steps in all (the first 20 are warm-up).
@@ -300,14 +309,21 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// W1 of BENCH.md: the MLP VAE's training step on real Fashion-MNIST batches.
-fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
+/// W1 (`mlp`) and W2 (`conv`) of BENCH.md: a VAE's training steps on Fashion-MNIST batches.
+fn train_bench(
+    engine: &Engine,
+    workload: &str,
+    steps: usize,
+    batch: usize,
+    json: bool,
+) -> Result<()> {
     use latent::data::FashionMnist;
-    use latent::models::vae::{Objective, TrainSettings, Trainer, Vae, VaeConfig};
+    use latent::models::conv_vae::ConvVae;
+    use latent::models::vae::{Autoencoder, Objective, TrainSettings, Trainer, Vae, VaeConfig};
     const WARMUP: usize = 20;
     if steps <= WARMUP {
         return Err(latent::Error::bad(
-            "bench mlp",
+            "bench",
             format!("--steps must exceed the {WARMUP} warm-up steps"),
         ));
     }
@@ -321,7 +337,11 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
         objective: Objective::Elbo,
         binarize: false,
     };
-    let model = Box::new(Vae::new(engine, VaeConfig::default(), settings.seed)?);
+    let model: Box<dyn Autoencoder> = if workload == "conv" {
+        Box::new(ConvVae::new(engine, 32, settings.seed)?)
+    } else {
+        Box::new(Vae::new(engine, VaeConfig::default(), settings.seed)?)
+    };
     let mut trainer = Trainer::new(model, &settings, data.train.len())?;
     let batches = latent::data::Batches::new(data.train.len(), batch, 0)?.drop_last(true);
     let epoch = batches.epoch(0);
@@ -368,7 +388,7 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
     let adapter = engine.summary();
     if json {
         println!(
-            "{{\"workload\":\"mlp\",\"throughput_img_s\":{throughput:.1},\"step_ms_median\":{median:.3},\"adapter\":\"{}\",\"steps\":{steps},\"batch\":{batch},\"dispatches_per_step\":{},\"submits_per_step\":{},\"readbacks_per_step\":{},\"last_loss\":{loss:.3}}}",
+            "{{\"workload\":\"{workload}\",\"throughput_img_s\":{throughput:.1},\"step_ms_median\":{median:.3},\"adapter\":\"{}\",\"steps\":{steps},\"batch\":{batch},\"dispatches_per_step\":{},\"submits_per_step\":{},\"readbacks_per_step\":{},\"last_loss\":{loss:.3}}}",
             adapter.replace('"', "'"),
             per_step.dispatches,
             per_step.submits,
@@ -377,7 +397,7 @@ fn mlp(engine: &Engine, steps: usize, batch: usize, json: bool) -> Result<()> {
     } else {
         println!("adapter: {adapter}");
         println!(
-            "W1 mlp: {throughput:.0} images/s over steps [{WARMUP}, {steps}) at batch {batch}; median step {median:.2} ms"
+            "{workload}: {throughput:.0} images/s over steps [{WARMUP}, {steps}) at batch {batch}; median step {median:.2} ms"
         );
         println!(
             "per step: {} dispatches, {} submits, {} readbacks; last loss {loss:.3}",
@@ -393,7 +413,8 @@ fn main() {
         let engine = Engine::new()?;
         match cli.workload {
             Workload::Kernels => kernels(&engine, cli.reps, cli.json),
-            Workload::Mlp { steps, batch } => mlp(&engine, steps, batch, cli.json),
+            Workload::Mlp { steps, batch } => train_bench(&engine, "mlp", steps, batch, cli.json),
+            Workload::Conv { steps, batch } => train_bench(&engine, "conv", steps, batch, cli.json),
         }
     };
     if let Err(e) = run() {

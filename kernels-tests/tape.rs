@@ -443,7 +443,7 @@ fn convolution_gradients_match_finite_differences() {
         rand_input(41, &g.w_shape(), -0.5, 0.5),
         rand_input(42, &[g.cout], -0.5, 0.5),
     ];
-    let gc = g.clone();
+    let gc = g;
     let cpu = move |x: &[Vec<f64>]| cpu_conv2d(&gc, &x[0], &x[1], Some(&x[2]));
     let p = g.p;
     check(
@@ -460,7 +460,7 @@ fn convolution_gradients_match_finite_differences() {
         rand_input(44, &g.w_shape(), -0.5, 0.5),
         rand_input(45, &[g.c], -0.5, 0.5),
     ];
-    let gc = g.clone();
+    let gc = g;
     let cpu = move |x: &[Vec<f64>]| {
         let mut y = cpu_conv2d_backward_input(&gc, &x[0], &x[1]);
         for (i, v) in y.iter_mut().enumerate() {
