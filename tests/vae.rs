@@ -184,3 +184,52 @@ fn cvae_samples_depend_on_their_label() {
         "conditional samples match their label only {accuracy:.3} of the time"
     );
 }
+
+#[test]
+fn the_conv_vae_trains_and_resumes_bit_for_bit_with_its_running_statistics() {
+    use latent::models::conv_vae::ConvVae;
+    use latent::models::vae::Autoencoder;
+    let Some((e, train)) = data() else { return };
+    let s = settings(1e-3);
+    let conv = || Box::new(ConvVae::new(e, 8, 5).unwrap());
+    let mut straight = Trainer::new(conv(), &s, train.len()).unwrap();
+    let first = straight.train_epoch(&train).unwrap();
+    let second = straight.train_epoch(&train).unwrap();
+    assert!(
+        second.recon < first.recon,
+        "recon {} -> {}",
+        first.recon,
+        second.recon
+    );
+
+    let dir = std::env::temp_dir().join(format!("latent-conv-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("checkpoint.safetensors");
+    let mut half = Trainer::new(conv(), &s, train.len()).unwrap();
+    half.train_epoch(&train).unwrap();
+    half.save(&path).unwrap();
+    drop(half);
+    let mut resumed = Trainer::resume(conv(), &path, &s, train.len()).unwrap();
+    resumed.train_epoch(&train).unwrap();
+    let buffers = |t: &Trainer| -> Vec<Vec<f32>> {
+        t.model
+            .buffers()
+            .iter()
+            .map(|(_, b)| b.to_vec().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        buffers(&resumed).len(),
+        6,
+        "three batch norms, mean and variance each"
+    );
+    assert!(
+        buffers(&resumed) == buffers(&straight),
+        "running statistics differ after resume"
+    );
+    assert!(
+        state(&resumed) == state(&straight),
+        "parameters and moments differ after resume"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
