@@ -188,7 +188,6 @@ fn cvae_samples_depend_on_their_label() {
 #[test]
 fn the_conv_vae_trains_and_resumes_bit_for_bit_with_its_running_statistics() {
     use latent::models::conv_vae::ConvVae;
-    use latent::models::vae::Autoencoder;
     let Some((e, train)) = data() else { return };
     let s = settings(1e-3);
     let conv = || Box::new(ConvVae::new(e, 8, 5).unwrap());
