@@ -19,6 +19,26 @@ fn uniform_init(engine: &Engine, shape: &[usize], bound: f32, rng: &mut StdRng) 
     Tensor::from_slice(engine, &data, shape)
 }
 
+/// A weight of `shape` and a bias of `bias_len`, both U(±1/√fan_in) from `seed`: PyTorch's
+/// default init of linear and convolution layers (kaiming_uniform with a = √5).
+fn weight_and_bias(
+    engine: &Engine,
+    name: &str,
+    shape: &[usize],
+    bias_len: usize,
+    fan_in: usize,
+    seed: u64,
+) -> Result<(Param, Param)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    let w = uniform_init(engine, shape, bound, &mut rng)?;
+    let b = uniform_init(engine, &[bias_len], bound, &mut rng)?;
+    Ok((
+        Param::new(format!("{name}.weight"), w)?,
+        Param::new(format!("{name}.bias"), b)?,
+    ))
+}
+
 /// y = x·Wᵀ + b with W stored [out, in] (PyTorch layout).
 pub struct Linear {
     pub weight: Param,
@@ -34,14 +54,9 @@ impl Linear {
         outputs: usize,
         seed: u64,
     ) -> Result<Linear> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let bound = 1.0 / (inputs as f32).sqrt();
-        let w = uniform_init(engine, &[outputs, inputs], bound, &mut rng)?;
-        let b = uniform_init(engine, &[outputs], bound, &mut rng)?;
-        Ok(Linear {
-            weight: Param::new(format!("{name}.weight"), w)?,
-            bias: Param::new(format!("{name}.bias"), b)?,
-        })
+        let (weight, bias) =
+            weight_and_bias(engine, name, &[outputs, inputs], outputs, inputs, seed)?;
+        Ok(Linear { weight, bias })
     }
 
     /// The layer applied to `x` [B, in], ReLU'd if `relu` (fused into the matmul).
@@ -81,18 +96,13 @@ impl Conv2d {
         padding: usize,
         seed: u64,
     ) -> Result<Conv2d> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let bound = 1.0 / ((cin * k * k) as f32).sqrt();
+        let (weight, bias) =
+            weight_and_bias(engine, name, &[cout, cin, k, k], cout, cin * k * k, seed)?;
+        let params = crate::kernels::conv2d::Conv2dParams::square(stride, padding, 1);
         Ok(Conv2d {
-            weight: Param::new(
-                format!("{name}.weight"),
-                uniform_init(engine, &[cout, cin, k, k], bound, &mut rng)?,
-            )?,
-            bias: Param::new(
-                format!("{name}.bias"),
-                uniform_init(engine, &[cout], bound, &mut rng)?,
-            )?,
-            params: crate::kernels::conv2d::Conv2dParams::square(stride, padding, 1),
+            weight,
+            bias,
+            params,
         })
     }
 
@@ -134,23 +144,18 @@ impl ConvTranspose2d {
         output_padding: usize,
         seed: u64,
     ) -> Result<ConvTranspose2d> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let bound = 1.0 / ((cout * k * k) as f32).sqrt();
+        let (weight, bias) =
+            weight_and_bias(engine, name, &[cin, cout, k, k], cout, cout * k * k, seed)?;
+        let params = crate::kernels::conv_transpose2d::ConvTranspose2dParams::square(
+            stride,
+            padding,
+            1,
+            output_padding,
+        );
         Ok(ConvTranspose2d {
-            weight: Param::new(
-                format!("{name}.weight"),
-                uniform_init(engine, &[cin, cout, k, k], bound, &mut rng)?,
-            )?,
-            bias: Param::new(
-                format!("{name}.bias"),
-                uniform_init(engine, &[cout], bound, &mut rng)?,
-            )?,
-            params: crate::kernels::conv_transpose2d::ConvTranspose2dParams::square(
-                stride,
-                padding,
-                1,
-                output_padding,
-            ),
+            weight,
+            bias,
+            params,
         })
     }
 

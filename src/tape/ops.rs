@@ -365,17 +365,30 @@ impl Var {
     }
 }
 
-/// Writes a weight gradient through `compute(accumulate_into)` into a slot: kernels that add
-/// into a given buffer get the slot itself, cleared first when it must be overwritten.
-fn weight_grad(
-    t: &Tensor,
-    acc: bool,
-    compute: impl FnOnce(Option<&Tensor>) -> Result<Tensor>,
+/// The backward of a convolution or transposed convolution: dx from `input_grad(w, x shape)`,
+/// dw through `weight_grad(x, w shape, accumulate_into)` straight into the weight's slot, and
+/// db = Σ g over batch and pixels (the same for both).
+fn conv_backward(
+    gr: &mut Grads,
+    (x, w, b): (usize, usize, Option<usize>),
+    g: &Tensor,
+    input_grad: impl FnOnce(&Tensor, &[usize]) -> Result<Tensor>,
+    weight_grad: impl FnOnce(&Tensor, &[usize], Option<&Tensor>) -> Result<Tensor>,
 ) -> Result<()> {
-    if !acc {
-        t.engine().clear(t)?;
+    let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
+    if gr.wants(x) {
+        gr.give(x, input_grad(&wv, xv.shape())?)?;
     }
-    compute(Some(t)).map(|_| ())
+    gr.give_with(w, wv.shape(), |t, acc| {
+        if !acc {
+            t.engine().clear(t)?;
+        }
+        weight_grad(&xv, wv.shape(), Some(t)).map(|_| ())
+    })?;
+    if let Some(b) = b {
+        gr.give(b, conv::conv2d_backward_bias(g)?)?;
+    }
+    Ok(())
 }
 
 /// Sums `g` (shaped like the broadcast output) back to an operand of `shape`.
@@ -540,21 +553,13 @@ impl Op {
                 let shape = gr.value(x).shape().to_vec();
                 gr.give(x, g.reshape(&shape)?)
             }
-            Op::Conv2d { x, w, b, ref p } => {
-                let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
-                if gr.wants(x) {
-                    gr.give(x, conv::conv2d_backward_input(&g, &wv, xv.shape(), p)?)?;
-                }
-                gr.give_with(w, wv.shape(), |t, acc| {
-                    weight_grad(t, acc, |into| {
-                        conv::conv2d_backward_weight(&g, &xv, wv.shape(), p, into)
-                    })
-                })?;
-                if let Some(b) = b {
-                    gr.give(b, conv::conv2d_backward_bias(&g)?)?;
-                }
-                Ok(())
-            }
+            Op::Conv2d { x, w, b, ref p } => conv_backward(
+                gr,
+                (x, w, b),
+                &g,
+                |wv, xs| conv::conv2d_backward_input(&g, wv, xs, p),
+                |xv, ws, into| conv::conv2d_backward_weight(&g, xv, ws, p, into),
+            ),
             Op::BatchNorm {
                 x,
                 gamma,
@@ -567,21 +572,13 @@ impl Op {
                 gr.give(gamma, dgamma)?;
                 gr.give(beta, dbeta)
             }
-            Op::ConvTranspose2d { x, w, b, ref p } => {
-                let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
-                if gr.wants(x) {
-                    gr.give(x, convt::conv_transpose2d_backward_input(&g, &wv, p)?)?;
-                }
-                gr.give_with(w, wv.shape(), |t, acc| {
-                    weight_grad(t, acc, |into| {
-                        convt::conv_transpose2d_backward_weight(&g, &xv, wv.shape(), p, into)
-                    })
-                })?;
-                if let Some(b) = b {
-                    gr.give(b, convt::conv_transpose2d_backward_bias(&g)?)?;
-                }
-                Ok(())
-            }
+            Op::ConvTranspose2d { x, w, b, ref p } => conv_backward(
+                gr,
+                (x, w, b),
+                &g,
+                |wv, _| convt::conv_transpose2d_backward_input(&g, wv, p),
+                |xv, ws, into| convt::conv_transpose2d_backward_weight(&g, xv, ws, p, into),
+            ),
             Op::Total { x, scale } => {
                 let xv = gr.value(x).clone();
                 gr.give_with(x, xv.shape(), |t, acc| {
