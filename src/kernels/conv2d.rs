@@ -329,9 +329,6 @@ pub(crate) fn backward_weight(
     p: &Conv2dParams,
     accumulate_into: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let g = Geometry::new(op, x.shape(), w_shape, p)?;
-    check_f32(op, &[dy, x])?;
-    dy.expect_shape(op, &g.y_shape())?;
     let dw = match accumulate_into {
         Some(t) => {
             t.expect_dtype(op, DType::F32)?;
@@ -340,16 +337,43 @@ pub(crate) fn backward_weight(
         }
         None => Tensor::uninit(x.engine(), w_shape, DType::F32)?,
     };
+    backward_weight_into(op, dy, x, p, &dw, accumulate_into.is_some())?;
+    Ok(dw)
+}
+
+/// dw written into (or, with `accumulate`, added to) `dw`, whose shape is the weight's.
+pub(crate) fn backward_weight_into(
+    op: &'static str,
+    dy: &Tensor,
+    x: &Tensor,
+    p: &Conv2dParams,
+    dw: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let g = Geometry::new(op, x.shape(), dw.shape(), p)?;
+    check_f32(op, &[dy, x, dw])?;
+    dy.expect_shape(op, &g.y_shape())?;
     // dw [Cout, K] (+)= dy_rowsᵀ [Cout, pixels] · col [pixels, K].
     let opts = Matmul {
         trans_a: true,
-        accumulate: accumulate_into.is_some(),
+        accumulate,
         ..Default::default()
     };
     let col = im2col(x, &g, p)?;
     let out = dw.reshape(&[g.cout, g.k()])?;
-    matmul_into(&to_rows(dy, &g)?, &col, &opts, &out)?;
-    Ok(dw)
+    matmul_into(&to_rows(dy, &g)?, &col, &opts, &out)
+}
+
+/// [`conv2d_backward_weight`] into `dw` (shape [Cout, Cin, kh, kw]): overwritten, or added to
+/// when `accumulate` (gradient accumulation straight into a parameter's gradient buffer).
+pub fn conv2d_backward_weight_into(
+    dy: &Tensor,
+    x: &Tensor,
+    p: &Conv2dParams,
+    dw: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    backward_weight_into("conv2d_backward_weight", dy, x, p, dw, accumulate)
 }
 
 /// dw of `conv2d`: dy [B, Cout, H', W'], x [B, Cin, H, W] -> dw `w_shape` = [Cout, Cin, kh, kw];

@@ -132,6 +132,21 @@ pub fn conv_transpose2d_backward_weight(
     conv2d::backward_weight(OP, x, dy, w_shape, &p.conv(), accumulate_into)
 }
 
+/// [`conv_transpose2d_backward_weight`] into `dw` ([Cin, Cout, kh, kw]): overwritten, or added
+/// to when `accumulate`.
+pub fn conv_transpose2d_backward_weight_into(
+    dy: &Tensor,
+    x: &Tensor,
+    p: &ConvTranspose2dParams,
+    dw: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "conv_transpose2d_backward_weight";
+    let y_shape = output_shape(OP, x.shape(), dw.shape(), p)?;
+    dy.expect_shape(OP, &y_shape)?;
+    conv2d::backward_weight_into(OP, x, dy, &p.conv(), dw, accumulate)
+}
+
 /// db of `conv_transpose2d`: Σ dy over batch and pixels, dy [B, Cout, H_out, W_out] -> [Cout].
 pub fn conv_transpose2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
     conv2d::conv2d_backward_bias(dy)

@@ -366,25 +366,20 @@ impl Var {
 }
 
 /// The backward of a convolution or transposed convolution: dx from `input_grad(w, x shape)`,
-/// dw through `weight_grad(x, w shape, accumulate_into)` straight into the weight's slot, and
+/// dw through `weight_grad(x, slot, accumulate)` straight into the weight's slot, and
 /// db = Σ g over batch and pixels (the same for both).
 fn conv_backward(
     gr: &mut Grads,
     (x, w, b): (usize, usize, Option<usize>),
     g: &Tensor,
     input_grad: impl FnOnce(&Tensor, &[usize]) -> Result<Tensor>,
-    weight_grad: impl FnOnce(&Tensor, &[usize], Option<&Tensor>) -> Result<Tensor>,
+    weight_grad: impl FnOnce(&Tensor, &Tensor, bool) -> Result<()>,
 ) -> Result<()> {
     let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
     if gr.wants(x) {
         gr.give(x, input_grad(&wv, xv.shape())?)?;
     }
-    gr.give_with(w, wv.shape(), |t, acc| {
-        if !acc {
-            t.engine().clear(t)?;
-        }
-        weight_grad(&xv, wv.shape(), Some(t)).map(|_| ())
-    })?;
+    gr.give_with(w, wv.shape(), |t, acc| weight_grad(&xv, t, acc))?;
     if let Some(b) = b {
         gr.give(b, conv::conv2d_backward_bias(g)?)?;
     }
@@ -558,7 +553,7 @@ impl Op {
                 (x, w, b),
                 &g,
                 |wv, xs| conv::conv2d_backward_input(&g, wv, xs, p),
-                |xv, ws, into| conv::conv2d_backward_weight(&g, xv, ws, p, into),
+                |xv, dw, acc| conv::conv2d_backward_weight_into(&g, xv, p, dw, acc),
             ),
             Op::BatchNorm {
                 x,
@@ -577,7 +572,7 @@ impl Op {
                 (x, w, b),
                 &g,
                 |wv, _| convt::conv_transpose2d_backward_input(&g, wv, p),
-                |xv, ws, into| convt::conv_transpose2d_backward_weight(&g, xv, ws, p, into),
+                |xv, dw, acc| convt::conv_transpose2d_backward_weight_into(&g, xv, p, dw, acc),
             ),
             Op::Total { x, scale } => {
                 let xv = gr.value(x).clone();
