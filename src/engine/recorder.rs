@@ -238,8 +238,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Records a copy of `src` into `dst` (same number of elements).
+    /// Records a copy of `src` into `dst` (same dtype and number of elements).
     pub fn copy(&self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        dst.expect_dtype("copy", src.dtype())?;
         if src.numel() != dst.numel() {
             return Err(Error::ShapeMismatch {
                 op: "copy",
