@@ -217,23 +217,25 @@ fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
     Ok(col)
 }
 
-/// dcol [B·H'·W', C·kh·kw] -> dx [B, C, H, W] (+ bias[c]): the adjoint of `im2col`.
+/// Whether dcol is gathered 4 channels at a time: its taps are then in (i, j, c) order.
+fn channels_last_taps(g: &Geometry) -> bool {
+    g.c.is_multiple_of(4)
+}
+
+/// dcol [B·H'·W', C·kh·kw] -> dx [B, C, H, W] (+ bias[c]): the adjoint of `im2col`; taps in
+/// (c, i, j) order, or (i, j, c) when `channels_last_taps`.
 fn col2im(dcol: &Tensor, g: &Geometry, p: &Conv2dParams, bias: Option<&Tensor>) -> Result<Tensor> {
     let per_pixel = g.kh * g.kw + g.kh + p.stride[0] + p.stride[1];
     check_loops(dcol, "conv2d col2im", g.w * per_pixel)?;
     let dx = Tensor::uninit(dcol.engine(), &g.x_shape(), DType::F32)?;
-    let total = g.b * g.c * g.h;
+    let (entry, total) = match channels_last_taps(g) {
+        true => ("conv2d_col2im4", g.b * g.c / 4 * g.h),
+        false => ("conv2d_col2im", g.b * g.c * g.h),
+    };
     let constants = [("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 })];
     let tensors = [dcol, bias.unwrap_or(dcol), &dx];
     let groups = total.div_ceil(WG) as u32;
-    super::launch(
-        &SHADER,
-        "conv2d_col2im",
-        &constants,
-        &tensors,
-        &g.params(p, total),
-        groups,
-    )?;
+    super::launch(&SHADER, entry, &constants, &tensors, &g.params(p, total), groups)?;
     Ok(dx)
 }
 
@@ -302,11 +304,14 @@ pub(crate) fn backward_input(
         b.expect_shape(op, &[g.c])?;
     }
     // dcol [pixels, K] = dy_rows [pixels, Cout] · w [Cout, K]; then each tap back to its pixel.
-    let dcol = matmul_with(
-        &to_rows(dy, &g)?,
-        &w.reshape(&[g.cout, g.k()])?,
-        &Matmul::default(),
-    )?;
+    // With C % 4 == 0, w is first permuted to [Cout, kh, kw, C] so that col2im reads 4
+    // channels of a tap at once (the weight is small; the column matrix is not).
+    let taps = g.kh * g.kw;
+    let w_k = match channels_last_taps(&g) {
+        true => permute(w, [g.cout, g.c, taps], true)?.reshape(&[g.cout, g.k()])?,
+        false => w.reshape(&[g.cout, g.k()])?,
+    };
+    let dcol = matmul_with(&to_rows(dy, &g)?, &w_k, &Matmul::default())?;
     col2im(&dcol, &g, p, bias)
 }
 
