@@ -21,6 +21,10 @@ struct Cli {
     /// Timed repetitions per measurement (each measurement takes the median of 5 trials).
     #[arg(long, global = true, default_value_t = 10)]
     reps: u32,
+    /// mlp / conv: after the timed run, profile this many more steps kernel by kernel (each
+    /// dispatch waited for alone) and print where a step's time goes.
+    #[arg(long, global = true, default_value_t = 0)]
+    profile: usize,
 }
 
 #[derive(Subcommand)]
@@ -316,6 +320,7 @@ fn train_bench(
     steps: usize,
     batch: usize,
     json: bool,
+    profile: usize,
 ) -> Result<()> {
     use latent::data::FashionMnist;
     use latent::models::conv_vae::ConvVae;
@@ -385,6 +390,9 @@ fn train_bench(
         .collect::<Result<_>>()?;
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    if profile > 0 {
+        print_profile(engine, profile, |i| step(steps + 21 + i).map(drop))?;
+    }
     let adapter = engine.summary();
     if json {
         println!(
@@ -407,14 +415,52 @@ fn train_bench(
     Ok(())
 }
 
+/// Runs `steps` steps with per-kernel profiling on and prints each kernel's share per step.
+fn print_profile(
+    engine: &Engine,
+    steps: usize,
+    mut step: impl FnMut(usize) -> Result<()>,
+) -> Result<()> {
+    engine.set_profiling(true)?;
+    for i in 0..steps {
+        step(i)?;
+    }
+    let rows = engine.profile();
+    engine.set_profiling(false)?;
+    let total: f64 = rows.iter().map(|r| r.secs).sum();
+    let n = steps as f64;
+    println!(
+        "profile over {steps} steps (each dispatch waited for alone: {:.1} ms per step in all)",
+        total / n * 1e3
+    );
+    println!(
+        "{:<36} {:>8} {:>10} {:>7}",
+        "kernel", "calls", "ms/step", "share"
+    );
+    for r in &rows {
+        println!(
+            "{:<36} {:>8.1} {:>10.3} {:>6.1}%",
+            r.kernel,
+            r.calls as f64 / n,
+            r.secs / n * 1e3,
+            100.0 * r.secs / total
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let run = || -> Result<()> {
         let engine = Engine::new()?;
         match cli.workload {
             Workload::Kernels => kernels(&engine, cli.reps, cli.json),
-            Workload::Mlp { steps, batch } => train_bench(&engine, "mlp", steps, batch, cli.json),
-            Workload::Conv { steps, batch } => train_bench(&engine, "conv", steps, batch, cli.json),
+            Workload::Mlp { steps, batch } => {
+                train_bench(&engine, "mlp", steps, batch, cli.json, cli.profile)
+            }
+            Workload::Conv { steps, batch } => {
+                train_bench(&engine, "conv", steps, batch, cli.json, cli.profile)
+            }
         }
     };
     if let Err(e) = run() {

@@ -66,7 +66,13 @@ fn unary_matches_cpu_on_random_shapes() {
     let mut r = rng(1);
     for op in Unary::ALL {
         for _ in 0..4 {
+            // The second shape has n % 4 == 0: the vec4 entry point.
             let shape = [awkward(&mut r, 300), awkward(&mut r, 300)];
+            let shape = if r.random_bool(0.5) {
+                [shape[0], 4 * shape[1]]
+            } else {
+                shape
+            };
             let (lo, hi) = domain(op);
             let x = uniform(&mut r, shape[0] * shape[1], lo, hi);
             let got = ew::unary(op, &Tensor::from_slice(e, &x, &shape).unwrap())
@@ -102,8 +108,13 @@ fn binary_matches_cpu_with_every_broadcast() {
         Broadcast::Scalar,
     ];
     for op in Binary::ALL {
-        for mode in modes {
-            let (rows, cols) = (awkward(&mut r, 200), awkward(&mut r, 200));
+        // Columns a multiple of 4 take the vec4 entry points (full and row operands).
+        for (mode, vec4) in modes.into_iter().flat_map(|m| [(m, false), (m, true)]) {
+            let rows = awkward(&mut r, 200);
+            let cols = match vec4 {
+                true => 4 * awkward(&mut r, 50),
+                false => awkward(&mut r, 200),
+            };
             let n = rows * cols;
             let b_shape: Vec<usize> = match mode {
                 Broadcast::Full => vec![rows, cols],
@@ -243,4 +254,32 @@ fn affine_broadcasts_and_accumulate_adds_in_place() {
         ew::accumulate(&acc, &acc, 1.0),
         Err(latent::Error::BadInput { .. })
     ));
+}
+
+/// affine and accumulate with n % 4 == 0 run four elements per invocation (full and row
+/// operands); the results equal the scalar formulas exactly (one fma each).
+#[test]
+fn affine_and_accumulate_vec4_paths_match_cpu() {
+    let e = gpu!();
+    let mut r = rng(5);
+    let (rows, cols) = (9, 44);
+    let x = uniform(&mut r, rows * cols, -2.0, 2.0);
+    let row = uniform(&mut r, cols, -2.0, 2.0);
+    let tx = Tensor::from_slice(e, &x, &[rows, cols]).unwrap();
+    let trow = Tensor::from_slice(e, &row, &[cols]).unwrap();
+    for (what, src, t) in [("full", &x, &tx), ("row", &row, &trow)] {
+        let out = Tensor::uninit(e, &[rows, cols], DType::F32).unwrap();
+        ew::affine_into(t, -1.5, 0.25, &out).unwrap();
+        let got = out.to_vec::<f32>().unwrap();
+        let want: Vec<f32> = (0..rows * cols)
+            .map(|i| (-1.5f32).mul_add(src[i % src.len()], 0.25))
+            .collect();
+        assert_close(&format!("affine {what}"), &got, &want, 0.0, 0.0);
+        ew::accumulate(&out, t, 2.0).unwrap();
+        let got2 = out.to_vec::<f32>().unwrap();
+        let want: Vec<f32> = (0..rows * cols)
+            .map(|i| 2.0f32.mul_add(src[i % src.len()], got[i]))
+            .collect();
+        assert_close(&format!("accumulate {what}"), &got2, &want, 0.0, 0.0);
+    }
 }

@@ -514,3 +514,80 @@ fn batchnorm_gradients_match_finite_differences() {
         Err(Error::BadInput { .. })
     ));
 }
+
+/// The tape's convolution backward keeps forward intermediates (columns of x, rows of x) and
+/// computes only the gradients wanted: with the weight frozen it still gives dx, with the input
+/// constant it still gives dw, each equal to the stand-alone kernels (checked against the CPU).
+#[test]
+fn convolution_gradients_with_a_frozen_operand_match_the_kernels() {
+    use latent::kernels::conv_transpose2d::{self as ct, ConvTranspose2dParams};
+    use latent::kernels::conv2d::{self, Conv2dParams};
+    let e = gpu!();
+    let p = Conv2dParams::square(2, 1, 1);
+    let pt = ConvTranspose2dParams::square(2, 1, 1, 0);
+    let (x, _) = rand_input(60, &[2, 8, 6, 6], -1.0, 1.0);
+    let (w, _) = rand_input(61, &[4, 8, 4, 4], -0.5, 0.5);
+    let up = |v: &[f32], s: &[usize]| Tensor::from_slice(e, v, s).unwrap();
+    let close = |what: &str, a: &Tensor, b: &Tensor| {
+        let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+        for (i, (u, v)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (u - v).abs() <= 1e-5 * (1.0 + v.abs()),
+                "{what}[{i}]: {u} vs {v}"
+            );
+        }
+    };
+    for transposed in [false, true] {
+        // conv2d: x [2, 8, 6, 6] -> [2, 4, 3, 3]; conv-transpose: x [2, 4, 3, 3] -> [2, 8, 6, 6].
+        let x_shape: &[usize] = if transposed {
+            &[2, 4, 3, 3]
+        } else {
+            &[2, 8, 6, 6]
+        };
+        let xt = up(&x[..x_shape.iter().product()], x_shape);
+        let wt = up(&w, &[4, 8, 4, 4]);
+        for frozen_weight in [true, false] {
+            let tape = Tape::new(e);
+            let param = Param::new(
+                "p",
+                if frozen_weight {
+                    xt.clone()
+                } else {
+                    wt.clone()
+                },
+            )
+            .unwrap();
+            let (xv, wv) = match frozen_weight {
+                true => (tape.param(&param), tape.input(&wt)),
+                false => (tape.input(&xt), tape.param(&param)),
+            };
+            let y = match transposed {
+                true => xv.conv_transpose2d(&wv, None, &pt).unwrap(),
+                false => xv.conv2d(&wv, None, &p).unwrap(),
+            };
+            let gy = y.value().clone();
+            tape.backward(
+                &y.mul(&tape.input(&gy))
+                    .unwrap()
+                    .sum()
+                    .unwrap()
+                    .affine(0.5, 0.0)
+                    .unwrap(),
+            )
+            .unwrap();
+            // d(½ Σ y ⊙ y_const)/dy = ½ y_const.
+            let dy = latent::kernels::elementwise::affine(&gy, 0.5, 0.0).unwrap();
+            let want = match (transposed, frozen_weight) {
+                (false, true) => conv2d::conv2d_backward_input(&dy, &wt, x_shape, &p),
+                (false, false) => conv2d::conv2d_backward_weight(&dy, &xt, wt.shape(), &p, None),
+                (true, true) => ct::conv_transpose2d_backward_input(&dy, &wt, &pt),
+                (true, false) => {
+                    ct::conv_transpose2d_backward_weight(&dy, &xt, wt.shape(), &pt, None)
+                }
+            }
+            .unwrap();
+            let what = format!("transposed {transposed}, frozen weight {frozen_weight}");
+            close(&what, param.grad(), &want);
+        }
+    }
+}

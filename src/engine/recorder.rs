@@ -38,6 +38,16 @@ pub(crate) struct Recorder {
     pending: u32,
     staging: Option<wgpu::Buffer>,
     stats: Stats,
+    /// Per-kernel host-timed totals while profiling (see [`Engine::set_profiling`]).
+    profile: Option<Vec<ProfileRow>>,
+}
+
+/// One kernel's share of a profiled run: `shader::entry`, launches and seconds in all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProfileRow {
+    pub kernel: String,
+    pub calls: u64,
+    pub secs: f64,
 }
 
 /// Folds `n` workgroups into a grid whose dimensions stay within `max`.
@@ -69,6 +79,7 @@ impl Recorder {
             pending: 0,
             staging: None,
             stats: Stats::default(),
+            profile: None,
         }
     }
 
@@ -120,6 +131,10 @@ impl Engine {
         grid: Grid,
     ) -> Result<()> {
         let inner = &self.inner;
+        let profiling = inner.rec.lock().unwrap().profile.is_some();
+        if profiling {
+            self.sync()?;
+        }
         let pipe =
             inner
                 .shaders
@@ -224,10 +239,53 @@ impl Engine {
         pass.dispatch_workgroups(dims[0], dims[1], dims[2]);
         rec.stats.dispatches += 1;
         rec.pending += 1;
-        if rec.pending >= MAX_PENDING {
+        if profiling {
+            let start = std::time::Instant::now();
+            rec.submit(self);
+            drop(rec);
+            self.wait()?;
+            let secs = start.elapsed().as_secs_f64();
+            let kernel = format!("{}::{entry}", shader.name);
+            let mut rec = inner.rec.lock().unwrap();
+            let rows = rec.profile.as_mut().expect("profiling is on");
+            match rows.iter_mut().find(|r| r.kernel == kernel) {
+                Some(r) => {
+                    r.calls += 1;
+                    r.secs += secs;
+                }
+                None => rows.push(ProfileRow {
+                    kernel,
+                    calls: 1,
+                    secs,
+                }),
+            }
+        } else if rec.pending >= MAX_PENDING {
             rec.submit(self);
         }
         Ok(())
+    }
+
+    /// Turns per-kernel profiling on (clearing earlier totals) or off. While on, every
+    /// dispatch is submitted alone and waited for, and its host-measured time (execution plus
+    /// submission) is added to its kernel's row: slow, but it shows where a step's time goes.
+    pub fn set_profiling(&self, on: bool) -> Result<()> {
+        self.sync()?;
+        self.inner.rec.lock().unwrap().profile = on.then(Vec::new);
+        Ok(())
+    }
+
+    /// The profile gathered since [`Engine::set_profiling`], most expensive kernel first.
+    pub fn profile(&self) -> Vec<ProfileRow> {
+        let mut rows = self
+            .inner
+            .rec
+            .lock()
+            .unwrap()
+            .profile
+            .clone()
+            .unwrap_or_default();
+        rows.sort_by(|a, b| b.secs.total_cmp(&a.secs));
+        rows
     }
 
     /// Records a zero fill of `t` (ordered with the kernels around it).

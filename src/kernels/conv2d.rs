@@ -235,7 +235,14 @@ fn col2im(dcol: &Tensor, g: &Geometry, p: &Conv2dParams, bias: Option<&Tensor>) 
     let constants = [("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 })];
     let tensors = [dcol, bias.unwrap_or(dcol), &dx];
     let groups = total.div_ceil(WG) as u32;
-    super::launch(&SHADER, entry, &constants, &tensors, &g.params(p, total), groups)?;
+    super::launch(
+        &SHADER,
+        entry,
+        &constants,
+        &tensors,
+        &g.params(p, total),
+        groups,
+    )?;
     Ok(dx)
 }
 
@@ -274,16 +281,39 @@ fn check_f32(op: &'static str, ts: &[&Tensor]) -> Result<()> {
 
 /// y = conv2d(x, w) + bias: x [B, Cin, H, W], w [Cout, Cin, kh, kw], bias [Cout] -> y [B, Cout, H', W'].
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
+    Ok(conv2d_saving(x, w, bias, p, false)?.0)
+}
+
+/// `conv2d` that also returns im2col(x) when `keep`: its weight gradient needs it again (the
+/// tape keeps it instead of gathering the column matrix twice).
+pub(crate) fn conv2d_saving(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+    keep: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let g = Geometry::new("conv2d", x.shape(), w.shape(), p)?;
     check_f32("conv2d", &[x, w])?;
     let col = im2col(x, &g, p)?;
-    // [pixels, K] · [Cout, K]ᵀ = y in channels-last order (the matmul checks the bias length).
+    let y = forward_from_col(&col, w, bias, &g)?;
+    Ok((y, keep.then_some(col)))
+}
+
+/// y [B, Cout, H', W'] from the column matrix: [pixels, K] · [Cout, K]ᵀ gives y channels-last
+/// (the matmul checks the bias length), then one permute to NCHW.
+pub(crate) fn forward_from_col(
+    col: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    g: &Geometry,
+) -> Result<Tensor> {
     let opts = Matmul {
         trans_b: true,
         bias,
         ..Default::default()
     };
-    let rows = matmul_with(&col, &w.reshape(&[g.cout, g.k()])?, &opts)?;
+    let rows = matmul_with(col, &w.reshape(&[g.cout, g.k()])?, &opts)?;
     permute(&rows, [g.b, g.cout, g.oh * g.ow], false)?.reshape(&g.y_shape())
 }
 
@@ -296,6 +326,20 @@ pub(crate) fn backward_input(
     p: &Conv2dParams,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
+    Ok(backward_input_saving(op, dy, w, x_shape, p, bias, false)?.0)
+}
+
+/// `backward_input` that also returns dy in rows [B·H'·W', Cout] when `keep` (conv-transpose's
+/// forward keeps it for its weight gradient).
+pub(crate) fn backward_input_saving(
+    op: &'static str,
+    dy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+    p: &Conv2dParams,
+    bias: Option<&Tensor>,
+    keep: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let g = Geometry::new(op, x_shape, w.shape(), p)?;
     check_f32(op, &[dy, w])?;
     dy.expect_shape(op, &g.y_shape())?;
@@ -303,16 +347,27 @@ pub(crate) fn backward_input(
         b.expect_dtype(op, DType::F32)?;
         b.expect_shape(op, &[g.c])?;
     }
-    // dcol [pixels, K] = dy_rows [pixels, Cout] · w [Cout, K]; then each tap back to its pixel.
-    // With C % 4 == 0, w is first permuted to [Cout, kh, kw, C] so that col2im reads 4
-    // channels of a tap at once (the weight is small; the column matrix is not).
-    let taps = g.kh * g.kw;
-    let w_k = match channels_last_taps(&g) {
-        true => permute(w, [g.cout, g.c, taps], true)?.reshape(&[g.cout, g.k()])?,
-        false => w.reshape(&[g.cout, g.k()])?,
+    let rows = to_rows(dy, &g)?;
+    let dx = input_grad_from_rows(&rows, w, &g, p, bias)?;
+    Ok((dx, keep.then_some(rows)))
+}
+
+/// dx from dy in rows: dcol [pixels, K] = dy_rows [pixels, Cout] · w [Cout, K], then each tap
+/// back to its pixel. With C % 4 == 0, w is first permuted to [Cout, kh, kw, C] so that col2im
+/// reads 4 channels of a tap at once (the weight is small; the column matrix is not).
+fn input_grad_from_rows(
+    rows: &Tensor,
+    w: &Tensor,
+    g: &Geometry,
+    p: &Conv2dParams,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let w_k = match channels_last_taps(g) {
+        true => permute(w, [g.cout, g.c, g.kh * g.kw], true)?,
+        false => w.clone(),
     };
-    let dcol = matmul_with(&to_rows(dy, &g)?, &w_k, &Matmul::default())?;
-    col2im(&dcol, &g, p, bias)
+    let dcol = matmul_with(rows, &w_k.reshape(&[g.cout, g.k()])?, &Matmul::default())?;
+    col2im(&dcol, g, p, bias)
 }
 
 /// dx of `conv2d`: dy [B, Cout, H', W'], w [Cout, Cin, kh, kw] -> dx with shape `x_shape`.
@@ -358,15 +413,73 @@ pub(crate) fn backward_weight_into(
     let g = Geometry::new(op, x.shape(), dw.shape(), p)?;
     check_f32(op, &[dy, x, dw])?;
     dy.expect_shape(op, &g.y_shape())?;
-    // dw [Cout, K] (+)= dy_rowsᵀ [Cout, pixels] · col [pixels, K].
+    weight_grad_from(&to_rows(dy, &g)?, &im2col(x, &g, p)?, &g, dw, accumulate)
+}
+
+/// dw [Cout, K] (+)= dy_rowsᵀ [Cout, pixels] · col [pixels, K].
+fn weight_grad_from(
+    rows: &Tensor,
+    col: &Tensor,
+    g: &Geometry,
+    dw: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
     let opts = Matmul {
         trans_a: true,
         accumulate,
         ..Default::default()
     };
-    let col = im2col(x, &g, p)?;
-    let out = dw.reshape(&[g.cout, g.k()])?;
-    matmul_into(&to_rows(dy, &g)?, &col, &opts, &out)
+    matmul_into(rows, col, &opts, &dw.reshape(&[g.cout, g.k()])?)
+}
+
+/// Both gradients of a convolution from dy and what its forward kept: the column matrix of x
+/// (`conv2d_saving`). dy goes to rows once for both; dx is computed only when `want_dx`, and
+/// dw, when given, is written into (or added to, with its flag) the given buffer.
+pub(crate) fn conv2d_backward_saved(
+    dy: &Tensor,
+    w: &Tensor,
+    col: Option<&Tensor>,
+    x_shape: &[usize],
+    p: &Conv2dParams,
+    want_dx: bool,
+    dw: Option<(&Tensor, bool)>,
+) -> Result<Option<Tensor>> {
+    const OP: &str = "conv2d backward";
+    let g = Geometry::new(OP, x_shape, w.shape(), p)?;
+    dy.expect_shape(OP, &g.y_shape())?;
+    let rows = to_rows(dy, &g)?;
+    if let Some((dw, accumulate)) = dw {
+        let col = col.ok_or_else(|| Error::bad(OP, "the forward did not keep its columns"))?;
+        col.expect_shape(OP, &[g.pixels(), g.k()])?;
+        weight_grad_from(&rows, col, &g, dw, accumulate)?;
+    }
+    want_dx
+        .then(|| input_grad_from_rows(&rows, w, &g, p, None))
+        .transpose()
+}
+
+/// Both gradients of a transposed convolution (conv2d's input gradient, so the roles swap):
+/// dy is gathered into columns once, giving dx = conv2d(dy, w) and dw = x_rowsᵀ · col(dy),
+/// x_rows being what its forward kept (`backward_input_saving`).
+pub(crate) fn conv_transpose2d_backward_saved(
+    dy: &Tensor,
+    w: &Tensor,
+    x_rows: Option<&Tensor>,
+    p: &Conv2dParams,
+    want_dx: bool,
+    dw: Option<(&Tensor, bool)>,
+) -> Result<Option<Tensor>> {
+    const OP: &str = "conv_transpose2d backward";
+    let g = Geometry::new(OP, dy.shape(), w.shape(), p)?;
+    let col = im2col(dy, &g, p)?;
+    if let Some((dw, accumulate)) = dw {
+        let rows = x_rows.ok_or_else(|| Error::bad(OP, "the forward did not keep its input"))?;
+        rows.expect_shape(OP, &[g.pixels(), g.cout])?;
+        weight_grad_from(rows, &col, &g, dw, accumulate)?;
+    }
+    want_dx
+        .then(|| forward_from_col(&col, w, None, &g))
+        .transpose()
 }
 
 /// [`conv2d_backward_weight`] into `dw` (shape [Cout, Cin, kh, kw]): overwritten, or added to

@@ -100,9 +100,21 @@ pub fn conv_transpose2d(
     bias: Option<&Tensor>,
     p: &ConvTranspose2dParams,
 ) -> Result<Tensor> {
+    Ok(conv_transpose2d_saving(x, w, bias, p, false)?.0)
+}
+
+/// `conv_transpose2d` that also returns x in rows [B·H·W, Cin] when `keep`, which its weight gradient
+/// needs again (see `conv2d::conv_transpose2d_backward_saved`).
+pub(crate) fn conv_transpose2d_saving(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: &ConvTranspose2dParams,
+    keep: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     const OP: &str = "conv_transpose2d";
     let y_shape = output_shape(OP, x.shape(), w.shape(), p)?;
-    conv2d::backward_input(OP, x, w, &y_shape, &p.conv(), bias)
+    conv2d::backward_input_saving(OP, x, w, &y_shape, &p.conv(), bias, keep)
 }
 
 /// dx of `conv_transpose2d`: dy [B, Cout, H_out, W_out], w [Cin, Cout, kh, kw] -> dx [B, Cin, H, W],

@@ -123,7 +123,8 @@ fn launch(
     }
     let mut tensors = inputs.to_vec();
     tensors.push(out);
-    let workgroups = out.numel().div_ceil(WG) as u32;
+    let (entry, params) = vectorized(entry, params, inputs.len());
+    let workgroups = (params.n as usize).div_ceil(WG) as u32;
     super::launch(
         &SHADER,
         entry,
@@ -132,6 +133,31 @@ fn launch(
         &params,
         workgroups,
     )
+}
+
+/// The vec4 twin of `entry` with its params counted in vec4s, when every operand allows it
+/// (n % 4 == 0; each input full, or a row vector with cols % 4 == 0); else `entry` as is.
+fn vectorized(entry: &'static str, p: Params, inputs: usize) -> (&'static str, Params) {
+    let wide = match entry {
+        "unary" => "unary4",
+        "binary" => "binary4",
+        "affine" => "affine4",
+        "accumulate" => "accumulate4",
+        _ => return (entry, p),
+    };
+    let fits = |mode: u32| {
+        mode == Broadcast::Full as u32 || (mode == Broadcast::Row as u32 && p.cols % 4 == 0)
+    };
+    let modes = [p.mode_x, p.mode_y];
+    if p.n % 4 != 0 || !modes[..inputs].iter().all(|&m| fits(m)) {
+        return (entry, p);
+    }
+    let p4 = Params {
+        n: p.n / 4,
+        cols: p.cols / 4,
+        ..p
+    };
+    (wide, p4)
 }
 
 fn params(out: &Tensor) -> Params {

@@ -290,6 +290,14 @@ impl Var {
         self.tape.input(&self.value)
     }
 
+    /// Whether a gradient will flow back to `self` or any of `others` (an op whose inputs need
+    /// none need not keep anything for backward).
+    pub(crate) fn grad_needed(&self, others: &[&Var]) -> bool {
+        std::iter::once(self)
+            .chain(others.iter().copied())
+            .any(|v| self.tape.requires_grad(v.id))
+    }
+
     /// Errors unless `other` is on the same tape.
     pub(crate) fn same_tape(&self, op: &'static str, other: &Var) -> Result<()> {
         if Rc::ptr_eq(&self.tape.0, &other.tape.0) {

@@ -74,12 +74,13 @@ pub enum Op {
     Reshape {
         x: usize,
     },
-    /// NCHW convolution, weight [Cout, Cin, kh, kw].
+    /// NCHW convolution, weight [Cout, Cin, kh, kw]; `col` = im2col(x), kept for dw.
     Conv2d {
         x: usize,
         w: usize,
         b: Option<usize>,
         p: Conv2dParams,
+        col: Option<Tensor>,
     },
     /// Batch normalisation with batch statistics (training mode).
     BatchNorm {
@@ -88,12 +89,14 @@ pub enum Op {
         beta: usize,
         saved: BatchNormSaved,
     },
-    /// NCHW transposed convolution, weight [Cin, Cout, kh, kw].
+    /// NCHW transposed convolution, weight [Cin, Cout, kh, kw]; `x_rows` = x channels-last
+    /// [B·H·W, Cin], kept for dw.
     ConvTranspose2d {
         x: usize,
         w: usize,
         b: Option<usize>,
         p: ConvTranspose2dParams,
+        x_rows: Option<Tensor>,
     },
 }
 
@@ -277,12 +280,14 @@ impl Var {
 impl Var {
     /// 2-D convolution of `self` [B, Cin, H, W] with `w` [Cout, Cin, kh, kw] (+ bias [Cout]).
     pub fn conv2d(&self, w: &Var, b: Option<&Var>, p: &Conv2dParams) -> Result<Var> {
-        let y = conv::conv2d(&self.value, &w.value, b.map(|b| b.value()), p)?;
+        let keep = self.grad_needed(&[w]);
+        let (y, col) = conv::conv2d_saving(&self.value, &w.value, b.map(|b| b.value()), p, keep)?;
         let op = Op::Conv2d {
             x: self.id,
             w: w.id,
             b: b.map(|b| b.id),
             p: *p,
+            col,
         };
         let mut inputs = vec![self, w];
         inputs.extend(b);
@@ -296,12 +301,15 @@ impl Var {
         b: Option<&Var>,
         p: &ConvTranspose2dParams,
     ) -> Result<Var> {
-        let y = convt::conv_transpose2d(&self.value, &w.value, b.map(|b| b.value()), p)?;
+        let keep = self.grad_needed(&[w]);
+        let (y, x_rows) =
+            convt::conv_transpose2d_saving(&self.value, &w.value, b.map(|b| b.value()), p, keep)?;
         let op = Op::ConvTranspose2d {
             x: self.id,
             w: w.id,
             b: b.map(|b| b.id),
             p: *p,
+            x_rows,
         };
         let mut inputs = vec![self, w];
         inputs.extend(b);
@@ -372,14 +380,22 @@ fn conv_backward(
     gr: &mut Grads,
     (x, w, b): (usize, usize, Option<usize>),
     g: &Tensor,
-    input_grad: impl FnOnce(&Tensor, &[usize]) -> Result<Tensor>,
-    weight_grad: impl FnOnce(&Tensor, &Tensor, bool) -> Result<()>,
+    grads: impl FnOnce(&Tensor, &[usize], bool, Option<(&Tensor, bool)>) -> Result<Option<Tensor>>,
 ) -> Result<()> {
     let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
-    if gr.wants(x) {
-        gr.give(x, input_grad(&wv, xv.shape())?)?;
+    let want_dx = gr.wants(x);
+    let mut dx = None;
+    if gr.wants(w) {
+        gr.give_with(w, wv.shape(), |t, acc| {
+            dx = grads(&wv, xv.shape(), want_dx, Some((t, acc)))?;
+            Ok(())
+        })?;
+    } else if want_dx {
+        dx = grads(&wv, xv.shape(), true, None)?;
     }
-    gr.give_with(w, wv.shape(), |t, acc| weight_grad(&xv, t, acc))?;
+    if let Some(dx) = dx {
+        gr.give(x, dx)?;
+    }
     if let Some(b) = b {
         gr.give(b, conv::conv2d_backward_bias(g)?)?;
     }
@@ -548,13 +564,15 @@ impl Op {
                 let shape = gr.value(x).shape().to_vec();
                 gr.give(x, g.reshape(&shape)?)
             }
-            Op::Conv2d { x, w, b, ref p } => conv_backward(
-                gr,
-                (x, w, b),
-                &g,
-                |wv, xs| conv::conv2d_backward_input(&g, wv, xs, p),
-                |xv, dw, acc| conv::conv2d_backward_weight_into(&g, xv, p, dw, acc),
-            ),
+            Op::Conv2d {
+                x,
+                w,
+                b,
+                ref p,
+                ref col,
+            } => conv_backward(gr, (x, w, b), &g, |wv, xs, want_dx, dw| {
+                conv::conv2d_backward_saved(&g, wv, col.as_ref(), xs, p, want_dx, dw)
+            }),
             Op::BatchNorm {
                 x,
                 gamma,
@@ -567,13 +585,16 @@ impl Op {
                 gr.give(gamma, dgamma)?;
                 gr.give(beta, dbeta)
             }
-            Op::ConvTranspose2d { x, w, b, ref p } => conv_backward(
-                gr,
-                (x, w, b),
-                &g,
-                |wv, _| convt::conv_transpose2d_backward_input(&g, wv, p),
-                |xv, dw, acc| convt::conv_transpose2d_backward_weight_into(&g, xv, p, dw, acc),
-            ),
+            Op::ConvTranspose2d {
+                x,
+                w,
+                b,
+                ref p,
+                ref x_rows,
+            } => conv_backward(gr, (x, w, b), &g, |wv, _, want_dx, dw| {
+                let x_rows = x_rows.as_ref();
+                conv::conv_transpose2d_backward_saved(&g, wv, x_rows, &p.conv(), want_dx, dw)
+            }),
             Op::Total { x, scale } => {
                 let xv = gr.value(x).clone();
                 gr.give_with(x, xv.shape(), |t, acc| {
