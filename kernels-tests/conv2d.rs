@@ -295,6 +295,40 @@ fn conv2d_matches_cpu_on_the_wide_matmul_path() {
     );
 }
 
+/// Kernel rows of 4 or 8 adjacent taps (dilation 1 along x) are cut from aligned vec4 loads:
+/// every alignment of the row start, padding on both sides (up to 3, so a row starts before
+/// the buffer), odd widths, strides 1-3, the first and last image of the buffer.
+#[test]
+fn conv2d_matches_cpu_when_kernel_rows_load_as_vectors() {
+    let e = gpu!();
+    let mut r = rng(77);
+    for trial in 0..12 {
+        let kw = if trial % 3 == 0 { 8 } else { 4 };
+        let g = Geo {
+            b: r.random_range(1..=3),
+            c: r.random_range(1..=5),
+            // Even trials have H % 4 == 0, so the image has a whole number of vec4s (the vector
+            // path's condition); odd ones take the scalar path with the same geometry mix.
+            h: match trial % 2 {
+                0 => 4 * r.random_range(1..=2),
+                _ => r.random_range(2..=9),
+            },
+            w: r.random_range(kw - 2..=13),
+            cout: r.random_range(1..=9),
+            kh: r.random_range(1..=4),
+            kw,
+            p: Conv2dParams {
+                stride: [r.random_range(1..=3), r.random_range(1..=3)],
+                padding: [r.random_range(0..=3), r.random_range(1..=3)],
+                dilation: [r.random_range(1..=2), 1],
+            },
+        };
+        if g.out().is_some() {
+            check(e, &g, 300 + trial);
+        }
+    }
+}
+
 #[test]
 fn conv2d_runs_without_subgroups() {
     let Some(e) = portable_engine() else { return };

@@ -98,6 +98,48 @@ fn conv2d_im2col4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
+// The same when the taps of a kernel row are adjacent (dilation 1 along x) and kw % 4 == 0:
+// 4 taps are cut out of the two aligned vec4s that cover them, 2 loads instead of 4. Taps in
+// the padding are masked; a vec4 index clamped into the buffer only ever serves masked taps.
+@compute @workgroup_size(64)
+fn conv2d_im2col_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let m = index(wg, nwg, lid);
+    if (m >= p.total) { return; }
+    let o = pixel_origin(m);
+    let ih0 = o.y; let iw0 = o.z;
+    let last = i32(arrayLength(&src4)) - 1;
+    var base = o.x;
+    var out = m * p.c * p.kh * p.kw / 4u;
+    for (var c = 0u; c < p.c; c++) {
+        for (var i = 0u; i < p.kh; i++) {
+            let ih = ih0 + i32(i * p.dh);
+            let row_in = ih >= 0 && ih < i32(p.h);
+            for (var q = 0u; q < p.kw; q += 4u) {
+                let ix = iw0 + i32(q);
+                var v = vec4(0.0);
+                if (row_in) {
+                    let e = base + ih * i32(p.w) + ix;
+                    let a = e >> 2u;
+                    let v0 = src4[clamp(a, 0, last)];
+                    let v1 = src4[clamp(a + 1, 0, last)];
+                    switch (e & 3) {
+                        case 0: { v = v0; }
+                        case 1: { v = vec4(v0.yzw, v1.x); }
+                        case 2: { v = vec4(v0.zw, v1.xy); }
+                        default: { v = vec4(v0.w, v1.xyz); }
+                    }
+                    let x4 = vec4(ix) + vec4(0, 1, 2, 3);
+                    v = select(vec4(0.0), v, x4 >= vec4(0) & x4 < vec4(i32(p.w)));
+                }
+                dst4[out] = v;
+                out++;
+            }
+        }
+        base += i32(p.h * p.w);
+    }
+}
+
 // The first tap t of one axis whose output coordinate (x + pad − t·d) / s is whole, for
 // r = (x + pad) mod s, found by stepping the residue (r − t·d) mod s down by d mod s (no
 // division). Taps on the lattice repeat every `step` = s / gcd(s, d) (host-computed); none is

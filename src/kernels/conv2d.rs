@@ -208,9 +208,12 @@ fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
     check_loops(x, "conv2d im2col", g.k() + g.c)?;
     let col = Tensor::uninit(x.engine(), &[g.pixels(), g.k()], DType::F32)?;
     let total = g.pixels();
-    let entry = match (g.kh * g.kw).is_multiple_of(4) {
-        true => "conv2d_im2col4",
-        false => "conv2d_im2col",
+    let entry = if g.kw.is_multiple_of(4) && p.dilation[1] == 1 && x.numel().is_multiple_of(4) {
+        "conv2d_im2col_rows"
+    } else if (g.kh * g.kw).is_multiple_of(4) {
+        "conv2d_im2col4"
+    } else {
+        "conv2d_im2col"
     };
     let groups = total.div_ceil(WG) as u32;
     super::launch(&SHADER, entry, &[], &[x, &col], &g.params(p, total), groups)?;

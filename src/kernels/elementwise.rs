@@ -146,7 +146,8 @@ fn vectorized(entry: &'static str, p: Params, inputs: usize) -> (&'static str, P
         _ => return (entry, p),
     };
     let fits = |mode: u32| {
-        mode == Broadcast::Full as u32 || (mode == Broadcast::Row as u32 && p.cols.is_multiple_of(4))
+        mode == Broadcast::Full as u32
+            || (mode == Broadcast::Row as u32 && p.cols.is_multiple_of(4))
     };
     let modes = [p.mode_x, p.mode_y];
     if !p.n.is_multiple_of(4) || !modes[..inputs].iter().all(|&m| fits(m)) {
