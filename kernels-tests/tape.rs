@@ -421,6 +421,50 @@ fn concat_and_reshape_gradients_match_finite_differences() {
     check(e, "concat+reshape", &inputs, gpu, &cpu);
 }
 
+/// channels_last / channels_first: y[(b·H·W + p), c] = x[b, c, p] and back; the gradient is
+/// the inverse permutation (checked through a product with x so it depends on the values).
+/// C = 4 and C = 3 take the vec4 and scalar permutes.
+#[test]
+fn channel_permute_gradients_match_finite_differences() {
+    let e = gpu!();
+    for c in [3usize, 4] {
+        let (b, h, w) = (2, 3, 5);
+        let inputs = [rand_input(35 + c as u64, &[b, c, h, w], -1.0, 1.0)];
+        let p = h * w;
+        let cpu = move |x: &[Vec<f64>]| {
+            let mut rows = vec![0.0; b * p * c];
+            for bi in 0..b {
+                for ci in 0..c {
+                    for q in 0..p {
+                        rows[(bi * p + q) * c + ci] = x[0][(bi * c + ci) * p + q];
+                    }
+                }
+            }
+            // channels_first(rows ⊙ rows) laid back out as x.
+            let mut y = vec![0.0; b * c * p];
+            for bi in 0..b {
+                for ci in 0..c {
+                    for q in 0..p {
+                        let v = rows[(bi * p + q) * c + ci];
+                        y[(bi * c + ci) * p + q] = v * v * (ci + 1) as f64;
+                    }
+                }
+            }
+            y
+        };
+        let gpu = move |v: &[Var]| {
+            let rows = v[0].channels_last().unwrap();
+            let scale: Vec<f32> = (0..b * p).flat_map(|_| (1..=c).map(|k| k as f32)).collect();
+            let s = v[0]
+                .tape()
+                .input(&Tensor::from_slice(e, &scale, &[b * p, c]).unwrap());
+            let sq = rows.mul(&rows).unwrap().mul(&s).unwrap();
+            sq.channels_first([b, c, h, w]).unwrap()
+        };
+        check(e, "channels_last/first", &inputs, gpu, &cpu);
+    }
+}
+
 #[test]
 fn convolution_gradients_match_finite_differences() {
     use crate::conv2d::{Geo, cpu_conv2d, cpu_conv2d_backward_input};

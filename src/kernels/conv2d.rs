@@ -273,6 +273,26 @@ fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tens
     Ok(out)
 }
 
+/// x [B, C, H, W] -> [B·H·W, C]: channels last, one row per pixel (the layout of the GEMMs
+/// here, and of vectors to quantise or classify per pixel).
+pub fn to_channels_last(x: &Tensor) -> Result<Tensor> {
+    let s = x.shape();
+    if s.len() != 4 {
+        let why = format!("expected [B, C, H, W], got {s:?}");
+        return Err(Error::bad("to_channels_last", why));
+    }
+    x.expect_dtype("to_channels_last", DType::F32)?;
+    permute(x, [s[0], s[1], s[2] * s[3]], true)
+}
+
+/// rows [B·H·W, C] -> [B, C, H, W] (`shape`): the inverse of [`to_channels_last`].
+pub fn to_channels_first(rows: &Tensor, shape: [usize; 4]) -> Result<Tensor> {
+    let [b, c, h, w] = shape;
+    rows.expect_dtype("to_channels_first", DType::F32)?;
+    rows.expect_shape("to_channels_first", &[b * h * w, c])?;
+    permute(rows, [b, c, h * w], false)?.reshape(&shape)
+}
+
 /// dy [B, Cout, H', W'] -> [B·H'·W', Cout]: channels last, the GEMM's row layout.
 fn to_rows(y: &Tensor, g: &Geometry) -> Result<Tensor> {
     permute(y, [g.b, g.cout, g.oh * g.ow], true)

@@ -74,6 +74,12 @@ pub enum Op {
     Reshape {
         x: usize,
     },
+    /// [B, C, H, W] <-> [B·H·W, C]; `nchw` is the channels-first shape.
+    Permute {
+        x: usize,
+        to_rows: bool,
+        nchw: [usize; 4],
+    },
     /// NCHW convolution, weight [Cout, Cin, kh, kw]; `col` = im2col(x), kept for dw.
     Conv2d {
         x: usize,
@@ -274,6 +280,30 @@ impl Var {
     pub fn reshape(&self, shape: &[usize]) -> Result<Var> {
         let y = self.value.reshape(shape)?;
         self.record(Op::Reshape { x: self.id }, y, &[self])
+    }
+
+    /// [B, C, H, W] -> [B·H·W, C]: one row of channels per pixel.
+    pub fn channels_last(&self) -> Result<Var> {
+        let y = conv::to_channels_last(&self.value)?;
+        let s = self.shape();
+        let nchw = [s[0], s[1], s[2], s[3]];
+        let op = Op::Permute {
+            x: self.id,
+            to_rows: true,
+            nchw,
+        };
+        self.record(op, y, &[self])
+    }
+
+    /// [B·H·W, C] -> `nchw` = [B, C, H, W]: the inverse of [`Var::channels_last`].
+    pub fn channels_first(&self, nchw: [usize; 4]) -> Result<Var> {
+        let y = conv::to_channels_first(&self.value, nchw)?;
+        let op = Op::Permute {
+            x: self.id,
+            to_rows: false,
+            nchw,
+        };
+        self.record(op, y, &[self])
     }
 }
 
@@ -564,6 +594,10 @@ impl Op {
                 let shape = gr.value(x).shape().to_vec();
                 gr.give(x, g.reshape(&shape)?)
             }
+            Op::Permute { x, to_rows, nchw } => match to_rows {
+                true => gr.give(x, conv::to_channels_first(&g, nchw)?),
+                false => gr.give(x, conv::to_channels_last(&g)?),
+            },
             Op::Conv2d {
                 x,
                 w,

@@ -1,0 +1,263 @@
+//! The convolutional encoder and decoder of the VQ-VAE family (van den Oord et al. 2017, §4.1):
+//! strided 4×4 convolutions, a 3×3 convolution and residual blocks. Tests: `tests/vqvae.rs`.
+
+use crate::engine::{Engine, Result};
+use crate::nn::{Conv2d, ConvTranspose2d, Module};
+use crate::tape::{Param, Var};
+
+/// Seeds for the layers of one network, derived from a base seed (golden-ratio stride).
+fn seeds(seed: u64) -> impl FnMut() -> u64 {
+    let mut i = 0u64;
+    move || {
+        i += 1;
+        seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+/// x + conv1×1(ReLU(conv3×3(ReLU(x)))): channels → hidden → channels (shape-preserving).
+pub struct ResBlock {
+    conv3: Conv2d,
+    conv1: Conv2d,
+}
+
+impl ResBlock {
+    pub fn new(
+        engine: &Engine,
+        name: &str,
+        channels: usize,
+        hidden: usize,
+        seed: u64,
+    ) -> Result<ResBlock> {
+        let mut s = seeds(seed);
+        Ok(ResBlock {
+            conv3: Conv2d::new(
+                engine,
+                &format!("{name}.conv3"),
+                channels,
+                hidden,
+                3,
+                1,
+                1,
+                s(),
+            )?,
+            conv1: Conv2d::new(
+                engine,
+                &format!("{name}.conv1"),
+                hidden,
+                channels,
+                1,
+                1,
+                0,
+                s(),
+            )?,
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let h = self.conv3.forward(&x.relu()?)?.relu()?;
+        x.add(&self.conv1.forward(&h)?)
+    }
+}
+
+impl Module for ResBlock {
+    fn params(&self) -> Vec<Param> {
+        [self.conv3.params(), self.conv1.params()].concat()
+    }
+}
+
+/// Sizes of an encoder or decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Channels of the image side (encoder input, decoder output).
+    pub outer: usize,
+    /// Channels of the latent side (encoder output, decoder input).
+    pub inner: usize,
+    /// Channels inside the network.
+    pub hidden: usize,
+    /// Channels inside each residual block.
+    pub res_hidden: usize,
+    pub res_blocks: usize,
+    /// Stride-2 stages: the spatial size shrinks (encoder) or grows (decoder) by 2^stages.
+    pub stages: usize,
+}
+
+/// Image [B, outer, H, W] -> [B, inner, H/2^s, W/2^s]: `stages` × (conv 4×4 stride 2, ReLU),
+/// conv 3×3, residual blocks, ReLU, conv 1×1 to the latent channels.
+pub struct Encoder {
+    downs: Vec<Conv2d>,
+    conv: Conv2d,
+    res: Vec<ResBlock>,
+    out: Conv2d,
+}
+
+impl Encoder {
+    pub fn new(engine: &Engine, name: &str, c: NetConfig, seed: u64) -> Result<Encoder> {
+        let mut s = seeds(seed);
+        let mut downs = Vec::new();
+        for i in 0..c.stages {
+            let cin = if i == 0 { c.outer } else { c.hidden };
+            let n = format!("{name}.down{i}");
+            downs.push(Conv2d::new(engine, &n, cin, c.hidden, 4, 2, 1, s())?);
+        }
+        let first = if c.stages == 0 { c.outer } else { c.hidden };
+        let res = (0..c.res_blocks)
+            .map(|i| {
+                ResBlock::new(
+                    engine,
+                    &format!("{name}.res{i}"),
+                    c.hidden,
+                    c.res_hidden,
+                    s(),
+                )
+            })
+            .collect::<Result<_>>()?;
+        Ok(Encoder {
+            downs,
+            conv: Conv2d::new(
+                engine,
+                &format!("{name}.conv"),
+                first,
+                c.hidden,
+                3,
+                1,
+                1,
+                s(),
+            )?,
+            res,
+            out: Conv2d::new(
+                engine,
+                &format!("{name}.out"),
+                c.hidden,
+                c.inner,
+                1,
+                1,
+                0,
+                s(),
+            )?,
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let mut h = x.clone();
+        for d in &self.downs {
+            h = d.forward(&h)?.relu()?;
+        }
+        h = self.conv.forward(&h)?;
+        for r in &self.res {
+            h = r.forward(&h)?;
+        }
+        self.out.forward(&h.relu()?)
+    }
+}
+
+impl Module for Encoder {
+    fn params(&self) -> Vec<Param> {
+        let mut p: Vec<Param> = self.downs.iter().flat_map(|d| d.params()).collect();
+        p.extend(self.conv.params());
+        p.extend(self.res.iter().flat_map(|r| r.params()));
+        p.extend(self.out.params());
+        p
+    }
+}
+
+/// [B, inner, h, w] -> [B, outer, h·2^s, w·2^s]: conv 3×3, residual blocks, ReLU, then
+/// `stages` × transposed conv 4×4 stride 2 (ReLU between them); the last one gives the image
+/// side's channels (no activation: logits or means, as the loss wants).
+pub struct Decoder {
+    conv: Conv2d,
+    res: Vec<ResBlock>,
+    ups: Vec<ConvTranspose2d>,
+    /// With no stages, a 1×1 convolution maps to the outer channels instead.
+    out: Option<Conv2d>,
+}
+
+impl Decoder {
+    pub fn new(engine: &Engine, name: &str, c: NetConfig, seed: u64) -> Result<Decoder> {
+        let mut s = seeds(seed);
+        let conv = Conv2d::new(
+            engine,
+            &format!("{name}.conv"),
+            c.inner,
+            c.hidden,
+            3,
+            1,
+            1,
+            s(),
+        )?;
+        let res = (0..c.res_blocks)
+            .map(|i| {
+                ResBlock::new(
+                    engine,
+                    &format!("{name}.res{i}"),
+                    c.hidden,
+                    c.res_hidden,
+                    s(),
+                )
+            })
+            .collect::<Result<_>>()?;
+        let mut ups = Vec::new();
+        for i in 0..c.stages {
+            let cout = if i + 1 == c.stages { c.outer } else { c.hidden };
+            let n = format!("{name}.up{i}");
+            ups.push(ConvTranspose2d::new(
+                engine,
+                &n,
+                c.hidden,
+                cout,
+                4,
+                2,
+                1,
+                0,
+                s(),
+            )?);
+        }
+        let out = match c.stages {
+            0 => Some(Conv2d::new(
+                engine,
+                &format!("{name}.out"),
+                c.hidden,
+                c.outer,
+                1,
+                1,
+                0,
+                s(),
+            )?),
+            _ => None,
+        };
+        Ok(Decoder {
+            conv,
+            res,
+            ups,
+            out,
+        })
+    }
+
+    pub fn forward(&self, z: &Var) -> Result<Var> {
+        let mut h = self.conv.forward(z)?;
+        for r in &self.res {
+            h = r.forward(&h)?;
+        }
+        h = h.relu()?;
+        if let Some(out) = &self.out {
+            return out.forward(&h);
+        }
+        let last = self.ups.len() - 1;
+        for (i, u) in self.ups.iter().enumerate() {
+            h = u.forward(&h)?;
+            if i < last {
+                h = h.relu()?;
+            }
+        }
+        Ok(h)
+    }
+}
+
+impl Module for Decoder {
+    fn params(&self) -> Vec<Param> {
+        let mut p = self.conv.params();
+        p.extend(self.res.iter().flat_map(|r| r.params()));
+        p.extend(self.ups.iter().flat_map(|u| u.params()));
+        p.extend(self.out.iter().flat_map(|o| o.params()));
+        p
+    }
+}
