@@ -295,6 +295,33 @@ fn conv2d_matches_cpu_on_the_wide_matmul_path() {
     );
 }
 
+/// The VQ-VAE's layers: 1×1 (columns = the channel rows, one permute), 3×3 with C·9 % 4 == 0
+/// (taps packed 4 per store across channels) and with C·9 % 4 != 0 (scalar path).
+#[test]
+fn conv2d_matches_cpu_on_1x1_and_3x3_layers() {
+    let e = gpu!();
+    let base = Geo {
+        b: 3,
+        c: 8,
+        h: 7,
+        w: 7,
+        cout: 12,
+        kh: 1,
+        kw: 1,
+        p: Conv2dParams::default(),
+    };
+    check(e, &base, 400);
+    check(e, &Geo { c: 3, ..base }, 401);
+    let k3 = Geo {
+        kh: 3,
+        kw: 3,
+        p: Conv2dParams::square(1, 1, 1),
+        ..base
+    };
+    check(e, &k3, 402);
+    check(e, &Geo { c: 5, ..k3 }, 403);
+}
+
 /// Kernel rows of 4 or 8 adjacent taps (dilation 1 along x) are cut from aligned vec4 loads:
 /// every alignment of the row start, padding on both sides (up to 3, so a row starts before
 /// the buffer), odd widths, strides 1-3, the first and last image of the buffer.

@@ -72,8 +72,9 @@ fn conv2d_im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-// The same when kh·kw % 4 == 0: rows are vec4-aligned and stored 4 taps at a time (a store
-// costs about as much as a load on lavapipe, whatever its width).
+// The same when C·kh·kw % 4 == 0: rows are vec4-aligned and stored 4 taps at a time, the tap
+// counters (c, i, j) rolling across channels (a store costs about as much as a load on
+// lavapipe, whatever its width).
 @compute @workgroup_size(64)
 fn conv2d_im2col4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -81,20 +82,20 @@ fn conv2d_im2col4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     if (m >= p.total) { return; }
     let o = pixel_origin(m);
     let ih0 = o.y; let iw0 = o.z;
+    let K = p.c * p.kh * p.kw;
     var base = u32(o.x);
-    var out = m * p.c * p.kh * p.kw / 4u;
-    for (var c = 0u; c < p.c; c++) {
-        var i = 0u; var j = 0u;
-        for (var q = 0u; q < p.kh * p.kw; q += 4u) {
-            var v: vec4<f32>;
-            v.x = tap(base, ih0, iw0, i, j); j++; if (j == p.kw) { j = 0u; i++; }
-            v.y = tap(base, ih0, iw0, i, j); j++; if (j == p.kw) { j = 0u; i++; }
-            v.z = tap(base, ih0, iw0, i, j); j++; if (j == p.kw) { j = 0u; i++; }
-            v.w = tap(base, ih0, iw0, i, j); j++; if (j == p.kw) { j = 0u; i++; }
-            dst4[out] = v;
-            out++;
+    var out = m * K / 4u;
+    var i = 0u; var j = 0u;
+    for (var q = 0u; q < K; q += 4u) {
+        var v: vec4<f32>;
+        for (var t = 0u; t < 4u; t++) {
+            v[t] = tap(base, ih0, iw0, i, j);
+            j++;
+            if (j == p.kw) { j = 0u; i++; }
+            if (i == p.kh) { i = 0u; base += p.h * p.w; }
         }
-        base += p.h * p.w;
+        dst4[out] = v;
+        out++;
     }
 }
 

@@ -206,11 +206,15 @@ fn check_loops(x: &Tensor, op: &'static str, steps: usize) -> Result<()> {
 /// x: [B, C, H, W] -> col [B·H'·W', C·kh·kw] (zeros in the padding).
 fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
     check_loops(x, "conv2d im2col", g.k() + g.c)?;
+    if g.kh == 1 && g.kw == 1 && *p == Conv2dParams::default() {
+        // A 1×1 convolution's columns are the pixels' channel rows.
+        return permute(x, [g.b, g.c, g.h * g.w], true);
+    }
     let col = Tensor::uninit(x.engine(), &[g.pixels(), g.k()], DType::F32)?;
     let total = g.pixels();
     let entry = if g.kw.is_multiple_of(4) && p.dilation[1] == 1 && x.numel().is_multiple_of(4) {
         "conv2d_im2col_rows"
-    } else if (g.kh * g.kw).is_multiple_of(4) {
+    } else if g.k().is_multiple_of(4) {
         "conv2d_im2col4"
     } else {
         "conv2d_im2col"
