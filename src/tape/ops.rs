@@ -95,6 +95,17 @@ pub enum Op {
         b: Option<usize>,
         p: ConvTranspose2dParams,
     },
+    /// The last two axes swapped.
+    Transpose {
+        x: usize,
+    },
+    /// A value whose gradient goes to `x` unchanged: vector quantisation's z_q (straight-through
+    /// estimator, van den Oord et al. 2017).
+    StraightThrough {
+        x: usize,
+    },
+    /// A codebook or commitment loss of vector quantisation (`tape::vq`).
+    VqLoss(super::vq::VqLoss),
 }
 
 fn flag_error(op: &'static str) -> Error {
@@ -271,6 +282,12 @@ impl Var {
     pub fn reshape(&self, shape: &[usize]) -> Result<Var> {
         let y = self.value.reshape(shape)?;
         self.record(Op::Reshape { x: self.id }, y, &[self])
+    }
+
+    /// `[..., R, C] -> [..., C, R]` (e.g. NCHW feature maps to rows of channels).
+    pub fn transpose(&self) -> Result<Var> {
+        let y = layout::transpose(&self.value)?;
+        self.record(Op::Transpose { x: self.id }, y, &[self])
     }
 }
 
@@ -548,6 +565,9 @@ impl Op {
                 let shape = gr.value(x).shape().to_vec();
                 gr.give(x, g.reshape(&shape)?)
             }
+            Op::Transpose { x } => gr.give(x, layout::transpose(&g)?),
+            Op::StraightThrough { x } => gr.give(x, g),
+            Op::VqLoss(ref loss) => loss.backward(gr, &g),
             Op::Conv2d { x, w, b, ref p } => conv_backward(
                 gr,
                 (x, w, b),
