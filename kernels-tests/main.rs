@@ -19,6 +19,7 @@ mod reduce;
 mod shaders;
 mod softmax;
 mod tape;
+mod vq;
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -17,6 +17,7 @@ pub mod random;
 pub mod reduce;
 mod rows;
 pub mod softmax;
+pub mod vq;
 
 use crate::engine::{Grid, Result, Shader, Tensor};
 
@@ -39,6 +40,9 @@ pub const SHADERS: &[Shader] = &[
     random::SHADER,
     reduce::SHADER,
     softmax::SHADER,
+    vq::SHADER,
+    vq::SEARCH[0],
+    vq::SEARCH[1],
 ];
 
 /// Records `entry` over `workgroups` workgroups (folded by the engine past 65,535), binding

@@ -1,6 +1,8 @@
 //! Layers built from tape ops, and the `Module` trait that exposes named parameters to the
 //! optimizers and checkpoints. Tests: `kernels-tests/tape.rs`.
 
+pub mod vq;
+
 use crate::engine::{Engine, Result, Tensor};
 use crate::tape::{Param, Tape, Var};
 use rand::rngs::StdRng;

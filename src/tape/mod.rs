@@ -3,6 +3,7 @@
 //! pending encoder (no host readback). Gradient checks: `kernels-tests/tape.rs`.
 
 mod ops;
+mod vq;
 
 use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::kernels::elementwise as ew;
@@ -10,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 pub use ops::Op;
+pub use vq::{Quantized, VqLoss, VqSide};
 
 /// A trainable tensor and its gradient buffer, shared by the module that owns it and every
 /// tape that uses it. The gradient is zeroed lazily: after [`Param::zero_grad`] the next

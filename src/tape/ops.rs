@@ -104,6 +104,17 @@ pub enum Op {
         p: ConvTranspose2dParams,
         x_rows: Option<Tensor>,
     },
+    /// The last two axes swapped.
+    Transpose {
+        x: usize,
+    },
+    /// A value whose gradient goes to `x` unchanged: vector quantisation's z_q (straight-through
+    /// estimator, van den Oord et al. 2017).
+    StraightThrough {
+        x: usize,
+    },
+    /// A codebook or commitment loss of vector quantisation (`tape::vq`).
+    VqLoss(super::vq::VqLoss),
 }
 
 fn flag_error(op: &'static str) -> Error {
@@ -304,6 +315,12 @@ impl Var {
             nchw,
         };
         self.record(op, y, &[self])
+    }
+
+    /// `[..., R, C] -> [..., C, R]` (e.g. NCHW feature maps to rows of channels).
+    pub fn transpose(&self) -> Result<Var> {
+        let y = layout::transpose(&self.value)?;
+        self.record(Op::Transpose { x: self.id }, y, &[self])
     }
 }
 
@@ -607,6 +624,9 @@ impl Op {
             } => conv_backward(gr, (x, w, b), &g, |wv, xs, want_dx, dw| {
                 conv::conv2d_backward_saved(&g, wv, col.as_ref(), xs, p, want_dx, dw)
             }),
+            Op::Transpose { x } => gr.give(x, layout::transpose(&g)?),
+            Op::StraightThrough { x } => gr.give(x, g),
+            Op::VqLoss(ref loss) => loss.backward(gr, &g),
             Op::BatchNorm {
                 x,
                 gamma,

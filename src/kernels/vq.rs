@@ -1,0 +1,507 @@
+//! Launchers of the vector-quantisation family: the fused nearest-code search (`shaders/vq/`),
+//! and `shaders/vq.wgsl`'s norms, argmin, cluster sums, histogram, gradients, EMA and dead-code
+//! reset. CPU twin and tests: `kernels-tests/vq.rs`; bench: `bench -- kernels`.
+//!
+//! The distance of row z to code e is `fma(−2, z·e, ‖e‖²)` in f32, z·e and ‖e‖² each one fma
+//! chain over the dimensions in order, ‖z‖² left out (it does not change the argmin); ties go to
+//! the lowest code. Every search path computes exactly this, so their indices agree bit for bit.
+
+use super::elementwise as ew;
+use super::matmul::{self, Matmul};
+use super::reduce;
+use super::{matmul_subgroup, matmul_wide};
+use crate::engine::{DType, Engine, Error, Result, Shader, Tensor};
+
+/// `shaders/vq.wgsl`: no optional features.
+pub const SHADER: Shader = Shader {
+    name: "vq",
+    source: include_str!("../../shaders/vq.wgsl"),
+};
+
+/// The fused search with 8-float loads (D % 8 == 0, subgroups and 64-bit integers) and with
+/// scalar loads (any D, subgroups).
+pub const SEARCH: [Shader; 2] = [
+    Shader {
+        name: "vq_search_wide",
+        source: concat!(
+            include_str!("../../shaders/vq/loads_wide.wgsl"),
+            include_str!("../../shaders/vq/search.wgsl")
+        ),
+    },
+    Shader {
+        name: "vq_search",
+        source: concat!(
+            include_str!("../../shaders/vq/loads_f32.wgsl"),
+            include_str!("../../shaders/vq/search.wgsl")
+        ),
+    },
+];
+
+/// Rows and codes of one search workgroup; codes and dimensions of one cluster-sums workgroup.
+const ROW_TILE: usize = 32;
+const CODE_TILE: usize = 16;
+const SUM_CODES: usize = 32;
+const SUM_SPAN: usize = 64;
+const WG: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    k: u32,
+    d: u32,
+    count: u32,
+    row_begin: u32,
+    row_end: u32,
+    accumulate: u32,
+    threshold: u32,
+    scale: f32,
+    decay: f32,
+    eps: f32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SearchParams {
+    n: u32,
+    k: u32,
+    d: u32,
+    d8: u32,
+    row_tiles: u32,
+    code_tiles: u32,
+    _pad: [u32; 2],
+}
+
+/// Which kernels find the nearest codes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Search {
+    /// The fused search when the device has subgroups, else the matmul path.
+    #[default]
+    Auto,
+    /// `vq/search.wgsl`: tiles of 32 rows × 16 codes, the argmin kept in registers.
+    Fused,
+    /// The plain way: ‖e‖² and −2e, then Z·(−2E)ᵀ + ‖e‖² with `matmul` ([N, K] in memory) and
+    /// `vq_argmin` over it.
+    Matmul,
+}
+
+/// A quantised batch: `indices` u32 [N], `z_q` [N, D] = codebook[indices], `sq_err` [N] =
+/// Σ_d (z − z_q)² per row.
+pub struct Quantized {
+    pub indices: Tensor,
+    pub z_q: Tensor,
+    pub sq_err: Tensor,
+}
+
+/// Per-code statistics of a batch: `counts` u32 [K] and `sums` [K, D] = Σ of each code's rows.
+pub struct Clusters {
+    pub counts: Tensor,
+    pub sums: Tensor,
+}
+
+/// (N, K, D) of rows z [N, D] and a codebook [K, D].
+fn dims(op: &'static str, z: &Tensor, codebook: &Tensor) -> Result<(usize, usize, usize)> {
+    for t in [z, codebook] {
+        t.expect_dtype(op, DType::F32)?;
+        if t.shape().len() != 2 {
+            return Err(Error::bad(
+                op,
+                format!("expects [rows, D], got {:?}", t.shape()),
+            ));
+        }
+    }
+    let (&[n, d], &[k, dk]) = (z.shape(), codebook.shape()) else {
+        unreachable!("both are 2-D")
+    };
+    if d != dk {
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: z.shape().to_vec(),
+            rhs: codebook.shape().to_vec(),
+        });
+    }
+    if u32::try_from(n.max(k) * d).is_err() {
+        return Err(Error::bad(
+            op,
+            "more than 2^32 - 1 elements (indices are u32)",
+        ));
+    }
+    Ok((n, k, d))
+}
+
+/// Errors unless `t` is u32 `[len]`.
+fn expect_codes(op: &'static str, t: &Tensor, len: usize) -> Result<()> {
+    t.expect_dtype(op, DType::U32)?;
+    t.expect_shape(op, &[len])
+}
+
+/// Refuses a launch whose invocations would loop more often than the driver allows.
+fn check_steps(engine: &Engine, op: &'static str, steps: usize) -> Result<()> {
+    match engine.max_loop_iterations() {
+        Some(limit) if steps + 64 > limit as usize => Err(Error::bad(
+            op,
+            format!("needs {steps} loop steps per invocation; this driver allows {limit}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `t` for a vec4 view, or a placeholder when `t` is shorter than one vec4 (the view is then
+/// not read, but a binding must hold one element).
+fn view4(t: &Tensor) -> Result<Tensor> {
+    match t.byte_len() >= 16 {
+        true => Ok(t.clone()),
+        false => Tensor::uninit(t.engine(), &[4], t.dtype()),
+    }
+}
+
+fn launch(
+    entry: &'static str,
+    vec4: bool,
+    tensors: &[&Tensor],
+    p: &Params,
+    groups: usize,
+) -> Result<()> {
+    let constants = [("VEC4", vec4 as u8 as f64)];
+    super::launch(&SHADER, entry, &constants, tensors, p, groups as u32)
+}
+
+/// Launches one invocation per item (`count` of them) of a 64-wide entry point.
+fn per_item(entry: &'static str, tensors: &[&Tensor], p: Params, count: usize) -> Result<()> {
+    let p = Params {
+        count: count as u32,
+        ..p
+    };
+    launch(entry, false, tensors, &p, count.div_ceil(WG))
+}
+
+/// The nearest code of each row of `z` [N, D] in `codebook` [K, D]: u32 [N].
+pub fn nearest(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
+    nearest_with(z, codebook, Search::Auto)
+}
+
+/// [`nearest`] by the chosen kernels.
+pub fn nearest_with(z: &Tensor, codebook: &Tensor, search: Search) -> Result<Tensor> {
+    Ok(run_search(z, codebook, search, false)?.indices)
+}
+
+/// The nearest codes, z_q and the per-row squared error of `z` [N, D] against `codebook` [K, D].
+pub fn quantize(z: &Tensor, codebook: &Tensor) -> Result<Quantized> {
+    quantize_with(z, codebook, Search::Auto)
+}
+
+/// [`quantize`] by the chosen kernels.
+pub fn quantize_with(z: &Tensor, codebook: &Tensor, search: Search) -> Result<Quantized> {
+    run_search(z, codebook, search, true)
+}
+
+/// Indices (and, to quantize, z_q and errors) by the fused or the matmul path; without
+/// `quantize` the z_q and error tensors are placeholders.
+fn run_search(z: &Tensor, codebook: &Tensor, search: Search, quantize: bool) -> Result<Quantized> {
+    let (n, k, d) = dims("vq search", z, codebook)?;
+    let engine = z.engine();
+    let fused = match search {
+        Search::Auto => matmul_subgroup::usable(engine),
+        Search::Fused if !matmul_subgroup::usable(engine) => {
+            return Err(Error::bad(
+                "vq search",
+                "the fused search needs subgroups of at least 8",
+            ));
+        }
+        Search::Fused => true,
+        Search::Matmul => false,
+    };
+    let indices = Tensor::uninit(engine, &[n], DType::U32)?;
+    let (z_q, sq_err) = match quantize {
+        true => (
+            Tensor::uninit(engine, &[n, d], DType::F32)?,
+            Tensor::uninit(engine, &[n], DType::F32)?,
+        ),
+        false => (indices.clone(), indices.clone()),
+    };
+    let mut out = vec![&indices];
+    if quantize {
+        out.extend([&z_q, &sq_err]);
+    }
+    if fused {
+        let wide = d.is_multiple_of(8) && matmul_wide::usable(engine);
+        let (d8, code_tiles) = (d.div_ceil(8), k.div_ceil(CODE_TILE));
+        let steps = code_tiles * (d8 + 1) + if quantize { 4 * d8 } else { 0 };
+        check_steps(engine, "vq search", steps)?;
+        let p = SearchParams {
+            n: n as u32,
+            k: k as u32,
+            d: d as u32,
+            d8: d8 as u32,
+            row_tiles: n.div_ceil(ROW_TILE) as u32,
+            code_tiles: code_tiles as u32,
+            _pad: [0; 2],
+        };
+        let entry = if quantize {
+            "vq_quantize"
+        } else {
+            "vq_nearest"
+        };
+        let mut tensors = vec![z, codebook];
+        tensors.extend(out);
+        super::launch(
+            &SEARCH[!wide as usize],
+            entry,
+            &[],
+            &tensors,
+            &p,
+            p.row_tiles,
+        )?;
+    } else {
+        let dist = distances(z, codebook)?;
+        check_steps(engine, "vq argmin", k + d)?;
+        let vec4 = k.is_multiple_of(4);
+        let dist4 = view4(&dist)?;
+        let p = Params {
+            n: n as u32,
+            k: k as u32,
+            d: d as u32,
+            ..Params::default()
+        };
+        let (entry, mut tensors) = match quantize {
+            true => ("vq_argmin_quantize", vec![z, codebook, &dist, &dist4]),
+            false => ("vq_argmin", vec![&dist, &dist4]),
+        };
+        tensors.extend(out);
+        launch(entry, vec4, &tensors, &p, n.div_ceil(WG))?;
+    }
+    Ok(Quantized {
+        indices,
+        z_q,
+        sq_err,
+    })
+}
+
+/// ‖e_k‖² of every code of `codebook` [K, D]: [K] (one fma chain per code, in order).
+pub fn code_norms(codebook: &Tensor) -> Result<Tensor> {
+    let (_, k, d) = dims("vq norms", codebook, codebook)?;
+    check_steps(codebook.engine(), "vq norms", d)?;
+    let out = Tensor::uninit(codebook.engine(), &[k], DType::F32)?;
+    let p = Params {
+        k: k as u32,
+        d: d as u32,
+        ..Params::default()
+    };
+    per_item("vq_norms", &[codebook, &out], p, k)?;
+    Ok(out)
+}
+
+/// The distance matrix [N, K] of `vq_argmin`: ‖e_k‖² − 2 z_n·e_k as Z·(−2E)ᵀ + ‖e‖² by the matmul
+/// (bit-identical to the fused search's `fma(−2, z·e, ‖e‖²)`: scaling by −2 is exact).
+pub fn distances(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
+    dims("vq distances", z, codebook)?;
+    let norms = code_norms(codebook)?;
+    let minus2 = ew::affine(codebook, -2.0, 0.0)?;
+    let opts = Matmul {
+        trans_b: true,
+        bias: Some(&norms),
+        ..Default::default()
+    };
+    matmul::matmul_with(z, &minus2, &opts)
+}
+
+/// Loop steps a cluster-sums invocation may spend on rows: its 4-row groups, its tail and the
+/// final write; longer batches are summed in several passes.
+fn rows_per_pass(engine: &Engine) -> usize {
+    engine
+        .max_loop_iterations()
+        .map_or(usize::MAX, |l| 4 * (l as usize - 2 * SUM_CODES - 64))
+}
+
+/// Counts and sums of the rows of `z` [N, D] per code of `indices` u32 [N] (codes ≥ `k` are
+/// skipped), in row order: deterministic, no atomics.
+pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> {
+    let op = "vq cluster sums";
+    let (n, _, d) = dims(op, z, z)?;
+    expect_codes(op, indices, n)?;
+    if k == 0 {
+        return Err(Error::bad(op, "a codebook needs at least one code"));
+    }
+    let engine = z.engine();
+    let counts = Tensor::uninit(engine, &[k], DType::U32)?;
+    let sums = Tensor::uninit(engine, &[k, d], DType::F32)?;
+    let (z4, idx4) = (view4(z)?, view4(indices)?);
+    let groups = k.div_ceil(SUM_CODES) * d.div_ceil(SUM_SPAN);
+    let pass = rows_per_pass(engine);
+    for begin in (0..n).step_by(pass) {
+        let p = Params {
+            n: n as u32,
+            k: k as u32,
+            d: d as u32,
+            count: groups as u32,
+            row_begin: begin as u32,
+            row_end: (begin + pass).min(n) as u32,
+            accumulate: (begin > 0) as u32,
+            ..Params::default()
+        };
+        let tensors = [z, &z4, indices, &idx4, &counts, &sums];
+        launch("vq_cluster_sums", d.is_multiple_of(4), &tensors, &p, groups)?;
+    }
+    Ok(Clusters { counts, sums })
+}
+
+/// `counts` u32 [K] += the number of entries of each code in `indices` (u32, any shape; codes
+/// ≥ K are skipped). Atomic increments: the counts are exact whatever the order.
+pub fn histogram_into(indices: &Tensor, counts: &Tensor) -> Result<()> {
+    indices.expect_dtype("vq histogram", DType::U32)?;
+    let n = indices.numel();
+    let k = counts.numel();
+    expect_codes("vq histogram", counts, k)?;
+    let p = Params {
+        n: n as u32,
+        k: k as u32,
+        ..Params::default()
+    };
+    per_item("vq_histogram", &[indices, counts], p, n)
+}
+
+/// One step's code counts u32 [K] into the usage trackers: `epoch` += counts, and `idle` (u32
+/// [K], steps since each code was last used) restarts at 0 for used codes and grows for the rest.
+pub fn track_usage(counts: &Tensor, epoch: &Tensor, idle: &Tensor) -> Result<()> {
+    let k = counts.numel();
+    for t in [counts, epoch, idle] {
+        expect_codes("vq usage", t, k)?;
+    }
+    let p = Params {
+        k: k as u32,
+        ..Params::default()
+    };
+    per_item("vq_usage", &[counts, epoch, idle], p, k)
+}
+
+/// Writes (or adds, `accumulate`) into `out` [K, D] the codebook's gradient of
+/// `w·Σ_n ‖sg[z_n] − e_{code n}‖²`: `g·scale·(count_k·e_k − Σ_{n of k} z_n)`, where `g` is f32 [1]
+/// on the GPU and `scale` = 2w (2w/(N·D) for a mean).
+pub fn codebook_grad_into(
+    codebook: &Tensor,
+    clusters: &Clusters,
+    g: &Tensor,
+    scale: f32,
+    out: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let op = "vq codebook grad";
+    let (_, k, d) = dims(op, codebook, &clusters.sums)?;
+    clusters.sums.expect_shape(op, codebook.shape())?;
+    expect_codes(op, &clusters.counts, k)?;
+    g.expect_shape(op, &[1])?;
+    out.expect_shape(op, codebook.shape())?;
+    let p = Params {
+        d: d as u32,
+        scale,
+        accumulate: accumulate as u32,
+        ..Params::default()
+    };
+    let tensors = [codebook, &clusters.counts, &clusters.sums, g, out];
+    per_item("vq_codebook_grad", &tensors, p, k * d)
+}
+
+/// Writes (or adds) into `out` [N, D] the rows' gradient of `w·Σ ‖z − sg[z_q]‖²`:
+/// `g·scale·(z − z_q)`, `g` f32 [1] on the GPU, `scale` = 2w (2w/(N·D) for a mean).
+pub fn commitment_grad_into(
+    z: &Tensor,
+    z_q: &Tensor,
+    g: &Tensor,
+    scale: f32,
+    out: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let op = "vq commitment grad";
+    dims(op, z, z_q)?;
+    z_q.expect_shape(op, z.shape())?;
+    out.expect_shape(op, z.shape())?;
+    g.expect_shape(op, &[1])?;
+    let p = Params {
+        scale,
+        accumulate: accumulate as u32,
+        ..Params::default()
+    };
+    per_item("vq_commitment_grad", &[z, z_q, g, out], p, z.numel())
+}
+
+/// EMA codebook state: cluster sizes N [K] and sums m [K, D] (start with zeros, or with ones and
+/// the codebook for a codebook that means something from the first step).
+pub struct EmaState<'a> {
+    pub sizes: &'a Tensor,
+    pub sums: &'a Tensor,
+}
+
+/// One EMA codebook update from a batch's clusters (van den Oord et al. 2017, appendix A.1):
+/// N_k ← γN_k + (1 − γ)n_k, m_k ← γm_k + (1 − γ)Σz, then e_k = m_k / Ñ_k with Laplace smoothing
+/// Ñ_k = (N_k + ε)/(n + Kε)·n, n = Σ N. Three kernels and a sum; the codebook is overwritten.
+pub fn ema_update(
+    codebook: &Tensor,
+    state: &EmaState,
+    clusters: &Clusters,
+    decay: f32,
+    eps: f32,
+) -> Result<()> {
+    let op = "vq ema";
+    let (_, k, d) = dims(op, codebook, state.sums)?;
+    state.sums.expect_shape(op, codebook.shape())?;
+    clusters.sums.expect_shape(op, codebook.shape())?;
+    state.sizes.expect_dtype(op, DType::F32)?;
+    state.sizes.expect_shape(op, &[k])?;
+    expect_codes(op, &clusters.counts, k)?;
+    check_steps(codebook.engine(), op, d)?;
+    let p = Params {
+        k: k as u32,
+        d: d as u32,
+        decay,
+        eps,
+        ..Params::default()
+    };
+    let stats = [&clusters.counts, &clusters.sums, state.sizes, state.sums];
+    per_item("vq_ema_stats", &stats, p, k)?;
+    let total = reduce::sum_all(state.sizes)?;
+    per_item(
+        "vq_ema_codebook",
+        &[state.sums, state.sizes, &total, codebook],
+        p,
+        k,
+    )
+}
+
+/// Dead-code reset: every code of `codebook` [K, D] unused for `threshold` steps (per `idle`, see
+/// [`track_usage`]) becomes row `rows[k]` of `z` [N, D] (the caller's choice, e.g. random rows of
+/// the current encoder outputs; clamped to N − 1) and its idle count restarts. With an EMA state,
+/// the reset codes' N_k = 1 and m_k = the new code. No readback: the test runs on the GPU.
+pub fn reset_dead(
+    codebook: &Tensor,
+    idle: &Tensor,
+    threshold: u32,
+    z: &Tensor,
+    rows: &Tensor,
+    ema: Option<&EmaState>,
+) -> Result<()> {
+    let op = "vq reset";
+    let (n, k, d) = dims(op, z, codebook)?;
+    expect_codes(op, idle, k)?;
+    expect_codes(op, rows, k)?;
+    check_steps(z.engine(), op, d)?;
+    if threshold == 0 {
+        return Err(Error::bad(
+            op,
+            "a threshold of 0 steps would reset every code",
+        ));
+    }
+    let p = Params {
+        n: n as u32,
+        k: k as u32,
+        d: d as u32,
+        threshold,
+        ..Params::default()
+    };
+    if let Some(s) = ema {
+        s.sums.expect_shape(op, codebook.shape())?;
+        s.sizes.expect_shape(op, &[k])?;
+        per_item("vq_reset_ema", &[z, rows, idle, s.sizes, s.sums], p, k)?;
+    }
+    per_item("vq_reset", &[z, rows, idle, codebook], p, k)
+}
