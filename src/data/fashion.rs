@@ -45,6 +45,25 @@ pub struct Split {
 }
 
 impl Split {
+    /// A split from images (row-major [n, rows·cols], values in [0, 1]) and their labels: for
+    /// other datasets and synthetic tests.
+    pub fn new(images: Vec<f32>, labels: Vec<u8>, rows: usize, cols: usize) -> Result<Split> {
+        if rows * cols == 0 || images.len() != labels.len() * rows * cols {
+            let why = format!(
+                "{} pixels for {} labels of {rows}×{cols} images",
+                images.len(),
+                labels.len()
+            );
+            return Err(Error::bad("Split::new", why));
+        }
+        Ok(Split {
+            images,
+            labels,
+            rows,
+            cols,
+        })
+    }
+
     /// The first `n` examples (all of them when `n` ≥ the length): small runs and tests.
     pub fn take(&self, n: usize) -> Split {
         let n = n.min(self.len());

@@ -5,3 +5,4 @@ pub mod conv_vae;
 pub mod latent;
 pub mod vae;
 pub mod vq_nets;
+pub mod vqvae;

@@ -166,6 +166,10 @@ impl VectorQuantizer {
         self.training.set(training);
     }
 
+    pub fn is_training(&self) -> bool {
+        self.training.get()
+    }
+
     /// Quantises `x`: [N, D] rows, or [B, D, H, W] feature maps (each pixel's D channels).
     pub fn forward(&self, x: &Var) -> Result<VqOutput> {
         let shape = x.shape().to_vec();
