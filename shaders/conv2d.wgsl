@@ -83,20 +83,28 @@ fn conv2d_im2col4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let o = pixel_origin(m);
     let ih0 = o.y; let iw0 = o.z;
     let K = p.c * p.kh * p.kw;
-    var base = u32(o.x);
+    let base = u32(o.x);
     var out = m * K / 4u;
-    var i = 0u; var j = 0u;
+    // (base, i, j) of the next tap; unrolled by hand, as a dynamic vector index would spill.
+    var at = vec3(base, 0u, 0u);
     for (var q = 0u; q < K; q += 4u) {
         var v: vec4<f32>;
-        for (var t = 0u; t < 4u; t++) {
-            v[t] = tap(base, ih0, iw0, i, j);
-            j++;
-            if (j == p.kw) { j = 0u; i++; }
-            if (i == p.kh) { i = 0u; base += p.h * p.w; }
-        }
+        v.x = tap(at.x, ih0, iw0, at.y, at.z); at = next_tap(at);
+        v.y = tap(at.x, ih0, iw0, at.y, at.z); at = next_tap(at);
+        v.z = tap(at.x, ih0, iw0, at.y, at.z); at = next_tap(at);
+        v.w = tap(at.x, ih0, iw0, at.y, at.z); at = next_tap(at);
         dst4[out] = v;
         out++;
     }
+}
+
+// The tap after (channel base, i, j) in (c, i, j) order.
+fn next_tap(at: vec3<u32>) -> vec3<u32> {
+    var r = at;
+    r.z++;
+    if (r.z == p.kw) { r.z = 0u; r.y++; }
+    if (r.y == p.kh) { r.y = 0u; r.x += p.h * p.w; }
+    return r;
 }
 
 // The same when the taps of a kernel row are adjacent (dilation 1 along x) and kw % 4 == 0:
