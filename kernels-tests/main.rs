@@ -10,6 +10,7 @@ mod engine;
 mod kl;
 mod layout;
 mod losses;
+mod masked_conv;
 mod matmul;
 mod matmul_subgroup;
 mod matmul_wide;

@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod kl;
 pub mod layout;
 pub mod losses;
+pub mod masked_conv;
 pub mod matmul;
 pub mod matmul_subgroup;
 pub mod matmul_wide;
@@ -33,6 +34,7 @@ pub const SHADERS: &[Shader] = &[
     layout::SHADER,
     losses::SHADERS[0],
     losses::SHADERS[1],
+    masked_conv::SHADER,
     matmul::SHADER,
     matmul_subgroup::SHADER,
     matmul_wide::SHADER,
