@@ -28,23 +28,20 @@ impl Kind {
     /// (kh, kw) and the 0/1 mask, written from the rules alone (PyTorch's usual masked conv:
     /// `mask[kh//2, kw//2 + (type == B):] = 0; mask[kh//2 + 1:] = 0`), not from `Taps`.
     pub fn mask(self) -> (usize, usize, Vec<f64>) {
-        let b = |m: Mask| m == Mask::B;
-        let (kh, kw, keep): (usize, usize, Box<dyn Fn(usize, usize) -> bool>) = match self {
-            Kind::Masked(k, m) => (
-                k,
-                k,
-                Box::new(move |i, j| {
-                    i < k / 2 || (i == k / 2 && (j < k / 2 || (j == k / 2 && b(m))))
-                }),
-            ),
-            Kind::Vertical(k) => (k, k, Box::new(move |i, _| i <= k / 2)),
-            Kind::Horizontal(k, m) => (
-                1,
-                k,
-                Box::new(move |_, j| j < k / 2 || (j == k / 2 && b(m))),
-            ),
-            Kind::DownShift => (3, 3, Box::new(|i, j| i == 0 && j == 1)),
-            Kind::Pointwise => (1, 1, Box::new(|_, _| true)),
+        let (kh, kw) = match self {
+            Kind::Masked(k, _) | Kind::Vertical(k) => (k, k),
+            Kind::Horizontal(k, _) => (1, k),
+            Kind::DownShift => (3, 3),
+            Kind::Pointwise => (1, 1),
+        };
+        let (ci, cj) = (kh / 2, kw / 2);
+        let keep = |i: usize, j: usize| match self {
+            Kind::Masked(_, m) | Kind::Horizontal(_, m) => {
+                i < ci || (i == ci && (j < cj || (j == cj && m == Mask::B)))
+            }
+            Kind::Vertical(_) => i <= ci,
+            Kind::DownShift => i == 0 && j == 1,
+            Kind::Pointwise => true,
         };
         let m = (0..kh * kw)
             .map(|q| if keep(q / kw, q % kw) { 1.0 } else { 0.0 })
