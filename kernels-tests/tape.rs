@@ -635,3 +635,51 @@ fn convolution_gradients_with_a_frozen_operand_match_the_kernels() {
         }
     }
 }
+
+#[test]
+fn masked_conv_slice_and_channels_last_gradients_match_finite_differences() {
+    use crate::masked_conv::{Kind, cpu_masked_conv, geo};
+    use latent::kernels::masked_conv::Mask;
+    let e = gpu!();
+    let kind = Kind::Masked(3, Mask::A);
+    let g = geo(kind, [2, 3, 4, 5, 4]);
+    let taps = kind.taps();
+    let inputs = [
+        rand_input(60, &g.x_shape(), -1.0, 1.0),
+        rand_input(61, &[g.cout, taps.len(), g.c], -0.5, 0.5),
+        rand_input(62, &[g.cout], -0.5, 0.5),
+    ];
+    let cpu = move |x: &[Vec<f64>]| cpu_masked_conv(kind, &g, &x[0], &x[1], Some(&x[2]));
+    check(
+        e,
+        "masked_conv",
+        &inputs,
+        |v| v[0].masked_conv(&v[1], Some(&v[2]), &taps).unwrap(),
+        &cpu,
+    );
+
+    // Channels 1..3 of [2, 4, 3, 5], squared, then one row per pixel: [2·3·5, 2].
+    let (b, c, hw) = (2, 4, 15);
+    let cpu = move |x: &[Vec<f64>]| {
+        let mut y = Vec::new();
+        for n in 0..b {
+            for q in 0..hw {
+                for ch in 1..3 {
+                    y.push(x[0][(n * c + ch) * hw + q].powi(2));
+                }
+            }
+        }
+        y
+    };
+    let gpu = |v: &[Var]| {
+        let s = v[0].slice(1, 1..3).unwrap().unary(Unary::Square).unwrap();
+        s.channels_last().unwrap()
+    };
+    check(
+        e,
+        "slice+channels_last",
+        &[rand_input(63, &[b, c, 3, 5], -1.0, 1.0)],
+        gpu,
+        &cpu,
+    );
+}

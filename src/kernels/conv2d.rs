@@ -254,7 +254,7 @@ fn col2im(dcol: &Tensor, g: &Geometry, p: &Conv2dParams, bias: Option<&Tensor>) 
 }
 
 /// Channels-first [B, C, P] <-> channels-last [B·P, C] (`to_rows` picks the direction).
-pub(crate) fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tensor> {
+fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tensor> {
     let shape = match to_rows {
         true => vec![b * pixels, c],
         false => vec![b, c, pixels],
