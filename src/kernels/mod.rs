@@ -3,6 +3,7 @@
 
 pub mod adam;
 pub mod batchnorm;
+pub mod categorical;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod elementwise;
@@ -27,6 +28,7 @@ pub const SHADERS: &[Shader] = &[
     adam::SHADER,
     batchnorm::SHADERS[0],
     batchnorm::SHADERS[1],
+    categorical::SHADER,
     conv2d::SHADER,
     elementwise::SHADER,
     kl::SHADERS[0],
