@@ -3,5 +3,6 @@
 
 pub mod conv_vae;
 pub mod latent;
+pub mod pixelcnn;
 pub mod vae;
 pub mod vq_nets;

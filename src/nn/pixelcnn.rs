@@ -128,7 +128,13 @@ impl GatedBlock {
         Ok(GatedBlock {
             config,
             vertical: conv("vertical", c.cin, p2, Taps::vertical(c.kernel)?, 1)?,
-            horizontal: conv("horizontal", c.cin, p2, Taps::horizontal(c.kernel, c.mask)?, 2)?,
+            horizontal: conv(
+                "horizontal",
+                c.cin,
+                p2,
+                Taps::horizontal(c.kernel, c.mask)?,
+                2,
+            )?,
             link: conv("link", p2, p2, Taps::down_shift(), 3)?,
             out: conv("out", c.channels, c.channels, Taps::pointwise(), 4)?,
             class,
@@ -176,7 +182,10 @@ impl GatedBlock {
     pub fn forward(&self, v: &Var, h: &Var, cond: Option<&Var>) -> Result<(Var, Var)> {
         let v_pre = self.vertical.forward(v)?;
         let v_out = gate(&conditioned(&v_pre, cond)?)?;
-        let h_pre = self.horizontal.forward(h)?.add(&self.link.forward(&v_pre)?)?;
+        let h_pre = self
+            .horizontal
+            .forward(h)?
+            .add(&self.link.forward(&v_pre)?)?;
         let h_gated = self.out.forward(&gate(&conditioned(&h_pre, cond)?)?)?;
         let h_out = match self.config.mask {
             Mask::A => h_gated,
