@@ -8,6 +8,7 @@ mod conv2d;
 mod conv_transpose2d;
 mod elementwise;
 mod engine;
+mod gated;
 mod kl;
 mod layout;
 mod losses;

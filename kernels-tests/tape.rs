@@ -710,3 +710,21 @@ fn masked_conv_slice_and_channels_last_gradients_match_finite_differences() {
         &cpu,
     );
 }
+
+#[test]
+fn gated_gradients_match_finite_differences_with_a_per_channel_condition() {
+    use crate::gated::{Cond, cpu_gated};
+    let e = gpu!();
+    let inputs = [
+        rand_input(70, &[2, 6, 2, 3], -2.0, 2.0),
+        rand_input(71, &[2, 6], -1.0, 1.0),
+    ];
+    let cpu = |x: &[Vec<f64>]| cpu_gated(&x[0], &x[1], Cond::PerChannel, (2, 3, 6));
+    check(
+        e,
+        "gated",
+        &inputs,
+        |v| v[0].gated(Some(&v[1])).unwrap(),
+        &cpu,
+    );
+}

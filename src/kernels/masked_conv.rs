@@ -225,29 +225,32 @@ impl Geometry {
             offsets,
         }
     }
-
-    /// The vec4 entry point when C % 4 == 0, and the loop steps one invocation takes.
-    fn entry(&self, scalar: &'static str, wide: &'static str) -> (&'static str, usize) {
-        match self.c.is_multiple_of(4) {
-            true => (wide, self.k() / 4),
-            false => (scalar, self.k()),
-        }
-    }
 }
 
 /// x: [B, C, H, W] -> col [B·H·W, T·C] (zeros outside the image).
 fn im2col(x: &Tensor, g: &Geometry, taps: &Taps) -> Result<Tensor> {
-    let (entry, steps) = g.entry("masked_conv_im2col", "masked_conv_im2col4");
-    check_loops(x, "masked_conv im2col", steps + g.t)?;
+    check_loops(x, "masked_conv im2col", g.k() + g.t)?;
     let col = Tensor::uninit(x.engine(), &[g.pixels(), g.k()], DType::F32)?;
     let groups = g.pixels().div_ceil(WG) as u32;
-    super::launch(&SHADER, entry, &[], &[x, &col], &g.params(taps), groups)?;
+    let params = g.params(taps);
+    super::launch(
+        &SHADER,
+        "masked_conv_im2col",
+        &[],
+        &[x, &col],
+        &params,
+        groups,
+    )?;
     Ok(col)
 }
 
 /// dcol [B·H·W, T·C] -> dx [B, C, H, W]: the adjoint of `im2col`.
 fn col2im(dcol: &Tensor, g: &Geometry, taps: &Taps) -> Result<Tensor> {
-    let (entry, steps) = g.entry("masked_conv_col2im", "masked_conv_col2im4");
+    // The 4 channels of a tap in one vec4 load when C % 4 == 0.
+    let (entry, steps) = match g.c.is_multiple_of(4) {
+        true => ("masked_conv_col2im4", g.k() / 4),
+        false => ("masked_conv_col2im", g.k()),
+    };
     check_loops(dcol, "masked_conv col2im", steps + g.c)?;
     let dx = Tensor::uninit(dcol.engine(), &[g.b, g.c, g.h, g.w], DType::F32)?;
     let groups = g.pixels().div_ceil(WG) as u32;

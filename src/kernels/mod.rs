@@ -7,6 +7,7 @@ pub mod categorical;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod elementwise;
+pub mod gated;
 pub mod kl;
 pub mod layout;
 pub mod losses;
@@ -31,6 +32,7 @@ pub const SHADERS: &[Shader] = &[
     categorical::SHADER,
     conv2d::SHADER,
     elementwise::SHADER,
+    gated::SHADER,
     kl::SHADERS[0],
     kl::SHADERS[1],
     layout::SHADER,

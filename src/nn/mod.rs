@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 mod pixelcnn;
-pub use pixelcnn::{Condition, GatedBlock, GatedBlockConfig, MaskedConv2d, gate};
+pub use pixelcnn::{Condition, GatedBlock, GatedBlockConfig, MaskedConv2d};
 
 /// Anything with named parameters.
 pub trait Module {

@@ -3,7 +3,6 @@
 
 use super::{Conv2d, Linear, Module, weight_and_bias};
 use crate::engine::{Engine, Error, Result};
-use crate::kernels::elementwise::Unary;
 use crate::kernels::masked_conv::{Mask, Taps};
 use crate::tape::{Param, Var};
 
@@ -76,7 +75,8 @@ pub struct GatedBlockConfig {
 /// of the vertical pre-activations shifted down one row so that the horizontal stack sees only
 /// rows above through them: every pixel above the current row within reach is seen, so the
 /// original PixelCNN's blind spot is gone. gate(a, b) = tanh(a)·σ(b) over the two channel
-/// halves; cond = V·onehot(class) + Vs ∗ map, added to both stacks' pre-activations (eq. 4-5).
+/// halves (one fused kernel, `kernels::gated`); cond = V·onehot(class) + Vs ∗ map, added to
+/// both stacks' pre-activations (eq. 4-5).
 pub struct GatedBlock {
     pub config: GatedBlockConfig,
     vertical: MaskedConv2d,
@@ -142,9 +142,9 @@ impl GatedBlock {
         })
     }
 
-    /// The conditioning term added to the gates' pre-activations: [B, 2p, H·W] with a spatial
-    /// map, [B, 2p, 1] with a class alone, None without conditioning. It does not depend on
-    /// the stacks, so a sampler computes it once for all positions.
+    /// The conditioning term added to the gates' pre-activations: [B, 2p, H, W] with a spatial
+    /// map, [B, 2p] with a class alone, None without conditioning. It does not depend on the
+    /// stacks, so a sampler computes it once for all positions.
     pub fn condition(&self, cond: &Condition) -> Result<Option<Var>> {
         let given = |what: &str, has: bool, wanted: bool| match (has, wanted) {
             (true, false) => Err(Error::bad(
@@ -159,57 +159,42 @@ impl GatedBlock {
         };
         given("class", cond.class.is_some(), self.class.is_some())?;
         given("spatial", cond.spatial.is_some(), self.spatial.is_some())?;
-        let p2 = 2 * self.config.channels;
         let class = match (&self.class, cond.class) {
-            (Some(l), Some(y)) => Some(l.forward(y, false)?.reshape(&[y.shape()[0], p2, 1])?),
+            (Some(l), Some(y)) => Some(l.forward(y, false)?),
             _ => None,
         };
         let spatial = match (&self.spatial, cond.spatial) {
-            (Some(conv), Some(m)) => {
-                let s = m.shape();
-                Some(conv.forward(m)?.reshape(&[s[0], p2, s[2] * s[3]])?)
-            }
+            (Some(conv), Some(m)) => Some(conv.forward(m)?),
             _ => None,
         };
         match (spatial, class) {
-            (Some(s), Some(c)) => Ok(Some(s.add(&c)?)),
+            (Some(s), Some(c)) => {
+                // [B, 2p, H·W] + [B, 2p, 1]: the class term broadcast over the positions.
+                let sh = s.shape().to_vec();
+                let flat = s.reshape(&[sh[0], sh[1], sh[2] * sh[3]])?;
+                let c = c.reshape(&[sh[0], sh[1], 1])?;
+                Ok(Some(flat.add(&c)?.reshape(&sh)?))
+            }
             (s, c) => Ok(s.or(c)),
         }
     }
 
     /// One block: (v, h) [B, cin, H, W] each -> (v', h') [B, channels, H, W], with the
-    /// conditioning term of [`GatedBlock::condition`].
+    /// conditioning term of [`GatedBlock::condition`] added inside both gates.
     pub fn forward(&self, v: &Var, h: &Var, cond: Option<&Var>) -> Result<(Var, Var)> {
         let v_pre = self.vertical.forward(v)?;
-        let v_out = gate(&conditioned(&v_pre, cond)?)?;
+        let v_out = v_pre.gated(cond)?;
         let h_pre = self
             .horizontal
             .forward(h)?
             .add(&self.link.forward(&v_pre)?)?;
-        let h_gated = self.out.forward(&gate(&conditioned(&h_pre, cond)?)?)?;
+        let h_gated = self.out.forward(&h_pre.gated(cond)?)?;
         let h_out = match self.config.mask {
             Mask::A => h_gated,
             Mask::B => h.add(&h_gated)?,
         };
         Ok((v_out, h_out))
     }
-}
-
-/// pre [B, 2p, H, W] + the conditioning term ([B, 2p, H·W] or [B, 2p, 1], broadcast).
-fn conditioned(pre: &Var, cond: Option<&Var>) -> Result<Var> {
-    let Some(c) = cond else {
-        return Ok(pre.clone());
-    };
-    let s = pre.shape().to_vec();
-    pre.reshape(&[s[0], s[1], s[2] * s[3]])?.add(c)?.reshape(&s)
-}
-
-/// tanh(a)·σ(b) for x = [a, b] split along the channels: [B, 2p, H, W] -> [B, p, H, W].
-pub fn gate(x: &Var) -> Result<Var> {
-    let p = x.shape()[1] / 2;
-    let a = x.slice(1, 0..p)?.unary(Unary::Tanh)?;
-    let b = x.slice(1, p..2 * p)?.unary(Unary::Sigmoid)?;
-    a.mul(&b)
 }
 
 impl Module for GatedBlock {

@@ -7,6 +7,7 @@ use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormSaved};
 use crate::kernels::conv_transpose2d::{self as convt, ConvTranspose2dParams};
 use crate::kernels::conv2d::{self as conv, Conv2dParams};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
+use crate::kernels::gated;
 use crate::kernels::masked_conv::{self as mc, Taps};
 use crate::kernels::matmul::{self, Matmul};
 use crate::kernels::reduce::{self, Reduce};
@@ -135,6 +136,11 @@ pub enum Op {
         x: usize,
         axis: usize,
         start: usize,
+    },
+    /// tanh(a + ca)·σ(b + cb) over the channel halves [a, b] of x (gated PixelCNN).
+    Gated {
+        x: usize,
+        cond: Option<usize>,
     },
 }
 
@@ -425,6 +431,20 @@ impl Var {
             start,
         };
         self.record(op, y, &[self])
+    }
+
+    /// The gated activation tanh(a + ca)·σ(b + cb) of `self` = [a, b] [B, 2p, ...] split along
+    /// the channels, with `cond` [B, 2p] (per image and channel) or shaped like `self` added
+    /// first: [B, p, ...] (see `kernels::gated`).
+    pub fn gated(&self, cond: Option<&Var>) -> Result<Var> {
+        let y = gated::gated(&self.value, cond.map(|c| c.value()))?;
+        let op = Op::Gated {
+            x: self.id,
+            cond: cond.map(|c| c.id),
+        };
+        let mut inputs = vec![self];
+        inputs.extend(cond);
+        self.record(op, y, &inputs)
     }
 }
 
@@ -733,6 +753,16 @@ impl Op {
                 let dx = Tensor::zeros(xv.engine(), xv.shape(), DType::F32)?;
                 layout::copy_along(&g, &dx, axis, 0, start, g.shape()[axis])?;
                 gr.give(x, dx)
+            }
+            Op::Gated { x, cond } => {
+                let xv = gr.value(x).clone();
+                let cv = cond.map(|c| gr.value(c).clone());
+                let (dx, dc) = gated::gated_backward(&xv, cv.as_ref(), &g)?;
+                gr.give(x, dx)?;
+                match (cond, dc) {
+                    (Some(c), Some(dc)) => gr.give(c, dc),
+                    _ => Ok(()),
+                }
             }
             Op::Total { x, scale } => {
                 let xv = gr.value(x).clone();
