@@ -69,42 +69,41 @@ fn one_hot_matches_cpu_including_out_of_range_codes() {
 
 /// Random logits and uniforms: the GPU draws the twin's codes exactly (a flip needs u within
 /// f32 rounding, ~1e-7, of a CDF boundary), writes them at `pos` only, and makes that column
-/// of the map one-hot whatever it held.
+/// of the map one-hot whatever it held; with logits for all P positions of each image or for
+/// its first R only (a model run on the rows down to `pos`).
 #[test]
 fn sample_step_draws_the_twins_codes_and_writes_them_in_place() {
     let e = gpu!();
     let mut r = rng(42);
-    for (b, (h, w), k, temperature) in [
-        (5, (3, 4), 6, 1.0),
-        (70, (2, 3), 33, 0.5),
-        (1, (1, 1), 2, 2.0),
-    ] {
+    let cases = [
+        (5, (3, 4), 6, 1.0, 12, 11),
+        (70, (2, 3), 33, 0.5, 6, 3),
+        (1, (1, 1), 2, 2.0, 1, 0),
+        (4, (3, 5), 7, 1.0, 10, 7),
+    ];
+    for (b, (h, w), k, temperature, rows, pos) in cases {
         let p = h * w;
-        let logits = uniform(&mut r, b * p * k, -4.0, 4.0);
+        let logits = uniform(&mut r, b * rows * k, -4.0, 4.0);
         let u = uniform(&mut r, b + 3, 0.0, 1.0);
         let codes0: Vec<u32> = (0..b * p).map(|_| r.random_range(0..k as u32)).collect();
         let map0 = uniform(&mut r, b * k * p, -1.0, 1.0);
-        let lt = Tensor::from_slice(e, &logits, &[b * p, k]).unwrap();
+        let lt = Tensor::from_slice(e, &logits, &[b * rows, k]).unwrap();
         let ut = Tensor::from_slice(e, &u, &[b + 3]).unwrap();
         let ct = Tensor::from_slice(e, &codes0, &[b, h, w]).unwrap();
         let mt = Tensor::from_slice(e, &map0, &[b, k, h, w]).unwrap();
-        let pos = p - 1;
         sample_step(&lt, &ut, 3, pos, temperature, &ct, &mt).unwrap();
         let (mut codes, mut map) = (codes0.clone(), map0.clone());
         for i in 0..b {
-            let row = &logits[(i * p + pos) * k..][..k];
+            let row = &logits[(i * rows + pos) * k..][..k];
             let c = cpu_sample(row, u[3 + i], temperature);
             codes[i * p + pos] = c;
             for j in 0..k {
                 map[(i * k + j) * p + pos] = if j as u32 == c { 1.0 } else { 0.0 };
             }
         }
-        assert_eq!(
-            ct.to_vec::<u32>().unwrap(),
-            codes,
-            "codes b={b} K={k} τ={temperature}"
-        );
-        assert_eq!(mt.to_vec::<f32>().unwrap(), map, "map b={b} K={k}");
+        let what = format!("b={b} K={k} τ={temperature} rows {rows} of {p}");
+        assert_eq!(ct.to_vec::<u32>().unwrap(), codes, "codes {what}");
+        assert_eq!(mt.to_vec::<f32>().unwrap(), map, "map {what}");
     }
 }
 

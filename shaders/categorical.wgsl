@@ -13,11 +13,12 @@ struct Params {
     pos: u32,        // sample: the position drawn in this step
     u_offset: u32,   // sample: the uniform of image b is u[u_offset + b]
     inv_temp: f32,   // sample: 1 / temperature
-    _pad0: u32, _pad1: u32,
+    rows: u32,       // sample: logit rows per image (P, or fewer when the rows below were cropped)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> codes_in: array<u32>;       // one_hot
-@group(0) @binding(0) var<storage, read> logits: array<f32>;         // sample: [B·P, K]
+@group(0) @binding(0) var<storage, read> logits: array<f32>;         // sample: [B·rows, K]
 @group(0) @binding(1) var<storage, read> u: array<f32>;              // sample: uniforms in [0, 1)
 @group(0) @binding(2) var<storage, read_write> codes: array<u32>;    // sample: [B, P]
 @group(0) @binding(3) var<storage, read_write> map: array<f32>;      // [B, K, P]
@@ -46,7 +47,7 @@ fn categorical_one_hot(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     write_column(m / p.p, m % p.p, codes_in[m]);
 }
 
-// One sampling step at position `pos` of every image: code ~ softmax(logits[b·P + pos] / τ) by
+// One sampling step at position `pos` of every image: code ~ softmax(logits[b·rows + pos] / τ) by
 // inverse CDF with u[u_offset + b] (the first code whose running sum of exp exceeds u·Σ exp,
 // max-shifted; rounding can leave u·Σ at the very end, then the last code of nonzero weight is
 // taken), written to codes[b, pos] and as a one-hot column of map. One invocation per image;
@@ -56,7 +57,7 @@ fn categorical_sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
                       @builtin(local_invocation_index) lid: u32) {
     let b = index(wg, nwg, lid);
     if (b >= p.total) { return; }
-    let row = (b * p.p + p.pos) * p.k;
+    let row = (b * p.rows + p.pos) * p.k;
     // Online max and Σ exp((l − max)/τ) in one pass (rescaled when the max grows).
     var mx = logits[row] * p.inv_temp;
     var sum = 1.0;

@@ -20,7 +20,8 @@ struct Params {
     pos: u32,
     u_offset: u32,
     inv_temp: f32,
-    _pad: [u32; 2],
+    rows: u32,
+    _pad: u32,
 }
 
 /// Checks a code map `codes` u32 [B, S...] against `k` categories; returns (B, P = ΠS).
@@ -68,11 +69,12 @@ pub fn one_hot(codes: &Tensor, k: usize) -> Result<Tensor> {
     Ok(map)
 }
 
-/// One autoregressive sampling step at position `pos` of every image: with logits [B·P, K] (a
-/// row per position, P = ΠS), image b draws code ~ softmax(logits[b·P + pos] / temperature) by
-/// inverse CDF with the uniform `u[u_offset + b]` (f32 in [0, 1), e.g. `random::uniform`), and
-/// the code is written to `codes` u32 [B, S...] at `pos` and as a one-hot column into `map` f32
-/// [B, K, S...]. Nothing else is touched and nothing is read back.
+/// One autoregressive sampling step at position `pos` of every image: with logits [B·R, K] (a
+/// row per position of each image's first R ≤ P = ΠS positions, R > pos: a model run on the
+/// rows of the maps down to `pos` only), image b draws code ~ softmax(logits[b·R + pos] /
+/// temperature) by inverse CDF with the uniform `u[u_offset + b]` (f32 in [0, 1), e.g.
+/// `random::uniform`), and the code is written to `codes` u32 [B, S...] at `pos` and as a
+/// one-hot column into `map` f32 [B, K, S...]. Nothing else is touched and nothing is read back.
 pub fn sample_step(
     logits: &Tensor,
     u: &Tensor,
@@ -83,16 +85,26 @@ pub fn sample_step(
     map: &Tensor,
 ) -> Result<()> {
     let op = "categorical_sample";
-    let k = *logits.shape().last().unwrap_or(&0);
+    let mismatch = || Error::ShapeMismatch {
+        op,
+        lhs: logits.shape().to_vec(),
+        rhs: codes.shape().to_vec(),
+    };
+    let &[n_rows, k] = logits.shape() else {
+        return Err(mismatch());
+    };
     let (b, p) = code_map(op, codes, k)?;
     logits.expect_dtype(op, DType::F32)?;
     u.expect_dtype(op, DType::F32)?;
     map.expect_dtype(op, DType::F32)?;
-    logits.expect_shape(op, &[b * p, k])?;
     map.expect_shape(op, &map_shape(codes, k))?;
-    if pos >= p || u_offset + b > u.numel() || !(temperature > 0.0 && temperature.is_finite()) {
+    let rows = n_rows / b;
+    if rows * b != n_rows || rows > p {
+        return Err(mismatch());
+    }
+    if pos >= rows || u_offset + b > u.numel() || !(temperature > 0.0 && temperature.is_finite()) {
         let why = format!(
-            "position {pos} of {p}, uniforms {u_offset}..{} of {}, temperature {temperature} (must be > 0)",
+            "position {pos} of {rows} rows, uniforms {u_offset}..{} of {}, temperature {temperature} (must be > 0)",
             u_offset + b,
             u.numel()
         );
@@ -105,7 +117,8 @@ pub fn sample_step(
         pos: pos as u32,
         u_offset: u_offset as u32,
         inv_temp: 1.0 / temperature,
-        _pad: [0; 2],
+        rows: rows as u32,
+        _pad: 0,
     };
     let tensors = [logits, u, codes, map];
     super::launch(&SHADER, op, &[], &tensors, &params, b.div_ceil(WG) as u32)
