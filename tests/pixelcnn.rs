@@ -7,7 +7,7 @@ use latent::kernels::adam::AdamConfig;
 use latent::kernels::categorical::one_hot;
 use latent::kernels::elementwise::Unary;
 use latent::kernels::masked_conv::{Mask, Taps};
-use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig, bits};
+use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
 use latent::nn::{MaskedConv2d, Module};
 use latent::optim::Adam;
 use latent::tape::{Param, Tape, Var};
@@ -155,11 +155,7 @@ fn train(
     batch: &dyn Fn(u64) -> (Tensor, Conditioning),
 ) -> (f32, f32) {
     let eval = batch(u64::MAX);
-    let nll = || {
-        let tape = Tape::no_grad(e);
-        let loss = model.loss(&tape, &eval.0, &eval.1).unwrap();
-        bits(loss.value().to_vec::<f32>().unwrap()[0])
-    };
+    let nll = || model.nll_bits(&eval.0, &eval.1).unwrap();
     let before = nll();
     let config = AdamConfig {
         lr,

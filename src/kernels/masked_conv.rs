@@ -49,7 +49,7 @@ impl Taps {
         Ok(Taps(offsets))
     }
 
-    /// The taps of `rows` and `cols` (ranges of dy and dx) that `keep` allows, in raster order.
+    /// The offsets (dy, dx) with dy in `rows` and |dx| ≤ k/2 that `keep` allows, in raster order.
     fn window(
         k: usize,
         rows: std::ops::RangeInclusive<i32>,

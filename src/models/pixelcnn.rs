@@ -176,6 +176,14 @@ impl PixelCnn {
         logits.cross_entropy(&codes.reshape(&[b * h * w])?)?.mean()
     }
 
+    /// The NLL of codes u32 [B, H, W] in bits per code, evaluated without gradients (one
+    /// readback).
+    pub fn nll_bits(&self, codes: &Tensor, cond: &Conditioning) -> Result<f32> {
+        let tape = Tape::no_grad(self.embed.weight.value().engine());
+        let nats = self.loss(&tape, codes, cond)?.value().to_vec::<f32>()?;
+        Ok(bits(nats[0]))
+    }
+
     /// `n` code maps of `h`×`w` drawn autoregressively on the GPU: position by position in
     /// raster order, the network runs on the codes drawn so far and
     /// `categorical::sample_step` draws every image's code at that position (softmax of the
