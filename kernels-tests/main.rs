@@ -3,13 +3,16 @@
 
 mod adam;
 mod batchnorm;
+mod categorical;
 mod conv2d;
 mod conv_transpose2d;
 mod elementwise;
 mod engine;
+mod gated;
 mod kl;
 mod layout;
 mod losses;
+mod masked_conv;
 mod matmul;
 mod matmul_subgroup;
 mod matmul_wide;

@@ -399,6 +399,33 @@ fn vae_loss_op_gradients_match_finite_differences() {
 }
 
 #[test]
+fn cross_entropy_gradients_match_finite_differences() {
+    let e = gpu!();
+    // K = 10 (vec4 lanes cannot split a row of 10: f32 lanes) and K = 12 (vec4 lanes).
+    for (n, k) in [(5, 10), (3, 12)] {
+        let labels: Vec<u32> = (0..n).map(|i| ((i * 7 + 3) % k) as u32).collect();
+        let lt = Tensor::from_slice(e, &labels, &[n]).unwrap();
+        let cpu = move |x: &[Vec<f64>]| {
+            (0..n)
+                .map(|r| {
+                    let row = &x[0][r * k..(r + 1) * k];
+                    let m = row.iter().cloned().fold(f64::MIN, f64::max);
+                    let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                    lse - row[labels[r] as usize]
+                })
+                .collect()
+        };
+        check(
+            e,
+            &format!("cross_entropy {n}x{k}"),
+            &[rand_input(24, &[n, k], -3.0, 3.0)],
+            |v| v[0].cross_entropy(&lt).unwrap(),
+            &cpu,
+        );
+    }
+}
+
+#[test]
 fn concat_and_reshape_gradients_match_finite_differences() {
     let e = gpu!();
     let inputs = [
@@ -634,4 +661,70 @@ fn convolution_gradients_with_a_frozen_operand_match_the_kernels() {
             close(&what, param.grad(), &want);
         }
     }
+}
+
+#[test]
+fn masked_conv_slice_and_channels_last_gradients_match_finite_differences() {
+    use crate::masked_conv::{Kind, cpu_masked_conv, geo};
+    use latent::kernels::masked_conv::Mask;
+    let e = gpu!();
+    let kind = Kind::Masked(3, Mask::A);
+    let g = geo(kind, [2, 3, 4, 5, 4]);
+    let taps = kind.taps();
+    let inputs = [
+        rand_input(60, &g.x_shape(), -1.0, 1.0),
+        rand_input(61, &[g.cout, taps.len(), g.c], -0.5, 0.5),
+        rand_input(62, &[g.cout], -0.5, 0.5),
+    ];
+    let cpu = move |x: &[Vec<f64>]| cpu_masked_conv(kind, &g, &x[0], &x[1], Some(&x[2]));
+    check(
+        e,
+        "masked_conv",
+        &inputs,
+        |v| v[0].masked_conv(&v[1], Some(&v[2]), &taps).unwrap(),
+        &cpu,
+    );
+
+    // Channels 1..3 of [2, 4, 3, 5], squared, then one row per pixel: [2·3·5, 2].
+    let (b, c, hw) = (2, 4, 15);
+    let cpu = move |x: &[Vec<f64>]| {
+        let mut y = Vec::new();
+        for n in 0..b {
+            for q in 0..hw {
+                for ch in 1..3 {
+                    y.push(x[0][(n * c + ch) * hw + q].powi(2));
+                }
+            }
+        }
+        y
+    };
+    let gpu = |v: &[Var]| {
+        let s = v[0].slice(1, 1..3).unwrap().unary(Unary::Square).unwrap();
+        s.channels_last().unwrap()
+    };
+    check(
+        e,
+        "slice+channels_last",
+        &[rand_input(63, &[b, c, 3, 5], -1.0, 1.0)],
+        gpu,
+        &cpu,
+    );
+}
+
+#[test]
+fn gated_gradients_match_finite_differences_with_a_per_channel_condition() {
+    use crate::gated::{Cond, cpu_gated};
+    let e = gpu!();
+    let inputs = [
+        rand_input(70, &[2, 6, 2, 3], -2.0, 2.0),
+        rand_input(71, &[2, 6], -1.0, 1.0),
+    ];
+    let cpu = |x: &[Vec<f64>]| cpu_gated(&x[0], &x[1], Cond::PerChannel, (2, 3, 6));
+    check(
+        e,
+        "gated",
+        &inputs,
+        |v| v[0].gated(Some(&v[1])).unwrap(),
+        &cpu,
+    );
 }

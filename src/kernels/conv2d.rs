@@ -193,7 +193,7 @@ fn lattice_step(s: usize, d: usize) -> usize {
 }
 
 /// lavapipe stops each invocation after 65,535 loop iterations: refuse instead of being wrong.
-fn check_loops(x: &Tensor, op: &'static str, steps: usize) -> Result<()> {
+pub(crate) fn check_loops(x: &Tensor, op: &'static str, steps: usize) -> Result<()> {
     match x.engine().max_loop_iterations() {
         Some(limit) if steps + 64 > limit as usize => Err(Error::bad(
             op,
@@ -298,11 +298,11 @@ pub fn to_channels_first(rows: &Tensor, shape: [usize; 4]) -> Result<Tensor> {
 }
 
 /// dy [B, Cout, H', W'] -> [B·H'·W', Cout]: channels last, the GEMM's row layout.
-fn to_rows(y: &Tensor, g: &Geometry) -> Result<Tensor> {
+pub(crate) fn to_rows(y: &Tensor, g: &Geometry) -> Result<Tensor> {
     permute(y, [g.b, g.cout, g.oh * g.ow], true)
 }
 
-fn check_f32(op: &'static str, ts: &[&Tensor]) -> Result<()> {
+pub(crate) fn check_f32(op: &'static str, ts: &[&Tensor]) -> Result<()> {
     ts.iter().try_for_each(|t| t.expect_dtype(op, DType::F32))
 }
 
@@ -444,7 +444,7 @@ pub(crate) fn backward_weight_into(
 }
 
 /// dw [Cout, K] (+)= dy_rowsᵀ [Cout, pixels] · col [pixels, K].
-fn weight_grad_from(
+pub(crate) fn weight_grad_from(
     rows: &Tensor,
     col: &Tensor,
     g: &Geometry,

@@ -3,12 +3,15 @@
 
 pub mod adam;
 pub mod batchnorm;
+pub mod categorical;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod elementwise;
+pub mod gated;
 pub mod kl;
 pub mod layout;
 pub mod losses;
+pub mod masked_conv;
 pub mod matmul;
 pub mod matmul_subgroup;
 pub mod matmul_wide;
@@ -26,13 +29,16 @@ pub const SHADERS: &[Shader] = &[
     adam::SHADER,
     batchnorm::SHADERS[0],
     batchnorm::SHADERS[1],
+    categorical::SHADER,
     conv2d::SHADER,
     elementwise::SHADER,
+    gated::SHADER,
     kl::SHADERS[0],
     kl::SHADERS[1],
     layout::SHADER,
     losses::SHADERS[0],
     losses::SHADERS[1],
+    masked_conv::SHADER,
     matmul::SHADER,
     matmul_subgroup::SHADER,
     matmul_wide::SHADER,

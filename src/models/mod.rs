@@ -3,6 +3,7 @@
 
 pub mod conv_vae;
 pub mod latent;
+pub mod pixelcnn;
 pub mod vae;
 pub mod vq_nets;
 pub mod vqvae;

@@ -8,6 +8,9 @@ use crate::tape::{Param, Tape, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod pixelcnn;
+pub use pixelcnn::{Condition, GatedBlock, GatedBlockConfig, MaskedConv2d};
+
 /// Anything with named parameters.
 pub trait Module {
     /// Parameters in a fixed order (optimizer state and checkpoints rely on it).

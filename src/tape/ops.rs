@@ -2,11 +2,13 @@
 //! gradient rule — forward and backward side by side, one `match` for the whole backward.
 
 use super::{Grads, Param, Var};
-use crate::engine::{Error, Result, Tensor};
+use crate::engine::{DType, Error, Result, Tensor};
 use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormSaved};
 use crate::kernels::conv_transpose2d::{self as convt, ConvTranspose2dParams};
 use crate::kernels::conv2d::{self as conv, Conv2dParams};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
+use crate::kernels::gated;
+use crate::kernels::masked_conv::{self as mc, Taps};
 use crate::kernels::matmul::{self, Matmul};
 use crate::kernels::reduce::{self, Reduce};
 use crate::kernels::{kl, layout, losses};
@@ -64,6 +66,11 @@ pub enum Op {
         logits: usize,
         target: Tensor,
     },
+    /// Per-row cross entropy of logits [N, K] against constant u32 labels [N], shape [N].
+    CrossEntropy {
+        logits: usize,
+        labels: Tensor,
+    },
     /// Parts joined along `axis`; `sizes` are their extents along it.
     Concat {
         parts: Vec<usize>,
@@ -115,6 +122,26 @@ pub enum Op {
     },
     /// A codebook or commitment loss of vector quantisation (`tape::vq`).
     VqLoss(super::vq::VqLoss),
+    /// NCHW masked convolution over a tap list, weight [Cout, taps, Cin]; `col` = its
+    /// column matrix of x, kept for dw.
+    MaskedConv2d {
+        x: usize,
+        w: usize,
+        b: Option<usize>,
+        taps: Taps,
+        col: Option<Tensor>,
+    },
+    /// `x[.., start..start + len, ..]` along `axis` (len is the output's extent).
+    Slice {
+        x: usize,
+        axis: usize,
+        start: usize,
+    },
+    /// tanh(a + ca)·σ(b + cb) over the channel halves [a, b] of x (gated PixelCNN).
+    Gated {
+        x: usize,
+        cond: Option<usize>,
+    },
 }
 
 fn flag_error(op: &'static str) -> Error {
@@ -269,6 +296,17 @@ impl Var {
         };
         self.record(op, v, &[self])
     }
+
+    /// Per-row `logsumexp(self[i]) − self[i, labels[i]]` for logits `self` [N, K] and u32
+    /// `labels` [N]: −log p(label | x) of a categorical, [N]. A label ≥ K gives NaN for its row.
+    pub fn cross_entropy(&self, labels: &Tensor) -> Result<Var> {
+        let v = losses::cross_entropy_logits(&self.value, labels)?;
+        let op = Op::CrossEntropy {
+            logits: self.id,
+            labels: labels.clone(),
+        };
+        self.record(op, v, &[self])
+    }
 }
 
 impl Var {
@@ -360,6 +398,52 @@ impl Var {
         };
         let mut inputs = vec![self, w];
         inputs.extend(b);
+        self.record(op, y, &inputs)
+    }
+}
+
+impl Var {
+    /// PixelCNN masked convolution of `self` [B, Cin, H, W] with `w` [Cout, taps, Cin] (+ bias
+    /// [Cout]) reading only `taps` (see `kernels::masked_conv`): [B, Cout, H, W].
+    pub fn masked_conv(&self, w: &Var, b: Option<&Var>, taps: &Taps) -> Result<Var> {
+        let keep = self.grad_needed(&[w]);
+        let bias = b.map(|b| b.value());
+        let (y, col) = mc::masked_conv_saving(&self.value, &w.value, bias, taps, keep)?;
+        let op = Op::MaskedConv2d {
+            x: self.id,
+            w: w.id,
+            b: b.map(|b| b.id),
+            taps: taps.clone(),
+            col,
+        };
+        let mut inputs = vec![self, w];
+        inputs.extend(b);
+        self.record(op, y, &inputs)
+    }
+
+    /// `self[.., range, ..]` along `axis` (e.g. the two halves of a gate's channels).
+    pub fn slice(&self, axis: usize, range: std::ops::Range<usize>) -> Result<Var> {
+        let start = range.start;
+        let y = layout::slice(&self.value, axis, range)?;
+        let op = Op::Slice {
+            x: self.id,
+            axis,
+            start,
+        };
+        self.record(op, y, &[self])
+    }
+
+    /// The gated activation tanh(a + ca)·σ(b + cb) of `self` = [a, b] [B, 2p, ...] split along
+    /// the channels, with `cond` [B, 2p] (per image and channel) or shaped like `self` added
+    /// first: [B, p, ...] (see `kernels::gated`).
+    pub fn gated(&self, cond: Option<&Var>) -> Result<Var> {
+        let y = gated::gated(&self.value, cond.map(|c| c.value()))?;
+        let op = Op::Gated {
+            x: self.id,
+            cond: cond.map(|c| c.id),
+        };
+        let mut inputs = vec![self];
+        inputs.extend(cond);
         self.record(op, y, &inputs)
     }
 }
@@ -593,6 +677,11 @@ impl Op {
                 let d = losses::bce_with_logits_backward(&l, target, &g)?;
                 gr.give(logits, d)
             }
+            Op::CrossEntropy { logits, ref labels } => {
+                let l = gr.value(logits).clone();
+                let d = losses::cross_entropy_logits_backward(&l, labels, &g)?;
+                gr.give(logits, d)
+            }
             Op::Concat {
                 ref parts,
                 axis,
@@ -649,6 +738,32 @@ impl Op {
                 let x_rows = x_rows.as_ref();
                 conv::conv_transpose2d_backward_saved(&g, wv, x_rows, &p.conv(), want_dx, dw)
             }),
+            Op::MaskedConv2d {
+                x,
+                w,
+                b,
+                ref taps,
+                ref col,
+            } => conv_backward(gr, (x, w, b), &g, |wv, xs, want_dx, dw| {
+                mc::masked_conv_backward_saved(&g, wv, col.as_ref(), xs, taps, want_dx, dw)
+            }),
+            Op::Slice { x, axis, start } => {
+                // The gradient lands in its range of a zeroed tensor shaped like x.
+                let xv = gr.value(x);
+                let dx = Tensor::zeros(xv.engine(), xv.shape(), DType::F32)?;
+                layout::copy_along(&g, &dx, axis, 0, start, g.shape()[axis])?;
+                gr.give(x, dx)
+            }
+            Op::Gated { x, cond } => {
+                let xv = gr.value(x).clone();
+                let cv = cond.map(|c| gr.value(c).clone());
+                let (dx, dc) = gated::gated_backward(&xv, cv.as_ref(), &g)?;
+                gr.give(x, dx)?;
+                match (cond, dc) {
+                    (Some(c), Some(dc)) => gr.give(c, dc),
+                    _ => Ok(()),
+                }
+            }
             Op::Total { x, scale } => {
                 let xv = gr.value(x).clone();
                 gr.give_with(x, xv.shape(), |t, acc| {
