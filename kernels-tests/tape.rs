@@ -399,6 +399,33 @@ fn vae_loss_op_gradients_match_finite_differences() {
 }
 
 #[test]
+fn cross_entropy_gradients_match_finite_differences() {
+    let e = gpu!();
+    // K = 10 (vec4 lanes cannot split a row of 10: f32 lanes) and K = 12 (vec4 lanes).
+    for (n, k) in [(5, 10), (3, 12)] {
+        let labels: Vec<u32> = (0..n).map(|i| ((i * 7 + 3) % k) as u32).collect();
+        let lt = Tensor::from_slice(e, &labels, &[n]).unwrap();
+        let cpu = move |x: &[Vec<f64>]| {
+            (0..n)
+                .map(|r| {
+                    let row = &x[0][r * k..(r + 1) * k];
+                    let m = row.iter().cloned().fold(f64::MIN, f64::max);
+                    let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                    lse - row[labels[r] as usize]
+                })
+                .collect()
+        };
+        check(
+            e,
+            &format!("cross_entropy {n}x{k}"),
+            &[rand_input(24, &[n, k], -3.0, 3.0)],
+            |v| v[0].cross_entropy(&lt).unwrap(),
+            &cpu,
+        );
+    }
+}
+
+#[test]
 fn concat_and_reshape_gradients_match_finite_differences() {
     let e = gpu!();
     let inputs = [

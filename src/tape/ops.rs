@@ -64,6 +64,11 @@ pub enum Op {
         logits: usize,
         target: Tensor,
     },
+    /// Per-row cross entropy of logits [N, K] against constant u32 labels [N], shape [N].
+    CrossEntropy {
+        logits: usize,
+        labels: Tensor,
+    },
     /// Parts joined along `axis`; `sizes` are their extents along it.
     Concat {
         parts: Vec<usize>,
@@ -255,6 +260,17 @@ impl Var {
         let op = Op::BceWithLogits {
             logits: self.id,
             target: target.clone(),
+        };
+        self.record(op, v, &[self])
+    }
+
+    /// Per-row `logsumexp(self[i]) − self[i, labels[i]]` for logits `self` [N, K] and u32
+    /// `labels` [N]: −log p(label | x) of a categorical, [N]. A label ≥ K gives NaN for its row.
+    pub fn cross_entropy(&self, labels: &Tensor) -> Result<Var> {
+        let v = losses::cross_entropy_logits(&self.value, labels)?;
+        let op = Op::CrossEntropy {
+            logits: self.id,
+            labels: labels.clone(),
         };
         self.record(op, v, &[self])
     }
@@ -574,6 +590,11 @@ impl Op {
             Op::BceWithLogits { logits, ref target } => {
                 let l = gr.value(logits).clone();
                 let d = losses::bce_with_logits_backward(&l, target, &g)?;
+                gr.give(logits, d)
+            }
+            Op::CrossEntropy { logits, ref labels } => {
+                let l = gr.value(logits).clone();
+                let d = losses::cross_entropy_logits_backward(&l, labels, &g)?;
                 gr.give(logits, d)
             }
             Op::Concat {
