@@ -1,5 +1,6 @@
 //! The MLP VAE trainer end to end on a slice of Fashion-MNIST: loss goes down, a resumed run is
-//! bit-for-bit the uninterrupted one, a diverging run stops naming the step. `cargo test --release --test vae`.
+//! bit-for-bit the uninterrupted one, a diverging run stops naming the step, CVAE samples are
+//! classified as their label by the in-repo classifier. `cargo test --release --test vae`.
 
 mod common;
 
@@ -121,67 +122,51 @@ fn a_diverging_run_stops_with_the_step_named() {
 }
 
 #[test]
-fn cvae_samples_depend_on_their_label() {
+fn cvae_prior_samples_are_classified_as_their_label() {
+    use latent::models::classifier::{Classifier, ClassifierTraining};
     let Some((e, _)) = data() else { return };
-    let train = FashionMnist::load(None).unwrap().train.take(5000);
-    // A 2-D latent space cannot carry the class as well as the style, so the decoder has to
-    // read the label (with a wide one the class can hide in z early in training).
+    let d = FashionMnist::load(None).unwrap();
+    // The judge: the in-repo MLP classifier, two epochs over the training images.
+    let mut judge = Classifier::new(e, 784, 10, 1).unwrap();
+    let training = ClassifierTraining {
+        epochs: 2,
+        ..Default::default()
+    };
+    judge.train(&d.train, &training, |_| {}).unwrap();
+    let judge_accuracy = judge.accuracy(&d.test).unwrap();
+    eprintln!("judge: {judge_accuracy:.4} of the test images");
+    // Measured 0.849 (0.855 with another seed of the data order).
+    assert!(judge_accuracy >= 0.8, "judge accuracy {judge_accuracy:.4}");
+    let wide = latent::Tensor::zeros(e, &[2, 10], latent::DType::F32).unwrap();
+    assert!(matches!(judge.predict(&wide), Err(Error::BadInput { .. })));
+
+    // The CVAE of the `cvae` example (W1, latent 32, label scaled by LABEL_SCALE), 200 steps at
+    // B = 128.
+    let train = d.train.take(12_800);
     let config = VaeConfig {
-        latent: 2,
         classes: 10,
         ..VaeConfig::default()
     };
     let s = TrainSettings {
-        batch: 100,
-        ..settings(2e-3)
+        batch: 128,
+        ..settings(1e-3)
     };
     let mut t = Trainer::new(mlp(e, config), &s, train.len()).unwrap();
-    for _ in 0..4 {
+    for _ in 0..2 {
         t.train_epoch(&train).unwrap();
     }
-    // Judge: the real training images' class mean with the highest cosine similarity (the
-    // decoder's mean images are blurrier and darker than real ones, so plain L2 favours the
-    // darkest class).
-    let px = 784;
-    let mut means = vec![0.0f64; 10 * px];
-    for i in 0..train.len() {
-        let y = train.labels()[i] as usize;
-        for (m, &v) in means[y * px..(y + 1) * px].iter_mut().zip(train.image(i)) {
-            *m += v as f64;
-        }
-    }
-    let per = 20;
-    let z = latent::kernels::random::normal(e, &[10 * per, 2], 77, 0).unwrap();
-    let labels: Vec<u8> = (0..10 * per).map(|i| (i / per) as u8).collect();
-    let c = latent::models::vae::one_hot(e, &labels, 10).unwrap();
-    let img = t
-        .model
-        .mean_images(&z, Some(&c))
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let cosine = |x: &[f32], m: &[f64]| {
-        let dot: f64 = x.iter().zip(m).map(|(a, b)| *a as f64 * b).sum();
-        let nx: f64 = x.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
-        let nm: f64 = m.iter().map(|b| b * b).sum::<f64>().sqrt();
-        dot / (nx * nm)
-    };
-    let mut right = 0;
-    for (i, &y) in labels.iter().enumerate() {
-        let x = &img[i * px..(i + 1) * px];
-        let score = |k: usize| cosine(x, &means[k * px..(k + 1) * px]);
-        let guess = (0..10)
-            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
-            .unwrap();
-        right += (guess == y as usize) as usize;
-    }
-    let accuracy = right as f64 / labels.len() as f64;
-    eprintln!("CVAE prior samples matched to their class: {accuracy:.3} (chance 0.1)");
-    // After 200 steps the label clearly steers the samples; the stronger bar of issue 5 (most
-    // samples classified as their label) needs longer training and a better judge.
+    // Ordinary prior samples z ~ N(0, I), 100 per class, decoded to mean images.
+    let a = latent::models::vae::sample_accuracy(&*t.model, &judge, 100, 1.0, 5).unwrap();
+    eprintln!(
+        "CVAE prior samples classified as their label: {:.3} (per class {:?}; chance 0.1)",
+        a.overall, a.per_class
+    );
+    // Measured 0.959; with the plain one-hot label (label_scale 1) 0.276, as z then carries the
+    // class and the decoder has not yet learnt to read the label.
     assert!(
-        accuracy >= 0.25,
-        "conditional samples match their label only {accuracy:.3} of the time"
+        a.overall >= 0.7,
+        "only {:.3} of the conditional samples are classified as their label",
+        a.overall
     );
 }
 

@@ -3,6 +3,7 @@
 
 use clap::{Parser, ValueEnum};
 use latent::data::FashionMnist;
+use latent::models::classifier::{Classifier, ClassifierTraining};
 use latent::models::conv_vae::ConvVae;
 use latent::models::vae::{self, Autoencoder, Objective, Trainer, Vae, VaeConfig};
 use latent::{Engine, Result};
@@ -66,7 +67,16 @@ pub struct Args {
     /// Also write attribute_demo.png: class attribute vectors added to test encodings (vae only).
     #[arg(long)]
     attribute_demo: bool,
+    /// Factor on the one-hot label where it joins encoder and decoder (cvae only).
+    #[arg(long, default_value_t = vae::LABEL_SCALE)]
+    label_scale: f32,
+    /// Epochs of the MLP classifier that judges the class of prior samples (cvae only; 0: no judge).
+    #[arg(long, default_value_t = 3)]
+    judge_epochs: u64,
 }
+
+/// Prior samples per class that the judge classifies.
+const JUDGED_PER_CLASS: usize = 100;
 
 /// Which model an example trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +126,7 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
     let config = VaeConfig {
         latent: args.latent,
         classes,
+        label_scale: args.label_scale,
         ..VaeConfig::default()
     };
     let settings = vae::TrainSettings {
@@ -156,13 +167,16 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
             s.epoch, args.epochs, s.loss, s.recon, s.kl, s.images_per_second
         );
     }
-    let report = vae::evaluate(
+    let mut report = vae::evaluate(
         &*trainer.model,
         &data.test,
         args.seed,
         args.iwae_k,
         args.iwae_images,
     )?;
+    if classes > 0 && args.judge_epochs > 0 {
+        judge_samples(args, &*trainer.model, &data, &mut report)?;
+    }
     vae::draw(&*trainer.model, &data.test, &out, args.seed)?;
     latent::models::latent::interpolation_strips(&*trainer.model, &data.test, &out)?;
     if args.attribute_demo && classes == 0 {
@@ -192,6 +206,39 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         trainer.model.dims().latent,
         out.display()
     );
+    Ok(())
+}
+
+/// Trains the MLP judge on the training images, then classifies `JUDGED_PER_CLASS` prior samples
+/// z ~ N(0, I) of every class decoded under their label; the figures go into `report`.
+fn judge_samples(
+    args: &Args,
+    model: &dyn Autoencoder,
+    data: &FashionMnist,
+    report: &mut vae::Report,
+) -> Result<()> {
+    let mut judge = Classifier::new(model.engine(), data.train.pixels_per_image(), 10, args.seed)?;
+    let training = ClassifierTraining {
+        epochs: args.judge_epochs,
+        seed: args.seed,
+        ..Default::default()
+    };
+    judge.train(&data.train, &training, |s| {
+        println!(
+            "judge {:>2}/{}  loss {:.4}  {:7.0} img/s",
+            s.epoch, args.judge_epochs, s.loss, s.images_per_second
+        )
+    })?;
+    let judge_accuracy = judge.accuracy(&data.test)?;
+    let samples = vae::sample_accuracy(model, &judge, JUDGED_PER_CLASS, 1.0, args.seed)?;
+    println!(
+        "judge: {:.1} % of the test images; prior samples classified as their label: {:.1} % ({} per class)",
+        100.0 * judge_accuracy,
+        100.0 * samples.overall,
+        JUDGED_PER_CLASS
+    );
+    report.judge_accuracy = Some(judge_accuracy);
+    report.sample_accuracy = Some(samples);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
-//! Optimizers stepping every parameter with the fused kernels of `kernels::adam`, and the KL
-//! weight schedules (β, linear warm-up). Tests: `kernels-tests/tape.rs`.
+//! Optimizers stepping every parameter with the fused kernels of `kernels::adam`, the KL weight
+//! schedules (β, linear warm-up) and the GPU-side log of step losses. Tests: `kernels-tests/tape.rs`.
 
-use crate::engine::{DType, Result, Tensor};
+use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::kernels::adam::{self, AdamConfig};
 use crate::tape::Param;
 
@@ -117,5 +117,42 @@ impl Sgd {
             p.zero_grad();
         }
         Ok(())
+    }
+}
+
+/// One-element values (a step's loss and its parts) copied on the GPU into one buffer of
+/// `series` rows × `steps`, read back once, so that no training step waits for the host.
+pub struct StepLog {
+    log: Tensor,
+    steps: usize,
+}
+
+impl StepLog {
+    pub fn new(engine: &Engine, series: usize, steps: usize) -> Result<StepLog> {
+        let log = Tensor::zeros(engine, &[series, steps], DType::F32)?;
+        Ok(StepLog { log, steps })
+    }
+
+    /// Records the copy of `value`'s first element into row `series`, column `step`.
+    pub fn record(&self, series: usize, step: usize, value: &Tensor) -> Result<()> {
+        let engine = self.log.engine();
+        engine.copy_region(value, 0, &self.log, series * self.steps + step, 1)
+    }
+
+    /// Each row's mean over the steps. A non-finite value in row 0 (the loss) is
+    /// `Error::NonFinite` naming the step, counted from `first_step`.
+    pub fn means(&self, what: &'static str, first_step: u64) -> Result<Vec<f64>> {
+        let values = self.log.to_vec::<f32>()?;
+        if let Some(s) = values[..self.steps].iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what,
+                step: first_step + s as u64,
+                value: values[s],
+            });
+        }
+        Ok(values
+            .chunks(self.steps)
+            .map(|row| row.iter().map(|&v| v as f64).sum::<f64>() / self.steps as f64)
+            .collect())
     }
 }

@@ -8,6 +8,7 @@ use crate::data::Split;
 use crate::engine::{Error, Result, Tensor};
 use crate::io;
 use crate::kernels::random;
+use crate::models::classifier::Classifier;
 use crate::tape::Tape;
 use std::path::Path;
 
@@ -25,6 +26,10 @@ pub struct Report {
     /// Latent units with Var_x E_q[z_u] > 0.01 (Burda et al. 2016), and each unit's variance.
     pub active_units: usize,
     pub unit_variances: Vec<f64>,
+    /// For a conditional model judged by a classifier: the classifier's accuracy on the test
+    /// images and how often prior samples were assigned to their label (set by the caller).
+    pub judge_accuracy: Option<f64>,
+    pub sample_accuracy: Option<SampleAccuracy>,
 }
 
 /// Seed offset that keeps evaluation noise apart from training noise.
@@ -96,6 +101,8 @@ pub fn evaluate(
         iwae_images,
         active_units,
         unit_variances,
+        judge_accuracy: None,
+        sample_accuracy: None,
     })
 }
 
@@ -264,6 +271,65 @@ pub fn style_transfer(vae: &dyn Autoencoder, test: &Split, n: usize) -> Result<V
     Ok(grid)
 }
 
+/// How often a conditional model's samples are classified as the class they were drawn for.
+#[derive(Clone, Debug)]
+pub struct SampleAccuracy {
+    /// Fraction of all samples assigned to their label.
+    pub overall: f64,
+    /// The same per class.
+    pub per_class: Vec<f64>,
+    pub per_class_samples: usize,
+    /// Prior samples z ~ N(0, t²·I); 1 is the model's prior.
+    pub temperature: f32,
+}
+
+/// Draws `per_class` latents z ~ N(0, temperature²·I) for every class, decodes them under that
+/// label to the decoder's mean images and lets `judge` classify them (decoded in chunks of 500).
+pub fn sample_accuracy(
+    vae: &dyn Autoencoder,
+    judge: &Classifier,
+    per_class: usize,
+    temperature: f32,
+    seed: u64,
+) -> Result<SampleAccuracy> {
+    vae.set_training(false);
+    let engine = vae.engine().clone();
+    let (d, classes) = (vae.dims().latent, vae.dims().classes);
+    if classes == 0 || classes != judge.classes() || per_class == 0 {
+        return Err(Error::bad(
+            "sample_accuracy",
+            format!(
+                "needs a conditional model with the judge's classes and samples, got {classes} classes, a judge of {}, {per_class} samples per class",
+                judge.classes()
+            ),
+        ));
+    }
+    let labels: Vec<u8> = (0..classes)
+        .flat_map(|y| std::iter::repeat_n(y as u8, per_class))
+        .collect();
+    let z = crate::kernels::elementwise::affine(
+        &random::normal(&engine, &[labels.len(), d], seed ^ EVAL_STREAM ^ 3, 0)?,
+        temperature,
+        0.0,
+    )?;
+    let mut right = vec![0usize; classes];
+    for start in (0..labels.len()).step_by(500) {
+        let end = (start + 500).min(labels.len());
+        let zc = crate::kernels::layout::slice(&z, 0, start..end)?;
+        let c = one_hot(&engine, &labels[start..end], classes)?;
+        let guesses = judge.predict(&vae.mean_images(&zc, Some(&c))?)?;
+        for (&g, &y) in guesses.iter().zip(&labels[start..end]) {
+            right[y as usize] += (g == y as u32) as usize;
+        }
+    }
+    Ok(SampleAccuracy {
+        overall: right.iter().sum::<usize>() as f64 / labels.len() as f64,
+        per_class: right.iter().map(|&r| r as f64 / per_class as f64).collect(),
+        per_class_samples: per_class,
+        temperature,
+    })
+}
+
 /// Φ⁻¹(p) by Acklam's rational approximation (relative error < 1.2e-9).
 fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 6] = [
@@ -320,7 +386,7 @@ impl Report {
             .map(|v| format!("{v:.6}"))
             .collect();
         format!(
-            "{{\n  \"model\": \"mlp-vae\",\n  \"epochs\": {epochs},\n  \"steps\": {steps},\n  \"batch\": {},\n  \"lr\": {},\n  \"beta\": {},\n  \"warmup\": {},\n  \"seed\": {},\n  \"objective\": \"{:?}\",\n  \"test_neg_elbo\": {:.4},\n  \"test_recon\": {:.4},\n  \"test_kl\": {:.4},\n  \"iwae_k\": {},\n  \"iwae_images\": {},\n  \"iwae_nll\": {:.4},\n  \"active_units\": {},\n  \"unit_variances\": [{}]\n}}\n",
+            "{{\n  \"model\": \"mlp-vae\",\n  \"epochs\": {epochs},\n  \"steps\": {steps},\n  \"batch\": {},\n  \"lr\": {},\n  \"beta\": {},\n  \"warmup\": {},\n  \"seed\": {},\n  \"objective\": \"{:?}\",\n  \"test_neg_elbo\": {:.4},\n  \"test_recon\": {:.4},\n  \"test_kl\": {:.4},\n  \"iwae_k\": {},\n  \"iwae_images\": {},\n  \"iwae_nll\": {:.4},\n  \"active_units\": {},\n  \"unit_variances\": [{}]{}\n}}\n",
             s.batch,
             s.lr,
             s.beta,
@@ -334,7 +400,27 @@ impl Report {
             self.iwae_images,
             self.iwae_nll,
             self.active_units,
-            vars.join(", ")
+            vars.join(", "),
+            self.judged_json(),
         )
+    }
+
+    /// The judge's figures as JSON members (each line starting ",\n"), or nothing.
+    fn judged_json(&self) -> String {
+        let mut out = String::new();
+        if let Some(a) = self.judge_accuracy {
+            out += &format!(",\n  \"judge_test_accuracy\": {a:.4}");
+        }
+        if let Some(s) = &self.sample_accuracy {
+            let per: Vec<String> = s.per_class.iter().map(|v| format!("{v:.4}")).collect();
+            out += &format!(
+                ",\n  \"sample_accuracy\": {:.4},\n  \"sample_accuracy_per_class\": [{}],\n  \"samples_per_class\": {},\n  \"sample_temperature\": {}",
+                s.overall,
+                per.join(", "),
+                s.per_class_samples,
+                s.temperature
+            );
+        }
+        out
     }
 }

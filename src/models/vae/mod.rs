@@ -5,7 +5,7 @@
 mod eval;
 mod train;
 
-pub use eval::{Report, draw, evaluate, iwae};
+pub use eval::{Report, SampleAccuracy, draw, evaluate, iwae, sample_accuracy};
 pub use train::{EpochStats, TrainSettings, Trainer};
 
 use crate::engine::{Engine, Error, Result, Tensor};
@@ -14,14 +14,26 @@ use crate::nn::{Linear, Module};
 use crate::tape::{Param, Tape, Var};
 
 /// Layer widths. `Default` is W1: 784 → 512 → 256 → 2×32, and back; `classes` > 0 makes it
-/// conditional on a one-hot label of that many classes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// conditional on a one-hot label of that many classes, fed to both networks scaled by
+/// `label_scale`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct VaeConfig {
     pub input: usize,
     pub hidden: Vec<usize>,
     pub latent: usize,
     pub classes: usize,
+    pub label_scale: f32,
 }
+
+/// The factor on the one-hot label where it enters encoder and decoder. Adam moves every
+/// weight by about lr per step whatever its gradient, so a one-hot input (a single 1) can move
+/// a pre-activation only by about lr per step, while z's share grows as fast as the encoder
+/// scales μ: with the plain one-hot the decoder learns to read the label over thousands of
+/// steps, z carries the class meanwhile, and prior samples decoded under a label mostly show
+/// another class (`tests/vae.rs`, 200 steps at B = 128: 28 % classified as their label; the
+/// `cvae` example's 10 epochs: 72 %). Scaled by 5, the label is read within a hundred steps
+/// (96 % after 200) and the ELBO is no worse.
+pub const LABEL_SCALE: f32 = 5.0;
 
 impl Default for VaeConfig {
     fn default() -> Self {
@@ -30,6 +42,7 @@ impl Default for VaeConfig {
             hidden: vec![512, 256],
             latent: 32,
             classes: 0,
+            label_scale: LABEL_SCALE,
         }
     }
 }
@@ -122,7 +135,15 @@ impl Vae {
     fn with_condition(&self, v: &Var, c: Option<&Var>) -> Result<Var> {
         match (self.config.classes, c) {
             (0, None) => Ok(v.clone()),
-            (k, Some(c)) if k > 0 && c.shape() == [v.shape()[0], k] => Var::concat(&[v, c], 1),
+            (k, Some(c)) if k > 0 && c.shape() == [v.shape()[0], k] => {
+                let s = self.config.label_scale;
+                let c = if s == 1.0 {
+                    c.clone()
+                } else {
+                    c.affine(s, 0.0)?
+                };
+                Var::concat(&[v, &c], 1)
+            }
             (k, c) => Err(Error::bad(
                 "vae",
                 format!(
@@ -265,16 +286,17 @@ impl Autoencoder for Vae {
 
     fn describe(&self) -> Vec<(String, String)> {
         let c = &self.config;
-        [
+        let mut d = vec![
             ("model", "mlp-vae".to_string()),
             ("input", c.input.to_string()),
             ("hidden", format!("{:?}", c.hidden)),
             ("latent", c.latent.to_string()),
             ("classes", c.classes.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        ];
+        if c.classes > 0 {
+            d.push(("label_scale", c.label_scale.to_string()));
+        }
+        d.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 }
 

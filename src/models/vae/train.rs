@@ -3,11 +3,11 @@
 
 use super::{Autoencoder, Losses, Objective};
 use crate::data::{Batches, Split};
-use crate::engine::{DType, Error, Result, Tensor};
+use crate::engine::{Error, Result, Tensor};
 use crate::io::{self, Meta};
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::random;
-use crate::optim::{Adam, KlSchedule};
+use crate::optim::{Adam, KlSchedule, StepLog};
 use crate::tape::Tape;
 use std::path::Path;
 
@@ -180,7 +180,7 @@ impl Trainer {
         let engine = self.model.engine().clone();
         let epoch = self.batches.epoch(self.epoch);
         let steps = epoch.len();
-        let log = Tensor::zeros(&engine, &[3, steps], DType::F32)?;
+        let log = StepLog::new(&engine, 3, steps)?;
         let pixels = self.model.dims().input;
         let mut host = Vec::new();
         let start = std::time::Instant::now();
@@ -194,34 +194,19 @@ impl Trainer {
             let x = Tensor::from_slice(&engine, &host, &[b, pixels])?;
             let l = self.train_step(&x, c.as_ref())?;
             for (row, v) in [&l.loss, &l.recon_mean, &l.kl_mean].into_iter().enumerate() {
-                engine.copy_region(v.value(), 0, &log, row * steps + s, 1)?;
+                log.record(row, s, v.value())?;
             }
             engine.flush()?;
         }
-        let values = log.to_vec::<f32>()?;
+        let means = log.means("training loss", self.step - steps as u64)?;
         let seconds = start.elapsed().as_secs_f64();
-        let first = self.step - steps as u64;
-        if let Some(s) = values[..steps].iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "training loss",
-                step: first + s as u64,
-                value: values[s],
-            });
-        }
-        let mean = |row: usize| {
-            values[row * steps..(row + 1) * steps]
-                .iter()
-                .map(|&v| v as f64)
-                .sum::<f64>()
-                / steps as f64
-        };
         self.epoch += 1;
         Ok(EpochStats {
             epoch: self.epoch,
             steps,
-            loss: mean(0),
-            recon: mean(1),
-            kl: mean(2),
+            loss: means[0],
+            recon: means[1],
+            kl: means[2],
             images_per_second: images as f64 / seconds,
         })
     }

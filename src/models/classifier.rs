@@ -1,0 +1,227 @@
+//! A small image classifier (an MLP, 784 → 256 → 10 by default) trained with cross entropy: the
+//! in-repo judge of class-conditional samples. Tested by `cargo test --release --test vae`.
+
+use crate::data::{Batches, Split};
+use crate::engine::{Engine, Error, Result, Tensor};
+use crate::kernels::adam::AdamConfig;
+use crate::nn::{Linear, Module};
+use crate::optim::{Adam, StepLog};
+use crate::tape::{Param, Tape, Var};
+
+/// Hidden width of [`Classifier::new`]: one layer of 256 reaches about 85 % on Fashion-MNIST's
+/// test images after one epoch, in a few seconds on lavapipe.
+pub const HIDDEN: usize = 256;
+
+/// How a classifier trains.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassifierTraining {
+    pub epochs: u64,
+    pub batch: usize,
+    /// Adam learning rate (PyTorch's other defaults).
+    pub lr: f64,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+impl Default for ClassifierTraining {
+    fn default() -> Self {
+        ClassifierTraining {
+            epochs: 2,
+            batch: 128,
+            lr: 1e-3,
+            seed: 0,
+        }
+    }
+}
+
+/// One epoch's figures, read back once at its end.
+#[derive(Clone, Debug)]
+pub struct ClassifierEpoch {
+    /// Epochs completed in this run.
+    pub epoch: u64,
+    pub steps: usize,
+    /// Mean over the epoch's steps of the batch-mean cross entropy, nats.
+    pub loss: f64,
+    pub images_per_second: f64,
+}
+
+/// An MLP from `input` features (pixels in [0, 1]) to the logits of `classes` classes, ReLU
+/// between layers, PyTorch-default init.
+pub struct Classifier {
+    layers: Vec<Linear>,
+    input: usize,
+    classes: usize,
+}
+
+impl Classifier {
+    /// `input` → [`HIDDEN`] → `classes`, initialised from `seed`.
+    pub fn new(engine: &Engine, input: usize, classes: usize, seed: u64) -> Result<Classifier> {
+        Self::with_hidden(engine, input, &[HIDDEN], classes, seed)
+    }
+
+    /// `input` → `hidden[0]` → … → `classes`.
+    pub fn with_hidden(
+        engine: &Engine,
+        input: usize,
+        hidden: &[usize],
+        classes: usize,
+        seed: u64,
+    ) -> Result<Classifier> {
+        if input == 0 || classes < 2 || hidden.contains(&0) {
+            return Err(Error::bad(
+                "Classifier::new",
+                format!(
+                    "needs inputs, two classes or more and no empty layer, got {input} → {hidden:?} → {classes}"
+                ),
+            ));
+        }
+        let widths: Vec<usize> = std::iter::once(input)
+            .chain(hidden.iter().copied())
+            .chain([classes])
+            .collect();
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let s = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                Linear::new(engine, &format!("classifier.{i}"), w[0], w[1], s)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Classifier {
+            layers,
+            input,
+            classes,
+        })
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Logits [B, classes] of `x` [B, input].
+    pub fn logits(&self, x: &Var) -> Result<Var> {
+        let last = self.layers.len() - 1;
+        let mut h = x.clone();
+        for (i, l) in self.layers.iter().enumerate() {
+            h = l.forward(&h, i < last)?;
+        }
+        Ok(h)
+    }
+
+    /// Batch-mean cross entropy of `x` [B, input] against u32 `labels` [B], [1].
+    pub fn loss(&self, x: &Var, labels: &Tensor) -> Result<Var> {
+        self.logits(x)?.cross_entropy(labels)?.mean()
+    }
+
+    /// Trains on `split` with Adam (fresh moments each call), calling `progress` after every
+    /// epoch. Each step is one submission with no readback; the step losses are gathered on
+    /// the GPU and read once per epoch, where a non-finite one stops training with its step.
+    pub fn train(
+        &mut self,
+        split: &Split,
+        t: &ClassifierTraining,
+        mut progress: impl FnMut(&ClassifierEpoch),
+    ) -> Result<()> {
+        self.check_input("Classifier::train", split.pixels_per_image())?;
+        let engine = self.engine().clone();
+        let mut adam = Adam::new(
+            self.params(),
+            AdamConfig {
+                lr: t.lr,
+                ..Default::default()
+            },
+        )?;
+        let batches = Batches::new(split.len(), t.batch, t.seed)?;
+        let (mut x_host, mut y_host) = (Vec::new(), Vec::new());
+        for e in 0..t.epochs {
+            let order = batches.epoch(e);
+            let steps = order.len();
+            let log = StepLog::new(&engine, 1, steps)?;
+            let start = std::time::Instant::now();
+            for s in 0..steps {
+                let idx = order.gather(split, s, &mut x_host);
+                split.gather_labels(idx, &mut y_host);
+                let b = idx.len();
+                let x = Tensor::from_slice(&engine, &x_host, &[b, self.input])?;
+                let y = Tensor::from_slice(&engine, &y_host, &[b])?;
+                let tape = Tape::new(&engine);
+                let loss = self.loss(&tape.input(&x), &y)?;
+                tape.backward(&loss)?;
+                adam.step()?;
+                log.record(0, s, loss.value())?;
+                engine.flush()?;
+            }
+            let means = log.means("classifier loss", e * steps as u64)?;
+            progress(&ClassifierEpoch {
+                epoch: e + 1,
+                steps,
+                loss: means[0],
+                images_per_second: split.len() as f64 / start.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The most likely class of each row of `x` [n, input].
+    pub fn predict(&self, x: &Tensor) -> Result<Vec<u32>> {
+        if x.shape().len() != 2 {
+            return Err(Error::bad(
+                "Classifier::predict",
+                format!("expects [n, {}], got {:?}", self.input, x.shape()),
+            ));
+        }
+        self.check_input("Classifier::predict", x.shape()[1])?;
+        let tape = Tape::no_grad(x.engine());
+        let logits = self.logits(&tape.input(x))?.value().to_vec::<f32>()?;
+        Ok(logits
+            .chunks(self.classes)
+            .map(|row| {
+                let best = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b]));
+                best.unwrap_or(0) as u32
+            })
+            .collect())
+    }
+
+    /// The fraction of `split` classified as labelled (in chunks of 1,000 images).
+    pub fn accuracy(&self, split: &Split) -> Result<f64> {
+        self.check_input("Classifier::accuracy", split.pixels_per_image())?;
+        if split.is_empty() {
+            return Err(Error::bad("Classifier::accuracy", "no images"));
+        }
+        let mut right = 0usize;
+        for start in (0..split.len()).step_by(1000) {
+            let n = 1000.min(split.len() - start);
+            let images = &split.images()[start * self.input..(start + n) * self.input];
+            let x = Tensor::from_slice(self.engine(), images, &[n, self.input])?;
+            let guesses = self.predict(&x)?;
+            let labels = &split.labels()[start..start + n];
+            right += guesses
+                .iter()
+                .zip(labels)
+                .filter(|&(&g, &y)| g == y as u32)
+                .count();
+        }
+        Ok(right as f64 / split.len() as f64)
+    }
+
+    fn engine(&self) -> &Engine {
+        self.layers[0].weight.value().engine()
+    }
+
+    fn check_input(&self, op: &'static str, got: usize) -> Result<()> {
+        if got == self.input {
+            Ok(())
+        } else {
+            Err(Error::bad(
+                op,
+                format!("the classifier takes {} inputs, got {got}", self.input),
+            ))
+        }
+    }
+}
+
+impl Module for Classifier {
+    fn params(&self) -> Vec<Param> {
+        self.layers.iter().flat_map(|l| l.params()).collect()
+    }
+}
