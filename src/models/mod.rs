@@ -5,6 +5,7 @@ pub mod classifier;
 pub mod conv_vae;
 pub mod latent;
 pub mod pixelcnn;
+pub mod prior;
 pub mod vae;
 pub mod vq_nets;
 pub mod vqvae;
