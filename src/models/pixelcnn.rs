@@ -5,7 +5,9 @@ use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::kernels::categorical;
 use crate::kernels::masked_conv::{Mask, Taps};
 use crate::kernels::{layout, random};
-use crate::nn::{Condition, GatedBlock, GatedBlockConfig, Linear, MaskedConv2d, Module};
+use crate::nn::{
+    Condition, GatedBlock, GatedBlockConfig, Linear, MaskedConv2d, Module, layer_seed,
+};
 use crate::tape::{Param, Tape, Var};
 
 /// Sizes of a [`PixelCnn`].
@@ -64,7 +66,7 @@ pub struct PixelCnn {
 impl PixelCnn {
     pub fn new(engine: &Engine, config: PixelCnnConfig, seed: u64) -> Result<PixelCnn> {
         let c = config;
-        let s = |i: u64| seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let s = |i: u64| layer_seed(seed, i);
         let embed = MaskedConv2d::new(
             engine,
             "pixelcnn.embed",

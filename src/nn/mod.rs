@@ -17,6 +17,11 @@ pub trait Module {
     fn params(&self) -> Vec<Param>;
 }
 
+/// The seed of a model's `i`-th layer, derived from the model's seed (golden-ratio stride).
+pub fn layer_seed(seed: u64, i: u64) -> u64 {
+    seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 /// Uniform values in [−bound, bound) from a seeded generator (PyTorch's default init family).
 fn uniform_init(engine: &Engine, shape: &[usize], bound: f32, rng: &mut StdRng) -> Result<Tensor> {
     let n = shape.iter().product();

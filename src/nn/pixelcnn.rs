@@ -1,7 +1,7 @@
 //! PixelCNN layers: the masked convolution and the gated block of van den Oord et al. 2016
 //! ("Conditional Image Generation with PixelCNN Decoders"). Tests: `tests/pixelcnn.rs`.
 
-use super::{Conv2d, Linear, Module, weight_and_bias};
+use super::{Conv2d, Linear, Module, layer_seed, weight_and_bias};
 use crate::engine::{Engine, Error, Result};
 use crate::kernels::masked_conv::{Mask, Taps};
 use crate::tape::{Param, Var};
@@ -106,7 +106,7 @@ impl GatedBlock {
                 ),
             ));
         }
-        let s = |i: u64| seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let s = |i: u64| layer_seed(seed, i);
         let conv = |part: &str, cin, cout, taps, i| {
             MaskedConv2d::new(engine, &format!("{name}.{part}"), cin, cout, taps, s(i))
         };
