@@ -9,7 +9,7 @@ use crate::kernels::adam::AdamConfig;
 use crate::kernels::{conv2d, elementwise as ew, layout};
 use crate::nn::Module;
 use crate::nn::vq::{VectorQuantizer, VqConfig, VqOutput};
-use crate::optim::Adam;
+use crate::optim::{Adam, StepLog};
 use crate::tape::{Param, Tape, Var};
 use std::path::Path;
 
@@ -339,7 +339,7 @@ impl VqTrainer {
         let engine = self.model.engine().clone();
         let epoch = self.batches.epoch(self.epoch);
         let steps = epoch.len();
-        let log = Tensor::zeros(&engine, &[4, steps], DType::F32)?;
+        let log = StepLog::new(&engine, 4, steps)?;
         let mut host = Vec::new();
         let start = std::time::Instant::now();
         self.model.quantizer.start_epoch()?;
@@ -355,36 +355,21 @@ impl VqTrainer {
                 .into_iter()
                 .enumerate()
             {
-                engine.copy_region(v.value(), 0, &log, row * steps + s, 1)?;
+                log.record(row, s, v.value())?;
             }
             engine.flush()?;
             progress(s + 1, steps);
         }
-        let values = log.to_vec::<f32>()?;
-        let first = self.step - steps as u64;
-        if let Some(s) = values[..steps].iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "VQ-VAE training loss",
-                step: first + s as u64,
-                value: values[s],
-            });
-        }
-        let mean = |row: usize| {
-            values[row * steps..(row + 1) * steps]
-                .iter()
-                .map(|&v| v as f64)
-                .sum::<f64>()
-                / steps as f64
-        };
+        let m = log.means("VQ-VAE training loss", self.step - steps as u64)?;
         let health = self.model.quantizer.epoch_stats()?;
         self.epoch += 1;
         Ok(VqEpochStats {
             epoch: self.epoch,
             steps,
-            loss: mean(0),
-            mse: mean(1),
-            codebook_loss: mean(2),
-            commitment_loss: mean(3),
+            loss: m[0],
+            mse: m[1],
+            codebook_loss: m[2],
+            commitment_loss: m[3],
             usage: health.usage,
             perplexity: health.perplexity,
             unused: health.unused,
