@@ -178,9 +178,12 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         judge_samples(args, &*trainer.model, &data, &mut report)?;
     }
     vae::draw(&*trainer.model, &data.test, &out, args.seed)?;
-    latent::models::latent::interpolation_strips(&*trainer.model, &data.test, &out)?;
-    if args.attribute_demo && classes == 0 {
-        latent::models::latent::attribute_demo(&*trainer.model, &data.test, &out)?;
+    if classes == 0 {
+        // A conditional model's paths would need a label per pair: it shows style transfer instead.
+        latent::models::latent::interpolation_strips(&*trainer.model, &data.test, &out)?;
+        if args.attribute_demo {
+            latent::models::latent::attribute_demo(&*trainer.model, &data.test, &out)?;
+        }
     }
     if curves[0].len() > 1 {
         let series = [
