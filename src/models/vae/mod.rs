@@ -31,8 +31,9 @@ pub struct VaeConfig {
 /// scales μ: with the plain one-hot the decoder learns to read the label over thousands of
 /// steps, z carries the class meanwhile, and prior samples decoded under a label mostly show
 /// another class (`tests/vae.rs`, 200 steps at B = 128: 28 % classified as their label; the
-/// `cvae` example's 10 epochs: 72 %). Scaled by 5, the label is read within a hundred steps
-/// (96 % after 200) and the ELBO is no worse.
+/// `cvae` example's 10 epochs: 73 %). Scaled by 5, the label is read within a hundred steps
+/// (96 % after 200 steps, 90 % after 10 epochs) and the test ELBO is no worse (238.9 nats
+/// against 239.4 after 10 epochs).
 pub const LABEL_SCALE: f32 = 5.0;
 
 impl Default for VaeConfig {
