@@ -116,7 +116,7 @@ fn prior_config(a: &Args) -> PixelCnnConfig {
 
 /// A one-line progress bar on stderr.
 fn progress(what: &str, step: usize, steps: usize, since: std::time::Instant) {
-    if step == steps || step % 10 == 0 {
+    if step == steps || step.is_multiple_of(10) {
         let eta = since.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
         eprint!("\r  {what}: step {step}/{steps}, {eta:.0} s left   ");
         if step == steps {
