@@ -255,7 +255,8 @@ fn vq_search_matches_the_twin_exactly_on_random_shapes_with_ties() {
         (33, 17, 8),
         (1, 1, 256),
     ];
-    shapes.extend([(3, 4096, 16), (100, 31, 256), (65, 65, 12)]);
+    // (70, 1000, 256) searches 4 blocks of 256 codes (one dispatch each), with ties across them.
+    shapes.extend([(3, 4096, 16), (100, 31, 256), (65, 65, 12), (70, 1000, 256)]);
     for _ in 0..6 {
         shapes.push((
             awkward(&mut r, 300),
@@ -315,13 +316,14 @@ fn vq_search_refuses_bad_shapes_with_typed_errors() {
     assert_eq!(error_kind(vq::quantize(&not_2d, &z)), "BadInput");
     assert_eq!(error_kind(vq::nearest(&z, &ints)), "DTypeMismatch");
     if e.max_loop_iterations().is_some() {
-        // 128 code tiles × 513 steps of 8 dimensions exceed lavapipe's 65,535 loop steps.
-        let big = Tensor::zeros(e, &[2048, 4096], DType::F32).unwrap();
-        let row = Tensor::zeros(e, &[1, 4096], DType::F32).unwrap();
-        assert_eq!(
-            error_kind(vq::nearest_with(&row, &big, Search::Fused)),
-            "BadInput"
-        );
+        // A code tile of 110,000 dimensions takes more than lavapipe's 65,535 loop steps.
+        let long = Tensor::zeros(e, &[1, 110_000], DType::F32).unwrap();
+        for search in [Search::Fused, Search::Matmul] {
+            assert_eq!(
+                error_kind(vq::nearest_with(&long, &long, search)),
+                "BadInput"
+            );
+        }
     }
 }
 
@@ -378,8 +380,9 @@ fn vq_cluster_sums_match_the_twin_exactly() {
 
 #[test]
 fn vq_cluster_sums_take_several_passes_for_long_batches() {
-    // lavapipe stops an invocation after 65,535 loop steps: 300,000 rows take two passes, the
-    // second adding to the first (so the sums are within a rounding of the twin's, not exact).
+    // lavapipe stops an invocation after 65,535 loop steps, and one code's rows are one loop: on
+    // lavapipe 300,000 rows take five passes, each adding to the sums before it (so the sums are
+    // within roundings of the twin's, not exact).
     let e = gpu!();
     let (n, k, d) = (300_000, 40, 3);
     let mut r = rng(66);

@@ -12,10 +12,13 @@ use super::reduce;
 use super::{matmul_subgroup, matmul_wide};
 use crate::engine::{DType, Engine, Error, Result, Shader, Tensor};
 
-/// `shaders/vq.wgsl`: no optional features.
+/// `shaders/vq.wgsl` with the cluster sums of `shaders/vq/clusters.wgsl`: no optional features.
 pub const SHADER: Shader = Shader {
     name: "vq",
-    source: include_str!("../../shaders/vq.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/vq.wgsl"),
+        include_str!("../../shaders/vq/clusters.wgsl")
+    ),
 };
 
 /// The fused search with 8-float loads (D % 8 == 0, subgroups and 64-bit integers) and with
@@ -37,11 +40,12 @@ pub const SEARCH: [Shader; 2] = [
     },
 ];
 
-/// Rows and codes of one search workgroup; codes and dimensions of one cluster-sums workgroup.
+/// Rows and codes of one search workgroup; rows of one counting-sort chunk and dimensions of one
+/// bucket-sums invocation (`vq/clusters.wgsl`).
 const ROW_TILE: usize = 32;
 const CODE_TILE: usize = 16;
-const SUM_CODES: usize = 32;
-const SUM_SPAN: usize = 64;
+const CHUNK: usize = 256;
+const SPAN: usize = 32;
 const WG: usize = 64;
 
 #[repr(C)]
@@ -58,7 +62,7 @@ struct Params {
     scale: f32,
     decay: f32,
     eps: f32,
-    _pad: u32,
+    chunks: u32,
 }
 
 #[repr(C)]
@@ -69,9 +73,14 @@ struct SearchParams {
     d: u32,
     d8: u32,
     row_tiles: u32,
-    code_tiles: u32,
-    _pad: [u32; 2],
+    tile_begin: u32,
+    tile_end: u32,
+    first: u32,
 }
+
+/// Codebook bytes one search dispatch covers: a block stays in a CPU core's L2 cache while the
+/// row tiles pass over it.
+const BLOCK_BYTES: usize = 256 << 10;
 
 /// Which kernels find the nearest codes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -220,39 +229,38 @@ fn run_search(z: &Tensor, codebook: &Tensor, search: Search, quantize: bool) -> 
         ),
         false => (indices.clone(), indices.clone()),
     };
-    let mut out = vec![&indices];
-    if quantize {
-        out.extend([&z_q, &sq_err]);
-    }
     if fused {
         let wide = d.is_multiple_of(8) && matmul_wide::usable(engine);
         let (d8, code_tiles) = (d.div_ceil(8), k.div_ceil(CODE_TILE));
-        let steps = code_tiles * (d8 + 1) + if quantize { 4 * d8 } else { 0 };
-        check_steps(engine, "vq search", steps)?;
-        let p = SearchParams {
+        let mut per_block = (BLOCK_BYTES / (CODE_TILE * 4 * d)).max(1);
+        if let Some(limit) = engine.max_loop_iterations() {
+            per_block = per_block.min((limit as usize).saturating_sub(64 + 4 * d8) / (d8 + 1));
+        }
+        check_steps(engine, "vq search", per_block.max(1) * (d8 + 1) + 4 * d8)?;
+        let best = Tensor::uninit(engine, &[n], DType::F32)?;
+        let mut p = SearchParams {
             n: n as u32,
             k: k as u32,
             d: d as u32,
             d8: d8 as u32,
             row_tiles: n.div_ceil(ROW_TILE) as u32,
-            code_tiles: code_tiles as u32,
-            _pad: [0; 2],
+            tile_begin: 0,
+            tile_end: 0,
+            first: 1,
         };
-        let entry = if quantize {
-            "vq_quantize"
-        } else {
-            "vq_nearest"
-        };
-        let mut tensors = vec![z, codebook];
-        tensors.extend(out);
-        super::launch(
-            &SEARCH[!wide as usize],
-            entry,
-            &[],
-            &tensors,
-            &p,
-            p.row_tiles,
-        )?;
+        for begin in (0..code_tiles).step_by(per_block) {
+            let end = (begin + per_block).min(code_tiles);
+            (p.tile_begin, p.tile_end, p.first) = (begin as u32, end as u32, (begin == 0) as u32);
+            let (entry, tensors) = match quantize && end == code_tiles {
+                true => (
+                    "vq_quantize",
+                    vec![z, codebook, &indices, &z_q, &sq_err, &best],
+                ),
+                false => ("vq_nearest", vec![z, codebook, &indices, &best]),
+            };
+            let shader = &SEARCH[!wide as usize];
+            super::launch(shader, entry, &[], &tensors, &p, p.row_tiles)?;
+        }
     } else {
         let dist = distances(z, codebook)?;
         check_steps(engine, "vq argmin", k + d)?;
@@ -264,11 +272,13 @@ fn run_search(z: &Tensor, codebook: &Tensor, search: Search, quantize: bool) -> 
             d: d as u32,
             ..Params::default()
         };
-        let (entry, mut tensors) = match quantize {
-            true => ("vq_argmin_quantize", vec![z, codebook, &dist, &dist4]),
-            false => ("vq_argmin", vec![&dist, &dist4]),
+        let (entry, tensors) = match quantize {
+            true => (
+                "vq_argmin_quantize",
+                vec![z, codebook, &dist, &dist4, &indices, &z_q, &sq_err],
+            ),
+            false => ("vq_argmin", vec![&dist, &dist4, &indices]),
         };
-        tensors.extend(out);
         launch(entry, vec4, &tensors, &p, n.div_ceil(WG))?;
     }
     Ok(Quantized {
@@ -306,16 +316,17 @@ pub fn distances(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
     matmul::matmul_with(z, &minus2, &opts)
 }
 
-/// Loop steps a cluster-sums invocation may spend on rows: its 4-row groups, its tail and the
-/// final write; longer batches are summed in several passes.
+/// Rows of one cluster-sums pass: a code's bucket loop may cover them all, so they stay below
+/// the driver's loop limit; longer batches take several passes, each adding to the sums.
 fn rows_per_pass(engine: &Engine) -> usize {
     engine
         .max_loop_iterations()
-        .map_or(usize::MAX, |l| 4 * (l as usize - 2 * SUM_CODES - 64))
+        .map_or(usize::MAX, |l| l as usize - 1024)
 }
 
 /// Counts and sums of the rows of `z` [N, D] per code of `indices` u32 [N] (codes ≥ `k` are
-/// skipped), in row order: deterministic, no atomics.
+/// skipped): a stable counting sort by code, then each code adds its rows in row order
+/// (deterministic, no atomics; see `shaders/vq/clusters.wgsl`). Five dispatches per pass.
 pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> {
     let op = "vq cluster sums";
     let (n, _, d) = dims(op, z, z)?;
@@ -324,24 +335,44 @@ pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> 
         return Err(Error::bad(op, "a codebook needs at least one code"));
     }
     let engine = z.engine();
+    check_steps(engine, op, k)?;
+    let pass = rows_per_pass(engine).min(n);
     let counts = Tensor::uninit(engine, &[k], DType::U32)?;
     let sums = Tensor::uninit(engine, &[k, d], DType::F32)?;
-    let (z4, idx4) = (view4(z)?, view4(indices)?);
-    let groups = k.div_ceil(SUM_CODES) * d.div_ceil(SUM_SPAN);
-    let pass = rows_per_pass(engine);
+    let table = Tensor::uninit(engine, &[pass.div_ceil(CHUNK), k], DType::U32)?;
+    let scan = Tensor::uninit(engine, &[2 * k], DType::U32)?;
+    let order = Tensor::uninit(engine, &[pass], DType::U32)?;
+    let z4 = view4(z)?;
+    let buckets = k * d.div_ceil(SPAN);
     for begin in (0..n).step_by(pass) {
+        let end = (begin + pass).min(n);
+        let chunks = (end - begin).div_ceil(CHUNK);
         let p = Params {
             n: n as u32,
             k: k as u32,
             d: d as u32,
-            count: groups as u32,
+            count: buckets as u32,
             row_begin: begin as u32,
-            row_end: (begin + pass).min(n) as u32,
+            row_end: end as u32,
             accumulate: (begin > 0) as u32,
+            chunks: chunks as u32,
             ..Params::default()
         };
-        let tensors = [z, &z4, indices, &idx4, &counts, &sums];
-        launch("vq_cluster_sums", d.is_multiple_of(4), &tensors, &p, groups)?;
+        engine.clear(&table)?;
+        launch(
+            "vq_chunk_counts",
+            false,
+            &[indices, &table],
+            &p,
+            chunks.div_ceil(WG),
+        )?;
+        launch("vq_chunk_scan", false, &[&table, &scan], &p, k.div_ceil(WG))?;
+        launch("vq_code_scan", false, &[&scan], &p, 1)?;
+        let scatter = [indices, &scan, &table, &order];
+        launch("vq_scatter", false, &scatter, &p, chunks.div_ceil(WG))?;
+        let sums_in = [z, &z4, &scan, &order, &counts, &sums];
+        let vec4 = d.is_multiple_of(4);
+        launch("vq_bucket_sums", vec4, &sums_in, &p, buckets.div_ceil(WG))?;
     }
     Ok(Clusters { counts, sums })
 }
