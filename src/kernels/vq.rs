@@ -4,7 +4,8 @@
 //!
 //! The distance of row z to code e is `fma(−2, z·e, ‖e‖²)` in f32, z·e and ‖e‖² each one fma
 //! chain over the dimensions in order, ‖z‖² left out (it does not change the argmin); ties go to
-//! the lowest code. Every search path computes exactly this, so their indices agree bit for bit.
+//! the lowest code. Every search path computes exactly this, so their indices agree bit for bit
+//! (WGSL leaves an fma's rounding to the device, once or twice; the paths share the device).
 
 use super::elementwise as ew;
 use super::matmul::{self, Matmul};
