@@ -6,7 +6,7 @@ use crate::{
     assert_close, assert_matches_fd, awkward, error_kind, fd_gradients, gpu, portable_engine, rng,
     uniform,
 };
-use latent::kernels::vq::{self, Clusters, EmaState, Search};
+use latent::kernels::vq::{self, Clusters, EmaState, Rows, Search};
 use latent::nn::Module;
 use latent::nn::vq::{Ema, VectorQuantizer, VqConfig, perplexity, usage};
 use latent::tape::{Param, Tape};
@@ -521,45 +521,51 @@ fn vq_dead_codes_are_reset_from_the_given_rows() {
     let (n, k, d, threshold) = (10, 6, 5, 3);
     let mut r = rng(70);
     let z = uniform(&mut r, n * d, -1.0, 1.0);
+    let zt = upload(e, &z, &[n, d]);
     let init = uniform(&mut r, k * d, -1.0, 1.0);
     let idle_host = [0u32, 3, 2, 7, 3, 1];
-    let rows_host = [9u32, 4, 0, 2, 99, 5]; // 99 is clamped to the last row
-    let codebook = upload(e, &init, &[k, d]);
-    let (idle, rows) = (codes(e, &idle_host), codes(e, &rows_host));
-    let sizes = upload(e, &[5.0; 6], &[k]);
-    let sums = upload(e, &init, &[k, d]);
-    let ema = EmaState {
-        sizes: &sizes,
-        sums: &sums,
-    };
-    vq::reset_dead(
-        &codebook,
-        &idle,
-        threshold,
-        &upload(e, &z, &[n, d]),
-        &rows,
-        Some(&ema),
-    )
-    .unwrap();
-    let (mut want_e, mut want_idle, mut want_sizes) =
-        (init.clone(), idle_host.to_vec(), vec![5.0f32; 6]);
-    for c in 0..k {
-        if idle_host[c] >= threshold {
-            let row = (rows_host[c] as usize).min(n - 1);
-            want_e[c * d..][..d].copy_from_slice(&z[row * d..][..d]);
-            want_idle[c] = 0;
-            want_sizes[c] = 1.0;
+    // Rows given (99 is clamped to the last row), or picked as ⌊u·N⌋ from uniforms.
+    let given = [9u32, 4, 0, 2, 99, 5];
+    let draws = [0.5f32, 0.0, 0.99, 0.95, 0.31, 0.7];
+    for uniform in [false, true] {
+        let codebook = upload(e, &init, &[k, d]);
+        let idle = codes(e, &idle_host);
+        let (sizes, sums) = (upload(e, &[5.0; 6], &[k]), upload(e, &init, &[k, d]));
+        let ema = EmaState {
+            sizes: &sizes,
+            sums: &sums,
+        };
+        let (gt, ut) = (codes(e, &given), upload(e, &draws, &[k]));
+        let rows = if uniform {
+            Rows::Uniform(&ut)
+        } else {
+            Rows::Given(&gt)
+        };
+        vq::reset_dead(&codebook, &idle, threshold, &zt, rows, Some(&ema)).unwrap();
+        let (mut want_e, mut want_idle, mut want_sizes) =
+            (init.clone(), idle_host.to_vec(), vec![5.0f32; 6]);
+        for c in 0..k {
+            if idle_host[c] >= threshold {
+                let row = match uniform {
+                    true => (draws[c] * n as f32) as usize,
+                    false => (given[c] as usize).min(n - 1),
+                };
+                want_e[c * d..][..d].copy_from_slice(&z[row * d..][..d]);
+                want_idle[c] = 0;
+                want_sizes[c] = 1.0;
+            }
         }
+        assert_same("reset codebook", &read(&codebook), &want_e);
+        assert_same("reset EMA sums", &read(&sums), &want_e);
+        assert_same("reset EMA sizes", &read(&sizes), &want_sizes);
+        assert_same("reset idle", &read_u32(&idle), &want_idle);
     }
-    assert_same("reset codebook", &read(&codebook), &want_e);
-    assert_same("reset EMA sums", &read(&sums), &want_e);
-    assert_same("reset EMA sizes", &read(&sizes), &want_sizes);
-    assert_same("reset idle", &read_u32(&idle), &want_idle);
-    let zt = upload(e, &z, &[n, d]);
-    assert_eq!(
-        error_kind(vq::reset_dead(&codebook, &idle, 0, &zt, &rows, None)),
-        "BadInput"
-    );
+    let (idle, rows) = (codes(e, &idle_host), codes(e, &given));
+    let codebook = upload(e, &init, &[k, d]);
+    let zero = vq::reset_dead(&codebook, &idle, 0, &zt, Rows::Given(&rows), None);
+    assert_eq!(error_kind(zero), "BadInput");
+    let floats = vq::reset_dead(&codebook, &idle, 1, &zt, Rows::Given(&zt), None);
+    assert_eq!(error_kind(floats), "DTypeMismatch");
 }
 
 // ---- tape ---------------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ struct Params {
 @group(0) @binding(30) var<storage, read_write> order: array<u32>;
 @group(0) @binding(31) var<uniform> p: Params;
 
-override VEC4: bool = false;  // argmin: read dist4; bucket sums: read z4
+override VEC4: bool = false;     // argmin: read dist4; bucket sums: read z4
+override UNIFORM: bool = false;  // reset: `rows` holds f32 uniforms u, the row is ⌊u·N⌋
 
 fn linear(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * 64u + lid;
@@ -190,13 +191,19 @@ fn vq_ema_codebook(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     for (var d = 0u; d < p.d; d++) { codebook[k * p.d + d] = sums[k * p.d + d] / smoothed; }
 }
 
-// Dead-code reset: a code unused for `threshold` steps becomes row rows[k] of z, and its count restarts.
+// The row of z that code k would be reset to.
+fn source_row(k: u32) -> u32 {
+    if (UNIFORM) { return min(u32(bitcast<f32>(rows[k]) * f32(p.n)), p.n - 1u); }
+    return min(rows[k], p.n - 1u);
+}
+
+// Dead-code reset: a code unused for `threshold` steps becomes a row of z, and its count restarts.
 @compute @workgroup_size(64)
 fn vq_reset(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let k = linear(wg, nwg, lid);
     if (k >= p.k || idle[k] < p.threshold) { return; }
-    let src = min(rows[k], p.n - 1u) * p.d;
+    let src = source_row(k) * p.d;
     for (var d = 0u; d < p.d; d++) { codebook[k * p.d + d] = z[src + d]; }
     idle[k] = 0u;
 }
@@ -207,7 +214,7 @@ fn vq_reset_ema(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
                 @builtin(local_invocation_index) lid: u32) {
     let k = linear(wg, nwg, lid);
     if (k >= p.k || idle_in[k] < p.threshold) { return; }
-    let src = min(rows[k], p.n - 1u) * p.d;
+    let src = source_row(k) * p.d;
     ema_size[k] = 1.0;
     for (var d = 0u; d < p.d; d++) { ema_sum[k * p.d + d] = z[src + d]; }
 }

@@ -166,24 +166,35 @@ fn view4(t: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Launches `entry` of vq.wgsl over `groups` workgroups with boolean override constants `flags`.
 fn launch(
     entry: &'static str,
-    vec4: bool,
+    flags: &[(&'static str, bool)],
     tensors: &[&Tensor],
     p: &Params,
     groups: usize,
 ) -> Result<()> {
-    let constants = [("VEC4", vec4 as u8 as f64)];
+    let constants: Vec<_> = flags.iter().map(|&(f, on)| (f, on as u8 as f64)).collect();
     super::launch(&SHADER, entry, &constants, tensors, p, groups as u32)
 }
 
 /// Launches one invocation per item (`count` of them) of a 64-wide entry point.
 fn per_item(entry: &'static str, tensors: &[&Tensor], p: Params, count: usize) -> Result<()> {
+    per_item_with(entry, &[], tensors, p, count)
+}
+
+fn per_item_with(
+    entry: &'static str,
+    flags: &[(&'static str, bool)],
+    tensors: &[&Tensor],
+    p: Params,
+    count: usize,
+) -> Result<()> {
     let p = Params {
         count: count as u32,
         ..p
     };
-    launch(entry, false, tensors, &p, count.div_ceil(WG))
+    launch(entry, flags, tensors, &p, count.div_ceil(WG))
 }
 
 /// The nearest code of each row of `z` [N, D] in `codebook` [K, D]: u32 [N].
@@ -280,7 +291,7 @@ fn run_search(z: &Tensor, codebook: &Tensor, search: Search, quantize: bool) -> 
             ),
             false => ("vq_argmin", vec![&dist, &dist4, &indices]),
         };
-        launch(entry, vec4, &tensors, &p, n.div_ceil(WG))?;
+        launch(entry, &[("VEC4", vec4)], &tensors, &p, n.div_ceil(WG))?;
     }
     Ok(Quantized {
         indices,
@@ -362,18 +373,24 @@ pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> 
         engine.clear(&table)?;
         launch(
             "vq_chunk_counts",
-            false,
+            &[],
             &[indices, &table],
             &p,
             chunks.div_ceil(WG),
         )?;
-        launch("vq_chunk_scan", false, &[&table, &scan], &p, k.div_ceil(WG))?;
-        launch("vq_code_scan", false, &[&scan], &p, 1)?;
+        launch("vq_chunk_scan", &[], &[&table, &scan], &p, k.div_ceil(WG))?;
+        launch("vq_code_scan", &[], &[&scan], &p, 1)?;
         let scatter = [indices, &scan, &table, &order];
-        launch("vq_scatter", false, &scatter, &p, chunks.div_ceil(WG))?;
+        launch("vq_scatter", &[], &scatter, &p, chunks.div_ceil(WG))?;
         let sums_in = [z, &z4, &scan, &order, &counts, &sums];
         let vec4 = d.is_multiple_of(4);
-        launch("vq_bucket_sums", vec4, &sums_in, &p, buckets.div_ceil(WG))?;
+        launch(
+            "vq_bucket_sums",
+            &[("VEC4", vec4)],
+            &sums_in,
+            &p,
+            buckets.div_ceil(WG),
+        )?;
     }
     Ok(Clusters { counts, sums })
 }
@@ -500,22 +517,36 @@ pub fn ema_update(
     )
 }
 
+/// The rows a dead-code reset copies: code k takes row `rows[k]` (u32 [K], clamped to N − 1), or
+/// row ⌊u_k·N⌋ for uniforms u (f32 [K] in [0, 1), e.g. a `random::uniform_into` draw: random
+/// rows without an upload).
+#[derive(Clone, Copy, Debug)]
+pub enum Rows<'a> {
+    Given(&'a Tensor),
+    Uniform(&'a Tensor),
+}
+
 /// Dead-code reset: every code of `codebook` [K, D] unused for `threshold` steps (per `idle`, see
-/// [`track_usage`]) becomes row `rows[k]` of `z` [N, D] (the caller's choice, e.g. random rows of
-/// the current encoder outputs; clamped to N − 1) and its idle count restarts. With an EMA state,
-/// the reset codes' N_k = 1 and m_k = the new code. No readback: the test runs on the GPU.
+/// [`track_usage`]) becomes a row of `z` [N, D] (the caller's choice, e.g. random rows of the
+/// current encoder outputs) and its idle count restarts. With an EMA state, the reset codes'
+/// N_k = 1 and m_k = the new code. No readback: the test runs on the GPU.
 pub fn reset_dead(
     codebook: &Tensor,
     idle: &Tensor,
     threshold: u32,
     z: &Tensor,
-    rows: &Tensor,
+    rows: Rows,
     ema: Option<&EmaState>,
 ) -> Result<()> {
     let op = "vq reset";
     let (n, k, d) = dims(op, z, codebook)?;
     expect_codes(op, idle, k)?;
-    expect_codes(op, rows, k)?;
+    let (rows, uniform) = match rows {
+        Rows::Given(t) => (t, false),
+        Rows::Uniform(t) => (t, true),
+    };
+    rows.expect_dtype(op, if uniform { DType::F32 } else { DType::U32 })?;
+    rows.expect_shape(op, &[k])?;
     check_steps(z.engine(), op, d)?;
     if threshold == 0 {
         return Err(Error::bad(
@@ -530,10 +561,12 @@ pub fn reset_dead(
         threshold,
         ..Params::default()
     };
+    let flags = [("UNIFORM", uniform)];
     if let Some(s) = ema {
         s.sums.expect_shape(op, codebook.shape())?;
         s.sizes.expect_shape(op, &[k])?;
-        per_item("vq_reset_ema", &[z, rows, idle, s.sizes, s.sums], p, k)?;
+        let tensors = [z, rows, idle, s.sizes, s.sums];
+        per_item_with("vq_reset_ema", &flags, &tensors, p, k)?;
     }
-    per_item("vq_reset", &[z, rows, idle, codebook], p, k)
+    per_item_with("vq_reset", &flags, &[z, rows, idle, codebook], p, k)
 }
