@@ -121,9 +121,8 @@ fn dims(op: &'static str, z: &Tensor, codebook: &Tensor) -> Result<(usize, usize
             ));
         }
     }
-    let (&[n, d], &[k, dk]) = (z.shape(), codebook.shape()) else {
-        unreachable!("both are 2-D")
-    };
+    let (n, d) = (z.shape()[0], z.shape()[1]);
+    let (k, dk) = (codebook.shape()[0], codebook.shape()[1]);
     if d != dk {
         return Err(Error::ShapeMismatch {
             op,
@@ -220,7 +219,7 @@ pub fn quantize_with(z: &Tensor, codebook: &Tensor, search: Search) -> Result<Qu
 /// Indices (and, to quantize, z_q and errors) by the fused or the matmul path; without
 /// `quantize` the z_q and error tensors are placeholders.
 fn run_search(z: &Tensor, codebook: &Tensor, search: Search, quantize: bool) -> Result<Quantized> {
-    let (n, k, d) = dims("vq search", z, codebook)?;
+    let (n, _, d) = dims("vq search", z, codebook)?;
     let engine = z.engine();
     let fused = match search {
         Search::Auto => matmul_subgroup::usable(engine),
@@ -234,70 +233,85 @@ fn run_search(z: &Tensor, codebook: &Tensor, search: Search, quantize: bool) -> 
         Search::Matmul => false,
     };
     let indices = Tensor::uninit(engine, &[n], DType::U32)?;
-    let (z_q, sq_err) = match quantize {
-        true => (
-            Tensor::uninit(engine, &[n, d], DType::F32)?,
-            Tensor::uninit(engine, &[n], DType::F32)?,
-        ),
-        false => (indices.clone(), indices.clone()),
+    let q = match quantize {
+        true => Quantized {
+            z_q: Tensor::uninit(engine, &[n, d], DType::F32)?,
+            sq_err: Tensor::uninit(engine, &[n], DType::F32)?,
+            indices,
+        },
+        false => Quantized {
+            z_q: indices.clone(),
+            sq_err: indices.clone(),
+            indices,
+        },
     };
-    if fused {
-        let wide = d.is_multiple_of(8) && matmul_wide::usable(engine);
-        let (d8, code_tiles) = (d.div_ceil(8), k.div_ceil(CODE_TILE));
-        let mut per_block = (BLOCK_BYTES / (CODE_TILE * 4 * d)).max(1);
-        if let Some(limit) = engine.max_loop_iterations() {
-            per_block = per_block.min((limit as usize).saturating_sub(64 + 4 * d8) / (d8 + 1));
-        }
-        check_steps(engine, "vq search", per_block.max(1) * (d8 + 1) + 4 * d8)?;
-        let best = Tensor::uninit(engine, &[n], DType::F32)?;
-        let mut p = SearchParams {
-            n: n as u32,
-            k: k as u32,
-            d: d as u32,
-            d8: d8 as u32,
-            row_tiles: n.div_ceil(ROW_TILE) as u32,
-            tile_begin: 0,
-            tile_end: 0,
-            first: 1,
-        };
-        for begin in (0..code_tiles).step_by(per_block) {
-            let end = (begin + per_block).min(code_tiles);
-            (p.tile_begin, p.tile_end, p.first) = (begin as u32, end as u32, (begin == 0) as u32);
-            let (entry, tensors) = match quantize && end == code_tiles {
-                true => (
-                    "vq_quantize",
-                    vec![z, codebook, &indices, &z_q, &sq_err, &best],
-                ),
-                false => ("vq_nearest", vec![z, codebook, &indices, &best]),
-            };
-            let shader = &SEARCH[!wide as usize];
-            super::launch(shader, entry, &[], &tensors, &p, p.row_tiles)?;
-        }
-    } else {
-        let dist = distances(z, codebook)?;
-        check_steps(engine, "vq argmin", k + d)?;
-        let vec4 = k.is_multiple_of(4);
-        let dist4 = view4(&dist)?;
-        let p = Params {
-            n: n as u32,
-            k: k as u32,
-            d: d as u32,
-            ..Params::default()
-        };
-        let (entry, tensors) = match quantize {
-            true => (
-                "vq_argmin_quantize",
-                vec![z, codebook, &dist, &dist4, &indices, &z_q, &sq_err],
-            ),
-            false => ("vq_argmin", vec![&dist, &dist4, &indices]),
-        };
-        launch(entry, &[("VEC4", vec4)], &tensors, &p, n.div_ceil(WG))?;
+    match fused {
+        true => fused_search(z, codebook, &q, quantize)?,
+        false => matmul_search(z, codebook, &q, quantize)?,
     }
-    Ok(Quantized {
-        indices,
-        z_q,
-        sq_err,
-    })
+    Ok(q)
+}
+
+/// `vq/search.wgsl` over blocks of about BLOCK_BYTES of codes, one dispatch each.
+fn fused_search(z: &Tensor, codebook: &Tensor, q: &Quantized, quantize: bool) -> Result<()> {
+    let (n, k, d) = dims("vq search", z, codebook)?;
+    let engine = z.engine();
+    let wide = d.is_multiple_of(8) && matmul_wide::usable(engine);
+    let (d8, code_tiles) = (d.div_ceil(8), k.div_ceil(CODE_TILE));
+    let mut per_block = BLOCK_BYTES / (CODE_TILE * 4 * d);
+    if let Some(limit) = engine.max_loop_iterations() {
+        per_block = per_block.min((limit as usize).saturating_sub(64 + 4 * d8) / (d8 + 1));
+    }
+    let per_block = per_block.max(1);
+    check_steps(engine, "vq search", per_block * (d8 + 1) + 4 * d8)?;
+    let best = Tensor::uninit(engine, &[n], DType::F32)?;
+    let mut p = SearchParams {
+        n: n as u32,
+        k: k as u32,
+        d: d as u32,
+        d8: d8 as u32,
+        row_tiles: n.div_ceil(ROW_TILE) as u32,
+        tile_begin: 0,
+        tile_end: 0,
+        first: 1,
+    };
+    for begin in (0..code_tiles).step_by(per_block) {
+        let end = (begin + per_block).min(code_tiles);
+        (p.tile_begin, p.tile_end, p.first) = (begin as u32, end as u32, (begin == 0) as u32);
+        let (entry, tensors) = match quantize && end == code_tiles {
+            true => (
+                "vq_quantize",
+                vec![z, codebook, &q.indices, &q.z_q, &q.sq_err, &best],
+            ),
+            false => ("vq_nearest", vec![z, codebook, &q.indices, &best]),
+        };
+        let shader = &SEARCH[!wide as usize];
+        super::launch(shader, entry, &[], &tensors, &p, p.row_tiles)?;
+    }
+    Ok(())
+}
+
+/// The [N, K] distances by the matmul ([`distances`]), then `vq_argmin` over each row.
+fn matmul_search(z: &Tensor, codebook: &Tensor, q: &Quantized, quantize: bool) -> Result<()> {
+    let (n, k, d) = dims("vq search", z, codebook)?;
+    let dist = distances(z, codebook)?;
+    check_steps(z.engine(), "vq argmin", k + d)?;
+    let dist4 = view4(&dist)?;
+    let p = Params {
+        n: n as u32,
+        k: k as u32,
+        d: d as u32,
+        ..Params::default()
+    };
+    let (entry, tensors) = match quantize {
+        true => (
+            "vq_argmin_quantize",
+            vec![z, codebook, &dist, &dist4, &q.indices, &q.z_q, &q.sq_err],
+        ),
+        false => ("vq_argmin", vec![&dist, &dist4, &q.indices]),
+    };
+    let vec4 = k.is_multiple_of(4);
+    launch(entry, &[("VEC4", vec4)], &tensors, &p, n.div_ceil(WG))
 }
 
 /// ‖e_k‖² of every code of `codebook` [K, D]: [K] (one fma chain per code, in order).
