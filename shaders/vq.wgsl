@@ -9,8 +9,8 @@
 
 struct Params {
     n: u32, k: u32, d: u32,
-    count: u32,        // invocations (or workgroups for cluster sums) that have work
-    row_begin: u32,    // cluster sums: rows of this pass, row_begin % 4 == 0
+    count: u32,        // invocations that have work
+    row_begin: u32,    // cluster sums: rows of this pass
     row_end: u32,
     accumulate: u32,   // 1: add to the output instead of overwriting it
     threshold: u32,    // reset: steps unused before a code is re-initialised
