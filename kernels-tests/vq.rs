@@ -220,6 +220,17 @@ fn assert_same<T: PartialEq + std::fmt::Debug>(what: &str, gpu: &[T], cpu: &[T])
 
 // ---- search -----------------------------------------------------------------------------------
 
+/// Rows whose smallest distance is reached by more than one code (the ties a test exercises).
+fn tied_rows(r: Rounding, z: &[f32], codebook: &[f32], d: usize) -> usize {
+    z.chunks(d)
+        .filter(|row| {
+            let dist = distances(r, row, codebook, d);
+            let min = dist.iter().copied().fold(f32::INFINITY, f32::min);
+            dist.iter().filter(|&&x| x == min).count() > 1
+        })
+        .count()
+}
+
 /// Searches `z` [n, d] in `codebook` by `search` and checks indices, z_q and errors bit for bit.
 fn check_search(e: &Engine, search: Search, z: &[f32], codebook: &[f32], n: usize, d: usize) {
     let k = codebook.len() / d;
@@ -264,13 +275,18 @@ fn vq_search_matches_the_twin_exactly_on_random_shapes_with_ties() {
             awkward(&mut r, 80),
         ));
     }
+    let (mut rows, mut tied) = (0, 0);
     for (n, k, d) in shapes {
         let codebook = codebook_with_ties(&mut r, k, d);
         let z = rows_near(&mut r, &codebook, n, d);
         for search in [Search::Fused, Search::Matmul] {
             check_search(e, search, &z, &codebook, n, d);
         }
+        rows += n;
+        tied += tied_rows(rounding(e), &z, &codebook, d);
     }
+    // The duplicated and negated codes must really produce ties, or the test proves less.
+    assert!(tied * 20 > rows, "only {tied} of {rows} rows had a tie");
 }
 
 #[test]
