@@ -6,8 +6,10 @@ use latent::kernels::batchnorm::{self as bn, BatchNormConfig};
 use latent::kernels::conv_transpose2d::{self as ct, ConvTranspose2dParams};
 use latent::kernels::conv2d::{self, Conv2dParams};
 use latent::kernels::matmul::{self, Matmul};
+use latent::kernels::vq::{self, Search};
 use latent::kernels::{elementwise, peak};
 use latent::{DType, Engine, Result, Tensor};
+use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -30,7 +32,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Workload {
     /// FMA peak, empty-dispatch cost, matmul GFLOP/s at 1024³ and the W1 shapes, the W2
-    /// convolutions (forward, dX, dW at batch 128) and BatchNorm µs per call at the W2 shapes.
+    /// convolutions (forward, dX, dW at batch 128), BatchNorm µs per call at the W2 shapes and
+    /// the nearest-code search of a VQ-VAE (fused and by matmul + argmin).
     Kernels,
     /// W2: training steps of the convolutional VAE with batch norm (images/s over steps [20, N)).
     Conv {
@@ -207,6 +210,37 @@ fn bench_w2_conv(engine: &Engine, batch: usize, reps: u32) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Nearest-code searches (N, K, D): the VQ-VAE's 128 images of 7×7 latents with K = 512 and
+/// D = 64, and the largest codebook the kernels are built for.
+const VQ: [(usize, usize, usize); 2] = [(128 * 49, 512, 64), (4096, 4096, 256)];
+
+/// The fused search against the plain way (norms, Z·(−2E)ᵀ + ‖e‖² by matmul, then an argmin over
+/// the [N, K] matrix), both as 2·N·K·D FLOPs per call, on random rows and codes.
+fn bench_vq(engine: &Engine, reps: u32) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for (n, k, d) in VQ {
+        let mut random =
+            |len| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let z = Tensor::from_slice(engine, &random(n * d), &[n, d])?;
+        let e = Tensor::from_slice(engine, &random(k * d), &[k, d])?;
+        let reps = if n * k * d > 1 << 28 {
+            reps.min(2)
+        } else {
+            reps
+        };
+        for (search, what) in [(Search::Fused, "fused"), (Search::Matmul, "matmul+argmin")] {
+            let secs = time_per_call(engine, reps, || vq::nearest_with(&z, &e, search).map(drop))?;
+            rows.push(Row {
+                name: format!("vq nearest {n}x{k}x{d} {what}"),
+                gflops: 2.0 * (n * k * d) as f64 / secs / 1e9,
+                secs,
+            });
+        }
+    }
+    Ok(rows)
+}
+
 fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
     let peak = measure_peak(engine)?;
     let one = Tensor::uninit(engine, &[1], DType::F32)?;
@@ -258,6 +292,7 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
         secs,
     });
     rows.extend(bench_w2_conv(engine, 128, reps)?);
+    rows.extend(bench_vq(engine, reps)?);
     let mut norms = Vec::new();
     for shape in W2_BATCHNORM {
         norms.push((shape, bench_batchnorm(engine, shape, reps)?));

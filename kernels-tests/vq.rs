@@ -6,7 +6,7 @@ use crate::{
     assert_close, assert_matches_fd, awkward, error_kind, fd_gradients, gpu, portable_engine, rng,
     uniform,
 };
-use latent::kernels::vq::{self, Clusters, EmaState, Search};
+use latent::kernels::vq::{self, Clusters, EmaState, Rows, Search};
 use latent::nn::Module;
 use latent::nn::vq::{Ema, VectorQuantizer, VqConfig, perplexity, usage};
 use latent::tape::{Param, Tape};
@@ -220,6 +220,17 @@ fn assert_same<T: PartialEq + std::fmt::Debug>(what: &str, gpu: &[T], cpu: &[T])
 
 // ---- search -----------------------------------------------------------------------------------
 
+/// Rows whose smallest distance is reached by more than one code (the ties a test exercises).
+fn tied_rows(r: Rounding, z: &[f32], codebook: &[f32], d: usize) -> usize {
+    z.chunks(d)
+        .filter(|row| {
+            let dist = distances(r, row, codebook, d);
+            let min = dist.iter().copied().fold(f32::INFINITY, f32::min);
+            dist.iter().filter(|&&x| x == min).count() > 1
+        })
+        .count()
+}
+
 /// Searches `z` [n, d] in `codebook` by `search` and checks indices, z_q and errors bit for bit.
 fn check_search(e: &Engine, search: Search, z: &[f32], codebook: &[f32], n: usize, d: usize) {
     let k = codebook.len() / d;
@@ -255,7 +266,8 @@ fn vq_search_matches_the_twin_exactly_on_random_shapes_with_ties() {
         (33, 17, 8),
         (1, 1, 256),
     ];
-    shapes.extend([(3, 4096, 16), (100, 31, 256), (65, 65, 12)]);
+    // (70, 1000, 256) searches 4 blocks of 256 codes (one dispatch each), with ties across them.
+    shapes.extend([(3, 4096, 16), (100, 31, 256), (65, 65, 12), (70, 1000, 256)]);
     for _ in 0..6 {
         shapes.push((
             awkward(&mut r, 300),
@@ -263,13 +275,18 @@ fn vq_search_matches_the_twin_exactly_on_random_shapes_with_ties() {
             awkward(&mut r, 80),
         ));
     }
+    let (mut rows, mut tied) = (0, 0);
     for (n, k, d) in shapes {
         let codebook = codebook_with_ties(&mut r, k, d);
         let z = rows_near(&mut r, &codebook, n, d);
         for search in [Search::Fused, Search::Matmul] {
             check_search(e, search, &z, &codebook, n, d);
         }
+        rows += n;
+        tied += tied_rows(rounding(e), &z, &codebook, d);
     }
+    // The duplicated and negated codes must really produce ties, or the test proves less.
+    assert!(tied * 20 > rows, "only {tied} of {rows} rows had a tie");
 }
 
 #[test]
@@ -315,13 +332,14 @@ fn vq_search_refuses_bad_shapes_with_typed_errors() {
     assert_eq!(error_kind(vq::quantize(&not_2d, &z)), "BadInput");
     assert_eq!(error_kind(vq::nearest(&z, &ints)), "DTypeMismatch");
     if e.max_loop_iterations().is_some() {
-        // 128 code tiles × 513 steps of 8 dimensions exceed lavapipe's 65,535 loop steps.
-        let big = Tensor::zeros(e, &[2048, 4096], DType::F32).unwrap();
-        let row = Tensor::zeros(e, &[1, 4096], DType::F32).unwrap();
-        assert_eq!(
-            error_kind(vq::nearest_with(&row, &big, Search::Fused)),
-            "BadInput"
-        );
+        // A code tile of 110,000 dimensions takes more than lavapipe's 65,535 loop steps.
+        let long = Tensor::zeros(e, &[1, 110_000], DType::F32).unwrap();
+        for search in [Search::Fused, Search::Matmul] {
+            assert_eq!(
+                error_kind(vq::nearest_with(&long, &long, search)),
+                "BadInput"
+            );
+        }
     }
 }
 
@@ -378,8 +396,9 @@ fn vq_cluster_sums_match_the_twin_exactly() {
 
 #[test]
 fn vq_cluster_sums_take_several_passes_for_long_batches() {
-    // lavapipe stops an invocation after 65,535 loop steps: 300,000 rows take two passes, the
-    // second adding to the first (so the sums are within a rounding of the twin's, not exact).
+    // lavapipe stops an invocation after 65,535 loop steps, and one code's rows are one loop: on
+    // lavapipe 300,000 rows take five passes, each adding to the sums before it (so the sums are
+    // within roundings of the twin's, not exact).
     let e = gpu!();
     let (n, k, d) = (300_000, 40, 3);
     let mut r = rng(66);
@@ -518,45 +537,51 @@ fn vq_dead_codes_are_reset_from_the_given_rows() {
     let (n, k, d, threshold) = (10, 6, 5, 3);
     let mut r = rng(70);
     let z = uniform(&mut r, n * d, -1.0, 1.0);
+    let zt = upload(e, &z, &[n, d]);
     let init = uniform(&mut r, k * d, -1.0, 1.0);
     let idle_host = [0u32, 3, 2, 7, 3, 1];
-    let rows_host = [9u32, 4, 0, 2, 99, 5]; // 99 is clamped to the last row
-    let codebook = upload(e, &init, &[k, d]);
-    let (idle, rows) = (codes(e, &idle_host), codes(e, &rows_host));
-    let sizes = upload(e, &[5.0; 6], &[k]);
-    let sums = upload(e, &init, &[k, d]);
-    let ema = EmaState {
-        sizes: &sizes,
-        sums: &sums,
-    };
-    vq::reset_dead(
-        &codebook,
-        &idle,
-        threshold,
-        &upload(e, &z, &[n, d]),
-        &rows,
-        Some(&ema),
-    )
-    .unwrap();
-    let (mut want_e, mut want_idle, mut want_sizes) =
-        (init.clone(), idle_host.to_vec(), vec![5.0f32; 6]);
-    for c in 0..k {
-        if idle_host[c] >= threshold {
-            let row = (rows_host[c] as usize).min(n - 1);
-            want_e[c * d..][..d].copy_from_slice(&z[row * d..][..d]);
-            want_idle[c] = 0;
-            want_sizes[c] = 1.0;
+    // Rows given (99 is clamped to the last row), or picked as ⌊u·N⌋ from uniforms.
+    let given = [9u32, 4, 0, 2, 99, 5];
+    let draws = [0.5f32, 0.0, 0.99, 0.95, 0.31, 0.7];
+    for uniform in [false, true] {
+        let codebook = upload(e, &init, &[k, d]);
+        let idle = codes(e, &idle_host);
+        let (sizes, sums) = (upload(e, &[5.0; 6], &[k]), upload(e, &init, &[k, d]));
+        let ema = EmaState {
+            sizes: &sizes,
+            sums: &sums,
+        };
+        let (gt, ut) = (codes(e, &given), upload(e, &draws, &[k]));
+        let rows = if uniform {
+            Rows::Uniform(&ut)
+        } else {
+            Rows::Given(&gt)
+        };
+        vq::reset_dead(&codebook, &idle, threshold, &zt, rows, Some(&ema)).unwrap();
+        let (mut want_e, mut want_idle, mut want_sizes) =
+            (init.clone(), idle_host.to_vec(), vec![5.0f32; 6]);
+        for c in 0..k {
+            if idle_host[c] >= threshold {
+                let row = match uniform {
+                    true => (draws[c] * n as f32) as usize,
+                    false => (given[c] as usize).min(n - 1),
+                };
+                want_e[c * d..][..d].copy_from_slice(&z[row * d..][..d]);
+                want_idle[c] = 0;
+                want_sizes[c] = 1.0;
+            }
         }
+        assert_same("reset codebook", &read(&codebook), &want_e);
+        assert_same("reset EMA sums", &read(&sums), &want_e);
+        assert_same("reset EMA sizes", &read(&sizes), &want_sizes);
+        assert_same("reset idle", &read_u32(&idle), &want_idle);
     }
-    assert_same("reset codebook", &read(&codebook), &want_e);
-    assert_same("reset EMA sums", &read(&sums), &want_e);
-    assert_same("reset EMA sizes", &read(&sizes), &want_sizes);
-    assert_same("reset idle", &read_u32(&idle), &want_idle);
-    let zt = upload(e, &z, &[n, d]);
-    assert_eq!(
-        error_kind(vq::reset_dead(&codebook, &idle, 0, &zt, &rows, None)),
-        "BadInput"
-    );
+    let (idle, rows) = (codes(e, &idle_host), codes(e, &given));
+    let codebook = upload(e, &init, &[k, d]);
+    let zero = vq::reset_dead(&codebook, &idle, 0, &zt, Rows::Given(&rows), None);
+    assert_eq!(error_kind(zero), "BadInput");
+    let floats = vq::reset_dead(&codebook, &idle, 1, &zt, Rows::Given(&zt), None);
+    assert_eq!(error_kind(floats), "DTypeMismatch");
 }
 
 // ---- tape ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Vector quantisation (van den Oord et al. 2017) without subgroups: code norms, argmin over a distance
 // matrix, per-code cluster sums, histogram and usage, loss gradients, EMA codebook and dead-code reset.
-// Launcher: src/kernels/vq.rs; tests: kernels-tests/vq.rs. The fused search is vq/search.wgsl.
+// Launcher: src/kernels/vq.rs; tests: kernels-tests/vq.rs. Compiled with vq/clusters.wgsl appended;
+// the fused search is vq/search.wgsl.
 //
 // Rows z [N, D], codebook e [K, D], codes u32 [N]. Distances are fma(−2, z·e, ‖e‖²) as in
 // vq/search.wgsl; the matrix `dist` that `vq_argmin` reads holds them already (the launcher builds it
@@ -8,12 +9,13 @@
 
 struct Params {
     n: u32, k: u32, d: u32,
-    count: u32,        // invocations (or workgroups for cluster sums) that have work
-    row_begin: u32,    // cluster sums: rows of this pass, row_begin % 4 == 0
+    count: u32,        // invocations that have work
+    row_begin: u32,    // cluster sums: rows of this pass
     row_end: u32,
     accumulate: u32,   // 1: add to the output instead of overwriting it
     threshold: u32,    // reset: steps unused before a code is re-initialised
-    scale: f32, decay: f32, eps: f32, _pad: u32,
+    scale: f32, decay: f32, eps: f32,
+    chunks: u32,       // cluster sums: chunks of CHUNK rows in this pass
 }
 
 // Inputs (read-only), then outputs, then the params: each entry point binds the ones it uses.
@@ -23,30 +25,35 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dist: array<f32>;
 @group(0) @binding(4) var<storage, read> dist4: array<vec4<f32>>;   // dist again, K % 4 == 0
 @group(0) @binding(5) var<storage, read> idx: array<u32>;
-@group(0) @binding(6) var<storage, read> idx4: array<vec4<u32>>;    // idx again
-@group(0) @binding(7) var<storage, read> zq: array<f32>;
-@group(0) @binding(8) var<storage, read> counts: array<u32>;
-@group(0) @binding(9) var<storage, read> sums: array<f32>;          // cluster sums, or EMA m
-@group(0) @binding(10) var<storage, read> sizes: array<f32>;        // EMA cluster sizes
-@group(0) @binding(11) var<storage, read> scalar: array<f32>;       // [1]: upstream gradient or total
-@group(0) @binding(12) var<storage, read> rows: array<u32>;
-@group(0) @binding(13) var<storage, read> idle_in: array<u32>;
-@group(0) @binding(14) var<storage, read_write> indices_out: array<u32>;
-@group(0) @binding(15) var<storage, read_write> zq_out: array<f32>;
-@group(0) @binding(16) var<storage, read_write> err_out: array<f32>;
-@group(0) @binding(17) var<storage, read_write> counts_out: array<u32>;
-@group(0) @binding(18) var<storage, read_write> sums_out: array<f32>;
-@group(0) @binding(19) var<storage, read_write> hist: array<atomic<u32>>;
-@group(0) @binding(20) var<storage, read_write> epoch: array<u32>;
-@group(0) @binding(21) var<storage, read_write> idle: array<u32>;
-@group(0) @binding(22) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(23) var<storage, read_write> ema_size: array<f32>;
-@group(0) @binding(24) var<storage, read_write> ema_sum: array<f32>;
-@group(0) @binding(25) var<storage, read_write> codebook: array<f32>;
-@group(0) @binding(26) var<storage, read_write> norms_out: array<f32>;
-@group(0) @binding(27) var<uniform> p: Params;
+@group(0) @binding(6) var<storage, read> zq: array<f32>;
+@group(0) @binding(7) var<storage, read> counts: array<u32>;
+@group(0) @binding(8) var<storage, read> sums: array<f32>;          // cluster sums, or EMA m
+@group(0) @binding(9) var<storage, read> sizes: array<f32>;         // EMA cluster sizes
+@group(0) @binding(10) var<storage, read> scalar: array<f32>;       // [1]: upstream gradient or total
+@group(0) @binding(11) var<storage, read> rows: array<u32>;
+@group(0) @binding(12) var<storage, read> idle_in: array<u32>;
+@group(0) @binding(13) var<storage, read> scan_in: array<u32>;      // clusters.wgsl's scan
+@group(0) @binding(14) var<storage, read> order_in: array<u32>;     // clusters.wgsl's order
+@group(0) @binding(15) var<storage, read_write> indices_out: array<u32>;
+@group(0) @binding(16) var<storage, read_write> zq_out: array<f32>;
+@group(0) @binding(17) var<storage, read_write> err_out: array<f32>;
+@group(0) @binding(18) var<storage, read_write> counts_out: array<u32>;
+@group(0) @binding(19) var<storage, read_write> sums_out: array<f32>;
+@group(0) @binding(20) var<storage, read_write> hist: array<atomic<u32>>;
+@group(0) @binding(21) var<storage, read_write> epoch: array<u32>;
+@group(0) @binding(22) var<storage, read_write> idle: array<u32>;
+@group(0) @binding(23) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(24) var<storage, read_write> ema_size: array<f32>;
+@group(0) @binding(25) var<storage, read_write> ema_sum: array<f32>;
+@group(0) @binding(26) var<storage, read_write> codebook: array<f32>;
+@group(0) @binding(27) var<storage, read_write> norms_out: array<f32>;
+@group(0) @binding(28) var<storage, read_write> table: array<u32>;  // clusters.wgsl's chunk counts
+@group(0) @binding(29) var<storage, read_write> scan: array<u32>;
+@group(0) @binding(30) var<storage, read_write> order: array<u32>;
+@group(0) @binding(31) var<uniform> p: Params;
 
-override VEC4: bool = false;  // argmin: read dist4; cluster sums: read z4
+override VEC4: bool = false;     // argmin: read dist4; bucket sums: read z4
+override UNIFORM: bool = false;  // reset: `rows` holds f32 uniforms u, the row is ⌊u·N⌋
 
 fn linear(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * 64u + lid;
@@ -110,87 +117,6 @@ fn vq_argmin_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
         s = fma(t, t, s);
     }
     err_out[row] = s;
-}
-
-// Cluster sums: a workgroup owns CODES codes and SPAN dimensions, lane l dimensions d0..d0+7;
-// all 8 lanes read the same codes and add the rows of their codes into private sums in row order
-// (so the sums are deterministic, no atomics). 4 codes are read per load; groups of 4 rows with no
-// code of the workgroup cost one compare.
-const CODES: u32 = 32u;
-const SPAN: u32 = 64u;
-
-struct Two { a: vec4<f32>, b: vec4<f32> }
-
-fn z_at(i: u32, ok: bool) -> f32 { return select(0.0, z[min(i, arrayLength(&z) - 1u)], ok); }
-
-// Dimensions d0..d0+7 (d0 < D) of row `row`, zeros past D.
-fn run8(row: u32, d0: u32) -> Two {
-    let b = row * p.d + d0;
-    if (VEC4) {  // D % 4 == 0, so the first vec4 lies inside the row
-        let q = b / 4u;
-        return Two(z4[q], select(vec4(0.0), z4[min(q + 1u, arrayLength(&z4) - 1u)], d0 + 4u < p.d));
-    }
-    return Two(vec4(z_at(b, true), z_at(b + 1u, d0 + 1u < p.d), z_at(b + 2u, d0 + 2u < p.d), z_at(b + 3u, d0 + 3u < p.d)),
-               vec4(z_at(b + 4u, d0 + 4u < p.d), z_at(b + 5u, d0 + 5u < p.d), z_at(b + 6u, d0 + 6u < p.d), z_at(b + 7u, d0 + 7u < p.d)));
-}
-
-// Row `row` has code code0 + j: count it and add its run (j >= CODES: another workgroup's code).
-fn take(acc: ptr<function, array<vec4<f32>, 64>>, cnt: ptr<function, array<u32, 32>>, j: u32, row: u32, d0: u32) {
-    if (j < CODES) {
-        (*cnt)[j] += 1u;
-        if (d0 < p.d) {
-            let v = run8(row, d0);
-            (*acc)[2u * j] += v.a;
-            (*acc)[2u * j + 1u] += v.b;
-        }
-    }
-}
-
-fn put_sum(i: u32, ok: bool, v: f32) {
-    if (ok) {
-        var s = v;
-        if (p.accumulate != 0u) { s += sums_out[i]; }
-        sums_out[i] = s;
-    }
-}
-
-// counts [K] (u32) and sums [K, D] = Σ z_n over the rows n of each code, rows row_begin..row_end.
-@compute @workgroup_size(8)
-fn vq_cluster_sums(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lane: u32) {
-    let w = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
-    if (w >= p.count) { return; }
-    let spans = (p.d + SPAN - 1u) / SPAN;
-    let code0 = (w / spans) * CODES;
-    let d0 = (w % spans) * SPAN + 8u * lane;
-    var acc: array<vec4<f32>, 64>;   // [2j], [2j + 1]: dimensions d0..d0+3, d0+4..d0+7 of code code0 + j
-    var cnt: array<u32, 32>;
-    let q_end = p.row_end / 4u;
-    for (var q = p.row_begin / 4u; q < q_end; q++) {
-        let j = idx4[q] - vec4(code0);  // wraps for codes below code0
-        if (any(j < vec4(CODES))) {
-            let r = 4u * q;
-            take(&acc, &cnt, j.x, r, d0); take(&acc, &cnt, j.y, r + 1u, d0);
-            take(&acc, &cnt, j.z, r + 2u, d0); take(&acc, &cnt, j.w, r + 3u, d0);
-        }
-    }
-    for (var r = max(4u * q_end, p.row_begin); r < p.row_end; r++) { take(&acc, &cnt, idx[r] - code0, r, d0); }
-    for (var j = 0u; j < min(CODES, p.k - code0); j++) {
-        let code = code0 + j;
-        if (lane == 0u && d0 == 0u) {
-            var c = cnt[j];
-            if (p.accumulate != 0u) { c += counts_out[code]; }
-            counts_out[code] = c;
-        }
-        if (d0 < p.d) {
-            let b = code * p.d + d0;
-            let lo = acc[2u * j]; let hi = acc[2u * j + 1u];
-            put_sum(b, true, lo.x); put_sum(b + 1u, d0 + 1u < p.d, lo.y);
-            put_sum(b + 2u, d0 + 2u < p.d, lo.z); put_sum(b + 3u, d0 + 3u < p.d, lo.w);
-            put_sum(b + 4u, d0 + 4u < p.d, hi.x); put_sum(b + 5u, d0 + 5u < p.d, hi.y);
-            put_sum(b + 6u, d0 + 6u < p.d, hi.z); put_sum(b + 7u, d0 + 7u < p.d, hi.w);
-        }
-    }
 }
 
 // hist [K] += the number of rows of each code (codes >= K are ignored).
@@ -265,13 +191,19 @@ fn vq_ema_codebook(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     for (var d = 0u; d < p.d; d++) { codebook[k * p.d + d] = sums[k * p.d + d] / smoothed; }
 }
 
-// Dead-code reset: a code unused for `threshold` steps becomes row rows[k] of z, and its count restarts.
+// The row of z that code k would be reset to.
+fn source_row(k: u32) -> u32 {
+    if (UNIFORM) { return min(u32(bitcast<f32>(rows[k]) * f32(p.n)), p.n - 1u); }
+    return min(rows[k], p.n - 1u);
+}
+
+// Dead-code reset: a code unused for `threshold` steps becomes a row of z, and its count restarts.
 @compute @workgroup_size(64)
 fn vq_reset(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let k = linear(wg, nwg, lid);
     if (k >= p.k || idle[k] < p.threshold) { return; }
-    let src = min(rows[k], p.n - 1u) * p.d;
+    let src = source_row(k) * p.d;
     for (var d = 0u; d < p.d; d++) { codebook[k * p.d + d] = z[src + d]; }
     idle[k] = 0u;
 }
@@ -282,7 +214,7 @@ fn vq_reset_ema(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
                 @builtin(local_invocation_index) lid: u32) {
     let k = linear(wg, nwg, lid);
     if (k >= p.k || idle_in[k] < p.threshold) { return; }
-    let src = min(rows[k], p.n - 1u) * p.d;
+    let src = source_row(k) * p.d;
     ema_size[k] = 1.0;
     for (var d = 0u; d < p.d; d++) { ema_sum[k * p.d + d] = z[src + d]; }
 }

@@ -4,9 +4,10 @@
 // Launcher: src/kernels/vq.rs; tests: kernels-tests/vq.rs; bench: `bench -- kernels`.
 //
 // Distance (what the CPU twin computes bit for bit): d(n, k) = fma(−2, z_n·e_k, ‖e_k‖²), ‖z_n‖²
-// dropped (the same for every k); z·e and ‖e‖² are each one chain of fma over d = 0..D−1 from 0.
-// Codes are scanned in order and a row's code changes only when strictly nearer: ties go to the
-// lowest index.
+// dropped (the same for every k); z·e and ‖e‖² are each one chain s = fma(a_d, b_d, s) over
+// d = 0..D−1 from 0. WGSL lets a device round fma once or twice (lavapipe: twice, a·b then + c);
+// the twin follows the device. Codes are scanned in order and a row's code changes only when
+// strictly nearer: ties go to the lowest index.
 //
 // Tile (matmul_wide's rows kernel, see there for the lavapipe measurements): a workgroup of 8
 // lanes owns 32 rows, lane l rows m0 + l + 8r (r < 4), and walks the whole codebook 16 codes at a
@@ -14,14 +15,25 @@
 // n0 + 8 + l), the codes' values are handed round with subgroupBroadcast (a register shuffle), and
 // the 4 × 16 dot products stay in registers; each lane also sums its two codes' squares. After a
 // tile the 16 distances update each row's running minimum in registers, so no [N, K] matrix is
-// written or read. Loop steps per invocation: ceil(K/16)·(ceil(D/8) + 1) (+ 4·ceil(D/8) to
-// quantize), which the launcher keeps under lavapipe's 65,535.
+// written or read. (64 rows × 16 codes per workgroup, twice the accumulators, measured 15 % slower.)
+//
+// A large codebook is searched in blocks of code tiles, one dispatch each (the launcher makes a
+// block about 256 KiB): no invocation loops over more than a block, so K has no loop-limit bound,
+// and the block can stay in a CPU core's L2 cache while the row tiles pass over it. Between blocks
+// each row's running minimum waits in `best` and `indices`. Loop steps per invocation:
+// tiles·(ceil(D/8) + 1) + 4·ceil(D/8), which the launcher keeps under lavapipe's 65,535.
 
-struct Params { n: u32, k: u32, d: u32, d8: u32, row_tiles: u32, code_tiles: u32, _pad0: u32, _pad1: u32 }
+struct Params {
+    n: u32, k: u32, d: u32, d8: u32,
+    row_tiles: u32,
+    tile_begin: u32, tile_end: u32,  // this dispatch's code tiles
+    first: u32,                      // 0: resume from best / indices
+}
 
 @group(0) @binding(2) var<storage, read_write> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> err: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read_write> best: array<f32>;  // running minimum between blocks
+@group(0) @binding(6) var<uniform> p: Params;
 
 // 8 consecutive floats of a row: floats 0, 2, 4, 6 in `lo`, 1, 3, 5, 7 in `hi`.
 struct Eight { lo: vec4<f32>, hi: vec4<f32> }
@@ -79,14 +91,20 @@ fn update(b: Best, dots: mat4x4<f32>, nm: mat4x4<f32>, n0: u32) -> Best {
     return r;
 }
 
+// A row's minimum over the earlier blocks; +inf and code 0 before the first (a row of infinite
+// distances takes code 0).
+fn resume(row: u32) -> Best {
+    if (p.first != 0u) { return Best(bitcast<f32>(0x7f800000u), 0u); }
+    return Best(best[row], indices[row]);
+}
+
 // The nearest codes of rows m0 + lane + 8r, r < 4 (rows past N are clamped to the last row).
-fn search(m0: u32, lane: u32) -> vec4<u32> {
+fn search(m0: u32, lane: u32) -> array<Best, 4> {
     let last = p.n - 1u;
     let row0 = min(m0 + lane, last); let row1 = min(m0 + 8u + lane, last);
     let row2 = min(m0 + 16u + lane, last); let row3 = min(m0 + 24u + lane, last);
-    let none = Best(bitcast<f32>(0x7f800000u), 0u);  // +inf: a row of infinite distances takes code 0
-    var b0 = none; var b1 = none; var b2 = none; var b3 = none;
-    for (var t = 0u; t < p.code_tiles; t++) {
+    var b0 = resume(row0); var b1 = resume(row1); var b2 = resume(row2); var b3 = resume(row3);
+    for (var t = p.tile_begin; t < p.tile_end; t++) {
         let n0 = 16u * t;
         let code0 = min(n0 + lane, p.k - 1u); let code1 = min(n0 + 8u + lane, p.k - 1u);
         var acc = Acc(mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>());
@@ -107,27 +125,26 @@ fn search(m0: u32, lane: u32) -> vec4<u32> {
         b0 = update(b0, acc.r0, nm, n0); b1 = update(b1, acc.r1, nm, n0);
         b2 = update(b2, acc.r2, nm, n0); b3 = update(b3, acc.r3, nm, n0);
     }
-    return vec4(b0.i, b1.i, b2.i, b3.i);
+    return array(b0, b1, b2, b3);
 }
 
 fn tile_of(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
 }
 
-fn write_index(row: u32, code: u32) {
-    if (row < p.n) { indices[row] = code; }
+fn keep(row: u32, b: Best) {
+    if (row < p.n) { indices[row] = b.i; best[row] = b.v; }
 }
 
-// indices [N]: the nearest code of every row.
+// indices [N]: the nearest code of every row (with `best`, the running minimum of a block).
 @compute @workgroup_size(8)
 fn vq_nearest(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lane: u32) {
     let t = tile_of(wg, nwg);
     if (t >= p.row_tiles) { return; }  // uniform per workgroup
     let m0 = 32u * t;
-    let best = search(m0, lane);
-    write_index(m0 + lane, best.x); write_index(m0 + 8u + lane, best.y);
-    write_index(m0 + 16u + lane, best.z); write_index(m0 + 24u + lane, best.w);
+    let b = search(m0, lane);
+    keep(m0 + lane, b[0]); keep(m0 + 8u + lane, b[1]); keep(m0 + 16u + lane, b[2]); keep(m0 + 24u + lane, b[3]);
 }
 
 // Row `row`'s code, z_q row = e[code] and err = Σ_d (z − z_q)² (one fma chain in dimension order).
@@ -144,14 +161,14 @@ fn finish(row: u32, code: u32) {
     err[row] = s;
 }
 
-// indices [N], z_q [N, D] and err [N].
+// indices [N], z_q [N, D] and err [N] (the last block of a search).
 @compute @workgroup_size(8)
 fn vq_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lane: u32) {
     let t = tile_of(wg, nwg);
     if (t >= p.row_tiles) { return; }
     let m0 = 32u * t;
-    let best = search(m0, lane);
-    finish(m0 + lane, best.x); finish(m0 + 8u + lane, best.y);
-    finish(m0 + 16u + lane, best.z); finish(m0 + 24u + lane, best.w);
+    let b = search(m0, lane);
+    finish(m0 + lane, b[0].i); finish(m0 + 8u + lane, b[1].i);
+    finish(m0 + 16u + lane, b[2].i); finish(m0 + 24u + lane, b[3].i);
 }

@@ -4,7 +4,8 @@
 //!
 //! The distance of row z to code e is `fma(−2, z·e, ‖e‖²)` in f32, z·e and ‖e‖² each one fma
 //! chain over the dimensions in order, ‖z‖² left out (it does not change the argmin); ties go to
-//! the lowest code. Every search path computes exactly this, so their indices agree bit for bit.
+//! the lowest code. Every search path computes exactly this, so their indices agree bit for bit
+//! (WGSL leaves an fma's rounding to the device, once or twice; the paths share the device).
 
 use super::elementwise as ew;
 use super::matmul::{self, Matmul};
@@ -12,10 +13,13 @@ use super::reduce;
 use super::{matmul_subgroup, matmul_wide};
 use crate::engine::{DType, Engine, Error, Result, Shader, Tensor};
 
-/// `shaders/vq.wgsl`: no optional features.
+/// `shaders/vq.wgsl` with the cluster sums of `shaders/vq/clusters.wgsl`: no optional features.
 pub const SHADER: Shader = Shader {
     name: "vq",
-    source: include_str!("../../shaders/vq.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/vq.wgsl"),
+        include_str!("../../shaders/vq/clusters.wgsl")
+    ),
 };
 
 /// The fused search with 8-float loads (D % 8 == 0, subgroups and 64-bit integers) and with
@@ -37,11 +41,12 @@ pub const SEARCH: [Shader; 2] = [
     },
 ];
 
-/// Rows and codes of one search workgroup; codes and dimensions of one cluster-sums workgroup.
+/// Rows and codes of one search workgroup; rows of one counting-sort chunk and dimensions of one
+/// bucket-sums invocation (`vq/clusters.wgsl`).
 const ROW_TILE: usize = 32;
 const CODE_TILE: usize = 16;
-const SUM_CODES: usize = 32;
-const SUM_SPAN: usize = 64;
+const CHUNK: usize = 256;
+const SPAN: usize = 32;
 const WG: usize = 64;
 
 #[repr(C)]
@@ -58,7 +63,7 @@ struct Params {
     scale: f32,
     decay: f32,
     eps: f32,
-    _pad: u32,
+    chunks: u32,
 }
 
 #[repr(C)]
@@ -69,9 +74,14 @@ struct SearchParams {
     d: u32,
     d8: u32,
     row_tiles: u32,
-    code_tiles: u32,
-    _pad: [u32; 2],
+    tile_begin: u32,
+    tile_end: u32,
+    first: u32,
 }
+
+/// Codebook bytes one search dispatch covers: a block stays in a CPU core's L2 cache while the
+/// row tiles pass over it.
+const BLOCK_BYTES: usize = 256 << 10;
 
 /// Which kernels find the nearest codes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -111,9 +121,8 @@ fn dims(op: &'static str, z: &Tensor, codebook: &Tensor) -> Result<(usize, usize
             ));
         }
     }
-    let (&[n, d], &[k, dk]) = (z.shape(), codebook.shape()) else {
-        unreachable!("both are 2-D")
-    };
+    let (n, d) = (z.shape()[0], z.shape()[1]);
+    let (k, dk) = (codebook.shape()[0], codebook.shape()[1]);
     if d != dk {
         return Err(Error::ShapeMismatch {
             op,
@@ -156,24 +165,35 @@ fn view4(t: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Launches `entry` of vq.wgsl over `groups` workgroups with boolean override constants `flags`.
 fn launch(
     entry: &'static str,
-    vec4: bool,
+    flags: &[(&'static str, bool)],
     tensors: &[&Tensor],
     p: &Params,
     groups: usize,
 ) -> Result<()> {
-    let constants = [("VEC4", vec4 as u8 as f64)];
+    let constants: Vec<_> = flags.iter().map(|&(f, on)| (f, on as u8 as f64)).collect();
     super::launch(&SHADER, entry, &constants, tensors, p, groups as u32)
 }
 
 /// Launches one invocation per item (`count` of them) of a 64-wide entry point.
 fn per_item(entry: &'static str, tensors: &[&Tensor], p: Params, count: usize) -> Result<()> {
+    per_item_with(entry, &[], tensors, p, count)
+}
+
+fn per_item_with(
+    entry: &'static str,
+    flags: &[(&'static str, bool)],
+    tensors: &[&Tensor],
+    p: Params,
+    count: usize,
+) -> Result<()> {
     let p = Params {
         count: count as u32,
         ..p
     };
-    launch(entry, false, tensors, &p, count.div_ceil(WG))
+    launch(entry, flags, tensors, &p, count.div_ceil(WG))
 }
 
 /// The nearest code of each row of `z` [N, D] in `codebook` [K, D]: u32 [N].
@@ -199,7 +219,7 @@ pub fn quantize_with(z: &Tensor, codebook: &Tensor, search: Search) -> Result<Qu
 /// Indices (and, to quantize, z_q and errors) by the fused or the matmul path; without
 /// `quantize` the z_q and error tensors are placeholders.
 fn run_search(z: &Tensor, codebook: &Tensor, search: Search, quantize: bool) -> Result<Quantized> {
-    let (n, k, d) = dims("vq search", z, codebook)?;
+    let (n, _, d) = dims("vq search", z, codebook)?;
     let engine = z.engine();
     let fused = match search {
         Search::Auto => matmul_subgroup::usable(engine),
@@ -213,69 +233,85 @@ fn run_search(z: &Tensor, codebook: &Tensor, search: Search, quantize: bool) -> 
         Search::Matmul => false,
     };
     let indices = Tensor::uninit(engine, &[n], DType::U32)?;
-    let (z_q, sq_err) = match quantize {
-        true => (
-            Tensor::uninit(engine, &[n, d], DType::F32)?,
-            Tensor::uninit(engine, &[n], DType::F32)?,
-        ),
-        false => (indices.clone(), indices.clone()),
+    let q = match quantize {
+        true => Quantized {
+            z_q: Tensor::uninit(engine, &[n, d], DType::F32)?,
+            sq_err: Tensor::uninit(engine, &[n], DType::F32)?,
+            indices,
+        },
+        false => Quantized {
+            z_q: indices.clone(),
+            sq_err: indices.clone(),
+            indices,
+        },
     };
-    let mut out = vec![&indices];
-    if quantize {
-        out.extend([&z_q, &sq_err]);
+    match fused {
+        true => fused_search(z, codebook, &q, quantize)?,
+        false => matmul_search(z, codebook, &q, quantize)?,
     }
-    if fused {
-        let wide = d.is_multiple_of(8) && matmul_wide::usable(engine);
-        let (d8, code_tiles) = (d.div_ceil(8), k.div_ceil(CODE_TILE));
-        let steps = code_tiles * (d8 + 1) + if quantize { 4 * d8 } else { 0 };
-        check_steps(engine, "vq search", steps)?;
-        let p = SearchParams {
-            n: n as u32,
-            k: k as u32,
-            d: d as u32,
-            d8: d8 as u32,
-            row_tiles: n.div_ceil(ROW_TILE) as u32,
-            code_tiles: code_tiles as u32,
-            _pad: [0; 2],
-        };
-        let entry = if quantize {
-            "vq_quantize"
-        } else {
-            "vq_nearest"
-        };
-        let mut tensors = vec![z, codebook];
-        tensors.extend(out);
-        super::launch(
-            &SEARCH[!wide as usize],
-            entry,
-            &[],
-            &tensors,
-            &p,
-            p.row_tiles,
-        )?;
-    } else {
-        let dist = distances(z, codebook)?;
-        check_steps(engine, "vq argmin", k + d)?;
-        let vec4 = k.is_multiple_of(4);
-        let dist4 = view4(&dist)?;
-        let p = Params {
-            n: n as u32,
-            k: k as u32,
-            d: d as u32,
-            ..Params::default()
-        };
-        let (entry, mut tensors) = match quantize {
-            true => ("vq_argmin_quantize", vec![z, codebook, &dist, &dist4]),
-            false => ("vq_argmin", vec![&dist, &dist4]),
-        };
-        tensors.extend(out);
-        launch(entry, vec4, &tensors, &p, n.div_ceil(WG))?;
+    Ok(q)
+}
+
+/// `vq/search.wgsl` over blocks of about BLOCK_BYTES of codes, one dispatch each.
+fn fused_search(z: &Tensor, codebook: &Tensor, q: &Quantized, quantize: bool) -> Result<()> {
+    let (n, k, d) = dims("vq search", z, codebook)?;
+    let engine = z.engine();
+    let wide = d.is_multiple_of(8) && matmul_wide::usable(engine);
+    let (d8, code_tiles) = (d.div_ceil(8), k.div_ceil(CODE_TILE));
+    let mut per_block = BLOCK_BYTES / (CODE_TILE * 4 * d);
+    if let Some(limit) = engine.max_loop_iterations() {
+        per_block = per_block.min((limit as usize).saturating_sub(64 + 4 * d8) / (d8 + 1));
     }
-    Ok(Quantized {
-        indices,
-        z_q,
-        sq_err,
-    })
+    let per_block = per_block.max(1);
+    check_steps(engine, "vq search", per_block * (d8 + 1) + 4 * d8)?;
+    let best = Tensor::uninit(engine, &[n], DType::F32)?;
+    let mut p = SearchParams {
+        n: n as u32,
+        k: k as u32,
+        d: d as u32,
+        d8: d8 as u32,
+        row_tiles: n.div_ceil(ROW_TILE) as u32,
+        tile_begin: 0,
+        tile_end: 0,
+        first: 1,
+    };
+    for begin in (0..code_tiles).step_by(per_block) {
+        let end = (begin + per_block).min(code_tiles);
+        (p.tile_begin, p.tile_end, p.first) = (begin as u32, end as u32, (begin == 0) as u32);
+        let (entry, tensors) = match quantize && end == code_tiles {
+            true => (
+                "vq_quantize",
+                vec![z, codebook, &q.indices, &q.z_q, &q.sq_err, &best],
+            ),
+            false => ("vq_nearest", vec![z, codebook, &q.indices, &best]),
+        };
+        let shader = &SEARCH[!wide as usize];
+        super::launch(shader, entry, &[], &tensors, &p, p.row_tiles)?;
+    }
+    Ok(())
+}
+
+/// The [N, K] distances by the matmul ([`distances`]), then `vq_argmin` over each row.
+fn matmul_search(z: &Tensor, codebook: &Tensor, q: &Quantized, quantize: bool) -> Result<()> {
+    let (n, k, d) = dims("vq search", z, codebook)?;
+    let dist = distances(z, codebook)?;
+    check_steps(z.engine(), "vq argmin", k + d)?;
+    let dist4 = view4(&dist)?;
+    let p = Params {
+        n: n as u32,
+        k: k as u32,
+        d: d as u32,
+        ..Params::default()
+    };
+    let (entry, tensors) = match quantize {
+        true => (
+            "vq_argmin_quantize",
+            vec![z, codebook, &dist, &dist4, &q.indices, &q.z_q, &q.sq_err],
+        ),
+        false => ("vq_argmin", vec![&dist, &dist4, &q.indices]),
+    };
+    let vec4 = k.is_multiple_of(4);
+    launch(entry, &[("VEC4", vec4)], &tensors, &p, n.div_ceil(WG))
 }
 
 /// ‖e_k‖² of every code of `codebook` [K, D]: [K] (one fma chain per code, in order).
@@ -306,16 +342,17 @@ pub fn distances(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
     matmul::matmul_with(z, &minus2, &opts)
 }
 
-/// Loop steps a cluster-sums invocation may spend on rows: its 4-row groups, its tail and the
-/// final write; longer batches are summed in several passes.
+/// Rows of one cluster-sums pass: a code's bucket loop may cover them all, so they stay below
+/// the driver's loop limit; longer batches take several passes, each adding to the sums.
 fn rows_per_pass(engine: &Engine) -> usize {
     engine
         .max_loop_iterations()
-        .map_or(usize::MAX, |l| 4 * (l as usize - 2 * SUM_CODES - 64))
+        .map_or(usize::MAX, |l| l as usize - 1024)
 }
 
 /// Counts and sums of the rows of `z` [N, D] per code of `indices` u32 [N] (codes ≥ `k` are
-/// skipped), in row order: deterministic, no atomics.
+/// skipped): a stable counting sort by code, then each code adds its rows in row order
+/// (deterministic, no atomics; see `shaders/vq/clusters.wgsl`). Five dispatches per pass.
 pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> {
     let op = "vq cluster sums";
     let (n, _, d) = dims(op, z, z)?;
@@ -324,24 +361,50 @@ pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> 
         return Err(Error::bad(op, "a codebook needs at least one code"));
     }
     let engine = z.engine();
+    check_steps(engine, op, k)?;
+    let pass = rows_per_pass(engine).min(n);
     let counts = Tensor::uninit(engine, &[k], DType::U32)?;
     let sums = Tensor::uninit(engine, &[k, d], DType::F32)?;
-    let (z4, idx4) = (view4(z)?, view4(indices)?);
-    let groups = k.div_ceil(SUM_CODES) * d.div_ceil(SUM_SPAN);
-    let pass = rows_per_pass(engine);
+    let table = Tensor::uninit(engine, &[pass.div_ceil(CHUNK), k], DType::U32)?;
+    let scan = Tensor::uninit(engine, &[2 * k], DType::U32)?;
+    let order = Tensor::uninit(engine, &[pass], DType::U32)?;
+    let z4 = view4(z)?;
+    let buckets = k * d.div_ceil(SPAN);
     for begin in (0..n).step_by(pass) {
+        let end = (begin + pass).min(n);
+        let chunks = (end - begin).div_ceil(CHUNK);
         let p = Params {
             n: n as u32,
             k: k as u32,
             d: d as u32,
-            count: groups as u32,
+            count: buckets as u32,
             row_begin: begin as u32,
-            row_end: (begin + pass).min(n) as u32,
+            row_end: end as u32,
             accumulate: (begin > 0) as u32,
+            chunks: chunks as u32,
             ..Params::default()
         };
-        let tensors = [z, &z4, indices, &idx4, &counts, &sums];
-        launch("vq_cluster_sums", d.is_multiple_of(4), &tensors, &p, groups)?;
+        engine.clear(&table)?;
+        launch(
+            "vq_chunk_counts",
+            &[],
+            &[indices, &table],
+            &p,
+            chunks.div_ceil(WG),
+        )?;
+        launch("vq_chunk_scan", &[], &[&table, &scan], &p, k.div_ceil(WG))?;
+        launch("vq_code_scan", &[], &[&scan], &p, 1)?;
+        let scatter = [indices, &scan, &table, &order];
+        launch("vq_scatter", &[], &scatter, &p, chunks.div_ceil(WG))?;
+        let sums_in = [z, &z4, &scan, &order, &counts, &sums];
+        let vec4 = d.is_multiple_of(4);
+        launch(
+            "vq_bucket_sums",
+            &[("VEC4", vec4)],
+            &sums_in,
+            &p,
+            buckets.div_ceil(WG),
+        )?;
     }
     Ok(Clusters { counts, sums })
 }
@@ -468,22 +531,36 @@ pub fn ema_update(
     )
 }
 
+/// The rows a dead-code reset copies: code k takes row `rows[k]` (u32 [K], clamped to N − 1), or
+/// row ⌊u_k·N⌋ for uniforms u (f32 [K] in [0, 1), e.g. a `random::uniform_into` draw: random
+/// rows without an upload).
+#[derive(Clone, Copy, Debug)]
+pub enum Rows<'a> {
+    Given(&'a Tensor),
+    Uniform(&'a Tensor),
+}
+
 /// Dead-code reset: every code of `codebook` [K, D] unused for `threshold` steps (per `idle`, see
-/// [`track_usage`]) becomes row `rows[k]` of `z` [N, D] (the caller's choice, e.g. random rows of
-/// the current encoder outputs; clamped to N − 1) and its idle count restarts. With an EMA state,
-/// the reset codes' N_k = 1 and m_k = the new code. No readback: the test runs on the GPU.
+/// [`track_usage`]) becomes a row of `z` [N, D] (the caller's choice, e.g. random rows of the
+/// current encoder outputs) and its idle count restarts. With an EMA state, the reset codes'
+/// N_k = 1 and m_k = the new code. No readback: the test runs on the GPU.
 pub fn reset_dead(
     codebook: &Tensor,
     idle: &Tensor,
     threshold: u32,
     z: &Tensor,
-    rows: &Tensor,
+    rows: Rows,
     ema: Option<&EmaState>,
 ) -> Result<()> {
     let op = "vq reset";
     let (n, k, d) = dims(op, z, codebook)?;
     expect_codes(op, idle, k)?;
-    expect_codes(op, rows, k)?;
+    let (rows, uniform) = match rows {
+        Rows::Given(t) => (t, false),
+        Rows::Uniform(t) => (t, true),
+    };
+    rows.expect_dtype(op, if uniform { DType::F32 } else { DType::U32 })?;
+    rows.expect_shape(op, &[k])?;
     check_steps(z.engine(), op, d)?;
     if threshold == 0 {
         return Err(Error::bad(
@@ -498,10 +575,12 @@ pub fn reset_dead(
         threshold,
         ..Params::default()
     };
+    let flags = [("UNIFORM", uniform)];
     if let Some(s) = ema {
         s.sums.expect_shape(op, codebook.shape())?;
         s.sizes.expect_shape(op, &[k])?;
-        per_item("vq_reset_ema", &[z, rows, idle, s.sizes, s.sums], p, k)?;
+        let tensors = [z, rows, idle, s.sizes, s.sums];
+        per_item_with("vq_reset_ema", &flags, &tensors, p, k)?;
     }
-    per_item("vq_reset", &[z, rows, idle, codebook], p, k)
+    per_item_with("vq_reset", &flags, &[z, rows, idle, codebook], p, k)
 }

@@ -4,11 +4,12 @@
 
 use super::Module;
 use crate::engine::{DType, Engine, Error, Result, Tensor};
-use crate::kernels::vq::{self, EmaState};
+use crate::kernels::random;
+use crate::kernels::vq::{self, EmaState, Rows};
 use crate::tape::{Param, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 /// EMA codebook updates (van den Oord et al. 2017, appendix A.1; Razavi et al. 2019).
 #[derive(Clone, Copy, Debug)]
@@ -115,10 +116,12 @@ pub struct VectorQuantizer {
     epoch_counts: Tensor,
     /// Training steps since each code was last used, u32 [K].
     idle: Tensor,
-    /// One step's counts (gradient mode) and the rows offered to resets, u32 [K].
+    /// One step's counts (gradient mode), u32 [K].
     step_counts: Tensor,
-    reset_rows: Tensor,
-    rng: RefCell<StdRng>,
+    /// Uniforms picking the batch rows offered to resets, f32 [K], and the Philox offset of the
+    /// next draw (seeded by the config: a run replays).
+    reset_draws: Tensor,
+    draws: Cell<u64>,
     training: Cell<bool>,
 }
 
@@ -155,8 +158,8 @@ impl VectorQuantizer {
             epoch_counts: counter()?,
             idle: counter()?,
             step_counts: counter()?,
-            reset_rows: counter()?,
-            rng: RefCell::new(rng),
+            reset_draws: Tensor::zeros(engine, &[k], DType::F32)?,
+            draws: Cell::new(0),
             training: Cell::new(true),
         })
     }
@@ -244,11 +247,11 @@ impl VectorQuantizer {
         };
         vq::track_usage(&counts, &self.epoch_counts, &self.idle)?;
         if let Some(after) = self.config.reset_after {
-            let n = z.shape()[0] as u32;
-            let mut rng = self.rng.borrow_mut();
-            let rows: Vec<u32> = (0..k).map(|_| rng.random_range(0..n)).collect();
-            self.reset_rows.write_from_slice(&rows)?;
-            vq::reset_dead(e, &self.idle, after, z, &self.reset_rows, ema.as_ref())?;
+            let offset = self.draws.get();
+            random::uniform_into(&self.reset_draws, self.config.seed, offset)?;
+            self.draws.set(offset + random::blocks(k));
+            let rows = Rows::Uniform(&self.reset_draws);
+            vq::reset_dead(e, &self.idle, after, z, rows, ema.as_ref())?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 pub use ops::Op;
-pub use vq::{Quantized, VqLoss, VqSide};
+pub use vq::{VectorQuantized, VqLoss, VqSide};
 
 /// A trainable tensor and its gradient buffer, shared by the module that owns it and every
 /// tape that uses it. The gradient is zeroed lazily: after [`Param::zero_grad`] the next

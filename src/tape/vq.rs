@@ -29,7 +29,7 @@ pub struct VqLoss {
 }
 
 /// What [`Var::vector_quantize`] returns.
-pub struct Quantized {
+pub struct VectorQuantized {
     /// The nearest codes' values [N, D]; their gradient goes straight through to z_e.
     pub z_q: Var,
     /// The nearest code of each row, u32 [N].
@@ -40,7 +40,7 @@ pub struct Quantized {
     pub commitment_loss: Var,
 }
 
-impl Quantized {
+impl VectorQuantized {
     /// The VQ objective's extra terms: codebook loss + commitment loss.
     pub fn loss(&self) -> Result<Var> {
         self.codebook_loss.add(&self.commitment_loss)
@@ -53,7 +53,7 @@ impl Var {
     /// nothing through z_q), and the two losses, each a mean over the N·D elements as in the
     /// reference implementations. Pass the codebook as an input (not a parameter) to train it by
     /// EMA instead: its loss then has no gradient to give.
-    pub fn vector_quantize(&self, codebook: &Var, beta: f32) -> Result<Quantized> {
+    pub fn vector_quantize(&self, codebook: &Var, beta: f32) -> Result<VectorQuantized> {
         self.same_tape("vector_quantize", codebook)?;
         if beta.is_nan() || beta < 0.0 {
             return Err(Error::bad(
@@ -78,7 +78,7 @@ impl Var {
             tape.record(op, value, &[input])
         };
         let commitment = ew::affine(&mse, beta, 0.0)?;
-        Ok(Quantized {
+        Ok(VectorQuantized {
             codebook_loss: loss(VqSide::Codebook, 1.0, mse, codebook),
             commitment_loss: loss(VqSide::Commitment, beta, commitment, self),
             z_q,
