@@ -41,7 +41,8 @@ pub struct VqConfig {
     /// `None`: the codebook is a parameter trained by the codebook loss; `Some`: EMA updates.
     pub ema: Option<Ema>,
     /// Dead-code reset: a code unused for this many training steps becomes a random row of the
-    /// current batch's encoder outputs; `None` turns it off.
+    /// current batch's encoder outputs; `None` turns it off. With resets on, the first training
+    /// step also re-initialises every code its batch leaves unused (data-dependent init).
     pub reset_after: Option<u32>,
     /// Seeds the codebook's init and the choice of rows for resets.
     pub seed: u64,
@@ -156,7 +157,14 @@ impl VectorQuantizer {
             name: name.to_string(),
             ema,
             epoch_counts: counter()?,
-            idle: counter()?,
+            // Counting every code as idle for `reset_after` steps already makes the first
+            // training step re-initialise the codes its batch leaves unused from that batch's
+            // encoder outputs: a data-dependent init (the U(±1/K) codes sit far from z_e, and
+            // left alone one code takes every vector until the first reset).
+            idle: match config.reset_after {
+                Some(after) => Tensor::from_slice(engine, &vec![after; k], &[k])?,
+                None => counter()?,
+            },
             step_counts: counter()?,
             reset_draws: Tensor::zeros(engine, &[k], DType::F32)?,
             draws: Cell::new(0),
