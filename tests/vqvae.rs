@@ -130,3 +130,85 @@ fn vqvae_checkpoints_round_trip_and_refuse_other_architectures() {
         codes
     );
 }
+
+/// Stage 1 → stage 2: a saved VQ-VAE is loaded, its extracted codes train a class-conditional
+/// prior (the NLL drops), the prior round-trips through its checkpoint, samples decode to
+/// images, and a prior saved for another codebook size is refused naming both sizes.
+#[test]
+fn vqvae_codes_feed_a_prior_whose_checkpoint_checks_the_codebook_size() {
+    use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
+    use latent::models::prior::{self, CodeMaps, PriorTraining};
+    let Some(e) = engine() else { return };
+    let train = rectangles(128, 3);
+    let mut t = VqTrainer::new(
+        VqVae::new(e, tiny_config(), 7).unwrap(),
+        &train,
+        32,
+        2e-3,
+        7,
+    )
+    .unwrap();
+    t.train_epoch(&train, &mut |_, _| {}).unwrap();
+    let dir = TempDir::new("vqvae-prior");
+    let vq_path = dir.0.join("vqvae.safetensors");
+    t.model.save(&vq_path).unwrap();
+    let model = VqVae::load(e, tiny_config(), &vq_path).unwrap();
+    let codes = vqvae::extract_codes(&model, &train, 64).unwrap();
+    let maps = CodeMaps::new(codes, train.labels().to_vec(), 7, 7).unwrap();
+    let config = PixelCnnConfig {
+        codes: 32,
+        channels: 16,
+        blocks: 1,
+        hidden: 32,
+        classes: 4,
+        ..Default::default()
+    };
+    let net = PixelCnn::new(e, config, 1).unwrap();
+    let cond = |idx: &[usize]| -> latent::Result<Conditioning> {
+        Ok(Conditioning {
+            labels: Some(maps.batch_labels(e, idx)?),
+            map: None,
+        })
+    };
+    let before = prior::nll_bits(&net, &maps, &cond, 64).unwrap();
+    let training = PriorTraining {
+        epochs: 3,
+        batch: 32,
+        lr: 3e-3,
+        seed: 1,
+    };
+    prior::train_prior(&net, &maps, &cond, &training, &mut |_, _, _| {}).unwrap();
+    let after = prior::nll_bits(&net, &maps, &cond, 64).unwrap();
+    assert!(
+        after < before - 0.5,
+        "prior NLL {before} -> {after} bits/code"
+    );
+    let path = dir.0.join("prior.safetensors");
+    prior::save_prior(&net, (7, 7), &path).unwrap();
+    let loaded = prior::load_prior(e, config, (7, 7), &path).unwrap();
+    let reloaded = prior::nll_bits(&loaded, &maps, &cond, 64).unwrap();
+    assert!((reloaded - after).abs() < 1e-4, "{reloaded} vs {after}");
+    let labels = Tensor::from_slice(e, &[0u32, 1, 2, 3], &[4]).unwrap();
+    let c = Conditioning {
+        labels: Some(labels),
+        map: None,
+    };
+    let sampled = loaded.sample(&c, 4, (7, 7), 5, 1.0).unwrap();
+    assert!(sampled.to_vec::<u32>().unwrap().iter().all(|&k| k < 32));
+    assert_eq!(
+        model.decode_codes(&sampled).unwrap().shape(),
+        &[4, 1, 28, 28]
+    );
+    let other = PixelCnnConfig {
+        codes: 64,
+        ..config
+    };
+    let err = prior::load_prior(e, other, (7, 7), &path)
+        .err()
+        .expect("K mismatch");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("32 codes") && msg.contains("64 codes"),
+        "{msg}"
+    );
+}
