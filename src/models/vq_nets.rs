@@ -65,6 +65,34 @@ impl Module for ResBlock {
     }
 }
 
+/// `res_blocks` residual blocks of `hidden` channels, named `{name}.res{i}`.
+struct ResStack(Vec<ResBlock>);
+
+impl ResStack {
+    fn new(
+        engine: &Engine,
+        name: &str,
+        c: &NetConfig,
+        seed: &mut impl FnMut() -> u64,
+    ) -> Result<ResStack> {
+        let blocks = (0..c.res_blocks)
+            .map(|i| {
+                let n = format!("{name}.res{i}");
+                ResBlock::new(engine, &n, c.hidden, c.res_hidden, seed())
+            })
+            .collect::<Result<_>>()?;
+        Ok(ResStack(blocks))
+    }
+
+    fn forward(&self, x: &Var) -> Result<Var> {
+        self.0.iter().try_fold(x.clone(), |h, r| r.forward(&h))
+    }
+
+    fn params(&self) -> Vec<Param> {
+        self.0.iter().flat_map(|r| r.params()).collect()
+    }
+}
+
 /// Sizes of an encoder or decoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetConfig {
@@ -86,7 +114,7 @@ pub struct NetConfig {
 pub struct Encoder {
     downs: Vec<Conv2d>,
     conv: Conv2d,
-    res: Vec<ResBlock>,
+    res: ResStack,
     out: Conv2d,
 }
 
@@ -100,17 +128,7 @@ impl Encoder {
             downs.push(Conv2d::new(engine, &n, cin, c.hidden, 4, 2, 1, s())?);
         }
         let first = if c.stages == 0 { c.outer } else { c.hidden };
-        let res = (0..c.res_blocks)
-            .map(|i| {
-                ResBlock::new(
-                    engine,
-                    &format!("{name}.res{i}"),
-                    c.hidden,
-                    c.res_hidden,
-                    s(),
-                )
-            })
-            .collect::<Result<_>>()?;
+        let res = ResStack::new(engine, name, &c, &mut s)?;
         Ok(Encoder {
             downs,
             conv: Conv2d::new(
@@ -143,9 +161,7 @@ impl Encoder {
             h = d.forward(&h)?.relu()?;
         }
         h = self.conv.forward(&h)?;
-        for r in &self.res {
-            h = r.forward(&h)?;
-        }
+        h = self.res.forward(&h)?;
         self.out.forward(&h.relu()?)
     }
 }
@@ -154,7 +170,7 @@ impl Module for Encoder {
     fn params(&self) -> Vec<Param> {
         let mut p: Vec<Param> = self.downs.iter().flat_map(|d| d.params()).collect();
         p.extend(self.conv.params());
-        p.extend(self.res.iter().flat_map(|r| r.params()));
+        p.extend(self.res.params());
         p.extend(self.out.params());
         p
     }
@@ -165,7 +181,7 @@ impl Module for Encoder {
 /// side's channels (no activation: logits or means, as the loss wants).
 pub struct Decoder {
     conv: Conv2d,
-    res: Vec<ResBlock>,
+    res: ResStack,
     ups: Vec<ConvTranspose2d>,
     /// With no stages, a 1×1 convolution maps to the outer channels instead.
     out: Option<Conv2d>,
@@ -184,17 +200,7 @@ impl Decoder {
             1,
             s(),
         )?;
-        let res = (0..c.res_blocks)
-            .map(|i| {
-                ResBlock::new(
-                    engine,
-                    &format!("{name}.res{i}"),
-                    c.hidden,
-                    c.res_hidden,
-                    s(),
-                )
-            })
-            .collect::<Result<_>>()?;
+        let res = ResStack::new(engine, name, &c, &mut s)?;
         let mut ups = Vec::new();
         for i in 0..c.stages {
             let cout = if i + 1 == c.stages { c.outer } else { c.hidden };
@@ -234,9 +240,7 @@ impl Decoder {
 
     pub fn forward(&self, z: &Var) -> Result<Var> {
         let mut h = self.conv.forward(z)?;
-        for r in &self.res {
-            h = r.forward(&h)?;
-        }
+        h = self.res.forward(&h)?;
         h = h.relu()?;
         if let Some(out) = &self.out {
             return out.forward(&h);
@@ -255,7 +259,7 @@ impl Decoder {
 impl Module for Decoder {
     fn params(&self) -> Vec<Param> {
         let mut p = self.conv.params();
-        p.extend(self.res.iter().flat_map(|r| r.params()));
+        p.extend(self.res.params());
         p.extend(self.ups.iter().flat_map(|u| u.params()));
         p.extend(self.out.iter().flat_map(|o| o.params()));
         p
