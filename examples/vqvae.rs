@@ -69,6 +69,9 @@ struct Args {
     /// Epochs of the judge (an MLP classifier trained on the real training images).
     #[arg(long, default_value_t = 3)]
     judge_epochs: u64,
+    /// Stop after the VQ-VAE stage (reconstructions and its metrics only).
+    #[arg(long)]
+    skip_prior: bool,
     /// Use this trained VQ-VAE (a `vqvae.safetensors`) instead of training one.
     #[arg(long)]
     vqvae: Option<PathBuf>,
@@ -179,6 +182,14 @@ fn run(a: Args) -> Result<()> {
     let mut pairs = data.test.images()[..50 * 784].to_vec();
     pairs.extend(recon);
     latent::io::save_grid(out.join("reconstructions.png"), &pairs, 10, 28, 28, 1)?;
+
+    if a.skip_prior {
+        let json = format!(
+            "{{\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{}}}\n",
+            test.mse, test.usage, test.perplexity, a.codes, !a.no_reset
+        );
+        return write_metrics(&out, &json);
+    }
 
     // Stage 2: the class-conditional prior over the code maps the trained VQ-VAE extracts.
     let (h, w) = model.config.latent_size();
@@ -295,12 +306,13 @@ fn run(a: Args) -> Result<()> {
         per_class,
         labels.len()
     );
-    std::fs::write(out.join("metrics.json"), &json)
+    write_metrics(&out, &json)
+}
+
+fn write_metrics(out: &Path, json: &str) -> Result<()> {
+    std::fs::write(out.join("metrics.json"), json)
         .map_err(|e| Error::bad("vqvae", format!("cannot write metrics.json: {e}")))?;
-    println!(
-        "wrote {} (vqvae.safetensors, prior.safetensors, reconstructions.png, samples_by_class.png, metrics.json)",
-        out.display()
-    );
+    println!("wrote {} (checkpoints, pictures, metrics.json)", out.display());
     Ok(())
 }
 
