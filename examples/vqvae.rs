@@ -130,9 +130,11 @@ fn progress(what: &str, step: usize, steps: usize, since: std::time::Instant) {
     }
 }
 
-fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<VqVae> {
+/// The trained model and its last epoch's codebook usage on the training set.
+fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<(VqVae, f64)> {
     let model = VqVae::new(engine, vq_config(a), a.seed)?;
     let mut t = VqTrainer::new(model, train, a.batch, a.lr, a.seed)?;
+    let mut usage = f64::NAN;
     for _ in 0..a.epochs {
         let since = std::time::Instant::now();
         let s = t.train_epoch(train, &mut |i, n| progress("vqvae", i, n, since))?;
@@ -149,8 +151,9 @@ fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<V
             s.images_per_second
         );
         t.model.save(&out.join("vqvae.safetensors"))?;
+        usage = s.usage;
     }
-    Ok(t.model)
+    Ok((t.model, usage))
 }
 
 fn run(a: Args) -> Result<()> {
@@ -165,9 +168,14 @@ fn run(a: Args) -> Result<()> {
     }
 
     // Stage 1: the VQ-VAE.
-    let model = match &a.vqvae {
-        Some(path) => VqVae::load(&engine, vq_config(&a), path)?,
+    let (model, train_usage) = match &a.vqvae {
+        Some(path) => (VqVae::load(&engine, vq_config(&a), path)?, f64::NAN),
         None => train_vqvae(&engine, &a, &data.train, &out)?,
+    };
+    // JSON has no NaN: a loaded model has no training epoch to report.
+    let train_usage = match train_usage.is_nan() {
+        true => "null".to_string(),
+        false => format!("{train_usage:.4}"),
     };
     let test = vqvae::evaluate(&model, &data.test, 500)?;
     println!(
@@ -185,7 +193,7 @@ fn run(a: Args) -> Result<()> {
 
     if a.skip_prior {
         let json = format!(
-            "{{\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{}}}\n",
+            "{{\"train_codebook_usage_last_epoch\":{train_usage},\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{}}}\n",
             test.mse, test.usage, test.perplexity, a.codes, !a.no_reset
         );
         return write_metrics(&out, &json);
@@ -297,7 +305,7 @@ fn run(a: Args) -> Result<()> {
         100.0 * accuracy
     );
     let json = format!(
-        "{{\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{},\"prior_test_nll_bits_per_code\":{test_bits:.4},\"judge_test_accuracy\":{judge_acc:.4},\"sample_accuracy\":{accuracy:.4},\"sample_accuracy_per_class\":{:?},\"samples\":{}}}\n",
+        "{{\"train_codebook_usage_last_epoch\":{train_usage},\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{},\"prior_test_nll_bits_per_code\":{test_bits:.4},\"judge_test_accuracy\":{judge_acc:.4},\"sample_accuracy\":{accuracy:.4},\"sample_accuracy_per_class\":{:?},\"samples\":{}}}\n",
         test.mse,
         test.usage,
         test.perplexity,
