@@ -6,7 +6,7 @@ use latent::data::{FashionMnist, Split};
 use latent::models::classifier::{Classifier, ClassifierTraining};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
 use latent::models::prior::{self, CodeMaps, PriorTraining};
-use latent::models::vqvae::{self, VqTrainer, VqVae, VqVaeConfig};
+use latent::models::vqvae::{self, VqModel, VqTrainer, VqVae, VqVaeConfig};
 use latent::nn::vq::{Ema, VqConfig};
 use latent::{Engine, Error, Result, Tensor};
 use std::io::Write;
@@ -320,7 +320,10 @@ fn run(a: Args) -> Result<()> {
 fn write_metrics(out: &Path, json: &str) -> Result<()> {
     std::fs::write(out.join("metrics.json"), json)
         .map_err(|e| Error::bad("vqvae", format!("cannot write metrics.json: {e}")))?;
-    println!("wrote {} (checkpoints, pictures, metrics.json)", out.display());
+    println!(
+        "wrote {} (checkpoints, pictures, metrics.json)",
+        out.display()
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use common::TempDir;
 use latent::data::Split;
-use latent::models::vqvae::{self, VqTrainer, VqVae, VqVaeConfig};
+use latent::models::vqvae::{self, VqModel, VqTrainer, VqVae, VqVaeConfig};
 use latent::nn::vq::VqConfig;
 use latent::{Engine, Tensor};
 use rand::rngs::StdRng;

@@ -8,7 +8,7 @@ use crate::io::{self, Meta};
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::{conv2d, elementwise as ew, layout};
 use crate::nn::Module;
-use crate::nn::vq::{VectorQuantizer, VqConfig, VqOutput};
+use crate::nn::vq::{CodebookStats, VectorQuantizer, VqConfig, VqOutput};
 use crate::optim::{Adam, StepLog};
 use crate::tape::{Param, Tape, Var};
 use std::path::Path;
@@ -77,14 +77,88 @@ impl VqVaeConfig {
     }
 }
 
-/// One forward pass: the reconstruction (means of the pixels) and the quantiser's output.
+/// One forward pass: the reconstruction (means of the pixels), the code maps of each level and
+/// the losses.
 pub struct VqForward {
     pub recon: Var,
-    pub vq: VqOutput,
+    /// Code maps u32 [B, h, w], one per quantiser (coarsest first).
+    pub indices: Vec<Tensor>,
     /// mean (x̂ − x)² over the pixels.
     pub mse: Var,
-    /// mse / data variance + codebook and commitment losses: what training minimises.
+    /// Codebook and commitment losses summed over the quantisers.
+    pub codebook_loss: Var,
+    pub commitment_loss: Var,
+    /// mse / data variance + every quantiser's loss: what training minimises.
     pub loss: Var,
+}
+
+impl VqForward {
+    /// Assembles the losses of a pass from the reconstruction, the input and each level's
+    /// quantiser output (in order, coarsest first).
+    pub fn new(recon: Var, x: &Var, levels: Vec<VqOutput>, data_variance: f32) -> Result<Self> {
+        let d = recon.sub(x)?;
+        let mse = d.mul(&d)?.mean()?;
+        let sum = |f: &dyn Fn(&VqOutput) -> &Var| -> Result<Var> {
+            levels[1..]
+                .iter()
+                .try_fold(f(&levels[0]).clone(), |acc, l| acc.add(f(l)))
+        };
+        let vq_loss = sum(&|l| &l.loss)?;
+        let codebook_loss = sum(&|l| &l.codebook_loss)?;
+        let commitment_loss = sum(&|l| &l.commitment_loss)?;
+        let loss = mse.affine(1.0 / data_variance, 0.0)?.add(&vq_loss)?;
+        Ok(VqForward {
+            recon,
+            indices: levels.into_iter().map(|l| l.indices).collect(),
+            mse,
+            codebook_loss,
+            commitment_loss,
+            loss,
+        })
+    }
+}
+
+/// What [`VqTrainer`] needs of a VQ model (the one-level [`VqVae`], VQ-VAE-2).
+pub trait VqModel: Module {
+    fn engine(&self) -> &Engine;
+    /// Training mode lets the quantisers update EMA state, usage and resets.
+    fn set_training(&self, training: bool);
+    /// The quantisers, coarsest first.
+    fn quantizers(&self) -> Vec<&VectorQuantizer>;
+    /// x: [B, C·H·W] pixels in [0, 1] → reconstruction, codes and losses (MSE scaled by
+    /// 1 / `data_variance` in the loss, as in the paper's reference code).
+    fn forward(&self, tape: &Tape, x: &Tensor, data_variance: f32) -> Result<VqForward>;
+    /// Checkpoint metadata describing the architecture.
+    fn describe(&self) -> Vec<(String, String)>;
+
+    /// Parameters and buffers by name (a checkpoint's content).
+    fn named(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self
+            .params()
+            .iter()
+            .map(|p| (p.name().to_string(), p.value().clone()))
+            .collect();
+        for (n, t) in self.quantizers().iter().flat_map(|q| q.buffers()) {
+            if !v.iter().any(|(m, _)| *m == n) {
+                v.push((n, t));
+            }
+        }
+        v
+    }
+
+    /// Writes the model alone (no optimizer state) atomically: what a prior's training loads.
+    fn save(&self, path: &Path) -> Result<()> {
+        let meta: Meta = self.describe().into_iter().collect();
+        io::save(path, &refs(&self.named()), &meta)
+    }
+
+    /// Overwrites this model's tensors from a checkpoint saved by [`VqModel::save`] or a
+    /// [`VqTrainer`], after checking its architecture metadata.
+    fn restore(&self, path: &Path) -> Result<()> {
+        let ck = io::load(path)?;
+        check_meta(&ck, path, &self.describe())?;
+        ck.restore(&refs(&self.named()))
+    }
 }
 
 pub struct VqVae {
@@ -116,15 +190,6 @@ impl VqVae {
         })
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// Training mode updates the codebook's EMA / usage / resets during forward passes.
-    pub fn set_training(&self, training: bool) {
-        self.quantizer.set_training(training);
-    }
-
     /// x: [B, C·H·W] or [B, C, H, W] pixels in [0, 1] → reconstruction and losses; the MSE is
     /// divided by `data_variance` in the loss (as in the paper's reference code).
     pub fn forward(&self, tape: &Tape, x: &Tensor, data_variance: f32) -> Result<VqForward> {
@@ -140,15 +205,7 @@ impl VqVae {
         let xv = tape.input(&x.reshape(&[b, c, h, w])?);
         let vq = self.quantizer.forward(&self.encoder.forward(&xv)?)?;
         let recon = self.decoder.forward(&vq.z_q)?;
-        let d = recon.sub(&xv)?;
-        let mse = d.mul(&d)?.mean()?;
-        let loss = mse.affine(1.0 / data_variance, 0.0)?.add(&vq.loss)?;
-        Ok(VqForward {
-            recon,
-            vq,
-            mse,
-            loss,
-        })
+        VqForward::new(recon, &xv, vec![vq], data_variance)
     }
 
     /// Code maps u32 [B, h, w] of images [B, C·H·W] (evaluation mode, no gradients).
@@ -156,7 +213,7 @@ impl VqVae {
         let was = self.training();
         self.set_training(false);
         let tape = Tape::no_grad(&self.engine);
-        let out = self.forward(&tape, x, 1.0).map(|f| f.vq.indices);
+        let out = self.forward(&tape, x, 1.0).map(|mut f| f.indices.remove(0));
         self.set_training(was);
         out
     }
@@ -187,41 +244,34 @@ impl VqVae {
         self.decode_codes(&self.encode_codes(x)?)
     }
 
-    /// Tensors beyond the parameters that a checkpoint must hold (codebook statistics).
-    pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.quantizer.buffers()
-    }
-
-    /// Parameters and buffers by name (a checkpoint's content).
-    pub fn named(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = self
-            .params()
-            .iter()
-            .map(|p| (p.name().to_string(), p.value().clone()))
-            .collect();
-        for (n, t) in self.buffers() {
-            if !v.iter().any(|(m, _)| *m == n) {
-                v.push((n, t));
-            }
-        }
-        v
-    }
-
-    /// Writes the model alone (no optimizer state) atomically: what a prior's training loads.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let named = self.named();
-        let meta: Meta = self.config.describe().into_iter().collect();
-        io::save(path, &refs(&named), &meta)
-    }
-
     /// A model saved by [`VqVae::save`] or by a [`VqTrainer`] checkpoint; its architecture must
     /// match `config` (the metadata is compared and a mismatch named).
     pub fn load(engine: &Engine, config: VqVaeConfig, path: &Path) -> Result<VqVae> {
-        let ck = io::load(path)?;
-        check_meta(&ck, path, &config.describe())?;
         let model = VqVae::new(engine, config, 0)?;
-        ck.restore(&refs(&model.named()))?;
+        model.restore(path)?;
         Ok(model)
+    }
+}
+
+impl VqModel for VqVae {
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn set_training(&self, training: bool) {
+        self.quantizer.set_training(training);
+    }
+
+    fn quantizers(&self) -> Vec<&VectorQuantizer> {
+        vec![&self.quantizer]
+    }
+
+    fn forward(&self, tape: &Tape, x: &Tensor, data_variance: f32) -> Result<VqForward> {
+        VqVae::forward(self, tape, x, data_variance)
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        self.config.describe()
     }
 }
 
@@ -270,12 +320,14 @@ pub struct VqEpochStats {
     pub usage: f64,
     pub perplexity: f64,
     pub unused: usize,
+    /// Every quantiser's health, coarsest first (the fields above are the finest level's).
+    pub levels: Vec<CodebookStats>,
     pub images_per_second: f64,
 }
 
-/// Adam on a [`VqVae`] over shuffled batches; losses logged on the GPU and read once per epoch.
-pub struct VqTrainer {
-    pub model: VqVae,
+/// Adam on a VQ model over shuffled batches; losses logged on the GPU and read once per epoch.
+pub struct VqTrainer<M: VqModel = VqVae> {
+    pub model: M,
     adam: Adam,
     batches: Batches,
     lr: f32,
@@ -286,8 +338,8 @@ pub struct VqTrainer {
     epoch: u64,
 }
 
-impl VqTrainer {
-    pub fn new(model: VqVae, train: &Split, batch: usize, lr: f32, seed: u64) -> Result<Self> {
+impl<M: VqModel> VqTrainer<M> {
+    pub fn new(model: M, train: &Split, batch: usize, lr: f32, seed: u64) -> Result<Self> {
         let adam = Adam::new(
             model.params(),
             AdamConfig {
@@ -342,7 +394,9 @@ impl VqTrainer {
         let log = StepLog::new(&engine, 4, steps)?;
         let mut host = Vec::new();
         let start = std::time::Instant::now();
-        self.model.quantizer.start_epoch()?;
+        for q in self.model.quantizers() {
+            q.start_epoch()?;
+        }
         let mut images = 0;
         for s in 0..steps {
             epoch.gather(train, s, &mut host);
@@ -350,8 +404,7 @@ impl VqTrainer {
             images += b;
             let x = Tensor::from_slice(&engine, &host, &[b, host.len() / b])?;
             let f = self.train_step(&x)?;
-            let vq = &f.vq;
-            for (row, v) in [&f.loss, &f.mse, &vq.codebook_loss, &vq.commitment_loss]
+            for (row, v) in [&f.loss, &f.mse, &f.codebook_loss, &f.commitment_loss]
                 .into_iter()
                 .enumerate()
             {
@@ -361,7 +414,13 @@ impl VqTrainer {
             progress(s + 1, steps);
         }
         let m = log.means("VQ-VAE training loss", self.step - steps as u64)?;
-        let health = self.model.quantizer.epoch_stats()?;
+        let levels = self
+            .model
+            .quantizers()
+            .iter()
+            .map(|q| q.epoch_stats())
+            .collect::<Result<Vec<_>>>()?;
+        let health = &levels[levels.len() - 1];
         self.epoch += 1;
         Ok(VqEpochStats {
             epoch: self.epoch,
@@ -373,12 +432,13 @@ impl VqTrainer {
             usage: health.usage,
             perplexity: health.perplexity,
             unused: health.unused,
+            levels,
             images_per_second: images as f64 / start.elapsed().as_secs_f64(),
         })
     }
 
     fn meta(&self) -> Vec<(String, String)> {
-        let mut m = self.model.config.describe();
+        let mut m = self.model.describe();
         m.extend([
             ("batch".to_string(), self.batches.batch_size().to_string()),
             ("lr".to_string(), self.lr.to_string()),
@@ -403,7 +463,7 @@ impl VqTrainer {
 
     /// Continues a run saved by [`VqTrainer::save`] with the same settings.
     pub fn resume(
-        model: VqVae,
+        model: M,
         train: &Split,
         batch: usize,
         lr: f32,
