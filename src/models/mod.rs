@@ -9,3 +9,4 @@ pub mod prior;
 pub mod vae;
 pub mod vq_nets;
 pub mod vqvae;
+pub mod vqvae2;

@@ -58,3 +58,25 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `n` 28×28 images of one bright axis-aligned rectangle each on a dark background; the label
+/// is the rectangle's quadrant-ish class (0-3), so the data has structure to learn.
+pub fn rectangles(n: usize, seed: u64) -> latent::data::Split {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let mut r = StdRng::seed_from_u64(seed);
+    let mut images = vec![0.0f32; n * 784];
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let (y0, x0) = (r.random_range(0..20), r.random_range(0..20));
+        let (h, w) = (r.random_range(4..9), r.random_range(4..9));
+        let v = r.random_range(0.6..1.0);
+        for y in y0..(y0 + h).min(28) {
+            for x in x0..(x0 + w).min(28) {
+                images[i * 784 + y * 28 + x] = v;
+            }
+        }
+        labels.push((2 * (y0 / 10) + x0 / 10).min(3) as u8);
+    }
+    latent::data::Split::new(images, labels, 28, 28).unwrap()
+}

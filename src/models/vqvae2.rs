@@ -1,0 +1,318 @@
+//! VQ-VAE-2 (Razavi et al. 2019): bottom codes at half the image size, top codes at a quarter,
+//! the bottom quantised conditioned on the decoded top (Fig. 2a, Algorithm 1). Tests: `tests/vqvae2.rs`.
+
+use super::vq_nets::{Decoder, Encoder, NetConfig};
+use super::vqvae::{VqForward, VqModel};
+use crate::engine::{DType, Engine, Error, Result, Tensor};
+use crate::kernels::{conv2d, elementwise as ew, layout};
+use crate::nn::vq::{VectorQuantizer, VqConfig};
+use crate::nn::{Conv2d, ConvTranspose2d, Module, layer_seed};
+use crate::tape::{Param, Tape, Var};
+use std::path::Path;
+
+/// Sizes of a [`VqVae2`]: image [C, H, W] with H, W divisible by 4; both levels share D.
+#[derive(Clone, Copy, Debug)]
+pub struct VqVae2Config {
+    pub image: [usize; 3],
+    pub hidden: usize,
+    pub res_hidden: usize,
+    pub res_blocks: usize,
+    /// Top level (H/4 × W/4) and bottom level (H/2 × W/2) quantisers.
+    pub top: VqConfig,
+    pub bottom: VqConfig,
+}
+
+impl Default for VqVae2Config {
+    /// Fashion-MNIST: 7×7 top codes and 14×14 bottom codes, K = 256 each, D = 32.
+    fn default() -> Self {
+        let vq = VqConfig {
+            codes: 256,
+            dim: 32,
+            ..Default::default()
+        };
+        VqVae2Config {
+            image: [1, 28, 28],
+            hidden: 32,
+            res_hidden: 16,
+            res_blocks: 1,
+            top: vq,
+            bottom: vq,
+        }
+    }
+}
+
+impl VqVae2Config {
+    /// (top, bottom) code grids.
+    pub fn grids(&self) -> ((usize, usize), (usize, usize)) {
+        let [_, h, w] = self.image;
+        ((h / 4, w / 4), (h / 2, w / 2))
+    }
+
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let v = |k: &str, x: String| (k.to_string(), x);
+        vec![
+            v("model", "vqvae2".into()),
+            v("image", format!("{:?}", self.image)),
+            v("hidden", self.hidden.to_string()),
+            v("res_hidden", self.res_hidden.to_string()),
+            v("res_blocks", self.res_blocks.to_string()),
+            v("top_codes", self.top.codes.to_string()),
+            v("bottom_codes", self.bottom.codes.to_string()),
+            v("dim", self.top.dim.to_string()),
+            v("ema", self.top.ema.is_some().to_string()),
+        ]
+    }
+
+    fn net(&self, outer: usize, inner: usize) -> NetConfig {
+        NetConfig {
+            outer,
+            inner,
+            hidden: self.hidden,
+            res_hidden: self.res_hidden,
+            res_blocks: self.res_blocks,
+            stages: 1,
+        }
+    }
+}
+
+/// x → bottom encoder (28→14, `hidden` channels) → top encoder (14→7, D) → top quantiser;
+/// top decoder (7→14, D) of z_q^top joins the bottom features, a 1×1 convolution gives the
+/// bottom's z_e (14×14, D) → bottom quantiser; the decoder reads [upsample(z_q^top), z_q^bottom].
+pub struct VqVae2 {
+    pub config: VqVae2Config,
+    engine: Engine,
+    enc_bottom: Encoder,
+    enc_top: Encoder,
+    pub top: VectorQuantizer,
+    dec_top: Decoder,
+    pre_bottom: Conv2d,
+    pub bottom: VectorQuantizer,
+    up_top: ConvTranspose2d,
+    decoder: Decoder,
+}
+
+impl VqVae2 {
+    pub fn new(engine: &Engine, config: VqVae2Config, seed: u64) -> Result<VqVae2> {
+        let [c, h, w] = config.image;
+        let d = config.top.dim;
+        if h % 4 != 0 || w % 4 != 0 || config.bottom.dim != d {
+            let why = format!("needs H, W divisible by 4 and one code dimension: {config:?}");
+            return Err(Error::bad("VqVae2::new", why));
+        }
+        let s = |i: u64| layer_seed(seed, i);
+        let hid = config.hidden;
+        Ok(VqVae2 {
+            config,
+            engine: engine.clone(),
+            enc_bottom: Encoder::new(engine, "enc_bottom", config.net(c, hid), s(1))?,
+            enc_top: Encoder::new(engine, "enc_top", config.net(hid, d), s(2))?,
+            top: VectorQuantizer::new(
+                engine,
+                "vq_top",
+                VqConfig {
+                    seed: s(3),
+                    ..config.top
+                },
+            )?,
+            dec_top: Decoder::new(engine, "dec_top", config.net(d, d), s(4))?,
+            pre_bottom: Conv2d::new(engine, "pre_bottom", hid + d, d, 1, 1, 0, s(5))?,
+            bottom: VectorQuantizer::new(
+                engine,
+                "vq_bottom",
+                VqConfig {
+                    seed: s(6),
+                    ..config.bottom
+                },
+            )?,
+            up_top: ConvTranspose2d::new(engine, "up_top", d, d, 4, 2, 1, 0, s(7))?,
+            decoder: Decoder::new(engine, "decoder", config.net(c, 2 * d), s(8))?,
+        })
+    }
+
+    pub fn load(engine: &Engine, config: VqVae2Config, path: &Path) -> Result<VqVae2> {
+        let model = VqVae2::new(engine, config, 0)?;
+        model.restore(path)?;
+        Ok(model)
+    }
+
+    /// Pixel means from quantised maps: z_q^top [B, D, h/4, w/4] and z_q^bottom [B, D, h/2, w/2].
+    fn decode(&self, top: &Var, bottom: &Var) -> Result<Var> {
+        let up = self.up_top.forward(top)?;
+        self.decoder.forward(&Var::concat(&[&up, bottom], 1)?)
+    }
+
+    /// Code maps (top u32 [B, h/4, w/4], bottom u32 [B, h/2, w/2]) of images [B, C·H·W]
+    /// (evaluation mode, no gradients).
+    pub fn encode_codes(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let was = self.top.is_training();
+        self.set_training(false);
+        let tape = Tape::no_grad(&self.engine);
+        let out = self.forward(&tape, x, 1.0);
+        self.set_training(was);
+        let mut f = out?;
+        let bottom = f.indices.pop().expect("two levels");
+        Ok((f.indices.pop().expect("two levels"), bottom))
+    }
+
+    /// z_q [B, D, h, w] of a code map u32 [B, h, w] under `vq`'s codebook (a constant).
+    fn lookup(&self, vq: &VectorQuantizer, codes: &Tensor, tape: &Tape) -> Result<Var> {
+        codes.expect_dtype("VqVae2 codes", DType::U32)?;
+        let &[b, h, w] = codes.shape() else {
+            let why = format!("code maps are [B, h, w], got {:?}", codes.shape());
+            return Err(Error::bad("VqVae2 codes", why));
+        };
+        let d = vq.config.dim;
+        let rows = layout::gather(vq.codebook.value(), &codes.reshape(&[b * h * w])?)?;
+        Ok(tape.input(&conv2d::to_channels_first(&rows, [b, d, h, w])?))
+    }
+
+    /// Images [B, C, H, W] in [0, 1] from top and bottom code maps; with `bottom` None, from
+    /// the top codes alone (the bottom's z_q set to zero: what the top level carries).
+    pub fn decode_codes(&self, top: &Tensor, bottom: Option<&Tensor>) -> Result<Tensor> {
+        let tape = Tape::no_grad(&self.engine);
+        let zt = self.lookup(&self.top, top, &tape)?;
+        let ((th, tw), (bh, bw)) = self.config.grids();
+        let b = top.shape()[0];
+        top.expect_shape("VqVae2::decode_codes", &[b, th, tw])?;
+        let zb = match bottom {
+            Some(codes) => {
+                codes.expect_shape("VqVae2::decode_codes", &[b, bh, bw])?;
+                self.lookup(&self.bottom, codes, &tape)?
+            }
+            None => {
+                let d = self.config.bottom.dim;
+                tape.input(&Tensor::zeros(&self.engine, &[b, d, bh, bw], DType::F32)?)
+            }
+        };
+        ew::clamp(self.decode(&zt, &zb)?.value(), 0.0, 1.0)
+    }
+
+    /// The bottom prior's spatial condition for top code maps u32 [B, h/4, w/4]: the model's
+    /// own upsampling of z_q^top, [B, D, h/2, w/2] (a constant).
+    pub fn top_condition(&self, top: &Tensor) -> Result<Tensor> {
+        let tape = Tape::no_grad(&self.engine);
+        let zt = self.lookup(&self.top, top, &tape)?;
+        Ok(self.up_top.forward(&zt)?.value().clone())
+    }
+}
+
+impl Module for VqVae2 {
+    fn params(&self) -> Vec<Param> {
+        let mut p = self.enc_bottom.params();
+        p.extend(self.enc_top.params());
+        p.extend(self.top.params());
+        p.extend(self.dec_top.params());
+        p.extend(self.pre_bottom.params());
+        p.extend(self.bottom.params());
+        p.extend(self.up_top.params());
+        p.extend(self.decoder.params());
+        p
+    }
+}
+
+impl VqModel for VqVae2 {
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn set_training(&self, training: bool) {
+        self.top.set_training(training);
+        self.bottom.set_training(training);
+    }
+
+    fn quantizers(&self) -> Vec<&VectorQuantizer> {
+        vec![&self.top, &self.bottom]
+    }
+
+    /// Razavi et al. Algorithm 1: both levels quantised in one pass, the loss is the MSE plus
+    /// both quantisers' codebook and commitment terms.
+    fn forward(&self, tape: &Tape, x: &Tensor, data_variance: f32) -> Result<VqForward> {
+        let [c, h, w] = self.config.image;
+        let b = x.shape()[0];
+        if x.numel() != b * c * h * w {
+            return Err(Error::ShapeMismatch {
+                op: "VqVae2::forward",
+                lhs: x.shape().to_vec(),
+                rhs: vec![b, c, h, w],
+            });
+        }
+        let xv = tape.input(&x.reshape(&[b, c, h, w])?);
+        let hb = self.enc_bottom.forward(&xv)?;
+        let top = self.top.forward(&self.enc_top.forward(&hb)?)?;
+        let joined = Var::concat(&[&hb, &self.dec_top.forward(&top.z_q)?], 1)?;
+        let bottom = self.bottom.forward(&self.pre_bottom.forward(&joined)?)?;
+        let recon = self.decode(&top.z_q, &bottom.z_q)?;
+        VqForward::new(recon, &xv, vec![top, bottom], data_variance)
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        self.config.describe()
+    }
+}
+
+/// Test-set figures of a trained VQ-VAE-2: MSE of reconstructions from both levels and from the
+/// top alone, and each level's code usage.
+#[derive(Clone, Debug)]
+pub struct VqVae2Eval {
+    pub mse: f64,
+    pub mse_top_only: f64,
+    pub top_usage: f64,
+    pub bottom_usage: f64,
+}
+
+/// Code maps of a whole split in batches: (top codes, bottom codes), row-major u32.
+pub fn extract_codes(
+    model: &VqVae2,
+    split: &crate::data::Split,
+    batch: usize,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let pixels = split.pixels_per_image();
+    let (mut top, mut bottom) = (Vec::new(), Vec::new());
+    for start in (0..split.len()).step_by(batch.max(1)) {
+        let n = batch.min(split.len() - start);
+        let host = &split.images()[start * pixels..(start + n) * pixels];
+        let x = Tensor::from_slice(&model.engine, host, &[n, pixels])?;
+        let (t, b) = model.encode_codes(&x)?;
+        top.extend(t.to_vec::<u32>()?);
+        bottom.extend(b.to_vec::<u32>()?);
+    }
+    Ok((top, bottom))
+}
+
+/// Reconstruction MSE (both levels, top only) and code usage per level on `split`.
+pub fn evaluate(model: &VqVae2, split: &crate::data::Split, batch: usize) -> Result<VqVae2Eval> {
+    let pixels = split.pixels_per_image();
+    let (mut sq, mut sq_top) = (0.0f64, 0.0f64);
+    let mut counts = (
+        vec![0u32; model.config.top.codes],
+        vec![0u32; model.config.bottom.codes],
+    );
+    let err = |r: &Tensor, x: &[f32]| -> Result<f64> {
+        Ok(r.to_vec::<f32>()?
+            .iter()
+            .zip(x)
+            .map(|(&a, &b)| ((a - b) as f64).powi(2))
+            .sum())
+    };
+    for start in (0..split.len()).step_by(batch.max(1)) {
+        let n = batch.min(split.len() - start);
+        let host = &split.images()[start * pixels..(start + n) * pixels];
+        let x = Tensor::from_slice(&model.engine, host, &[n, pixels])?;
+        let (t, b) = model.encode_codes(&x)?;
+        sq += err(&model.decode_codes(&t, Some(&b))?, host)?;
+        sq_top += err(&model.decode_codes(&t, None)?, host)?;
+        for c in t.to_vec::<u32>()? {
+            counts.0[c as usize] += 1;
+        }
+        for c in b.to_vec::<u32>()? {
+            counts.1[c as usize] += 1;
+        }
+    }
+    let total = (split.len() * pixels).max(1) as f64;
+    Ok(VqVae2Eval {
+        mse: sq / total,
+        mse_top_only: sq_top / total,
+        top_usage: crate::nn::vq::usage(&counts.0),
+        bottom_usage: crate::nn::vq::usage(&counts.1),
+    })
+}
