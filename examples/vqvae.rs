@@ -1,16 +1,18 @@
 //! VQ-VAE on Fashion-MNIST, then a class-conditional gated PixelCNN prior over its 7×7 code
 //! maps, sampled on the GPU and decoded; an in-repo classifier judges the samples. `--help`.
 
+#[path = "common/vq_run.rs"]
+mod vq_run;
+
 use clap::Parser;
 use latent::data::{FashionMnist, Split};
-use latent::models::classifier::{Classifier, ClassifierTraining};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
 use latent::models::prior::{self, CodeMaps, PriorTraining};
 use latent::models::vqvae::{self, VqModel, VqTrainer, VqVae, VqVaeConfig};
 use latent::nn::vq::{Ema, VqConfig};
-use latent::{Engine, Error, Result, Tensor};
-use std::io::Write;
+use latent::{Engine, Result, Tensor};
 use std::path::{Path, PathBuf};
+use vq_run::{progress, write_metrics};
 
 /// Train a VQ-VAE on Fashion-MNIST, then a class-conditional PixelCNN prior over its codes;
 /// write reconstructions, one row of prior samples per class, and metrics.json (test MSE,
@@ -118,18 +120,6 @@ fn prior_config(a: &Args) -> PixelCnnConfig {
     }
 }
 
-/// A one-line progress bar on stderr.
-fn progress(what: &str, step: usize, steps: usize, since: std::time::Instant) {
-    if step == steps || step.is_multiple_of(10) {
-        let eta = since.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
-        eprint!("\r  {what}: step {step}/{steps}, {eta:.0} s left   ");
-        if step == steps {
-            eprint!("\r{:60}\r", "");
-        }
-        let _ = std::io::stderr().flush();
-    }
-}
-
 /// The trained model and its last epoch's codebook usage on the training set.
 fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<(VqVae, f64)> {
     let model = VqVae::new(engine, vq_config(a), a.seed)?;
@@ -158,8 +148,7 @@ fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<(
 
 fn run(a: Args) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/vqvae"));
-    std::fs::create_dir_all(&out)
-        .map_err(|e| Error::bad("vqvae", format!("cannot create {}: {e}", out.display())))?;
+    vq_run::out_dir(&out)?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let mut data = FashionMnist::load(a.data.as_deref())?;
@@ -227,23 +216,7 @@ fn run(a: Args) -> Result<()> {
                 lr: a.prior_lr,
                 seed: a.seed,
             };
-            let since = std::cell::Cell::new(std::time::Instant::now());
-            prior::train_prior(
-                &net,
-                &train_codes,
-                &labels_of(&train_codes),
-                &t,
-                &mut |epoch, i, n| match epoch {
-                    Some(e) => {
-                        println!(
-                            "prior epoch {}: nll {:.3} bits/code  {:.0} maps/s",
-                            e.epoch, e.nll_bits, e.maps_per_second
-                        );
-                        since.set(std::time::Instant::now());
-                    }
-                    None => progress("prior", i, n, since.get()),
-                },
-            )?;
+            vq_run::train_prior("prior", &net, &train_codes, &labels_of(&train_codes), &t)?;
             prior::save_prior(&net, (h, w), &out.join("prior.safetensors"))?;
             net
         }
@@ -253,7 +226,7 @@ fn run(a: Args) -> Result<()> {
 
     // Samples: n per class, drawn position by position on the GPU, decoded, judged.
     let n = a.samples_per_class.max(10);
-    let labels: Vec<u32> = (0..10u32).flat_map(|c| std::iter::repeat_n(c, n)).collect();
+    let labels = vq_run::class_labels(n);
     let cond = Conditioning {
         labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
         map: None,
@@ -261,70 +234,30 @@ fn run(a: Args) -> Result<()> {
     let since = std::time::Instant::now();
     let sampled = prior_net.sample(&cond, labels.len(), (h, w), a.seed, a.temperature)?;
     let images = model.decode_codes(&sampled)?;
-    let pixels = images.to_vec::<f32>()?;
     eprintln!(
         "sampled {} code maps in {:.1} s",
         labels.len(),
         since.elapsed().as_secs_f64()
     );
-    let grid: Vec<f32> = (0..10)
-        .flat_map(|c| pixels[c * n * 784..(c * n + 10) * 784].to_vec())
-        .collect();
-    latent::io::save_grid(out.join("samples_by_class.png"), &grid, 10, 28, 28, 1)?;
-
-    let mut judge = Classifier::new(&engine, 784, 10, a.seed.wrapping_add(11))?;
-    let jt = ClassifierTraining {
-        epochs: a.judge_epochs,
-        seed: a.seed,
-        ..Default::default()
-    };
-    judge.train(&data.train, &jt, |e| {
-        eprintln!("judge epoch {}: loss {:.4}", e.epoch, e.loss)
-    })?;
-    let judge_acc = judge.accuracy(&data.test)?;
-    let predicted = judge.predict(&images.reshape(&[labels.len(), 784])?)?;
-    let hits = predicted
-        .iter()
-        .zip(&labels)
-        .filter(|(p, l)| p == l)
-        .count();
-    let accuracy = hits as f64 / labels.len() as f64;
-    let per_class: Vec<f64> = (0..10)
-        .map(|c| {
-            let r = c * n..(c + 1) * n;
-            predicted[r.clone()]
-                .iter()
-                .filter(|&&p| p == c as u32)
-                .count() as f64
-                / n as f64
-        })
-        .collect();
-    println!(
-        "judge: {:.1}% on real test images; class-conditional samples assigned to their class: {:.1}%",
-        100.0 * judge_acc,
-        100.0 * accuracy
-    );
+    vq_run::save_class_rows(
+        &out.join("samples_by_class.png"),
+        &images.to_vec::<f32>()?,
+        n,
+    )?;
+    let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.seed)?;
     let json = format!(
-        "{{\"train_codebook_usage_last_epoch\":{train_usage},\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{},\"prior_test_nll_bits_per_code\":{test_bits:.4},\"judge_test_accuracy\":{judge_acc:.4},\"sample_accuracy\":{accuracy:.4},\"sample_accuracy_per_class\":{:?},\"samples\":{}}}\n",
+        "{{\"train_codebook_usage_last_epoch\":{train_usage},\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{},\"prior_test_nll_bits_per_code\":{test_bits:.4},\"judge_test_accuracy\":{:.4},\"sample_accuracy\":{:.4},\"sample_accuracy_per_class\":{:?},\"samples\":{}}}\n",
         test.mse,
         test.usage,
         test.perplexity,
         a.codes,
         !a.no_reset,
-        per_class,
+        judged.judge_accuracy,
+        judged.accuracy,
+        judged.per_class,
         labels.len()
     );
     write_metrics(&out, &json)
-}
-
-fn write_metrics(out: &Path, json: &str) -> Result<()> {
-    std::fs::write(out.join("metrics.json"), json)
-        .map_err(|e| Error::bad("vqvae", format!("cannot write metrics.json: {e}")))?;
-    println!(
-        "wrote {} (checkpoints, pictures, metrics.json)",
-        out.display()
-    );
-    Ok(())
 }
 
 fn main() {

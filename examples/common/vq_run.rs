@@ -1,0 +1,126 @@
+//! What the `vqvae` and `vqvae2` examples share: progress lines, prior training with progress,
+//! the class-row sample grid and the in-repo judge of class-conditional samples.
+
+use latent::data::FashionMnist;
+use latent::models::classifier::{Classifier, ClassifierTraining};
+use latent::models::pixelcnn::PixelCnn;
+use latent::models::prior::{self, CodeMaps, CondFn, PriorTraining};
+use latent::{Engine, Error, Result, Tensor};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// A one-line progress bar on stderr, redrawn every 10 steps.
+pub fn progress(what: &str, step: usize, steps: usize, since: Instant) {
+    if step == steps || step.is_multiple_of(10) {
+        let eta = since.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
+        eprint!("\r  {what}: step {step}/{steps}, {eta:.0} s left   ");
+        if step == steps {
+            eprint!("\r{:60}\r", "");
+        }
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// Trains `net` on `maps` with a progress line per step and a summary per epoch (`name`).
+pub fn train_prior(
+    name: &str,
+    net: &PixelCnn,
+    maps: &CodeMaps,
+    cond: &CondFn,
+    t: &PriorTraining,
+) -> Result<()> {
+    let since = std::cell::Cell::new(Instant::now());
+    prior::train_prior(net, maps, cond, t, &mut |epoch, i, n| match epoch {
+        Some(e) => {
+            println!(
+                "{name} epoch {}: nll {:.3} bits/code  {:.0} maps/s",
+                e.epoch, e.nll_bits, e.maps_per_second
+            );
+            since.set(Instant::now());
+        }
+        None => progress(name, i, n, since.get()),
+    })
+}
+
+/// Labels 0..10, `n` of each, in order (the sample set's classes).
+pub fn class_labels(n: usize) -> Vec<u32> {
+    (0..10u32).flat_map(|c| std::iter::repeat_n(c, n)).collect()
+}
+
+/// Writes the first 10 images of each class's `n` (images [10·n, 28, 28]) as one row per class.
+pub fn save_class_rows(path: &Path, pixels: &[f32], n: usize) -> Result<()> {
+    let grid: Vec<f32> = (0..10)
+        .flat_map(|c| pixels[c * n * 784..(c * n + 10) * 784].to_vec())
+        .collect();
+    latent::io::save_grid(path, &grid, 10, 28, 28, 1)
+}
+
+/// How the judge saw the samples.
+pub struct Judged {
+    /// The judge's accuracy on the real test images.
+    pub judge_accuracy: f64,
+    /// Share of samples assigned to the class they were drawn for, overall and per class.
+    pub accuracy: f64,
+    pub per_class: Vec<f64>,
+}
+
+/// Trains the MLP judge on the real training images and classifies `images` [10·n, 784]
+/// drawn `n` per class in class order.
+pub fn judge(
+    engine: &Engine,
+    data: &FashionMnist,
+    images: &Tensor,
+    n: usize,
+    epochs: u64,
+    seed: u64,
+) -> Result<Judged> {
+    let mut judge = Classifier::new(engine, 784, 10, seed.wrapping_add(11))?;
+    let t = ClassifierTraining {
+        epochs,
+        seed,
+        ..Default::default()
+    };
+    judge.train(&data.train, &t, |e| {
+        eprintln!("judge epoch {}: loss {:.4}", e.epoch, e.loss)
+    })?;
+    let judge_accuracy = judge.accuracy(&data.test)?;
+    let predicted = judge.predict(&images.reshape(&[10 * n, 784])?)?;
+    let per_class: Vec<f64> = (0..10)
+        .map(|c| {
+            let hits = predicted[c * n..(c + 1) * n]
+                .iter()
+                .filter(|&&p| p == c as u32)
+                .count();
+            hits as f64 / n as f64
+        })
+        .collect();
+    let accuracy = per_class.iter().sum::<f64>() / 10.0;
+    println!(
+        "judge: {:.1}% on real test images; class-conditional samples assigned to their class: {:.1}%",
+        100.0 * judge_accuracy,
+        100.0 * accuracy
+    );
+    Ok(Judged {
+        judge_accuracy,
+        accuracy,
+        per_class,
+    })
+}
+
+/// Writes `json` to `out`/metrics.json and says where the outputs went.
+pub fn write_metrics(out: &Path, json: &str) -> Result<()> {
+    std::fs::write(out.join("metrics.json"), json)
+        .map_err(|e| Error::bad("metrics.json", format!("cannot write: {e}")))?;
+    println!(
+        "wrote {} (checkpoints, pictures, metrics.json)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Creates the output folder.
+pub fn out_dir(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::bad("output", format!("cannot create {}: {e}", out.display())))
+}

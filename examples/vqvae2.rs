@@ -1,0 +1,298 @@
+//! VQ-VAE-2 on Fashion-MNIST (Razavi et al. 2019): the two-level model (Algorithm 1), a
+//! class-conditional top prior and a bottom prior conditioned on the top (Algorithm 2). `--help`.
+
+#[path = "common/vq_run.rs"]
+mod vq_run;
+
+use clap::Parser;
+use latent::data::{FashionMnist, Split};
+use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
+use latent::models::prior::{self, CodeMaps, PriorTraining};
+use latent::models::vqvae::{VqModel, VqTrainer};
+use latent::models::vqvae2::{self, VqVae2, VqVae2Config};
+use latent::nn::vq::{Ema, VqConfig};
+use latent::{Engine, Result, Tensor};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Train VQ-VAE-2 on Fashion-MNIST (top codes 7×7, bottom codes 14×14), then a class-conditional
+/// PixelCNN over the top codes and a PixelCNN over the bottom codes conditioned on the top;
+/// sample hierarchically, decode, and write reconstructions (original / top only / top+bottom),
+/// one row of samples per class and metrics.json.
+#[derive(Parser, Debug)]
+struct Args {
+    /// VQ-VAE-2 training epochs (469 steps each at batch 128).
+    #[arg(long, default_value_t = 2)]
+    epochs: u64,
+    /// Epochs of each prior over the code maps of the prior training images.
+    #[arg(long, default_value_t = 2)]
+    prior_epochs: u64,
+    /// Training images whose codes train the priors (0: all 60,000). The default keeps the
+    /// whole run within 30 minutes on lavapipe: the 14×14 bottom prior trains at ~70 maps/s.
+    #[arg(long, default_value_t = 12000)]
+    prior_images: usize,
+    /// Images (or code maps) per step.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Adam learning rate of the VQ-VAE-2.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Adam learning rate of the priors.
+    #[arg(long, default_value_t = 1e-3)]
+    prior_lr: f64,
+    /// Codebook size of each level.
+    #[arg(long, default_value_t = 256)]
+    codes: usize,
+    /// Code dimension D (both levels).
+    #[arg(long, default_value_t = 32)]
+    dim: usize,
+    /// Channels inside the encoders and decoders.
+    #[arg(long, default_value_t = 32)]
+    hidden: usize,
+    /// Steps a code may go unused before it is re-initialised from an encoder output.
+    #[arg(long, default_value_t = 100)]
+    reset_after: u32,
+    /// Channels of the priors' gated blocks.
+    #[arg(long, default_value_t = 32)]
+    prior_channels: usize,
+    /// Gated blocks of each prior after the first (mask A) one.
+    #[arg(long, default_value_t = 3)]
+    prior_blocks: usize,
+    /// Width of the priors' layer before the logits.
+    #[arg(long, default_value_t = 128)]
+    prior_hidden: usize,
+    /// Samples per class (drawn and judged; the grid shows 10 per class).
+    #[arg(long, default_value_t = 20)]
+    samples_per_class: usize,
+    /// Epochs of the judge (an MLP classifier trained on the real training images).
+    #[arg(long, default_value_t = 3)]
+    judge_epochs: u64,
+    /// Use this trained VQ-VAE-2 (a `vqvae2.safetensors`) instead of training one.
+    #[arg(long)]
+    vqvae2: Option<PathBuf>,
+    /// Use this trained top prior instead of training one.
+    #[arg(long)]
+    top_prior: Option<PathBuf>,
+    /// Use this trained bottom prior instead of training one.
+    #[arg(long)]
+    bottom_prior: Option<PathBuf>,
+    /// Train the VQ-VAE-2 on the first N training images only (0: all).
+    #[arg(long, default_value_t = 0)]
+    train_images: usize,
+    /// Seed of initialisation, data order and sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder with the Fashion-MNIST IDX files (else $LATENT_DATA, then /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output folder [default: out/vqvae2].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn config(a: &Args) -> VqVae2Config {
+    let vq = VqConfig {
+        codes: a.codes,
+        dim: a.dim,
+        ema: Some(Ema::default()),
+        reset_after: Some(a.reset_after),
+        ..Default::default()
+    };
+    VqVae2Config {
+        hidden: a.hidden,
+        res_hidden: a.hidden / 2,
+        top: vq,
+        bottom: vq,
+        ..Default::default()
+    }
+}
+
+fn prior_config(a: &Args, classes: usize, spatial: Option<(usize, usize)>) -> PixelCnnConfig {
+    PixelCnnConfig {
+        codes: a.codes,
+        channels: a.prior_channels,
+        blocks: a.prior_blocks,
+        hidden: a.prior_hidden,
+        classes,
+        spatial,
+        ..Default::default()
+    }
+}
+
+fn train_model(engine: &Engine, a: &Args, train: &Split, out: &std::path::Path) -> Result<VqVae2> {
+    let model = VqVae2::new(engine, config(a), a.seed)?;
+    let mut t = VqTrainer::new(model, train, a.batch, a.lr, a.seed)?;
+    for _ in 0..a.epochs {
+        let since = Instant::now();
+        let s = t.train_epoch(train, &mut |i, n| vq_run::progress("vqvae2", i, n, since))?;
+        let (top, bottom) = (&s.levels[0], &s.levels[1]);
+        println!(
+            "vqvae2 epoch {}: loss {:.4}  mse {:.5}  usage top {:.1}% bottom {:.1}%  perplexity top {:.1} bottom {:.1}  {:.0} img/s",
+            s.epoch,
+            s.loss,
+            s.mse,
+            100.0 * top.usage,
+            100.0 * bottom.usage,
+            top.perplexity,
+            bottom.perplexity,
+            s.images_per_second
+        );
+        t.model.save(&out.join("vqvae2.safetensors"))?;
+    }
+    Ok(t.model)
+}
+
+fn run(a: Args) -> Result<()> {
+    let start = Instant::now();
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/vqvae2"));
+    vq_run::out_dir(&out)?;
+    let engine = Engine::new()?;
+    eprintln!("adapter: {}", engine.summary());
+    let data = FashionMnist::load(a.data.as_deref())?;
+    let train = match a.train_images {
+        0 => data.train.clone(),
+        n => data.train.take(n),
+    };
+
+    // Stage 1 (Algorithm 1): both levels at once.
+    let model = match &a.vqvae2 {
+        Some(path) => VqVae2::load(&engine, config(&a), path)?,
+        None => train_model(&engine, &a, &train, &out)?,
+    };
+    let test = vqvae2::evaluate(&model, &data.test, 200)?;
+    println!(
+        "test: mse {:.5} (top only {:.5}); codes in use: top {:.1}%, bottom {:.1}%",
+        test.mse,
+        test.mse_top_only,
+        100.0 * test.top_usage,
+        100.0 * test.bottom_usage
+    );
+    let x = Tensor::from_slice(&engine, &data.test.images()[..10 * 784], &[10, 784])?;
+    let (t, b) = model.encode_codes(&x)?;
+    let mut rows = data.test.images()[..10 * 784].to_vec();
+    rows.extend(model.decode_codes(&t, None)?.to_vec::<f32>()?);
+    rows.extend(model.decode_codes(&t, Some(&b))?.to_vec::<f32>()?);
+    latent::io::save_grid(out.join("reconstructions.png"), &rows, 3, 28, 28, 1)?;
+
+    // Stage 2 (Algorithm 2): the priors, on the codes the trained model extracts.
+    let prior_split = match a.prior_images {
+        0 => data.train.clone(),
+        n => data.train.take(n),
+    };
+    let ((th, tw), (bh, bw)) = model.config.grids();
+    let maps = |s: &Split| -> Result<(CodeMaps, CodeMaps)> {
+        let (top, bottom) = vqvae2::extract_codes(&model, s, 200)?;
+        let labels = s.labels().to_vec();
+        Ok((
+            CodeMaps::new(top, labels.clone(), th, tw)?,
+            CodeMaps::new(bottom, labels, bh, bw)?,
+        ))
+    };
+    let (train_top, train_bottom) = maps(&prior_split)?;
+    let (test_top, test_bottom) = maps(&data.test.take(2000))?;
+    let by_class = |m: &CodeMaps| {
+        let m = m.clone();
+        let e = engine.clone();
+        move |idx: &[usize]| -> Result<Conditioning> {
+            Ok(Conditioning {
+                labels: Some(m.batch_labels(&e, idx)?),
+                map: None,
+            })
+        }
+    };
+    let by_top = |m: &CodeMaps| {
+        let m = m.clone();
+        let e = engine.clone();
+        let model = &model;
+        move |idx: &[usize]| -> Result<Conditioning> {
+            Ok(Conditioning {
+                labels: None,
+                map: Some(model.top_condition(&m.batch(&e, idx)?)?),
+            })
+        }
+    };
+    let training = PriorTraining {
+        epochs: a.prior_epochs,
+        batch: a.batch,
+        lr: a.prior_lr,
+        seed: a.seed,
+    };
+    let top_cfg = prior_config(&a, 10, None);
+    let top_prior = match &a.top_prior {
+        Some(path) => prior::load_prior(&engine, top_cfg, (th, tw), path)?,
+        None => {
+            let net = PixelCnn::new(&engine, top_cfg, a.seed.wrapping_add(7))?;
+            vq_run::train_prior(
+                "top prior",
+                &net,
+                &train_top,
+                &by_class(&train_top),
+                &training,
+            )?;
+            prior::save_prior(&net, (th, tw), &out.join("top_prior.safetensors"))?;
+            net
+        }
+    };
+    let bottom_cfg = prior_config(&a, 0, Some((a.dim, 1)));
+    let bottom_prior = match &a.bottom_prior {
+        Some(path) => prior::load_prior(&engine, bottom_cfg, (bh, bw), path)?,
+        None => {
+            let net = PixelCnn::new(&engine, bottom_cfg, a.seed.wrapping_add(8))?;
+            let cond = by_top(&train_top);
+            vq_run::train_prior("bottom prior", &net, &train_bottom, &cond, &training)?;
+            prior::save_prior(&net, (bh, bw), &out.join("bottom_prior.safetensors"))?;
+            net
+        }
+    };
+    let top_bits = prior::nll_bits(&top_prior, &test_top, &by_class(&test_top), 500)?;
+    let bottom_bits = prior::nll_bits(&bottom_prior, &test_bottom, &by_top(&test_top), 200)?;
+    println!("test prior nll: top {top_bits:.3}, bottom {bottom_bits:.3} bits/code");
+
+    // Hierarchical sampling: top codes per class, then bottom codes given them, then pixels.
+    let n = a.samples_per_class.max(10);
+    let labels = vq_run::class_labels(n);
+    let since = Instant::now();
+    let cond = Conditioning {
+        labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
+        map: None,
+    };
+    let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), a.seed, 1.0)?;
+    let cond = Conditioning {
+        labels: None,
+        map: Some(model.top_condition(&top_codes)?),
+    };
+    let bottom_codes = bottom_prior.sample(&cond, labels.len(), (bh, bw), a.seed + 1, 1.0)?;
+    let images = model.decode_codes(&top_codes, Some(&bottom_codes))?;
+    eprintln!(
+        "sampled {} two-level code maps in {:.1} s",
+        labels.len(),
+        since.elapsed().as_secs_f64()
+    );
+    let pixels = images.to_vec::<f32>()?;
+    vq_run::save_class_rows(&out.join("samples_by_class.png"), &pixels, n)?;
+    let top_only = model.decode_codes(&top_codes, None)?.to_vec::<f32>()?;
+    vq_run::save_class_rows(&out.join("samples_top_only.png"), &top_only, n)?;
+    let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.seed)?;
+    let minutes = start.elapsed().as_secs_f64() / 60.0;
+    println!("end to end: {minutes:.1} minutes");
+    let json = format!(
+        "{{\"test_mse\":{:.6},\"test_mse_top_only\":{:.6},\"top_codebook_usage\":{:.4},\"bottom_codebook_usage\":{:.4},\"codes\":{},\"top_prior_test_nll_bits_per_code\":{top_bits:.4},\"bottom_prior_test_nll_bits_per_code\":{bottom_bits:.4},\"judge_test_accuracy\":{:.4},\"sample_accuracy\":{:.4},\"sample_accuracy_per_class\":{:?},\"samples\":{},\"minutes\":{minutes:.2}}}\n",
+        test.mse,
+        test.mse_top_only,
+        test.top_usage,
+        test.bottom_usage,
+        a.codes,
+        judged.judge_accuracy,
+        judged.accuracy,
+        judged.per_class,
+        labels.len()
+    );
+    vq_run::write_metrics(&out, &json)
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
