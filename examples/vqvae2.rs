@@ -270,8 +270,6 @@ fn run(a: Args) -> Result<()> {
     );
     let pixels = images.to_vec::<f32>()?;
     vq_run::save_class_rows(&out.join("samples_by_class.png"), &pixels, n)?;
-    let top_only = model.decode_codes(&top_codes, None)?.to_vec::<f32>()?;
-    vq_run::save_class_rows(&out.join("samples_top_only.png"), &top_only, n)?;
     let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.seed)?;
     let minutes = start.elapsed().as_secs_f64() / 60.0;
     println!("end to end: {minutes:.1} minutes");
