@@ -1,6 +1,7 @@
 //! VQ-VAE-2 (Razavi et al. 2019): bottom codes at half the image size, top codes at a quarter,
 //! the bottom quantised conditioned on the decoded top (Fig. 2a, Algorithm 1). Tests: `tests/vqvae2.rs`.
 
+use super::pixelcnn::{Conditioning, PixelCnn};
 use super::vq_nets::{Decoder, Encoder, NetConfig};
 use super::vqvae::{VqForward, VqModel};
 use crate::engine::{DType, Engine, Error, Result, Tensor};
@@ -166,25 +167,34 @@ impl VqVae2 {
         Ok(tape.input(&conv2d::to_channels_first(&rows, [b, d, h, w])?))
     }
 
-    /// Images [B, C, H, W] in [0, 1] from top and bottom code maps; with `bottom` None, from
-    /// the top codes alone (the bottom's z_q set to zero: what the top level carries).
-    pub fn decode_codes(&self, top: &Tensor, bottom: Option<&Tensor>) -> Result<Tensor> {
+    /// Images [B, C, H, W] in [0, 1] from top and bottom code maps.
+    pub fn decode_codes(&self, top: &Tensor, bottom: &Tensor) -> Result<Tensor> {
         let tape = Tape::no_grad(&self.engine);
-        let zt = self.lookup(&self.top, top, &tape)?;
         let ((th, tw), (bh, bw)) = self.config.grids();
         let b = top.shape()[0];
         top.expect_shape("VqVae2::decode_codes", &[b, th, tw])?;
-        let zb = match bottom {
-            Some(codes) => {
-                codes.expect_shape("VqVae2::decode_codes", &[b, bh, bw])?;
-                self.lookup(&self.bottom, codes, &tape)?
-            }
-            None => {
-                let d = self.config.bottom.dim;
-                tape.input(&Tensor::zeros(&self.engine, &[b, d, bh, bw], DType::F32)?)
-            }
-        };
+        bottom.expect_shape("VqVae2::decode_codes", &[b, bh, bw])?;
+        let zt = self.lookup(&self.top, top, &tape)?;
+        let zb = self.lookup(&self.bottom, bottom, &tape)?;
         ew::clamp(self.decode(&zt, &zb)?.value(), 0.0, 1.0)
+    }
+
+    /// Images from top code maps alone: the bottom codes are drawn from `bottom_prior` given the
+    /// top (Razavi et al.'s hierarchy read top-down), then both levels are decoded.
+    pub fn decode_from_top(
+        &self,
+        top: &Tensor,
+        bottom_prior: &PixelCnn,
+        seed: u64,
+        temperature: f32,
+    ) -> Result<Tensor> {
+        let cond = Conditioning {
+            labels: None,
+            map: Some(self.top_condition(top)?),
+        };
+        let (_, grid) = self.config.grids();
+        let bottom = bottom_prior.sample(&cond, top.shape()[0], grid, seed, temperature)?;
+        self.decode_codes(top, &bottom)
     }
 
     /// The bottom prior's spatial condition for top code maps u32 [B, h/4, w/4]: the model's
@@ -250,12 +260,10 @@ impl VqModel for VqVae2 {
     }
 }
 
-/// Test-set figures of a trained VQ-VAE-2: MSE of reconstructions from both levels and from the
-/// top alone, and each level's code usage.
+/// Test-set figures of a trained VQ-VAE-2: reconstruction MSE and each level's code usage.
 #[derive(Clone, Debug)]
 pub struct VqVae2Eval {
     pub mse: f64,
-    pub mse_top_only: f64,
     pub top_usage: f64,
     pub bottom_usage: f64,
 }
@@ -279,10 +287,10 @@ pub fn extract_codes(
     Ok((top, bottom))
 }
 
-/// Reconstruction MSE (both levels, top only) and code usage per level on `split`.
+/// Reconstruction MSE and code usage per level on `split`.
 pub fn evaluate(model: &VqVae2, split: &crate::data::Split, batch: usize) -> Result<VqVae2Eval> {
     let pixels = split.pixels_per_image();
-    let (mut sq, mut sq_top) = (0.0f64, 0.0f64);
+    let mut sq = 0.0f64;
     let mut counts = (
         vec![0u32; model.config.top.codes],
         vec![0u32; model.config.bottom.codes],
@@ -299,8 +307,7 @@ pub fn evaluate(model: &VqVae2, split: &crate::data::Split, batch: usize) -> Res
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(&model.engine, host, &[n, pixels])?;
         let (t, b) = model.encode_codes(&x)?;
-        sq += err(&model.decode_codes(&t, Some(&b))?, host)?;
-        sq_top += err(&model.decode_codes(&t, None)?, host)?;
+        sq += err(&model.decode_codes(&t, &b)?, host)?;
         for c in t.to_vec::<u32>()? {
             counts.0[c as usize] += 1;
         }
@@ -311,7 +318,6 @@ pub fn evaluate(model: &VqVae2, split: &crate::data::Split, batch: usize) -> Res
     let total = (split.len() * pixels).max(1) as f64;
     Ok(VqVae2Eval {
         mse: sq / total,
-        mse_top_only: sq_top / total,
         top_usage: crate::nn::vq::usage(&counts.0),
         bottom_usage: crate::nn::vq::usage(&counts.1),
     })
