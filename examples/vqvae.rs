@@ -80,18 +80,8 @@ struct Args {
     /// Use this trained prior (a `prior.safetensors`) instead of training one.
     #[arg(long)]
     prior: Option<PathBuf>,
-    /// Train on the first N training images only (quick runs; 0: all 60,000).
-    #[arg(long, default_value_t = 0)]
-    train_images: usize,
-    /// Seed of initialisation, data order and sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Folder with the Fashion-MNIST IDX files (else $LATENT_DATA, then /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Output folder [default: out/vqvae].
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: vq_run::Common,
 }
 
 fn vq_config(a: &Args) -> VqVaeConfig {
@@ -104,7 +94,7 @@ fn vq_config(a: &Args) -> VqVaeConfig {
             beta: a.beta,
             ema: (!a.codebook_loss).then(Ema::default),
             reset_after: (!a.no_reset).then_some(a.reset_after),
-            seed: a.seed,
+            seed: a.common.seed,
         },
         ..Default::default()
     }
@@ -122,8 +112,8 @@ fn prior_config(a: &Args) -> PixelCnnConfig {
 
 /// The trained model and its last epoch's codebook usage on the training set.
 fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<(VqVae, f64)> {
-    let model = VqVae::new(engine, vq_config(a), a.seed)?;
-    let mut t = VqTrainer::new(model, train, a.batch, a.lr, a.seed)?;
+    let model = VqVae::new(engine, vq_config(a), a.common.seed)?;
+    let mut t = VqTrainer::new(model, train, a.batch, a.lr, a.common.seed)?;
     let mut usage = f64::NAN;
     for _ in 0..a.epochs {
         let since = std::time::Instant::now();
@@ -147,19 +137,20 @@ fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<(
 }
 
 fn run(a: Args) -> Result<()> {
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/vqvae"));
-    vq_run::out_dir(&out)?;
+    let out = a.common.out_dir("vqvae")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
-    let mut data = FashionMnist::load(a.data.as_deref())?;
-    if a.train_images > 0 {
-        data.train = data.train.take(a.train_images);
-    }
+    let data = FashionMnist::load(a.common.data.as_deref())?;
+    // The model and the prior train on `train`; the judge always on all training images.
+    let train = match a.common.train_images {
+        0 => data.train.clone(),
+        n => data.train.take(n),
+    };
 
     // Stage 1: the VQ-VAE.
     let (model, train_usage) = match &a.vqvae {
         Some(path) => (VqVae::load(&engine, vq_config(&a), path)?, f64::NAN),
-        None => train_vqvae(&engine, &a, &data.train, &out)?,
+        None => train_vqvae(&engine, &a, &train, &out)?,
     };
     // JSON has no NaN: a loaded model has no training epoch to report.
     let train_usage = match train_usage.is_nan() {
@@ -194,7 +185,7 @@ fn run(a: Args) -> Result<()> {
         let c = vqvae::extract_codes(&model, s, 500)?;
         CodeMaps::new(c, s.labels().to_vec(), h, w)
     };
-    let (train_codes, test_codes) = (codes(&data.train)?, codes(&data.test)?);
+    let (train_codes, test_codes) = (codes(&train)?, codes(&data.test)?);
     let labels_of = |maps: &CodeMaps| {
         let maps = maps.clone();
         let engine = engine.clone();
@@ -209,12 +200,12 @@ fn run(a: Args) -> Result<()> {
     let prior_net = match &a.prior {
         Some(path) => prior::load_prior(&engine, pc, (h, w), path)?,
         None => {
-            let net = PixelCnn::new(&engine, pc, a.seed.wrapping_add(7))?;
+            let net = PixelCnn::new(&engine, pc, a.common.seed.wrapping_add(7))?;
             let t = PriorTraining {
                 epochs: a.prior_epochs,
                 batch: a.batch,
                 lr: a.prior_lr,
-                seed: a.seed,
+                seed: a.common.seed,
             };
             vq_run::train_prior("prior", &net, &train_codes, &labels_of(&train_codes), &t)?;
             prior::save_prior(&net, (h, w), &out.join("prior.safetensors"))?;
@@ -232,7 +223,7 @@ fn run(a: Args) -> Result<()> {
         map: None,
     };
     let since = std::time::Instant::now();
-    let sampled = prior_net.sample(&cond, labels.len(), (h, w), a.seed, a.temperature)?;
+    let sampled = prior_net.sample(&cond, labels.len(), (h, w), a.common.seed, a.temperature)?;
     let images = model.decode_codes(&sampled)?;
     eprintln!(
         "sampled {} code maps in {:.1} s",
@@ -244,7 +235,7 @@ fn run(a: Args) -> Result<()> {
         &images.to_vec::<f32>()?,
         n,
     )?;
-    let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.seed)?;
+    let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.common.seed)?;
     let json = format!(
         "{{\"train_codebook_usage_last_epoch\":{train_usage},\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{},\"prior_test_nll_bits_per_code\":{test_bits:.4},\"judge_test_accuracy\":{:.4},\"sample_accuracy\":{:.4},\"sample_accuracy_per_class\":{:?},\"samples\":{}}}\n",
         test.mse,

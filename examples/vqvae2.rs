@@ -76,18 +76,8 @@ struct Args {
     /// Use this trained bottom prior instead of training one.
     #[arg(long)]
     bottom_prior: Option<PathBuf>,
-    /// Train the VQ-VAE-2 on the first N training images only (0: all).
-    #[arg(long, default_value_t = 0)]
-    train_images: usize,
-    /// Seed of initialisation, data order and sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Folder with the Fashion-MNIST IDX files (else $LATENT_DATA, then /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Output folder [default: out/vqvae2].
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: vq_run::Common,
 }
 
 fn config(a: &Args) -> VqVae2Config {
@@ -120,8 +110,8 @@ fn prior_config(a: &Args, classes: usize, spatial: Option<(usize, usize)>) -> Pi
 }
 
 fn train_model(engine: &Engine, a: &Args, train: &Split, out: &std::path::Path) -> Result<VqVae2> {
-    let model = VqVae2::new(engine, config(a), a.seed)?;
-    let mut t = VqTrainer::new(model, train, a.batch, a.lr, a.seed)?;
+    let model = VqVae2::new(engine, config(a), a.common.seed)?;
+    let mut t = VqTrainer::new(model, train, a.batch, a.lr, a.common.seed)?;
     for _ in 0..a.epochs {
         let since = Instant::now();
         let s = t.train_epoch(train, &mut |i, n| vq_run::progress("vqvae2", i, n, since))?;
@@ -144,12 +134,11 @@ fn train_model(engine: &Engine, a: &Args, train: &Split, out: &std::path::Path) 
 
 fn run(a: Args) -> Result<()> {
     let start = Instant::now();
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/vqvae2"));
-    vq_run::out_dir(&out)?;
+    let out = a.common.out_dir("vqvae2")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
-    let data = FashionMnist::load(a.data.as_deref())?;
-    let train = match a.train_images {
+    let data = FashionMnist::load(a.common.data.as_deref())?;
+    let train = match a.common.train_images {
         0 => data.train.clone(),
         n => data.train.take(n),
     };
@@ -208,13 +197,13 @@ fn run(a: Args) -> Result<()> {
         epochs: a.prior_epochs,
         batch: a.batch,
         lr: a.prior_lr,
-        seed: a.seed,
+        seed: a.common.seed,
     };
     let top_cfg = prior_config(&a, 10, None);
     let top_prior = match &a.top_prior {
         Some(path) => prior::load_prior(&engine, top_cfg, (th, tw), path)?,
         None => {
-            let net = PixelCnn::new(&engine, top_cfg, a.seed.wrapping_add(7))?;
+            let net = PixelCnn::new(&engine, top_cfg, a.common.seed.wrapping_add(7))?;
             vq_run::train_prior(
                 "top prior",
                 &net,
@@ -230,7 +219,7 @@ fn run(a: Args) -> Result<()> {
     let bottom_prior = match &a.bottom_prior {
         Some(path) => prior::load_prior(&engine, bottom_cfg, (bh, bw), path)?,
         None => {
-            let net = PixelCnn::new(&engine, bottom_cfg, a.seed.wrapping_add(8))?;
+            let net = PixelCnn::new(&engine, bottom_cfg, a.common.seed.wrapping_add(8))?;
             let cond = by_top(&train_top);
             vq_run::train_prior("bottom prior", &net, &train_bottom, &cond, &training)?;
             prior::save_prior(&net, (bh, bw), &out.join("bottom_prior.safetensors"))?;
@@ -247,7 +236,7 @@ fn run(a: Args) -> Result<()> {
     let host = &data.test.images()[..m * 784];
     let x = Tensor::from_slice(&engine, host, &[m, 784])?;
     let (t, b) = model.encode_codes(&x)?;
-    let from_top = model.decode_from_top(&t, &bottom_prior, a.seed + 2, 1.0)?;
+    let from_top = model.decode_from_top(&t, &bottom_prior, a.common.seed + 2, 1.0)?;
     let both = model.decode_codes(&t, &b)?;
     let mse = |r: &Tensor| -> Result<f64> {
         let v = r.to_vec::<f32>()?;
@@ -273,12 +262,13 @@ fn run(a: Args) -> Result<()> {
         labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
         map: None,
     };
-    let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), a.seed, 1.0)?;
+    let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), a.common.seed, 1.0)?;
     let cond = Conditioning {
         labels: None,
         map: Some(model.top_condition(&top_codes)?),
     };
-    let bottom_codes = bottom_prior.sample(&cond, labels.len(), (bh, bw), a.seed + 1, 1.0)?;
+    let bottom_codes =
+        bottom_prior.sample(&cond, labels.len(), (bh, bw), a.common.seed + 1, 1.0)?;
     let images = model.decode_codes(&top_codes, &bottom_codes)?;
     eprintln!(
         "sampled {} two-level code maps in {:.1} s",
@@ -287,7 +277,7 @@ fn run(a: Args) -> Result<()> {
     );
     let pixels = images.to_vec::<f32>()?;
     vq_run::save_class_rows(&out.join("samples_by_class.png"), &pixels, n)?;
-    let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.seed)?;
+    let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.common.seed)?;
     let minutes = start.elapsed().as_secs_f64() / 60.0;
     println!("end to end: {minutes:.1} minutes");
     let json = format!(

@@ -7,7 +7,7 @@ use latent::models::pixelcnn::PixelCnn;
 use latent::models::prior::{self, CodeMaps, CondFn, PriorTraining};
 use latent::{Engine, Error, Result, Tensor};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// A one-line progress bar on stderr, redrawn every 10 steps.
@@ -119,8 +119,32 @@ pub fn write_metrics(out: &Path, json: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates the output folder.
-pub fn out_dir(out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out)
-        .map_err(|e| Error::bad("output", format!("cannot create {}: {e}", out.display())))
+/// Flags every VQ example takes.
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// Train the model on the first N training images only (quick runs; 0: all 60,000).
+    #[arg(long, default_value_t = 0)]
+    pub train_images: usize,
+    /// Seed of initialisation, data order and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder with the Fashion-MNIST IDX files (else $LATENT_DATA, then /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder [default: out/<example name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl Common {
+    /// The output folder, created.
+    pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("out").join(example));
+        std::fs::create_dir_all(&out)
+            .map_err(|e| Error::bad("output", format!("cannot create {}: {e}", out.display())))?;
+        Ok(out)
+    }
 }
