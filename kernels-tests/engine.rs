@@ -441,3 +441,34 @@ fn pool_drops_the_oldest_idle_buffers_beyond_its_cap() {
     drop(_kept);
     assert_eq!(e.pool_stats().0, 0, "a zero cap keeps nothing");
 }
+
+#[test]
+fn the_engine_says_which_matmul_kernels_it_runs_and_why() {
+    let Some(portable) = crate::portable_engine() else {
+        return;
+    };
+    let main = crate::engine().expect("engine");
+    let wide = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64;
+    // The portable engine's device was opened with no optional features.
+    let choice = portable.kernel_choice();
+    assert!(choice.contains("not wide"), "{choice}");
+    assert!(portable.summary().contains(&choice));
+    if main.features().contains(wide) {
+        // The adapter offers them, so the host is told to request them.
+        assert!(choice.contains("request it"), "{choice}");
+        assert!(
+            main.kernel_choice().starts_with("matmul: wide"),
+            "{}",
+            main.kernel_choice()
+        );
+    } else {
+        eprintln!(
+            "NOTE: {} lacks subgroups or int64; the wide kernels are not checked",
+            main.summary()
+        );
+        assert!(
+            choice.contains("lacks") || choice.contains("request it"),
+            "{choice}"
+        );
+    }
+}
