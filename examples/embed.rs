@@ -106,7 +106,7 @@ fn run(count: usize, seed: u64, png: Option<&std::path::Path>) -> HostResult<Str
         );
     }
     let texture = draw_grid(&device, &queue, &images, width, height);
-    let drawn = read_texture(&device, &queue, &texture, width, height)?;
+    let drawn = read_texture(&device, &queue, &texture)?;
 
     // Check the host's texture against the images read back through the engine.
     let decoded = out.to_vec::<f32>()?;
@@ -146,7 +146,7 @@ fn normal(rng: &mut StdRng, n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The host's own compute pass: grey images from `images` ([n, 784] f32) into an RGBA8
+/// The host's own compute pass: grey images from `images` (`[n, 784]` f32) into an RGBA8
 /// storage texture, `GRID_COLUMNS` per row.
 fn draw_grid(
     device: &wgpu::Device,
@@ -228,10 +228,8 @@ fn read_texture(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
     texture: &wgpu::Texture,
-    width: u32,
-    height: u32,
 ) -> HostResult<Vec<u8>> {
-    let row = 4 * width;
+    let (row, height) = (4 * texture.width(), texture.height());
     let padded = row.next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("host staging"),
