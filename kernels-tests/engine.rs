@@ -472,3 +472,27 @@ fn the_engine_says_which_matmul_kernels_it_runs_and_why() {
         );
     }
 }
+
+#[test]
+fn uploads_land_in_order_with_recorded_kernels_through_and_past_the_ring() {
+    let e = gpu!();
+    // Small (through the staging ring) and 3 Mi floats = 12 MiB (past the 8 MiB ring).
+    for n in [1000usize, 3 << 20] {
+        let a: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+        let b: Vec<f32> = (0..n).map(|i| -((i % 999) as f32)).collect();
+        let t = Tensor::from_slice(e, &a, &[n]).unwrap();
+        let before = ew::affine(&t, 2.0, 0.0).unwrap(); // recorded, reads a
+        t.write_from_slice(&b).unwrap(); // must land after that kernel
+        let after = ew::affine(&t, 2.0, 0.0).unwrap();
+        let twice = |v: &[f32]| v.iter().map(|x| 2.0 * x).collect::<Vec<_>>();
+        assert_eq!(before.to_vec::<f32>().unwrap(), twice(&a), "n {n}: before");
+        assert_eq!(after.to_vec::<f32>().unwrap(), twice(&b), "n {n}: after");
+    }
+    // 3,000 live uploads of 4 KiB wrap the ring within one pending submission.
+    let kept: Vec<Tensor> = (0..3000u32)
+        .map(|i| Tensor::from_slice(e, &[i; 1024], &[1024]).unwrap())
+        .collect();
+    for (i, t) in kept.iter().enumerate().step_by(97) {
+        assert_eq!(t.to_vec::<u32>().unwrap(), [i as u32; 1024]);
+    }
+}
