@@ -1,5 +1,6 @@
-//! Benchmarks of ../shared/BENCH.md's contract: `bench kernels` measures the device's FMA peak
-//! and each kernel's GFLOP/s as % of it, in the same run. `cargo run --release --example bench -- kernels`.
+//! Benchmarks of the contract in BENCH.md (repository root): `bench kernels` measures the
+//! device's FMA peak and each kernel's GFLOP/s as % of it, in the same run.
+//! `cargo run --release --example bench -- kernels`.
 
 use clap::{Parser, Subcommand};
 use latent::kernels::batchnorm::{self as bn, BatchNormConfig};

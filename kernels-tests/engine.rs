@@ -141,7 +141,9 @@ fn a_binding_above_the_storage_limit_is_refused() {
     let limit = e.limits().max_storage_buffer_binding_size;
     let n = (limit / 4 + 1) as usize;
     if (n as u64) * 4 > e.limits().max_buffer_size {
-        eprintln!("device cannot make a buffer above its binding limit; nothing to test");
+        // No buffer can exceed the binding limit here: the allocation itself is refused.
+        let r = Tensor::uninit(e, &[n], DType::F32);
+        assert!(matches!(r, Err(Error::BufferTooLarge { .. })), "{r:?}");
         return;
     }
     let big = Tensor::uninit(e, &[n], DType::F32).unwrap();
@@ -177,7 +179,8 @@ fn engine_runs_on_a_host_device_and_writes_into_a_host_buffer() {
         ..Default::default()
     }))
     .expect("device");
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
     let a_host = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("host a"),
         contents: bytemuck::cast_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]),
@@ -190,7 +193,7 @@ fn engine_runs_on_a_host_device_and_writes_into_a_host_buffer() {
         mapped_at_creation: false,
     });
 
-    let engine = Engine::from_device(device.clone(), queue.clone());
+    let engine = Engine::from_device(&adapter, device.clone(), queue.clone());
     let a = Tensor::from_buffer(&engine, a_host.clone(), &[2, 3], DType::F32).unwrap();
     let b = Tensor::from_slice(&engine, &[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]).unwrap();
     let out = Tensor::from_buffer(&engine, out_host.clone(), &[2, 2], DType::F32).unwrap();
@@ -281,4 +284,215 @@ fn copy_region_moves_a_range_in_order_with_kernels() {
         e.copy_region(&src, 0, &u, 0, 1),
         Err(Error::DTypeMismatch { .. })
     ));
+}
+
+#[test]
+fn an_engine_on_a_host_device_keeps_the_loop_limit_guard() {
+    let Some(e) = crate::portable_engine() else {
+        return;
+    };
+    let main = crate::engine().expect("engine");
+    if main.max_loop_iterations().is_none() {
+        eprintln!(
+            "NOTE: {} has no loop limit; checking only that the host engine agrees",
+            main.summary()
+        );
+        assert_eq!(e.max_loop_iterations(), None);
+        return;
+    }
+    assert_eq!(e.max_loop_iterations(), main.max_loop_iterations());
+    // [1, 70000]·[70000, 1] of ones: lavapipe would stop at 65,535 and return that, with Ok.
+    let a = Tensor::full(e, &[1, 70_000], 1.0).unwrap();
+    let b = Tensor::full(e, &[70_000, 1], 1.0).unwrap();
+    let r = latent::kernels::matmul::matmul(&a, &b).and_then(|c| c.to_vec::<f32>());
+    assert!(matches!(r, Err(Error::BadInput { .. })), "{r:?}");
+}
+
+#[test]
+fn tensors_of_another_engine_are_refused_everywhere() {
+    let e1 = gpu!();
+    let e2 = Engine::new().unwrap();
+    let ones = Tensor::full(e1, &[2, 2], 1.0).unwrap();
+    let twos = Tensor::full(&e2, &[2, 2], 2.0).unwrap();
+    let mine = Tensor::zeros(e1, &[2, 2], DType::F32).unwrap();
+    let foreign = |r: latent::Result<()>| {
+        assert!(matches!(r, Err(Error::ForeignTensor { .. })), "{r:?}");
+    };
+    foreign(latent::kernels::matmul::matmul(&ones, &twos).map(drop));
+    foreign(ew::unary_into(Unary::Neg, &twos, &mine));
+    foreign(e1.copy(&twos, &mine));
+    foreign(e1.copy(&mine, &twos));
+    foreign(e1.copy_region(&twos, 0, &mine, 0, 1));
+    foreign(e1.clear(&twos));
+    // The engine's own tensors still work after the refusals.
+    e1.copy(&ones, &mine).unwrap();
+    assert_eq!(mine.to_vec::<f32>().unwrap(), [1.0; 4]);
+}
+
+#[test]
+fn host_buffers_without_the_needed_usages_or_of_another_device_are_refused() {
+    let e = gpu!();
+    let make = |device: &wgpu::Device, usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("host"),
+            size: 64,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    use wgpu::BufferUsages as U;
+    for (usage, missing) in [
+        (U::STORAGE | U::COPY_DST, U::COPY_SRC),
+        (U::STORAGE | U::COPY_SRC, U::COPY_DST),
+        (U::COPY_SRC | U::COPY_DST, U::STORAGE),
+    ] {
+        match Tensor::from_buffer(e, make(e.device(), usage), &[16], DType::F32) {
+            Err(Error::BufferUsage { missing: m, .. }) => assert_eq!(m, missing),
+            other => panic!("usage {usage:?}: expected BufferUsage, got {other:?}"),
+        }
+    }
+    let all = U::STORAGE | U::COPY_SRC | U::COPY_DST;
+    // Another device of the same instance: wgpu's validation names the mismatch.
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&Default::default())).expect("adapter");
+    let open = || pollster::block_on(adapter.request_device(&Default::default())).expect("device");
+    let ((d1, q1), (d2, _)) = (open(), open());
+    let host = Engine::from_device(&adapter, d1.clone(), q1);
+    let r = Tensor::from_buffer(&host, make(&d2, all), &[16], DType::F32);
+    assert!(matches!(r, Err(Error::ForeignBuffer { .. })), "{r:?}");
+    assert!(Tensor::from_buffer(&host, make(&d1, all), &[16], DType::F32).is_ok());
+    // A device of another instance (a fresh engine makes its own, holding only a few buffers):
+    // wgpu cannot resolve the buffer there. The probe's wgpu panic message shows on stderr.
+    let fresh = Engine::new().unwrap();
+    let r = Tensor::from_buffer(&fresh, make(&d2, all), &[16], DType::F32);
+    assert!(matches!(r, Err(Error::ForeignBuffer { .. })), "{r:?}");
+}
+
+#[test]
+fn a_headless_run_prints_no_window_system_errors() {
+    // A fresh process, so the adapter search runs again, without any display variables.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "engine::zeros_clears_a_reused_buffer",
+            "--nocapture",
+        ])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DISPLAY")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .expect("run the test binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test: {stdout}"
+    );
+    assert!(
+        !stderr.contains("XDG_RUNTIME_DIR") && !stdout.contains("XDG_RUNTIME_DIR"),
+        "window-system probing printed: {stderr}"
+    );
+}
+
+#[test]
+fn backend_names_are_parsed_strictly() {
+    use latent::engine::parse_backends;
+    assert_eq!(parse_backends("vulkan").unwrap(), wgpu::Backends::VULKAN);
+    assert_eq!(
+        parse_backends(" Vulkan , gl").unwrap(),
+        wgpu::Backends::VULKAN | wgpu::Backends::GL
+    );
+    for bad in ["nonsense", "vulkan,nonsense", "vulkan,", "vulcan"] {
+        match parse_backends(bad) {
+            Err(e @ Error::UnknownBackend { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("vulkan, metal, dx12, gl"), "{msg}");
+                assert!(!msg.contains("mesa-vulkan-drivers"), "{msg}");
+            }
+            other => panic!("{bad:?}: expected UnknownBackend, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn pool_drops_the_oldest_idle_buffers_beyond_its_cap() {
+    let Some(_) = crate::engine() else { return };
+    let e = Engine::new().unwrap();
+    e.set_pool_cap(64 << 10);
+    // Ten 16 KiB buffers freed: only the last four fit under 64 KiB.
+    let ts: Vec<Tensor> = (0..10)
+        .map(|_| Tensor::uninit(&e, &[4096], DType::F32).unwrap())
+        .collect();
+    drop(ts);
+    assert_eq!(e.pool_stats().0, 64 << 10);
+    let (_, created) = e.pool_stats();
+    let _kept: Vec<Tensor> = (0..4)
+        .map(|_| Tensor::uninit(&e, &[4096], DType::F32).unwrap())
+        .collect();
+    assert_eq!(
+        e.pool_stats(),
+        (0, created),
+        "the four kept buffers are reused"
+    );
+    e.set_pool_cap(0);
+    drop(_kept);
+    assert_eq!(e.pool_stats().0, 0, "a zero cap keeps nothing");
+}
+
+#[test]
+fn the_engine_says_which_matmul_kernels_it_runs_and_why() {
+    let Some(portable) = crate::portable_engine() else {
+        return;
+    };
+    let main = crate::engine().expect("engine");
+    let wide = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64;
+    // The portable engine's device was opened with no optional features.
+    let choice = portable.kernel_choice();
+    assert!(choice.contains("not wide"), "{choice}");
+    assert!(portable.summary().contains(&choice));
+    if main.features().contains(wide) {
+        // The adapter offers them, so the host is told to request them.
+        assert!(choice.contains("request it"), "{choice}");
+        assert!(
+            main.kernel_choice().starts_with("matmul: wide"),
+            "{}",
+            main.kernel_choice()
+        );
+    } else {
+        eprintln!(
+            "NOTE: {} lacks subgroups or int64; the wide kernels are not checked",
+            main.summary()
+        );
+        assert!(
+            choice.contains("lacks") || choice.contains("request it"),
+            "{choice}"
+        );
+    }
+}
+
+#[test]
+fn uploads_land_in_order_with_recorded_kernels_through_and_past_the_ring() {
+    let e = gpu!();
+    // Small (through the staging ring) and 3 Mi floats = 12 MiB (past the 8 MiB ring).
+    for n in [1000usize, 3 << 20] {
+        let a: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+        let b: Vec<f32> = (0..n).map(|i| -((i % 999) as f32)).collect();
+        let t = Tensor::from_slice(e, &a, &[n]).unwrap();
+        let before = ew::affine(&t, 2.0, 0.0).unwrap(); // recorded, reads a
+        t.write_from_slice(&b).unwrap(); // must land after that kernel
+        let after = ew::affine(&t, 2.0, 0.0).unwrap();
+        let twice = |v: &[f32]| v.iter().map(|x| 2.0 * x).collect::<Vec<_>>();
+        assert_eq!(before.to_vec::<f32>().unwrap(), twice(&a), "n {n}: before");
+        assert_eq!(after.to_vec::<f32>().unwrap(), twice(&b), "n {n}: after");
+    }
+    // 3,000 live uploads of 4 KiB wrap the ring within one pending submission.
+    let kept: Vec<Tensor> = (0..3000u32)
+        .map(|i| Tensor::from_slice(e, &[i; 1024], &[1024]).unwrap())
+        .collect();
+    for (i, t) in kept.iter().enumerate().step_by(97) {
+        assert_eq!(t.to_vec::<u32>().unwrap(), [i as u32; 1024]);
+    }
 }

@@ -50,7 +50,7 @@ pub fn portable_engine() -> Option<&'static Engine> {
                     ..Default::default()
                 }))
                 .expect("device");
-            Some(Engine::from_device(device, queue))
+            Some(Engine::from_device(&adapter, device, queue))
         })
         .as_ref()
 }

@@ -1,5 +1,6 @@
 //! The wide-load matmul kernels (`matmul_wide_rows`, `matmul_wide_ta`) against the CPU twin in
-//! `kernels-tests/matmul.rs`, on the default engine (lavapipe has subgroups and int64).
+//! `kernels-tests/matmul.rs`, on the default engine (lavapipe has subgroups and int64), and
+//! the committed shader against its generator `tools/gen_matmul_wide.py`.
 
 use crate::matmul::{
     Target, fusions, more_than_65535_workgroups, random_shapes, tile_edges, w1_shapes,
@@ -112,16 +113,48 @@ fn wide_matmul_refuses_shapes_without_8_float_runs() {
 #[test]
 fn a_k_beyond_the_drivers_loop_limit_is_refused_not_wrong() {
     let Some(t) = target() else { return };
-    let Some(limit) = t.e.max_loop_iterations() else {
-        eprintln!("this driver has no loop limit; nothing to refuse");
-        return;
-    };
     // 8 floats per step: one more step than lavapipe runs.
-    let k = 8 * (limit as usize + 1);
-    let a = Tensor::zeros(t.e, &[1, k], DType::F32).unwrap();
-    let b = Tensor::zeros(t.e, &[k, 8], DType::F32).unwrap();
-    assert!(matches!(
-        matmul::matmul(&a, &b),
-        Err(Error::BadInput { .. })
-    ));
+    let limit = t.e.max_loop_iterations();
+    let k = 8 * (limit.unwrap_or(65_535) as usize + 1);
+    let a = Tensor::full(t.e, &[1, k], 1.0).unwrap();
+    let b = Tensor::full(t.e, &[k, 8], 1.0).unwrap();
+    let r = matmul::matmul(&a, &b).and_then(|c| c.to_vec::<f32>());
+    match limit {
+        Some(_) => assert!(matches!(r, Err(Error::BadInput { .. })), "{r:?}"),
+        // Without a loop limit the product must simply be right: K ones summed (exact in f32).
+        None => assert_eq!(r.unwrap(), vec![k as f32; 8], "{}", t.e.summary()),
+    }
+}
+
+#[test]
+fn the_committed_wide_shader_is_what_its_generator_writes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!("matmul_wide-{}.wgsl", std::process::id()));
+    let status = std::process::Command::new("python3")
+        .arg(root.join("tools/gen_matmul_wide.py"))
+        .arg(&out)
+        .status();
+    let status = match status {
+        Ok(s) => s,
+        Err(e) if std::env::var_os("LATENT_SKIP_GENERATOR_TEST").is_some() => {
+            eprintln!("SKIPPED on purpose (LATENT_SKIP_GENERATOR_TEST): python3 not runnable: {e}");
+            return;
+        }
+        Err(e) => panic!(
+            "python3 is needed to regenerate shaders/matmul_wide.wgsl ({e}); install it or set \
+             LATENT_SKIP_GENERATOR_TEST=1 on purpose"
+        ),
+    };
+    assert!(
+        status.success(),
+        "tools/gen_matmul_wide.py failed: {status}"
+    );
+    let generated = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let committed = std::fs::read_to_string(root.join("shaders/matmul_wide.wgsl")).unwrap();
+    assert!(
+        generated == committed,
+        "shaders/matmul_wide.wgsl differs from the generator's output: edit \
+         tools/gen_matmul_wide.py and run `python3 tools/gen_matmul_wide.py shaders/matmul_wide.wgsl`"
+    );
 }

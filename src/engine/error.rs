@@ -12,6 +12,12 @@ pub enum Error {
     )]
     NoAdapter { detail: String },
 
+    #[error("LATENT_BACKEND names an unknown backend `{name}`; valid names: {}", valid.join(", "))]
+    UnknownBackend {
+        name: String,
+        valid: &'static [&'static str],
+    },
+
     #[error("could not open a device on adapter `{adapter}`: {reason}")]
     RequestDevice { adapter: String, reason: String },
 
@@ -44,6 +50,25 @@ pub enum Error {
 
     #[error("a buffer of {bytes} bytes exceeds the device's buffer-size limit of {limit} bytes")]
     BufferTooLarge { bytes: u64, limit: u64 },
+
+    #[error(
+        "{op}: a tensor belongs to another engine (made on another device or by another \
+         `Engine`); move it with `to_vec` and `from_slice`"
+    )]
+    ForeignTensor { op: &'static str },
+
+    #[error("{op}: the buffer was created on another device than the engine's")]
+    ForeignBuffer { op: &'static str },
+
+    #[error(
+        "{op}: the buffer's usage {usage:?} lacks {missing:?} (the engine binds, clears, copies \
+         and reads back tensors: give STORAGE | COPY_SRC | COPY_DST)"
+    )]
+    BufferUsage {
+        op: &'static str,
+        usage: wgpu::BufferUsages,
+        missing: wgpu::BufferUsages,
+    },
 
     #[error("out of GPU memory while allocating {bytes} bytes")]
     OutOfMemory { bytes: u64 },

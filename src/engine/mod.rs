@@ -6,6 +6,7 @@ mod pool;
 mod recorder;
 mod shader;
 mod tensor;
+mod upload;
 
 pub use error::{CheckpointProblem, DataProblem, Error, Result};
 pub use recorder::{Grid, ProfileRow, Stats, fold};
@@ -32,9 +33,12 @@ pub(crate) struct Inner {
     pub(crate) queue: wgpu::Queue,
     pub(crate) limits: wgpu::Limits,
     pub(crate) features: wgpu::Features,
-    info: Option<wgpu::AdapterInfo>,
+    /// What the adapter offers (the device may have been opened with less).
+    adapter_features: wgpu::Features,
+    info: wgpu::AdapterInfo,
     pub(crate) shaders: Mutex<shader::Cache>,
     pub(crate) pool: Mutex<pool::Pool>,
+    pub(crate) upload: Mutex<upload::Ring>,
     pub(crate) rec: Mutex<recorder::Recorder>,
     /// First error reported by wgpu outside an error scope, or the device-lost reason.
     pub(crate) fault: Arc<Mutex<Option<Error>>>,
@@ -43,22 +47,41 @@ pub(crate) struct Inner {
 impl Engine {
     /// Picks an adapter and opens a device with the adapter's real limits.
     ///
-    /// Preference: discrete GPU, integrated, virtual, then CPU (e.g. Mesa lavapipe); native
-    /// backends before GL. `LATENT_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`, comma list)
-    /// restricts backends; `LATENT_ADAPTER` picks the first adapter whose name contains it.
+    /// Preference: discrete GPU, integrated, virtual, then CPU (e.g. Mesa lavapipe); GL is
+    /// searched only when no Vulkan, Metal or DX12 adapter exists. `LATENT_BACKEND` (`vulkan`,
+    /// `metal`, `dx12`, `gl`, comma list; see [`parse_backends`]) restricts backends;
+    /// `LATENT_ADAPTER` picks the first adapter whose name contains it.
+    ///
+    /// On Linux without a display (`XDG_RUNTIME_DIR` unset or not a folder) the first call sets
+    /// `NODEVICE_SELECT=1`, unless it is set already, before creating its instance: Mesa's
+    /// device-selection layer would otherwise ask Wayland for the display's GPU, which fails
+    /// with an error message printed on every run; the engine ranks adapters itself.
     pub fn new() -> Result<Engine> {
         pollster::block_on(Self::new_async())
     }
 
     async fn new_async() -> Result<Engine> {
-        let backends = match std::env::var("LATENT_BACKEND") {
-            Ok(s) if !s.trim().is_empty() => wgpu::Backends::from_comma_list(&s),
-            _ => wgpu::Backends::all(),
+        let requested = match std::env::var("LATENT_BACKEND") {
+            Ok(s) if !s.trim().is_empty() => Some(parse_backends(&s)?),
+            _ => None,
         };
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backends;
-        let instance = wgpu::Instance::new(desc);
-        let mut adapters = instance.enumerate_adapters(backends).await;
+        quiet_headless_device_selection();
+        // Native backends first; GL (which needs a window system) only as a fallback.
+        let tries = match requested {
+            Some(b) => vec![b],
+            None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL],
+        };
+        let mut adapters = Vec::new();
+        let mut backends = wgpu::Backends::empty();
+        for b in tries {
+            backends |= b;
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = b;
+            adapters = wgpu::Instance::new(desc).enumerate_adapters(b).await;
+            if !adapters.is_empty() {
+                break;
+            }
+        }
         let wanted = std::env::var("LATENT_ADAPTER")
             .ok()
             .filter(|s| !s.is_empty());
@@ -86,7 +109,7 @@ impl Engine {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("latent"),
-                required_features: adapter.features() & OPTIONAL_FEATURES,
+                required_features: Self::wanted_features(&adapter),
                 required_limits: adapter.limits(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
@@ -96,7 +119,7 @@ impl Engine {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        let engine = Self::build(device, queue, Some(info));
+        let engine = Self::build(&adapter, device, queue);
         // We own this device, so its uncaught errors and loss become our typed errors.
         let fault = engine.inner.fault.clone();
         engine
@@ -120,27 +143,44 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Builds an engine on a device and queue owned by a host wgpu program (embedding).
-    ///
-    /// The host keeps its own uncaptured-error handler; limits and features are read from the
-    /// device. Tensors made with [`Tensor::from_buffer`] use the host's buffers directly.
-    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Engine {
-        Self::build(device, queue, None)
+    /// The optional features the fast kernels use that `adapter` offers: pass them as
+    /// `required_features` when a host program opens its device for the engine (subgroups
+    /// and 64-bit integers select the wide matmul; see [`Engine::kernel_choice`]).
+    pub fn wanted_features(adapter: &wgpu::Adapter) -> wgpu::Features {
+        adapter.features() & OPTIONAL_FEATURES
     }
 
-    fn build(device: wgpu::Device, queue: wgpu::Queue, info: Option<wgpu::AdapterInfo>) -> Engine {
+    /// Builds an engine on a device and queue owned by a host wgpu program (embedding).
+    ///
+    /// `adapter` must be the one `device` was requested from: its information keeps every
+    /// guard of [`Engine::new`] (the driver's loop limit, subgroup sizes) and explains the
+    /// kernel choice. The host keeps its own uncaptured-error handler; limits and features are
+    /// read from the device. Tensors made with [`Tensor::from_buffer`] use the host's buffers
+    /// directly.
+    pub fn from_device(
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Engine {
+        Self::build(adapter, device, queue)
+    }
+
+    fn build(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Engine {
         let limits = device.limits();
         let features = device.features();
         let rec = recorder::Recorder::new(&device, &limits);
+        let upload = upload::Ring::new(&device);
         Engine {
             inner: Arc::new(Inner {
                 device,
                 queue,
                 limits,
                 features,
-                info,
+                adapter_features: adapter.features(),
+                info: adapter.get_info(),
                 shaders: Mutex::new(shader::Cache::default()),
                 pool: Mutex::new(pool::Pool::default()),
+                upload: Mutex::new(upload),
                 rec: Mutex::new(rec),
                 fault: Arc::new(Mutex::new(None)),
             }),
@@ -167,9 +207,39 @@ impl Engine {
         self.inner.features
     }
 
-    /// Adapter information, when the engine chose the adapter itself.
-    pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
-        self.inner.info.as_ref()
+    /// Information on the adapter the device came from.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// Which matmul kernels this engine runs and why (the device's features decide; a host
+    /// that opened its device without features the adapter offers is told which to request).
+    pub fn kernel_choice(&self) -> String {
+        use crate::kernels::{matmul_subgroup, matmul_wide};
+        let wide = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64;
+        let missing = wide - self.inner.features;
+        let offered = missing & self.inner.adapter_features;
+        let min = self.inner.info.subgroup_min_size;
+        if matmul_wide::usable(self) {
+            return format!(
+                "matmul: wide (8-float loads and subgroup broadcasts; subgroups of {min} or more \
+                 and int64 enabled)"
+            );
+        }
+        let why = if !offered.is_empty() {
+            format!(
+                "the device was opened without {offered:?}, which the adapter offers: request it"
+            )
+        } else if !missing.is_empty() {
+            format!("the adapter lacks {missing:?}")
+        } else {
+            format!("subgroups may hold only {min} invocations, the kernels need 8")
+        };
+        let kernel = match matmul_subgroup::usable(self) {
+            true => "subgroup (4-float loads)",
+            false => "portable (no subgroups)",
+        };
+        format!("matmul: {kernel}, not wide: {why}")
     }
 
     /// One line describing the adapter, backend and what was enabled.
@@ -186,14 +256,15 @@ impl Engine {
                 feats.push(name);
             }
         }
-        let adapter = match &self.inner.info {
-            Some(i) => format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type),
-            None => "host-provided device".to_string(),
-        };
+        let i = &self.inner.info;
         format!(
-            "{adapter}; features: [{}]; max storage binding {} MiB",
+            "{} ({:?}, {:?}); features: [{}]; max storage binding {} MiB; {}",
+            i.name,
+            i.backend,
+            i.device_type,
             feats.join(", "),
-            self.inner.limits.max_storage_buffer_binding_size >> 20
+            self.inner.limits.max_storage_buffer_binding_size >> 20,
+            self.kernel_choice()
         )
     }
 
@@ -201,7 +272,7 @@ impl Engine {
     /// Mesa's llvmpipe (lavapipe) silently stops every invocation after 65,535 iterations
     /// of all its loops together, so kernels split longer runs.
     pub fn max_loop_iterations(&self) -> Option<u32> {
-        let info = self.inner.info.as_ref()?;
+        let info = &self.inner.info;
         (info.driver.contains("llvmpipe") || info.name.contains("llvmpipe")).then_some(65_535)
     }
 
@@ -212,6 +283,46 @@ impl Engine {
             None => Ok(()),
         }
     }
+}
+
+/// Backend names `LATENT_BACKEND` accepts.
+pub const BACKEND_NAMES: &[&str] = &["vulkan", "metal", "dx12", "gl"];
+
+/// Parses a comma list of backend names (case and spaces ignored); an unknown or empty name is
+/// an error listing the valid ones.
+pub fn parse_backends(list: &str) -> Result<wgpu::Backends> {
+    let mut backends = wgpu::Backends::empty();
+    for name in list.split(',').map(|n| n.trim().to_lowercase()) {
+        backends |= match name.as_str() {
+            "vulkan" => wgpu::Backends::VULKAN,
+            "metal" => wgpu::Backends::METAL,
+            "dx12" => wgpu::Backends::DX12,
+            "gl" => wgpu::Backends::GL,
+            _ => {
+                return Err(Error::UnknownBackend {
+                    name,
+                    valid: BACKEND_NAMES,
+                });
+            }
+        };
+    }
+    Ok(backends)
+}
+
+/// Turns off Mesa's device-selection layer when there is no Wayland session to ask (see
+/// [`Engine::new`]); once, before the first instance, and never over a user's setting.
+fn quiet_headless_device_selection() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let headless =
+            std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| !std::path::Path::new(&d).is_dir());
+        if cfg!(target_os = "linux") && headless && std::env::var_os("NODEVICE_SELECT").is_none() {
+            // SAFETY: runs once, before this process's first engine creates a wgpu instance;
+            // Rust's own environment accesses are serialised by std. A host program reading
+            // the environment from C on another thread at this moment is the documented risk.
+            unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+        }
+    });
 }
 
 /// Sort key: lower is better.

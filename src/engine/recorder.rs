@@ -130,6 +130,7 @@ impl Engine {
         params: &[u8],
         grid: Grid,
     ) -> Result<()> {
+        self.check_owner(entry, tensors)?;
         let inner = &self.inner;
         let profiling = inner.rec.lock().unwrap().profile.is_some();
         if profiling {
@@ -290,6 +291,7 @@ impl Engine {
 
     /// Records a zero fill of `t` (ordered with the kernels around it).
     pub fn clear(&self, t: &Tensor) -> Result<()> {
+        self.check_owner("clear", &[t])?;
         let mut rec = self.inner.rec.lock().unwrap();
         rec.encoder(&self.inner.device)
             .clear_buffer(t.buffer(), 0, Some(t.byte_len()));
@@ -298,6 +300,7 @@ impl Engine {
 
     /// Records a copy of `src` into `dst` (same dtype and number of elements).
     pub fn copy(&self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        self.check_owner("copy", &[src, dst])?;
         dst.expect_dtype("copy", src.dtype())?;
         if src.numel() != dst.numel() {
             return Err(Error::ShapeMismatch {
@@ -327,6 +330,7 @@ impl Engine {
         dst_at: usize,
         len: usize,
     ) -> Result<()> {
+        self.check_owner("copy_region", &[src, dst])?;
         if src.dtype() != dst.dtype() {
             return Err(Error::DTypeMismatch {
                 op: "copy_region",

@@ -84,7 +84,7 @@ impl Engine {
         if let Some(b) = self.inner.pool.lock().unwrap().take(class) {
             return Ok((b, class, false));
         }
-        let b = self.create_buffer_checked(class, false)?;
+        let b = self.create_buffer_checked(class)?;
         self.inner.pool.lock().unwrap().created += 1;
         Ok((b, class, true))
     }
@@ -100,14 +100,14 @@ impl Engine {
     }
 
     /// Creates a storage buffer, turning an allocation failure into [`Error::OutOfMemory`].
-    fn create_buffer_checked(&self, size: u64, mapped: bool) -> Result<wgpu::Buffer> {
+    fn create_buffer_checked(&self, size: u64) -> Result<wgpu::Buffer> {
         let device = &self.inner.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("latent tensor"),
             size,
             usage: STORAGE_USAGE,
-            mapped_at_creation: mapped,
+            mapped_at_creation: false,
         });
         if pollster::block_on(scope.pop()).is_some() {
             // A failed allocation may leave wgpu's in-flight memory to reclaim; free idle buffers.
@@ -115,6 +115,59 @@ impl Engine {
             return Err(Error::OutOfMemory { bytes: size });
         }
         Ok(buffer)
+    }
+
+    /// Errors unless every tensor belongs to this engine (a kernel or copy given tensors of
+    /// two engines would bind buffers of another device, or of another pool).
+    pub(crate) fn check_owner(&self, op: &'static str, tensors: &[&Tensor]) -> Result<()> {
+        match tensors
+            .iter()
+            .all(|t| Arc::ptr_eq(&t.engine().inner, &self.inner))
+        {
+            true => Ok(()),
+            false => Err(Error::ForeignTensor { op }),
+        }
+    }
+
+    /// Whether `buffer` (with STORAGE usage) was created on this engine's device, probed by
+    /// binding it: wgpu refuses a buffer of another device of the same instance with a
+    /// validation error, and panics on one of another instance, whose id its registry does not
+    /// hold. (An id that happens to name one of this instance's buffers passes unnoticed: wgpu
+    /// offers no way to ask a buffer for its device.)
+    fn owns_buffer(&self, buffer: &wgpu::Buffer) -> bool {
+        let device = &self.inner.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("latent ownership probe"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }],
+            });
+            drop(device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("latent ownership probe"),
+                layout: &layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: buffer.as_entire_binding(),
+                }],
+            }));
+        }));
+        let refused = pollster::block_on(scope.pop()).is_some();
+        probe.is_ok() && !refused
+    }
+
+    /// Caps the bytes of idle buffers the pool keeps for reuse (default
+    /// 1 GiB); returning a buffer beyond it drops the least recently returned ones.
+    pub fn set_pool_cap(&self, bytes: u64) {
+        self.inner.pool.lock().unwrap().set_cap(bytes);
     }
 
     /// Drops idle pooled buffers (memory held for reuse).
@@ -130,7 +183,7 @@ impl Engine {
 }
 
 impl Tensor {
-    fn wrap(
+    pub(super) fn wrap(
         engine: &Engine,
         buffer: wgpu::Buffer,
         class: Option<u64>,
@@ -183,28 +236,16 @@ impl Tensor {
                 rhs: shape.to_vec(),
             });
         }
-        let bytes = 4 * n as u64;
-        let class = engine.class_within_limit(bytes)?;
-        // A new buffer mapped at creation: no queue write that could overtake pending kernels
-        // still reading a pooled buffer.
-        let buffer = engine.create_buffer_checked(class, true)?;
-        {
-            let mut view = buffer
-                .slice(..bytes)
-                .get_mapped_range_mut()
-                .map_err(|e| Error::Gpu(format!("upload mapping failed: {e:?}")))?;
-            view.copy_from_slice(bytemuck::cast_slice(data));
-        }
-        buffer.unmap();
-        engine.inner.pool.lock().unwrap().created += 1;
-        Ok(Self::wrap(engine, buffer, Some(class), shape, T::DTYPE))
+        let (buffer, class, _) = engine.alloc(4 * n as u64)?;
+        let t = Self::wrap(engine, buffer, Some(class), shape, T::DTYPE);
+        engine.upload(bytemuck::cast_slice(data), &t)?;
+        Ok(t)
     }
 
     /// Overwrites the tensor in place with host data (`data.len()` = `numel`, same dtype).
     ///
-    /// The data goes to a fresh buffer mapped at creation and a copy into `self` is recorded
-    /// in the pending encoder, so it lands after the kernels already recorded and before the
-    /// ones recorded next. (`queue.write_buffer` would run before the pending kernels.)
+    /// The write is recorded in the pending encoder (through the upload ring), so it lands
+    /// after the kernels already recorded and before the ones recorded next.
     pub fn write_from_slice<T: Element>(&self, data: &[T]) -> Result<()> {
         self.expect_dtype("write_from_slice", T::DTYPE)?;
         if data.len() != self.numel() {
@@ -214,18 +255,13 @@ impl Tensor {
                 rhs: self.shape.clone(),
             });
         }
-        if !self.buffer().usage().contains(wgpu::BufferUsages::COPY_DST) {
-            return Err(Error::bad(
-                "write_from_slice",
-                "the tensor's buffer lacks COPY_DST usage",
-            ));
-        }
-        let src = Tensor::from_slice(self.engine(), data, &self.shape)?;
-        self.engine().copy(&src, self)
+        self.engine().upload(bytemuck::cast_slice(data), self)
     }
 
-    /// Wraps a buffer owned by a host program (usage must include STORAGE; COPY_SRC for
-    /// `to_vec`). The buffer is not returned to the pool.
+    /// Wraps a buffer owned by a host program, without a copy. Its usage must include
+    /// `STORAGE | COPY_SRC | COPY_DST` (the engine binds, reads back, clears and copies into
+    /// tensors) and it must come from the engine's device; otherwise a typed error names what
+    /// is wrong. The buffer is not returned to the pool.
     pub fn from_buffer(
         engine: &Engine,
         buffer: wgpu::Buffer,
@@ -242,8 +278,16 @@ impl Tensor {
                 ),
             ));
         }
-        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-            return Err(Error::bad("from_buffer", "buffer usage lacks STORAGE"));
+        let missing = STORAGE_USAGE - buffer.usage();
+        if !missing.is_empty() {
+            return Err(Error::BufferUsage {
+                op: "from_buffer",
+                usage: buffer.usage(),
+                missing,
+            });
+        }
+        if !engine.owns_buffer(&buffer) {
+            return Err(Error::ForeignBuffer { op: "from_buffer" });
         }
         Ok(Self::wrap(engine, buffer, None, shape, dtype))
     }

@@ -15,9 +15,7 @@ pub const SHADER: Shader = Shader {
 /// so subgroups must exist and hold at least 8 invocations.
 pub fn usable(engine: &Engine) -> bool {
     engine.features().contains(wgpu::Features::SUBGROUP)
-        && engine
-            .adapter_info()
-            .is_some_and(|i| i.subgroup_min_size >= 8)
+        && engine.adapter_info().subgroup_min_size >= 8
 }
 
 /// The entry point for an (M, K, N) product: the vec4 kernel reads aligned vec4s of A and B,

@@ -10,8 +10,8 @@ use crate::kernels::elementwise as ew;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-pub use ops::Op;
-pub use vq::{VectorQuantized, VqLoss, VqSide};
+use ops::Op;
+pub use vq::VectorQuantized;
 
 /// A trainable tensor and its gradient buffer, shared by the module that owns it and every
 /// tape that uses it. The gradient is zeroed lazily: after [`Param::zero_grad`] the next

@@ -14,7 +14,7 @@ use crate::kernels::reduce::{self, Reduce};
 use crate::kernels::{kl, layout, losses};
 
 /// What produced a value, with the ids of its inputs.
-pub enum Op {
+pub(crate) enum Op {
     Input,
     Param(Param),
     /// y = x·Wᵀ + b (W stored [out, in] as in PyTorch), ReLU'd if `relu`.

@@ -11,7 +11,7 @@ use crate::kernels::vq;
 
 /// Which side of ‖z_e − e‖² a loss trains (the other is a stopped gradient, `sg`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VqSide {
+pub(crate) enum VqSide {
     /// ‖sg[z_e] − e‖²: moves the codes towards the encoder outputs.
     Codebook,
     /// β‖z_e − sg[e]‖²: keeps the encoder outputs near their codes.
@@ -19,7 +19,7 @@ pub enum VqSide {
 }
 
 /// A VQ loss node: `weight · mean_{n,d} (z_e − z_q)²` with the gradient to one side only.
-pub struct VqLoss {
+pub(crate) struct VqLoss {
     pub(super) z_e: usize,
     pub(super) codebook: usize,
     pub(super) indices: Tensor,
