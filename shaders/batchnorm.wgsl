@@ -291,10 +291,10 @@ fn eval_coefs_saving(ids: Ids) {
     if c >= p.channels {
         return;
     }
-    let std = sqrt(var_in[c] + p.eps);
-    let slope = gamma[c] / std;
+    let sd = sqrt(var_in[c] + p.eps);
+    let slope = gamma[c] / sd;
     coef_out[c] = vec4<f32>(mean_in[c], slope, beta[c], 0.0);
     part_out[c] = vec4<f32>(0.0, slope, 0.0, 0.0);
     saved_mean[c] = mean_in[c];
-    saved_inv_std[c] = 1.0 / std;
+    saved_inv_std[c] = 1.0 / sd;
 }
