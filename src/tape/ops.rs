@@ -45,7 +45,7 @@ pub enum Op {
         x: usize,
         scale: f32,
     },
-    /// Sum (or mean, `scale` = 1/n) of all elements, shape [1].
+    /// Sum (or mean, `scale` = 1/n) of all elements, shape `[1]`.
     Total {
         x: usize,
         scale: f32,
@@ -56,12 +56,12 @@ pub enum Op {
         logvar: usize,
         eps: Tensor,
     },
-    /// Per-row KL(N(μ, σ²) ‖ N(0, I)), shape [B].
+    /// Per-row KL(N(μ, σ²) ‖ N(0, I)), shape `[B]`.
     KlStdNormal {
         mu: usize,
         logvar: usize,
     },
-    /// Per-row Σ BCE-with-logits, shape [B]; the target gets a gradient when it wants one.
+    /// Per-row Σ BCE-with-logits, shape `[B]`; the target gets a gradient when it wants one.
     BceWithLogits {
         logits: usize,
         target: usize,
@@ -70,11 +70,11 @@ pub enum Op {
     LogSoftmax {
         x: usize,
     },
-    /// Row-wise log Σ exp over the last axis: [..., K] -> [...].
+    /// Row-wise log Σ exp over the last axis: `[..., K] -> [...]`.
     LogSumExp {
         x: usize,
     },
-    /// Per-row cross entropy of logits [N, K] against constant u32 labels [N], shape [N].
+    /// Per-row cross entropy of logits `[N, K]` against constant u32 labels `[N]`, shape `[N]`.
     CrossEntropy {
         logits: usize,
         labels: Tensor,
@@ -175,7 +175,7 @@ impl Var {
         Ok(self.tape.record(op, value, inputs))
     }
 
-    /// `self·Wᵀ + b` (ReLU'd if `relu`) for `self` [B, in], `w` [out, in], `b` [out].
+    /// `self·Wᵀ + b` (ReLU'd if `relu`) for `self` `[B, in]`, `w` `[out, in]`, `b` `[out]`.
     pub fn linear(&self, w: &Var, b: Option<&Var>, relu: bool) -> Result<Var> {
         let opts = Matmul {
             trans_b: true,
@@ -260,12 +260,12 @@ impl Var {
         self.record(Op::Affine { x: self.id, scale }, y, &[self])
     }
 
-    /// Sum of all elements, shape [1].
+    /// Sum of all elements, shape `[1]`.
     pub fn sum(&self) -> Result<Var> {
         self.total(1.0)
     }
 
-    /// Mean of all elements, shape [1].
+    /// Mean of all elements, shape `[1]`.
     pub fn mean(&self) -> Result<Var> {
         self.total(1.0 / self.value.numel() as f32)
     }
@@ -293,7 +293,7 @@ impl Var {
         self.record(op, z, &[self, logvar])
     }
 
-    /// Per-row KL(N(μ, σ²) ‖ N(0, I)) for `self` = μ and `logvar`, shape [B].
+    /// Per-row KL(N(μ, σ²) ‖ N(0, I)) for `self` = μ and `logvar`, shape `[B]`.
     pub fn kl_std_normal(&self, logvar: &Var) -> Result<Var> {
         let k = kl::kl_std_normal(&self.value, &logvar.value)?;
         let op = Op::KlStdNormal {
@@ -303,13 +303,14 @@ impl Var {
         self.record(op, k, &[self, logvar])
     }
 
-    /// Per-row Σ_j BCE-with-logits(self[j], target[j]): −log p(x|z) of a Bernoulli decoder, [B].
+    /// Per-row Σ_j BCE-with-logits(`self[j]`, `target[j]`): −log p(x|z) of a Bernoulli decoder,
+    /// `[B]`.
     pub fn bce_with_logits(&self, target: &Tensor) -> Result<Var> {
         self.bce_with_logits_soft(&self.tape.input(target))
     }
 
     /// [`Var::bce_with_logits`] against soft targets that are themselves values on the tape
-    /// (in [0, 1], e.g. a decoder's output used as a target): the targets get the gradient
+    /// (in `[0, 1]`, e.g. a decoder's output used as a target): the targets get the gradient
     /// ∂BCE/∂target = −logit per element (times the row's upstream weight).
     pub fn bce_with_logits_soft(&self, target: &Var) -> Result<Var> {
         let v = losses::bce_with_logits(&self.value, &target.value)?;
@@ -335,7 +336,7 @@ impl Var {
     }
 
     /// Per-row `logsumexp(self[i]) − self[i, labels[i]]` for logits `self` [N, K] and u32
-    /// `labels` [N]: −log p(label | x) of a categorical, [N]. A label ≥ K gives NaN for its row.
+    /// `labels` `[N]`: −log p(label | x) of a categorical, `[N]`. A label ≥ K gives NaN for its row.
     pub fn cross_entropy(&self, labels: &Tensor) -> Result<Var> {
         let v = losses::cross_entropy_logits(&self.value, labels)?;
         let op = Op::CrossEntropy {
