@@ -1,5 +1,6 @@
 //! Launchers for `shaders/losses.wgsl`: per-row BCE with logits, Gaussian NLL and cross entropy
-//! with logits, and their one-pass gradients (BCE's also w.r.t. soft targets). CPU twin and tests: `kernels-tests/losses.rs`.
+//! with logits, and their one-pass gradients (BCE's also w.r.t. soft targets).
+//! CPU twin and tests: `kernels-tests/losses.rs`.
 
 use super::reduce::softmax_stats;
 use super::rows::{self, Family, Rows, Weight};

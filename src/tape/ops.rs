@@ -335,8 +335,9 @@ impl Var {
         self.record(Op::LogSumExp { x: self.id }, y, &[self])
     }
 
-    /// Per-row `logsumexp(self[i]) − self[i, labels[i]]` for logits `self` [N, K] and u32
-    /// `labels` `[N]`: −log p(label | x) of a categorical, `[N]`. A label ≥ K gives NaN for its row.
+    /// Per-row `logsumexp(self[i]) − self[i, labels[i]]` for logits `self` `[N, K]` and u32
+    /// `labels` `[N]`: −log p(label | x) of a categorical, `[N]`. A label ≥ K gives NaN for its
+    /// row.
     pub fn cross_entropy(&self, labels: &Tensor) -> Result<Var> {
         let v = losses::cross_entropy_logits(&self.value, labels)?;
         let op = Op::CrossEntropy {
