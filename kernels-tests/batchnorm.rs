@@ -103,6 +103,28 @@ pub fn cpu_backward(
     (dx, dgamma, dbeta)
 }
 
+/// Backward of the eval forward (running statistics constant): `(dx, dγ, dβ)` with
+/// `dx = γ·dy/sqrt(var + eps)`, `dγ = Σ dy·(x − mean)/sqrt(var + eps)`, `dβ = Σ dy`.
+pub fn cpu_eval_backward(
+    dy: &[f64],
+    x: &[f64],
+    shape: &[usize],
+    [gamma, mean, var]: [&[f64]; 3],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (_, c, s) = dims(shape);
+    let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let (mut dgamma, mut dbeta) = (vec![0.0; c], vec![0.0; c]);
+    let mut dx = Vec::with_capacity(x.len());
+    for (i, g) in dy.iter().enumerate() {
+        let ch = channel(i, c, s);
+        dbeta[ch] += g;
+        dgamma[ch] += g * (x[i] - mean[ch]) * inv[ch];
+        dx.push(gamma[ch] * inv[ch] * g);
+    }
+    (dx, dgamma, dbeta)
+}
+
 // ---- helpers --------------------------------------------------------------------------------
 
 /// Unit roundoff of f32.
@@ -600,4 +622,158 @@ fn batchnorm_refuses_bad_shapes_with_typed_errors() {
         inv_std: t(&[4]),
     };
     assert_eq!(back(&t(&[2, 4, 3, 3]), &c4, &short), "ShapeMismatch");
+}
+
+/// The eval backward on `case` with upstream gradient `dy` against the twin; the saving
+/// forward must equal the plain eval forward bit for bit.
+fn eval_backward_matches_cpu(e: &Engine, case: &Case, dy: &[f32], what: &str) {
+    let eps = BatchNormConfig::default().eps;
+    let [x, gamma, beta, rm, rv] = case.upload(e);
+    let (y, saved) = bn::batchnorm_eval_saving(&x, &gamma, &beta, &rm, &rv, eps).expect("eval");
+    let plain = bn::batchnorm_eval(&x, &gamma, &beta, &rm, &rv, eps).expect("eval");
+    assert_eq!(read(&y), read(&plain), "{what}: saving forward");
+    let dy_t = upload(e, dy, &case.shape);
+    let dx = bn::batchnorm_eval_backward_input(&dy_t, &saved).expect("dx");
+    let c = [case.gamma.len()];
+    let (dgamma, dbeta) = (
+        upload(e, &vec![0.0; c[0]], &c),
+        upload(e, &vec![0.0; c[0]], &c),
+    );
+    bn::batchnorm_eval_backward_params_into(&dy_t, &x, &gamma, &saved, &dgamma, &dbeta, false)
+        .expect("dγ, dβ");
+    let (x64, dy64) = (f64s(&case.x), f64s(dy));
+    let [g64, m64, v64] = [&case.gamma, &case.running_mean, &case.running_var].map(|v| f64s(v));
+    let (want_dx, want_dg, want_db) =
+        cpu_eval_backward(&dy64, &x64, &case.shape, [&g64, &m64, &v64], eps);
+    // dx = slope·dy: the slope's square root, division and the product, a few ulp each.
+    assert_close(
+        &format!("{what} dx"),
+        &read(&dx),
+        &f32s(&want_dx),
+        0.0,
+        1e-6,
+    );
+    // dβ and dγ: f32 block sums of dy and dy·(x − mean) (CHAIN of their Σ|·|), and dγ's final
+    // product by 1/sqrt(var + eps) (a few ulp more).
+    let (b, ch, s) = dims(&case.shape);
+    let (mut abs_db, mut abs_dg) = (vec![0.0; ch], vec![0.0; ch]);
+    for i in 0..b * ch * s {
+        let k = channel(i, ch, s);
+        abs_db[k] += dy64[i].abs();
+        abs_dg[k] += (dy64[i] * (x64[i] - m64[k])).abs() / (v64[k] + eps).sqrt();
+    }
+    let (got_db, got_dg) = (f64s(&read(&dbeta)), f64s(&read(&dgamma)));
+    for k in 0..ch {
+        let (db_tol, dg_tol) = (CHAIN * abs_db[k] + 1e-30, 2.0 * CHAIN * abs_dg[k] + 1e-30);
+        let (db, dg) = (got_db[k], got_dg[k]);
+        assert!(
+            (db - want_db[k]).abs() <= db_tol,
+            "{what}: dβ[{k}] gpu {db} cpu {}",
+            want_db[k]
+        );
+        assert!(
+            (dg - want_dg[k]).abs() <= dg_tol,
+            "{what}: dγ[{k}] gpu {dg} cpu {}",
+            want_dg[k]
+        );
+    }
+}
+
+#[test]
+fn batchnorm_eval_backward_matches_cpu_on_random_shapes() {
+    let e = gpu!();
+    for (i, shape) in random_shapes(33).iter().enumerate() {
+        let case = Case::random(400 + i as u64, shape, 0.5, 1.5);
+        let dy = uniform(&mut rng(420 + i as u64), case.x.len(), -1.0, 1.0);
+        eval_backward_matches_cpu(e, &case, &dy, &format!("eval backward {shape:?}"));
+    }
+    // A large offset: x − running mean is taken before any product (as in the forward).
+    let mut case = Case::random(440, &[128, 64, 7, 7], 1000.0, 1.7);
+    case.running_mean.iter_mut().for_each(|m| *m += 1000.0);
+    let dy = uniform(&mut rng(441), case.x.len(), -1.0, 1.0);
+    eval_backward_matches_cpu(e, &case, &dy, "eval backward offset 1000");
+}
+
+#[test]
+fn batchnorm_eval_backward_accumulates_and_keeps_the_statistics_it_read() {
+    let e = gpu!();
+    let eps = BatchNormConfig::default().eps;
+    let case = Case::random(450, &[4, 3, 5, 5], 0.0, 1.0);
+    let dy = upload(
+        e,
+        &uniform(&mut rng(451), case.x.len(), -1.0, 1.0),
+        &case.shape,
+    );
+    let [x, gamma, beta, rm, rv] = case.upload(e);
+    let (_, saved) = bn::batchnorm_eval_saving(&x, &gamma, &beta, &rm, &rv, eps).unwrap();
+    let grads = |acc_g: &Tensor, acc_b: &Tensor, accumulate: bool| {
+        bn::batchnorm_eval_backward_params_into(&dy, &x, &gamma, &saved, acc_g, acc_b, accumulate)
+            .unwrap()
+    };
+    let (dg, db) = (upload(e, &[0.0; 3], &[3]), upload(e, &[0.0; 3], &[3]));
+    grads(&dg, &db, false);
+    let dx = read(&bn::batchnorm_eval_backward_input(&dy, &saved).unwrap());
+    // A training step between forward and backward updates the running statistics in place;
+    // the gradients of the earlier eval forward must not change.
+    bn::batchnorm_train(&x, &gamma, &beta, &rm, &rv, &BatchNormConfig::default()).unwrap();
+    assert_ne!(
+        read(&rm),
+        case.running_mean,
+        "the training step moved the mean"
+    );
+    assert_eq!(
+        read(&bn::batchnorm_eval_backward_input(&dy, &saved).unwrap()),
+        dx
+    );
+    let prior = [0.25f32, -1.0, 3.0];
+    let (acc_g, acc_b) = (upload(e, &prior, &[3]), upload(e, &prior, &[3]));
+    grads(&acc_g, &acc_b, true);
+    let plus = |v: Vec<f32>| -> Vec<f32> { v.iter().zip(&prior).map(|(a, b)| a + b).collect() };
+    // The same kernels on the same data: bit-identical sums, then one f32 addition.
+    assert_eq!(read(&acc_g), plus(read(&dg)));
+    assert_eq!(read(&acc_b), plus(read(&db)));
+    grads(&acc_g, &acc_b, false);
+    assert_eq!(read(&acc_g), read(&dg), "without accumulate: overwritten");
+    assert_eq!(read(&acc_b), read(&db));
+}
+
+#[test]
+fn batchnorm_eval_backward_refuses_bad_shapes_with_typed_errors() {
+    let e = gpu!();
+    let t = |shape: &[usize]| Tensor::zeros(e, shape, DType::F32).unwrap();
+    let (x, c4) = (t(&[2, 4, 3, 3]), t(&[4]));
+    let (_, saved) = bn::batchnorm_eval_saving(&x, &c4, &c4, &c4, &c4, 1e-5).unwrap();
+    let input = |dy: &Tensor| error_kind(bn::batchnorm_eval_backward_input(dy, &saved));
+    assert_eq!(input(&t(&[2, 4, 3, 3])), "Ok");
+    assert_eq!(
+        input(&t(&[5, 4])),
+        "Ok",
+        "any batch and pixels of 4 channels"
+    );
+    assert_eq!(input(&t(&[2, 3, 3, 3])), "ShapeMismatch");
+    assert_eq!(input(&t(&[2, 4, 9])), "BadInput");
+    let params = |dy: &Tensor, dg: &Tensor| {
+        error_kind(bn::batchnorm_eval_backward_params_into(
+            dy,
+            &x,
+            &c4,
+            &saved,
+            dg,
+            &t(&[4]),
+            false,
+        ))
+    };
+    assert_eq!(params(&t(&[2, 4, 3, 3]), &t(&[4])), "Ok");
+    assert_eq!(params(&t(&[2, 4, 9]), &t(&[4])), "ShapeMismatch");
+    assert_eq!(params(&t(&[2, 4, 3, 3]), &t(&[3])), "ShapeMismatch");
+    let u = Tensor::zeros(e, &[2, 4, 3, 3], DType::U32).unwrap();
+    assert_eq!(params(&u, &t(&[4])), "DTypeMismatch");
+    assert_eq!(
+        error_kind(bn::batchnorm_eval_saving(&x, &c4, &c4, &t(&[3]), &c4, 1e-5)),
+        "ShapeMismatch"
+    );
+    assert_eq!(
+        error_kind(bn::batchnorm_eval_saving(&x, &c4, &c4, &c4, &c4, -1.0)),
+        "BadInput"
+    );
 }

@@ -25,6 +25,11 @@ pub fn bce_grad(l: f64, x: f64, w: f64) -> Spec {
     (w * (s - x), w.abs() * (s + x.abs()))
 }
 
+/// w·∂BCE/∂x = −w·l: the gradient w.r.t. a soft target x (whatever its value).
+pub fn bce_target_grad(l: f64, w: f64) -> Spec {
+    (-w * l, (w * l).abs())
+}
+
 /// −log N(x; μ, σ²) = ½ (log 2π + log σ² + (x − μ)²/σ²).
 pub fn nll(x: f64, mu: f64, logvar: f64) -> Spec {
     let (log_2pi, q) = ((2.0 * PI).ln(), (x - mu).powi(2) * (-logvar).exp());
@@ -120,6 +125,27 @@ fn check_all(c: &Case, labels: &[u32], exp_arg: f64) {
     let [want] = per_element(&[&x[0], &x[1]], d, |row, v| [bce_grad(v[0], v[1], g(row))]);
     let got = ls::bce_with_logits_backward(&t[0], &t[1], &c.gt).unwrap();
     assert_within(&what("bce_with_logits_backward"), &read(&got), &want, el);
+    let [want_t] = per_element(&[&x[0]], d, |row, v| [bce_target_grad(v[0], g(row))]);
+    let got = ls::bce_with_logits_backward_target(&t[0], &t[1], &c.gt).unwrap();
+    assert_within(
+        &what("bce_with_logits_backward_target"),
+        &read(&got),
+        &want_t,
+        el,
+    );
+    let (dl, dt) = ls::bce_with_logits_backward_both(&t[0], &t[1], &c.gt).unwrap();
+    assert_within(
+        &what("bce_with_logits_backward_both dl"),
+        &read(&dl),
+        &want,
+        el,
+    );
+    assert_within(
+        &what("bce_with_logits_backward_both dt"),
+        &read(&dt),
+        &want_t,
+        el,
+    );
 
     let nll_in = [&x[2][..], &x[3], &x[4]];
     let [want] = per_element(&nll_in, d, |_, v| [nll(v[0], v[1], v[2])]);
@@ -227,6 +253,34 @@ fn bce_with_logits_backward_matches_finite_differences() {
 }
 
 #[test]
+fn bce_with_logits_gradients_wrt_soft_targets_match_finite_differences() {
+    let loss = |x: &[Vec<f64>], d: usize, w: &[f64]| {
+        let specs: Vec<Spec> = x[0].iter().zip(&x[1]).map(|(&l, &t)| bce(l, t)).collect();
+        weighted(&specs, d, w)
+    };
+    let target =
+        |c: &Case| vec![ls::bce_with_logits_backward_target(&c.t[0], &c.t[1], &c.gt).unwrap()];
+    check_fd(
+        "bce_with_logits_backward_target",
+        moderate,
+        target,
+        loss,
+        &[1],
+    );
+    let both = |c: &Case| {
+        let (dl, dt) = ls::bce_with_logits_backward_both(&c.t[0], &c.t[1], &c.gt).unwrap();
+        vec![dl, dt]
+    };
+    check_fd(
+        "bce_with_logits_backward_both",
+        moderate,
+        both,
+        loss,
+        &[0, 1],
+    );
+}
+
+#[test]
 fn gaussian_nll_backward_matches_finite_differences() {
     let gpu = |c: &Case| {
         let (dmu, dlogvar) = ls::gaussian_nll_backward(&c.t[2], &c.t[3], &c.t[4], &c.gt).unwrap();
@@ -268,9 +322,12 @@ fn loss_backwards_apply_each_rows_weight_to_that_row_only() {
     let ones = Tensor::full(e, &[4], 1.0).unwrap();
     let lt = Tensor::from_slice(e, &[3u32, 0, 11, 5], &[4]).unwrap();
     let bce = |g| ls::bce_with_logits_backward(&t[0], &t[1], g).unwrap();
+    let bce_t = |g| ls::bce_with_logits_backward_target(&t[0], &t[1], g).unwrap();
     let nll = |g| ls::gaussian_nll_backward(&t[2], &t[3], &t[4], g).unwrap().1;
     let ce = |g| ls::cross_entropy_logits_backward(&t[0], &lt, g).unwrap();
     assert_weighted_rows("bce_with_logits_backward", &bce(&w), &bce(&ones), &weights);
+    let (bce_target, t_w) = ("bce_with_logits_backward_target", bce_t(&w));
+    assert_weighted_rows(bce_target, &t_w, &bce_t(&ones), &weights);
     assert_weighted_rows("gaussian_nll_backward", &nll(&w), &nll(&ones), &weights);
     assert_weighted_rows(
         "cross_entropy_logits_backward",
@@ -328,6 +385,22 @@ fn losses_refuse_bad_shapes_and_dtypes_with_typed_errors() {
         (
             error_kind(ls::bce_with_logits_backward(&x, &x, &labels)),
             "DTypeMismatch",
+        ),
+        (
+            error_kind(ls::bce_with_logits_backward_target(&x, &other, &g)),
+            "ShapeMismatch",
+        ),
+        (
+            error_kind(ls::bce_with_logits_backward_target(&x, &u, &g)),
+            "DTypeMismatch",
+        ),
+        (
+            error_kind(ls::bce_with_logits_backward_both(&x, &x, &flat)),
+            "ShapeMismatch",
+        ),
+        (
+            error_kind(ls::bce_with_logits_backward_both(&x, &x, &g)),
+            "Ok",
         ),
         (
             error_kind(ls::gaussian_nll(&x, &x, &other)),

@@ -2,7 +2,7 @@
 //! Run with `cargo test --release softmax`.
 
 use crate::reduce::{cpu_logsumexp, long_extreme_rows, random_shapes};
-use crate::{assert_close, gpu, rng, uniform};
+use crate::{Spec, assert_close, assert_within, error_kind, gpu, rng, uniform};
 use latent::kernels::softmax as sm;
 use latent::{DType, Error, Tensor};
 
@@ -21,6 +21,34 @@ pub fn cpu_log_softmax(x: &[f32], cols: usize) -> Vec<f64> {
 /// Row-wise softmax `exp(v − logsumexp(row))`.
 pub fn cpu_softmax(x: &[f32], cols: usize) -> Vec<f64> {
     cpu_log_softmax(x, cols).into_iter().map(f64::exp).collect()
+}
+
+/// Backward of the row-wise log-softmax: `dx = dy − softmax(x)·Σ_row dy`, as (value, magnitude)
+/// with magnitude |dy| + p·(|Σ dy| + Σ|dy|), the sizes its terms' roundings scale with.
+pub fn cpu_log_softmax_backward(x: &[f32], dy: &[f32], cols: usize) -> Vec<Spec> {
+    let p = cpu_softmax(x, cols);
+    let mut out = Vec::with_capacity(x.len());
+    for (r, row) in dy.chunks(cols).enumerate() {
+        let sum: f64 = row.iter().map(|&v| v as f64).sum();
+        let abs: f64 = row.iter().map(|&v| (v as f64).abs()).sum();
+        for (j, &g) in row.iter().enumerate() {
+            let p = p[r * cols + j];
+            out.push((g as f64 - p * sum, (g as f64).abs() + p * (sum.abs() + abs)));
+        }
+    }
+    out
+}
+
+/// Backward of the row-wise log-sum-exp: `dx = dy[row]·softmax(x)`, magnitude |dx|.
+pub fn cpu_logsumexp_backward(x: &[f32], dy: &[f32], cols: usize) -> Vec<Spec> {
+    let p = cpu_softmax(x, cols);
+    p.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let v = dy[i / cols] as f64 * p;
+            (v, v.abs())
+        })
+        .collect()
 }
 
 // ---- tests ----------------------------------------------------------------------------------
@@ -111,4 +139,94 @@ fn softmax_refuses_bad_dtypes_and_shapes_with_typed_errors() {
         sm::softmax_into(&x, &x),
         Err(Error::BadInput { .. })
     ));
+}
+
+/// Both backward passes on `x` viewed as `shape` with random upstream gradients, against the
+/// twins; the log-softmax backward takes y from the GPU forward, as the tape does. Tolerance
+/// (units of 2^-24 of the magnitude): y's absolute error (≤ 5e-5, see `check`: 840 units)
+/// becomes p's relative error; exp adds 3 + 2|z| units (z ≥ −80 here: 163); a row sum of dy
+/// rounds within 481 units of Σ|dy| (SUM_RTOL in reduce.rs); the rest is a few roundings.
+fn check_backward(what: &str, x: &[f32], shape: &[usize], seed: u64) {
+    let e = gpu!();
+    const ULPS: f64 = 840.0 + 163.0 + 481.0 + 16.0;
+    let cols = *shape.last().unwrap();
+    let t = Tensor::from_slice(e, x, shape).unwrap();
+    let dy = uniform(&mut rng(seed), x.len(), -1.0, 1.0);
+    let y = sm::log_softmax(&t).unwrap();
+    let dy_t = Tensor::from_slice(e, &dy, shape).unwrap();
+    let dx = sm::log_softmax_backward(&y, &dy_t).unwrap();
+    assert_eq!(dx.shape(), shape);
+    let want = cpu_log_softmax_backward(x, &dy, cols);
+    let got = dx.to_vec::<f32>().unwrap();
+    assert_within(&format!("log_softmax_backward {what}"), &got, &want, ULPS);
+
+    let mut reduced = shape[..shape.len() - 1].to_vec();
+    if reduced.is_empty() {
+        reduced.push(1);
+    }
+    let g = &dy[..x.len() / cols];
+    let g_t = Tensor::from_slice(e, g, &reduced).unwrap();
+    let dx = latent::kernels::softmax::logsumexp_last_backward(&t, &g_t).unwrap();
+    assert_eq!(dx.shape(), shape);
+    let want = cpu_logsumexp_backward(x, g, cols);
+    let got = dx.to_vec::<f32>().unwrap();
+    assert_within(&format!("logsumexp_backward {what}"), &got, &want, ULPS);
+}
+
+#[test]
+fn log_softmax_and_logsumexp_backward_match_cpu_on_random_shapes() {
+    // Rows of 1, around the 64-invocation workgroup, at and past the 4,096-element piece (one
+    // fused pass below it, reduce.wgsl's row sums above), rank 1 and 3.
+    let mut r = rng(22);
+    for (i, shape) in random_shapes(23).iter().enumerate() {
+        let x = uniform(&mut r, shape.iter().product(), -20.0, 20.0);
+        check_backward(&format!("{shape:?}"), &x, shape, 30 + i as u64);
+    }
+}
+
+#[test]
+fn log_softmax_and_logsumexp_backward_are_stable_at_extremes() {
+    let inf = f32::INFINITY;
+    let rows: [&[f32]; 6] = [
+        // One ulp of 1e4 is 1e-3: the backward must not go through exp(x − lse).
+        &[1e4, 1e4 - 1.0, 1e4 - 0.25, 1e4 - 90.0],
+        &[-1e4, -1e4 + 0.5, -1e4 - 3.0, -1e4 + 2.0],
+        &[7.0; 4],
+        // −inf entries have probability 0: their dx is dy (log-softmax) or 0 (log-sum-exp).
+        &[-inf, 2.0, -inf, 1.0],
+        // No distribution: NaN where the twin has NaN, like the forward.
+        &[-inf; 4],
+        &[inf, 1.0, -inf, 0.0],
+    ];
+    for (i, row) in rows.iter().enumerate() {
+        check_backward(&format!("{row:?}"), row, &[1, 4], 40 + i as u64);
+    }
+    let cols = 3 * 4096 + 5;
+    let rows = long_extreme_rows(cols);
+    check_backward("long rows", &rows.concat(), &[rows.len(), cols], 50);
+}
+
+#[test]
+fn softmax_backward_passes_refuse_bad_shapes_with_typed_errors() {
+    let e = gpu!();
+    let t = |shape: &[usize]| Tensor::zeros(e, shape, DType::F32).unwrap();
+    let x = t(&[4, 5]);
+    let u = Tensor::zeros(e, &[4, 5], DType::U32).unwrap();
+    let lsb = |y: &Tensor, dy: &Tensor| error_kind(sm::log_softmax_backward(y, dy));
+    assert_eq!(lsb(&x, &t(&[4, 5])), "Ok");
+    assert_eq!(lsb(&x, &t(&[5, 4])), "ShapeMismatch");
+    assert_eq!(lsb(&x, &u), "DTypeMismatch");
+    assert_eq!(lsb(&u, &x), "DTypeMismatch");
+    assert_eq!(lsb(&t(&[]), &t(&[])), "BadInput");
+    let lse = |x: &Tensor, dy: &Tensor| error_kind(sm::logsumexp_last_backward(x, dy));
+    assert_eq!(lse(&x, &t(&[4])), "Ok");
+    assert_eq!(lse(&t(&[2, 3, 5]), &t(&[2, 3])), "Ok");
+    assert_eq!(lse(&t(&[5]), &t(&[1])), "Ok");
+    assert_eq!(lse(&x, &t(&[5])), "ShapeMismatch");
+    assert_eq!(lse(&x, &t(&[4, 1])), "ShapeMismatch");
+    assert_eq!(
+        lse(&x, &Tensor::zeros(e, &[4], DType::U32).unwrap()),
+        "DTypeMismatch"
+    );
+    assert_eq!(lse(&t(&[]), &t(&[1])), "BadInput");
 }

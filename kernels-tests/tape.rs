@@ -576,14 +576,206 @@ fn batchnorm_gradients_match_finite_differences() {
         |v| v[0].batchnorm_train(&v[1], &v[2], &rm, &rv, &cfg).unwrap(),
         &cpu,
     );
-    // Evaluation mode belongs to no_grad tapes.
+}
+
+/// Evaluation mode: the running statistics are constants, so y is affine in x per channel.
+/// Checked with x, γ and β all trainable, with x alone (a frozen feature network inside a
+/// perceptual loss: γ, β constants) and with γ, β alone (x a constant), on `[B, C, H, W]`
+/// with H·W = 6 (vec4 lanes over segments that straddle units) and 5 (f32 lanes), and `[B, F]`.
+#[test]
+fn batchnorm_eval_gradients_match_finite_differences() {
+    use crate::batchnorm::cpu_normalize;
+    let e = gpu!();
+    for (i, shape) in [vec![3, 2, 2, 3], vec![2, 3, 1, 5], vec![4, 6]]
+        .into_iter()
+        .enumerate()
+    {
+        let c = shape[1];
+        let seed = 80 + 10 * i as u64;
+        let x = rand_input(seed, &shape, -2.0, 2.0);
+        let (gamma, beta) = (
+            rand_input(seed + 1, &[c], 0.5, 1.5),
+            rand_input(seed + 2, &[c], -0.5, 0.5),
+        );
+        let (mean, var) = (
+            rand_input(seed + 3, &[c], -0.5, 0.5).0,
+            rand_input(seed + 4, &[c], 0.5, 2.0).0,
+        );
+        let (rm, rv) = (
+            Tensor::from_slice(e, &mean, &[c]).unwrap(),
+            Tensor::from_slice(e, &var, &[c]).unwrap(),
+        );
+        let stats = [mean, var].map(|v| v.iter().map(|&v| v as f64).collect::<Vec<f64>>());
+        let consts = [&gamma.0, &beta.0].map(|v| v.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        let (s, st) = (shape.clone(), stats.clone());
+        let all =
+            move |x: &[Vec<f64>]| cpu_normalize(&x[0], &s, [&x[1], &x[2], &st[0], &st[1]], 1e-5);
+        let what = format!("batchnorm_eval {shape:?}");
+        let inputs = [x.clone(), gamma.clone(), beta.clone()];
+        let bn = |v: &[Var], g: &Var, b: &Var| v[0].batchnorm_eval(g, b, &rm, &rv, 1e-5).unwrap();
+        check(e, &what, &inputs, |v| bn(v, &v[1], &v[2]), &all);
+
+        let (s, st, k) = (shape.clone(), stats.clone(), consts.clone());
+        let x_only =
+            move |x: &[Vec<f64>]| cpu_normalize(&x[0], &s, [&k[0], &k[1], &st[0], &st[1]], 1e-5);
+        let constant = |v: &Var, (d, sh): &(Vec<f32>, Vec<usize>)| {
+            v.tape().input(&Tensor::from_slice(e, d, sh).unwrap())
+        };
+        let frozen = |v: &[Var]| bn(v, &constant(&v[0], &gamma), &constant(&v[0], &beta));
+        check(
+            e,
+            &format!("{what} dx only"),
+            std::slice::from_ref(&x),
+            frozen,
+            &x_only,
+        );
+
+        let (s, x64) = (
+            shape.clone(),
+            x.0.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        let params_only = move |p: &[Vec<f64>]| {
+            cpu_normalize(&x64, &s, [&p[0], &p[1], &stats[0], &stats[1]], 1e-5)
+        };
+        let trainable = |v: &[Var]| {
+            let xv = constant(&v[0], &x);
+            xv.batchnorm_eval(&v[0], &v[1], &rm, &rv, 1e-5).unwrap()
+        };
+        let params = [gamma, beta];
+        check(
+            e,
+            &format!("{what} dγ, dβ only"),
+            &params,
+            trainable,
+            &params_only,
+        );
+    }
+}
+
+/// A frozen network in evaluation mode inside a loss (the perceptual loss of DFC-VAE): the
+/// nn::BatchNorm layer, set to eval, passes the input gradient through on a gradient tape.
+#[test]
+fn batch_norm_layer_in_eval_mode_passes_the_input_gradient() {
+    use latent::nn::BatchNorm;
+    let e = gpu!();
+    let layer = BatchNorm::new(e, "bn", 3).unwrap();
+    layer.set_training(false);
+    // Running statistics (0, 1) and γ = 1, β = 0: y = x/sqrt(1 + eps), dy/dx = 1/sqrt(1 + eps).
+    let x = Param::new("x", Tensor::full(e, &[2, 3, 2, 2], 0.5).unwrap()).unwrap();
     let tape = Tape::new(e);
-    let x = tape.input(&Tensor::zeros(e, &shape, latent::DType::F32).unwrap());
-    let g = tape.input(&Tensor::full(e, &[2], 1.0).unwrap());
-    assert!(matches!(
-        x.batchnorm_eval(&g, &g, &rm, &rv, 1e-5),
-        Err(Error::BadInput { .. })
-    ));
+    let y = layer.forward(&tape.param(&x)).unwrap();
+    tape.backward(&y.sum().unwrap()).unwrap();
+    let want = (1.0 / (1.0f64 + 1e-5).sqrt()) as f32;
+    for g in x.grad().to_vec::<f32>().unwrap() {
+        assert!((g - want).abs() <= 1e-6, "dx {g}, want {want}");
+    }
+    // γ and β are trainable parameters of the layer: 8 values per channel (B·H·W = 2·2·2), so
+    // dγ = Σ x̂ = 8·0.5·want and dβ = Σ 1 = 8 (exact).
+    let dg = layer.gamma.grad().to_vec::<f32>().unwrap();
+    let db = layer.beta.grad().to_vec::<f32>().unwrap();
+    for (g, b) in dg.iter().zip(&db) {
+        assert!((g - 8.0 * 0.5 * want).abs() <= 1e-5, "dγ {g}");
+        assert_eq!(*b, 8.0, "dβ");
+    }
+}
+
+/// Row-wise log-softmax and log-sum-exp: rows of 1, 7 (f32), 12, a rank-3 input, a rank-1
+/// input (log-sum-exp to `[1]`) and a row of 4,097 (past one 4,096-element piece: row sums
+/// and statistics from reduce.wgsl instead of the fused pass).
+#[test]
+fn log_softmax_and_logsumexp_gradients_match_finite_differences() {
+    let e = gpu!();
+    for (i, shape) in [
+        vec![3, 1],
+        vec![4, 7],
+        vec![2, 3, 12],
+        vec![9],
+        vec![1, 4097],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cols = *shape.last().unwrap();
+        let input = rand_input(100 + i as u64, &shape, -4.0, 4.0);
+        // The twin of the forward in f64 (the kernel twins take f32 rows).
+        let lsm = move |x: &[Vec<f64>]| -> Vec<f64> {
+            x[0].chunks(cols)
+                .flat_map(|row| {
+                    let m = row.iter().cloned().fold(f64::MIN, f64::max);
+                    let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                    row.iter().map(move |v| v - lse).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let what = format!("log_softmax {shape:?}");
+        check(
+            e,
+            &what,
+            std::slice::from_ref(&input),
+            |v| v[0].log_softmax().unwrap(),
+            &lsm,
+        );
+        let lse = move |x: &[Vec<f64>]| -> Vec<f64> {
+            lsm(x)
+                .iter()
+                .zip(&x[0])
+                .step_by(cols)
+                .map(|(y, x)| x - y)
+                .collect()
+        };
+        let what = format!("logsumexp {shape:?}");
+        check(e, &what, &[input], |v| v[0].logsumexp().unwrap(), &lse);
+    }
+}
+
+/// BCE with logits against soft targets on the tape: the target (e.g. a decoder's output)
+/// gets −logit·w; both inputs trainable, and the target alone (logits constant). Rows of 5 (f32
+/// lanes) and 8 (vec4 lanes).
+#[test]
+fn bce_with_logits_soft_target_gradients_match_finite_differences() {
+    let e = gpu!();
+    for (i, [b, d]) in [[3usize, 5], [2, 8]].into_iter().enumerate() {
+        let seed = 120 + 10 * i as u64;
+        let logits = rand_input(seed, &[b, d], -3.0, 3.0);
+        let target = rand_input(seed + 1, &[b, d], 0.0, 1.0);
+        let bce = move |l: &[f64], t: &[f64]| -> Vec<f64> {
+            (0..b)
+                .map(|r| {
+                    (0..d)
+                        .map(|j| {
+                            let (l, t) = (l[r * d + j], t[r * d + j]);
+                            l.max(0.0) - l * t + (-l.abs()).exp().ln_1p()
+                        })
+                        .sum()
+                })
+                .collect()
+        };
+        let both = move |x: &[Vec<f64>]| bce(&x[0], &x[1]);
+        let what = format!("bce_with_logits_soft [{b}, {d}]");
+        let inputs = [logits.clone(), target.clone()];
+        check(
+            e,
+            &what,
+            &inputs,
+            |v| v[0].bce_with_logits_soft(&v[1]).unwrap(),
+            &both,
+        );
+        let l64: Vec<f64> = logits.0.iter().map(|&v| v as f64).collect();
+        let target_only = move |x: &[Vec<f64>]| bce(&l64, &x[0]);
+        let gpu = |v: &[Var]| {
+            let l = v[0]
+                .tape()
+                .input(&Tensor::from_slice(e, &logits.0, &[b, d]).unwrap());
+            l.bce_with_logits_soft(&v[0]).unwrap()
+        };
+        check(
+            e,
+            &format!("{what} target only"),
+            &[target],
+            gpu,
+            &target_only,
+        );
+    }
 }
 
 /// The tape's convolution backward keeps forward intermediates (columns of x, rows of x) and

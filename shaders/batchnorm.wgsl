@@ -14,7 +14,9 @@
 // because the host keeps a chunk at most 8,192 values long.
 //
 // Passes: train = stats, finalize, apply; eval = eval_coefs, apply;
-//         backward = grad_stats, grad_finalize, apply (GRAD).
+//         backward = grad_stats, grad_finalize, apply (GRAD);
+//         eval with a backward = eval_coefs_saving, apply; its backward = apply on dy (dx), and
+//         grad_stats, grad_finalize (dγ, dβ).
 
 struct Params {
     channels: u32,  // C
@@ -275,4 +277,24 @@ fn grad_finalize(ids: Ids) {
         dbeta[c] = sums.x;
         dgamma[c] = sums.y;
     }
+}
+
+// Eval forward that keeps what its backward needs (a frozen network inside a loss wants dx; a
+// trainable γ, β want dγ, dβ): coef_out as eval_coefs, saved_mean = running mean and
+// saved_inv_std = 1/sqrt(running var + eps) as read now (grad_stats and grad_finalize take
+// them as the training backward takes the batch's), and part_out[c] = (0, slope, 0, 0):
+// apply's coefficients for dx = slope·dy = γ/sqrt(running var + eps)·dy, run on dy as its x.
+// The slope is the forward's own, so dx is exactly ∂y/∂x·dy with y's rounding of the slope.
+@compute @workgroup_size(WG)
+fn eval_coefs_saving(ids: Ids) {
+    let c = invocation(ids);
+    if c >= p.channels {
+        return;
+    }
+    let sd = sqrt(var_in[c] + p.eps);
+    let slope = gamma[c] / sd;
+    coef_out[c] = vec4<f32>(mean_in[c], slope, beta[c], 0.0);
+    part_out[c] = vec4<f32>(0.0, slope, 0.0, 0.0);
+    saved_mean[c] = mean_in[c];
+    saved_inv_std[c] = 1.0 / sd;
 }

@@ -47,6 +47,35 @@ fn bce_with_logits_backward(ids: Ids) {
     }
 }
 
+// Soft targets (a target that is itself computed, e.g. a decoder's output): ∂BCE/∂x = −l, the
+// logit alone, for any x. a = logits -> o0 = −w·l (the targets are not read).
+@compute @workgroup_size(WG)
+fn bce_with_logits_backward_target(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    let w = weight(s.row);
+    for (var i = s.begin; i < s.end; i++) {
+        o0[i] = -w * a[i];
+    }
+}
+
+// Both gradients in one pass: a = logits, b = targets -> o0 = w·(σ(l) − x), o1 = −w·l.
+@compute @workgroup_size(WG)
+fn bce_with_logits_backward_both(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    let w = weight(s.row);
+    for (var i = s.begin; i < s.end; i++) {
+        let l = a[i];
+        o0[i] = w * (sigmoid(l) - b[i]);
+        o1[i] = -w * l;
+    }
+}
+
 // −log N(x; μ, σ²) = ½ (log 2π + log σ² + (x − μ)²/σ²), with 1/σ² = exp(−log σ²) so that
 // log σ² = −30 (σ² = 1e-13) gives large but exact-in-form terms, never 0/0.
 // a = x, b = μ, c = log σ² -> sums.

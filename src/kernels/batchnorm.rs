@@ -296,3 +296,90 @@ pub fn batchnorm_backward_into(
     plan.launch("grad_finalize", &acc, &tensors, true)?;
     plan.apply(x, Some(dy), &coefs)
 }
+
+/// What [`batchnorm_eval_saving`] keeps for the backward of an eval-mode batch norm: the running
+/// statistics as the forward read them (`stats.mean` the running mean, `stats.inv_std`
+/// 1/sqrt(running var + eps), f32 `[C]`) and dx's per-channel slope γ/sqrt(running var + eps).
+#[derive(Clone, Debug)]
+pub struct BatchNormEvalSaved {
+    pub stats: BatchNormSaved,
+    /// `[C, 4]`: (0, slope, 0, 0) per channel, apply's coefficients for dx = slope·dy.
+    dx_coefs: Tensor,
+}
+
+/// [`batchnorm_eval`] that also returns what its backward needs: the same y (bit for bit),
+/// two dispatches as well. The running statistics are copied as read, so a later training step
+/// that updates them in place does not change the gradient of this forward.
+pub fn batchnorm_eval_saving(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, BatchNormEvalSaved)> {
+    let op = "batchnorm_eval";
+    let mut plan = Plan::new(op, x, &[gamma, beta, running_mean, running_var])?;
+    check_config(op, eps, 0.0)?;
+    plan.params.eps = eps as f32;
+    let (coefs, dx_coefs) = (plan.per_channel(x, 4)?, plan.per_channel(x, 4)?);
+    let mean = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
+    let inv_std = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
+    let tensors = [
+        gamma,
+        beta,
+        running_mean,
+        running_var,
+        &dx_coefs,
+        &coefs,
+        &mean,
+        &inv_std,
+    ];
+    plan.launch("eval_coefs_saving", &[], &tensors, true)?;
+    let y = plan.apply(x, None, &coefs)?;
+    let stats = BatchNormSaved { mean, inv_std };
+    Ok((y, BatchNormEvalSaved { stats, dx_coefs }))
+}
+
+/// Input gradient of the eval forward, `dy: [B, C, H, W] -> dx` (or `[B, F]`):
+/// `dx = γ/sqrt(running var + eps)·dy` per channel, one pass over dy. The statistics are
+/// constants in eval mode, so dx has none of the training backward's mean terms.
+pub fn batchnorm_eval_backward_input(dy: &Tensor, saved: &BatchNormEvalSaved) -> Result<Tensor> {
+    let plan = Plan::new("batchnorm_eval_backward", dy, &[&saved.stats.mean])?;
+    // apply computes (x − 0)·slope + 0 with dy in x's place.
+    plan.apply(dy, None, &saved.dx_coefs)
+}
+
+/// Parameter gradients of the eval forward given `dy` and its input `x`: `dβ = Σ dy` and
+/// `dγ = Σ dy·(x − running mean)/sqrt(running var + eps)` per channel, written into `dgamma`
+/// and `dbeta` (f32 `[C]`), or added to them when `accumulate`. Two passes (the training
+/// backward's statistics passes on the saved running statistics).
+pub fn batchnorm_eval_backward_params_into(
+    dy: &Tensor,
+    x: &Tensor,
+    gamma: &Tensor,
+    saved: &BatchNormEvalSaved,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let op = "batchnorm_eval_backward";
+    let s = &saved.stats;
+    let plan = Plan::new(op, x, &[gamma, &s.mean, &s.inv_std, dgamma, dbeta])?;
+    dy.expect_dtype(op, DType::F32)?;
+    dy.expect_shape(op, x.shape())?;
+    let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
+    plan.launch(
+        "grad_stats",
+        &[],
+        &[x, dy, &s.mean, &s.inv_std, &partials],
+        false,
+    )?;
+    // grad_finalize also writes the training dx's coefficients: unused here.
+    let unused = plan.per_channel(x, 4)?;
+    let acc = [("ACCUMULATE", accumulate as u8 as f64)];
+    let tensors = [
+        gamma, &s.mean, &s.inv_std, &partials, &unused, dgamma, dbeta,
+    ];
+    plan.launch("grad_finalize", &acc, &tensors, true)
+}

@@ -1,5 +1,6 @@
 //! Launchers for `shaders/losses.wgsl`: per-row BCE with logits, Gaussian NLL and cross entropy
-//! with logits, and their one-pass gradients. CPU twin and tests: `kernels-tests/losses.rs`.
+//! with logits, and their one-pass gradients (BCE's also w.r.t. soft targets).
+//! CPU twin and tests: `kernels-tests/losses.rs`.
 
 use super::reduce::softmax_stats;
 use super::rows::{self, Family, Rows, Weight};
@@ -79,4 +80,30 @@ pub fn cross_entropy_logits_backward(
     let (rows, stats) = cross_entropy(op, logits, labels)?;
     let [d] = rows.grads(&[logits, labels, &stats], Weight::PerRow(g))?;
     Ok(d)
+}
+
+/// Gradient of [`bce_with_logits`] w.r.t. soft targets (targets that carry a gradient, e.g. a
+/// decoder's output): `dtarget = −g_row·l`, `[B, D]`; `g` is f32 `[B]`. The targets are checked
+/// for their shape but not read: ∂BCE/∂x = −l whatever x is.
+pub fn bce_with_logits_backward_target(
+    logits: &Tensor,
+    target: &Tensor,
+    g: &Tensor,
+) -> Result<Tensor> {
+    let rows = rows("bce_with_logits_backward_target", &[logits, target])?;
+    let [d] = rows.grads(&[logits], Weight::PerRow(g))?;
+    Ok(d)
+}
+
+/// Both gradients of [`bce_with_logits`] in one pass: `(dlogits, dtarget) =
+/// (g_row·(σ(l) − x), −g_row·l)`, each `[B, D]`; `g` is f32 `[B]`.
+pub fn bce_with_logits_backward_both(
+    logits: &Tensor,
+    target: &Tensor,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let inputs = [logits, target];
+    let [dl, dt] =
+        rows("bce_with_logits_backward_both", &inputs)?.grads(&inputs, Weight::PerRow(g))?;
+    Ok((dl, dt))
 }

@@ -1,8 +1,9 @@
-//! Launchers for `shaders/softmax.wgsl`: row-wise softmax and log-softmax over the last axis.
+//! Launchers for `shaders/softmax.wgsl`: row-wise softmax and log-softmax over the last axis,
+//! and the backward passes of log-softmax and of `reduce`'s log-sum-exp.
 //! CPU twin and tests: `kernels-tests/softmax.rs`.
 
-use super::reduce::{SEGMENT, softmax_stats};
-use crate::engine::{DType, Result, Shader, Tensor};
+use super::reduce::{Reduce, SEGMENT, reduce_last, softmax_stats};
+use crate::engine::{DType, Error, Result, Shader, Tensor};
 
 pub const SHADER: Shader = Shader {
     name: "softmax",
@@ -67,4 +68,74 @@ pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
     let out = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
     log_softmax_into(x, &out)?;
     Ok(out)
+}
+
+/// `x` viewed as `[rows, cols]` over its last axis, checked: f32, rank ≥ 1, u32 indices.
+fn row_view(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
+    x.expect_dtype(op, DType::F32)?;
+    let &cols = x
+        .shape()
+        .last()
+        .ok_or_else(|| Error::bad(op, "a rank-0 tensor has no last axis"))?;
+    if u32::try_from(x.numel()).is_err() {
+        return Err(Error::bad(
+            op,
+            "more than 2^32 - 1 elements (indices are u32)",
+        ));
+    }
+    Ok((x.numel() / cols, cols))
+}
+
+/// Records `entry` over `rows` rows of `cols` in pieces of at most `piece` elements, binding
+/// `tensors` (the output last) in binding order.
+fn launch_rows(
+    entry: &'static str,
+    (rows, cols): (usize, usize),
+    piece: usize,
+    tensors: &[&Tensor],
+) -> Result<()> {
+    let pieces = cols.div_ceil(piece);
+    let p = Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        pieces: pieces as u32,
+        piece: piece as u32,
+    };
+    let workgroups = (rows * pieces).div_ceil(WG) as u32;
+    super::launch(&SHADER, entry, &[], tensors, &p, workgroups)
+}
+
+/// Backward of `y = log_softmax(x)` over the last axis: `dx = dy − softmax(x)·Σ_row dy`, from
+/// `y` (not x: `exp(y)` is the softmax) and `dy`, both f32 of one shape -> dx of that shape.
+/// Rows of up to 4,096 take one fused pass (row sum, then dx); longer rows take their sums from
+/// `reduce` first (lavapipe ends an invocation's loops after 65,535 iterations).
+pub fn log_softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let op = "log_softmax_backward";
+    let view = row_view(op, y)?;
+    dy.expect_dtype(op, DType::F32)?;
+    dy.expect_shape(op, y.shape())?;
+    let dx = Tensor::uninit(y.engine(), y.shape(), DType::F32)?;
+    if view.1 <= SEGMENT {
+        return launch_rows(op, view, view.1, &[y, dy, &dx]).map(|()| dx);
+    }
+    let sums = reduce_last(Reduce::Sum, dy)?;
+    let entry = "log_softmax_backward_summed";
+    launch_rows(entry, view, SEGMENT, &[y, dy, &sums, &dx]).map(|()| dx)
+}
+
+/// Backward of `y = logsumexp_last(x)`: `dx = dy[row]·softmax(x)[row]`, with `dy` f32 shaped
+/// like y (x's shape without the last axis; `[1]` for a 1-D x) -> dx shaped like x. Two
+/// dispatches: the row statistics (max-shifted, as the forward), then dx in pieces.
+pub fn logsumexp_last_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let op = "logsumexp_last_backward";
+    let view = row_view(op, x)?;
+    let mut reduced = x.shape()[..x.shape().len() - 1].to_vec();
+    if reduced.is_empty() {
+        reduced.push(1);
+    }
+    dy.expect_dtype(op, DType::F32)?;
+    dy.expect_shape(op, &reduced)?;
+    let stats = softmax_stats(op, x)?;
+    let dx = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
+    launch_rows("logsumexp_backward", view, SEGMENT, &[x, &stats, dy, &dx]).map(|()| dx)
 }

@@ -3,7 +3,7 @@
 
 use super::{Grads, Param, Var};
 use crate::engine::{DType, Error, Result, Tensor};
-use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormSaved};
+use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormEvalSaved, BatchNormSaved};
 use crate::kernels::conv_transpose2d::{self as convt, ConvTranspose2dParams};
 use crate::kernels::conv2d::{self as conv, Conv2dParams};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
@@ -11,7 +11,7 @@ use crate::kernels::gated;
 use crate::kernels::masked_conv::{self as mc, Taps};
 use crate::kernels::matmul::{self, Matmul};
 use crate::kernels::reduce::{self, Reduce};
-use crate::kernels::{kl, layout, losses};
+use crate::kernels::{kl, layout, losses, softmax};
 
 /// What produced a value, with the ids of its inputs.
 pub(crate) enum Op {
@@ -45,7 +45,7 @@ pub(crate) enum Op {
         x: usize,
         scale: f32,
     },
-    /// Sum (or mean, `scale` = 1/n) of all elements, shape [1].
+    /// Sum (or mean, `scale` = 1/n) of all elements, shape `[1]`.
     Total {
         x: usize,
         scale: f32,
@@ -56,17 +56,25 @@ pub(crate) enum Op {
         logvar: usize,
         eps: Tensor,
     },
-    /// Per-row KL(N(μ, σ²) ‖ N(0, I)), shape [B].
+    /// Per-row KL(N(μ, σ²) ‖ N(0, I)), shape `[B]`.
     KlStdNormal {
         mu: usize,
         logvar: usize,
     },
-    /// Per-row Σ BCE-with-logits against a constant target, shape [B].
+    /// Per-row Σ BCE-with-logits, shape `[B]`; the target gets a gradient when it wants one.
     BceWithLogits {
         logits: usize,
-        target: Tensor,
+        target: usize,
     },
-    /// Per-row cross entropy of logits [N, K] against constant u32 labels [N], shape [N].
+    /// Row-wise log-softmax over the last axis.
+    LogSoftmax {
+        x: usize,
+    },
+    /// Row-wise log Σ exp over the last axis: `[..., K] -> [...]`.
+    LogSumExp {
+        x: usize,
+    },
+    /// Per-row cross entropy of logits `[N, K]` against constant u32 labels `[N]`, shape `[N]`.
     CrossEntropy {
         logits: usize,
         labels: Tensor,
@@ -101,6 +109,14 @@ pub(crate) enum Op {
         gamma: usize,
         beta: usize,
         saved: BatchNormSaved,
+    },
+    /// Batch normalisation with running statistics (evaluation mode); `saved` when a gradient
+    /// was wanted at the forward.
+    BatchNormEval {
+        x: usize,
+        gamma: usize,
+        beta: usize,
+        saved: Option<BatchNormEvalSaved>,
     },
     /// NCHW transposed convolution, weight [Cin, Cout, kh, kw]; `x_rows` = x channels-last
     /// [B·H·W, Cin], kept for dw.
@@ -159,7 +175,7 @@ impl Var {
         Ok(self.tape.record(op, value, inputs))
     }
 
-    /// `self·Wᵀ + b` (ReLU'd if `relu`) for `self` [B, in], `w` [out, in], `b` [out].
+    /// `self·Wᵀ + b` (ReLU'd if `relu`) for `self` `[B, in]`, `w` `[out, in]`, `b` `[out]`.
     pub fn linear(&self, w: &Var, b: Option<&Var>, relu: bool) -> Result<Var> {
         let opts = Matmul {
             trans_b: true,
@@ -244,12 +260,12 @@ impl Var {
         self.record(Op::Affine { x: self.id, scale }, y, &[self])
     }
 
-    /// Sum of all elements, shape [1].
+    /// Sum of all elements, shape `[1]`.
     pub fn sum(&self) -> Result<Var> {
         self.total(1.0)
     }
 
-    /// Mean of all elements, shape [1].
+    /// Mean of all elements, shape `[1]`.
     pub fn mean(&self) -> Result<Var> {
         self.total(1.0 / self.value.numel() as f32)
     }
@@ -277,7 +293,7 @@ impl Var {
         self.record(op, z, &[self, logvar])
     }
 
-    /// Per-row KL(N(μ, σ²) ‖ N(0, I)) for `self` = μ and `logvar`, shape [B].
+    /// Per-row KL(N(μ, σ²) ‖ N(0, I)) for `self` = μ and `logvar`, shape `[B]`.
     pub fn kl_std_normal(&self, logvar: &Var) -> Result<Var> {
         let k = kl::kl_std_normal(&self.value, &logvar.value)?;
         let op = Op::KlStdNormal {
@@ -287,18 +303,41 @@ impl Var {
         self.record(op, k, &[self, logvar])
     }
 
-    /// Per-row Σ_j BCE-with-logits(self[j], target[j]): −log p(x|z) of a Bernoulli decoder, [B].
+    /// Per-row Σ_j BCE-with-logits(`self[j]`, `target[j]`): −log p(x|z) of a Bernoulli decoder,
+    /// `[B]`.
     pub fn bce_with_logits(&self, target: &Tensor) -> Result<Var> {
-        let v = losses::bce_with_logits(&self.value, target)?;
-        let op = Op::BceWithLogits {
-            logits: self.id,
-            target: target.clone(),
-        };
-        self.record(op, v, &[self])
+        self.bce_with_logits_soft(&self.tape.input(target))
     }
 
-    /// Per-row `logsumexp(self[i]) − self[i, labels[i]]` for logits `self` [N, K] and u32
-    /// `labels` [N]: −log p(label | x) of a categorical, [N]. A label ≥ K gives NaN for its row.
+    /// [`Var::bce_with_logits`] against soft targets that are themselves values on the tape
+    /// (in `[0, 1]`, e.g. a decoder's output used as a target): the targets get the gradient
+    /// ∂BCE/∂target = −logit per element (times the row's upstream weight).
+    pub fn bce_with_logits_soft(&self, target: &Var) -> Result<Var> {
+        let v = losses::bce_with_logits(&self.value, &target.value)?;
+        let op = Op::BceWithLogits {
+            logits: self.id,
+            target: target.id,
+        };
+        self.record(op, v, &[self, target])
+    }
+
+    /// `self − logsumexp(self)` over the last axis (max-shifted), same shape: log-probabilities
+    /// of a categorical or of mixture weights.
+    pub fn log_softmax(&self) -> Result<Var> {
+        let y = softmax::log_softmax(&self.value)?;
+        self.record(Op::LogSoftmax { x: self.id }, y, &[self])
+    }
+
+    /// `log Σ exp(self)` over the last axis (max-shifted): `[..., K] -> [...]` (`[K] -> [1]`),
+    /// e.g. the IWAE bound's log Σ_k w_k over `[B, K]` log-weights.
+    pub fn logsumexp(&self) -> Result<Var> {
+        let y = reduce::logsumexp_last(&self.value)?;
+        self.record(Op::LogSumExp { x: self.id }, y, &[self])
+    }
+
+    /// Per-row `logsumexp(self[i]) − self[i, labels[i]]` for logits `self` `[N, K]` and u32
+    /// `labels` `[N]`: −log p(label | x) of a categorical, `[N]`. A label ≥ K gives NaN for its
+    /// row.
     pub fn cross_entropy(&self, labels: &Tensor) -> Result<Var> {
         let v = losses::cross_entropy_logits(&self.value, labels)?;
         let op = Op::CrossEntropy {
@@ -476,8 +515,10 @@ impl Var {
         self.record(op, y, &[self, gamma, beta])
     }
 
-    /// Batch normalisation with the running statistics (evaluation mode). Only on tapes that
-    /// need no gradient: the running statistics are constants the backward would not handle.
+    /// Batch normalisation with the running statistics (evaluation mode), which stay constant:
+    /// differentiable w.r.t. `self` (a frozen network inside a loss) and γ, β. The running
+    /// statistics are copied as read when a gradient is wanted, so updating them before the
+    /// backward does not change it.
     pub fn batchnorm_eval(
         &self,
         gamma: &Var,
@@ -486,21 +527,23 @@ impl Var {
         running_var: &Tensor,
         eps: f64,
     ) -> Result<Var> {
-        if self.tape.0.grad_enabled {
-            return Err(Error::bad(
-                "batchnorm_eval",
-                "evaluation-mode batch norm is for Tape::no_grad tapes",
-            ));
-        }
-        let y = bn::batchnorm_eval(
-            &self.value,
-            &gamma.value,
-            &beta.value,
-            running_mean,
-            running_var,
-            eps,
-        )?;
-        self.record(Op::Input, y, &[])
+        let (x, g, b) = (&self.value, &gamma.value, &beta.value);
+        let (y, saved) = if self.grad_needed(&[gamma, beta]) {
+            let (y, saved) = bn::batchnorm_eval_saving(x, g, b, running_mean, running_var, eps)?;
+            (y, Some(saved))
+        } else {
+            (
+                bn::batchnorm_eval(x, g, b, running_mean, running_var, eps)?,
+                None,
+            )
+        };
+        let op = Op::BatchNormEval {
+            x: self.id,
+            gamma: gamma.id,
+            beta: beta.id,
+            saved,
+        };
+        self.record(op, y, &[self, gamma, beta])
     }
 }
 
@@ -672,10 +715,26 @@ impl Op {
                 gr.give(mu, dmu)?;
                 gr.give(logvar, dlv)
             }
-            Op::BceWithLogits { logits, ref target } => {
-                let l = gr.value(logits).clone();
-                let d = losses::bce_with_logits_backward(&l, target, &g)?;
-                gr.give(logits, d)
+            Op::BceWithLogits { logits, target } => {
+                let (l, t) = (gr.value(logits).clone(), gr.value(target).clone());
+                match (gr.wants(logits), gr.wants(target)) {
+                    (true, true) => {
+                        let (dl, dt) = losses::bce_with_logits_backward_both(&l, &t, &g)?;
+                        gr.give(logits, dl)?;
+                        gr.give(target, dt)
+                    }
+                    (true, false) => gr.give(logits, losses::bce_with_logits_backward(&l, &t, &g)?),
+                    (false, true) => {
+                        let dt = losses::bce_with_logits_backward_target(&l, &t, &g)?;
+                        gr.give(target, dt)
+                    }
+                    (false, false) => Ok(()),
+                }
+            }
+            Op::LogSoftmax { x } => gr.give(x, softmax::log_softmax_backward(y, &g)?),
+            Op::LogSumExp { x } => {
+                let xv = gr.value(x).clone();
+                gr.give(x, softmax::logsumexp_last_backward(&xv, &g)?)
             }
             Op::CrossEntropy { logits, ref labels } => {
                 let l = gr.value(logits).clone();
@@ -725,6 +784,32 @@ impl Op {
                 let (xv, gv) = (gr.value(x).clone(), gr.value(gamma).clone());
                 let (dx, dgamma, dbeta) = bn::batchnorm_backward(&g, &xv, &gv, saved)?;
                 gr.give(x, dx)?;
+                gr.give(gamma, dgamma)?;
+                gr.give(beta, dbeta)
+            }
+            Op::BatchNormEval {
+                x,
+                gamma,
+                beta,
+                ref saved,
+            } => {
+                // Recorded without `saved` only when no input wanted a gradient, and then
+                // backward never reaches this node.
+                let saved = saved.as_ref().ok_or_else(|| {
+                    Error::bad("batchnorm_eval backward", "the forward kept no statistics")
+                })?;
+                if gr.wants(x) {
+                    gr.give(x, bn::batchnorm_eval_backward_input(&g, saved)?)?;
+                }
+                if !(gr.wants(gamma) || gr.wants(beta)) {
+                    return Ok(());
+                }
+                let (xv, gv) = (gr.value(x).clone(), gr.value(gamma).clone());
+                let new = || Tensor::uninit(gv.engine(), gv.shape(), DType::F32);
+                let (dgamma, dbeta) = (new()?, new()?);
+                bn::batchnorm_eval_backward_params_into(
+                    &g, &xv, &gv, saved, &dgamma, &dbeta, false,
+                )?;
                 gr.give(gamma, dgamma)?;
                 gr.give(beta, dbeta)
             }
