@@ -391,8 +391,8 @@ impl<M: Trainable> Trainer<M> {
             }
         }
         progress.finish();
-        let (log, names) = log.expect("an epoch has a step");
-        let means = log.means("training loss", self.step - steps as u64)?;
+        // The tensors first: on lavapipe a NaN weight can pass a ReLU as 0 and leave the loss
+        // finite, and a non-finite loss leaves non-finite gradients in the moments.
         if let Some(tensor) = self.first_non_finite()? {
             return Err(Error::Diverged {
                 tensor,
@@ -400,6 +400,8 @@ impl<M: Trainable> Trainer<M> {
                 kept: self.kept.clone(),
             });
         }
+        let (log, names) = log.expect("an epoch has a step");
+        let means = log.means("training loss", self.step - steps as u64)?;
         self.epoch += 1;
         if let Some(path) = self.config.checkpoint.clone() {
             self.save(&path)?;
