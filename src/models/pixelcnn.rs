@@ -223,6 +223,7 @@ impl PixelCnn {
             true => layout::slice(t, 2, 0..y + 1),
             false => Ok(t.clone()),
         };
+        let progress = crate::io::Progress::new("sampling", (h * w) as u64, "positions");
         for y in 0..h {
             let cropped = terms
                 .iter()
@@ -245,10 +246,20 @@ impl PixelCnn {
                     &codes,
                     &map,
                 )?;
+                engine_flush_and_show(e, &progress, pos + 1)?;
             }
         }
         Ok(codes)
     }
+}
+
+/// Submits the recorded positions and moves the bar (no readback).
+fn engine_flush_and_show(e: &Engine, progress: &crate::io::Progress, done: usize) -> Result<()> {
+    if progress.is_live() {
+        e.flush()?;
+        progress.set(done as u64);
+    }
+    Ok(())
 }
 
 /// Nats to bits (per code).

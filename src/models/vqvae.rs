@@ -352,7 +352,9 @@ pub fn evaluate(model: &VqVae, split: &Split, batch: usize) -> Result<VqEval> {
     let mut counts = vec![0u32; model.config.vq.codes];
     let mut sq = 0.0f64;
     let pixels = split.pixels_per_image();
+    let progress = crate::io::Progress::new("evaluating", split.len() as u64, "img");
     for start in (0..split.len()).step_by(batch) {
+        progress.set(start as u64);
         let n = batch.min(split.len() - start);
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(engine, host, &[n, pixels])?;
@@ -380,7 +382,9 @@ pub fn extract_codes(model: &VqVae, split: &Split, batch: usize) -> Result<Vec<u
     let engine = model.engine();
     let pixels = split.pixels_per_image();
     let mut out = Vec::with_capacity(split.len() * 49);
+    let progress = crate::io::Progress::new("encoding", split.len() as u64, "img");
     for start in (0..split.len()).step_by(batch) {
+        progress.set(start as u64);
         let n = batch.min(split.len() - start);
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(engine, host, &[n, pixels])?;

@@ -276,7 +276,9 @@ pub fn extract_codes(
 ) -> Result<(Vec<u32>, Vec<u32>)> {
     let pixels = split.pixels_per_image();
     let (mut top, mut bottom) = (Vec::new(), Vec::new());
+    let progress = crate::io::Progress::new("encoding", split.len() as u64, "img");
     for start in (0..split.len()).step_by(batch.max(1)) {
+        progress.set(start as u64);
         let n = batch.min(split.len() - start);
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(&model.engine, host, &[n, pixels])?;
@@ -302,7 +304,9 @@ pub fn evaluate(model: &VqVae2, split: &crate::data::Split, batch: usize) -> Res
             .map(|(&a, &b)| ((a - b) as f64).powi(2))
             .sum())
     };
+    let progress = crate::io::Progress::new("evaluating", split.len() as u64, "img");
     for start in (0..split.len()).step_by(batch.max(1)) {
+        progress.set(start as u64);
         let n = batch.min(split.len() - start);
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(&model.engine, host, &[n, pixels])?;
