@@ -10,9 +10,8 @@ use clap::Parser;
 use latent::data::{FashionMnist, Split};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
 use latent::models::prior::{self, CodeMaps, Prior, PriorTraining};
-use latent::models::vqvae::{self, VqTraining, VqVae, VqVaeConfig};
+use latent::models::vqvae::{self, VqVae, VqVaeConfig};
 use latent::nn::vq::{Ema, VqConfig};
-use latent::optim::{TrainConfig, Trainer};
 use latent::{Engine, Result, Tensor};
 use std::path::{Path, PathBuf};
 use vq_run::write_metrics;
@@ -115,18 +114,9 @@ fn prior_config(a: &Args) -> PixelCnnConfig {
 
 /// The trained model and its last epoch's codebook usage on the training set.
 fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<(VqVae, f64)> {
-    let model = VqTraining::new(VqVae::new(engine, vq_config(a), a.common.seed)?, train);
-    let config = TrainConfig {
-        checkpoint: Some(out.join("vqvae.safetensors")),
-        name: "vqvae".into(),
-        ..VqTraining::<VqVae>::config(
-            a.batch,
-            a.lr as f64,
-            a.common.seed,
-            shared::data_identity(train),
-        )
-    };
-    let mut t = Trainer::new(model, config, train.len())?;
+    let model = VqVae::new(engine, vq_config(a), a.common.seed)?;
+    let run = (a.batch, a.lr as f64, a.common.seed);
+    let mut t = vq_run::vq_trainer(model, "vqvae", train, run, out)?;
     let mut usage = f64::NAN;
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;

@@ -10,10 +10,8 @@ use clap::Parser;
 use latent::data::{FashionMnist, Split};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
 use latent::models::prior::{self, CodeMaps, Prior, PriorTraining};
-use latent::models::vqvae::VqTraining;
 use latent::models::vqvae2::{self, VqVae2, VqVae2Config};
 use latent::nn::vq::{Ema, VqConfig};
-use latent::optim::{TrainConfig, Trainer};
 use latent::{Engine, Result, Tensor};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -113,18 +111,9 @@ fn prior_config(a: &Args, classes: usize, spatial: Option<(usize, usize)>) -> Pi
 }
 
 fn train_model(engine: &Engine, a: &Args, train: &Split, out: &std::path::Path) -> Result<VqVae2> {
-    let model = VqTraining::new(VqVae2::new(engine, config(a), a.common.seed)?, train);
-    let config = TrainConfig {
-        checkpoint: Some(out.join("vqvae2.safetensors")),
-        name: "vqvae2".into(),
-        ..VqTraining::<VqVae2>::config(
-            a.batch,
-            a.lr as f64,
-            a.common.seed,
-            shared::data_identity(train),
-        )
-    };
-    let mut t = Trainer::new(model, config, train.len())?;
+    let model = VqVae2::new(engine, config(a), a.common.seed)?;
+    let run = (a.batch, a.lr as f64, a.common.seed);
+    let mut t = vq_run::vq_trainer(model, "vqvae2", train, run, out)?;
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;
         let levels = t.model.health()?;

@@ -1,9 +1,10 @@
 //! What the `vqvae` and `vqvae2` examples share: prior training through the one trainer,
 //! the class-row sample grid and the in-repo judge of class-conditional samples.
 
-use latent::data::FashionMnist;
+use latent::data::{FashionMnist, Split};
 use latent::models::pixelcnn::{PixelCnn, bits};
 use latent::models::prior::{CodeMaps, Prior, PriorTraining};
+use latent::models::vqvae::{VqModel, VqTraining};
 use latent::optim::{TrainConfig, Trainer};
 use latent::{Engine, Error, Result, Tensor};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,23 @@ pub fn train_prior(
         );
     }
     Ok(trainer.model.net)
+}
+
+/// A run of VQ model `model` on `train` through the one trainer: Adam at `lr`, the last partial
+/// batch dropped, a checkpoint `<out>/<name>.safetensors` after every epoch.
+pub fn vq_trainer<M: VqModel>(
+    model: M,
+    name: &str,
+    train: &Split,
+    (batch, lr, seed): (usize, f64, u64),
+    out: &Path,
+) -> Result<Trainer<VqTraining<M>>> {
+    let config = TrainConfig {
+        checkpoint: Some(out.join(format!("{name}.safetensors"))),
+        name: name.into(),
+        ..VqTraining::<M>::config(batch, lr, seed, crate::shared::data_identity(train))
+    };
+    Trainer::new(VqTraining::new(model, train), config, train.len())
 }
 
 /// Labels 0..10, `n` of each, in order (the sample set's classes).
