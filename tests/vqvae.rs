@@ -138,16 +138,25 @@ fn vqvae_checkpoints_round_trip_and_refuse_other_architectures() {
         .expect("a K mismatch is refused");
     assert!(err.to_string().contains("codes"), "{err}");
 
-    // Resumed after one epoch, a second epoch (dead-code resets drawing from the quantiser's
-    // random stream) ends where the uninterrupted run's second epoch ends, bit for bit.
-    let model = VqVae::new(e, tiny_config(), 6).unwrap();
+    // With codes reset after one idle step, every step draws reset rows from the quantiser's
+    // random stream: resumed after one epoch, the second epoch ends where the uninterrupted
+    // run's does, bit for bit (the stream's position is a counter saved in the checkpoint).
+    let mut eager = tiny_config();
+    eager.vq.reset_after = Some(1);
+    let ck = dir.0.join("eager.safetensors");
+    let mut straight = vq_trainer(VqVae::new(e, eager, 6).unwrap(), &train, 6, None);
+    let mut first = vq_trainer(VqVae::new(e, eager, 6).unwrap(), &train, 6, Some(&ck));
+    straight.train_epoch(&train).unwrap();
+    first.train_epoch(&train).unwrap();
+    drop(first);
+    let model = VqVae::new(e, eager, 6).unwrap();
     let config = VqTraining::<VqVae>::config(32, 2e-3, 6, "rectangles");
     let mut r = Trainer::resume(VqTraining::new(model, &train), config, 64, &ck).unwrap();
-    assert_eq!(r.step, t.step);
-    t.train_epoch(&train).unwrap();
+    assert_eq!(r.step, straight.step);
+    straight.train_epoch(&train).unwrap();
     r.train_epoch(&train).unwrap();
     let (a, b) = (dir.0.join("a.safetensors"), dir.0.join("b.safetensors"));
-    t.save(&a).unwrap();
+    straight.save(&a).unwrap();
     r.save(&b).unwrap();
     assert!(
         std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),

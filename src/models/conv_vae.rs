@@ -49,7 +49,7 @@ fn unconditional(c: Option<&Var>) -> Result<()> {
     match c {
         None => Ok(()),
         Some(_) => Err(Error::bad(
-            "conv_vae",
+            "ConvVae condition",
             "the convolutional VAE takes no condition",
         )),
     }

@@ -145,7 +145,7 @@ impl Vae {
                 Var::concat(&[v, &c], 1)
             }
             (k, c) => Err(Error::bad(
-                "vae",
+                "Vae condition",
                 format!(
                     "the model has {k} classes but got condition {:?}",
                     c.map(|c| c.shape().to_vec())
