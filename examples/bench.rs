@@ -360,7 +360,8 @@ fn train_bench(
 ) -> Result<()> {
     use latent::data::FashionMnist;
     use latent::models::conv_vae::ConvVae;
-    use latent::models::vae::{Autoencoder, Objective, TrainSettings, Trainer, Vae, VaeConfig};
+    use latent::models::vae::{self, Autoencoder, Objective, TrainSettings, Vae, VaeConfig};
+    use latent::optim::{Batch, Terms};
     const WARMUP: usize = 20;
     if steps <= WARMUP {
         return Err(latent::Error::bad(
@@ -383,16 +384,21 @@ fn train_bench(
     } else {
         Box::new(Vae::new(engine, VaeConfig::default(), settings.seed)?)
     };
-    let mut trainer = Trainer::new(model, &settings, data.train.len())?;
+    let config = settings.config("fashion-mnist train", None);
+    let mut trainer = vae::trainer(model, &settings, config, data.train.len())?;
     let batches = latent::data::Batches::new(data.train.len(), batch, 0)?.drop_last(true);
     let epoch = batches.epoch(0);
     let mut host = Vec::new();
-    let mut step = |s: usize| -> Result<latent::models::vae::Losses> {
-        epoch.gather(&data.train, s % epoch.len(), &mut host);
+    // The trainer's own step (phases, tape, Adam), without its epoch loop and step log.
+    let mut step = |s: usize| -> Result<Terms> {
+        let indices = epoch
+            .gather(&data.train, s % epoch.len(), &mut host)
+            .to_vec();
         let x = Tensor::from_slice(engine, &host, &[batch, 784])?;
-        let l = trainer.train_step(&x, None)?;
+        let labels = vec![0; batch];
+        let mut phases = trainer.train_step(&Batch { x, labels, indices })?;
         engine.flush()?;
-        Ok(l)
+        Ok(phases.remove(0))
     };
     for s in 0..WARMUP {
         step(s)?;
@@ -409,7 +415,7 @@ fn train_bench(
     }
     // Timing ends when the device has finished: read the last loss back.
     let loss = last
-        .map(|l| l.loss.value().to_vec::<f32>())
+        .map(|terms| terms[0].1.value().to_vec::<f32>())
         .transpose()?
         .map_or(f32::NAN, |v| v[0]);
     let secs = start.elapsed().as_secs_f64();

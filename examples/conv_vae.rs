@@ -1,6 +1,8 @@
 //! The convolutional VAE with batch norm (W2 of BENCH.md) on Fashion-MNIST: same flags and
 //! outputs as `vae`, including interpolation strips between test images. `--help` for flags.
 
+#[path = "common/shared.rs"]
+mod shared;
 #[path = "common/vae_run.rs"]
 mod vae_run;
 

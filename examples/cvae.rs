@@ -1,6 +1,8 @@
 //! The conditional VAE (Sohn et al. 2015; Yan et al. 2016, "Attribute2Image") on Fashion-MNIST:
 //! the one-hot class joins encoder and decoder. Writes class rows, style transfer, metrics.json.
 
+#[path = "common/shared.rs"]
+mod shared;
 #[path = "common/vae_run.rs"]
 mod vae_run;
 

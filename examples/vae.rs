@@ -1,6 +1,8 @@
 //! The MLP VAE of Kingma & Welling on Fashion-MNIST (W1 of BENCH.md): trains with a progress
 //! line per epoch, checkpoints atomically, then writes pictures and metrics.json. `--help` for flags.
 
+#[path = "common/shared.rs"]
+mod shared;
 #[path = "common/vae_run.rs"]
 mod vae_run;
 

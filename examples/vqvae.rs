@@ -1,18 +1,20 @@
 //! VQ-VAE on Fashion-MNIST, then a class-conditional gated PixelCNN prior over its 7×7 code
 //! maps, sampled on the GPU and decoded; an in-repo classifier judges the samples. `--help`.
 
+#[path = "common/shared.rs"]
+mod shared;
 #[path = "common/vq_run.rs"]
 mod vq_run;
 
 use clap::Parser;
 use latent::data::{FashionMnist, Split};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
-use latent::models::prior::{self, CodeMaps, PriorTraining};
-use latent::models::vqvae::{self, VqModel, VqTrainer, VqVae, VqVaeConfig};
+use latent::models::prior::{self, CodeMaps, Prior, PriorTraining};
+use latent::models::vqvae::{self, VqVae, VqVaeConfig};
 use latent::nn::vq::{Ema, VqConfig};
 use latent::{Engine, Result, Tensor};
 use std::path::{Path, PathBuf};
-use vq_run::{progress, write_metrics};
+use vq_run::write_metrics;
 
 /// Train a VQ-VAE on Fashion-MNIST, then a class-conditional PixelCNN prior over its codes;
 /// write reconstructions, one row of prior samples per class, and metrics.json (test MSE,
@@ -113,27 +115,27 @@ fn prior_config(a: &Args) -> PixelCnnConfig {
 /// The trained model and its last epoch's codebook usage on the training set.
 fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<(VqVae, f64)> {
     let model = VqVae::new(engine, vq_config(a), a.common.seed)?;
-    let mut t = VqTrainer::new(model, train, a.batch, a.lr, a.common.seed)?;
+    let run = (a.batch, a.lr as f64, a.common.seed);
+    let mut t = vq_run::vq_trainer(model, "vqvae", train, run, out)?;
     let mut usage = f64::NAN;
-    for _ in 0..a.epochs {
-        let since = std::time::Instant::now();
-        let s = t.train_epoch(train, &mut |i, n| progress("vqvae", i, n, since))?;
+    while t.epoch < a.epochs {
+        let s = t.train_epoch(train)?;
+        let health = t.model.health()?.remove(0);
         println!(
             "vqvae epoch {}: loss {:.4}  mse {:.5}  codebook {:.4}  commitment {:.4}  usage {:.1}% ({} unused)  perplexity {:.1}  {:.0} img/s",
             s.epoch,
-            s.loss,
-            s.mse,
-            s.codebook_loss,
-            s.commitment_loss,
-            100.0 * s.usage,
-            s.unused,
-            s.perplexity,
+            s.term("loss"),
+            s.term("mse"),
+            s.term("codebook"),
+            s.term("commitment"),
+            100.0 * health.usage,
+            health.unused,
+            health.perplexity,
             s.images_per_second
         );
-        t.model.save(&out.join("vqvae.safetensors"))?;
-        usage = s.usage;
+        usage = health.usage;
     }
-    Ok((t.model, usage))
+    Ok((t.model.model, usage))
 }
 
 fn run(a: Args) -> Result<()> {
@@ -207,9 +209,9 @@ fn run(a: Args) -> Result<()> {
                 lr: a.prior_lr,
                 seed: a.common.seed,
             };
-            vq_run::train_prior("prior", &net, &train_codes, &labels_of(&train_codes), &t)?;
-            prior::save_prior(&net, (h, w), &out.join("prior.safetensors"))?;
-            net
+            let task = Prior::new(net, (h, w), Box::new(labels_of(&train_codes)));
+            let path = out.join("prior.safetensors");
+            vq_run::train_prior("prior", task, &train_codes, &t, &path)?
         }
     };
     let test_bits = prior::nll_bits(&prior_net, &test_codes, &labels_of(&test_codes), 500)?;

@@ -1,14 +1,15 @@
 //! VQ-VAE-2 on Fashion-MNIST (Razavi et al. 2019): the two-level model (Algorithm 1), a
 //! class-conditional top prior and a bottom prior conditioned on the top (Algorithm 2). `--help`.
 
+#[path = "common/shared.rs"]
+mod shared;
 #[path = "common/vq_run.rs"]
 mod vq_run;
 
 use clap::Parser;
 use latent::data::{FashionMnist, Split};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
-use latent::models::prior::{self, CodeMaps, PriorTraining};
-use latent::models::vqvae::{VqModel, VqTrainer};
+use latent::models::prior::{self, CodeMaps, Prior, PriorTraining};
 use latent::models::vqvae2::{self, VqVae2, VqVae2Config};
 use latent::nn::vq::{Ema, VqConfig};
 use latent::{Engine, Result, Tensor};
@@ -111,25 +112,25 @@ fn prior_config(a: &Args, classes: usize, spatial: Option<(usize, usize)>) -> Pi
 
 fn train_model(engine: &Engine, a: &Args, train: &Split, out: &std::path::Path) -> Result<VqVae2> {
     let model = VqVae2::new(engine, config(a), a.common.seed)?;
-    let mut t = VqTrainer::new(model, train, a.batch, a.lr, a.common.seed)?;
-    for _ in 0..a.epochs {
-        let since = Instant::now();
-        let s = t.train_epoch(train, &mut |i, n| vq_run::progress("vqvae2", i, n, since))?;
-        let (top, bottom) = (&s.levels[0], &s.levels[1]);
+    let run = (a.batch, a.lr as f64, a.common.seed);
+    let mut t = vq_run::vq_trainer(model, "vqvae2", train, run, out)?;
+    while t.epoch < a.epochs {
+        let s = t.train_epoch(train)?;
+        let levels = t.model.health()?;
+        let (top, bottom) = (&levels[0], &levels[1]);
         println!(
             "vqvae2 epoch {}: loss {:.4}  mse {:.5}  usage top {:.1}% bottom {:.1}%  perplexity top {:.1} bottom {:.1}  {:.0} img/s",
             s.epoch,
-            s.loss,
-            s.mse,
+            s.term("loss"),
+            s.term("mse"),
             100.0 * top.usage,
             100.0 * bottom.usage,
             top.perplexity,
             bottom.perplexity,
             s.images_per_second
         );
-        t.model.save(&out.join("vqvae2.safetensors"))?;
     }
-    Ok(t.model)
+    Ok(t.model.model)
 }
 
 fn run(a: Args) -> Result<()> {
@@ -204,15 +205,9 @@ fn run(a: Args) -> Result<()> {
         Some(path) => prior::load_prior(&engine, top_cfg, (th, tw), path)?,
         None => {
             let net = PixelCnn::new(&engine, top_cfg, a.common.seed.wrapping_add(7))?;
-            vq_run::train_prior(
-                "top prior",
-                &net,
-                &train_top,
-                &by_class(&train_top),
-                &training,
-            )?;
-            prior::save_prior(&net, (th, tw), &out.join("top_prior.safetensors"))?;
-            net
+            let task = Prior::new(net, (th, tw), Box::new(by_class(&train_top)));
+            let path = out.join("top_prior.safetensors");
+            vq_run::train_prior("top prior", task, &train_top, &training, &path)?
         }
     };
     let bottom_cfg = prior_config(&a, 0, Some((a.dim, 1)));
@@ -220,10 +215,9 @@ fn run(a: Args) -> Result<()> {
         Some(path) => prior::load_prior(&engine, bottom_cfg, (bh, bw), path)?,
         None => {
             let net = PixelCnn::new(&engine, bottom_cfg, a.common.seed.wrapping_add(8))?;
-            let cond = by_top(&train_top);
-            vq_run::train_prior("bottom prior", &net, &train_bottom, &cond, &training)?;
-            prior::save_prior(&net, (bh, bw), &out.join("bottom_prior.safetensors"))?;
-            net
+            let task = Prior::new(net, (bh, bw), Box::new(by_top(&train_top)));
+            let path = out.join("bottom_prior.safetensors");
+            vq_run::train_prior("bottom prior", task, &train_bottom, &training, &path)?
         }
     };
     let top_bits = prior::nll_bits(&top_prior, &test_top, &by_class(&test_top), 500)?;

@@ -4,8 +4,9 @@
 mod common;
 
 use common::TempDir;
-use latent::io::{self, AXIS, Checkpointable, Meta, PALETTE, ZERO};
+use latent::io::{self, AXIS, Meta, PALETTE, ZERO};
 use latent::kernels::elementwise::{self as ew, Unary};
+use latent::nn::Module;
 use latent::{CheckpointProblem, DType, Engine, Error, Tensor};
 
 /// A stand-in for a model: two f32 parameters and a u32 counter.
@@ -42,12 +43,16 @@ impl Model {
     }
 }
 
-impl Checkpointable for Model {
-    fn named_tensors(&self) -> Vec<(String, &Tensor)> {
+impl Module for Model {
+    fn params(&self) -> Vec<latent::tape::Param> {
+        Vec::new()
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
         vec![
-            ("enc.w".into(), &self.w),
-            ("enc.b".into(), &self.b),
-            ("adam.counts".into(), &self.counts),
+            ("enc.w".into(), self.w.clone()),
+            ("enc.b".into(), self.b.clone()),
+            ("adam.counts".into(), self.counts.clone()),
         ]
     }
 }
@@ -74,7 +79,7 @@ fn a_checkpoint_round_trips_tensors_and_metadata() {
     let dir = TempDir::new("ckpt-round");
     let path = dir.path("model.safetensors");
     let model = Model::new(e, 0.25);
-    model.save_checkpoint(&path, &meta(1234)).unwrap();
+    io::save_module(&path, &model, &meta(1234)).unwrap();
     assert!(
         !dir.path("model.safetensors.tmp").exists(),
         "no temp file left"
@@ -92,7 +97,7 @@ fn a_checkpoint_round_trips_tensors_and_metadata() {
     assert_eq!(ckpt.meta_parse::<u64>("step").unwrap(), 1234);
 
     let restored = Model::zeros(e);
-    restored.restore_checkpoint(&ckpt).unwrap();
+    io::restore_module(&ckpt, &restored).unwrap();
     assert_eq!(restored.values(), model.values());
 }
 
@@ -124,7 +129,7 @@ fn a_crash_mid_save_never_replaces_a_good_checkpoint() {
     let path = dir.path("model.safetensors");
     let tmp = dir.path("model.safetensors.tmp");
     let good = Model::new(e, 0.5);
-    good.save_checkpoint(&path, &meta(100)).unwrap();
+    io::save_module(&path, &good, &meta(100)).unwrap();
 
     // A crash after writing part of the next checkpoint leaves a garbage .tmp beside it.
     std::fs::write(&tmp, b"half a checkpoint \x00\x01\x02").unwrap();
@@ -134,7 +139,7 @@ fn a_crash_mid_save_never_replaces_a_good_checkpoint() {
 
     // The next save goes through despite the stale .tmp, and replaces the file whole.
     let better = Model::new(e, 2.0);
-    better.save_checkpoint(&path, &meta(200)).unwrap();
+    io::save_module(&path, &better, &meta(200)).unwrap();
     assert!(!tmp.exists());
     let ckpt = io::load(&path).unwrap();
     assert_eq!(ckpt.meta_parse::<u64>("step").unwrap(), 200);
@@ -143,7 +148,7 @@ fn a_crash_mid_save_never_replaces_a_good_checkpoint() {
     // A save that fails before the rename (here the .tmp cannot be created) is a typed I/O
     // error naming the temporary file and leaves the old checkpoint as it was.
     std::fs::create_dir(&tmp).unwrap();
-    match good.save_checkpoint(&path, &meta(300)) {
+    match io::save_module(&path, &good, &meta(300)) {
         Err(Error::Io { path: p, .. }) => assert_eq!(p, tmp),
         other => panic!("expected Error::Io, got {other:?}"),
     }
@@ -158,7 +163,7 @@ fn truncated_or_corrupt_checkpoints_are_typed_errors() {
     let e = gpu!();
     let dir = TempDir::new("ckpt-corrupt");
     let path = dir.path("model.safetensors");
-    Model::new(e, 1.0).save_checkpoint(&path, &meta(7)).unwrap();
+    io::save_module(&path, &Model::new(e, 1.0), &meta(7)).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let bad = dir.path("bad.safetensors");
 
@@ -214,7 +219,7 @@ fn a_wrong_name_shape_or_dtype_is_a_typed_error_naming_the_tensor() {
     let dir = TempDir::new("ckpt-mismatch");
     let path = dir.path("model.safetensors");
     let model = Model::new(e, 1.0);
-    model.save_checkpoint(&path, &meta(1)).unwrap();
+    io::save_module(&path, &model, &meta(1)).unwrap();
     let ckpt = io::load(&path).unwrap();
 
     let p = checkpoint_problem(ckpt.tensor("dec.w", &[3, 4]));
@@ -385,4 +390,29 @@ fn a_line_plot_draws_each_series_in_its_colour() {
         io::line_plot_png(&path, &[("empty", &[])], (300, 200)),
         Err(Error::BadInput { .. })
     ));
+}
+
+#[test]
+fn checkpoint_metadata_is_written_in_sorted_key_order() {
+    let e = gpu!();
+    let dir = TempDir::new("ckpt-order-meta");
+    let path = dir.path("m.safetensors");
+    // Twenty keys: in a HashMap's randomly seeded order they would almost never come sorted,
+    // so two processes saving the same state would write different bytes.
+    let meta: Meta = (0..20)
+        .map(|i| (format!("key{i:02}"), format!("value \"{i}\"")))
+        .collect();
+    io::save_module(&path, &Model::new(e, 1.0), &meta).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let at: Vec<usize> = meta
+        .keys()
+        .map(|k| header.find(&format!("\"{k}\"")).expect("key in header"))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{header}");
+    assert_eq!(
+        io::load(&path).unwrap().meta("key07").unwrap(),
+        "value \"7\""
+    );
 }

@@ -9,7 +9,7 @@ use latent::kernels::elementwise::Unary;
 use latent::kernels::masked_conv::{Mask, Taps};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
 use latent::nn::{MaskedConv2d, Module};
-use latent::optim::Adam;
+use latent::optim::{Adam, Optimizer};
 use latent::tape::{Param, Tape, Var};
 use latent::{DType, Engine, Error, Tensor};
 use rand::rngs::StdRng;

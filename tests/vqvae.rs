@@ -5,9 +5,12 @@
 mod common;
 
 use common::{TempDir, rectangles};
-use latent::models::vqvae::{self, VqModel, VqTrainer, VqVae, VqVaeConfig};
+use latent::data::Split;
+use latent::models::vqvae::{self, VqModel, VqTraining, VqVae, VqVaeConfig};
 use latent::nn::vq::VqConfig;
+use latent::optim::{TrainConfig, Trainer};
 use latent::{Engine, Tensor};
+use std::path::Path;
 
 pub fn tiny_config() -> VqVaeConfig {
     VqVaeConfig {
@@ -28,19 +31,35 @@ fn engine() -> Option<&'static Engine> {
     common::engine()
 }
 
+/// A VQ-VAE training run at batch 32, Adam lr 2e-3, data order from `seed`.
+fn vq_trainer(
+    model: VqVae,
+    train: &Split,
+    seed: u64,
+    checkpoint: Option<&Path>,
+) -> Trainer<VqTraining<VqVae>> {
+    let config = TrainConfig {
+        checkpoint: checkpoint.map(Path::to_path_buf),
+        ..VqTraining::<VqVae>::config(32, 2e-3, seed, "rectangles")
+    };
+    let n = train.len();
+    Trainer::new(VqTraining::new(model, train), config, n).unwrap()
+}
+
 #[test]
 fn vqvae_training_lowers_reconstruction_error_and_uses_the_codebook() {
     let Some(e) = engine() else { return };
     let train = rectangles(256, 1);
     let model = VqVae::new(e, tiny_config(), 5).unwrap();
     let before = vqvae::evaluate(&model, &train, 64).unwrap();
-    let mut t = VqTrainer::new(model, &train, 32, 2e-3, 5).unwrap();
+    let mut t = vq_trainer(model, &train, 5, None);
     let mut last = None;
     for _ in 0..6 {
-        last = Some(t.train_epoch(&train, &mut |_, _| {}).unwrap());
+        last = Some(t.train_epoch(&train).unwrap());
     }
     let stats = last.unwrap();
-    let after = vqvae::evaluate(&t.model, &train, 64).unwrap();
+    let health = t.model.health().unwrap().remove(0);
+    let after = vqvae::evaluate(&t.model.model, &train, 64).unwrap();
     eprintln!(
         "mse {:.4} -> {:.4}; {stats:?}; eval {after:?}",
         before.mse, after.mse
@@ -52,9 +71,10 @@ fn vqvae_training_lowers_reconstruction_error_and_uses_the_codebook() {
         after.mse
     );
     // 256 images × 49 positions over 32 codes, with dead-code resets: most codes in use.
-    assert!(stats.usage >= 0.5, "usage {}", stats.usage);
-    assert!(stats.perplexity > 4.0, "perplexity {}", stats.perplexity);
+    assert!(health.usage >= 0.5, "usage {}", health.usage);
+    assert!(health.perplexity > 4.0, "perplexity {}", health.perplexity);
     let codes = t
+        .model
         .model
         .encode_codes(&Tensor::from_slice(e, &train.images()[..3 * 784], &[3, 784]).unwrap())
         .unwrap();
@@ -66,21 +86,32 @@ fn vqvae_training_lowers_reconstruction_error_and_uses_the_codebook() {
 fn vqvae_checkpoints_round_trip_and_refuse_other_architectures() {
     let Some(e) = engine() else { return };
     let train = rectangles(64, 2);
-    let mut t = VqTrainer::new(
+    let dir = TempDir::new("vqvae-ck");
+    let ck = dir.0.join("trainer.safetensors");
+    let mut t = vq_trainer(
         VqVae::new(e, tiny_config(), 6).unwrap(),
         &train,
-        32,
-        2e-3,
         6,
-    )
-    .unwrap();
-    t.train_epoch(&train, &mut |_, _| {}).unwrap();
-    let dir = TempDir::new("vqvae-ck");
+        Some(&ck),
+    );
+    t.train_epoch(&train).unwrap();
     let path = dir.0.join("model.safetensors");
-    t.model.save(&path).unwrap();
+    t.model.model.save(&path).unwrap();
     let x = Tensor::from_slice(e, &train.images()[..4 * 784], &[4, 784]).unwrap();
-    let want = t.model.reconstruct(&x).unwrap().to_vec::<f32>().unwrap();
-    let codes = t.model.encode_codes(&x).unwrap().to_vec::<u32>().unwrap();
+    let want = t
+        .model
+        .model
+        .reconstruct(&x)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let codes = t
+        .model
+        .model
+        .encode_codes(&x)
+        .unwrap()
+        .to_vec::<u32>()
+        .unwrap();
     let loaded = VqVae::load(e, tiny_config(), &path).unwrap();
     assert_eq!(
         loaded.encode_codes(&x).unwrap().to_vec::<u32>().unwrap(),
@@ -90,21 +121,46 @@ fn vqvae_checkpoints_round_trip_and_refuse_other_architectures() {
         loaded.reconstruct(&x).unwrap().to_vec::<f32>().unwrap(),
         want
     );
+    // The trainer's checkpoint loads as a model too (its optimizer state left unread).
+    let from_trainer = VqVae::load(e, tiny_config(), &ck).unwrap();
+    assert_eq!(
+        from_trainer
+            .encode_codes(&x)
+            .unwrap()
+            .to_vec::<u32>()
+            .unwrap(),
+        codes
+    );
     let mut other = tiny_config();
     other.vq.codes = 64;
     let err = VqVae::load(e, other, &path)
         .err()
         .expect("a K mismatch is refused");
     assert!(err.to_string().contains("codes"), "{err}");
-    // A trainer checkpoint resumes at its step.
-    let ck = dir.0.join("trainer.safetensors");
-    t.save(&ck).unwrap();
-    let model = VqVae::new(e, tiny_config(), 6).unwrap();
-    let r = VqTrainer::resume(model, &train, 32, 2e-3, 6, &ck).unwrap();
-    assert_eq!(r.step(), t.step());
-    assert_eq!(
-        r.model.encode_codes(&x).unwrap().to_vec::<u32>().unwrap(),
-        codes
+
+    // With codes reset after one idle step, every step draws reset rows from the quantiser's
+    // random stream: resumed after one epoch, the second epoch ends where the uninterrupted
+    // run's does, bit for bit (the stream's position is a counter saved in the checkpoint).
+    let mut eager = tiny_config();
+    eager.vq.reset_after = Some(1);
+    let ck = dir.0.join("eager.safetensors");
+    let mut straight = vq_trainer(VqVae::new(e, eager, 6).unwrap(), &train, 6, None);
+    let mut first = vq_trainer(VqVae::new(e, eager, 6).unwrap(), &train, 6, Some(&ck));
+    straight.train_epoch(&train).unwrap();
+    first.train_epoch(&train).unwrap();
+    drop(first);
+    let model = VqVae::new(e, eager, 6).unwrap();
+    let config = VqTraining::<VqVae>::config(32, 2e-3, 6, "rectangles");
+    let mut r = Trainer::resume(VqTraining::new(model, &train), config, 64, &ck).unwrap();
+    assert_eq!(r.step, straight.step);
+    straight.train_epoch(&train).unwrap();
+    r.train_epoch(&train).unwrap();
+    let (a, b) = (dir.0.join("a.safetensors"), dir.0.join("b.safetensors"));
+    straight.save(&a).unwrap();
+    r.save(&b).unwrap();
+    assert!(
+        std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+        "resume differs"
     );
 }
 
@@ -114,21 +170,14 @@ fn vqvae_checkpoints_round_trip_and_refuse_other_architectures() {
 #[test]
 fn vqvae_codes_feed_a_prior_whose_checkpoint_checks_the_codebook_size() {
     use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
-    use latent::models::prior::{self, CodeMaps, PriorTraining};
+    use latent::models::prior::{self, CodeMaps, Prior, PriorTraining};
     let Some(e) = engine() else { return };
     let train = rectangles(128, 3);
-    let mut t = VqTrainer::new(
-        VqVae::new(e, tiny_config(), 7).unwrap(),
-        &train,
-        32,
-        2e-3,
-        7,
-    )
-    .unwrap();
-    t.train_epoch(&train, &mut |_, _| {}).unwrap();
+    let mut t = vq_trainer(VqVae::new(e, tiny_config(), 7).unwrap(), &train, 7, None);
+    t.train_epoch(&train).unwrap();
     let dir = TempDir::new("vqvae-prior");
     let vq_path = dir.0.join("vqvae.safetensors");
-    t.model.save(&vq_path).unwrap();
+    t.model.model.save(&vq_path).unwrap();
     let model = VqVae::load(e, tiny_config(), &vq_path).unwrap();
     let codes = vqvae::extract_codes(&model, &train, 64).unwrap();
     let maps = CodeMaps::new(codes, train.labels().to_vec(), 7, 7).unwrap();
@@ -154,7 +203,13 @@ fn vqvae_codes_feed_a_prior_whose_checkpoint_checks_the_codebook_size() {
         lr: 3e-3,
         seed: 1,
     };
-    prior::train_prior(&net, &maps, &cond, &training, &mut |_, _, _| {}).unwrap();
+    // The prior trains through the same trainer as the VQ-VAE.
+    let task = Prior::new(net, (7, 7), Box::new(cond));
+    let mut pt = Trainer::new(task, training.config(maps.len(), "codes"), maps.len()).unwrap();
+    for _ in 0..training.epochs {
+        pt.train_epoch(&maps).unwrap();
+    }
+    let net = pt.model.net;
     let after = prior::nll_bits(&net, &maps, &cond, 64).unwrap();
     assert!(
         after < before - 0.5,

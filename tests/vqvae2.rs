@@ -6,11 +6,28 @@ mod common;
 
 use common::{TempDir, rectangles};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
-use latent::models::prior::{self, CodeMaps, PriorTraining};
-use latent::models::vqvae::{VqModel, VqTrainer};
+use latent::models::prior::{self, CodeMaps, CondFn, Prior, PriorTraining};
+use latent::models::vqvae::{VqModel, VqTraining};
 use latent::models::vqvae2::{self, VqVae2, VqVae2Config};
 use latent::nn::vq::VqConfig;
+use latent::optim::Trainer;
 use latent::{Result, Tensor};
+
+/// Trains a prior through the one trainer, as the examples do, and returns the network.
+fn train_prior(
+    net: PixelCnn,
+    grid: (usize, usize),
+    maps: &CodeMaps,
+    cond: Box<CondFn<'_>>,
+    t: &PriorTraining,
+) -> PixelCnn {
+    let config = t.config(maps.len(), "codes");
+    let mut trainer = Trainer::new(Prior::new(net, grid, cond), config, maps.len()).unwrap();
+    for _ in 0..t.epochs {
+        trainer.train_epoch(maps).unwrap();
+    }
+    trainer.model.net
+}
 
 fn tiny() -> VqVae2Config {
     let vq = VqConfig {
@@ -34,14 +51,13 @@ fn vqvae2_stages_train_load_into_the_next_and_sample_hierarchically() {
     let train = rectangles(96, 4);
     let model = VqVae2::new(e, tiny(), 3).unwrap();
     let before = vqvae2::evaluate(&model, &train, 48).unwrap();
-    let mut t = VqTrainer::new(model, &train, 32, 2e-3, 3).unwrap();
-    let mut stats = None;
+    let config = VqTraining::<VqVae2>::config(32, 2e-3, 3, "rectangles");
+    let mut t = Trainer::new(VqTraining::new(model, &train), config, train.len()).unwrap();
     for _ in 0..4 {
-        stats = Some(t.train_epoch(&train, &mut |_, _| {}).unwrap());
+        t.train_epoch(&train).unwrap();
     }
-    let stats = stats.unwrap();
-    assert_eq!(stats.levels.len(), 2);
-    let after = vqvae2::evaluate(&t.model, &train, 48).unwrap();
+    assert_eq!(t.model.health().unwrap().len(), 2);
+    let after = vqvae2::evaluate(&t.model.model, &train, 48).unwrap();
     eprintln!("{before:?} -> {after:?}");
     assert!(after.mse < 0.7 * before.mse, "{before:?} -> {after:?}");
     assert!(after.top_usage > 0.0 && after.bottom_usage > 0.0);
@@ -49,7 +65,7 @@ fn vqvae2_stages_train_load_into_the_next_and_sample_hierarchically() {
     // Stage 1 → 2: the saved model's codes.
     let dir = TempDir::new("vqvae2");
     let path = dir.0.join("vqvae2.safetensors");
-    t.model.save(&path).unwrap();
+    t.model.model.save(&path).unwrap();
     let model = VqVae2::load(e, tiny(), &path).unwrap();
     let (top, bottom) = vqvae2::extract_codes(&model, &train, 48).unwrap();
     assert_eq!((top.len(), bottom.len()), (96 * 49, 96 * 196));
@@ -93,15 +109,20 @@ fn vqvae2_stages_train_load_into_the_next_and_sample_hierarchically() {
         lr: 3e-3,
         seed: 1,
     };
-    for (net, maps, cond) in [
-        (&top_prior, &top_maps, &by_class as &prior::CondFn),
-        (&bottom_prior, &bottom_maps, &by_top as &prior::CondFn),
-    ] {
-        let b0 = prior::nll_bits(net, maps, cond, 48).unwrap();
-        prior::train_prior(net, maps, cond, &training, &mut |_, _, _| {}).unwrap();
-        let b1 = prior::nll_bits(net, maps, cond, 48).unwrap();
-        assert!(b1 < b0, "prior NLL {b0} -> {b1}");
-    }
+    let b0 = prior::nll_bits(&top_prior, &top_maps, &by_class, 48).unwrap();
+    let top_prior = train_prior(top_prior, (7, 7), &top_maps, Box::new(by_class), &training);
+    let b1 = prior::nll_bits(&top_prior, &top_maps, &by_class, 48).unwrap();
+    assert!(b1 < b0, "top prior NLL {b0} -> {b1}");
+    let b0 = prior::nll_bits(&bottom_prior, &bottom_maps, &by_top, 48).unwrap();
+    let bottom_prior = train_prior(
+        bottom_prior,
+        (14, 14),
+        &bottom_maps,
+        Box::new(by_top),
+        &training,
+    );
+    let b1 = prior::nll_bits(&bottom_prior, &bottom_maps, &by_top, 48).unwrap();
+    assert!(b1 < b0, "bottom prior NLL {b0} -> {b1}");
     let tp = dir.0.join("top.safetensors");
     prior::save_prior(&top_prior, (7, 7), &tp).unwrap();
     let wrong = PixelCnnConfig {

@@ -3,9 +3,8 @@
 
 use clap::{Parser, ValueEnum};
 use latent::data::FashionMnist;
-use latent::models::classifier::{Classifier, ClassifierTraining};
 use latent::models::conv_vae::ConvVae;
-use latent::models::vae::{self, Autoencoder, Objective, Trainer, Vae, VaeConfig};
+use latent::models::vae::{self, Autoencoder, Objective, Vae, VaeConfig};
 use latent::{Engine, Result};
 use std::path::PathBuf;
 
@@ -116,8 +115,11 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         data.train.len(),
         data.test.len()
     );
-    std::fs::create_dir_all(&out)
-        .map_err(|e| latent::Error::bad("vae", format!("cannot create {}: {e}", out.display())))?;
+    std::fs::create_dir_all(&out).map_err(|source| latent::Error::Io {
+        action: "create the output folder",
+        path: out.clone(),
+        source,
+    })?;
     let objective = match args.objective {
         ObjectiveArg::Elbo => Objective::Elbo,
         ObjectiveArg::ReconOnly => Objective::ReconOnly,
@@ -143,8 +145,13 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         Kind::Conv => Box::new(ConvVae::new(&engine, args.latent, args.seed)?),
         _ => Box::new(Vae::new(&engine, config, args.seed)?),
     };
+    let config = settings.config(
+        crate::shared::data_identity(&data.train),
+        Some(checkpoint.clone()),
+    );
+    let n = data.train.len();
     let mut trainer = if args.resume {
-        let t = Trainer::resume(model, &checkpoint, &settings, data.train.len())?;
+        let t = vae::resume(model, &settings, config, n, &checkpoint)?;
         eprintln!(
             "resumed from {} after epoch {} (step {})",
             checkpoint.display(),
@@ -153,36 +160,32 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         );
         t
     } else {
-        Trainer::new(model, &settings, data.train.len())?
+        vae::trainer(model, &settings, config, n)?
     };
     let mut curves: [Vec<f32>; 3] = Default::default();
     while trainer.epoch < args.epochs {
+        // Checkpointed atomically after the epoch, once every tensor is checked finite.
         let s = trainer.train_epoch(&data.train)?;
-        for (curve, v) in curves.iter_mut().zip([s.loss, s.recon, s.kl]) {
+        let (loss, recon, kl) = (s.term("loss"), s.term("recon"), s.term("kl"));
+        for (curve, v) in curves.iter_mut().zip([loss, recon, kl]) {
             curve.push(v as f32);
         }
-        trainer.save(&checkpoint)?;
         println!(
-            "epoch {:>3}/{}  loss {:8.3}  recon {:8.3}  KL {:7.3}  {:7.0} img/s",
-            s.epoch, args.epochs, s.loss, s.recon, s.kl, s.images_per_second
+            "epoch {:>3}/{}  loss {loss:8.3}  recon {recon:8.3}  KL {kl:7.3}  {:7.0} img/s",
+            s.epoch, args.epochs, s.images_per_second
         );
     }
-    let mut report = vae::evaluate(
-        &*trainer.model,
-        &data.test,
-        args.seed,
-        args.iwae_k,
-        args.iwae_images,
-    )?;
+    let vae = &*trainer.model.vae;
+    let mut report = vae::evaluate(vae, &data.test, args.seed, args.iwae_k, args.iwae_images)?;
     if classes > 0 && args.judge_epochs > 0 {
-        judge_samples(args, &*trainer.model, &data, &mut report)?;
+        judge_samples(args, vae, &data, &mut report)?;
     }
-    vae::draw(&*trainer.model, &data.test, &out, args.seed)?;
+    vae::draw(vae, &data.test, &out, args.seed)?;
     if classes == 0 {
         // A conditional model's paths would need a label per pair: it shows style transfer instead.
-        latent::models::latent::interpolation_strips(&*trainer.model, &data.test, &out)?;
+        latent::models::latent::interpolation_strips(vae, &data.test, &out)?;
         if args.attribute_demo {
-            latent::models::latent::attribute_demo(&*trainer.model, &data.test, &out)?;
+            latent::models::latent::attribute_demo(vae, &data.test, &out)?;
         }
     }
     if curves[0].len() > 1 {
@@ -193,9 +196,9 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         ];
         latent::io::line_plot_png(out.join("loss_curve.png"), &series, (640, 400))?;
     }
-    let json = report.to_json(&settings, trainer.epoch, trainer.step);
-    std::fs::write(out.join("metrics.json"), &json)
-        .map_err(|e| latent::Error::bad("vae", format!("cannot write metrics.json: {e}")))?;
+    let json = report.to_json(name, &settings, trainer.epoch, trainer.step);
+    let metrics = out.join("metrics.json");
+    latent::io::write_atomic(&metrics, json.as_bytes())?;
     let conditional = if classes > 0 { "conditional " } else { "" };
     println!(
         "test {conditional}-ELBO {:.2} nats (recon {:.2} + KL {:.2}); IWAE-{} NLL {:.2} nats on {} images; {} active units of {}; outputs in {}",
@@ -206,7 +209,7 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         report.iwae_nll,
         report.iwae_images,
         report.active_units,
-        trainer.model.dims().latent,
+        vae.dims().latent,
         out.display()
     );
     Ok(())
@@ -220,19 +223,8 @@ fn judge_samples(
     data: &FashionMnist,
     report: &mut vae::Report,
 ) -> Result<()> {
-    let mut judge = Classifier::new(model.engine(), data.train.pixels_per_image(), 10, args.seed)?;
-    let training = ClassifierTraining {
-        epochs: args.judge_epochs,
-        seed: args.seed,
-        ..Default::default()
-    };
-    judge.train(&data.train, &training, |s| {
-        println!(
-            "judge {:>2}/{}  loss {:.4}  {:7.0} img/s",
-            s.epoch, args.judge_epochs, s.loss, s.images_per_second
-        )
-    })?;
-    let judge_accuracy = judge.accuracy(&data.test)?;
+    let (judge, judge_accuracy) =
+        crate::shared::train_judge(model.engine(), data, args.judge_epochs, args.seed)?;
     let samples = vae::sample_accuracy(model, &judge, JUDGED_PER_CLASS, 1.0, args.seed)?;
     println!(
         "judge: {:.1} % of the test images; prior samples classified as their label: {:.1} % ({} per class)",

@@ -1,46 +1,59 @@
-//! What the `vqvae` and `vqvae2` examples share: progress lines, prior training with progress,
+//! What the `vqvae` and `vqvae2` examples share: prior training through the one trainer,
 //! the class-row sample grid and the in-repo judge of class-conditional samples.
 
-use latent::data::FashionMnist;
-use latent::models::classifier::{Classifier, ClassifierTraining};
-use latent::models::pixelcnn::PixelCnn;
-use latent::models::prior::{self, CodeMaps, CondFn, PriorTraining};
+use latent::data::{FashionMnist, Split};
+use latent::models::pixelcnn::{PixelCnn, bits};
+use latent::models::prior::{CodeMaps, Prior, PriorTraining};
+use latent::models::vqvae::{VqModel, VqTraining};
+use latent::optim::{TrainConfig, Trainer};
 use latent::{Engine, Error, Result, Tensor};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-/// A one-line progress bar on stderr, redrawn every 10 steps.
-pub fn progress(what: &str, step: usize, steps: usize, since: Instant) {
-    if step == steps || step.is_multiple_of(10) {
-        let eta = since.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
-        eprint!("\r  {what}: step {step}/{steps}, {eta:.0} s left   ");
-        if step == steps {
-            eprint!("\r{:60}\r", "");
-        }
-        let _ = std::io::stderr().flush();
-    }
-}
-
-/// Trains `net` on `maps` with a progress line per step and a summary per epoch (`name`).
+/// Trains `prior` on `maps` through the one trainer, a progress bar per epoch and a summary
+/// line after each (`name`), checkpointing to `path` every epoch; returns the trained network.
 pub fn train_prior(
     name: &str,
-    net: &PixelCnn,
+    prior: Prior,
     maps: &CodeMaps,
-    cond: &CondFn,
     t: &PriorTraining,
-) -> Result<()> {
-    let since = std::cell::Cell::new(Instant::now());
-    prior::train_prior(net, maps, cond, t, &mut |epoch, i, n| match epoch {
-        Some(e) => {
-            println!(
-                "{name} epoch {}: nll {:.3} bits/code  {:.0} maps/s",
-                e.epoch, e.nll_bits, e.maps_per_second
-            );
-            since.set(Instant::now());
-        }
-        None => progress(name, i, n, since.get()),
-    })
+    path: &Path,
+) -> Result<PixelCnn> {
+    let config = TrainConfig {
+        checkpoint: Some(path.to_path_buf()),
+        name: name.to_string(),
+        ..t.config(
+            maps.len(),
+            format!("{name} code maps: {} of {}x{}", maps.len(), maps.h, maps.w),
+        )
+    };
+    let mut trainer = Trainer::new(prior, config, maps.len())?;
+    while trainer.epoch < t.epochs {
+        let e = trainer.train_epoch(maps)?;
+        println!(
+            "{name} epoch {}: nll {:.3} bits/code  {:.0} maps/s",
+            e.epoch,
+            bits(e.term("nll") as f32),
+            e.images_per_second
+        );
+    }
+    Ok(trainer.model.net)
+}
+
+/// A run of VQ model `model` on `train` through the one trainer: Adam at `lr`, the last partial
+/// batch dropped, a checkpoint `<out>/<name>.safetensors` after every epoch.
+pub fn vq_trainer<M: VqModel>(
+    model: M,
+    name: &str,
+    train: &Split,
+    (batch, lr, seed): (usize, f64, u64),
+    out: &Path,
+) -> Result<Trainer<VqTraining<M>>> {
+    let config = TrainConfig {
+        checkpoint: Some(out.join(format!("{name}.safetensors"))),
+        name: name.into(),
+        ..VqTraining::<M>::config(batch, lr, seed, crate::shared::data_identity(train))
+    };
+    Trainer::new(VqTraining::new(model, train), config, train.len())
 }
 
 /// Labels 0..10, `n` of each, in order (the sample set's classes).
@@ -65,8 +78,8 @@ pub struct Judged {
     pub per_class: Vec<f64>,
 }
 
-/// Trains the MLP judge on the real training images and classifies `images` [10·n, 784]
-/// drawn `n` per class in class order.
+/// Trains the judge (see `shared::train_judge`) and classifies `images` [10·n, 784] drawn `n`
+/// per class in class order.
 pub fn judge(
     engine: &Engine,
     data: &FashionMnist,
@@ -75,16 +88,7 @@ pub fn judge(
     epochs: u64,
     seed: u64,
 ) -> Result<Judged> {
-    let mut judge = Classifier::new(engine, 784, 10, seed.wrapping_add(11))?;
-    let t = ClassifierTraining {
-        epochs,
-        seed,
-        ..Default::default()
-    };
-    judge.train(&data.train, &t, |e| {
-        eprintln!("judge epoch {}: loss {:.4}", e.epoch, e.loss)
-    })?;
-    let judge_accuracy = judge.accuracy(&data.test)?;
+    let (judge, judge_accuracy) = crate::shared::train_judge(engine, data, epochs, seed)?;
     let predicted = judge.predict(&images.reshape(&[10 * n, 784])?)?;
     let per_class: Vec<f64> = (0..10)
         .map(|c| {
@@ -110,8 +114,7 @@ pub fn judge(
 
 /// Writes `json` to `out`/metrics.json and says where the outputs went.
 pub fn write_metrics(out: &Path, json: &str) -> Result<()> {
-    std::fs::write(out.join("metrics.json"), json)
-        .map_err(|e| Error::bad("metrics.json", format!("cannot write: {e}")))?;
+    latent::io::write_atomic(&out.join("metrics.json"), json.as_bytes())?;
     println!(
         "wrote {} (checkpoints, pictures, metrics.json)",
         out.display()
@@ -143,8 +146,11 @@ impl Common {
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("out").join(example));
-        std::fs::create_dir_all(&out)
-            .map_err(|e| Error::bad("output", format!("cannot create {}: {e}", out.display())))?;
+        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+            action: "create the output folder",
+            path: out.clone(),
+            source,
+        })?;
         Ok(out)
     }
 }

@@ -85,13 +85,22 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
-    #[error(
-        "{what} became {value} at step {step}; training stopped (the last checkpoint is from before it)"
-    )]
+    #[error("{what} became {value} at step {step}; training stopped")]
     NonFinite {
         what: &'static str,
         step: u64,
         value: f32,
+    },
+
+    #[error(
+        "tensor `{tensor}` holds non-finite values after step {step}; training stopped, {}",
+        kept_note(kept)
+    )]
+    Diverged {
+        tensor: String,
+        step: u64,
+        /// The last good checkpoint, left as it was; `None` when none was written.
+        kept: Option<PathBuf>,
     },
 
     #[error("could not {action} `{}`: {source}", path.display())]
@@ -204,6 +213,31 @@ pub enum CheckpointProblem {
         value: String,
         expected: &'static str,
     },
+
+    #[error("it holds tensor `{name}` of shape {shape:?}, which this model does not have")]
+    UnexpectedTensor { name: String, shape: Vec<usize> },
+
+    #[error("tensor `{name}` holds {value} at element {index}; it cannot be trained or evaluated")]
+    NonFiniteTensor {
+        name: String,
+        index: usize,
+        value: f32,
+    },
+
+    #[error("it was saved with {key} = {saved}, this run has {key} = {wanted}")]
+    MetaMismatch {
+        key: String,
+        saved: String,
+        wanted: String,
+    },
+}
+
+/// Where a stopped run left its last good checkpoint, for [`Error::Diverged`].
+fn kept_note(kept: &Option<PathBuf>) -> String {
+    match kept {
+        Some(p) => format!("the last good checkpoint `{}` is kept", p.display()),
+        None => "no checkpoint had been written yet".to_string(),
+    }
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {

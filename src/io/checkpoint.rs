@@ -2,30 +2,78 @@
 //! atomically, checked on load. Tested by `tests/io.rs` (round trip, crash mid-save, corruption).
 
 use super::write_atomic;
+use crate::nn::Module;
 use crate::{CheckpointProblem, DType, Error, Result, Tensor};
 use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Checkpoint metadata: step, epoch, seed, model configuration… as strings.
 pub type Meta = BTreeMap<String, String>;
 
-/// Something whose state is a set of named tensors (a model, an optimizer).
-pub trait Checkpointable {
-    /// Every tensor to save, under a name unique within the checkpoint.
-    fn named_tensors(&self) -> Vec<(String, &Tensor)>;
+/// Names of optimizer state in a trainer's checkpoint start with this; a model loaded alone
+/// from such a file leaves them unread.
+pub const OPTIMIZER_PREFIX: &str = "optim.";
 
-    /// Saves [`Checkpointable::named_tensors`] and `meta` to `path` (see [`save`]).
-    fn save_checkpoint(&self, path: &Path, meta: &Meta) -> Result<()> {
-        save(path, &self.named_tensors(), meta)
-    }
+/// Metadata keys of a module's host-side counters ([`Module::counters`]) start with this.
+const COUNTER_PREFIX: &str = "counter.";
 
-    /// Overwrites every named tensor in place from `checkpoint` (see [`Checkpoint::restore`]).
-    fn restore_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
-        checkpoint.restore(&self.named_tensors())
+/// `module`'s tensors and counters with `meta` added, as [`save`] writes them.
+pub fn module_contents(module: &dyn Module, meta: &Meta) -> (Vec<(String, Tensor)>, Meta) {
+    let mut meta = meta.clone();
+    for (name, c) in module.counters() {
+        meta.insert(format!("{COUNTER_PREFIX}{name}"), c.get().to_string());
     }
+    (module.named_tensors(), meta)
+}
+
+/// Saves a module alone (parameters, state, counters) with `meta`, atomically.
+pub fn save_module(path: impl AsRef<Path>, module: &dyn Module, meta: &Meta) -> Result<()> {
+    let (tensors, meta) = module_contents(module, meta);
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    save(path, &refs, &meta)
+}
+
+/// Overwrites `module`'s tensors and counters from `ckpt`: refuses a missing, extra (other than
+/// optimizer state), mis-shaped or non-finite tensor, naming it.
+pub fn restore_module(ckpt: &Checkpoint, module: &dyn Module) -> Result<()> {
+    let tensors = module.named_tensors();
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    ckpt.restore_ignoring(&refs, &[OPTIMIZER_PREFIX])?;
+    restore_counters(ckpt, module)
+}
+
+/// Sets `module`'s host-side counters from `ckpt`'s metadata (all or none).
+pub fn restore_counters(ckpt: &Checkpoint, module: &dyn Module) -> Result<()> {
+    let counters = module
+        .counters()
+        .into_iter()
+        .map(|(name, c)| {
+            Ok((
+                c,
+                ckpt.meta_parse::<u64>(&format!("{COUNTER_PREFIX}{name}"))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (c, v) in counters {
+        c.set(v);
+    }
+    Ok(())
+}
+
+/// Loads `path` into `module` after checking that its metadata matches `describe` (the
+/// module's architecture): what evaluating or sampling a saved model does.
+pub fn load_module(
+    path: impl AsRef<Path>,
+    module: &dyn Module,
+    describe: &[(String, String)],
+) -> Result<Checkpoint> {
+    let ckpt = load(path)?;
+    ckpt.expect_meta(describe)?;
+    restore_module(&ckpt, module)?;
+    Ok(ckpt)
 }
 
 /// Reads the tensors back from the GPU and writes them with `meta` to `path` atomically: a
@@ -67,11 +115,54 @@ pub fn save<S: AsRef<str>>(
             .map(|(name, r)| (*name, r.dtype, r.shape.as_slice(), r.bytes.as_slice())),
         meta,
     );
-    let mut header: HashMap<String, String> = meta.clone().into_iter().collect();
+    let mut header = meta.clone();
     header.insert(CHECKSUM_KEY.into(), format!("{sum:08x}"));
-    let bytes = safetensors::serialize(&raws, Some(header))
+    let bytes = safetensors::serialize(&raws, None)
         .map_err(|e| Error::bad("checkpoint::save", e.to_string()))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &with_metadata(bytes, &header))
+}
+
+/// A serialized safetensors file with `meta` added as its `__metadata__`, keys in sorted
+/// order. safetensors' own `serialize` takes the metadata as a `HashMap` and writes it in the
+/// map's (randomly seeded) iteration order, so identical states would give different files;
+/// here the same state always gives the same bytes.
+fn with_metadata(file: Vec<u8>, meta: &Meta) -> Vec<u8> {
+    let n = u64::from_le_bytes(file[..8].try_into().expect("8-byte length")) as usize;
+    let tensors = std::str::from_utf8(&file[8..8 + n])
+        .expect("safetensors writes a UTF-8 header")
+        .trim_end();
+    let entries: Vec<String> = meta
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_string(k), json_string(v)))
+        .collect();
+    let rest = tensors.strip_prefix('{').expect("a JSON object");
+    let sep = if rest.starts_with('}') { "" } else { "," };
+    let mut header = format!("{{\"__metadata__\":{{{}}}{sep}{rest}", entries.join(","));
+    // The data must start 8-byte aligned: pad the header with spaces, as safetensors does.
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + file.len() - 8 - n);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&file[8 + n..]);
+    out
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Reads and validates a checkpoint file (layout, and the checksum when the file has one);
@@ -228,13 +319,46 @@ impl Checkpoint {
     }
 
     /// Overwrites each target tensor in place with the stored tensor of the same name, after
-    /// checking every name, dtype and shape first (a mismatch changes nothing). The uploads
-    /// are recorded in the pending encoder, ordered with the kernels around them.
+    /// checking everything first (a refusal changes nothing): every target is in the file with
+    /// its dtype and shape, every stored tensor is a target, and every f32 value is finite. The
+    /// uploads are recorded in the pending encoder, ordered with the kernels around them.
     pub fn restore<S: AsRef<str>>(&self, targets: &[(S, &Tensor)]) -> Result<()> {
+        self.restore_ignoring(targets, &[])
+    }
+
+    /// [`Checkpoint::restore`], where stored tensors whose names start with one of `ignored`
+    /// may be left unread (a model loaded from a trainer's checkpoint skips the optimizer's
+    /// [`OPTIMIZER_PREFIX`]).
+    pub fn restore_ignoring<S: AsRef<str>>(
+        &self,
+        targets: &[(S, &Tensor)],
+        ignored: &[&str],
+    ) -> Result<()> {
         let data = targets
             .iter()
             .map(|(name, t)| self.data(name.as_ref(), t.dtype(), t.shape()))
             .collect::<Result<Vec<_>>>()?;
+        for (name, e) in &self.entries {
+            let wanted = targets.iter().any(|(n, _)| n.as_ref() == name);
+            if !wanted && !ignored.iter().any(|p| name.starts_with(p)) {
+                return Err(self.error(CheckpointProblem::UnexpectedTensor {
+                    name: name.clone(),
+                    shape: e.shape.clone(),
+                }));
+            }
+        }
+        for ((name, t), bytes) in targets.iter().zip(&data) {
+            if t.dtype() == DType::F32 {
+                let values: Vec<f32> = bytemuck::pod_collect_to_vec(bytes);
+                if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(self.error(CheckpointProblem::NonFiniteTensor {
+                        name: name.as_ref().to_string(),
+                        index,
+                        value: values[index],
+                    }));
+                }
+            }
+        }
         for ((_, t), bytes) in targets.iter().zip(data) {
             match t.dtype() {
                 DType::F32 => {
@@ -243,6 +367,21 @@ impl Checkpoint {
                 DType::U32 => {
                     t.write_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(bytes))?
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails naming the first key of `want` whose saved value differs (or is missing).
+    pub fn expect_meta(&self, want: &[(String, String)]) -> Result<()> {
+        for (key, wanted) in want {
+            let saved = self.meta(key)?;
+            if saved != wanted {
+                return Err(self.error(CheckpointProblem::MetaMismatch {
+                    key: key.clone(),
+                    saved: saved.to_string(),
+                    wanted: wanted.clone(),
+                }));
             }
         }
         Ok(())

@@ -1,13 +1,19 @@
-//! Files out: safetensors checkpoints, PNG image grids and plots, all written atomically.
+//! Files out: safetensors checkpoints, PNG image grids and plots, all written atomically; and
+//! the progress bars of long loops.
 //! Tested by `tests/io.rs` (`cargo test --release --test io`).
 
 mod checkpoint;
 mod grid;
 mod plot;
+mod progress;
 
-pub use checkpoint::{CHECKSUM_KEY, Checkpoint, Checkpointable, Meta, load, save};
+pub use checkpoint::{
+    CHECKSUM_KEY, Checkpoint, Meta, OPTIMIZER_PREFIX, load, load_module, module_contents,
+    restore_counters, restore_module, save, save_module,
+};
 pub use grid::{save_grid, save_rgb_grid};
 pub use plot::{AXIS, Axes, PALETTE, ZERO, line_plot_png, scatter_png};
+pub use progress::{LOSS_EVERY, Progress};
 
 use crate::{Error, Result};
 use std::io::Write;

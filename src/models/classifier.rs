@@ -1,12 +1,12 @@
 //! A small image classifier (an MLP, 784 → 256 → 10 by default) trained with cross entropy: the
-//! in-repo judge of class-conditional samples. Tested by `cargo test --release --test vae`.
+//! in-repo judge of class-conditional samples; trained by `optim::Trainer`. Tested by
+//! `cargo test --release --test vae`.
 
-use crate::data::{Batches, Split};
+use crate::data::Split;
 use crate::engine::{Engine, Error, Result, Tensor};
-use crate::kernels::adam::AdamConfig;
-use crate::nn::{Linear, Module};
-use crate::optim::{Adam, StepLog};
-use crate::tape::{Param, Tape, Var};
+use crate::nn::{Linear, Module, layer_seed};
+use crate::optim::{Batch, StepInfo, Terms, TrainConfig, Trainable};
+use crate::tape::{Tape, Var};
 
 /// Hidden width of [`Classifier::new`]: one layer of 256 reaches about 85 % on Fashion-MNIST's
 /// test images after one epoch, in a few seconds on lavapipe.
@@ -23,6 +23,17 @@ pub struct ClassifierTraining {
     pub seed: u64,
 }
 
+impl ClassifierTraining {
+    /// The trainer's configuration (Adam, every batch kept, no checkpoint); `data` is the
+    /// training data's identity.
+    pub fn config(&self, data: impl Into<String>) -> TrainConfig {
+        TrainConfig {
+            name: "classifier".into(),
+            ..TrainConfig::adam(self.batch, self.lr, self.seed, data)
+        }
+    }
+}
+
 impl Default for ClassifierTraining {
     fn default() -> Self {
         ClassifierTraining {
@@ -32,17 +43,6 @@ impl Default for ClassifierTraining {
             seed: 0,
         }
     }
-}
-
-/// One epoch's figures, read back once at its end.
-#[derive(Clone, Debug)]
-pub struct ClassifierEpoch {
-    /// Epochs completed in this run.
-    pub epoch: u64,
-    pub steps: usize,
-    /// Mean over the epoch's steps of the batch-mean cross entropy, nats.
-    pub loss: f64,
-    pub images_per_second: f64,
 }
 
 /// An MLP from `input` features (pixels in [0, 1]) to the logits of `classes` classes, ReLU
@@ -83,7 +83,7 @@ impl Classifier {
             .windows(2)
             .enumerate()
             .map(|(i, w)| {
-                let s = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let s = layer_seed(seed, i as u64 + 1);
                 Linear::new(engine, &format!("classifier.{i}"), w[0], w[1], s)
             })
             .collect::<Result<_>>()?;
@@ -111,55 +111,6 @@ impl Classifier {
     /// Batch-mean cross entropy of `x` [B, input] against u32 `labels` [B], [1].
     pub fn loss(&self, x: &Var, labels: &Tensor) -> Result<Var> {
         self.logits(x)?.cross_entropy(labels)?.mean()
-    }
-
-    /// Trains on `split` with Adam (fresh moments each call), calling `progress` after every
-    /// epoch. Each step is one submission with no readback; the step losses are gathered on
-    /// the GPU and read once per epoch, where a non-finite one stops training with its step.
-    pub fn train(
-        &mut self,
-        split: &Split,
-        t: &ClassifierTraining,
-        mut progress: impl FnMut(&ClassifierEpoch),
-    ) -> Result<()> {
-        self.check_input("Classifier::train", split.pixels_per_image())?;
-        let engine = self.engine().clone();
-        let mut adam = Adam::new(
-            self.params(),
-            AdamConfig {
-                lr: t.lr,
-                ..Default::default()
-            },
-        )?;
-        let batches = Batches::new(split.len(), t.batch, t.seed)?;
-        let (mut x_host, mut y_host) = (Vec::new(), Vec::new());
-        for e in 0..t.epochs {
-            let order = batches.epoch(e);
-            let steps = order.len();
-            let log = StepLog::new(&engine, 1, steps)?;
-            let start = std::time::Instant::now();
-            for s in 0..steps {
-                let idx = order.gather(split, s, &mut x_host);
-                split.gather_labels(idx, &mut y_host);
-                let b = idx.len();
-                let x = Tensor::from_slice(&engine, &x_host, &[b, self.input])?;
-                let y = Tensor::from_slice(&engine, &y_host, &[b])?;
-                let tape = Tape::new(&engine);
-                let loss = self.loss(&tape.input(&x), &y)?;
-                tape.backward(&loss)?;
-                adam.step()?;
-                log.record(0, s, loss.value())?;
-                engine.flush()?;
-            }
-            let means = log.means("classifier loss", e * steps as u64)?;
-            progress(&ClassifierEpoch {
-                epoch: e + 1,
-                steps,
-                loss: means[0],
-                images_per_second: split.len() as f64 / start.elapsed().as_secs_f64(),
-            });
-        }
-        Ok(())
     }
 
     /// The most likely class of each row of `x` [n, input].
@@ -204,10 +155,6 @@ impl Classifier {
         Ok(right as f64 / split.len() as f64)
     }
 
-    fn engine(&self) -> &Engine {
-        self.layers[0].weight.value().engine()
-    }
-
     fn check_input(&self, op: &'static str, got: usize) -> Result<()> {
         if got == self.input {
             Ok(())
@@ -221,7 +168,37 @@ impl Classifier {
 }
 
 impl Module for Classifier {
-    fn params(&self) -> Vec<Param> {
-        self.layers.iter().flat_map(|l| l.params()).collect()
+    fn children(&self) -> Vec<&dyn Module> {
+        self.layers.iter().map(|l| l as &dyn Module).collect()
+    }
+}
+
+impl Trainable for Classifier {
+    fn engine(&self) -> &Engine {
+        self.layers[0].weight.value().engine()
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        let widths: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| l.weight.value().shape()[1].to_string())
+            .chain([self.classes.to_string()])
+            .collect();
+        vec![
+            ("model".into(), "mlp-classifier".into()),
+            ("widths".into(), widths.join("-")),
+        ]
+    }
+
+    /// `loss`: the batch-mean cross entropy of the images against their labels, nats.
+    fn losses(&self, tape: &Tape, batch: &Batch, _at: &StepInfo) -> Result<Terms> {
+        self.check_input(
+            "Classifier::losses",
+            batch.x.numel() / batch.labels.len().max(1),
+        )?;
+        let labels: Vec<u32> = batch.labels.iter().map(|&l| l as u32).collect();
+        let y = Tensor::from_slice(tape.engine(), &labels, &[labels.len()])?;
+        Ok(vec![("loss", self.loss(&tape.input(&batch.x), &y)?)])
     }
 }

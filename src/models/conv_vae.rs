@@ -3,9 +3,9 @@
 //! Bernoulli logits. Example: `conv_vae`; tests: `tests/vae.rs`.
 
 use super::vae::{Autoencoder, Dims};
-use crate::engine::{Engine, Error, Result, Tensor};
-use crate::nn::{BatchNorm, Conv2d, ConvTranspose2d, Linear, Module};
-use crate::tape::{Param, Var};
+use crate::engine::{Engine, Error, Result};
+use crate::nn::{BatchNorm, Conv2d, ConvTranspose2d, Linear, Module, layer_seed};
+use crate::tape::Var;
 
 /// W2 on 28×28 single-channel images.
 pub struct ConvVae {
@@ -28,7 +28,7 @@ const FEATURES: usize = 64 * 7 * 7;
 
 impl ConvVae {
     pub fn new(engine: &Engine, latent: usize, seed: u64) -> Result<ConvVae> {
-        let s = |i: u64| seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let s = |i: u64| layer_seed(seed, i);
         Ok(ConvVae {
             latent,
             conv1: Conv2d::new(engine, "encoder.conv1", 1, 32, 4, 2, 1, s(1))?,
@@ -43,17 +43,13 @@ impl ConvVae {
             deconv2: ConvTranspose2d::new(engine, "decoder.deconv2", 32, 1, 4, 2, 1, 0, s(7))?,
         })
     }
-
-    fn batch_norms(&self) -> [&BatchNorm; 3] {
-        [&self.bn1, &self.bn2, &self.bn3]
-    }
 }
 
 fn unconditional(c: Option<&Var>) -> Result<()> {
     match c {
         None => Ok(()),
         Some(_) => Err(Error::bad(
-            "conv_vae",
+            "ConvVae condition",
             "the convolutional VAE takes no condition",
         )),
     }
@@ -96,34 +92,21 @@ impl Autoencoder for ConvVae {
             ("latent".to_string(), self.latent.to_string()),
         ]
     }
-
-    fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.batch_norms()
-            .iter()
-            .flat_map(|b| b.buffers())
-            .collect()
-    }
-
-    fn set_training(&self, training: bool) {
-        for b in self.batch_norms() {
-            b.set_training(training);
-        }
-    }
 }
 
 impl Module for ConvVae {
-    fn params(&self) -> Vec<Param> {
-        let mut p = Vec::new();
-        p.extend(self.conv1.params());
-        p.extend(self.bn1.params());
-        p.extend(self.conv2.params());
-        p.extend(self.bn2.params());
-        p.extend(self.mu.params());
-        p.extend(self.logvar.params());
-        p.extend(self.fc.params());
-        p.extend(self.deconv1.params());
-        p.extend(self.bn3.params());
-        p.extend(self.deconv2.params());
-        p
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![
+            &self.conv1,
+            &self.bn1,
+            &self.conv2,
+            &self.bn2,
+            &self.mu,
+            &self.logvar,
+            &self.fc,
+            &self.deconv1,
+            &self.bn3,
+            &self.deconv2,
+        ]
     }
 }

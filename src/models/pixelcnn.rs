@@ -8,7 +8,7 @@ use crate::kernels::{layout, random};
 use crate::nn::{
     Condition, GatedBlock, GatedBlockConfig, Linear, MaskedConv2d, Module, layer_seed,
 };
-use crate::tape::{Param, Tape, Var};
+use crate::tape::{Tape, Var};
 
 /// Sizes of a [`PixelCnn`].
 #[derive(Clone, Copy, Debug)]
@@ -100,6 +100,11 @@ impl PixelCnn {
             head: Linear::new(engine, "pixelcnn.head", c.channels, c.hidden, s(2))?,
             out: Linear::new(engine, "pixelcnn.out", c.hidden, c.codes, s(3))?,
         })
+    }
+
+    /// The device the prior lives on.
+    pub fn engine(&self) -> &Engine {
+        self.embed.weight.value().engine()
     }
 
     /// The blocks' conditioning terms for a batch of `b` maps of `h`×`w` codes, on `tape`.
@@ -218,6 +223,7 @@ impl PixelCnn {
             true => layout::slice(t, 2, 0..y + 1),
             false => Ok(t.clone()),
         };
+        let progress = crate::io::Progress::new("sampling", (h * w) as u64, "positions");
         for y in 0..h {
             let cropped = terms
                 .iter()
@@ -240,10 +246,20 @@ impl PixelCnn {
                     &codes,
                     &map,
                 )?;
+                engine_flush_and_show(e, &progress, pos + 1)?;
             }
         }
         Ok(codes)
     }
+}
+
+/// Submits the recorded positions and moves the bar (no readback).
+fn engine_flush_and_show(e: &Engine, progress: &crate::io::Progress, done: usize) -> Result<()> {
+    if progress.is_live() {
+        e.flush()?;
+        progress.set(done as u64);
+    }
+    Ok(())
 }
 
 /// Nats to bits (per code).
@@ -252,13 +268,10 @@ pub fn bits(nats: f32) -> f32 {
 }
 
 impl Module for PixelCnn {
-    fn params(&self) -> Vec<Param> {
-        let mut p = self.embed.params();
-        for b in &self.blocks {
-            p.extend(b.params());
-        }
-        p.extend(self.head.params());
-        p.extend(self.out.params());
-        p
+    fn children(&self) -> Vec<&dyn Module> {
+        let mut c: Vec<&dyn Module> = vec![&self.embed];
+        c.extend(self.blocks.iter().map(|b| b as &dyn Module));
+        c.extend([&self.head as &dyn Module, &self.out]);
+        c
     }
 }

@@ -1,14 +1,12 @@
 //! Training and checkpoints of a PixelCNN prior over a VQ-VAE's code maps: epochs over
 //! extracted codes, test NLL in bits per code, and a K check against the VQ-VAE. Tests: `tests/vqvae.rs`.
 
-use super::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig, bits};
-use super::vqvae::{check_meta, refs};
-use crate::data::Batches;
+use super::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
+use crate::data::Epoch;
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::io::{self, Meta};
-use crate::kernels::adam::AdamConfig;
 use crate::nn::Module;
-use crate::optim::{Adam, StepLog};
+use crate::optim::{Batch, Examples, StepInfo, Terms, TrainConfig, Trainable};
 use crate::tape::Tape;
 use std::path::Path;
 
@@ -80,69 +78,77 @@ impl Default for PriorTraining {
     }
 }
 
-/// One epoch of prior training: mean NLL in bits per code.
-#[derive(Clone, Debug)]
-pub struct PriorEpoch {
-    pub epoch: u64,
-    pub steps: usize,
-    pub nll_bits: f64,
-    pub maps_per_second: f64,
-}
-
 /// What conditions the prior for a batch of maps (by their indices in the dataset).
 pub type CondFn<'a> = dyn Fn(&[usize]) -> Result<Conditioning> + 'a;
 
-/// Trains `prior` on `data` with Adam; `cond` builds each batch's conditioning; `progress` is
-/// called after every step (step, steps) and every epoch. No readback inside an epoch.
-pub fn train_prior(
-    prior: &PixelCnn,
-    data: &CodeMaps,
-    cond: &CondFn,
-    t: &PriorTraining,
-    progress: &mut dyn FnMut(Option<&PriorEpoch>, usize, usize),
-) -> Result<()> {
-    let engine = prior_engine(prior);
-    let mut adam = Adam::new(
-        prior.params(),
-        AdamConfig {
-            lr: t.lr,
-            ..Default::default()
-        },
-    )?;
-    let batches = Batches::new(data.len(), t.batch, t.seed)?.drop_last(data.len() > t.batch);
-    for e in 0..t.epochs {
-        let order = batches.epoch(e);
-        let steps = order.len();
-        let log = StepLog::new(&engine, 1, steps)?;
-        let start = std::time::Instant::now();
-        let mut maps = 0;
-        for s in 0..steps {
-            let idx = order.batch(s);
-            maps += idx.len();
-            let codes = data.batch(&engine, idx)?;
-            let tape = Tape::new(&engine);
-            let loss = prior.loss(&tape, &codes, &cond(idx)?)?;
-            tape.backward(&loss)?;
-            adam.step()?;
-            log.record(0, s, loss.value())?;
-            engine.flush()?;
-            progress(None, s + 1, steps);
+impl PriorTraining {
+    /// The trainer's configuration: Adam at `lr`; the last partial batch is dropped when
+    /// there is more than one batch.
+    pub fn config(&self, maps: usize, data: impl Into<String>) -> TrainConfig {
+        TrainConfig {
+            drop_last: maps > self.batch,
+            name: "prior".into(),
+            ..TrainConfig::adam(self.batch, self.lr, self.seed, data)
         }
-        let nats = log.means("prior loss", e * steps as u64)?[0];
-        let stats = PriorEpoch {
-            epoch: e + 1,
-            steps,
-            nll_bits: bits(nats as f32) as f64,
-            maps_per_second: maps as f64 / start.elapsed().as_secs_f64(),
-        };
-        progress(Some(&stats), steps, steps);
     }
-    Ok(())
+}
+
+impl Examples for CodeMaps {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    /// Code maps u32 `[B, h, w]`.
+    fn batch(&self, engine: &Engine, epoch: &Epoch, step: usize) -> Result<Batch> {
+        let indices = epoch.batch(step).to_vec();
+        Ok(Batch {
+            x: CodeMaps::batch(self, engine, &indices)?,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            indices,
+        })
+    }
+}
+
+/// A PixelCNN prior with its objective (the mean NLL of the codes) and its conditioning.
+pub struct Prior<'a> {
+    pub net: PixelCnn,
+    /// The code grid it models.
+    pub grid: (usize, usize),
+    cond: Box<CondFn<'a>>,
+}
+
+impl<'a> Prior<'a> {
+    /// `net` over maps of `grid`, conditioned per batch by `cond`.
+    pub fn new(net: PixelCnn, grid: (usize, usize), cond: Box<CondFn<'a>>) -> Prior<'a> {
+        Prior { net, grid, cond }
+    }
+}
+
+impl Module for Prior<'_> {
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.net]
+    }
+}
+
+impl Trainable for Prior<'_> {
+    fn engine(&self) -> &Engine {
+        self.net.engine()
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        describe(&self.net.config, self.grid)
+    }
+
+    /// `nll`: mean cross entropy per code, nats.
+    fn losses(&self, tape: &Tape, batch: &Batch, _at: &StepInfo) -> Result<Terms> {
+        let cond = (self.cond)(&batch.indices)?;
+        Ok(vec![("nll", self.net.loss(tape, &batch.x, &cond)?)])
+    }
 }
 
 /// Mean NLL in bits per code of `data` under `prior` (no gradients), in batches of `batch`.
 pub fn nll_bits(prior: &PixelCnn, data: &CodeMaps, cond: &CondFn, batch: usize) -> Result<f64> {
-    let engine = prior_engine(prior);
+    let engine = prior.engine().clone();
     let (mut sum, mut n) = (0.0f64, 0usize);
     let all: Vec<usize> = (0..data.len()).collect();
     for idx in all.chunks(batch.max(1)) {
@@ -151,10 +157,6 @@ pub fn nll_bits(prior: &PixelCnn, data: &CodeMaps, cond: &CondFn, batch: usize) 
         n += idx.len();
     }
     Ok(sum / n.max(1) as f64)
-}
-
-fn prior_engine(prior: &PixelCnn) -> Engine {
-    prior.params()[0].value().engine().clone()
 }
 
 /// Checkpoint metadata of a prior: its architecture and the code grid it models.
@@ -175,13 +177,8 @@ fn describe(c: &PixelCnnConfig, (h, w): (usize, usize)) -> Vec<(String, String)>
 
 /// Writes the prior (parameters and architecture) atomically.
 pub fn save_prior(prior: &PixelCnn, grid: (usize, usize), path: &Path) -> Result<()> {
-    let named: Vec<(String, Tensor)> = prior
-        .params()
-        .iter()
-        .map(|p| (p.name().to_string(), p.value().clone()))
-        .collect();
     let meta: Meta = describe(&prior.config, grid).into_iter().collect();
-    io::save(path, &refs(&named), &meta)
+    io::save_module(path, prior, &meta)
 }
 
 /// Loads a prior saved by [`save_prior`] for a VQ-VAE with `codes` codes on a `grid` of codes.
@@ -202,13 +199,8 @@ pub fn load_prior(
         );
         return Err(Error::bad("load_prior", why));
     }
-    check_meta(&ck, path, &describe(&config, grid))?;
+    ck.expect_meta(&describe(&config, grid))?;
     let prior = PixelCnn::new(engine, config, 0)?;
-    let named: Vec<(String, Tensor)> = prior
-        .params()
-        .iter()
-        .map(|p| (p.name().to_string(), p.value().clone()))
-        .collect();
-    ck.restore(&refs(&named))?;
+    io::restore_module(&ck, &prior)?;
     Ok(prior)
 }

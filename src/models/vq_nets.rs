@@ -2,7 +2,7 @@
 //! strided 4×4 convolutions, a 3×3 convolution and residual blocks. Tests: `tests/vqvae.rs`.
 
 use crate::engine::{Engine, Result};
-use crate::nn::{Conv2d, ConvTranspose2d, Module};
+use crate::nn::{Conv2d, ConvTranspose2d, Module, layer_seed};
 use crate::tape::{Param, Var};
 
 /// Seeds for the layers of one network, derived from a base seed (golden-ratio stride).
@@ -10,7 +10,7 @@ fn seeds(seed: u64) -> impl FnMut() -> u64 {
     let mut i = 0u64;
     move || {
         i += 1;
-        seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        layer_seed(seed, i)
     }
 }
 

@@ -2,15 +2,14 @@
 //! trained on MSE + codebook + commitment losses; code maps for a prior. Tests: `tests/vqvae.rs`.
 
 use super::vq_nets::{Decoder, Encoder, NetConfig};
-use crate::data::{Batches, Split};
+use crate::data::Split;
 use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::io::{self, Meta};
-use crate::kernels::adam::AdamConfig;
 use crate::kernels::{conv2d, elementwise as ew, layout};
 use crate::nn::Module;
 use crate::nn::vq::{CodebookStats, VectorQuantizer, VqConfig, VqOutput};
-use crate::optim::{Adam, StepLog};
-use crate::tape::{Param, Tape, Var};
+use crate::optim::{Batch, StepInfo, Terms, TrainConfig, Trainable};
+use crate::tape::{Tape, Var};
 use std::path::Path;
 
 /// Sizes of a [`VqVae`].
@@ -118,11 +117,10 @@ impl VqForward {
     }
 }
 
-/// What [`VqTrainer`] needs of a VQ model (the one-level [`VqVae`], VQ-VAE-2).
+/// What a VQ model gives its training objective ([`VqTraining`]) and the examples: the
+/// one-level [`VqVae`] and VQ-VAE-2.
 pub trait VqModel: Module {
     fn engine(&self) -> &Engine;
-    /// Training mode lets the quantisers update EMA state, usage and resets.
-    fn set_training(&self, training: bool);
     /// The quantisers, coarsest first.
     fn quantizers(&self) -> Vec<&VectorQuantizer>;
     /// x: [B, C·H·W] pixels in [0, 1] → reconstruction, codes and losses (MSE scaled by
@@ -131,34 +129,20 @@ pub trait VqModel: Module {
     /// Checkpoint metadata describing the architecture.
     fn describe(&self) -> Vec<(String, String)>;
 
-    /// Parameters and buffers by name (a checkpoint's content).
-    fn named(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = self
-            .params()
-            .iter()
-            .map(|p| (p.name().to_string(), p.value().clone()))
-            .collect();
-        for (n, t) in self.quantizers().iter().flat_map(|q| q.buffers()) {
-            if !v.iter().any(|(m, _)| *m == n) {
-                v.push((n, t));
-            }
-        }
-        v
-    }
-
-    /// Writes the model alone (no optimizer state) atomically: what a prior's training loads.
+    /// Writes the model alone (no optimizer state) atomically.
     fn save(&self, path: &Path) -> Result<()> {
         let meta: Meta = self.describe().into_iter().collect();
-        io::save(path, &refs(&self.named()), &meta)
+        io::save_module(path, self.as_module(), &meta)
     }
 
-    /// Overwrites this model's tensors from a checkpoint saved by [`VqModel::save`] or a
-    /// [`VqTrainer`], after checking its architecture metadata.
+    /// Overwrites this model's tensors from a checkpoint saved by [`VqModel::save`] or by a
+    /// trainer, after checking its architecture metadata.
     fn restore(&self, path: &Path) -> Result<()> {
-        let ck = io::load(path)?;
-        check_meta(&ck, path, &self.describe())?;
-        ck.restore(&refs(&self.named()))
+        io::load_module(path, self.as_module(), &self.describe()).map(drop)
     }
+
+    /// The model as a [`Module`].
+    fn as_module(&self) -> &dyn Module;
 }
 
 pub struct VqVae {
@@ -244,7 +228,7 @@ impl VqVae {
         self.decode_codes(&self.encode_codes(x)?)
     }
 
-    /// A model saved by [`VqVae::save`] or by a [`VqTrainer`] checkpoint; its architecture must
+    /// A model saved by [`VqModel::save`] or by a trainer's checkpoint; its architecture must
     /// match `config` (the metadata is compared and a mismatch named).
     pub fn load(engine: &Engine, config: VqVaeConfig, path: &Path) -> Result<VqVae> {
         let model = VqVae::new(engine, config, 0)?;
@@ -258,8 +242,8 @@ impl VqModel for VqVae {
         &self.engine
     }
 
-    fn set_training(&self, training: bool) {
-        self.quantizer.set_training(training);
+    fn as_module(&self) -> &dyn Module {
+        self
     }
 
     fn quantizers(&self) -> Vec<&VectorQuantizer> {
@@ -276,213 +260,79 @@ impl VqModel for VqVae {
 }
 
 impl Module for VqVae {
-    fn params(&self) -> Vec<Param> {
-        let mut p = self.encoder.params();
-        p.extend(self.quantizer.params());
-        p.extend(self.decoder.params());
-        p
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.encoder, &self.quantizer, &self.decoder]
     }
 }
 
-/// Fails naming the first key whose saved value differs from `want`.
-pub(crate) fn check_meta(
-    ck: &io::Checkpoint,
-    path: &Path,
-    want: &[(String, String)],
-) -> Result<()> {
-    for (key, value) in want {
-        let got = ck.meta(key)?;
-        if got != value {
-            let why = format!(
-                "{} was saved with {key} = {got}, this model has {key} = {value}",
-                path.display()
-            );
-            return Err(Error::bad("checkpoint", why));
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn refs(named: &[(String, Tensor)]) -> Vec<(&str, &Tensor)> {
-    named.iter().map(|(n, t)| (n.as_str(), t)).collect()
-}
-
-/// Means over an epoch of VQ-VAE training, and the codebook's health.
-#[derive(Clone, Debug)]
-pub struct VqEpochStats {
-    pub epoch: u64,
-    pub steps: usize,
-    pub loss: f64,
-    pub mse: f64,
-    pub codebook_loss: f64,
-    pub commitment_loss: f64,
-    /// Fraction of the K codes used at least once in the epoch.
-    pub usage: f64,
-    pub perplexity: f64,
-    pub unused: usize,
-    /// Every quantiser's health, coarsest first (the fields above are the finest level's).
-    pub levels: Vec<CodebookStats>,
-    pub images_per_second: f64,
-}
-
-/// Adam on a VQ model over shuffled batches; losses logged on the GPU and read once per epoch.
-pub struct VqTrainer<M: VqModel = VqVae> {
+/// A VQ model with its objective: the MSE over the training pixels' variance plus every
+/// quantiser's codebook and commitment losses.
+pub struct VqTraining<M: VqModel> {
     pub model: M,
-    adam: Adam,
-    batches: Batches,
-    lr: f32,
-    seed: u64,
     /// Variance of the training pixels (the MSE's scale in the loss).
     pub data_variance: f32,
-    step: u64,
-    epoch: u64,
 }
 
-impl<M: VqModel> VqTrainer<M> {
-    pub fn new(model: M, train: &Split, batch: usize, lr: f32, seed: u64) -> Result<Self> {
-        let adam = Adam::new(
-            model.params(),
-            AdamConfig {
-                lr: lr as f64,
-                ..Default::default()
-            },
-        )?;
+impl<M: VqModel> VqTraining<M> {
+    /// `model` to be trained on `train` (whose pixel variance scales the MSE).
+    pub fn new(model: M, train: &Split) -> VqTraining<M> {
         let px = train.images();
         let n = px.len().max(1) as f64;
         let mean = px.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = px.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        Ok(VqTrainer {
+        VqTraining {
             model,
-            adam,
-            batches: Batches::new(train.len(), batch, seed)?.drop_last(true),
-            lr,
-            seed,
             data_variance: var.max(1e-6) as f32,
-            step: 0,
-            epoch: 0,
-        })
-    }
-
-    pub fn step(&self) -> u64 {
-        self.step
-    }
-
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// One step on a batch [B, C·H·W]; the losses stay on the GPU.
-    pub fn train_step(&mut self, x: &Tensor) -> Result<VqForward> {
-        self.model.set_training(true);
-        let tape = Tape::new(self.model.engine());
-        let f = self.model.forward(&tape, x, self.data_variance)?;
-        tape.backward(&f.loss)?;
-        self.adam.step()?;
-        self.step += 1;
-        Ok(f)
-    }
-
-    /// One epoch over `train`; `progress(step, steps)` is called after each step (no readback).
-    pub fn train_epoch(
-        &mut self,
-        train: &Split,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<VqEpochStats> {
-        let engine = self.model.engine().clone();
-        let epoch = self.batches.epoch(self.epoch);
-        let steps = epoch.len();
-        let log = StepLog::new(&engine, 4, steps)?;
-        let mut host = Vec::new();
-        let start = std::time::Instant::now();
-        for q in self.model.quantizers() {
-            q.start_epoch()?;
         }
-        let mut images = 0;
-        for s in 0..steps {
-            epoch.gather(train, s, &mut host);
-            let b = epoch.batch(s).len();
-            images += b;
-            let x = Tensor::from_slice(&engine, &host, &[b, host.len() / b])?;
-            let f = self.train_step(&x)?;
-            for (row, v) in [&f.loss, &f.mse, &f.codebook_loss, &f.commitment_loss]
-                .into_iter()
-                .enumerate()
-            {
-                log.record(row, s, v.value())?;
-            }
-            engine.flush()?;
-            progress(s + 1, steps);
+    }
+
+    /// Every quantiser's health since the epoch began, coarsest first (one readback each).
+    pub fn health(&self) -> Result<Vec<CodebookStats>> {
+        let q = self.model.quantizers();
+        q.iter().map(|q| q.epoch_stats()).collect()
+    }
+
+    /// The trainer's configuration: Adam at `lr`, the last partial batch dropped.
+    pub fn config(batch: usize, lr: f64, seed: u64, data: impl Into<String>) -> TrainConfig {
+        TrainConfig {
+            drop_last: true,
+            name: "vq".into(),
+            ..TrainConfig::adam(batch, lr, seed, data)
         }
-        let m = log.means("VQ-VAE training loss", self.step - steps as u64)?;
-        let levels = self
-            .model
+    }
+}
+
+impl<M: VqModel> Module for VqTraining<M> {
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![self.model.as_module()]
+    }
+}
+
+impl<M: VqModel> Trainable for VqTraining<M> {
+    fn engine(&self) -> &Engine {
+        self.model.engine()
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        self.model.describe()
+    }
+
+    fn start_epoch(&self) -> Result<()> {
+        self.model
             .quantizers()
             .iter()
-            .map(|q| q.epoch_stats())
-            .collect::<Result<Vec<_>>>()?;
-        let health = &levels[levels.len() - 1];
-        self.epoch += 1;
-        Ok(VqEpochStats {
-            epoch: self.epoch,
-            steps,
-            loss: m[0],
-            mse: m[1],
-            codebook_loss: m[2],
-            commitment_loss: m[3],
-            usage: health.usage,
-            perplexity: health.perplexity,
-            unused: health.unused,
-            levels,
-            images_per_second: images as f64 / start.elapsed().as_secs_f64(),
-        })
+            .try_for_each(|q| q.start_epoch())
     }
 
-    fn meta(&self) -> Vec<(String, String)> {
-        let mut m = self.model.describe();
-        m.extend([
-            ("batch".to_string(), self.batches.batch_size().to_string()),
-            ("lr".to_string(), self.lr.to_string()),
-            ("seed".to_string(), self.seed.to_string()),
-            ("step".to_string(), self.step.to_string()),
-            ("epoch".to_string(), self.epoch.to_string()),
-        ]);
-        m
-    }
-
-    fn named(&self) -> Vec<(String, Tensor)> {
-        let mut v = self.model.named();
-        v.extend(self.adam.state());
-        v
-    }
-
-    /// Model, optimizer state and position, written atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let meta: Meta = self.meta().into_iter().collect();
-        io::save(path, &refs(&self.named()), &meta)
-    }
-
-    /// Continues a run saved by [`VqTrainer::save`] with the same settings.
-    pub fn resume(
-        model: M,
-        train: &Split,
-        batch: usize,
-        lr: f32,
-        seed: u64,
-        path: &Path,
-    ) -> Result<Self> {
-        let ck = io::load(path)?;
-        let mut t = VqTrainer::new(model, train, batch, lr, seed)?;
-        let want: Vec<_> = t
-            .meta()
-            .into_iter()
-            .filter(|(k, _)| k != "step" && k != "epoch")
-            .collect();
-        check_meta(&ck, path, &want)?;
-        ck.restore(&refs(&t.named()))?;
-        t.step = ck.meta_parse("step")?;
-        t.epoch = ck.meta_parse("epoch")?;
-        t.adam.set_steps(t.step);
-        Ok(t)
+    /// `loss`, `mse`, `codebook` and `commitment`.
+    fn losses(&self, tape: &Tape, batch: &Batch, _at: &StepInfo) -> Result<Terms> {
+        let f = self.model.forward(tape, &batch.x, self.data_variance)?;
+        Ok(vec![
+            ("loss", f.loss),
+            ("mse", f.mse),
+            ("codebook", f.codebook_loss),
+            ("commitment", f.commitment_loss),
+        ])
     }
 }
 
@@ -502,7 +352,9 @@ pub fn evaluate(model: &VqVae, split: &Split, batch: usize) -> Result<VqEval> {
     let mut counts = vec![0u32; model.config.vq.codes];
     let mut sq = 0.0f64;
     let pixels = split.pixels_per_image();
+    let progress = crate::io::Progress::new("evaluating", split.len() as u64, "img");
     for start in (0..split.len()).step_by(batch) {
+        progress.set(start as u64);
         let n = batch.min(split.len() - start);
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(engine, host, &[n, pixels])?;
@@ -530,7 +382,9 @@ pub fn extract_codes(model: &VqVae, split: &Split, batch: usize) -> Result<Vec<u
     let engine = model.engine();
     let pixels = split.pixels_per_image();
     let mut out = Vec::with_capacity(split.len() * 49);
+    let progress = crate::io::Progress::new("encoding", split.len() as u64, "img");
     for start in (0..split.len()).step_by(batch) {
+        progress.set(start as u64);
         let n = batch.min(split.len() - start);
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(engine, host, &[n, pixels])?;

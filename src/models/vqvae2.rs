@@ -8,7 +8,7 @@ use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::kernels::{conv2d, elementwise as ew, layout};
 use crate::nn::vq::{VectorQuantizer, VqConfig};
 use crate::nn::{Conv2d, ConvTranspose2d, Module, layer_seed};
-use crate::tape::{Param, Tape, Var};
+use crate::tape::{Tape, Var};
 use std::path::Path;
 
 /// Sizes of a [`VqVae2`]: image [C, H, W] with H, W divisible by 4; both levels share D.
@@ -207,16 +207,17 @@ impl VqVae2 {
 }
 
 impl Module for VqVae2 {
-    fn params(&self) -> Vec<Param> {
-        let mut p = self.enc_bottom.params();
-        p.extend(self.enc_top.params());
-        p.extend(self.top.params());
-        p.extend(self.dec_top.params());
-        p.extend(self.pre_bottom.params());
-        p.extend(self.bottom.params());
-        p.extend(self.up_top.params());
-        p.extend(self.decoder.params());
-        p
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![
+            &self.enc_bottom,
+            &self.enc_top,
+            &self.top,
+            &self.dec_top,
+            &self.pre_bottom,
+            &self.bottom,
+            &self.up_top,
+            &self.decoder,
+        ]
     }
 }
 
@@ -225,9 +226,8 @@ impl VqModel for VqVae2 {
         &self.engine
     }
 
-    fn set_training(&self, training: bool) {
-        self.top.set_training(training);
-        self.bottom.set_training(training);
+    fn as_module(&self) -> &dyn Module {
+        self
     }
 
     fn quantizers(&self) -> Vec<&VectorQuantizer> {
@@ -276,7 +276,9 @@ pub fn extract_codes(
 ) -> Result<(Vec<u32>, Vec<u32>)> {
     let pixels = split.pixels_per_image();
     let (mut top, mut bottom) = (Vec::new(), Vec::new());
+    let progress = crate::io::Progress::new("encoding", split.len() as u64, "img");
     for start in (0..split.len()).step_by(batch.max(1)) {
+        progress.set(start as u64);
         let n = batch.min(split.len() - start);
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(&model.engine, host, &[n, pixels])?;
@@ -302,7 +304,9 @@ pub fn evaluate(model: &VqVae2, split: &crate::data::Split, batch: usize) -> Res
             .map(|(&a, &b)| ((a - b) as f64).powi(2))
             .sum())
     };
+    let progress = crate::io::Progress::new("evaluating", split.len() as u64, "img");
     for start in (0..split.len()).step_by(batch.max(1)) {
+        progress.set(start as u64);
         let n = batch.min(split.len() - start);
         let host = &split.images()[start * pixels..(start + n) * pixels];
         let x = Tensor::from_slice(&model.engine, host, &[n, pixels])?;

@@ -7,14 +7,64 @@ use crate::engine::{Engine, Result, Tensor};
 use crate::tape::{Param, Tape, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::cell::Cell;
 
 mod pixelcnn;
 pub use pixelcnn::{Condition, GatedBlock, GatedBlockConfig, MaskedConv2d};
 
-/// Anything with named parameters.
+/// One interface for every layer and model: named trainable parameters, named non-trainable
+/// state (batch-norm running statistics, EMA codebooks, counters) and a train/eval mode. The
+/// optimizers, the trainer and checkpoints see a model only through it.
+///
+/// A composite lists its sub-modules in [`Module::children`] and inherits the rest; a layer that
+/// holds tensors itself overrides [`Module::params`] (and [`Module::state`] if it has state).
 pub trait Module {
-    /// Parameters in a fixed order (optimizer state and checkpoints rely on it).
-    fn params(&self) -> Vec<Param>;
+    /// The sub-modules, in a fixed order.
+    fn children(&self) -> Vec<&dyn Module> {
+        Vec::new()
+    }
+
+    /// Trainable parameters in a fixed order (optimizer state and checkpoints rely on it).
+    fn params(&self) -> Vec<Param> {
+        self.children().iter().flat_map(|c| c.params()).collect()
+    }
+
+    /// Named tensors that are saved and restored but not trained, in a fixed order.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.children().iter().flat_map(|c| c.state()).collect()
+    }
+
+    /// Training (batch statistics, EMA updates, code usage) or evaluation mode.
+    fn set_training(&self, training: bool) {
+        for c in self.children() {
+            c.set_training(training);
+        }
+    }
+
+    /// Host-side counters that are state too (a quantiser's position in its random stream),
+    /// by name; checkpoints keep them in their metadata.
+    fn counters(&self) -> Vec<(String, &Cell<u64>)> {
+        self.children()
+            .into_iter()
+            .flat_map(|c| c.counters())
+            .collect()
+    }
+
+    /// Everything a checkpoint of the module holds: the parameters by name, then the state. A
+    /// state tensor that is also a parameter (an EMA codebook is both) appears once.
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self
+            .params()
+            .iter()
+            .map(|p| (p.name().to_string(), p.value().clone()))
+            .collect();
+        for (name, t) in self.state() {
+            if !v.iter().any(|(n, _)| *n == name) {
+                v.push((name, t));
+            }
+        }
+        v
+    }
 }
 
 /// The seed of a model's `i`-th layer, derived from the model's seed (golden-ratio stride).
@@ -220,11 +270,6 @@ impl BatchNorm {
         })
     }
 
-    /// Training (batch statistics) or evaluation (running statistics).
-    pub fn set_training(&self, training: bool) {
-        self.training.set(training);
-    }
-
     pub fn forward(&self, x: &Var) -> Result<Var> {
         let tape = x.tape();
         let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));
@@ -240,9 +285,15 @@ impl BatchNorm {
             )
         }
     }
+}
+
+impl Module for BatchNorm {
+    fn params(&self) -> Vec<Param> {
+        vec![self.gamma.clone(), self.beta.clone()]
+    }
 
     /// The running statistics, named as PyTorch names them.
-    pub fn buffers(&self) -> Vec<(String, Tensor)> {
+    fn state(&self) -> Vec<(String, Tensor)> {
         vec![
             (
                 format!("{}.running_mean", self.name),
@@ -254,10 +305,9 @@ impl BatchNorm {
             ),
         ]
     }
-}
 
-impl Module for BatchNorm {
-    fn params(&self) -> Vec<Param> {
-        vec![self.gamma.clone(), self.beta.clone()]
+    /// Training (batch statistics) or evaluation (running statistics).
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
     }
 }

@@ -172,11 +172,6 @@ impl VectorQuantizer {
         })
     }
 
-    /// Training (EMA, usage counts, resets) or evaluation (quantisation and losses only).
-    pub fn set_training(&self, training: bool) {
-        self.training.set(training);
-    }
-
     pub fn is_training(&self) -> bool {
         self.training.get()
     }
@@ -279,10 +274,19 @@ impl VectorQuantizer {
             counts,
         })
     }
+}
 
-    /// State for checkpoints beyond [`Module::params`]: the steps since each code was used, and
-    /// with EMA the codebook and the EMA statistics.
-    pub fn buffers(&self) -> Vec<(String, Tensor)> {
+impl Module for VectorQuantizer {
+    /// The codebook when gradients train it; nothing with EMA (an optimizer must not touch it).
+    fn params(&self) -> Vec<Param> {
+        match self.config.ema {
+            Some(_) => Vec::new(),
+            None => vec![self.codebook.clone()],
+        }
+    }
+
+    /// The steps since each code was used, and with EMA the codebook and the EMA statistics.
+    fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![(format!("{}.steps_unused", self.name), self.idle.clone())];
         if let Some((sizes, sums)) = &self.ema {
             out.push((
@@ -294,14 +298,14 @@ impl VectorQuantizer {
         }
         out
     }
-}
 
-impl Module for VectorQuantizer {
-    /// The codebook when gradients train it; nothing with EMA (an optimizer must not touch it).
-    fn params(&self) -> Vec<Param> {
-        match self.config.ema {
-            Some(_) => Vec::new(),
-            None => vec![self.codebook.clone()],
-        }
+    /// The Philox offset of the next reset draw.
+    fn counters(&self) -> Vec<(String, &Cell<u64>)> {
+        vec![(format!("{}.draws", self.name), &self.draws)]
+    }
+
+    /// Training (EMA, usage counts, resets) or evaluation (quantisation and losses only).
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
     }
 }

@@ -1,9 +1,28 @@
 //! Optimizers stepping every parameter with the fused kernels of `kernels::adam`, the KL weight
-//! schedules (β, linear warm-up) and the GPU-side log of step losses. Tests: `kernels-tests/tape.rs`.
+//! schedules (β, linear warm-up), the GPU-side log of step losses, and the one [`Trainer`].
+//! Tests: `kernels-tests/tape.rs`, `tests/trainer.rs`.
+
+mod trainer;
+pub use trainer::{
+    Batch, EpochStats, Examples, Group, OptimizerConfig, StepInfo, Terms, TrainConfig, Trainable,
+    Trainer,
+};
 
 use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::kernels::adam::{self, AdamConfig};
 use crate::tape::Param;
+
+/// What the trainer needs of an optimizer over a fixed list of parameters.
+pub trait Optimizer {
+    /// One update of every parameter (missing gradients count as zero), then forgets them.
+    fn step(&mut self) -> Result<()>;
+
+    /// Its state for checkpoints, by name.
+    fn state(&self) -> Vec<(String, Tensor)>;
+
+    /// Restores the step count after the state was loaded.
+    fn set_steps(&mut self, step: u64);
+}
 
 /// Adam / AdamW over a fixed list of parameters (moments live on the GPU).
 pub struct Adam {
@@ -33,9 +52,16 @@ impl Adam {
         })
     }
 
+    /// Steps taken so far (Adam's t).
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+}
+
+impl Optimizer for Adam {
     /// One update of every parameter from its gradient (a parameter no backward reached
     /// counts as having a zero gradient), then forgets the gradients.
-    pub fn step(&mut self) -> Result<()> {
+    fn step(&mut self) -> Result<()> {
         self.step += 1;
         for (p, (m, v)) in self.params.iter().zip(&self.moments) {
             p.materialize_grad()?;
@@ -45,13 +71,8 @@ impl Adam {
         Ok(())
     }
 
-    /// Steps taken so far (Adam's t).
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
-
-    /// Optimizer state for checkpoints: (name, tensor) of every first and second moment.
-    pub fn state(&self) -> Vec<(String, Tensor)> {
+    /// Every first and second moment: `adam.m.<param>`, `adam.v.<param>`.
+    fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for (p, (m, v)) in self.params.iter().zip(&self.moments) {
             out.push((format!("adam.m.{}", p.name()), m.clone()));
@@ -60,8 +81,7 @@ impl Adam {
         out
     }
 
-    /// Restores the step count after loading the moments into the tensors of [`Adam::state`].
-    pub fn set_steps(&mut self, step: u64) {
+    fn set_steps(&mut self, step: u64) {
         self.step = step;
     }
 }
@@ -107,9 +127,10 @@ impl Sgd {
             buffers,
         })
     }
+}
 
-    /// One update of every parameter (missing gradients count as zero), then forgets them.
-    pub fn step(&mut self) -> Result<()> {
+impl Optimizer for Sgd {
+    fn step(&mut self) -> Result<()> {
         for (i, p) in self.params.iter().enumerate() {
             p.materialize_grad()?;
             let buf = self.buffers.as_ref().map(|b| &b[i]);
@@ -118,6 +139,21 @@ impl Sgd {
         }
         Ok(())
     }
+
+    /// The momentum buffers: `sgd.momentum.<param>`.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let Some(bufs) = &self.buffers else {
+            return Vec::new();
+        };
+        self.params
+            .iter()
+            .zip(bufs)
+            .map(|(p, b)| (format!("sgd.momentum.{}", p.name()), b.clone()))
+            .collect()
+    }
+
+    /// SGD has no step count.
+    fn set_steps(&mut self, _step: u64) {}
 }
 
 /// One-element values (a step's loss and its parts) copied on the GPU into one buffer of
@@ -137,6 +173,14 @@ impl StepLog {
     pub fn record(&self, series: usize, step: usize, value: &Tensor) -> Result<()> {
         let engine = self.log.engine();
         engine.copy_region(value, 0, &self.log, series * self.steps + step, 1)
+    }
+
+    /// The mean of row `series` over its first `steps` steps (one readback: for a progress
+    /// bar every few seconds, not every step).
+    pub fn running_mean(&self, series: usize, steps: usize) -> Result<f64> {
+        let values = self.log.to_vec::<f32>()?;
+        let row = &values[series * self.steps..series * self.steps + steps.min(self.steps)];
+        Ok(row.iter().map(|&v| v as f64).sum::<f64>() / row.len().max(1) as f64)
     }
 
     /// Each row's mean over the steps. A non-finite value in row 0 (the loss) is

@@ -378,15 +378,16 @@ fn normal_quantile(p: f64) -> f64 {
 }
 
 impl Report {
-    /// metrics.json: the figures with the settings that produced them.
-    pub fn to_json(&self, s: &TrainSettings, epochs: u64, steps: u64) -> String {
+    /// metrics.json: the figures of `model` (the example's name) with the settings that
+    /// produced them.
+    pub fn to_json(&self, model: &str, s: &TrainSettings, epochs: u64, steps: u64) -> String {
         let vars: Vec<String> = self
             .unit_variances
             .iter()
             .map(|v| format!("{v:.6}"))
             .collect();
         format!(
-            "{{\n  \"model\": \"mlp-vae\",\n  \"epochs\": {epochs},\n  \"steps\": {steps},\n  \"batch\": {},\n  \"lr\": {},\n  \"beta\": {},\n  \"warmup\": {},\n  \"seed\": {},\n  \"objective\": \"{:?}\",\n  \"test_neg_elbo\": {:.4},\n  \"test_recon\": {:.4},\n  \"test_kl\": {:.4},\n  \"iwae_k\": {},\n  \"iwae_images\": {},\n  \"iwae_nll\": {:.4},\n  \"active_units\": {},\n  \"unit_variances\": [{}]{}\n}}\n",
+            "{{\n  \"model\": \"{model}\",\n  \"epochs\": {epochs},\n  \"steps\": {steps},\n  \"batch\": {},\n  \"lr\": {},\n  \"beta\": {},\n  \"warmup\": {},\n  \"seed\": {},\n  \"objective\": \"{:?}\",\n  \"test_neg_elbo\": {:.4},\n  \"test_recon\": {:.4},\n  \"test_kl\": {:.4},\n  \"iwae_k\": {},\n  \"iwae_images\": {},\n  \"iwae_nll\": {:.4},\n  \"active_units\": {},\n  \"unit_variances\": [{}]{}\n}}\n",
             s.batch,
             s.lr,
             s.beta,

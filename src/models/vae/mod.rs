@@ -6,12 +6,12 @@ mod eval;
 mod train;
 
 pub use eval::{Report, SampleAccuracy, draw, evaluate, iwae, sample_accuracy};
-pub use train::{EpochStats, TrainSettings, Trainer};
+pub use train::{Elbo, TrainSettings, resume, trainer};
 
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::kernels::random;
-use crate::nn::{Linear, Module};
-use crate::tape::{Param, Tape, Var};
+use crate::nn::{Linear, Module, layer_seed};
+use crate::tape::{Tape, Var};
 
 /// Layer widths. `Default` is W1: 784 → 512 → 256 → 2×32, and back; `classes` > 0 makes it
 /// conditional on a one-hot label of that many classes, fed to both networks scaled by
@@ -80,28 +80,27 @@ pub struct Losses {
     pub kl_mean: Var,
 }
 
-/// One-hot rows [n, classes] (f32) for `labels`; a label ≥ `classes` is a typed error.
+/// One-hot rows `[n, classes]` (f32) for `labels` (the `categorical::one_hot` kernel); a label
+/// ≥ `classes` is a typed error.
 pub fn one_hot(engine: &Engine, labels: &[u8], classes: usize) -> Result<Tensor> {
-    let mut v = vec![0.0f32; labels.len() * classes];
-    for (i, &l) in labels.iter().enumerate() {
-        if l as usize >= classes {
-            return Err(Error::bad(
-                "one_hot",
-                format!("label {l} of example {i} is not below {classes}"),
-            ));
-        }
-        v[i * classes + l as usize] = 1.0;
+    if let Some(i) = labels.iter().position(|&l| l as usize >= classes) {
+        return Err(Error::bad(
+            "one_hot",
+            format!("label {} of example {i} is not below {classes}", labels[i]),
+        ));
     }
-    Tensor::from_slice(engine, &v, &[labels.len(), classes])
+    let codes: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+    let codes = Tensor::from_slice(engine, &codes, &[labels.len()])?;
+    crate::kernels::categorical::one_hot(&codes, classes)
 }
 
 impl Vae {
     /// A VAE with PyTorch-default init drawn from `seed`.
     pub fn new(engine: &Engine, config: VaeConfig, seed: u64) -> Result<Vae> {
-        let mut next = seed;
+        let mut next = 0;
         let mut layer = |name: String, i: usize, o: usize| {
-            next = next.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            Linear::new(engine, &name, i, o, next)
+            next += 1;
+            Linear::new(engine, &name, i, o, layer_seed(seed, next))
         };
         let mut encoder = Vec::new();
         let mut width = config.input + config.classes;
@@ -146,7 +145,7 @@ impl Vae {
                 Var::concat(&[v, &c], 1)
             }
             (k, c) => Err(Error::bad(
-                "vae",
+                "Vae condition",
                 format!(
                     "the model has {k} classes but got condition {:?}",
                     c.map(|c| c.shape().to_vec())
@@ -182,14 +181,6 @@ pub trait Autoencoder: Module {
 
     /// Model settings stored in checkpoints and checked on resume.
     fn describe(&self) -> Vec<(String, String)>;
-
-    /// Non-parameter state saved in checkpoints (running statistics of batch norm).
-    fn buffers(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-
-    /// Batch statistics (training) or running statistics (evaluation) in batch-norm layers.
-    fn set_training(&self, _training: bool) {}
 
     /// The loss of a batch `x` [B, input] in [0, 1] (condition `c` [B, classes] for a CVAE)
     /// with noise `eps` [B, latent].
@@ -302,16 +293,11 @@ impl Autoencoder for Vae {
 }
 
 impl Module for Vae {
-    fn params(&self) -> Vec<Param> {
-        let mut p = Vec::new();
-        for l in self
-            .encoder
-            .iter()
-            .chain([&self.mu, &self.logvar])
+    fn children(&self) -> Vec<&dyn Module> {
+        let layers = self.encoder.iter().chain([&self.mu, &self.logvar]);
+        layers
             .chain(&self.decoder)
-        {
-            p.extend(l.params());
-        }
-        p
+            .map(|l| l as &dyn Module)
+            .collect()
     }
 }
