@@ -193,9 +193,8 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         ];
         latent::io::line_plot_png(out.join("loss_curve.png"), &series, (640, 400))?;
     }
-    let json = report.to_json(&settings, trainer.epoch, trainer.step);
-    std::fs::write(out.join("metrics.json"), &json)
-        .map_err(|e| latent::Error::bad("vae", format!("cannot write metrics.json: {e}")))?;
+    let metrics = report.metrics(name, &settings, trainer.epoch, trainer.step);
+    latent::io::write_metrics(out.join("metrics.json"), &metrics)?;
     let conditional = if classes > 0 { "conditional " } else { "" };
     println!(
         "test {conditional}-ELBO {:.2} nats (recon {:.2} + KL {:.2}); IWAE-{} NLL {:.2} nats on {} images; {} active units of {}; outputs in {}",

@@ -7,7 +7,7 @@ mod recorder;
 mod shader;
 mod tensor;
 
-pub use error::{CheckpointProblem, DataProblem, Error, Result};
+pub use error::{CheckpointProblem, DataProblem, Error, FolderProblem, Result};
 pub use recorder::{Grid, ProfileRow, Stats, fold};
 pub use shader::Shader;
 pub use tensor::{DType, Element, Tensor};

@@ -1,12 +1,15 @@
-//! Files out: safetensors checkpoints, PNG image grids and plots, all written atomically.
+//! Files out: safetensors checkpoints, PNG image grids, SVG plots, CSV series and
+//! metrics.json, all written atomically.
 //! Tested by `tests/io.rs` (`cargo test --release --test io`).
 
 mod checkpoint;
 mod grid;
+mod metrics;
 mod plot;
 
 pub use checkpoint::{CHECKSUM_KEY, Checkpoint, Checkpointable, Meta, load, save};
 pub use grid::{save_grid, save_rgb_grid};
+pub use metrics::{Metrics, Value, write_metrics};
 pub use plot::{AXIS, Axes, PALETTE, ZERO, line_plot_png, scatter_png};
 
 use crate::{Error, Result};

@@ -107,11 +107,11 @@ pub fn evaluate(
 }
 
 /// Mean over `images` of −log p(x) ≈ −log (1/k) Σ_j p(x|z_j) p(z_j) / q(z_j|x), z_j ~ q(z|x)
-/// (Burda et al. 2016; conditioned on the labels for a CVAE), the k weights combined with a
-/// stable log-sum-exp on the GPU.
+/// (Burda et al. 2016; conditioned on the labels for a CVAE), the k weights formed in log space
+/// ([`crate::dist::iwae_log_weights`]) and combined with a stable log-sum-exp on the GPU.
 pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Result<f64> {
     vae.set_training(false);
-    use crate::kernels::{elementwise as ew, elementwise::Binary, kl, layout, losses};
+    use crate::kernels::{kl, layout, losses};
     let engine = vae.engine().clone();
     let d = vae.dims().latent;
     let n = images.len();
@@ -143,15 +143,8 @@ pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Resul
         let z = kl::reparameterize(&mur, &lvr, &eps)?;
         let logits = vae.decode(&tape.input(&z), cr.as_ref().map(|t| tape.input(t)).as_ref())?;
         let bce = losses::bce_with_logits(logits.value(), &xr)?;
-        let zeros = Tensor::zeros(&engine, &[c * k, d], crate::engine::DType::F32)?;
-        let nll_prior = losses::gaussian_nll(&z, &zeros, &zeros)?;
-        let nll_q = losses::gaussian_nll(&z, &mur, &lvr)?;
-        // log w = log p(x|z) + log p(z) − log q(z|x) = nll_q − bce − nll_prior.
-        let logw = ew::binary(
-            Binary::Sub,
-            &ew::binary(Binary::Sub, &nll_q, &bce)?,
-            &nll_prior,
-        )?;
+        // In log space (the ε form of log q): finite even where σ² underflows to 0.
+        let logw = crate::dist::iwae_log_weights(&bce, &z, &lvr, &eps)?;
         total += sum_f64(&crate::dist::iwae_nll(&logw.reshape(&[c, k])?)?)?;
     }
     Ok(total / n as f64)
@@ -378,49 +371,35 @@ fn normal_quantile(p: f64) -> f64 {
 }
 
 impl Report {
-    /// metrics.json: the figures with the settings that produced them.
-    pub fn to_json(&self, s: &TrainSettings, epochs: u64, steps: u64) -> String {
-        let vars: Vec<String> = self
-            .unit_variances
-            .iter()
-            .map(|v| format!("{v:.6}"))
-            .collect();
-        format!(
-            "{{\n  \"model\": \"mlp-vae\",\n  \"epochs\": {epochs},\n  \"steps\": {steps},\n  \"batch\": {},\n  \"lr\": {},\n  \"beta\": {},\n  \"warmup\": {},\n  \"seed\": {},\n  \"objective\": \"{:?}\",\n  \"test_neg_elbo\": {:.4},\n  \"test_recon\": {:.4},\n  \"test_kl\": {:.4},\n  \"iwae_k\": {},\n  \"iwae_images\": {},\n  \"iwae_nll\": {:.4},\n  \"active_units\": {},\n  \"unit_variances\": [{}]{}\n}}\n",
-            s.batch,
-            s.lr,
-            s.beta,
-            s.warmup,
-            s.seed,
-            s.objective,
-            self.neg_elbo,
-            self.recon,
-            self.kl,
-            self.iwae_k,
-            self.iwae_images,
-            self.iwae_nll,
-            self.active_units,
-            vars.join(", "),
-            self.judged_json(),
-        )
-    }
-
-    /// The judge's figures as JSON members (each line starting ",\n"), or nothing.
-    fn judged_json(&self) -> String {
-        let mut out = String::new();
+    /// The figures for metrics.json, after the settings that produced them; `model` names the
+    /// model (`vae`, `cvae`, `conv_vae`).
+    pub fn metrics(&self, model: &str, s: &TrainSettings, epochs: u64, steps: u64) -> io::Metrics {
+        let mut m = io::Metrics::new(model);
+        m.integer("epochs", epochs)
+            .integer("steps", steps)
+            .integer("batch", s.batch as u64)
+            .number("lr", s.lr)
+            .number("beta", s.beta as f64)
+            .integer("warmup", s.warmup)
+            .integer("seed", s.seed)
+            .text("objective", format!("{:?}", s.objective))
+            .number("test_neg_elbo", self.neg_elbo)
+            .number("test_recon", self.recon)
+            .number("test_kl", self.kl)
+            .integer("iwae_k", self.iwae_k as u64)
+            .integer("iwae_images", self.iwae_images as u64)
+            .number("iwae_nll", self.iwae_nll)
+            .integer("active_units", self.active_units as u64)
+            .numbers("unit_variances", self.unit_variances.iter().copied());
         if let Some(a) = self.judge_accuracy {
-            out += &format!(",\n  \"judge_test_accuracy\": {a:.4}");
+            m.number("judge_test_accuracy", a);
         }
-        if let Some(s) = &self.sample_accuracy {
-            let per: Vec<String> = s.per_class.iter().map(|v| format!("{v:.4}")).collect();
-            out += &format!(
-                ",\n  \"sample_accuracy\": {:.4},\n  \"sample_accuracy_per_class\": [{}],\n  \"samples_per_class\": {},\n  \"sample_temperature\": {}",
-                s.overall,
-                per.join(", "),
-                s.per_class_samples,
-                s.temperature
-            );
+        if let Some(a) = &self.sample_accuracy {
+            m.number("sample_accuracy", a.overall)
+                .numbers("sample_accuracy_per_class", a.per_class.iter().copied())
+                .integer("samples_per_class", a.per_class_samples as u64)
+                .number("sample_temperature", a.temperature as f64);
         }
-        out
+        m
     }
 }
