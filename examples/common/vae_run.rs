@@ -155,11 +155,11 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
     } else {
         Trainer::new(model, &settings, data.train.len())?
     };
-    let mut curves: [Vec<f32>; 3] = Default::default();
+    let mut curves: [Vec<f64>; 3] = Default::default();
     while trainer.epoch < args.epochs {
         let s = trainer.train_epoch(&data.train)?;
         for (curve, v) in curves.iter_mut().zip([s.loss, s.recon, s.kl]) {
-            curve.push(v as f32);
+            curve.push(v);
         }
         trainer.save(&checkpoint)?;
         println!(
@@ -177,7 +177,13 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
     if classes > 0 && args.judge_epochs > 0 {
         judge_samples(args, &*trainer.model, &data, &mut report)?;
     }
-    vae::draw(&*trainer.model, &data.test, &out, args.seed)?;
+    vae::draw(
+        &*trainer.model,
+        &data.test,
+        data.class_names(),
+        &out,
+        args.seed,
+    )?;
     if classes == 0 {
         // A conditional model's paths would need a label per pair: it shows style transfer instead.
         latent::models::latent::interpolation_strips(&*trainer.model, &data.test, &out)?;
@@ -185,13 +191,8 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
             latent::models::latent::attribute_demo(&*trainer.model, &data.test, &out)?;
         }
     }
-    if curves[0].len() > 1 {
-        let series = [
-            ("loss", &curves[0][..]),
-            ("recon", &curves[1][..]),
-            ("KL", &curves[2][..]),
-        ];
-        latent::io::line_plot_png(out.join("loss_curve.png"), &series, (640, 400))?;
+    if !curves[0].is_empty() {
+        write_curves(&out, name, &curves)?;
     }
     let metrics = report.metrics(name, &settings, trainer.epoch, trainer.step);
     latent::io::write_metrics(out.join("metrics.json"), &metrics)?;
@@ -209,6 +210,24 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The per-epoch training losses of this run (`[loss, recon, KL]`, nats per image) as
+/// `loss_curve.svg` and `losses.csv` in `out`.
+fn write_curves(out: &std::path::Path, name: &str, curves: &[Vec<f64>; 3]) -> Result<()> {
+    let series = [
+        ("loss", &curves[0][..]),
+        ("reconstruction", &curves[1][..]),
+        ("KL", &curves[2][..]),
+    ];
+    let title = format!("{name}: training loss per epoch");
+    let labels = latent::io::Labels {
+        title: &title,
+        x: "epoch",
+        y: "nats per image (training-set mean)",
+    };
+    latent::io::line_chart_svg(out.join("loss_curve.svg"), labels, &series)?;
+    latent::io::series_csv(out.join("losses.csv"), "epoch", &series)
 }
 
 /// Trains the MLP judge on the training images, then classifies `JUDGED_PER_CLASS` prior samples

@@ -72,27 +72,17 @@ pub fn read(path: &Path, magic: u32) -> Result<Idx> {
     let gzipped = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
     // GzDecoder checks the trailer's CRC-32 and length when it reaches the end and reports a
     // cut stream as an unexpected end of file, so every corruption surfaces as an error here.
-    let (mut reader, read_error): (Box<dyn Read>, fn(std::io::Error, &Path) -> Error) = if gzipped {
-        let gzip = |e: std::io::Error, p: &Path| Error::Data {
-            path: p.to_path_buf(),
-            problem: DataProblem::Gzip(e.to_string()),
-        };
-        (Box::new(flate2::read::GzDecoder::new(file)), gzip)
-    } else {
-        let plain = |source, p: &Path| Error::Io {
-            action: "read",
-            path: p.to_path_buf(),
-            source,
-        };
-        (Box::new(file), plain)
+    let mut reader: Box<dyn Read> = match gzipped {
+        true => Box::new(flate2::read::GzDecoder::new(file)),
+        false => Box::new(file),
     };
     // Reads up to `limit` bytes into `out`, fewer only at the end of the stream.
     let mut fill = |out: &mut Vec<u8>, limit: u64| -> Result<()> {
-        (&mut reader)
-            .take(limit)
-            .read_to_end(out)
-            .map(|_| ())
-            .map_err(|e| read_error(e, path))
+        match (&mut reader).take(limit).read_to_end(out) {
+            Ok(_) => Ok(()),
+            Err(e) if gzipped => Err(bad(DataProblem::Gzip(e.to_string()))),
+            Err(e) => Err(io(e)),
+        }
     };
 
     // Header: a big-endian u32 magic (0, 0, type 0x08 = u8, number of dimensions), then one

@@ -3,14 +3,16 @@
 //! Tested by `tests/io.rs` (`cargo test --release --test io`).
 
 mod checkpoint;
+mod font;
 mod grid;
 mod metrics;
 mod plot;
 
 pub use checkpoint::{CHECKSUM_KEY, Checkpoint, Checkpointable, Meta, load, save};
-pub use grid::{save_grid, save_rgb_grid};
+pub use font::{GLYPH, draw_text, text_width};
+pub use grid::{GridLabels, save_grid, save_labelled_grid, save_rgb_grid};
 pub use metrics::{Metrics, Value, write_metrics};
-pub use plot::{AXIS, Axes, PALETTE, ZERO, line_plot_png, scatter_png};
+pub use plot::{Labels, PALETTE, line_chart_svg, scatter_svg, series_csv};
 
 use crate::{Error, Result};
 use std::io::Write;

@@ -150,10 +150,18 @@ pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Resul
     Ok(total / n as f64)
 }
 
-/// Writes reconstructions, prior samples (one row per class for a CVAE, plus the style-transfer
-/// grid: each test image re-decoded with every label) and, for a 2-D latent space, the latent
-/// manifold and the scatter of test means coloured by class, as PNGs in `out`.
-pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Result<()> {
+/// Writes reconstructions (rows labelled "original" / "reconstruction"), prior samples (for a
+/// CVAE one row per class, labelled by `class_names[class]`, plus the style-transfer grid: each
+/// test image re-decoded with every label) as PNGs, and for a 2-D latent space the latent
+/// manifold (PNG) and `latent_scatter.svg`, the test means coloured by class with the class
+/// names in its legend, all in `out`.
+pub fn draw(
+    vae: &dyn Autoencoder,
+    test: &Split,
+    class_names: &[&str],
+    out: &Path,
+    seed: u64,
+) -> Result<()> {
     vae.set_training(false);
     let engine = vae.engine().clone();
     let (pixels, d, classes) = (vae.dims().input, vae.dims().latent, vae.dims().classes);
@@ -168,7 +176,19 @@ pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Resul
         grid.extend_from_slice(&test.images()[r * 8 * pixels..(r + 1) * 8 * pixels]);
         grid.extend_from_slice(&rec[r * 8 * pixels..(r + 1) * 8 * pixels]);
     }
-    io::save_grid(out.join("reconstructions.png"), &grid, 8, side, side, 2)?;
+    let rows = ["original", "reconstruction"].repeat(4);
+    let labels = io::GridLabels {
+        title: Some("test images and their reconstructions at z = mu"),
+        rows: &rows,
+    };
+    io::save_labelled_grid(
+        out.join("reconstructions.png"),
+        &grid,
+        8,
+        (side, side),
+        2,
+        labels,
+    )?;
     if classes == 0 {
         let z = random::normal(&engine, &[64, d], seed ^ EVAL_STREAM ^ 2, 0)?;
         io::save_grid(
@@ -191,13 +211,23 @@ pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Resul
             &Tensor::from_slice(&engine, &zs, &[classes * 10, d])?,
             Some(&one_hot(&engine, &labels, classes)?),
         )?;
-        io::save_grid(
+        if class_names.len() < classes {
+            return Err(Error::bad(
+                "draw",
+                format!("{} class names for {classes} classes", class_names.len()),
+            ));
+        }
+        let labels = io::GridLabels {
+            title: Some("prior samples per class (one z per column)"),
+            rows: &class_names[..classes],
+        };
+        io::save_labelled_grid(
             out.join("samples_by_class.png"),
             &img.to_vec::<f32>()?,
             classes,
-            side,
-            side,
+            (side, side),
             2,
+            labels,
         )?;
         io::save_grid(
             out.join("style_transfer.png"),
@@ -232,7 +262,18 @@ pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Resul
             let mu = vae.encode_means(&x, c.as_ref())?.to_vec::<f32>()?;
             points.extend(mu.chunks(2).map(|p| (p[0], p[1])));
         }
-        io::scatter_png(out.join("latent_scatter.png"), &points, test.labels(), 800)?;
+        let labels = io::Labels {
+            title: "posterior means of the test images",
+            x: "mu[0]",
+            y: "mu[1]",
+        };
+        io::scatter_svg(
+            out.join("latent_scatter.svg"),
+            labels,
+            &points,
+            test.labels(),
+            class_names,
+        )?;
     }
     Ok(())
 }
