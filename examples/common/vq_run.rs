@@ -1,6 +1,7 @@
 //! What the `vqvae` and `vqvae2` examples share: progress lines, prior training with progress,
 //! the class-row sample grid and the in-repo judge of class-conditional samples.
 
+use crate::flags;
 use latent::data::FashionMnist;
 use latent::models::classifier::{Classifier, ClassifierTraining};
 use latent::models::pixelcnn::PixelCnn;
@@ -48,12 +49,17 @@ pub fn class_labels(n: usize) -> Vec<u32> {
     (0..10u32).flat_map(|c| std::iter::repeat_n(c, n)).collect()
 }
 
-/// Writes the first 10 images of each class's `n` (images [10·n, 28, 28]) as one row per class.
+/// Writes the first 10 images of each class's `n` (images [10·n, 28, 28]) as one row per class,
+/// each row labelled with its class name.
 pub fn save_class_rows(path: &Path, pixels: &[f32], n: usize) -> Result<()> {
     let grid: Vec<f32> = (0..10)
         .flat_map(|c| pixels[c * n * 784..(c * n + 10) * 784].to_vec())
         .collect();
-    latent::io::save_grid(path, &grid, 10, 28, 28, 1)
+    let labels = latent::io::GridLabels {
+        title: Some("prior samples per class"),
+        rows: &latent::data::CLASS_NAMES,
+    };
+    latent::io::save_labelled_grid(path, &grid, 10, (28, 28), 1, labels)
 }
 
 /// How the judge saw the samples.
@@ -108,10 +114,10 @@ pub fn judge(
     })
 }
 
-/// Writes `json` to `out`/metrics.json and says where the outputs went.
-pub fn write_metrics(out: &Path, json: &str) -> Result<()> {
-    std::fs::write(out.join("metrics.json"), json)
-        .map_err(|e| Error::bad("metrics.json", format!("cannot write: {e}")))?;
+/// Writes `metrics` to `out`/metrics.json (refused whole if a figure is not finite) and says
+/// where the outputs went.
+pub fn write_metrics(out: &Path, metrics: &latent::io::Metrics) -> Result<()> {
+    latent::io::write_metrics(out.join("metrics.json"), metrics)?;
     println!(
         "wrote {} (checkpoints, pictures, metrics.json)",
         out.display()
@@ -122,21 +128,30 @@ pub fn write_metrics(out: &Path, json: &str) -> Result<()> {
 /// Flags every VQ example takes.
 #[derive(clap::Args, Debug)]
 pub struct Common {
-    /// Train the model on the first N training images only (quick runs; 0: all 60,000).
+    /// Train the model and its priors on the first N training images only, for quick tries
+    /// (0: all 60,000; the judge always trains on all of them).
     #[arg(long, default_value_t = 0)]
     pub train_images: usize,
-    /// Seed of initialisation, data order and sampling.
+    /// Seed of initialisation, data order and sampling (any integer).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Folder with the Fashion-MNIST IDX files (else $LATENT_DATA, then /usr/share/datasets/fashion-mnist).
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Output folder [default: out/<example name>].
+    /// Output folder for checkpoints, pictures and metrics.json [default: out/<example name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 impl Common {
+    /// The shared flags checked before anything trains (`batch`: the example's `--batch`).
+    pub fn validate(&self, batch: usize) -> Result<()> {
+        flags::at_least("--batch", batch, 1)?;
+        flags::images("--train-images", self.train_images, batch)?;
+        flags::data_folder(self.data.as_deref())
+    }
+
     /// The output folder, created.
     pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
         let out = self

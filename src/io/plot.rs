@@ -54,10 +54,10 @@ pub fn line_chart_svg(
         let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(drawing(op))?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(labels.title, ("sans-serif", 22))
+            .caption(labels.title, ("sans-serif", 26))
             .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
+            .x_label_area_size(54)
+            .y_label_area_size(80)
             .build_cartesian_2d(x_range, y_range)
             .map_err(drawing(op))?;
         // x counts steps or epochs: whole numbers only on the ticks.
@@ -69,6 +69,8 @@ pub fn line_chart_svg(
             .configure_mesh()
             .x_desc(labels.x)
             .y_desc(labels.y)
+            .axis_desc_style(("sans-serif", 19))
+            .label_style(("sans-serif", 16))
             .x_labels(longest.clamp(2, 10))
             .x_label_formatter(&whole)
             .light_line_style(RGBColor(235, 235, 235))
@@ -167,16 +169,18 @@ pub fn scatter_svg(
         let root = SVGBackend::with_string(&mut svg, (800, 800)).into_drawing_area();
         root.fill(&WHITE).map_err(drawing(op))?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(labels.title, ("sans-serif", 22))
+            .caption(labels.title, ("sans-serif", 26))
             .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
+            .x_label_area_size(54)
+            .y_label_area_size(72)
             .build_cartesian_2d(x_range, y_range)
             .map_err(drawing(op))?;
         chart
             .configure_mesh()
             .x_desc(labels.x)
             .y_desc(labels.y)
+            .axis_desc_style(("sans-serif", 19))
+            .label_style(("sans-serif", 16))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(drawing(op))?;
@@ -216,7 +220,7 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, op: &'static str) -> Result<()>
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .label_font(("sans-serif", 15))
+        .label_font(("sans-serif", 18))
         .draw()
         .map_err(drawing(op))
 }
