@@ -229,13 +229,17 @@ pub fn draw(
             2,
             labels,
         )?;
-        io::save_grid(
+        let labels = io::GridLabels {
+            title: Some("input, then as class 0-9"),
+            rows: &[],
+        };
+        io::save_labelled_grid(
             out.join("style_transfer.png"),
             &style_transfer(vae, test, 8)?,
             8,
-            side,
-            side,
+            (side, side),
             2,
+            labels,
         )?;
     }
     if d == 2 {
