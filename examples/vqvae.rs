@@ -283,15 +283,8 @@ fn run(a: Args) -> Result<()> {
         n,
     )?;
     let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.common.seed)?;
-    metrics
-        .number("prior_test_nll_bits_per_code", test_bits)
-        .number("judge_test_accuracy", judged.judge_accuracy)
-        .number("sample_accuracy", judged.accuracy)
-        .numbers(
-            "sample_accuracy_per_class",
-            judged.per_class.iter().copied(),
-        )
-        .integer("samples", labels.len() as u64);
+    metrics.number("prior_test_nll_bits_per_code", test_bits);
+    judged.add_to(&mut metrics, labels.len());
     write_metrics(&out, &metrics)
 }
 

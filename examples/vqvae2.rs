@@ -337,14 +337,8 @@ fn run(a: Args) -> Result<()> {
         .integer("codes", a.codes as u64)
         .number("top_prior_test_nll_bits_per_code", top_bits)
         .number("bottom_prior_test_nll_bits_per_code", bottom_bits)
-        .number("judge_test_accuracy", judged.judge_accuracy)
-        .number("sample_accuracy", judged.accuracy)
-        .numbers(
-            "sample_accuracy_per_class",
-            judged.per_class.iter().copied(),
-        )
-        .integer("samples", labels.len() as u64)
         .number("minutes", minutes);
+    judged.add_to(&mut metrics, labels.len());
     vq_run::write_metrics(&out, &metrics)
 }
 

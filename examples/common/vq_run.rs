@@ -71,6 +71,18 @@ pub struct Judged {
     pub per_class: Vec<f64>,
 }
 
+impl Judged {
+    /// The judge's figures as metrics: its test accuracy, the share of the `samples` drawn
+    /// that were assigned to their class, overall and per class.
+    pub fn add_to(&self, metrics: &mut latent::io::Metrics, samples: usize) {
+        metrics
+            .number("judge_test_accuracy", self.judge_accuracy)
+            .number("sample_accuracy", self.accuracy)
+            .numbers("sample_accuracy_per_class", self.per_class.iter().copied())
+            .integer("samples", samples as u64);
+    }
+}
+
 /// Trains the MLP judge on the real training images and classifies `images` [10·n, 784]
 /// drawn `n` per class in class order.
 pub fn judge(

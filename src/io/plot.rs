@@ -49,33 +49,8 @@ pub fn line_chart_svg(
     let longest = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
     let x_range = 1.0..(longest as f64).max(2.0);
     let y_range = padded_range(series.iter().flat_map(|(_, v)| v.iter().copied()));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing(op))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(labels.title, ("sans-serif", 26))
-            .margin(12)
-            .x_label_area_size(54)
-            .y_label_area_size(80)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(drawing(op))?;
-        // x counts steps or epochs: whole numbers only on the ticks.
-        let whole = |x: &f64| match x.fract() == 0.0 {
-            true => format!("{x:.0}"),
-            false => String::new(),
-        };
-        chart
-            .configure_mesh()
-            .x_desc(labels.x)
-            .y_desc(labels.y)
-            .axis_desc_style(("sans-serif", 19))
-            .label_style(("sans-serif", 16))
-            .x_labels(longest.clamp(2, 10))
-            .x_label_formatter(&whole)
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(drawing(op))?;
+    let ticks = Some(longest.clamp(2, 10));
+    let svg = svg_chart(op, (800, 500), labels, (x_range, y_range), ticks, |chart| {
         for (i, (name, values)) in series.iter().enumerate() {
             let colour = colour(i);
             // One line per run of finite values: a NaN shows as a gap, not as a jump to 0.
@@ -100,9 +75,8 @@ pub fn line_chart_svg(
                 }
             }
         }
-        legend(&mut chart, op)?;
-        root.present().map_err(drawing(op))?;
-    }
+        Ok(())
+    })?;
     write_atomic(path.as_ref(), svg.as_bytes())
 }
 
@@ -164,26 +138,7 @@ pub fn scatter_svg(
     let finite = |&&(x, y): &&(f32, f32)| x.is_finite() && y.is_finite();
     let x_range = padded_range(points.iter().filter(finite).map(|p| p.0 as f64));
     let y_range = padded_range(points.iter().filter(finite).map(|p| p.1 as f64));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (800, 800)).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing(op))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(labels.title, ("sans-serif", 26))
-            .margin(12)
-            .x_label_area_size(54)
-            .y_label_area_size(72)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(drawing(op))?;
-        chart
-            .configure_mesh()
-            .x_desc(labels.x)
-            .y_desc(labels.y)
-            .axis_desc_style(("sans-serif", 19))
-            .label_style(("sans-serif", 16))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(drawing(op))?;
+    let svg = svg_chart(op, (800, 800), labels, (x_range, y_range), None, |chart| {
         for (c, name) in class_names.iter().enumerate() {
             let colour = colour(c);
             let mine: Vec<(f64, f64)> = points
@@ -201,9 +156,8 @@ pub fn scatter_svg(
                 .label(*name)
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
         }
-        legend(&mut chart, op)?;
-        root.present().map_err(drawing(op))?;
-    }
+        Ok(())
+    })?;
     write_atomic(path.as_ref(), svg.as_bytes())
 }
 
@@ -213,16 +167,55 @@ type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// The legend in the upper right corner, on white with a frame.
-fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, op: &'static str) -> Result<()> {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 18))
-        .draw()
-        .map_err(drawing(op))
+/// An SVG chart of `size` pixels over the ranges `x` × `y`: white ground, the title, axes with
+/// ticks, tick labels and their descriptions, a light grid; `draw` adds the series, and those it
+/// labelled go into a legend in the upper right corner. `whole_x`: at most that many x ticks,
+/// labelled only at whole numbers (x counts steps or epochs).
+fn svg_chart(
+    op: &'static str,
+    size: (u32, u32),
+    labels: Labels<'_>,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    whole_x: Option<usize>,
+    draw: impl FnOnce(&mut Chart<'_, '_>) -> Result<()>,
+) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing(op))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(labels.title, ("sans-serif", 26))
+            .margin(12)
+            .x_label_area_size(54)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x, y)
+            .map_err(drawing(op))?;
+        let whole = |x: &f64| match x.fract() == 0.0 {
+            true => format!("{x:.0}"),
+            false => String::new(),
+        };
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(labels.x)
+            .y_desc(labels.y)
+            .axis_desc_style(("sans-serif", 19))
+            .label_style(("sans-serif", 16))
+            .light_line_style(RGBColor(235, 235, 235));
+        if let Some(n) = whole_x {
+            mesh.x_labels(n).x_label_formatter(&whole);
+        }
+        mesh.draw().map_err(drawing(op))?;
+        draw(&mut chart)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 18))
+            .draw()
+            .map_err(drawing(op))?;
+        root.present().map_err(drawing(op))?;
+    }
+    Ok(svg)
 }
 
 fn colour(i: usize) -> RGBColor {
