@@ -49,7 +49,7 @@ pub fn class_labels(n: usize) -> Vec<u32> {
     (0..10u32).flat_map(|c| std::iter::repeat_n(c, n)).collect()
 }
 
-/// Writes the first 10 images of each class's `n` (images [10·n, 28, 28]) as one row per class,
+/// Writes the first 10 images of each class's `n` (images `[10·n, 28, 28]`) as one row per class,
 /// each row labelled with its class name.
 pub fn save_class_rows(path: &Path, pixels: &[f32], n: usize) -> Result<()> {
     let grid: Vec<f32> = (0..10)
@@ -83,7 +83,7 @@ impl Judged {
     }
 }
 
-/// Trains the MLP judge on the real training images and classifies `images` [10·n, 784]
+/// Trains the MLP judge on the real training images and classifies `images` `[10·n, 784]`
 /// drawn `n` per class in class order.
 pub fn judge(
     engine: &Engine,

@@ -35,7 +35,7 @@ const FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-/// One split: images as f32 in [0, 1] (pixel / 255), row-major [n, rows·cols], and labels.
+/// One split: images as f32 in 0..=1 (pixel / 255), row-major `[n, rows·cols]`, and labels.
 #[derive(Clone, Debug)]
 pub struct Split {
     images: Vec<f32>,
@@ -45,7 +45,7 @@ pub struct Split {
 }
 
 impl Split {
-    /// A split from images (row-major [n, rows·cols], values in [0, 1]) and their labels: for
+    /// A split from images (row-major `[n, rows·cols]`, values in 0..=1) and their labels: for
     /// other datasets and synthetic tests.
     pub fn new(images: Vec<f32>, labels: Vec<u8>, rows: usize, cols: usize) -> Result<Split> {
         if rows * cols == 0 || images.len() != labels.len() * rows * cols {
@@ -94,7 +94,7 @@ impl Split {
         self.rows * self.cols
     }
 
-    /// All images, [n, rows·cols].
+    /// All images, `[n, rows·cols]`.
     pub fn images(&self) -> &[f32] {
         &self.images
     }

@@ -17,7 +17,7 @@ pub struct IdxImages {
     pub n: usize,
     pub rows: usize,
     pub cols: usize,
-    /// Row-major [n, rows, cols].
+    /// Row-major `[n, rows, cols]`.
     pub pixels: Vec<u8>,
 }
 

@@ -8,7 +8,7 @@ use crate::{Error, Result};
 use image::ExtendedColorType;
 use std::path::Path;
 
-/// Writes `images` (n × h × w, values in [0, 1], clamped) as a grayscale PNG grid of `n_rows`
+/// Writes `images` (n × h × w, values in 0..=1, clamped) as a grayscale PNG grid of `n_rows`
 /// rows and ⌈n / n_rows⌉ columns, with `padding` white pixels between and around the tiles.
 /// Image k sits in row k / columns, column k % columns.
 pub fn save_grid(
@@ -24,7 +24,7 @@ pub fn save_grid(
 }
 
 /// Like [`save_grid`] for colour images: `images` is n × 3 × h × w (RGB planes, the layout
-/// of an [n, 3, h, w] tensor).
+/// of an `[n, 3, h, w]` tensor).
 pub fn save_rgb_grid(
     path: impl AsRef<Path>,
     images: &[f32],
@@ -121,7 +121,7 @@ pub fn save_labelled_grid(
 }
 
 /// Tiles planar images of `c` channels into one interleaved 8-bit canvas:
-/// images: [n, c, h, w] -> (width, height, [height, width, c]).
+/// images: `[n, c, h, w]` -> (width, height, `[height, width, c]`).
 fn compose(
     op: &'static str,
     images: &[f32],
@@ -166,7 +166,7 @@ fn compose(
     Ok((width as u32, height as u32, canvas))
 }
 
-/// [0, 1] -> 0..=255, rounded; out-of-range values clamp and NaN becomes 0.
+/// 0..=1 -> 0..=255, rounded; out-of-range values clamp and NaN becomes 0.
 fn to_u8(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0).round() as u8
 }
