@@ -2,6 +2,9 @@
 //! device's FMA peak and each kernel's GFLOP/s as % of it, in the same run.
 //! `cargo run --release --example bench -- kernels`.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use clap::{Parser, Subcommand};
 use latent::kernels::batchnorm::{self as bn, BatchNormConfig};
 use latent::kernels::conv_transpose2d::{self as ct, ConvTranspose2dParams};
@@ -14,18 +17,23 @@ use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(about = "latent benchmarks (see BENCH.md): one JSON line per run with --json")]
+#[command(
+    about = "Measures training steps of the W1 / W2 models (images/s) or the kernels (GFLOP/s as % \
+             of the FMA peak measured in the same run) and prints a table, or one JSON line with \
+             --json; writes no files."
+)]
 struct Cli {
     #[command(subcommand)]
     workload: Workload,
     /// Print one JSON line instead of a table.
     #[arg(long, global = true)]
     json: bool,
-    /// Timed repetitions per measurement (each measurement takes the median of 5 trials).
+    /// Timed repetitions (calls) per trial of a kernel measurement; each measurement takes the
+    /// median of 5 trials.
     #[arg(long, global = true, default_value_t = 10)]
     reps: u32,
-    /// mlp / conv: after the timed run, profile this many more steps kernel by kernel (each
-    /// dispatch waited for alone) and print where a step's time goes.
+    /// mlp / conv: after the timed run, profile this many more training steps kernel by kernel
+    /// (each dispatch waited for alone) and print where a step's time goes (0: no profile).
     #[arg(long, global = true, default_value_t = 0)]
     profile: usize,
 }
@@ -38,19 +46,19 @@ enum Workload {
     Kernels,
     /// W2: training steps of the convolutional VAE with batch norm (images/s over steps [20, N)).
     Conv {
-        /// Steps in all (the first 20 are warm-up).
+        /// Training steps in all; the first 20 are warm-up and not timed.
         #[arg(long, default_value_t = 100)]
         steps: usize,
-        /// Images per step.
+        /// Images per training step.
         #[arg(long, default_value_t = 128)]
         batch: usize,
     },
     /// W1: training steps of the MLP VAE on Fashion-MNIST (images/s over steps [20, N)).
     Mlp {
-        /// Steps in all (the first 20 are warm-up).
+        /// Training steps in all; the first 20 are warm-up and not timed.
         #[arg(long, default_value_t = 200)]
         steps: usize,
-        /// Images per step.
+        /// Images per training step.
         #[arg(long, default_value_t = 128)]
         batch: usize,
     },
@@ -491,9 +499,24 @@ fn print_profile(
     Ok(())
 }
 
+impl Cli {
+    /// Every flag checked before the device is opened.
+    fn validate(&self) -> Result<()> {
+        flags::at_least("--reps", self.reps as usize, 1)?;
+        match self.workload {
+            Workload::Kernels => Ok(()),
+            Workload::Mlp { steps, batch } | Workload::Conv { steps, batch } => {
+                flags::at_least("--steps", steps, 21)?;
+                flags::at_least("--batch", batch, 1)
+            }
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let run = || -> Result<()> {
+        cli.validate()?;
         let engine = Engine::new()?;
         match cli.workload {
             Workload::Kernels => kernels(&engine, cli.reps, cli.json),

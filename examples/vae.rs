@@ -1,6 +1,8 @@
 //! The MLP VAE of Kingma & Welling on Fashion-MNIST (W1 of BENCH.md): trains with a progress
 //! line per epoch, checkpoints atomically, then writes pictures and metrics.json. `--help` for flags.
 
+#[path = "common/flags.rs"]
+mod flags;
 #[path = "common/shared.rs"]
 mod shared;
 #[path = "common/vae_run.rs"]
@@ -8,9 +10,10 @@ mod vae_run;
 
 fn main() {
     vae_run::main(
-        "Train the MLP VAE on Fashion-MNIST, then write reconstructions, prior samples (and for \
-         --latent 2 the manifold and latent scatter), the loss curve and metrics.json (test -ELBO, \
-         IWAE-k NLL, active units).",
+        "Trains the MLP VAE of Kingma & Welling on Fashion-MNIST and writes to --out its \
+         checkpoint, reconstructions.png, samples.png, interpolation.png, loss_curve.svg, \
+         losses.csv and metrics.json (test -ELBO, IWAE-k NLL, active units; with --latent 2 also \
+         manifold.png and latent_scatter.svg).",
         vae_run::Kind::Mlp,
     );
 }

@@ -1,6 +1,8 @@
 //! VQ-VAE on Fashion-MNIST, then a class-conditional gated PixelCNN prior over its 7×7 code
 //! maps, sampled on the GPU and decoded; an in-repo classifier judges the samples. `--help`.
 
+#[path = "common/flags.rs"]
+mod flags;
 #[path = "common/shared.rs"]
 mod shared;
 #[path = "common/vq_run.rs"]
@@ -16,43 +18,44 @@ use latent::{Engine, Result, Tensor};
 use std::path::{Path, PathBuf};
 use vq_run::write_metrics;
 
-/// Train a VQ-VAE on Fashion-MNIST, then a class-conditional PixelCNN prior over its codes;
-/// write reconstructions, one row of prior samples per class, and metrics.json (test MSE,
-/// codebook usage and perplexity, prior NLL in bits per code, classifier-judged sample accuracy).
+/// Trains a VQ-VAE on Fashion-MNIST and then a class-conditional PixelCNN prior over its codes,
+/// and writes to --out both checkpoints, reconstructions.png, samples_by_class.png (one labelled
+/// row per class) and metrics.json (test MSE, codebook usage and perplexity, prior NLL in bits
+/// per code, judged sample accuracy).
 #[derive(Parser, Debug)]
 struct Args {
-    /// VQ-VAE training epochs (469 steps each at batch 128).
+    /// VQ-VAE training epochs, each one pass over the training images (469 steps at batch 128).
     #[arg(long, default_value_t = 3)]
     epochs: u64,
-    /// Prior training epochs over the training set's code maps.
+    /// Prior training epochs, each one pass over the training set's code maps.
     #[arg(long, default_value_t = 4)]
     prior_epochs: u64,
-    /// Images (or code maps) per step.
+    /// Images (or code maps) per training step.
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Adam learning rate of the VQ-VAE.
+    /// Adam learning rate of the VQ-VAE (step size per update).
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
-    /// Adam learning rate of the prior.
+    /// Adam learning rate of the prior (step size per update).
     #[arg(long, default_value_t = 1e-3)]
     prior_lr: f64,
-    /// Codebook size K.
+    /// Codebook size K (codes).
     #[arg(long, default_value_t = 512)]
     codes: usize,
-    /// Code dimension D.
+    /// Code dimension D (floats per code).
     #[arg(long, default_value_t = 64)]
     dim: usize,
-    /// Channels inside the encoder and decoder.
+    /// Channels inside the encoder and decoder (at least 2: the residual blocks use half).
     #[arg(long, default_value_t = 32)]
     hidden: usize,
-    /// Commitment weight β.
+    /// Commitment weight β (unitless).
     #[arg(long, default_value_t = 0.25)]
     beta: f32,
     /// Train the codebook by its loss ‖sg[z_e] − e‖² instead of EMA updates (decay 0.99, the
     /// default: measured to reconstruct better and use more codes in a short run).
     #[arg(long)]
     codebook_loss: bool,
-    /// Steps a code may go unused before it is re-initialised from an encoder output.
+    /// Training steps a code may go unused before it is re-initialised from an encoder output.
     #[arg(long, default_value_t = 100)]
     reset_after: u32,
     /// Turn dead-code resets off (to see the codebook collapse they prevent).
@@ -64,26 +67,48 @@ struct Args {
     /// Gated blocks of the prior after the first (mask A) one.
     #[arg(long, default_value_t = 4)]
     prior_blocks: usize,
-    /// Prior samples per class in the judged set (the grid shows 10 per class).
+    /// Prior samples per class in the judged set (at least 10: the grid shows 10 per class).
     #[arg(long, default_value_t = 50)]
     samples_per_class: usize,
-    /// Softmax temperature of prior sampling.
+    /// Softmax temperature of prior sampling (1: the prior itself; lower is greedier).
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
-    /// Epochs of the judge (an MLP classifier trained on the real training images).
+    /// Epochs of the judge (an MLP classifier trained on all the real training images).
     #[arg(long, default_value_t = 3)]
     judge_epochs: u64,
     /// Stop after the VQ-VAE stage (reconstructions and its metrics only).
     #[arg(long)]
     skip_prior: bool,
-    /// Use this trained VQ-VAE (a `vqvae.safetensors`) instead of training one.
+    /// Use this trained VQ-VAE (a `vqvae.safetensors` of the same flags) instead of training
+    /// one [default: train one].
     #[arg(long)]
     vqvae: Option<PathBuf>,
-    /// Use this trained prior (a `prior.safetensors`) instead of training one.
+    /// Use this trained prior (a `prior.safetensors` over the same codebook) instead of
+    /// training one [default: train one].
     #[arg(long)]
     prior: Option<PathBuf>,
     #[command(flatten)]
     common: vq_run::Common,
+}
+
+impl Args {
+    /// Every flag checked before the device is opened or anything trains.
+    fn validate(&self) -> Result<()> {
+        self.common.validate(self.batch)?;
+        flags::positive("--lr", self.lr as f64)?;
+        flags::positive("--prior-lr", self.prior_lr)?;
+        flags::at_least("--codes", self.codes, 2)?;
+        flags::at_least("--dim", self.dim, 1)?;
+        flags::at_least("--hidden", self.hidden, 2)?;
+        flags::non_negative("--beta", self.beta as f64)?;
+        flags::at_least("--reset-after", self.reset_after as usize, 1)?;
+        flags::at_least("--prior-channels", self.prior_channels, 1)?;
+        flags::at_least("--samples-per-class", self.samples_per_class, 10)?;
+        flags::positive("--temperature", self.temperature as f64)?;
+        flags::at_least("--judge-epochs", self.judge_epochs as usize, 1)?;
+        flags::existing_file("--vqvae", self.vqvae.as_deref())?;
+        flags::existing_file("--prior", self.prior.as_deref())
+    }
 }
 
 fn vq_config(a: &Args) -> VqVaeConfig {
@@ -113,10 +138,15 @@ fn prior_config(a: &Args) -> PixelCnnConfig {
 }
 
 /// The trained model and its last epoch's codebook usage on the training set.
-fn train_vqvae(engine: &Engine, a: &Args, train: &Split, out: &Path) -> Result<(VqVae, f64)> {
+fn train_vqvae(
+    engine: &Engine,
+    a: &Args,
+    (data, train): (&FashionMnist, &Split),
+    out: &Path,
+) -> Result<(VqVae, f64)> {
     let model = VqVae::new(engine, vq_config(a), a.common.seed)?;
     let run = (a.batch, a.lr as f64, a.common.seed);
-    let mut t = vq_run::vq_trainer(model, "vqvae", train, run, out)?;
+    let mut t = vq_run::vq_trainer(model, "vqvae", (data, train), run, out)?;
     let mut usage = f64::NAN;
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;
@@ -142,6 +172,14 @@ fn run(a: Args) -> Result<()> {
     let out = a.common.out_dir("vqvae")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
+    // Checkpoints named by flags are loaded (shapes and metadata checked) before anything trains.
+    let grid = vq_config(&a).latent_size();
+    let loaded_vqvae = (a.vqvae.as_deref())
+        .map(|path| VqVae::load(&engine, vq_config(&a), path))
+        .transpose()?;
+    let loaded_prior = (a.prior.as_deref())
+        .map(|path| prior::load_prior(&engine, prior_config(&a), grid, path))
+        .transpose()?;
     let data = FashionMnist::load(a.common.data.as_deref())?;
     // The model and the prior train on `train`; the judge always on all training images.
     let train = match a.common.train_images {
@@ -150,14 +188,13 @@ fn run(a: Args) -> Result<()> {
     };
 
     // Stage 1: the VQ-VAE.
-    let (model, train_usage) = match &a.vqvae {
-        Some(path) => (VqVae::load(&engine, vq_config(&a), path)?, f64::NAN),
-        None => train_vqvae(&engine, &a, &train, &out)?,
-    };
-    // JSON has no NaN: a loaded model has no training epoch to report.
-    let train_usage = match train_usage.is_nan() {
-        true => "null".to_string(),
-        false => format!("{train_usage:.4}"),
+    // A loaded model has no training epoch to report: its usage is `null` in metrics.json.
+    let (model, train_usage) = match loaded_vqvae {
+        Some(model) => (model, None),
+        None => {
+            let (model, usage) = train_vqvae(&engine, &a, (&data, &train), &out)?;
+            (model, Some(usage))
+        }
     };
     let test = vqvae::evaluate(&model, &data.test, 500)?;
     println!(
@@ -171,14 +208,29 @@ fn run(a: Args) -> Result<()> {
     let recon = model.reconstruct(&x)?.to_vec::<f32>()?;
     let mut pairs = data.test.images()[..50 * 784].to_vec();
     pairs.extend(recon);
-    latent::io::save_grid(out.join("reconstructions.png"), &pairs, 10, 28, 28, 1)?;
-
+    let rows = [["original"; 5], ["reconstruction"; 5]].concat();
+    let labels = latent::io::GridLabels {
+        title: Some("test images and their reconstructions"),
+        rows: &rows,
+    };
+    latent::io::save_labelled_grid(
+        out.join("reconstructions.png"),
+        &pairs,
+        10,
+        (28, 28),
+        1,
+        labels,
+    )?;
+    let mut metrics = latent::io::Metrics::new("vqvae");
+    metrics
+        .optional("train_codebook_usage_last_epoch", train_usage)
+        .number("test_mse", test.mse)
+        .number("test_codebook_usage", test.usage)
+        .number("test_perplexity", test.perplexity)
+        .integer("codes", a.codes as u64)
+        .flag("dead_code_reset", !a.no_reset);
     if a.skip_prior {
-        let json = format!(
-            "{{\"train_codebook_usage_last_epoch\":{train_usage},\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{}}}\n",
-            test.mse, test.usage, test.perplexity, a.codes, !a.no_reset
-        );
-        return write_metrics(&out, &json);
+        return write_metrics(&out, &metrics);
     }
 
     // Stage 2: the class-conditional prior over the code maps the trained VQ-VAE extracts.
@@ -199,8 +251,8 @@ fn run(a: Args) -> Result<()> {
         }
     };
     let pc = prior_config(&a);
-    let prior_net = match &a.prior {
-        Some(path) => prior::load_prior(&engine, pc, (h, w), path)?,
+    let prior_net = match loaded_prior {
+        Some(net) => net,
         None => {
             let net = PixelCnn::new(&engine, pc, a.common.seed.wrapping_add(7))?;
             let t = PriorTraining {
@@ -218,7 +270,7 @@ fn run(a: Args) -> Result<()> {
     println!("test prior nll: {test_bits:.3} bits/code");
 
     // Samples: n per class, drawn position by position on the GPU, decoded, judged.
-    let n = a.samples_per_class.max(10);
+    let n = a.samples_per_class;
     let labels = vq_run::class_labels(n);
     let cond = Conditioning {
         labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
@@ -238,24 +290,15 @@ fn run(a: Args) -> Result<()> {
         n,
     )?;
     let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.common.seed)?;
-    let json = format!(
-        "{{\"train_codebook_usage_last_epoch\":{train_usage},\"test_mse\":{:.6},\"test_codebook_usage\":{:.4},\"test_perplexity\":{:.2},\"codes\":{},\"dead_code_reset\":{},\"prior_test_nll_bits_per_code\":{test_bits:.4},\"judge_test_accuracy\":{:.4},\"sample_accuracy\":{:.4},\"sample_accuracy_per_class\":{:?},\"samples\":{}}}\n",
-        test.mse,
-        test.usage,
-        test.perplexity,
-        a.codes,
-        !a.no_reset,
-        judged.judge_accuracy,
-        judged.accuracy,
-        judged.per_class,
-        labels.len()
-    );
-    write_metrics(&out, &json)
+    metrics.number("prior_test_nll_bits_per_code", test_bits);
+    judged.add_to(&mut metrics, labels.len());
+    write_metrics(&out, &metrics)
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
+    let args = Args::parse();
+    if let Err(e) = args.validate().and_then(|_| run(args)) {
+        eprintln!("vqvae: {e}");
         std::process::exit(1);
     }
 }

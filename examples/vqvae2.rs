@@ -1,6 +1,8 @@
 //! VQ-VAE-2 on Fashion-MNIST (Razavi et al. 2019): the two-level model (Algorithm 1), a
 //! class-conditional top prior and a bottom prior conditioned on the top (Algorithm 2). `--help`.
 
+#[path = "common/flags.rs"]
+mod flags;
 #[path = "common/shared.rs"]
 mod shared;
 #[path = "common/vq_run.rs"]
@@ -16,41 +18,42 @@ use latent::{Engine, Result, Tensor};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Train VQ-VAE-2 on Fashion-MNIST (top codes 7×7, bottom codes 14×14), then a class-conditional
-/// PixelCNN over the top codes and a PixelCNN over the bottom codes conditioned on the top;
-/// sample hierarchically, decode, and write reconstructions (original / top only / top+bottom),
-/// one row of samples per class and metrics.json.
+/// Trains VQ-VAE-2 on Fashion-MNIST (top codes 7×7, bottom codes 14×14), a class-conditional
+/// PixelCNN over its top codes and one over its bottom codes given the top, and writes to --out
+/// the checkpoints, reconstructions.png (labelled rows: original / from the top codes / from both
+/// levels), samples_by_class.png (one labelled row per class) and metrics.json.
 #[derive(Parser, Debug)]
 struct Args {
-    /// VQ-VAE-2 training epochs (469 steps each at batch 128).
+    /// VQ-VAE-2 training epochs, each one pass over the training images (469 steps at batch
+    /// 128).
     #[arg(long, default_value_t = 2)]
     epochs: u64,
-    /// Epochs of each prior over the code maps of the prior training images.
+    /// Epochs of each prior, each one pass over the code maps of the prior training images.
     #[arg(long, default_value_t = 2)]
     prior_epochs: u64,
     /// Training images whose codes train the priors (0: all 60,000). The default keeps the
     /// whole run within 30 minutes on lavapipe: the 14×14 bottom prior trains at ~70 maps/s.
     #[arg(long, default_value_t = 12000)]
     prior_images: usize,
-    /// Images (or code maps) per step.
+    /// Images (or code maps) per training step.
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Adam learning rate of the VQ-VAE-2.
+    /// Adam learning rate of the VQ-VAE-2 (step size per update).
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
-    /// Adam learning rate of the priors.
+    /// Adam learning rate of the priors (step size per update).
     #[arg(long, default_value_t = 1e-3)]
     prior_lr: f64,
-    /// Codebook size of each level.
+    /// Codebook size K of each level (codes).
     #[arg(long, default_value_t = 256)]
     codes: usize,
-    /// Code dimension D (both levels).
+    /// Code dimension D of both levels (floats per code).
     #[arg(long, default_value_t = 32)]
     dim: usize,
-    /// Channels inside the encoders and decoders.
+    /// Channels inside the encoders and decoders (at least 2: the residual blocks use half).
     #[arg(long, default_value_t = 32)]
     hidden: usize,
-    /// Steps a code may go unused before it is re-initialised from an encoder output.
+    /// Training steps a code may go unused before it is re-initialised from an encoder output.
     #[arg(long, default_value_t = 100)]
     reset_after: u32,
     /// Channels of the priors' gated blocks.
@@ -59,26 +62,50 @@ struct Args {
     /// Gated blocks of each prior after the first (mask A) one.
     #[arg(long, default_value_t = 3)]
     prior_blocks: usize,
-    /// Width of the priors' layer before the logits.
+    /// Width of the priors' layer before the logits (channels).
     #[arg(long, default_value_t = 128)]
     prior_hidden: usize,
-    /// Samples per class (drawn and judged; the grid shows 10 per class).
+    /// Samples per class, drawn and judged (at least 10: the grid shows 10 per class).
     #[arg(long, default_value_t = 20)]
     samples_per_class: usize,
-    /// Epochs of the judge (an MLP classifier trained on the real training images).
+    /// Epochs of the judge (an MLP classifier trained on all the real training images).
     #[arg(long, default_value_t = 3)]
     judge_epochs: u64,
-    /// Use this trained VQ-VAE-2 (a `vqvae2.safetensors`) instead of training one.
+    /// Use this trained VQ-VAE-2 (a `vqvae2.safetensors` of the same flags) instead of training
+    /// one [default: train one].
     #[arg(long)]
     vqvae2: Option<PathBuf>,
-    /// Use this trained top prior instead of training one.
+    /// Use this trained top prior (a `top_prior.safetensors`) instead of training one
+    /// [default: train one].
     #[arg(long)]
     top_prior: Option<PathBuf>,
-    /// Use this trained bottom prior instead of training one.
+    /// Use this trained bottom prior (a `bottom_prior.safetensors`) instead of training one
+    /// [default: train one].
     #[arg(long)]
     bottom_prior: Option<PathBuf>,
     #[command(flatten)]
     common: vq_run::Common,
+}
+
+impl Args {
+    /// Every flag checked before the device is opened or anything trains.
+    fn validate(&self) -> Result<()> {
+        self.common.validate(self.batch)?;
+        flags::images("--prior-images", self.prior_images, self.batch)?;
+        flags::positive("--lr", self.lr as f64)?;
+        flags::positive("--prior-lr", self.prior_lr)?;
+        flags::at_least("--codes", self.codes, 2)?;
+        flags::at_least("--dim", self.dim, 1)?;
+        flags::at_least("--hidden", self.hidden, 2)?;
+        flags::at_least("--reset-after", self.reset_after as usize, 1)?;
+        flags::at_least("--prior-channels", self.prior_channels, 1)?;
+        flags::at_least("--prior-hidden", self.prior_hidden, 1)?;
+        flags::at_least("--samples-per-class", self.samples_per_class, 10)?;
+        flags::at_least("--judge-epochs", self.judge_epochs as usize, 1)?;
+        flags::existing_file("--vqvae2", self.vqvae2.as_deref())?;
+        flags::existing_file("--top-prior", self.top_prior.as_deref())?;
+        flags::existing_file("--bottom-prior", self.bottom_prior.as_deref())
+    }
 }
 
 fn config(a: &Args) -> VqVae2Config {
@@ -110,10 +137,15 @@ fn prior_config(a: &Args, classes: usize, spatial: Option<(usize, usize)>) -> Pi
     }
 }
 
-fn train_model(engine: &Engine, a: &Args, train: &Split, out: &std::path::Path) -> Result<VqVae2> {
+fn train_model(
+    engine: &Engine,
+    a: &Args,
+    (data, train): (&FashionMnist, &Split),
+    out: &std::path::Path,
+) -> Result<VqVae2> {
     let model = VqVae2::new(engine, config(a), a.common.seed)?;
     let run = (a.batch, a.lr as f64, a.common.seed);
-    let mut t = vq_run::vq_trainer(model, "vqvae2", train, run, out)?;
+    let mut t = vq_run::vq_trainer(model, "vqvae2", (data, train), run, out)?;
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;
         let levels = t.model.health()?;
@@ -138,6 +170,18 @@ fn run(a: Args) -> Result<()> {
     let out = a.common.out_dir("vqvae2")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
+    // Checkpoints named by flags are loaded (shapes and metadata checked) before anything trains.
+    let ((th, tw), (bh, bw)) = config(&a).grids();
+    let loaded_model = (a.vqvae2.as_deref())
+        .map(|path| VqVae2::load(&engine, config(&a), path))
+        .transpose()?;
+    let loaded_top = (a.top_prior.as_deref())
+        .map(|path| prior::load_prior(&engine, prior_config(&a, 10, None), (th, tw), path))
+        .transpose()?;
+    let bottom_cfg = prior_config(&a, 0, Some((a.dim, 1)));
+    let loaded_bottom = (a.bottom_prior.as_deref())
+        .map(|path| prior::load_prior(&engine, bottom_cfg, (bh, bw), path))
+        .transpose()?;
     let data = FashionMnist::load(a.common.data.as_deref())?;
     let train = match a.common.train_images {
         0 => data.train.clone(),
@@ -145,9 +189,9 @@ fn run(a: Args) -> Result<()> {
     };
 
     // Stage 1 (Algorithm 1): both levels at once.
-    let model = match &a.vqvae2 {
-        Some(path) => VqVae2::load(&engine, config(&a), path)?,
-        None => train_model(&engine, &a, &train, &out)?,
+    let model = match loaded_model {
+        Some(model) => model,
+        None => train_model(&engine, &a, (&data, &train), &out)?,
     };
     let test = vqvae2::evaluate(&model, &data.test, 200)?;
     println!(
@@ -162,7 +206,6 @@ fn run(a: Args) -> Result<()> {
         0 => data.train.clone(),
         n => data.train.take(n),
     };
-    let ((th, tw), (bh, bw)) = model.config.grids();
     let maps = |s: &Split| -> Result<(CodeMaps, CodeMaps)> {
         let (top, bottom) = vqvae2::extract_codes(&model, s, 200)?;
         let labels = s.labels().to_vec();
@@ -201,8 +244,8 @@ fn run(a: Args) -> Result<()> {
         seed: a.common.seed,
     };
     let top_cfg = prior_config(&a, 10, None);
-    let top_prior = match &a.top_prior {
-        Some(path) => prior::load_prior(&engine, top_cfg, (th, tw), path)?,
+    let top_prior = match loaded_top {
+        Some(net) => net,
         None => {
             let net = PixelCnn::new(&engine, top_cfg, a.common.seed.wrapping_add(7))?;
             let task = Prior::new(net, (th, tw), Box::new(by_class(&train_top)));
@@ -210,9 +253,8 @@ fn run(a: Args) -> Result<()> {
             vq_run::train_prior("top prior", task, &train_top, &training, &path)?
         }
     };
-    let bottom_cfg = prior_config(&a, 0, Some((a.dim, 1)));
-    let bottom_prior = match &a.bottom_prior {
-        Some(path) => prior::load_prior(&engine, bottom_cfg, (bh, bw), path)?,
+    let bottom_prior = match loaded_bottom {
+        Some(net) => net,
         None => {
             let net = PixelCnn::new(&engine, bottom_cfg, a.common.seed.wrapping_add(8))?;
             let task = Prior::new(net, (bh, bw), Box::new(by_top(&train_top)));
@@ -246,10 +288,21 @@ fn run(a: Args) -> Result<()> {
     let mut rows = host[..10 * 784].to_vec();
     rows.extend(&from_top.to_vec::<f32>()?[..10 * 784]);
     rows.extend(&both.to_vec::<f32>()?[..10 * 784]);
-    latent::io::save_grid(out.join("reconstructions.png"), &rows, 3, 28, 28, 1)?;
+    let labels = latent::io::GridLabels {
+        title: Some("test images and their decodings"),
+        rows: &["original", "from top codes", "from both levels"],
+    };
+    latent::io::save_labelled_grid(
+        out.join("reconstructions.png"),
+        &rows,
+        3,
+        (28, 28),
+        1,
+        labels,
+    )?;
 
     // Hierarchical sampling: top codes per class, then bottom codes given them, then pixels.
-    let n = a.samples_per_class.max(10);
+    let n = a.samples_per_class;
     let labels = vq_run::class_labels(n);
     let since = Instant::now();
     let cond = Conditioning {
@@ -274,23 +327,24 @@ fn run(a: Args) -> Result<()> {
     let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.common.seed)?;
     let minutes = start.elapsed().as_secs_f64() / 60.0;
     println!("end to end: {minutes:.1} minutes");
-    let json = format!(
-        "{{\"test_mse\":{:.6},\"test_mse_from_top_200\":{mse_top:.6},\"top_codebook_usage\":{:.4},\"bottom_codebook_usage\":{:.4},\"codes\":{},\"top_prior_test_nll_bits_per_code\":{top_bits:.4},\"bottom_prior_test_nll_bits_per_code\":{bottom_bits:.4},\"judge_test_accuracy\":{:.4},\"sample_accuracy\":{:.4},\"sample_accuracy_per_class\":{:?},\"samples\":{},\"minutes\":{minutes:.2}}}\n",
-        test.mse,
-        test.top_usage,
-        test.bottom_usage,
-        a.codes,
-        judged.judge_accuracy,
-        judged.accuracy,
-        judged.per_class,
-        labels.len()
-    );
-    vq_run::write_metrics(&out, &json)
+    let mut metrics = latent::io::Metrics::new("vqvae2");
+    metrics
+        .number("test_mse", test.mse)
+        .number("test_mse_from_top_200", mse_top)
+        .number("top_codebook_usage", test.top_usage)
+        .number("bottom_codebook_usage", test.bottom_usage)
+        .integer("codes", a.codes as u64)
+        .number("top_prior_test_nll_bits_per_code", top_bits)
+        .number("bottom_prior_test_nll_bits_per_code", bottom_bits)
+        .number("minutes", minutes);
+    judged.add_to(&mut metrics, labels.len());
+    vq_run::write_metrics(&out, &metrics)
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
+    let args = Args::parse();
+    if let Err(e) = args.validate().and_then(|_| run(args)) {
+        eprintln!("vqvae2: {e}");
         std::process::exit(1);
     }
 }

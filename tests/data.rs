@@ -7,11 +7,11 @@ use common::TempDir;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use latent::data::{self, Batches, FashionMnist, idx};
-use latent::{DataProblem, Error};
+use latent::{DataProblem, Error, FolderProblem};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// IDX bytes: big-endian magic, dimensions, then the data.
 fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -279,16 +279,50 @@ fn a_missing_data_dir_says_how_to_get_the_data() {
 }
 
 #[test]
-fn the_explicit_dir_is_searched_first() {
-    let dir = TempDir::new("order");
-    let path = data::FashionMnist::search_path(Some(&dir.0));
-    assert_eq!(path.first(), Some(&dir.0));
-    assert_eq!(
-        path.last().map(PathBuf::as_path),
-        Some(Path::new(data::SYSTEM_DIR))
-    );
-    // A broken copy in the explicit folder is reported, not passed over for another copy.
+fn a_named_data_folder_is_used_or_refused_never_passed_over() {
+    let dir = TempDir::new("named");
     write_dataset(&dir, 12, 5);
+    let other = TempDir::new("named-env");
+    // --data wins over LATENT_DATA, which wins over the system copy.
+    let chosen = FashionMnist::resolve_from(Some(&dir.0), Some(other.0.as_os_str())).unwrap();
+    assert_eq!(chosen, dir.0);
+    assert_eq!(
+        FashionMnist::resolve_from(None, Some(dir.0.as_os_str())).unwrap(),
+        dir.0
+    );
+
+    // Missing, empty or not a folder: an error naming the folder and who named it.
+    let nowhere = dir.path("no-such-folder");
+    let refused = |d: Option<&Path>, env: Option<&Path>| {
+        let err = FashionMnist::resolve_from(d, env.map(Path::as_os_str)).unwrap_err();
+        let msg = err.to_string();
+        match err {
+            Error::DataFolder {
+                dir,
+                given_by,
+                problem,
+            } => {
+                assert!(msg.contains(&*dir.to_string_lossy()), "{msg}");
+                (given_by, problem)
+            }
+            other => panic!("expected DataFolder, got {other:?}"),
+        }
+    };
+    let (by, problem) = refused(Some(&nowhere), Some(&dir.0));
+    assert_eq!(by, "--data");
+    assert!(matches!(problem, FolderProblem::Missing), "{problem:?}");
+    let (by, problem) = refused(None, Some(&other.0));
+    assert_eq!(by, data::DATA_ENV);
+    assert!(matches!(problem, FolderProblem::Empty), "{problem:?}");
+    let (_, problem) = refused(Some(&dir.path("t10k-images-idx3-ubyte")), None);
+    assert!(matches!(problem, FolderProblem::NotAFolder), "{problem:?}");
+    // load goes through the same check.
+    assert!(matches!(
+        FashionMnist::load(Some(&nowhere)),
+        Err(Error::DataFolder { .. })
+    ));
+
+    // A broken copy in the named folder is reported, not passed over for another copy.
     std::fs::write(dir.path("train-labels-idx1-ubyte.gz"), b"\x1f\x8bnot gzip").unwrap();
     assert!(matches!(
         FashionMnist::load(Some(&dir.0)),
@@ -297,6 +331,88 @@ fn the_explicit_dir_is_searched_first() {
             ..
         })
     ));
+}
+
+/// A gzip file whose stream is cut after its first `keep` bytes (of more than that): reading
+/// it to the end fails, so a reader that reports anything else stopped before the end.
+fn cut_gzip(bytes: &[u8], keep: usize) -> Vec<u8> {
+    let gz = gzip(bytes);
+    assert!(gz.len() > keep, "{} compressed bytes", gz.len());
+    gz[..keep].to_vec()
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_after_the_bytes_its_header_promises() {
+    let dir = TempDir::new("bomb");
+    write_dataset(&dir, 12, 5);
+    // The header promises 2 images (1,568 bytes); the stream inflates to 16 MiB.
+    let mut bomb = idx_bytes(idx::IMAGES_MAGIC, &[2, 28, 28], &[]);
+    bomb.resize(16 << 20, 7);
+    let gz = gzip(&bomb);
+    std::fs::write(dir.path("train-images-idx3-ubyte.gz"), &gz).unwrap();
+    let (name, problem) = data_error(&dir);
+    assert_eq!(name, "train-images-idx3-ubyte.gz");
+    assert!(
+        matches!(problem, DataProblem::Oversized { expected: 1584 }),
+        "{problem:?}"
+    );
+    // Cut the stream halfway: the bomb is still refused as oversized, which proves the reader
+    // stopped after the promised bytes (inflating to the end would meet the cut first).
+    std::fs::write(dir.path("train-images-idx3-ubyte.gz"), &gz[..gz.len() / 2]).unwrap();
+    let (_, problem) = data_error(&dir);
+    assert!(
+        matches!(problem, DataProblem::Oversized { expected: 1584 }),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn a_wrong_magic_is_reported_before_the_rest_is_inflated() {
+    let dir = TempDir::new("early-magic");
+    write_dataset(&dir, 12, 5);
+    // Wrong magic, then 1 MiB, the stream cut short: only a reader that stops after the
+    // magic sees BadMagic rather than the broken stream.
+    let mut bytes = idx_bytes(0x0000_0802, &[12, 28, 28], &[]);
+    bytes.extend(pixels(1400, 28));
+    let gz = cut_gzip(&bytes, 2000);
+    std::fs::write(dir.path("train-images-idx3-ubyte.gz"), &gz).unwrap();
+    let (_, problem) = data_error(&dir);
+    assert!(
+        matches!(
+            problem,
+            DataProblem::BadMagic {
+                expected: idx::IMAGES_MAGIC,
+                found: 0x0000_0802
+            }
+        ),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn the_identity_names_the_files_and_changes_with_their_contents() {
+    let dir = TempDir::new("identity");
+    write_dataset(&dir, 12, 5);
+    let first = FashionMnist::load_dir(&dir.0).unwrap().identity();
+    assert_eq!(FashionMnist::load_dir(&dir.0).unwrap().identity(), first);
+    let raw_test = 16 + 5 * 28 * 28;
+    for needle in [
+        "train-images-idx3-ubyte.gz ".to_string(),
+        format!("t10k-images-idx3-ubyte {raw_test} B"),
+        "headers crc32 0x".into(),
+        "data crc32 0x".into(),
+    ] {
+        assert!(first.contains(&needle), "`{needle}` missing from {first}");
+    }
+    // One pixel changed, same sizes and headers: the data checksum tells them apart.
+    let path = dir.path("t10k-images-idx3-ubyte");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let changed = FashionMnist::load_dir(&dir.0).unwrap().identity();
+    assert_ne!(changed, first);
+    let headers = |s: &str| s.split("; ").nth(1).unwrap().to_string();
+    assert_eq!(headers(&changed), headers(&first));
 }
 
 #[test]

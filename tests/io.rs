@@ -4,7 +4,7 @@
 mod common;
 
 use common::TempDir;
-use latent::io::{self, AXIS, Meta, PALETTE, ZERO};
+use latent::io::{self, Meta};
 use latent::kernels::elementwise::{self as ew, Unary};
 use latent::nn::Module;
 use latent::{CheckpointProblem, DType, Engine, Error, Tensor};
@@ -320,76 +320,6 @@ fn an_rgb_grid_keeps_the_channels_apart() {
     assert_eq!(img.get_pixel(2, 3).0, [0, 0, 255]);
     assert_eq!(img.get_pixel(2, 2).0, [0, 0, 0]);
     assert_eq!(img.get_pixel(0, 0).0, [255, 255, 255]);
-}
-
-#[test]
-fn a_scatter_draws_class_colours_where_the_axes_say() {
-    let dir = TempDir::new("scatter");
-    let path = dir.path("scatter.png");
-    let points = [(-1.0, -1.0), (1.0, 1.0), (0.5, -0.5), (f32::NAN, 0.0)];
-    let axes = io::scatter_png(&path, &points, &[0, 1, 19, 3], 200).unwrap();
-    let close = |a: (f32, f32), b: (f32, f32)| (a.0 - b.0).abs() < 1e-5 && (a.1 - b.1).abs() < 1e-5;
-    assert!(
-        close(axes.x, (-1.1, 1.1)) && close(axes.y, (-1.1, 1.1)),
-        "{axes}"
-    );
-    let img = image::open(&path).unwrap().to_rgb8();
-    assert_eq!(img.dimensions(), (200, 200));
-    let colour = |x: f32, y: f32| {
-        let (px, py) = axes.to_pixel(x, y);
-        img.get_pixel(px.round() as u32, py.round() as u32).0
-    };
-    assert_eq!(colour(-1.0, -1.0), PALETTE[0]);
-    assert_eq!(colour(1.0, 1.0), PALETTE[1]);
-    assert_eq!(colour(0.5, -0.5), PALETTE[9], "class 19 wraps to colour 9");
-    assert_eq!(colour(-0.5, 0.5), [255; 3], "background is white");
-    assert_eq!(colour(0.0, 0.5), ZERO, "the x = 0 line");
-    let m = axes.margin / 2;
-    assert_eq!(img.get_pixel(m, 10).0, AXIS, "left axis");
-    assert_eq!(img.get_pixel(100, 199 - m).0, AXIS, "bottom axis");
-    assert!(matches!(
-        io::scatter_png(&path, &points, &[0], 200),
-        Err(Error::BadInput { .. })
-    ));
-}
-
-#[test]
-fn a_line_plot_draws_each_series_in_its_colour() {
-    let dir = TempDir::new("lines");
-    let path = dir.path("loss.png");
-    let loss = [3.0f32, 2.0, 1.0];
-    let kl = [0.5f32, 0.5, f32::NAN, 0.5];
-    let axes = io::line_plot_png(&path, &[("loss", &loss), ("kl", &kl)], (300, 200)).unwrap();
-    assert_eq!(axes.x, (0.0, 3.0));
-    assert!(
-        (axes.y.0 - 0.375).abs() < 1e-6 && (axes.y.1 - 3.125).abs() < 1e-6,
-        "{axes}"
-    );
-    let img = image::open(&path).unwrap().to_rgb8();
-    assert_eq!(img.dimensions(), (300, 200));
-    let colour = |x: f32, y: f32| {
-        let (px, py) = axes.to_pixel(x, y);
-        img.get_pixel(px.round() as u32, py.round() as u32).0
-    };
-    assert_eq!(colour(0.0, 3.0), PALETTE[0]);
-    assert_eq!(
-        colour(0.5, 2.5),
-        PALETTE[0],
-        "on the segment between points"
-    );
-    assert_eq!(colour(2.0, 1.0), PALETTE[0]);
-    assert_eq!(colour(0.5, 0.5), PALETTE[1]);
-    assert_eq!(
-        colour(3.0, 0.5),
-        PALETTE[1],
-        "an isolated point after a NaN"
-    );
-    assert_eq!(colour(2.5, 0.5), [255; 3], "a NaN breaks the line");
-    assert_eq!(colour(1.5, 2.5), [255; 3]);
-    assert!(matches!(
-        io::line_plot_png(&path, &[("empty", &[])], (300, 200)),
-        Err(Error::BadInput { .. })
-    ));
 }
 
 #[test]

@@ -7,12 +7,12 @@ use latent::optim::Trainer;
 use latent::{Engine, Result};
 
 /// The training data's identity as checkpoints store it (a resume on other data is refused):
-/// for now the split's size and image shape.
-pub fn data_identity(train: &Split) -> String {
+/// the data set's files (sizes and checksums) and how many of its training images are used.
+pub fn data_identity(data: &FashionMnist, train: &Split) -> String {
     format!(
-        "fashion-mnist train {} images of {} pixels",
-        train.len(),
-        train.pixels_per_image()
+        "{}; the first {} training images",
+        data.identity(),
+        train.len()
     )
 }
 
@@ -30,7 +30,7 @@ pub fn train_judge(
         seed,
         ..Default::default()
     };
-    let config = training.config(data_identity(&data.train));
+    let config = training.config(data_identity(data, &data.train));
     let mut t = Trainer::new(judge, config, data.train.len())?;
     while t.epoch < epochs {
         let s = t.train_epoch(&data.train)?;

@@ -1,6 +1,7 @@
 //! The command line shared by the `vae` and `cvae` examples: train the MLP VAE (or, with class
 //! conditioning, the CVAE) on Fashion-MNIST, checkpoint per epoch, then draw and evaluate.
 
+use crate::flags;
 use clap::{Parser, ValueEnum};
 use latent::data::FashionMnist;
 use latent::models::conv_vae::ConvVae;
@@ -18,60 +19,81 @@ enum ObjectiveArg {
     KlOnly,
 }
 
-/// Train and evaluate the MLP VAE on Fashion-MNIST.
+/// Train and evaluate a VAE on Fashion-MNIST (the example's `about` replaces this line).
 #[derive(Parser, Debug)]
 pub struct Args {
-    /// Training epochs (469 steps each at batch 128).
+    /// Training epochs, each one pass over the training images (469 steps at batch 128).
     #[arg(long, default_value_t = 10)]
     epochs: u64,
-    /// Images per step.
+    /// Images per training step.
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Adam learning rate.
+    /// Adam learning rate (step size per update).
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
-    /// Latent dimensions (2 also draws the latent manifold and the scatter of test means).
+    /// Latent dimensions of z (2 also draws manifold.png and latent_scatter.svg).
     #[arg(long, default_value_t = 32)]
     latent: usize,
-    /// KL weight β.
+    /// KL weight β in the loss recon + β·KL (1: the ELBO).
     #[arg(long, default_value_t = 1.0)]
     beta: f32,
-    /// Steps of linear KL warm-up from 0 to β (0: none).
+    /// Training steps of linear KL warm-up from 0 to β (0: none).
     #[arg(long, default_value_t = 0)]
     warmup: u64,
-    /// Seed of initialisation, data order and noise.
+    /// Seed of initialisation, data order and noise (any integer).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Folder with the Fashion-MNIST IDX files (else $LATENT_DATA, then /usr/share/datasets/fashion-mnist).
+    /// Train on the first N training images only, for quick tries (0: all 60,000).
+    #[arg(long, default_value_t = 0)]
+    train_images: usize,
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Output folder (checkpoint, pictures, metrics.json) [default: out/<example name>].
+    /// Output folder for the checkpoint, pictures, loss curve and metrics.json
+    /// [default: out/<example name>].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue from <out>/checkpoint.safetensors.
+    /// Continue from <out>/checkpoint.safetensors (bit for bit as if never stopped).
     #[arg(long)]
     resume: bool,
-    /// What to optimise.
+    /// What the loss optimises.
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Elbo)]
     objective: ObjectiveArg,
-    /// Dynamic binarisation of the training pixels.
+    /// Binarise each training pixel to 0/1 with probability = its grey value, afresh each epoch.
     #[arg(long)]
     binarize: bool,
-    /// Importance samples for the IWAE bound of the test NLL.
+    /// Importance samples per test image for the IWAE bound on the test NLL (nats).
     #[arg(long, default_value_t = 100)]
     iwae_k: usize,
-    /// Test images in the IWAE estimate.
+    /// Test images in the IWAE estimate (the first N of the 10,000).
     #[arg(long, default_value_t = 1000)]
     iwae_images: usize,
     /// Also write attribute_demo.png: class attribute vectors added to test encodings (vae only).
     #[arg(long)]
     attribute_demo: bool,
-    /// Factor on the one-hot label where it joins encoder and decoder (cvae only).
+    /// Factor on the one-hot label where it joins encoder and decoder (cvae only; unitless).
     #[arg(long, default_value_t = vae::LABEL_SCALE)]
     label_scale: f32,
-    /// Epochs of the MLP classifier that judges the class of prior samples (cvae only; 0: no judge).
+    /// Epochs of the MLP classifier that judges the class of prior samples (cvae only; 0: no
+    /// judge).
     #[arg(long, default_value_t = 3)]
     judge_epochs: u64,
+}
+
+impl Args {
+    /// Every flag checked before the device is opened or anything trains.
+    fn validate(&self) -> Result<()> {
+        flags::at_least("--batch", self.batch, 1)?;
+        flags::positive("--lr", self.lr)?;
+        flags::at_least("--latent", self.latent, 1)?;
+        flags::non_negative("--beta", self.beta as f64)?;
+        flags::images("--train-images", self.train_images, self.batch)?;
+        flags::at_least("--iwae-k", self.iwae_k, 1)?;
+        flags::at_least("--iwae-images", self.iwae_images, 1)?;
+        flags::positive("--label-scale", self.label_scale as f64)?;
+        flags::data_folder(self.data.as_deref())
+    }
 }
 
 /// Prior samples per class that the judge classifies.
@@ -140,18 +162,21 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         objective,
         binarize: args.binarize,
     };
+    let train = match args.train_images {
+        0 => data.train.clone(),
+        n => data.train.take(n),
+    };
     let checkpoint = out.join("checkpoint.safetensors");
     let model: Box<dyn Autoencoder> = match kind {
         Kind::Conv => Box::new(ConvVae::new(&engine, args.latent, args.seed)?),
         _ => Box::new(Vae::new(&engine, config, args.seed)?),
     };
     let config = settings.config(
-        crate::shared::data_identity(&data.train),
+        crate::shared::data_identity(&data, &train),
         Some(checkpoint.clone()),
     );
-    let n = data.train.len();
     let mut trainer = if args.resume {
-        let t = vae::resume(model, &settings, config, n, &checkpoint)?;
+        let t = vae::resume(model, &settings, config, train.len(), &checkpoint)?;
         eprintln!(
             "resumed from {} after epoch {} (step {})",
             checkpoint.display(),
@@ -160,15 +185,15 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         );
         t
     } else {
-        vae::trainer(model, &settings, config, n)?
+        vae::trainer(model, &settings, config, train.len())?
     };
-    let mut curves: [Vec<f32>; 3] = Default::default();
+    let mut curves: [Vec<f64>; 3] = Default::default();
     while trainer.epoch < args.epochs {
         // Checkpointed atomically after the epoch, once every tensor is checked finite.
-        let s = trainer.train_epoch(&data.train)?;
+        let s = trainer.train_epoch(&train)?;
         let (loss, recon, kl) = (s.term("loss"), s.term("recon"), s.term("kl"));
-        for (curve, v) in curves.iter_mut().zip([loss, recon, kl]) {
-            curve.push(v as f32);
+        for (curve, term) in curves.iter_mut().zip(["loss", "recon", "kl"]) {
+            curve.extend(s.steps_of(term).iter().map(|&v| v as f64));
         }
         println!(
             "epoch {:>3}/{}  loss {loss:8.3}  recon {recon:8.3}  KL {kl:7.3}  {:7.0} img/s",
@@ -180,7 +205,7 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
     if classes > 0 && args.judge_epochs > 0 {
         judge_samples(args, vae, &data, &mut report)?;
     }
-    vae::draw(vae, &data.test, &out, args.seed)?;
+    vae::draw(vae, &data.test, data.class_names(), &out, args.seed)?;
     if classes == 0 {
         // A conditional model's paths would need a label per pair: it shows style transfer instead.
         latent::models::latent::interpolation_strips(vae, &data.test, &out)?;
@@ -188,17 +213,11 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
             latent::models::latent::attribute_demo(vae, &data.test, &out)?;
         }
     }
-    if curves[0].len() > 1 {
-        let series = [
-            ("loss", &curves[0][..]),
-            ("recon", &curves[1][..]),
-            ("KL", &curves[2][..]),
-        ];
-        latent::io::line_plot_png(out.join("loss_curve.png"), &series, (640, 400))?;
+    if !curves[0].is_empty() {
+        write_curves(&out, name, &curves)?;
     }
-    let json = report.to_json(name, &settings, trainer.epoch, trainer.step);
-    let metrics = out.join("metrics.json");
-    latent::io::write_atomic(&metrics, json.as_bytes())?;
+    let metrics = report.metrics(name, &settings, trainer.epoch, trainer.step);
+    latent::io::write_metrics(out.join("metrics.json"), &metrics)?;
     let conditional = if classes > 0 { "conditional " } else { "" };
     println!(
         "test {conditional}-ELBO {:.2} nats (recon {:.2} + KL {:.2}); IWAE-{} NLL {:.2} nats on {} images; {} active units of {}; outputs in {}",
@@ -213,6 +232,24 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The training losses at every step of this run (`[loss, recon, KL]`, nats per image) as
+/// `loss_curve.svg` and `losses.csv` in `out`.
+fn write_curves(out: &std::path::Path, name: &str, curves: &[Vec<f64>; 3]) -> Result<()> {
+    let series = [
+        ("loss", &curves[0][..]),
+        ("reconstruction", &curves[1][..]),
+        ("KL", &curves[2][..]),
+    ];
+    let title = format!("{name}: training loss per step (batch means)");
+    let labels = latent::io::Labels {
+        title: &title,
+        x: "step of this run",
+        y: "nats per image",
+    };
+    latent::io::line_chart_svg(out.join("loss_curve.svg"), labels, &series)?;
+    latent::io::series_csv(out.join("losses.csv"), "step", &series)
 }
 
 /// Trains the MLP judge on the training images, then classifies `JUDGED_PER_CLASS` prior samples
@@ -242,7 +279,7 @@ pub fn main(about: &'static str, kind: Kind) {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Args::command().about(about).get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Err(e) = run(&args, kind) {
+    if let Err(e) = args.validate().and_then(|_| run(&args, kind)) {
         eprintln!("{}: {e}", kind.name());
         std::process::exit(1);
     }

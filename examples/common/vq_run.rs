@@ -1,6 +1,7 @@
 //! What the `vqvae` and `vqvae2` examples share: prior training through the one trainer,
 //! the class-row sample grid and the in-repo judge of class-conditional samples.
 
+use crate::flags;
 use latent::data::{FashionMnist, Split};
 use latent::models::pixelcnn::{PixelCnn, bits};
 use latent::models::prior::{CodeMaps, Prior, PriorTraining};
@@ -44,14 +45,14 @@ pub fn train_prior(
 pub fn vq_trainer<M: VqModel>(
     model: M,
     name: &str,
-    train: &Split,
+    (data, train): (&FashionMnist, &Split),
     (batch, lr, seed): (usize, f64, u64),
     out: &Path,
 ) -> Result<Trainer<VqTraining<M>>> {
     let config = TrainConfig {
         checkpoint: Some(out.join(format!("{name}.safetensors"))),
         name: name.into(),
-        ..VqTraining::<M>::config(batch, lr, seed, crate::shared::data_identity(train))
+        ..VqTraining::<M>::config(batch, lr, seed, crate::shared::data_identity(data, train))
     };
     Trainer::new(VqTraining::new(model, train), config, train.len())
 }
@@ -61,12 +62,17 @@ pub fn class_labels(n: usize) -> Vec<u32> {
     (0..10u32).flat_map(|c| std::iter::repeat_n(c, n)).collect()
 }
 
-/// Writes the first 10 images of each class's `n` (images [10·n, 28, 28]) as one row per class.
+/// Writes the first 10 images of each class's `n` (images `[10·n, 28, 28]`) as one row per class,
+/// each row labelled with its class name.
 pub fn save_class_rows(path: &Path, pixels: &[f32], n: usize) -> Result<()> {
     let grid: Vec<f32> = (0..10)
         .flat_map(|c| pixels[c * n * 784..(c * n + 10) * 784].to_vec())
         .collect();
-    latent::io::save_grid(path, &grid, 10, 28, 28, 1)
+    let labels = latent::io::GridLabels {
+        title: Some("prior samples per class"),
+        rows: &latent::data::CLASS_NAMES,
+    };
+    latent::io::save_labelled_grid(path, &grid, 10, (28, 28), 1, labels)
 }
 
 /// How the judge saw the samples.
@@ -78,8 +84,20 @@ pub struct Judged {
     pub per_class: Vec<f64>,
 }
 
-/// Trains the judge (see `shared::train_judge`) and classifies `images` [10·n, 784] drawn `n`
-/// per class in class order.
+impl Judged {
+    /// The judge's figures as metrics: its test accuracy, the share of the `samples` drawn
+    /// that were assigned to their class, overall and per class.
+    pub fn add_to(&self, metrics: &mut latent::io::Metrics, samples: usize) {
+        metrics
+            .number("judge_test_accuracy", self.judge_accuracy)
+            .number("sample_accuracy", self.accuracy)
+            .numbers("sample_accuracy_per_class", self.per_class.iter().copied())
+            .integer("samples", samples as u64);
+    }
+}
+
+/// Trains the judge (see `shared::train_judge`) and classifies `images` `[10·n, 784]` drawn
+/// `n` per class in class order.
 pub fn judge(
     engine: &Engine,
     data: &FashionMnist,
@@ -112,9 +130,10 @@ pub fn judge(
     })
 }
 
-/// Writes `json` to `out`/metrics.json and says where the outputs went.
-pub fn write_metrics(out: &Path, json: &str) -> Result<()> {
-    latent::io::write_atomic(&out.join("metrics.json"), json.as_bytes())?;
+/// Writes `metrics` to `out`/metrics.json (refused whole if a figure is not finite) and says
+/// where the outputs went.
+pub fn write_metrics(out: &Path, metrics: &latent::io::Metrics) -> Result<()> {
+    latent::io::write_metrics(out.join("metrics.json"), metrics)?;
     println!(
         "wrote {} (checkpoints, pictures, metrics.json)",
         out.display()
@@ -125,21 +144,30 @@ pub fn write_metrics(out: &Path, json: &str) -> Result<()> {
 /// Flags every VQ example takes.
 #[derive(clap::Args, Debug)]
 pub struct Common {
-    /// Train the model on the first N training images only (quick runs; 0: all 60,000).
+    /// Train the model and its priors on the first N training images only, for quick tries
+    /// (0: all 60,000; the judge always trains on all of them).
     #[arg(long, default_value_t = 0)]
     pub train_images: usize,
-    /// Seed of initialisation, data order and sampling.
+    /// Seed of initialisation, data order and sampling (any integer).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Folder with the Fashion-MNIST IDX files (else $LATENT_DATA, then /usr/share/datasets/fashion-mnist).
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Output folder [default: out/<example name>].
+    /// Output folder for checkpoints, pictures and metrics.json [default: out/<example name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 impl Common {
+    /// The shared flags checked before anything trains (`batch`: the example's `--batch`).
+    pub fn validate(&self, batch: usize) -> Result<()> {
+        flags::at_least("--batch", batch, 1)?;
+        flags::images("--train-images", self.train_images, batch)?;
+        flags::data_folder(self.data.as_deref())
+    }
+
     /// The output folder, created.
     pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
         let out = self

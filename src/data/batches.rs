@@ -128,7 +128,7 @@ impl Epoch {
         (0..self.len()).map(|s| self.batch(s))
     }
 
-    /// Gathers batch `step` of `split` into `out` ([B, pixels], binarised when configured,
+    /// Gathers batch `step` of `split` into `out` (`[B, pixels]`, binarised when configured,
     /// from a generator seeded by `(seed, epoch, step)`) and returns its example indices.
     pub fn gather(&self, split: &Split, step: usize, out: &mut Vec<f32>) -> &[usize] {
         let indices = self.batch(step);

@@ -2,7 +2,7 @@
 //! as f32 pixels in [0, 1]. Tested by `tests/data.rs` (real data and broken copies).
 
 use super::idx;
-use crate::{DataProblem, Error, Result};
+use crate::{DataProblem, Error, FolderProblem, Result};
 use std::path::{Path, PathBuf};
 
 /// Where Debian's `dataset-fashion-mnist` package installs the files.
@@ -35,7 +35,7 @@ const FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-/// One split: images as f32 in [0, 1] (pixel / 255), row-major [n, rows·cols], and labels.
+/// One split: images as f32 in 0..=1 (pixel / 255), row-major `[n, rows·cols]`, and labels.
 #[derive(Clone, Debug)]
 pub struct Split {
     images: Vec<f32>,
@@ -45,7 +45,7 @@ pub struct Split {
 }
 
 impl Split {
-    /// A split from images (row-major [n, rows·cols], values in [0, 1]) and their labels: for
+    /// A split from images (row-major `[n, rows·cols]`, values in 0..=1) and their labels: for
     /// other datasets and synthetic tests.
     pub fn new(images: Vec<f32>, labels: Vec<u8>, rows: usize, cols: usize) -> Result<Split> {
         if rows * cols == 0 || images.len() != labels.len() * rows * cols {
@@ -94,7 +94,7 @@ impl Split {
         self.rows * self.cols
     }
 
-    /// All images, [n, rows·cols].
+    /// All images, `[n, rows·cols]`.
     pub fn images(&self) -> &[f32] {
         &self.images
     }
@@ -133,38 +133,60 @@ pub struct FashionMnist {
     pub test: Split,
     /// The folder the files were read from.
     pub dir: PathBuf,
+    identity: String,
 }
 
 impl FashionMnist {
-    /// Loads from the first folder, in [`FashionMnist::search_path`] order, that holds any of
-    /// the four files (`train-images-idx3-ubyte[.gz]`, …); a folder with only some of them is
-    /// an error rather than a reason to look further.
+    /// Loads from the folder [`FashionMnist::resolve`] picks: `dir` (the examples' `--data`),
+    /// else `$LATENT_DATA`, else `/usr/share/datasets/fashion-mnist`. A folder that was named
+    /// and cannot be used is an error naming it, never a reason to read another copy.
     pub fn load(dir: Option<&Path>) -> Result<FashionMnist> {
-        let searched = Self::search_path(dir);
-        let found = searched
-            .iter()
-            .find(|d| FILES.iter().any(|f| locate(d, f).is_some()));
-        match found {
-            Some(d) => Self::load_dir(d),
-            None => Err(Error::DataMissing {
-                file: FILES[0].into(),
-                searched,
-            }),
-        }
+        Self::load_dir(&Self::resolve(dir)?)
     }
 
-    /// The folders [`FashionMnist::load`] searches, in order: `dir`, `$LATENT_DATA`,
-    /// `/usr/share/datasets/fashion-mnist`.
-    pub fn search_path(dir: Option<&Path>) -> Vec<PathBuf> {
-        let env = std::env::var_os(DATA_ENV).filter(|v| !v.is_empty());
-        dir.map(Path::to_path_buf)
-            .into_iter()
-            .chain(env.map(PathBuf::from))
-            .chain([PathBuf::from(SYSTEM_DIR)])
-            .collect()
+    /// The folder [`FashionMnist::load`] reads, checked: see [`FashionMnist::resolve_from`].
+    pub fn resolve(dir: Option<&Path>) -> Result<PathBuf> {
+        Self::resolve_from(dir, std::env::var_os(DATA_ENV).as_deref())
     }
 
-    /// Loads from exactly this folder.
+    /// The folder to read given `dir` (`--data`) and `env` (the value of `$LATENT_DATA`; empty
+    /// counts as unset): the first of them that is given, which must be a folder holding at
+    /// least one of the four files ([`Error::DataFolder`] otherwise: missing, not a folder,
+    /// empty), or else the system copy ([`Error::DataMissing`] with the install hint when it
+    /// is absent).
+    pub fn resolve_from(dir: Option<&Path>, env: Option<&std::ffi::OsStr>) -> Result<PathBuf> {
+        let named = match (dir, env.filter(|v| !v.is_empty())) {
+            (Some(d), _) => Some((d.to_path_buf(), "--data")),
+            (None, Some(v)) => Some((PathBuf::from(v), DATA_ENV)),
+            (None, None) => None,
+        };
+        let Some((dir, given_by)) = named else {
+            let system = PathBuf::from(SYSTEM_DIR);
+            return match FILES.iter().any(|f| locate(&system, f).is_some()) {
+                true => Ok(system),
+                false => Err(Error::DataMissing {
+                    file: FILES[0].into(),
+                    searched: vec![system],
+                }),
+            };
+        };
+        let problem = if !dir.exists() {
+            FolderProblem::Missing
+        } else if !dir.is_dir() {
+            FolderProblem::NotAFolder
+        } else if !FILES.iter().any(|f| locate(&dir, f).is_some()) {
+            FolderProblem::Empty
+        } else {
+            return Ok(dir);
+        };
+        Err(Error::DataFolder {
+            dir,
+            given_by: given_by.into(),
+            problem,
+        })
+    }
+
+    /// Loads from exactly this folder; a missing file is [`Error::DataMissing`] naming it.
     pub fn load_dir(dir: &Path) -> Result<FashionMnist> {
         let path = |name: &str| {
             locate(dir, name).ok_or_else(|| Error::DataMissing {
@@ -184,17 +206,50 @@ impl FashionMnist {
             let test = load_split(&paths[2], &paths[3]);
             (train.join().expect("train loader panicked"), test)
         });
+        let ((train, train_files), (test, test_files)) = (train?, test?);
+        let files: Vec<(&PathBuf, idx::Idx)> = paths
+            .iter()
+            .zip(train_files.into_iter().chain(test_files))
+            .collect();
         Ok(FashionMnist {
-            train: train?,
-            test: test?,
+            train,
+            test,
             dir: dir.to_path_buf(),
+            identity: identity(&files),
         })
+    }
+
+    /// What identifies the data read, for checkpoints to compare: each file's name and size on
+    /// disk, a CRC-32 of the four IDX headers and one of the four files' inflated data, e.g.
+    /// `train-images-idx3-ubyte.gz 26421880 B, …; headers crc32 0x…; data crc32 0x…`.
+    pub fn identity(&self) -> String {
+        self.identity.clone()
     }
 
     /// Class names, indexed by label.
     pub fn class_names(&self) -> &'static [&'static str; 10] {
         &CLASS_NAMES
     }
+}
+
+/// [`FashionMnist::identity`] of the four files as read.
+fn identity(files: &[(&PathBuf, idx::Idx)]) -> String {
+    let (mut headers, mut data) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
+    let sizes: Vec<String> = files
+        .iter()
+        .map(|(path, f)| {
+            headers.update(&f.header);
+            data.update(&f.data_crc.to_be_bytes());
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            format!("{name} {} B", f.file_size)
+        })
+        .collect();
+    format!(
+        "{}; headers crc32 0x{:08x}; data crc32 0x{:08x}",
+        sizes.join(", "),
+        headers.finalize(),
+        data.finalize()
+    )
 }
 
 /// `dir/name` if it exists, else `dir/name.gz` if that exists.
@@ -205,9 +260,15 @@ fn locate(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 /// Reads one split and checks it against Fashion-MNIST's shape: 28×28 images, one label in
-/// 0..10 per image.
-fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split> {
-    let images = idx::read_images(images_path)?;
+/// 0..10 per image. Returns it with the two files as read (their data emptied).
+fn load_split(images_path: &Path, labels_path: &Path) -> Result<(Split, [idx::Idx; 2])> {
+    let mut images_file = idx::read(images_path, idx::IMAGES_MAGIC)?;
+    let images = idx::IdxImages {
+        n: images_file.dims[0],
+        rows: images_file.dims[1],
+        cols: images_file.dims[2],
+        pixels: std::mem::take(&mut images_file.data),
+    };
     if (images.rows, images.cols) != (SIDE, SIDE) {
         return Err(Error::Data {
             path: images_path.to_path_buf(),
@@ -217,7 +278,8 @@ fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split> {
             },
         });
     }
-    let labels = idx::read_labels(labels_path)?;
+    let mut labels_file = idx::read(labels_path, idx::LABELS_MAGIC)?;
+    let labels = std::mem::take(&mut labels_file.data);
     let bad_labels = |problem| Error::Data {
         path: labels_path.to_path_buf(),
         problem,
@@ -240,10 +302,11 @@ fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split> {
             classes: CLASS_NAMES.len(),
         }));
     }
-    Ok(Split {
+    let split = Split {
         images: images.pixels.iter().map(|&p| p as f32 / 255.0).collect(),
         labels,
         rows: images.rows,
         cols: images.cols,
-    })
+    };
+    Ok((split, [images_file, labels_file]))
 }

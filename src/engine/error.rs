@@ -103,6 +103,15 @@ pub enum Error {
         kept: Option<PathBuf>,
     },
 
+    #[error(
+        "metric `{name}` is {value}; metrics.json holds finite numbers only (JSON has no NaN or \
+         Infinity), so nothing was written"
+    )]
+    NonFiniteMetric { name: String, value: f64 },
+
+    #[error("{flag} {reason}")]
+    BadFlag { flag: String, reason: String },
+
     #[error("could not {action} `{}`: {source}", path.display())]
     Io {
         action: &'static str,
@@ -120,6 +129,17 @@ pub enum Error {
     DataMissing {
         file: String,
         searched: Vec<PathBuf>,
+    },
+
+    #[error(
+        "data folder `{}` (from {given_by}) {problem}; no other copy is used in its place",
+        dir.display()
+    )]
+    DataFolder {
+        dir: PathBuf,
+        /// Who named the folder: `--data`, `LATENT_DATA`, or the caller.
+        given_by: String,
+        problem: FolderProblem,
     },
 
     #[error(
@@ -151,6 +171,12 @@ pub enum DataProblem {
     #[error("{extra} bytes of trailing data after the {expected} bytes the header promises")]
     TrailingData { expected: u64, extra: u64 },
 
+    #[error(
+        "the gzip stream inflates to more than the {expected} bytes the header promises \
+         (stopped reading there)"
+    )]
+    Oversized { expected: u64 },
+
     #[error("images are {}×{}, expected {}×{}", found[0], found[1], expected[0], expected[1])]
     Dimensions {
         expected: [usize; 2],
@@ -170,6 +196,22 @@ pub enum DataProblem {
         label: u8,
         classes: usize,
     },
+}
+
+/// Why a data folder that was asked for cannot be used ([`Error::DataFolder`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FolderProblem {
+    #[error("does not exist")]
+    Missing,
+
+    #[error("is not a folder")]
+    NotAFolder,
+
+    #[error(
+        "holds none of the Fashion-MNIST files (train-images-idx3-ubyte[.gz], \
+         train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])"
+    )]
+    Empty,
 }
 
 /// What is wrong with a checkpoint or a request made of it ([`Error::Checkpoint`]).

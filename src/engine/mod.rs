@@ -8,7 +8,7 @@ mod shader;
 mod tensor;
 mod upload;
 
-pub use error::{CheckpointProblem, DataProblem, Error, Result};
+pub use error::{CheckpointProblem, DataProblem, Error, FolderProblem, Result};
 pub use recorder::{Grid, ProfileRow, Stats, fold};
 pub use shader::Shader;
 pub use tensor::{DType, Element, Tensor};

@@ -1,12 +1,14 @@
-//! Image grids: n images of h×w (grey, or RGB planes) tiled into one PNG with white padding.
-//! Tested by `tests/io.rs` (decoded size and pixel values at known spots).
+//! Image grids: n images of h×w (grey, or RGB planes) tiled into one PNG with white padding,
+//! optionally with a label beside each row and a title above, drawn in the built-in 5×7 font.
+//! Tested by `tests/io.rs` (decoded size and pixel values at known spots) and `tests/outputs.rs`.
 
+use super::font::{GLYPH, draw_text, text_width};
 use super::write_png;
 use crate::{Error, Result};
 use image::ExtendedColorType;
 use std::path::Path;
 
-/// Writes `images` (n × h × w, values in [0, 1], clamped) as a grayscale PNG grid of `n_rows`
+/// Writes `images` (n × h × w, values in 0..=1, clamped) as a grayscale PNG grid of `n_rows`
 /// rows and ⌈n / n_rows⌉ columns, with `padding` white pixels between and around the tiles.
 /// Image k sits in row k / columns, column k % columns.
 pub fn save_grid(
@@ -22,7 +24,7 @@ pub fn save_grid(
 }
 
 /// Like [`save_grid`] for colour images: `images` is n × 3 × h × w (RGB planes, the layout
-/// of an [n, 3, h, w] tensor).
+/// of an `[n, 3, h, w]` tensor).
 pub fn save_rgb_grid(
     path: impl AsRef<Path>,
     images: &[f32],
@@ -41,8 +43,85 @@ pub fn save_rgb_grid(
     )
 }
 
+/// What a reader needs to read a grid: a title line above it and a label left of each row.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GridLabels<'a> {
+    pub title: Option<&'a str>,
+    /// One label per row (or none), e.g. the class of a row of samples.
+    pub rows: &'a [&'a str],
+}
+
+/// Font pixels are drawn as `LABEL_SCALE`×`LABEL_SCALE` blocks: 14-pixel letters beside
+/// 28-pixel images.
+const LABEL_SCALE: usize = 2;
+
+/// Like [`save_grid`] with `labels`: row labels right-aligned in a white column left of the
+/// grid, each centred on its row, and the title in a band above; text is black ASCII (other
+/// characters show as `?`).
+pub fn save_labelled_grid(
+    path: impl AsRef<Path>,
+    images: &[f32],
+    n_rows: usize,
+    (h, w): (usize, usize),
+    padding: usize,
+    labels: GridLabels<'_>,
+) -> Result<()> {
+    let op = "save_labelled_grid";
+    if !labels.rows.is_empty() && labels.rows.len() != n_rows {
+        return Err(Error::bad(
+            op,
+            format!("{} row labels for {n_rows} rows", labels.rows.len()),
+        ));
+    }
+    let (gw, gh, grid) = compose(op, images, 1, n_rows, h, w, padding)?;
+    let (gw, gh) = (gw as usize, gh as usize);
+    let s = LABEL_SCALE;
+    let text_h = GLYPH.1 * s;
+    let gap = 2 * s;
+    let left = match labels.rows.iter().map(|l| text_width(l, s)).max() {
+        Some(widest) if widest > 0 => widest + 2 * gap,
+        _ => 0,
+    };
+    let top = if labels.title.is_some() {
+        text_h + 2 * gap
+    } else {
+        0
+    };
+    let title_w = labels.title.map_or(0, |t| text_width(t, s) + 2 * gap);
+    let width = (left + gw).max(title_w);
+    let height = top + gh;
+    let mut canvas = vec![255u8; width * height];
+    for y in 0..gh {
+        let at = (top + y) * width + left;
+        canvas[at..at + gw].copy_from_slice(&grid[y * gw..(y + 1) * gw]);
+    }
+    for (r, label) in labels.rows.iter().enumerate() {
+        let centre = top + padding + r * (h + padding) + h / 2;
+        let x = left - gap - text_width(label, s);
+        draw_text(
+            &mut canvas,
+            width,
+            1,
+            (x, centre.saturating_sub(text_h / 2)),
+            label,
+            s,
+            0,
+        );
+    }
+    if let Some(title) = labels.title {
+        draw_text(&mut canvas, width, 1, (gap, gap), title, s, 0);
+    }
+    write_png(
+        path.as_ref(),
+        &canvas,
+        width as u32,
+        height as u32,
+        ExtendedColorType::L8,
+    )
+}
+
 /// Tiles planar images of `c` channels into one interleaved 8-bit canvas:
-/// images: [n, c, h, w] -> (width, height, [height, width, c]).
+/// images: `[n, c, h, w]` -> (width, height, `[height, width, c]`).
 fn compose(
     op: &'static str,
     images: &[f32],
@@ -87,7 +166,7 @@ fn compose(
     Ok((width as u32, height as u32, canvas))
 }
 
-/// [0, 1] -> 0..=255, rounded; out-of-range values clamp and NaN becomes 0.
+/// 0..=1 -> 0..=255, rounded; out-of-range values clamp and NaN becomes 0.
 fn to_u8(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0).round() as u8
 }

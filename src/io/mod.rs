@@ -1,9 +1,11 @@
-//! Files out: safetensors checkpoints, PNG image grids and plots, all written atomically; and
-//! the progress bars of long loops.
+//! Files out: safetensors checkpoints, PNG image grids, SVG plots, CSV series and
+//! metrics.json, all written atomically; and the progress bars of long loops.
 //! Tested by `tests/io.rs` (`cargo test --release --test io`).
 
 mod checkpoint;
+mod font;
 mod grid;
+mod metrics;
 mod plot;
 mod progress;
 
@@ -11,8 +13,10 @@ pub use checkpoint::{
     CHECKSUM_KEY, Checkpoint, Meta, OPTIMIZER_PREFIX, load, load_module, module_contents,
     restore_counters, restore_module, save, save_module,
 };
-pub use grid::{save_grid, save_rgb_grid};
-pub use plot::{AXIS, Axes, PALETTE, ZERO, line_plot_png, scatter_png};
+pub use font::{GLYPH, draw_text, text_width};
+pub use grid::{GridLabels, save_grid, save_labelled_grid, save_rgb_grid};
+pub use metrics::{Metrics, Value, write_metrics};
+pub use plot::{Labels, PALETTE, line_chart_svg, scatter_svg, series_csv};
 pub use progress::{LOSS_EVERY, Progress};
 
 use crate::{Error, Result};

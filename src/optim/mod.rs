@@ -180,12 +180,21 @@ impl StepLog {
     pub fn running_mean(&self, series: usize, steps: usize) -> Result<f64> {
         let values = self.log.to_vec::<f32>()?;
         let row = &values[series * self.steps..series * self.steps + steps.min(self.steps)];
-        Ok(row.iter().map(|&v| v as f64).sum::<f64>() / row.len().max(1) as f64)
+        Ok(mean(row))
     }
 
     /// Each row's mean over the steps. A non-finite value in row 0 (the loss) is
     /// `Error::NonFinite` naming the step, counted from `first_step`.
     pub fn means(&self, what: &'static str, first_step: u64) -> Result<Vec<f64>> {
+        Ok(self
+            .rows(what, first_step)?
+            .iter()
+            .map(|r| mean(r))
+            .collect())
+    }
+
+    /// Every row's per-step values (one readback), checked as [`StepLog::means`] checks them.
+    pub fn rows(&self, what: &'static str, first_step: u64) -> Result<Vec<Vec<f32>>> {
         let values = self.log.to_vec::<f32>()?;
         if let Some(s) = values[..self.steps].iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
@@ -194,9 +203,11 @@ impl StepLog {
                 value: values[s],
             });
         }
-        Ok(values
-            .chunks(self.steps)
-            .map(|row| row.iter().map(|&v| v as f64).sum::<f64>() / self.steps as f64)
-            .collect())
+        Ok(values.chunks(self.steps).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// The mean of `values` in f64 (0 for none).
+pub fn mean(values: &[f32]) -> f64 {
+    values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64
 }

@@ -160,6 +160,8 @@ pub struct EpochStats {
     pub epoch: u64,
     pub steps: usize,
     pub terms: Vec<(&'static str, f64)>,
+    /// Every term's value at each step of the epoch, in the order of `terms`.
+    pub per_step: Vec<Vec<f32>>,
     /// Examples per second.
     pub images_per_second: f64,
 }
@@ -169,6 +171,12 @@ impl EpochStats {
     pub fn term(&self, name: &str) -> f64 {
         let hit = self.terms.iter().find(|(n, _)| *n == name);
         hit.map_or(f64::NAN, |&(_, v)| v)
+    }
+
+    /// The per-step values of the term called `name` (empty if the model logs no such term).
+    pub fn steps_of(&self, name: &str) -> &[f32] {
+        let at = self.terms.iter().position(|(n, _)| *n == name);
+        at.map_or(&[], |i| &self.per_step[i])
     }
 }
 
@@ -401,7 +409,8 @@ impl<M: Trainable> Trainer<M> {
             });
         }
         let (log, names) = log.expect("an epoch has a step");
-        let means = log.means("training loss", self.step - steps as u64)?;
+        let per_step = log.rows("training loss", self.step - steps as u64)?;
+        let means = per_step.iter().map(|r| super::mean(r)).collect::<Vec<_>>();
         self.epoch += 1;
         if let Some(path) = self.config.checkpoint.clone() {
             self.save(&path)?;
@@ -411,6 +420,7 @@ impl<M: Trainable> Trainer<M> {
             epoch: self.epoch,
             steps,
             terms: names.into_iter().zip(means).collect(),
+            per_step,
             images_per_second: images as f64 / start.elapsed().as_secs_f64(),
         }))
     }

@@ -107,11 +107,11 @@ pub fn evaluate(
 }
 
 /// Mean over `images` of −log p(x) ≈ −log (1/k) Σ_j p(x|z_j) p(z_j) / q(z_j|x), z_j ~ q(z|x)
-/// (Burda et al. 2016; conditioned on the labels for a CVAE), the k weights combined with a
-/// stable log-sum-exp on the GPU.
+/// (Burda et al. 2016; conditioned on the labels for a CVAE), the k weights formed in log space
+/// ([`crate::dist::iwae_log_weights`]) and combined with a stable log-sum-exp on the GPU.
 pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Result<f64> {
     vae.set_training(false);
-    use crate::kernels::{elementwise as ew, elementwise::Binary, kl, layout, losses};
+    use crate::kernels::{kl, layout, losses};
     let engine = vae.engine().clone();
     let d = vae.dims().latent;
     let n = images.len();
@@ -143,24 +143,25 @@ pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Resul
         let z = kl::reparameterize(&mur, &lvr, &eps)?;
         let logits = vae.decode(&tape.input(&z), cr.as_ref().map(|t| tape.input(t)).as_ref())?;
         let bce = losses::bce_with_logits(logits.value(), &xr)?;
-        let zeros = Tensor::zeros(&engine, &[c * k, d], crate::engine::DType::F32)?;
-        let nll_prior = losses::gaussian_nll(&z, &zeros, &zeros)?;
-        let nll_q = losses::gaussian_nll(&z, &mur, &lvr)?;
-        // log w = log p(x|z) + log p(z) − log q(z|x) = nll_q − bce − nll_prior.
-        let logw = ew::binary(
-            Binary::Sub,
-            &ew::binary(Binary::Sub, &nll_q, &bce)?,
-            &nll_prior,
-        )?;
+        // In log space (the ε form of log q): finite even where σ² underflows to 0.
+        let logw = crate::dist::iwae_log_weights(&bce, &z, &lvr, &eps)?;
         total += sum_f64(&crate::dist::iwae_nll(&logw.reshape(&[c, k])?)?)?;
     }
     Ok(total / n as f64)
 }
 
-/// Writes reconstructions, prior samples (one row per class for a CVAE, plus the style-transfer
-/// grid: each test image re-decoded with every label) and, for a 2-D latent space, the latent
-/// manifold and the scatter of test means coloured by class, as PNGs in `out`.
-pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Result<()> {
+/// Writes reconstructions (rows labelled "original" / "reconstruction"), prior samples (for a
+/// CVAE one row per class, labelled by `class_names[class]`, plus the style-transfer grid: each
+/// test image re-decoded with every label) as PNGs, and for a 2-D latent space the latent
+/// manifold (PNG) and `latent_scatter.svg`, the test means coloured by class with the class
+/// names in its legend, all in `out`.
+pub fn draw(
+    vae: &dyn Autoencoder,
+    test: &Split,
+    class_names: &[&str],
+    out: &Path,
+    seed: u64,
+) -> Result<()> {
     vae.set_training(false);
     let engine = vae.engine().clone();
     let (pixels, d, classes) = (vae.dims().input, vae.dims().latent, vae.dims().classes);
@@ -175,7 +176,19 @@ pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Resul
         grid.extend_from_slice(&test.images()[r * 8 * pixels..(r + 1) * 8 * pixels]);
         grid.extend_from_slice(&rec[r * 8 * pixels..(r + 1) * 8 * pixels]);
     }
-    io::save_grid(out.join("reconstructions.png"), &grid, 8, side, side, 2)?;
+    let rows = ["original", "reconstruction"].repeat(4);
+    let labels = io::GridLabels {
+        title: Some("test images and their reconstructions at z = mu"),
+        rows: &rows,
+    };
+    io::save_labelled_grid(
+        out.join("reconstructions.png"),
+        &grid,
+        8,
+        (side, side),
+        2,
+        labels,
+    )?;
     if classes == 0 {
         let z = random::normal(&engine, &[64, d], seed ^ EVAL_STREAM ^ 2, 0)?;
         io::save_grid(
@@ -198,21 +211,35 @@ pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Resul
             &Tensor::from_slice(&engine, &zs, &[classes * 10, d])?,
             Some(&one_hot(&engine, &labels, classes)?),
         )?;
-        io::save_grid(
+        if class_names.len() < classes {
+            return Err(Error::bad(
+                "draw",
+                format!("{} class names for {classes} classes", class_names.len()),
+            ));
+        }
+        let labels = io::GridLabels {
+            title: Some("prior samples per class (one z per column)"),
+            rows: &class_names[..classes],
+        };
+        io::save_labelled_grid(
             out.join("samples_by_class.png"),
             &img.to_vec::<f32>()?,
             classes,
-            side,
-            side,
+            (side, side),
             2,
+            labels,
         )?;
-        io::save_grid(
+        let labels = io::GridLabels {
+            title: Some("input, then as class 0-9"),
+            rows: &[],
+        };
+        io::save_labelled_grid(
             out.join("style_transfer.png"),
             &style_transfer(vae, test, 8)?,
             8,
-            side,
-            side,
+            (side, side),
             2,
+            labels,
         )?;
     }
     if d == 2 {
@@ -239,7 +266,18 @@ pub fn draw(vae: &dyn Autoencoder, test: &Split, out: &Path, seed: u64) -> Resul
             let mu = vae.encode_means(&x, c.as_ref())?.to_vec::<f32>()?;
             points.extend(mu.chunks(2).map(|p| (p[0], p[1])));
         }
-        io::scatter_png(out.join("latent_scatter.png"), &points, test.labels(), 800)?;
+        let labels = io::Labels {
+            title: "posterior means of the test images",
+            x: "mu[0]",
+            y: "mu[1]",
+        };
+        io::scatter_svg(
+            out.join("latent_scatter.svg"),
+            labels,
+            &points,
+            test.labels(),
+            class_names,
+        )?;
     }
     Ok(())
 }
@@ -378,50 +416,35 @@ fn normal_quantile(p: f64) -> f64 {
 }
 
 impl Report {
-    /// metrics.json: the figures of `model` (the example's name) with the settings that
-    /// produced them.
-    pub fn to_json(&self, model: &str, s: &TrainSettings, epochs: u64, steps: u64) -> String {
-        let vars: Vec<String> = self
-            .unit_variances
-            .iter()
-            .map(|v| format!("{v:.6}"))
-            .collect();
-        format!(
-            "{{\n  \"model\": \"{model}\",\n  \"epochs\": {epochs},\n  \"steps\": {steps},\n  \"batch\": {},\n  \"lr\": {},\n  \"beta\": {},\n  \"warmup\": {},\n  \"seed\": {},\n  \"objective\": \"{:?}\",\n  \"test_neg_elbo\": {:.4},\n  \"test_recon\": {:.4},\n  \"test_kl\": {:.4},\n  \"iwae_k\": {},\n  \"iwae_images\": {},\n  \"iwae_nll\": {:.4},\n  \"active_units\": {},\n  \"unit_variances\": [{}]{}\n}}\n",
-            s.batch,
-            s.lr,
-            s.beta,
-            s.warmup,
-            s.seed,
-            s.objective,
-            self.neg_elbo,
-            self.recon,
-            self.kl,
-            self.iwae_k,
-            self.iwae_images,
-            self.iwae_nll,
-            self.active_units,
-            vars.join(", "),
-            self.judged_json(),
-        )
-    }
-
-    /// The judge's figures as JSON members (each line starting ",\n"), or nothing.
-    fn judged_json(&self) -> String {
-        let mut out = String::new();
+    /// The figures for metrics.json, after the settings that produced them; `model` names the
+    /// model (`vae`, `cvae`, `conv_vae`).
+    pub fn metrics(&self, model: &str, s: &TrainSettings, epochs: u64, steps: u64) -> io::Metrics {
+        let mut m = io::Metrics::new(model);
+        m.integer("epochs", epochs)
+            .integer("steps", steps)
+            .integer("batch", s.batch as u64)
+            .number("lr", s.lr)
+            .number("beta", s.beta as f64)
+            .integer("warmup", s.warmup)
+            .integer("seed", s.seed)
+            .text("objective", format!("{:?}", s.objective))
+            .number("test_neg_elbo", self.neg_elbo)
+            .number("test_recon", self.recon)
+            .number("test_kl", self.kl)
+            .integer("iwae_k", self.iwae_k as u64)
+            .integer("iwae_images", self.iwae_images as u64)
+            .number("iwae_nll", self.iwae_nll)
+            .integer("active_units", self.active_units as u64)
+            .numbers("unit_variances", self.unit_variances.iter().copied());
         if let Some(a) = self.judge_accuracy {
-            out += &format!(",\n  \"judge_test_accuracy\": {a:.4}");
+            m.number("judge_test_accuracy", a);
         }
-        if let Some(s) = &self.sample_accuracy {
-            let per: Vec<String> = s.per_class.iter().map(|v| format!("{v:.4}")).collect();
-            out += &format!(
-                ",\n  \"sample_accuracy\": {:.4},\n  \"sample_accuracy_per_class\": [{}],\n  \"samples_per_class\": {},\n  \"sample_temperature\": {}",
-                s.overall,
-                per.join(", "),
-                s.per_class_samples,
-                s.temperature
-            );
+        if let Some(a) = &self.sample_accuracy {
+            m.number("sample_accuracy", a.overall)
+                .numbers("sample_accuracy_per_class", a.per_class.iter().copied())
+                .integer("samples_per_class", a.per_class_samples as u64)
+                .number("sample_temperature", a.temperature as f64);
         }
-        out
+        m
     }
 }
