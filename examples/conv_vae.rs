@@ -12,7 +12,7 @@ fn main() {
     vae_run::main(
         "Trains the convolutional VAE with batch norm (W2) on Fashion-MNIST and writes to --out \
          its checkpoint, reconstructions.png, samples.png, interpolation.png, loss_curve.svg, \
-         losses.csv and metrics.json (test -ELBO, IWAE-k NLL, active units).",
+         loss_curve.csv and metrics.json (test -ELBO, IWAE-k NLL, active units).",
         vae_run::Kind::Conv,
     );
 }

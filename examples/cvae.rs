@@ -12,7 +12,7 @@ fn main() {
     vae_run::main(
         "Trains the class-conditional VAE on Fashion-MNIST and writes to --out its checkpoint, \
          samples_by_class.png (one labelled row per class), style_transfer.png, \
-         reconstructions.png, loss_curve.svg, losses.csv and metrics.json (conditional test \
+         reconstructions.png, loss_curve.svg, loss_curve.csv and metrics.json (conditional test \
          -ELBO, IWAE-k NLL, and the share of prior samples an MLP judge assigns to their label).",
         vae_run::Kind::Conditional,
     );

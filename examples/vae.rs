@@ -12,7 +12,7 @@ fn main() {
     vae_run::main(
         "Trains the MLP VAE of Kingma & Welling on Fashion-MNIST and writes to --out its \
          checkpoint, reconstructions.png, samples.png, interpolation.png, loss_curve.svg, \
-         losses.csv and metrics.json (test -ELBO, IWAE-k NLL, active units; with --latent 2 also \
+         loss_curve.csv and metrics.json (test -ELBO, IWAE-k NLL, active units; with --latent 2 also \
          manifold.png and latent_scatter.svg).",
         vae_run::Kind::Mlp,
     );

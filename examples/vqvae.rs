@@ -148,8 +148,10 @@ fn train_vqvae(
     let run = (a.batch, a.lr as f64, a.common.seed);
     let mut t = vq_run::vq_trainer(model, "vqvae", (data, train), run, out)?;
     let mut usage = f64::NAN;
+    let mut curves = shared::Curves::default();
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;
+        curves.push(&s);
         let health = t.model.health()?.remove(0);
         println!(
             "vqvae epoch {}: loss {:.4}  mse {:.5}  codebook {:.4}  commitment {:.4}  usage {:.1}% ({} unused)  perplexity {:.1}  {:.0} img/s",
@@ -165,6 +167,9 @@ fn train_vqvae(
         );
         usage = health.usage;
     }
+    let title = "VQ-VAE: training losses per step (batch means)";
+    let unit = "loss (MSE / data variance + VQ terms); MSE per pixel";
+    curves.write(out, "vqvae_loss_curve", title, unit)?;
     Ok((t.model.model, usage))
 }
 

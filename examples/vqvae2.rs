@@ -146,8 +146,10 @@ fn train_model(
     let model = VqVae2::new(engine, config(a), a.common.seed)?;
     let run = (a.batch, a.lr as f64, a.common.seed);
     let mut t = vq_run::vq_trainer(model, "vqvae2", (data, train), run, out)?;
+    let mut curves = shared::Curves::default();
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;
+        curves.push(&s);
         let levels = t.model.health()?;
         let (top, bottom) = (&levels[0], &levels[1]);
         println!(
@@ -162,6 +164,9 @@ fn train_model(
             s.images_per_second
         );
     }
+    let title = "VQ-VAE-2: training losses per step (batch means)";
+    let unit = "loss (MSE / data variance + VQ terms); MSE per pixel";
+    curves.write(out, "vqvae2_loss_curve", title, unit)?;
     Ok(t.model.model)
 }
 

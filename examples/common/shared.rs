@@ -1,10 +1,12 @@
-//! What every example shares: the identity of its training data (stored in checkpoints) and
-//! the in-repo judge, an MLP classifier trained on the real training images.
+//! What every example shares: the identity of its training data (stored in checkpoints), the
+//! per-step loss curves of a run, and the in-repo judge, an MLP classifier trained on the real
+//! training images.
 
 use latent::data::{FashionMnist, Split};
 use latent::models::classifier::{Classifier, ClassifierTraining};
-use latent::optim::Trainer;
+use latent::optim::{EpochStats, Trainer};
 use latent::{Engine, Result};
+use std::path::Path;
 
 /// The training data's identity as checkpoints store it (a resume on other data is refused):
 /// the data set's files (sizes and checksums) and how many of its training images are used.
@@ -43,4 +45,42 @@ pub fn train_judge(
     }
     let accuracy = t.model.accuracy(&data.test)?;
     Ok((t.model, accuracy))
+}
+
+/// Every step's training terms over the epochs of one run, for a labelled chart and a CSV.
+#[derive(Default)]
+pub struct Curves {
+    names: Vec<&'static str>,
+    values: Vec<Vec<f64>>,
+}
+
+impl Curves {
+    /// Appends an epoch's per-step values of every term.
+    pub fn push(&mut self, epoch: &EpochStats) {
+        if self.names.is_empty() {
+            self.names = epoch.terms.iter().map(|(n, _)| *n).collect();
+            self.values = vec![Vec::new(); self.names.len()];
+        }
+        for (column, name) in self.values.iter_mut().zip(&self.names) {
+            column.extend(epoch.steps_of(name).iter().map(|&v| v as f64));
+        }
+    }
+
+    /// Writes `<stem>.svg` (title `title`, y axis `unit`) and `<stem>.csv` into `out`; nothing
+    /// when no epoch was trained in this run (a resumed or loaded model).
+    pub fn write(&self, out: &Path, stem: &str, title: &str, unit: &str) -> Result<()> {
+        if self.values.first().is_none_or(Vec::is_empty) {
+            return Ok(());
+        }
+        let series: Vec<(&str, &[f64])> = (self.names.iter().copied())
+            .zip(self.values.iter().map(Vec::as_slice))
+            .collect();
+        let labels = latent::io::Labels {
+            title,
+            x: "training step of this run",
+            y: unit,
+        };
+        latent::io::line_chart_svg(out.join(format!("{stem}.svg")), labels, &series)?;
+        latent::io::series_csv(out.join(format!("{stem}.csv")), "step", &series)
+    }
 }

@@ -187,14 +187,12 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
     } else {
         vae::trainer(model, &settings, config, train.len())?
     };
-    let mut curves: [Vec<f64>; 3] = Default::default();
+    let mut curves = crate::shared::Curves::default();
     while trainer.epoch < args.epochs {
         // Checkpointed atomically after the epoch, once every tensor is checked finite.
         let s = trainer.train_epoch(&train)?;
         let (loss, recon, kl) = (s.term("loss"), s.term("recon"), s.term("kl"));
-        for (curve, term) in curves.iter_mut().zip(["loss", "recon", "kl"]) {
-            curve.extend(s.steps_of(term).iter().map(|&v| v as f64));
-        }
+        curves.push(&s);
         println!(
             "epoch {:>3}/{}  loss {loss:8.3}  recon {recon:8.3}  KL {kl:7.3}  {:7.0} img/s",
             s.epoch, args.epochs, s.images_per_second
@@ -213,9 +211,8 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
             latent::models::latent::attribute_demo(vae, &data.test, &out)?;
         }
     }
-    if !curves[0].is_empty() {
-        write_curves(&out, name, &curves)?;
-    }
+    let title = format!("{name}: training loss per step (batch means)");
+    curves.write(&out, "loss_curve", &title, "nats per image")?;
     let metrics = report.metrics(name, &settings, trainer.epoch, trainer.step);
     latent::io::write_metrics(out.join("metrics.json"), &metrics)?;
     let conditional = if classes > 0 { "conditional " } else { "" };
@@ -232,24 +229,6 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-/// The training losses at every step of this run (`[loss, recon, KL]`, nats per image) as
-/// `loss_curve.svg` and `losses.csv` in `out`.
-fn write_curves(out: &std::path::Path, name: &str, curves: &[Vec<f64>; 3]) -> Result<()> {
-    let series = [
-        ("loss", &curves[0][..]),
-        ("reconstruction", &curves[1][..]),
-        ("KL", &curves[2][..]),
-    ];
-    let title = format!("{name}: training loss per step (batch means)");
-    let labels = latent::io::Labels {
-        title: &title,
-        x: "step of this run",
-        y: "nats per image",
-    };
-    latent::io::line_chart_svg(out.join("loss_curve.svg"), labels, &series)?;
-    latent::io::series_csv(out.join("losses.csv"), "step", &series)
 }
 
 /// Trains the MLP judge on the training images, then classifies `JUDGED_PER_CLASS` prior samples

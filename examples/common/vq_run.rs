@@ -28,8 +28,10 @@ pub fn train_prior(
         )
     };
     let mut trainer = Trainer::new(prior, config, maps.len())?;
+    let mut curves = crate::shared::Curves::default();
     while trainer.epoch < t.epochs {
         let e = trainer.train_epoch(maps)?;
+        curves.push(&e);
         println!(
             "{name} epoch {}: nll {:.3} bits/code  {:.0} maps/s",
             e.epoch,
@@ -37,6 +39,11 @@ pub fn train_prior(
             e.images_per_second
         );
     }
+    // Beside the checkpoint: `prior_loss_curve.svg`, `top_prior_loss_curve.csv`, …
+    let stem = format!("{}_loss_curve", name.replace(' ', "_"));
+    let title = format!("{name}: training NLL per step (batch means)");
+    let folder = path.parent().unwrap_or(Path::new("."));
+    curves.write(folder, &stem, &title, "nats per code")?;
     Ok(trainer.model.net)
 }
 
