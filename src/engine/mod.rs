@@ -7,9 +7,10 @@ mod recorder;
 mod shader;
 mod tensor;
 
-pub use error::{CheckpointProblem, DataProblem, Error, Result};
-pub use recorder::{Grid, ProfileRow, Stats, fold};
+pub use error::{BindingProblem, CheckpointProblem, DataProblem, Error, Result};
+pub use recorder::{Access, Bind, Grid, ProfileRow, Stats, fold};
 pub use shader::Shader;
+pub(crate) use shader::shader;
 pub use tensor::{DType, Element, Tensor};
 
 use std::sync::{Arc, Mutex};

@@ -3,12 +3,13 @@
 
 use super::matmul::{Matmul, matmul_into, matmul_with};
 use super::reduce::{Reduce, reduce_first, reduce_last};
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
 
-pub const SHADER: Shader = Shader {
-    name: "conv2d",
-    source: include_str!("../../shaders/conv2d.wgsl"),
-};
+/// Without and with a bias added by col2im (`shaders/bias/{no_bias,bias}.wgsl` in front).
+pub const SHADERS: [Shader; 2] = [
+    shader!("conv2d", "bias/no_bias.wgsl", "conv2d.wgsl"),
+    shader!("conv2d_bias", "bias/bias.wgsl", "conv2d.wgsl"),
+];
 
 /// Invocations per workgroup of the im2col / col2im entry points.
 const WG: usize = 64;
@@ -212,15 +213,17 @@ fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
     }
     let col = Tensor::uninit(x.engine(), &[g.pixels(), g.k()], DType::F32)?;
     let total = g.pixels();
-    let entry = if g.kw.is_multiple_of(4) && p.dilation[1] == 1 && x.numel().is_multiple_of(4) {
-        "conv2d_im2col_rows"
-    } else if g.k().is_multiple_of(4) {
-        "conv2d_im2col4"
-    } else {
-        "conv2d_im2col"
-    };
+    let (entry, src, dst) =
+        if g.kw.is_multiple_of(4) && p.dilation[1] == 1 && x.numel().is_multiple_of(4) {
+            ("conv2d_im2col_rows", "src4", "dst4")
+        } else if g.k().is_multiple_of(4) {
+            ("conv2d_im2col4", "src", "dst4")
+        } else {
+            ("conv2d_im2col", "src", "dst")
+        };
     let groups = total.div_ceil(WG) as u32;
-    super::launch(&SHADER, entry, &[], &[x, &col], &g.params(p, total), groups)?;
+    let tensors = [Bind::read(src, x), Bind::write(dst, &col)];
+    super::launch(&SHADERS[0], entry, &[], &tensors, &g.params(p, total), groups)?;
     Ok(col)
 }
 
@@ -235,17 +238,17 @@ fn col2im(dcol: &Tensor, g: &Geometry, p: &Conv2dParams, bias: Option<&Tensor>) 
     let per_pixel = g.kh * g.kw + g.kh + p.stride[0] + p.stride[1];
     check_loops(dcol, "conv2d col2im", g.w * per_pixel)?;
     let dx = Tensor::uninit(dcol.engine(), &g.x_shape(), DType::F32)?;
-    let (entry, total) = match channels_last_taps(g) {
-        true => ("conv2d_col2im4", g.b * g.c / 4 * g.h),
-        false => ("conv2d_col2im", g.b * g.c * g.h),
+    let (entry, src, total) = match channels_last_taps(g) {
+        true => ("conv2d_col2im4", "src4", g.b * g.c / 4 * g.h),
+        false => ("conv2d_col2im", "src", g.b * g.c * g.h),
     };
-    let constants = [("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 })];
-    let tensors = [dcol, bias.unwrap_or(dcol), &dx];
+    let mut tensors = vec![Bind::read(src, dcol), Bind::write("dst", &dx)];
+    tensors.extend(bias.map(|b| Bind::read("bias", b)));
     let groups = total.div_ceil(WG) as u32;
     super::launch(
-        &SHADER,
+        &SHADERS[bias.is_some() as usize],
         entry,
-        &constants,
+        &[],
         &tensors,
         &g.params(p, total),
         groups,
@@ -260,11 +263,11 @@ fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tens
         false => vec![b, c, pixels],
     };
     let out = Tensor::uninit(t.engine(), &shape, DType::F32)?;
-    let entry = match (to_rows, c.is_multiple_of(4)) {
-        (true, false) => "conv2d_to_rows",
-        (true, true) => "conv2d_to_rows4",
-        (false, false) => "conv2d_to_nchw",
-        (false, true) => "conv2d_to_nchw4",
+    let (entry, src, dst) = match (to_rows, c.is_multiple_of(4)) {
+        (true, false) => ("conv2d_to_rows", "src", "dst"),
+        (true, true) => ("conv2d_to_rows4", "src", "dst4"),
+        (false, false) => ("conv2d_to_nchw", "src", "dst"),
+        (false, true) => ("conv2d_to_nchw4", "src4", "dst"),
     };
     let params = Params {
         c: c as u32,
@@ -273,7 +276,8 @@ fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tens
         ..Params::default()
     };
     let groups = (b * pixels).div_ceil(WG) as u32;
-    super::launch(&SHADER, entry, &[], &[t, &out], &params, groups)?;
+    let tensors = [Bind::read(src, t), Bind::write(dst, &out)];
+    super::launch(&SHADERS[0], entry, &[], &tensors, &params, groups)?;
     Ok(out)
 }
 

@@ -1,13 +1,10 @@
 //! Launchers for `shaders/layout.wgsl`: transpose, concat, slice, block copy and row gather;
 //! bit copies for f32 and u32 alike. CPU twin and tests: `kernels-tests/layout.rs`.
 
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
 use std::ops::Range;
 
-pub const SHADER: Shader = Shader {
-    name: "layout",
-    source: include_str!("../../shaders/layout.wgsl"),
-};
+pub const SHADER: Shader = shader!("layout", "layout.wgsl");
 
 /// Lanes per workgroup of `copy_blocks` and `gather_rows`, and the row tiles each one takes;
 /// transpose tiles are T × T.
@@ -57,7 +54,8 @@ pub fn transpose(x: &Tensor) -> Result<Tensor> {
         tiles: tiles as u32,
         ..Params::default()
     };
-    super::launch(&SHADER, "transpose", &[], &[x, &out], &p, p.tiles)?;
+    let tensors = [Bind::read("src", x).words(), Bind::write("dst", &out).words()];
+    super::launch(&SHADER, "transpose", &[], &tensors, &p, p.tiles)?;
     Ok(out)
 }
 
@@ -93,7 +91,8 @@ pub fn copy_along(
         dst_offset: (dst_start * inner) as u32,
         ..row_params(outer, len * inner)
     };
-    launch_rows("copy_blocks", &[src, dst], p)
+    let tensors = [Bind::read("src", src).words(), Bind::write("dst", dst).words()];
+    launch_rows("copy_blocks", &tensors, p)
 }
 
 /// Joins `parts` along `axis`; all other axes and the dtype must agree.
@@ -154,7 +153,12 @@ pub fn gather(table: &Tensor, indices: &Tensor) -> Result<Tensor> {
         table_rows: n as u32,
         ..row_params(indices.numel(), d)
     };
-    launch_rows("gather_rows", &[table, indices, &out], p)?;
+    let tensors = [
+        Bind::read("src", table).words(),
+        Bind::read("indices", indices),
+        Bind::write("dst", &out).words(),
+    ];
+    launch_rows("gather_rows", &tensors, p)?;
     Ok(out)
 }
 
@@ -177,7 +181,7 @@ fn lanes(cols: usize) -> usize {
 }
 
 /// Launches `copy_blocks` or `gather_rows`: STEPS row tiles per workgroup.
-fn launch_rows(entry: &'static str, tensors: &[&Tensor], p: Params) -> Result<()> {
+fn launch_rows(entry: &'static str, tensors: &[Bind], p: Params) -> Result<()> {
     let constants = [("COLS", lanes(p.cols as usize) as f64)];
     super::launch(
         &SHADER,

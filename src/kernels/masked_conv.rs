@@ -3,12 +3,9 @@
 
 use super::conv2d::{self, check_f32, check_loops, forward_from_col, to_rows, weight_grad_from};
 use super::matmul::{Matmul, matmul_with};
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
 
-pub const SHADER: Shader = Shader {
-    name: "masked_conv",
-    source: include_str!("../../shaders/masked_conv.wgsl"),
-};
+pub const SHADER: Shader = shader!("masked_conv", "masked_conv.wgsl");
 
 /// Invocations per workgroup of the im2col / col2im entry points.
 const WG: usize = 64;
@@ -237,7 +234,7 @@ fn im2col(x: &Tensor, g: &Geometry, taps: &Taps) -> Result<Tensor> {
         &SHADER,
         "masked_conv_im2col",
         &[],
-        &[x, &col],
+        &[Bind::read("src", x), Bind::write("dst", &col)],
         &params,
         groups,
     )?;
@@ -247,14 +244,15 @@ fn im2col(x: &Tensor, g: &Geometry, taps: &Taps) -> Result<Tensor> {
 /// dcol [B·H·W, T·C] -> dx [B, C, H, W]: the adjoint of `im2col`.
 fn col2im(dcol: &Tensor, g: &Geometry, taps: &Taps) -> Result<Tensor> {
     // The 4 channels of a tap in one vec4 load when C % 4 == 0.
-    let (entry, steps) = match g.c.is_multiple_of(4) {
-        true => ("masked_conv_col2im4", g.k() / 4),
-        false => ("masked_conv_col2im", g.k()),
+    let (entry, src, steps) = match g.c.is_multiple_of(4) {
+        true => ("masked_conv_col2im4", "src4", g.k() / 4),
+        false => ("masked_conv_col2im", "src", g.k()),
     };
     check_loops(dcol, "masked_conv col2im", steps + g.c)?;
     let dx = Tensor::uninit(dcol.engine(), &[g.b, g.c, g.h, g.w], DType::F32)?;
     let groups = g.pixels().div_ceil(WG) as u32;
-    super::launch(&SHADER, entry, &[], &[dcol, &dx], &g.params(taps), groups)?;
+    let tensors = [Bind::read(src, dcol), Bind::write("dst", &dx)];
+    super::launch(&SHADER, entry, &[], &tensors, &g.params(taps), groups)?;
     Ok(dx)
 }
 

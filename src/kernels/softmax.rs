@@ -2,12 +2,9 @@
 //! CPU twin and tests: `kernels-tests/softmax.rs`.
 
 use super::reduce::{SEGMENT, softmax_stats};
-use crate::engine::{DType, Result, Shader, Tensor};
+use crate::engine::{Bind, shader, DType, Result, Shader, Tensor};
 
-pub const SHADER: Shader = Shader {
-    name: "softmax",
-    source: include_str!("../../shaders/softmax.wgsl"),
-};
+pub const SHADER: Shader = shader!("softmax", "softmax.wgsl");
 
 const WG: usize = 64;
 
@@ -39,7 +36,11 @@ fn launch(name: &'static str, log: bool, x: &Tensor, out: &Tensor) -> Result<()>
         &SHADER,
         "normalize",
         &[("LOG", log as u32 as f64)],
-        &[x, &stats, out],
+        &[
+            Bind::read("x", x),
+            Bind::read("stats", &stats),
+            Bind::write("out", out),
+        ],
         &p,
         (rows * pieces).div_ceil(WG) as u32,
     )
