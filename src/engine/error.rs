@@ -137,7 +137,9 @@ pub enum BindingProblem {
         got: &'static str,
     },
 
-    #[error("`{variable}` is an array of {view} ({view_bytes} bytes each); a tensor of {bytes} bytes is not a whole number of them")]
+    #[error(
+        "`{variable}` is an array of {view} ({view_bytes} bytes each); a tensor of {bytes} bytes is not a whole number of them"
+    )]
     Length {
         variable: String,
         view: String,

@@ -1,8 +1,8 @@
 //! Recording: kernels append dispatches to one pending encoder and compute pass; uniforms go
 //! to one arena written once per submit; `flush` submits, `read_bytes` is the only host wait.
 
-use super::shader::{Binding, Shader, Slot};
 use super::BindingProblem;
+use super::shader::{Binding, Shader, Slot};
 use super::{Engine, Error, Result, Tensor};
 use std::num::NonZeroU64;
 
@@ -206,12 +206,13 @@ impl Engine {
                 .lock()
                 .unwrap()
                 .pipeline(&inner.device, shader, entry, constants)?;
-        let bound = match_bindings(&pipe.bindings, tensors, params.len())
-            .map_err(|problem| Error::Binding {
+        let bound = match_bindings(&pipe.bindings, tensors, params.len()).map_err(|problem| {
+            Error::Binding {
                 shader: shader.name,
                 entry,
                 problem,
-            })?;
+            }
+        })?;
         let limit = inner.limits.max_storage_buffer_binding_size;
         for b in tensors {
             if b.tensor.byte_len() > limit {
@@ -539,11 +540,6 @@ fn match_bindings<'t>(
     }
     Ok(bindings
         .iter()
-        .map(|b| {
-            tensors
-                .iter()
-                .find(|t| t.name == b.name)
-                .map(|t| t.tensor)
-        })
+        .map(|b| tensors.iter().find(|t| t.name == b.name).map(|t| t.tensor))
         .collect())
 }

@@ -92,9 +92,14 @@ fn view(module: &naga::Module, ty: naga::Handle<naga::Type>) -> View {
             false,
         ),
         naga::TypeInner::Atomic(s) => (format!("atomic<{}>", scalar_wgsl(s)), Some(s), true),
-        _ => (t.name.clone().unwrap_or_else(|| "a struct".into()), None, false),
+        _ => (
+            t.name.clone().unwrap_or_else(|| "a struct".into()),
+            None,
+            false,
+        ),
     };
-    let integer = |s: naga::Scalar| matches!(s.kind, naga::ScalarKind::Uint | naga::ScalarKind::Sint);
+    let integer =
+        |s: naga::Scalar| matches!(s.kind, naga::ScalarKind::Uint | naga::ScalarKind::Sint);
     let dtype = scalar.and_then(|s| match (s.kind, s.width) {
         (naga::ScalarKind::Float, 4) => Some(DType::F32),
         (_, 8) if integer(s) && !atomic => Some(DType::F32),
@@ -116,7 +121,8 @@ pub(crate) fn reflect(name: &str, source: &str) -> Result<HashMap<String, Vec<Bi
         name: name.to_string(),
         message,
     };
-    let module = naga::front::wgsl::parse_str(source).map_err(|e| invalid(e.emit_to_string(source)))?;
+    let module =
+        naga::front::wgsl::parse_str(source).map_err(|e| invalid(e.emit_to_string(source)))?;
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::all(),

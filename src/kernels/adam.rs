@@ -1,7 +1,7 @@
 //! Launchers for `shaders/adam.wgsl`: in-place Adam / AdamW and SGD (plain, momentum,
 //! Nesterov) updates of one parameter tensor. CPU twin and tests: `kernels-tests/adam.rs`.
 
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("adam", "adam.wgsl");
 

@@ -2,7 +2,7 @@
 //! sampling step that writes the drawn codes on the GPU. Tests: `kernels-tests/categorical.rs`.
 
 use super::conv2d::check_loops;
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("categorical", "categorical.wgsl");
 

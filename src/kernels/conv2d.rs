@@ -3,7 +3,7 @@
 
 use super::matmul::{Matmul, matmul_into, matmul_with};
 use super::reduce::{Reduce, reduce_first, reduce_last};
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 /// Without and with a bias added by col2im (`shaders/bias/{no_bias,bias}.wgsl` in front).
 pub const SHADERS: [Shader; 2] = [
@@ -223,7 +223,14 @@ fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
         };
     let groups = total.div_ceil(WG) as u32;
     let tensors = [Bind::read(src, x), Bind::write(dst, &col)];
-    super::launch(&SHADERS[0], entry, &[], &tensors, &g.params(p, total), groups)?;
+    super::launch(
+        &SHADERS[0],
+        entry,
+        &[],
+        &tensors,
+        &g.params(p, total),
+        groups,
+    )?;
     Ok(col)
 }
 

@@ -1,7 +1,7 @@
 //! Launchers for `shaders/elementwise.wgsl`: unary maps, broadcasting binary ops, affine,
 //! clamp, fill. CPU twin and tests: `kernels-tests/elementwise.rs`.
 
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("elementwise", "elementwise.wgsl");
 
@@ -125,7 +125,11 @@ fn launch(
     } else {
         ["x", "y", "out"]
     };
-    let mut tensors: Vec<Bind> = inputs.iter().zip([x, y]).map(|(t, n)| Bind::read(n, t)).collect();
+    let mut tensors: Vec<Bind> = inputs
+        .iter()
+        .zip([x, y])
+        .map(|(t, n)| Bind::read(n, t))
+        .collect();
     tensors.push(Bind::write(o, out));
     let workgroups = (params.n as usize).div_ceil(WG) as u32;
     super::launch(

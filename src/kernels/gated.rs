@@ -2,7 +2,7 @@
 //! PixelCNN blocks, fused with its conditioning, and its gradient. Tests: `kernels-tests/gated.rs`.
 
 use super::conv2d::check_loops;
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 /// `gated.wgsl` without a condition and with one (binding `cond` and `dcond`).
 pub const SHADERS: [Shader; 2] = [
@@ -109,7 +109,11 @@ pub fn gated_backward(
         .map(|c| Tensor::uninit(x.engine(), c.shape(), DType::F32))
         .transpose()?;
     let groups = (params.total as usize).div_ceil(WG) as u32;
-    let mut tensors = vec![Bind::read("x", x), Bind::read("g", g), Bind::write("y", &dx)];
+    let mut tensors = vec![
+        Bind::read("x", x),
+        Bind::read("g", g),
+        Bind::write("y", &dx),
+    ];
     if let (Some(c), Some(dc)) = (cond, &dcond) {
         tensors.extend([Bind::read("cond", c), Bind::write("dcond", dc)]);
     }

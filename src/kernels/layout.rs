@@ -1,7 +1,7 @@
 //! Launchers for `shaders/layout.wgsl`: transpose, concat, slice, block copy and row gather;
 //! bit copies for f32 and u32 alike. CPU twin and tests: `kernels-tests/layout.rs`.
 
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 use std::ops::Range;
 
 pub const SHADER: Shader = shader!("layout", "layout.wgsl");
@@ -54,7 +54,10 @@ pub fn transpose(x: &Tensor) -> Result<Tensor> {
         tiles: tiles as u32,
         ..Params::default()
     };
-    let tensors = [Bind::read("src", x).words(), Bind::write("dst", &out).words()];
+    let tensors = [
+        Bind::read("src", x).words(),
+        Bind::write("dst", &out).words(),
+    ];
     super::launch(&SHADER, "transpose", &[], &tensors, &p, p.tiles)?;
     Ok(out)
 }
@@ -91,7 +94,10 @@ pub fn copy_along(
         dst_offset: (dst_start * inner) as u32,
         ..row_params(outer, len * inner)
     };
-    let tensors = [Bind::read("src", src).words(), Bind::write("dst", dst).words()];
+    let tensors = [
+        Bind::read("src", src).words(),
+        Bind::write("dst", dst).words(),
+    ];
     launch_rows("copy_blocks", &tensors, p)
 }
 

@@ -22,8 +22,8 @@ pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// `dlogits = g_row·(σ(l) − x)`, `[B, D]`; `g` is f32 `[B]`.
 pub fn bce_with_logits_backward(logits: &Tensor, target: &Tensor, g: &Tensor) -> Result<Tensor> {
     let inputs = [Bind::read("a", logits), Bind::read("b", target)];
-    let [d] = rows("bce_with_logits_backward", &[logits, target])?
-        .grads(&inputs, Weight::PerRow(g))?;
+    let [d] =
+        rows("bce_with_logits_backward", &[logits, target])?.grads(&inputs, Weight::PerRow(g))?;
     Ok(d)
 }
 

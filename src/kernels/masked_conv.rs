@@ -3,7 +3,7 @@
 
 use super::conv2d::{self, check_f32, check_loops, forward_from_col, to_rows, weight_grad_from};
 use super::matmul::{Matmul, matmul_with};
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("masked_conv", "masked_conv.wgsl");
 

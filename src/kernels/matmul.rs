@@ -2,7 +2,7 @@
 //! picks the wide-load or subgroup kernels when the device and shape allow. Tests: `kernels-tests/matmul.rs`.
 
 use super::{matmul_subgroup, matmul_wide};
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 /// Without and with a bias row (`shaders/bias/{no_bias,bias}.wgsl` in front).
 pub const SHADERS: [Shader; 2] = [
@@ -170,14 +170,7 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
         Bind::write(c_var, out),
     ];
     tensors.extend(opts.bias.map(|t| Bind::read("bias", t)));
-    super::launch(
-        shader,
-        entry,
-        &constants,
-        &tensors,
-        &params,
-        tiles as u32,
-    )
+    super::launch(shader, entry, &constants, &tensors, &params, tiles as u32)
 }
 
 /// `op(a)·op(b)` (+ bias, ReLU) as a new [M, N] tensor.

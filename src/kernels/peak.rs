@@ -1,7 +1,7 @@
 //! Launcher for `shaders/peak.wgsl`: the register-resident FMA loop whose GFLOP/s is the
 //! device peak every kernel is compared with. Test: `kernels-tests/peak.rs`; bench: `bench -- kernels`.
 
-use crate::engine::{Bind, shader, DType, Engine, Error, Grid, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Engine, Error, Grid, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("peak", "peak.wgsl");
 

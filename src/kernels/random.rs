@@ -10,7 +10,7 @@
 //! continuation of one long stream from its element `4·blocks(n)`. Uniform, normal and Bernoulli
 //! draws of the same `(seed, offset)` read the same words, so give each its own counter range.
 
-use crate::engine::{Bind, shader, DType, Engine, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Engine, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("random", "random.wgsl");
 

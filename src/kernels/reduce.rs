@@ -1,7 +1,7 @@
 //! Launchers for `shaders/reduce.wgsl`: sum / mean / max over the last or the first axis, the
 //! whole-tensor sum and log-sum-exp over the last axis. CPU twin and tests: `kernels-tests/reduce.rs`.
 
-use crate::engine::{Bind, shader, DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("reduce", "reduce.wgsl");
 

@@ -2,7 +2,7 @@
 //! CPU twin and tests: `kernels-tests/softmax.rs`.
 
 use super::reduce::{SEGMENT, softmax_stats};
-use crate::engine::{Bind, shader, DType, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("softmax", "softmax.wgsl");
 

@@ -17,18 +17,8 @@ use crate::engine::{Bind, DType, Engine, Error, Result, Shader, Tensor, shader};
 /// argmin and bucket sums with scalar loads (any K and D) and with vec4 loads (`dist4` for
 /// K % 4 == 0, `z4` for D % 4 == 0).
 pub const SHADERS: [Shader; 2] = [
-    shader!(
-        "vq",
-        "vq/lanes_f32.wgsl",
-        "vq.wgsl",
-        "vq/clusters.wgsl"
-    ),
-    shader!(
-        "vq_v4",
-        "vq/lanes_vec4.wgsl",
-        "vq.wgsl",
-        "vq/clusters.wgsl"
-    ),
+    shader!("vq", "vq/lanes_f32.wgsl", "vq.wgsl", "vq/clusters.wgsl"),
+    shader!("vq_v4", "vq/lanes_vec4.wgsl", "vq.wgsl", "vq/clusters.wgsl"),
 ];
 
 /// The fused search with 8-float loads (D % 8 == 0, subgroups and 64-bit integers) and with
@@ -396,10 +386,24 @@ pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> 
         };
         engine.clear(&table)?;
         let counting = [Bind::read("idx", indices), Bind::write("table", &table)];
-        launch("vq_chunk_counts", false, &[], &counting, &p, chunks.div_ceil(WG))?;
+        launch(
+            "vq_chunk_counts",
+            false,
+            &[],
+            &counting,
+            &p,
+            chunks.div_ceil(WG),
+        )?;
         let scanning = [Bind::write("table", &table), Bind::write("scan", &scan)];
         launch("vq_chunk_scan", false, &[], &scanning, &p, k.div_ceil(WG))?;
-        launch("vq_code_scan", false, &[], &[Bind::write("scan", &scan)], &p, 1)?;
+        launch(
+            "vq_code_scan",
+            false,
+            &[],
+            &[Bind::write("scan", &scan)],
+            &p,
+            1,
+        )?;
         let scatter = [
             Bind::read("idx", indices),
             Bind::read("scan_in", &scan),
