@@ -1,5 +1,5 @@
-//! Launchers for `shaders/layout.wgsl`: transpose, concat, slice, block copy and row gather;
-//! bit copies for f32 and u32 alike. CPU twin and tests: `kernels-tests/layout.rs`.
+//! Launchers for `shaders/layout.wgsl`: transpose, concat, slice, block copy, row gather and
+//! the channel permutes of images; bit copies for f32 and u32 alike. CPU twin and tests: `kernels-tests/layout.rs`.
 
 use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 use std::ops::Range;
@@ -165,6 +165,64 @@ pub fn gather(table: &Tensor, indices: &Tensor) -> Result<Tensor> {
         Bind::write("dst", &out).words(),
     ];
     launch_rows("gather_rows", &tensors, p)?;
+    Ok(out)
+}
+
+/// x `[B, C, H, W]` -> `[B·H·W, C]`: channels last, one row per pixel (the row layout of the
+/// convolutions' GEMMs, and of vectors to quantise or classify per pixel); any dtype.
+pub fn to_channels_last(x: &Tensor) -> Result<Tensor> {
+    let &[b, c, h, w] = x.shape() else {
+        let why = format!("expected [B, C, H, W], got {:?}", x.shape());
+        return Err(Error::bad("to_channels_last", why));
+    };
+    permute(x, [b, c, h * w], true)
+}
+
+/// rows `[B·H·W, C]` -> `shape` = `[B, C, H, W]`: the inverse of [`to_channels_last`].
+pub fn to_channels_first(rows: &Tensor, shape: [usize; 4]) -> Result<Tensor> {
+    let [b, c, h, w] = shape;
+    rows.expect_shape("to_channels_first", &[b * h * w, c])?;
+    permute(rows, [b, c, h * w], false)?.reshape(&shape)
+}
+
+/// Channels-first `[B, C, P]` <-> channels-last `[B·P, C]` (`to_rows` picks the direction); the
+/// result is `[B·P, C]` or `[B, C, P]`. One invocation per pixel.
+pub(crate) fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tensor> {
+    const PIXELS_PER_WORKGROUP: usize = 64;
+    let shape = match to_rows {
+        true => vec![b * pixels, c],
+        false => vec![b, c, pixels],
+    };
+    let op = "channel permute";
+    if t.numel() != b * c * pixels {
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: t.shape().to_vec(),
+            rhs: shape,
+        });
+    }
+    if u32::try_from(t.numel()).is_err() {
+        return Err(Error::bad(
+            op,
+            "more than 2^32 - 1 elements (indices are u32)",
+        ));
+    }
+    let out = Tensor::uninit(t.engine(), &shape, t.dtype())?;
+    let (entry, src, dst) = match (to_rows, c.is_multiple_of(4)) {
+        (true, false) => ("channels_last", "src", "dst"),
+        (true, true) => ("channels_last4", "src", "dst4"),
+        (false, false) => ("channels_first", "src", "dst"),
+        (false, true) => ("channels_first4", "src4", "dst"),
+    };
+    let p = Params {
+        rows: (b * pixels) as u32,
+        cols: c as u32,
+        src_stride: pixels as u32,
+        ..Params::default()
+    };
+    let tensors = [Bind::read(src, t).words(), Bind::write(dst, &out).words()];
+    let groups = (b * pixels).div_ceil(PIXELS_PER_WORKGROUP) as u32;
+    super::launch(&SHADER, entry, &[], &tensors, &p, groups)?;
     Ok(out)
 }
 
