@@ -5,7 +5,7 @@ use super::{DType, Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A kernel family's WGSL source, brought in with `include_str!`.
+/// A kernel family's WGSL source, composed from files of `shaders/` by `shader!`.
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
     pub name: &'static str,
