@@ -74,6 +74,24 @@ fn params() -> [u32; 4] {
     [N as u32, 0, 0, 0]
 }
 
+/// `axpy`'s four tensors, each named by its variable, with `change` in place of the one of the
+/// same name (or added, when no variable has its name).
+fn axpy<'a>(t: &'a Inputs, change: Option<Bind<'a>>) -> Vec<Bind<'a>> {
+    let mut all = vec![
+        Bind::read("x", &t.x),
+        Bind::read("w", &t.w),
+        Bind::read("labels", &t.labels),
+        Bind::write("y", &t.y),
+    ];
+    if let Some(c) = change {
+        match all.iter_mut().find(|b| b.name == c.name) {
+            Some(b) => *b = c,
+            None => all.push(c),
+        }
+    }
+    all
+}
+
 fn dispatch(e: &Engine, entry: &'static str, tensors: &[Bind]) -> latent::Result<()> {
     let p = params();
     e.dispatch(
@@ -110,17 +128,9 @@ fn named_tensors_bind_to_their_variables_in_any_order() {
     let e = gpu!();
     let t = inputs(e);
     // Listed backwards: the names, not the order, decide where each tensor goes.
-    dispatch(
-        e,
-        "axpy",
-        &[
-            Bind::write("y", &t.y),
-            Bind::read("labels", &t.labels),
-            Bind::read("w", &t.w),
-            Bind::read("x", &t.x),
-        ],
-    )
-    .unwrap();
+    let mut binds = axpy(&t, None);
+    binds.reverse();
+    dispatch(e, "axpy", &binds).unwrap();
     let want: Vec<f32> = (0..N).map(|i| 1102.0 * i as f32).collect();
     assert_eq!(t.y.to_vec::<f32>().unwrap(), want);
 }
@@ -131,20 +141,9 @@ fn a_same_type_name_of_another_entry_point_is_refused() {
     let t = inputs(e);
     // `x4` is an f32 view at x's binding, but `axpy` reads `x`: naming the other view (as a
     // swap of x and x4 between two entry points would) is refused, not bound by position.
-    let problem = refused(
-        dispatch(
-            e,
-            "axpy",
-            &[
-                Bind::read("x4", &t.x),
-                Bind::read("w", &t.w),
-                Bind::read("labels", &t.labels),
-                Bind::write("y", &t.y),
-            ],
-        ),
-        "x4",
-    );
-    match problem {
+    let mut binds = axpy(&t, None);
+    binds[0] = Bind::read("x4", &t.x);
+    match refused(dispatch(e, "axpy", &binds), "x4") {
         BindingProblem::Unused { variable, used } => {
             assert_eq!(variable, "x4");
             assert_eq!(used, ["x", "w", "labels", "y"]);
@@ -157,18 +156,9 @@ fn a_same_type_name_of_another_entry_point_is_refused() {
 fn a_missing_name_is_refused() {
     let e = gpu!();
     let t = inputs(e);
-    let problem = refused(
-        dispatch(
-            e,
-            "axpy",
-            &[
-                Bind::read("x", &t.x),
-                Bind::read("labels", &t.labels),
-                Bind::write("y", &t.y),
-            ],
-        ),
-        "w",
-    );
+    let mut binds = axpy(&t, None);
+    binds.retain(|b| b.name != "w");
+    let problem = refused(dispatch(e, "axpy", &binds), "w");
     assert!(
         matches!(&problem, BindingProblem::Missing { variable, .. } if variable == "w"),
         "{problem:?}"
@@ -179,20 +169,13 @@ fn a_missing_name_is_refused() {
 fn an_extra_or_repeated_name_is_refused() {
     let e = gpu!();
     let t = inputs(e);
-    let all = [
-        Bind::read("x", &t.x),
-        Bind::read("w", &t.w),
-        Bind::read("labels", &t.labels),
-        Bind::write("y", &t.y),
-    ];
-    let mut extra = all.to_vec();
-    extra.push(Bind::read("z", &t.w));
+    let extra = axpy(&t, Some(Bind::read("z", &t.w)));
     let problem = refused(dispatch(e, "axpy", &extra), "z");
     assert!(
         matches!(&problem, BindingProblem::Unused { variable, .. } if variable == "z"),
         "{problem:?}"
     );
-    let mut twice = all.to_vec();
+    let mut twice = axpy(&t, None);
     twice.push(Bind::read("w", &t.x));
     let problem = refused(dispatch(e, "axpy", &twice), "w");
     assert!(
@@ -207,19 +190,8 @@ fn a_wrong_access_is_refused() {
     let t = inputs(e);
     // An input the kernel only reads, bound as an output: the caller would wait for a result
     // that never comes.
-    let problem = refused(
-        dispatch(
-            e,
-            "axpy",
-            &[
-                Bind::write("x", &t.x),
-                Bind::read("w", &t.w),
-                Bind::read("labels", &t.labels),
-                Bind::write("y", &t.y),
-            ],
-        ),
-        "x",
-    );
+    let binds = axpy(&t, Some(Bind::write("x", &t.x)));
+    let problem = refused(dispatch(e, "axpy", &binds), "x");
     assert!(
         matches!(
             problem,
@@ -233,19 +205,8 @@ fn a_wrong_access_is_refused() {
     );
     // An output bound as an input: the kernel would overwrite a tensor the caller thinks is
     // left alone.
-    let problem = refused(
-        dispatch(
-            e,
-            "axpy",
-            &[
-                Bind::read("x", &t.x),
-                Bind::read("w", &t.w),
-                Bind::read("labels", &t.labels),
-                Bind::read("y", &t.y),
-            ],
-        ),
-        "y",
-    );
+    let binds = axpy(&t, Some(Bind::read("y", &t.y)));
+    let problem = refused(dispatch(e, "axpy", &binds), "y");
     assert!(
         matches!(
             problem,
@@ -264,39 +225,16 @@ fn a_wrong_element_type_is_refused() {
     let e = gpu!();
     let t = inputs(e);
     // An f32 tensor for the u32 labels.
-    let problem = refused(
-        dispatch(
-            e,
-            "axpy",
-            &[
-                Bind::read("x", &t.x),
-                Bind::read("w", &t.w),
-                Bind::read("labels", &t.w),
-                Bind::write("y", &t.y),
-            ],
-        ),
-        "labels",
-    );
-    match problem {
+    let binds = axpy(&t, Some(Bind::read("labels", &t.w)));
+    match refused(dispatch(e, "axpy", &binds), "labels") {
         BindingProblem::ElementType {
             view, reads, got, ..
         } => assert_eq!((view.as_str(), reads, got), ("u32", "u32", "f32")),
         other => panic!("{other:?}"),
     }
     // A u32 tensor for the f32 x.
-    let problem = refused(
-        dispatch(
-            e,
-            "axpy",
-            &[
-                Bind::read("x", &t.labels),
-                Bind::read("w", &t.w),
-                Bind::read("labels", &t.labels),
-                Bind::write("y", &t.y),
-            ],
-        ),
-        "x",
-    );
+    let binds = axpy(&t, Some(Bind::read("x", &t.labels)));
+    let problem = refused(dispatch(e, "axpy", &binds), "x");
     assert!(
         matches!(
             problem,
@@ -386,13 +324,8 @@ fn integer_views_take_other_tensors_only_as_words() {
 fn params_must_fill_the_uniform() {
     let e = gpu!();
     let t = inputs(e);
-    let all = [
-        Bind::read("x", &t.x),
-        Bind::read("w", &t.w),
-        Bind::read("labels", &t.labels),
-        Bind::write("y", &t.y),
-    ];
-    let err = e.dispatch(&SHADER, "axpy", &[], &all, &[0u8; 8], Grid::Linear(1));
+    let binds = axpy(&t, None);
+    let err = e.dispatch(&SHADER, "axpy", &[], &binds, &[0u8; 8], Grid::Linear(1));
     assert!(
         matches!(
             err,

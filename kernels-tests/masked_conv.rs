@@ -224,7 +224,7 @@ fn check(e: &Engine, kind: Kind, g: &Geo, seed: u64) {
         TapSource::List(taps.clone()),
         &dyt,
         &xt,
-        &into.shape(),
+        into.shape(),
         Some(&into),
     )
     .expect("dw");

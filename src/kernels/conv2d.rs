@@ -297,7 +297,7 @@ impl Conv {
         let saved = self.keep(x)?;
         let y = match self.source {
             TapSource::Transposed(_) => self.image(&saved.0, w, bias)?,
-            _ => self.from_columns(&saved.0, w, bias)?,
+            _ => self.output_of_columns(&saved.0, w, bias)?,
         };
         Ok((y, keep.then_some(saved)))
     }
@@ -355,7 +355,7 @@ impl Conv {
         }
         w_for_dx
             .map(|w| match transposed {
-                true => self.from_columns(&mine, w, None),
+                true => self.output_of_columns(&mine, w, None),
                 false => self.image(&mine, w, None),
             })
             .transpose()
@@ -378,7 +378,7 @@ impl Conv {
 
     /// y `[B, Cout, H', W']` from the column matrix: `[pixels, K] · [Cout, K]ᵀ` gives y
     /// channels-last (the matmul adds the bias), then one permute.
-    fn from_columns(&self, col: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    fn output_of_columns(&self, col: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let g = &self.g;
         let opts = Matmul {
             trans_b: true,
@@ -399,7 +399,7 @@ impl Conv {
             TapSource::Dense(p) => *p,
             TapSource::Transposed(p) => p.conv(),
             TapSource::List(taps) => {
-                // Tap lists run forward through `from_columns`: no bias reaches col2im.
+                // Tap lists run forward through `output_of_columns`: no bias reaches col2im.
                 debug_assert!(bias.is_none());
                 let w_k = w.reshape(&[g.cout, g.k()])?;
                 let dcol = matmul_with(rows, &w_k, &Matmul::default())?;

@@ -15,38 +15,23 @@ macro_rules! family {
     ($name:literal) => {
         [
             [
-                $crate::engine::shader!(
-                    $name,
-                    "rows/lanes_f32.wgsl",
-                    "rows/weight_scalar.wgsl",
-                    "rows/rows.wgsl",
-                    concat!($name, ".wgsl")
-                ),
-                $crate::engine::shader!(
-                    concat!($name, "_v4"),
-                    "rows/lanes_vec4.wgsl",
-                    "rows/weight_scalar.wgsl",
-                    "rows/rows.wgsl",
-                    concat!($name, ".wgsl")
-                ),
+                $crate::kernels::rows::family!(@ $name, "", "f32", "scalar"),
+                $crate::kernels::rows::family!(@ $name, "_v4", "vec4", "scalar"),
             ],
             [
-                $crate::engine::shader!(
-                    concat!($name, "_g"),
-                    "rows/lanes_f32.wgsl",
-                    "rows/weight_row.wgsl",
-                    "rows/rows.wgsl",
-                    concat!($name, ".wgsl")
-                ),
-                $crate::engine::shader!(
-                    concat!($name, "_g_v4"),
-                    "rows/lanes_vec4.wgsl",
-                    "rows/weight_row.wgsl",
-                    "rows/rows.wgsl",
-                    concat!($name, ".wgsl")
-                ),
+                $crate::kernels::rows::family!(@ $name, "_g", "f32", "row"),
+                $crate::kernels::rows::family!(@ $name, "_g_v4", "vec4", "row"),
             ],
         ]
+    };
+    (@ $name:literal, $suffix:literal, $lanes:literal, $weight:literal) => {
+        $crate::engine::shader!(
+            concat!($name, $suffix),
+            concat!("rows/lanes_", $lanes, ".wgsl"),
+            concat!("rows/weight_", $weight, ".wgsl"),
+            "rows/rows.wgsl",
+            concat!($name, ".wgsl")
+        )
     };
 }
 pub(crate) use family;
