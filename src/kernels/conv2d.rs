@@ -66,7 +66,7 @@ struct Params {
     step_w: u32,
 }
 
-/// The GEMM of a convolution: x [b, c, h, w] * weight [cout, c, kh, kw] -> y [b, cout, oh, ow]
+/// The GEMM of a convolution: x `[b, c, h, w]` * weight `[cout, c, kh, kw]` -> y `[b, cout, oh, ow]`
 /// (a tap list of T taps is a T × 1 kernel).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Geometry {
@@ -434,7 +434,7 @@ pub fn bias_grad(dy: &Tensor) -> Result<Tensor> {
     reduce_first(Reduce::Sum, &per_image)
 }
 
-/// x: [B, C, H, W] -> col [B·H'·W', C·kh·kw] (zeros in the padding).
+/// x: `[B, C, H, W]` -> col `[B·H'·W', C·kh·kw]` (zeros in the padding).
 fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
     check_loops(x, "conv2d im2col", g.k() + g.c)?;
     if g.kh == 1 && g.kw == 1 && *p == Conv2dParams::default() {
@@ -469,7 +469,7 @@ fn channels_last_taps(g: &Geometry) -> bool {
     g.c.is_multiple_of(4)
 }
 
-/// dcol [B·H'·W', C·kh·kw] -> dx [B, C, H, W] (+ bias[c]): the adjoint of `im2col`; taps in
+/// dcol `[B·H'·W', C·kh·kw]` -> dx `[B, C, H, W]` (+ `bias[c]`): the adjoint of `im2col`; taps in
 /// (c, i, j) order, or (i, j, c) when `channels_last_taps`.
 fn col2im(dcol: &Tensor, g: &Geometry, p: &Conv2dParams, bias: Option<&Tensor>) -> Result<Tensor> {
     let per_pixel = g.kh * g.kw + g.kh + p.stride[0] + p.stride[1];

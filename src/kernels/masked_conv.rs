@@ -139,8 +139,8 @@ struct Params {
     offsets: [[i32; 4]; MAX_TAPS / 2],
 }
 
-/// The GEMM of a masked convolution: x [b, c, h, w] * weight [cout, t, c] -> y [b, cout, h, w],
-/// a t × 1 kernel over the column matrix [b·h·w, t·c].
+/// The GEMM of a masked convolution: x `[b, c, h, w]` * weight `[cout, t, c]` -> y
+/// `[b, cout, h, w]`, a t × 1 kernel over the column matrix `[b·h·w, t·c]`.
 pub(crate) fn geometry(
     op: &'static str,
     x: &[usize],
