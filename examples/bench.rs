@@ -7,8 +7,8 @@ mod flags;
 
 use clap::{Parser, Subcommand};
 use latent::kernels::batchnorm::{self as bn, BatchNormConfig};
-use latent::kernels::conv_transpose2d::{self as ct, ConvTranspose2dParams};
-use latent::kernels::conv2d::{self, Conv2dParams};
+use latent::kernels::conv_transpose2d::ConvTranspose2dParams;
+use latent::kernels::conv2d::{Conv, Conv2dParams, TapSource, WeightGrad};
 use latent::kernels::matmul::{self, Matmul};
 use latent::kernels::vq::{self, Search};
 use latent::kernels::{elementwise, peak};
@@ -180,40 +180,61 @@ fn bench_w2_conv(engine: &Engine, batch: usize, reps: u32) -> Result<Vec<Row>> {
         });
         Ok(())
     };
-    let p = Conv2dParams::square(2, 1, 1);
+    // (name, tap source, x, weight and dy shapes) of each layer.
+    let mut layers = Vec::new();
     for (cin, h, cout) in W2_CONV {
-        let x = Tensor::full(engine, &[batch, cin, h, h], 0.5)?;
-        let w = Tensor::full(engine, &[cout, cin, 4, 4], 0.25)?;
-        let b = Tensor::full(engine, &[cout], 0.1)?;
-        let dy = Tensor::full(engine, &[batch, cout, h / 2, h / 2], 0.5)?;
-        let flops = 2.0 * (batch * cout * h * h / 4 * cin * 16) as f64;
-        let name = format!("conv2d {cin}->{cout} {h}x{h}");
-        row(format!("{name} fwd"), flops, &mut || {
-            conv2d::conv2d(&x, &w, Some(&b), &p).map(drop)
-        })?;
-        row(format!("{name} dX"), flops, &mut || {
-            conv2d::conv2d_backward_input(&dy, &w, x.shape(), &p).map(drop)
-        })?;
-        row(format!("{name} dW"), flops, &mut || {
-            conv2d::conv2d_backward_weight(&dy, &x, w.shape(), &p, None).map(drop)
-        })?;
+        let source = TapSource::Dense(Conv2dParams::square(2, 1, 1));
+        let shapes = [
+            [batch, cin, h, h],
+            [cout, cin, 4, 4],
+            [batch, cout, h / 2, h / 2],
+        ];
+        layers.push((
+            format!("conv2d {cin}->{cout} {h}x{h}"),
+            source,
+            shapes,
+            cin * cout,
+        ));
     }
-    let p = ConvTranspose2dParams::square(2, 1, 1, 0);
     for (cin, h, cout) in W2_CONVT {
-        let x = Tensor::full(engine, &[batch, cin, h, h], 0.5)?;
-        let w = Tensor::full(engine, &[cin, cout, 4, 4], 0.25)?;
-        let b = Tensor::full(engine, &[cout], 0.1)?;
-        let dy = Tensor::full(engine, &[batch, cout, 2 * h, 2 * h], 0.5)?;
-        let flops = 2.0 * (batch * cin * h * h * cout * 16) as f64;
-        let name = format!("convT {cin}->{cout} {h}x{h}");
+        let source = TapSource::Transposed(ConvTranspose2dParams::square(2, 1, 1, 0));
+        let shapes = [
+            [batch, cin, h, h],
+            [cin, cout, 4, 4],
+            [batch, cout, 2 * h, 2 * h],
+        ];
+        layers.push((
+            format!("convT {cin}->{cout} {h}x{h}"),
+            source,
+            shapes,
+            cin * cout,
+        ));
+    }
+    for (name, source, [xs, ws, ys], channels) in layers {
+        let x = Tensor::full(engine, &xs, 0.5)?;
+        let w = Tensor::full(engine, &ws, 0.25)?;
+        let b = Tensor::full(engine, &[ys[1]], 0.1)?;
+        let dy = Tensor::full(engine, &ys, 0.5)?;
+        let dw = Tensor::zeros(engine, &ws, DType::F32)?;
+        // The smaller image's pixels times 16 taps per channel pair.
+        let pixels = (xs[2] * xs[3]).min(ys[2] * ys[3]);
+        let flops = 2.0 * (batch * pixels * channels * 16) as f64;
+        let plan = Conv::new(source, &xs, &ws)?;
         row(format!("{name} fwd"), flops, &mut || {
-            ct::conv_transpose2d(&x, &w, Some(&b), &p).map(drop)
+            plan.forward(&x, &w, Some(&b), false).map(drop)
         })?;
         row(format!("{name} dX"), flops, &mut || {
-            ct::conv_transpose2d_backward_input(&dy, &w, &p).map(drop)
+            plan.backward(&dy, Some(&w), None).map(drop)
         })?;
+        // dW from x alone: gathering x's columns (or rows) is part of it, as without a forward.
         row(format!("{name} dW"), flops, &mut || {
-            ct::conv_transpose2d_backward_weight(&dy, &x, w.shape(), &p, None).map(drop)
+            let saved = plan.keep(&x)?;
+            let grad = WeightGrad {
+                saved: &saved,
+                into: &dw,
+                accumulate: false,
+            };
+            plan.backward(&dy, None, Some(grad)).map(drop)
         })?;
     }
     Ok(rows)

@@ -269,14 +269,10 @@ fn optimizers_refuse_bad_input_with_typed_errors() {
     assert_eq!(adam(&f(&[4, 3]), &m, &v, 1, ok), "ShapeMismatch");
     assert_eq!(adam(&g, &m, &f(&[12]), 1, ok), "ShapeMismatch");
     assert_eq!(adam(&gu, &m, &v, 1, ok), "DTypeMismatch");
-    assert_eq!(
-        adam(&g, &m, &m, 1, ok),
-        "BadInput",
-        "m and v share a buffer"
-    );
+    assert_eq!(adam(&g, &m, &m, 1, ok), "Binding", "m and v share a buffer");
     assert_eq!(
         adam(&w, &m, &v, 1, ok),
-        "BadInput",
+        "Binding",
         "the gradient is the parameter"
     );
     for cfg in [

@@ -598,7 +598,7 @@ fn batchnorm_refuses_bad_shapes_with_typed_errors() {
     let r = t(&[4]);
     assert_eq!(
         error_kind(bn::batchnorm_train(&x, &c4, &c4, &r, &r, &cfg)),
-        "BadInput"
+        "Binding"
     );
 
     // Eval takes one value per channel, but not wrong lengths.

@@ -4,10 +4,58 @@
 use crate::{
     assert_close, assert_matches_fd, error_kind, fd_gradients, gpu, portable_engine, rng, uniform,
 };
-use latent::kernels::conv2d::{self, Conv2dParams};
-use latent::{Engine, Tensor};
+use latent::kernels::conv2d::{self, Conv, Conv2dParams, TapSource, WeightGrad};
+use latent::{DType, Engine, Tensor};
 use rand::Rng;
 use rand::rngs::StdRng;
+
+// ---- the plan, one result at a time (for conv2d, conv_transpose2d and masked_conv) ----------
+
+/// y of the plan of `source` for x and w.
+pub fn forward(
+    source: TapSource,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> latent::Result<Tensor> {
+    let plan = Conv::new(source, x.shape(), w.shape())?;
+    Ok(plan.forward(x, w, bias, false)?.0)
+}
+
+/// dx alone from dy, for an input of `x_shape`.
+pub fn input_grad(
+    source: TapSource,
+    dy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+) -> latent::Result<Tensor> {
+    let plan = Conv::new(source, x_shape, w.shape())?;
+    Ok(plan.backward(dy, Some(w), None)?.expect("dx was asked for"))
+}
+
+/// dw alone from dy and x (x's columns gathered by `Conv::keep`), added to `into` when given
+/// (and returned), else in a new tensor.
+pub fn weight_grad(
+    source: TapSource,
+    dy: &Tensor,
+    x: &Tensor,
+    w_shape: &[usize],
+    into: Option<&Tensor>,
+) -> latent::Result<Tensor> {
+    let plan = Conv::new(source, x.shape(), w_shape)?;
+    let dw = match into {
+        Some(t) => t.clone(),
+        None => Tensor::uninit(x.engine(), w_shape, DType::F32)?,
+    };
+    let saved = plan.keep(x)?;
+    let grad = WeightGrad {
+        saved: &saved,
+        into: &dw,
+        accumulate: into.is_some(),
+    };
+    plan.backward(dy, None, Some(grad))?;
+    Ok(dw)
+}
 
 // ---- CPU twin -------------------------------------------------------------------------------
 
@@ -208,7 +256,7 @@ fn check(e: &Engine, g: &Geo, seed: u64) {
     let what = |op: &str| format!("{op} {g:?}");
     let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
 
-    let y = conv2d::conv2d(&xt, &wt, Some(&bt), &g.p).expect("conv2d");
+    let y = forward(TapSource::Dense(g.p), &xt, &wt, Some(&bt)).expect("conv2d");
     assert_eq!(y.shape(), g.y_shape());
     let want = cpu_conv2d(g, &x64, &w64, Some(&f64s(&b)));
     assert_close(
@@ -219,7 +267,7 @@ fn check(e: &Engine, g: &Geo, seed: u64) {
         1e-5,
     );
 
-    let dx = conv2d::conv2d_backward_input(&dyt, &wt, &g.x_shape(), &g.p).expect("dx");
+    let dx = input_grad(TapSource::Dense(g.p), &dyt, &wt, &g.x_shape()).expect("dx");
     let want = cpu_conv2d_backward_input(g, &dy64, &w64);
     assert_close(
         &what("conv2d dx"),
@@ -230,8 +278,7 @@ fn check(e: &Engine, g: &Geo, seed: u64) {
     );
 
     let into = upload(e, &acc, &g.w_shape());
-    let dw =
-        conv2d::conv2d_backward_weight(&dyt, &xt, &g.w_shape(), &g.p, Some(&into)).expect("dw");
+    let dw = weight_grad(TapSource::Dense(g.p), &dyt, &xt, &g.w_shape(), Some(&into)).expect("dw");
     let pixels = ny / g.cout;
     let want: Vec<f64> = cpu_conv2d_backward_weight(g, &dy64, &x64)
         .iter()
@@ -246,7 +293,7 @@ fn check(e: &Engine, g: &Geo, seed: u64) {
         1e-5,
     );
 
-    let db = conv2d::conv2d_backward_bias(&dyt).expect("db");
+    let db = conv2d::bias_grad(&dyt).expect("db");
     let want = cpu_bias_grad(&dy64, g.cout, pixels / g.b);
     assert_close(
         &what("conv2d db"),
@@ -415,18 +462,22 @@ fn conv2d_gradients_match_finite_differences() {
         };
         let fd = fd_gradients(loss, &[f64s(&x), f64s(&w), f64s(&b)]);
         let dy = upload(e, &rw, &g.y_shape());
-        let dx =
-            conv2d::conv2d_backward_input(&dy, &upload(e, &w, &g.w_shape()), &g.x_shape(), &g.p)
-                .unwrap();
-        let dw = conv2d::conv2d_backward_weight(
+        let dx = input_grad(
+            TapSource::Dense(g.p),
+            &dy,
+            &upload(e, &w, &g.w_shape()),
+            &g.x_shape(),
+        )
+        .unwrap();
+        let dw = weight_grad(
+            TapSource::Dense(g.p),
             &dy,
             &upload(e, &x, &g.x_shape()),
             &g.w_shape(),
-            &g.p,
             None,
         )
         .unwrap();
-        let db = conv2d::conv2d_backward_bias(&dy).unwrap();
+        let db = conv2d::bias_grad(&dy).unwrap();
         assert_matches_fd("conv2d dx", &read(&dx), &fd[0]);
         assert_matches_fd("conv2d dw", &read(&dw), &fd[1]);
         assert_matches_fd("conv2d db", &read(&db), &fd[2]);
@@ -440,48 +491,58 @@ fn conv2d_shape_errors_are_typed() {
     let p = Conv2dParams::default();
     let (x, w) = (t(&[1, 3, 5, 5]), t(&[4, 3, 3, 3]));
     assert_eq!(
-        error_kind(conv2d::conv2d(&x, &t(&[4, 2, 3, 3]), None, &p)),
+        error_kind(forward(TapSource::Dense(p), &x, &t(&[4, 2, 3, 3]), None)),
         "ShapeMismatch"
     );
     assert_eq!(
-        error_kind(conv2d::conv2d(&x, &w, Some(&t(&[3])), &p)),
+        error_kind(forward(TapSource::Dense(p), &x, &w, Some(&t(&[3])))),
         "ShapeMismatch"
     );
     assert_eq!(
-        error_kind(conv2d::conv2d(&x, &t(&[4, 3, 6, 3]), None, &p)),
+        error_kind(forward(TapSource::Dense(p), &x, &t(&[4, 3, 6, 3]), None)),
         "BadInput"
     );
     // A 3×3 kernel at dilation 3 spans 7 > 5 + 2·0: empty output.
     assert_eq!(
-        error_kind(conv2d::conv2d(&x, &w, None, &Conv2dParams::square(1, 0, 3))),
+        error_kind(forward(
+            TapSource::Dense(Conv2dParams::square(1, 0, 3)),
+            &x,
+            &w,
+            None
+        )),
         "BadInput"
     );
     assert_eq!(
-        error_kind(conv2d::conv2d(&x, &w, None, &Conv2dParams::square(0, 0, 1))),
+        error_kind(forward(
+            TapSource::Dense(Conv2dParams::square(0, 0, 1)),
+            &x,
+            &w,
+            None
+        )),
         "BadInput"
     );
     assert_eq!(
-        error_kind(conv2d::conv2d(&t(&[3, 5, 5]), &w, None, &p)),
+        error_kind(forward(TapSource::Dense(p), &t(&[3, 5, 5]), &w, None)),
         "BadInput"
     );
     assert_eq!(
-        error_kind(conv2d::conv2d_backward_input(
+        error_kind(input_grad(
+            TapSource::Dense(p),
             &t(&[1, 4, 2, 3]),
             &w,
-            &[1, 3, 5, 5],
-            &p
+            &[1, 3, 5, 5]
         )),
         "ShapeMismatch"
     );
     assert_eq!(
-        error_kind(conv2d::conv2d_backward_weight(
+        error_kind(weight_grad(
+            TapSource::Dense(p),
             &t(&[1, 4, 3, 3]),
             &x,
             &[4, 3, 3, 3],
-            &p,
             Some(&t(&[4, 3, 3]))
         )),
         "ShapeMismatch"
     );
-    assert_eq!(error_kind(conv2d::conv2d(&x, &w, None, &p)), "Ok");
+    assert_eq!(error_kind(forward(TapSource::Dense(p), &x, &w, None)), "Ok");
 }

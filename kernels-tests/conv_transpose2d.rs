@@ -3,10 +3,11 @@
 
 use crate::conv2d::{
     Geo, cpu_bias_grad, cpu_conv2d, cpu_conv2d_backward_input, cpu_conv2d_backward_weight, f32s,
-    f64s, random_geo, read, tol, upload,
+    f64s, forward, input_grad, random_geo, read, tol, upload, weight_grad,
 };
 use crate::{assert_close, assert_matches_fd, error_kind, fd_gradients, gpu, rng, uniform};
-use latent::kernels::conv_transpose2d::{self as ct, ConvTranspose2dParams};
+use latent::kernels::conv_transpose2d::ConvTranspose2dParams;
+use latent::kernels::conv2d::{self, TapSource};
 use latent::{Engine, Tensor};
 use rand::Rng;
 
@@ -96,7 +97,7 @@ fn check(e: &Engine, c: &Case, seed: u64) {
     let p = c.params();
     let what = |op: &str| format!("{op} {c:?}");
 
-    let y = ct::conv_transpose2d(&xt, &wt, Some(&bt), &p).expect("conv_transpose2d");
+    let y = forward(TapSource::Transposed(p), &xt, &wt, Some(&bt)).expect("conv_transpose2d");
     assert_eq!(y.shape(), c.y_shape());
     let want = cpu_conv_transpose2d(c, &x64, &w64, &f64s(&b));
     assert_close(
@@ -107,7 +108,7 @@ fn check(e: &Engine, c: &Case, seed: u64) {
         1e-5,
     );
 
-    let dx = ct::conv_transpose2d_backward_input(&dyt, &wt, &p).expect("dx");
+    let dx = input_grad(TapSource::Transposed(p), &dyt, &wt, &c.x_shape()).expect("dx");
     let want = cpu_conv2d(g, &dy64, &w64, None);
     assert_close(
         &what("conv_transpose2d dx"),
@@ -117,7 +118,7 @@ fn check(e: &Engine, c: &Case, seed: u64) {
         1e-5,
     );
 
-    let dw = ct::conv_transpose2d_backward_weight(&dyt, &xt, &c.w_shape(), &p, None).expect("dw");
+    let dw = weight_grad(TapSource::Transposed(p), &dyt, &xt, &c.w_shape(), None).expect("dw");
     let want = cpu_conv2d_backward_weight(g, &x64, &dy64);
     assert_close(
         &what("conv_transpose2d dw"),
@@ -127,7 +128,7 @@ fn check(e: &Engine, c: &Case, seed: u64) {
         1e-5,
     );
 
-    let db = ct::conv_transpose2d_backward_bias(&dyt).expect("db");
+    let db = conv2d::bias_grad(&dyt).expect("db");
     let want = cpu_bias_grad(&dy64, g.c, g.h * g.w);
     assert_close(
         &what("conv_transpose2d db"),
@@ -199,16 +200,22 @@ fn conv_transpose2d_gradients_match_finite_differences() {
         };
         let fd = fd_gradients(loss, &[f64s(&x), f64s(&w), f64s(&b)]);
         let dy = upload(e, &rw, &c.y_shape());
-        let dx = ct::conv_transpose2d_backward_input(&dy, &upload(e, &w, &c.w_shape()), p).unwrap();
-        let dw = ct::conv_transpose2d_backward_weight(
+        let dx = input_grad(
+            TapSource::Transposed(*p),
+            &dy,
+            &upload(e, &w, &c.w_shape()),
+            &c.x_shape(),
+        )
+        .unwrap();
+        let dw = weight_grad(
+            TapSource::Transposed(*p),
             &dy,
             &upload(e, &x, &c.x_shape()),
             &c.w_shape(),
-            p,
             None,
         )
         .unwrap();
-        let db = ct::conv_transpose2d_backward_bias(&dy).unwrap();
+        let db = conv2d::bias_grad(&dy).unwrap();
         assert_matches_fd("conv_transpose2d dx", &read(&dx), &fd[0]);
         assert_matches_fd("conv_transpose2d dw", &read(&dw), &fd[1]);
         assert_matches_fd("conv_transpose2d db", &read(&db), &fd[2]);
@@ -221,48 +228,57 @@ fn conv_transpose2d_shape_errors_are_typed() {
     let t = |shape: &[usize]| Tensor::zeros(e, shape, latent::DType::F32).unwrap();
     let p = ConvTranspose2dParams::square(2, 1, 1, 0);
     let (x, w) = (t(&[1, 4, 3, 3]), t(&[4, 2, 3, 3]));
-    assert_eq!(error_kind(ct::conv_transpose2d(&x, &w, None, &p)), "Ok");
     assert_eq!(
-        error_kind(ct::conv_transpose2d(&x, &t(&[3, 2, 3, 3]), None, &p)),
+        error_kind(forward(TapSource::Transposed(p), &x, &w, None)),
+        "Ok"
+    );
+    assert_eq!(
+        error_kind(forward(
+            TapSource::Transposed(p),
+            &x,
+            &t(&[3, 2, 3, 3]),
+            None
+        )),
         "ShapeMismatch"
     );
     assert_eq!(
-        error_kind(ct::conv_transpose2d(&x, &w, Some(&t(&[4])), &p)),
+        error_kind(forward(TapSource::Transposed(p), &x, &w, Some(&t(&[4])))),
         "ShapeMismatch"
     );
     assert_eq!(
-        error_kind(ct::conv_transpose2d(
+        error_kind(forward(
+            TapSource::Transposed(ConvTranspose2dParams::square(2, 1, 1, 2)),
             &x,
             &w,
-            None,
-            &ConvTranspose2dParams::square(2, 1, 1, 2)
+            None
         )),
         "BadInput"
     );
     // (1 − 1)·1 + (1 − 1) + 1 = 1 row before padding; padding 1 leaves none.
     assert_eq!(
-        error_kind(ct::conv_transpose2d(
+        error_kind(forward(
+            TapSource::Transposed(ConvTranspose2dParams::square(1, 1, 1, 0)),
             &t(&[1, 4, 1, 1]),
             &t(&[4, 2, 1, 1]),
-            None,
-            &ConvTranspose2dParams::square(1, 1, 1, 0)
+            None
         )),
         "BadInput"
     );
     assert_eq!(
-        error_kind(ct::conv_transpose2d_backward_input(
+        error_kind(input_grad(
+            TapSource::Transposed(p),
             &t(&[1, 3, 5, 5]),
             &w,
-            &p
+            x.shape()
         )),
         "ShapeMismatch"
     );
     assert_eq!(
-        error_kind(ct::conv_transpose2d_backward_weight(
+        error_kind(weight_grad(
+            TapSource::Transposed(p),
             &t(&[1, 2, 4, 4]),
             &x,
             &[4, 2, 3, 3],
-            &p,
             None
         )),
         "ShapeMismatch"

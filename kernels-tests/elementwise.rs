@@ -252,7 +252,10 @@ fn affine_broadcasts_and_accumulate_adds_in_place() {
     ));
     assert!(matches!(
         ew::accumulate(&acc, &acc, 1.0),
-        Err(latent::Error::BadInput { .. })
+        Err(latent::Error::Binding {
+            problem: latent::BindingProblem::Aliased { .. },
+            ..
+        })
     ));
 }
 

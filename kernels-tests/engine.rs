@@ -3,7 +3,7 @@
 
 use crate::gpu;
 use latent::kernels::elementwise::{self as ew, Unary};
-use latent::{DType, Engine, Error, Tensor};
+use latent::{Bind, BindingProblem, DType, Engine, Error, Tensor};
 
 #[test]
 fn tensors_round_trip_and_reshape_for_free() {
@@ -131,7 +131,10 @@ fn wrong_sizes_give_typed_errors() {
     // An output aliasing its input is refused instead of tripping wgpu validation.
     assert!(matches!(
         ew::unary_into(Unary::Exp, &a, &a),
-        Err(Error::BadInput { .. })
+        Err(Error::Binding {
+            problem: BindingProblem::Aliased { .. },
+            ..
+        })
     ));
 }
 
@@ -226,40 +229,34 @@ fn dispatch_checks_its_arguments_against_the_shader() {
     let shader = &latent::kernels::elementwise::SHADER;
     let a = Tensor::zeros(e, &[4], DType::F32).unwrap();
     let params = [0u8; 32];
-    // `unary` binds x and out: one tensor is too few.
+    // `unary` binds x and out: x alone leaves `out` unbound.
     let err = e.dispatch(
         shader,
         "unary",
         &[],
-        &[&a],
+        &[Bind::read("x", &a)],
         &params,
         latent::Grid::Linear(1),
     );
-    assert!(matches!(err, Err(Error::BadInput { .. })), "{err:?}");
+    assert!(matches!(err, Err(Error::Binding { .. })), "{err:?}");
     // No params for an entry point that has a uniform.
     let b = Tensor::zeros(e, &[4], DType::F32).unwrap();
-    let err = e.dispatch(
-        shader,
-        "unary",
-        &[],
-        &[&a, &b],
-        &[],
-        latent::Grid::Linear(1),
-    );
-    assert!(matches!(err, Err(Error::BadInput { .. })), "{err:?}");
+    let both = [Bind::read("x", &a), Bind::write("out", &b)];
+    let err = e.dispatch(shader, "unary", &[], &both, &[], latent::Grid::Linear(1));
+    assert!(matches!(err, Err(Error::Binding { .. })), "{err:?}");
     // A grid dimension above the device limit.
     let too_big = e.limits().max_compute_workgroups_per_dimension + 1;
     let err = e.dispatch(
         shader,
         "unary",
         &[],
-        &[&a, &b],
+        &both,
         &params,
         latent::Grid::Dims([too_big, 1, 1]),
     );
     assert!(matches!(err, Err(Error::BadInput { .. })), "{err:?}");
     // An entry point that does not exist.
-    let err = e.dispatch(shader, "nope", &[], &[&a], &params, latent::Grid::Linear(1));
+    let err = e.dispatch(shader, "nope", &[], &both, &params, latent::Grid::Linear(1));
     assert!(matches!(err, Err(Error::Shader { .. })), "{err:?}");
 }
 

@@ -3,6 +3,7 @@
 
 mod adam;
 mod batchnorm;
+mod binding;
 mod categorical;
 mod conv2d;
 mod conv_transpose2d;

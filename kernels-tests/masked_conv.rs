@@ -3,12 +3,12 @@
 
 use crate::conv2d::{
     Geo, cpu_bias_grad, cpu_conv2d, cpu_conv2d_backward_input, cpu_conv2d_backward_weight, f32s,
-    f64s, read, tol, upload,
+    f64s, forward, input_grad, read, tol, upload, weight_grad,
 };
 use crate::uniform;
 use crate::{assert_close, assert_matches_fd, error_kind, fd_gradients, gpu, portable_engine, rng};
-use latent::kernels::conv2d::{Conv2dParams, conv2d_backward_bias};
-use latent::kernels::masked_conv::{self as mc, Mask, Taps};
+use latent::kernels::conv2d::{self, Conv2dParams, TapSource};
+use latent::kernels::masked_conv::{Mask, Taps};
 use latent::{DType, Engine, Tensor};
 use rand::Rng;
 
@@ -196,7 +196,7 @@ fn check(e: &Engine, kind: Kind, g: &Geo, seed: u64) {
     let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
     let k = g.c * taps.len();
 
-    let y = mc::masked_conv(&xt, &wt, Some(&bt), &taps).expect("masked_conv");
+    let y = forward(TapSource::List(taps.clone()), &xt, &wt, Some(&bt)).expect("masked_conv");
     assert_eq!(y.shape(), g.y_shape());
     let want = cpu_masked_conv(kind, g, &x64, &w64, Some(&f64s(&b)));
     assert_close(
@@ -207,7 +207,7 @@ fn check(e: &Engine, kind: Kind, g: &Geo, seed: u64) {
         1e-5,
     );
 
-    let dx = mc::masked_conv_backward_input(&dyt, &wt, &g.x_shape(), &taps).expect("dx");
+    let dx = input_grad(TapSource::List(taps.clone()), &dyt, &wt, &g.x_shape()).expect("dx");
     let dense_w = masked(kind, g, &dense(kind, g, &w64, -2.0));
     let want = cpu_conv2d_backward_input(g, &dy64, &dense_w);
     let k_dx = g.cout * taps.len();
@@ -220,7 +220,14 @@ fn check(e: &Engine, kind: Kind, g: &Geo, seed: u64) {
     );
 
     let into = upload(e, &acc, &w_shape);
-    mc::masked_conv_backward_weight_into(&dyt, &xt, &taps, &into, true).expect("dw");
+    weight_grad(
+        TapSource::List(taps.clone()),
+        &dyt,
+        &xt,
+        into.shape(),
+        Some(&into),
+    )
+    .expect("dw");
     let pixels = g.b * g.h * g.w;
     let want: Vec<f64> = cpu_masked_conv_backward_weight(kind, g, &dy64, &x64)
         .iter()
@@ -235,7 +242,7 @@ fn check(e: &Engine, kind: Kind, g: &Geo, seed: u64) {
         1e-5,
     );
 
-    let db = conv2d_backward_bias(&dyt).expect("db");
+    let db = conv2d::bias_grad(&dyt).expect("db");
     let want = cpu_bias_grad(&dy64, g.cout, g.h * g.w);
     assert_close(
         &what("masked_conv db"),
@@ -331,7 +338,7 @@ fn masked_conv_gradient_of_a_pixel_is_zero_at_and_after_it() {
             }
             let dyt = upload(e, &dy, &[b, cout, h, w]);
             let dx =
-                read(&mc::masked_conv_backward_input(&dyt, &wt, &[b, c, h, w], &taps).unwrap());
+                read(&input_grad(TapSource::List(taps.clone()), &dyt, &wt, &[b, c, h, w]).unwrap());
             let i = py * w + px;
             for (n, v) in dx.iter().enumerate() {
                 let (img, ch, q) = (n / (c * h * w), n / (h * w) % c, n % (h * w));
@@ -383,9 +390,9 @@ fn masked_conv_gradients_match_finite_differences() {
         let dy = upload(e, &rw, &g.y_shape());
         let xt = upload(e, &x, &g.x_shape());
         let wt = upload(e, &w, &w_shape);
-        let dx = mc::masked_conv_backward_input(&dy, &wt, &g.x_shape(), &taps).unwrap();
-        let dw = mc::masked_conv_backward_weight(&dy, &xt, &taps).unwrap();
-        let db = conv2d_backward_bias(&dy).unwrap();
+        let dx = input_grad(TapSource::List(taps.clone()), &dy, &wt, &g.x_shape()).unwrap();
+        let dw = weight_grad(TapSource::List(taps.clone()), &dy, &xt, &w_shape, None).unwrap();
+        let db = conv2d::bias_grad(&dy).unwrap();
         assert_matches_fd(&format!("{kind:?} dx"), &read(&dx), &fd[0]);
         assert_matches_fd(&format!("{kind:?} dw"), &read(&dw), &fd[1]);
         assert_matches_fd(&format!("{kind:?} db"), &read(&db), &fd[2]);
@@ -407,40 +414,70 @@ fn masked_conv_errors_are_typed() {
         "BadInput"
     );
     assert_eq!(
-        error_kind(mc::masked_conv(&x, &t(&[4, 5, 3]), None, &taps)),
+        error_kind(forward(
+            TapSource::List(taps.clone()),
+            &x,
+            &t(&[4, 5, 3]),
+            None
+        )),
         "Ok"
     );
     assert_eq!(
-        error_kind(mc::masked_conv(&x, &t(&[4, 4, 3]), None, &taps)),
+        error_kind(forward(
+            TapSource::List(taps.clone()),
+            &x,
+            &t(&[4, 4, 3]),
+            None
+        )),
         "ShapeMismatch",
         "weight taps ≠ tap list"
     );
     assert_eq!(
-        error_kind(mc::masked_conv(&x, &t(&[4, 5, 2]), None, &taps)),
+        error_kind(forward(
+            TapSource::List(taps.clone()),
+            &x,
+            &t(&[4, 5, 2]),
+            None
+        )),
         "ShapeMismatch",
         "weight channels ≠ input channels"
     );
     assert_eq!(
-        error_kind(mc::masked_conv(&x, &t(&[4, 5, 3]), Some(&t(&[3])), &taps)),
+        error_kind(forward(
+            TapSource::List(taps.clone()),
+            &x,
+            &t(&[4, 5, 3]),
+            Some(&t(&[3]))
+        )),
         "ShapeMismatch",
         "bias length"
     );
     assert_eq!(
-        error_kind(mc::masked_conv(&t(&[3, 5, 5]), &t(&[4, 5, 3]), None, &taps)),
+        error_kind(forward(
+            TapSource::List(taps.clone()),
+            &t(&[3, 5, 5]),
+            &t(&[4, 5, 3]),
+            None
+        )),
         "BadInput"
     );
     assert_eq!(
-        error_kind(mc::masked_conv_backward_input(
+        error_kind(input_grad(
+            TapSource::List(taps.clone()),
             &t(&[1, 4, 5, 4]),
             &t(&[4, 5, 3]),
-            &[1, 3, 5, 5],
-            &taps
+            &[1, 3, 5, 5]
         )),
         "ShapeMismatch"
     );
     let u = Tensor::zeros(e, &[1, 3, 5, 5], DType::U32).unwrap();
     assert_eq!(
-        error_kind(mc::masked_conv(&u, &t(&[4, 5, 3]), None, &taps)),
+        error_kind(forward(
+            TapSource::List(taps.clone()),
+            &u,
+            &t(&[4, 5, 3]),
+            None
+        )),
         "DTypeMismatch"
     );
 }

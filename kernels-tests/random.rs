@@ -334,6 +334,6 @@ fn random_refuses_wrong_dtypes_and_shapes() {
         error_kind(random::bernoulli_into(&f, &g, 1, 0)),
         "ShapeMismatch"
     );
-    assert_eq!(error_kind(random::bernoulli_into(&f, &f, 1, 0)), "BadInput");
+    assert_eq!(error_kind(random::bernoulli_into(&f, &f, 1, 0)), "Binding");
     assert_eq!(error_kind(random::uniform(e, &[0, 3], 1, 0)), "EmptyTensor");
 }

@@ -71,3 +71,28 @@ fn every_shader_has_a_launcher_and_a_test() {
         );
     }
 }
+
+/// Every fragment in a folder of `shaders/` is composed into some shader by `shader!` (a
+/// fragment nothing includes is dead code that naga never validates).
+#[test]
+fn every_shader_fragment_is_composed_into_a_shader() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut unused = Vec::new();
+    for folder in std::fs::read_dir(&dir).expect("shaders/ exists") {
+        let folder = folder.unwrap().path();
+        if !folder.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&folder).unwrap() {
+            let path = file.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if !latent::kernels::SHADERS
+                .iter()
+                .any(|s| s.source.contains(&text))
+            {
+                unused.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(unused.is_empty(), "fragments in no shader: {unused:?}");
+}

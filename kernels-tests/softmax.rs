@@ -137,7 +137,10 @@ fn softmax_refuses_bad_dtypes_and_shapes_with_typed_errors() {
     ));
     assert!(matches!(
         sm::softmax_into(&x, &x),
-        Err(Error::BadInput { .. })
+        Err(Error::Binding {
+            problem: latent::BindingProblem::Aliased { .. },
+            ..
+        })
     ));
 }
 

@@ -783,8 +783,9 @@ fn bce_with_logits_soft_target_gradients_match_finite_differences() {
 /// constant it still gives dw, each equal to the stand-alone kernels (checked against the CPU).
 #[test]
 fn convolution_gradients_with_a_frozen_operand_match_the_kernels() {
-    use latent::kernels::conv_transpose2d::{self as ct, ConvTranspose2dParams};
-    use latent::kernels::conv2d::{self, Conv2dParams};
+    use crate::conv2d::{input_grad, weight_grad};
+    use latent::kernels::conv_transpose2d::ConvTranspose2dParams;
+    use latent::kernels::conv2d::{Conv2dParams, TapSource};
     let e = gpu!();
     let p = Conv2dParams::square(2, 1, 1);
     let pt = ConvTranspose2dParams::square(2, 1, 1, 0);
@@ -841,12 +842,10 @@ fn convolution_gradients_with_a_frozen_operand_match_the_kernels() {
             // d(½ Σ y ⊙ y_const)/dy = ½ y_const.
             let dy = latent::kernels::elementwise::affine(&gy, 0.5, 0.0).unwrap();
             let want = match (transposed, frozen_weight) {
-                (false, true) => conv2d::conv2d_backward_input(&dy, &wt, x_shape, &p),
-                (false, false) => conv2d::conv2d_backward_weight(&dy, &xt, wt.shape(), &p, None),
-                (true, true) => ct::conv_transpose2d_backward_input(&dy, &wt, &pt),
-                (true, false) => {
-                    ct::conv_transpose2d_backward_weight(&dy, &xt, wt.shape(), &pt, None)
-                }
+                (false, true) => input_grad(TapSource::Dense(p), &dy, &wt, x_shape),
+                (false, false) => weight_grad(TapSource::Dense(p), &dy, &xt, wt.shape(), None),
+                (true, true) => input_grad(TapSource::Transposed(pt), &dy, &wt, x_shape),
+                (true, false) => weight_grad(TapSource::Transposed(pt), &dy, &xt, wt.shape(), None),
             }
             .unwrap();
             let what = format!("transposed {transposed}, frozen weight {frozen_weight}");

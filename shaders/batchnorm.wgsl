@@ -49,8 +49,8 @@ struct Params {
 @group(0) @binding(17) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(18) var<uniform> p: Params;
 
-// apply: out = (x − mean)·slope + offset + dy_scale·dy, the dy term only with GRAD.
-override GRAD: bool = false;
+// apply: out = (x − mean)·slope + offset + dy_scale·dy, the dy term only with GRAD (defined with
+// dy_at by shaders/batchnorm/{forward,backward}.wgsl, compiled in front of this file).
 // grad_finalize: add dγ, dβ to the gradient buffers instead of overwriting them.
 override ACCUMULATE: bool = false;
 
@@ -216,7 +216,7 @@ fn apply(ids: Ids) {
             let slope = select(V(next.y), V(here.y), m);
             var v = (x[u] - mean) * slope + select(V(next.z), V(here.z), m);
             if GRAD {
-                v += select(V(next.w), V(here.w), m) * dy[u];
+                v += select(V(next.w), V(here.w), m) * dy_at(u);
             }
             out[u] = v;
         }

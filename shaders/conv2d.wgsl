@@ -19,15 +19,14 @@ struct Params {
     step_h: u32, step_w: u32,      // tap lattice period s / gcd(s, d) (col2im)
 }
 
+// Compiled after shaders/bias/no_bias.wgsl or bias.wgsl (col2im adds bias_at(c) with HAS_BIAS:
+// the conv-transpose forward; the bias binding is 2).
 @group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
 // The same input / output seen as vec4s (the entry points named ...4 only).
 @group(0) @binding(0) var<storage, read> src4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
-
-override HAS_BIAS: bool = false; // col2im: add bias[c] (conv-transpose forward)
+@group(0) @binding(3) var<storage, read_write> dst4: array<vec4<f32>>;
 
 fn index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * 64u + lid;
@@ -185,7 +184,7 @@ fn conv2d_col2im(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     var rx = p.pw % p.sw;   // (x + pw) mod sw, stepped along the row
     var out = row * p.w;
     var add = 0.0;
-    if (HAS_BIAS) { add = bias[c]; }
+    if (HAS_BIAS) { add = bias_at(c); }
     for (var x = 0u; x < p.w; x++) {
         let fj = first_tap(rx, p.sw, p.dw % p.sw, p.step_w);
         var acc = add;
@@ -228,7 +227,7 @@ fn conv2d_col2im4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let plane = p.h * p.w;
     var out = ((b * p.c + c) * p.h + y) * p.w;
     var add = vec4(0.0);
-    if (HAS_BIAS) { add = vec4(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]); }
+    if (HAS_BIAS) { add = vec4(bias_at(c), bias_at(c + 1u), bias_at(c + 2u), bias_at(c + 3u)); }
     for (var x = 0u; x < p.w; x++) {
         let fj = first_tap(rx, p.sw, p.dw % p.sw, p.step_w);
         var acc = add;
@@ -250,58 +249,5 @@ fn conv2d_col2im4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         out++;
         rx++;
         if (rx == p.sw) { rx = 0u; }
-    }
-}
-
-// Channels-first [B, C, P] <-> channels-last [B·P, C] (P = p.h pixels per image; T = B·P, one
-// invocation per pixel walking its C channels). Cheaper than a tiled transpose on lavapipe,
-// where a workgroup barrier costs more than the loads it would save.
-fn pixel_bases(m: u32) -> vec2<u32> {
-    let b = m / p.h; let q = m % p.h;
-    return vec2(b * p.c * p.h + q, m * p.c);   // (first channel in [B, C, P], in [B·P, C])
-}
-
-@compute @workgroup_size(64)
-fn conv2d_to_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    let m = index(wg, nwg, lid);
-    if (m >= p.total) { return; }
-    let o = pixel_bases(m);
-    for (var c = 0u; c < p.c; c++) { dst[o.y + c] = src[o.x + c * p.h]; }
-}
-
-// The same for C % 4 == 0: 4 channels per vec4 store.
-@compute @workgroup_size(64)
-fn conv2d_to_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let m = index(wg, nwg, lid);
-    if (m >= p.total) { return; }
-    let o = pixel_bases(m);
-    for (var c = 0u; c < p.c; c += 4u) {
-        let i = o.x + c * p.h;
-        dst4[(o.y + c) / 4u] = vec4(src[i], src[i + p.h], src[i + 2u * p.h], src[i + 3u * p.h]);
-    }
-}
-
-@compute @workgroup_size(64)
-fn conv2d_to_nchw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    let m = index(wg, nwg, lid);
-    if (m >= p.total) { return; }
-    let o = pixel_bases(m);
-    for (var c = 0u; c < p.c; c++) { dst[o.x + c * p.h] = src[o.y + c]; }
-}
-
-// The same for C % 4 == 0: 4 channels per vec4 load.
-@compute @workgroup_size(64)
-fn conv2d_to_nchw4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let m = index(wg, nwg, lid);
-    if (m >= p.total) { return; }
-    let o = pixel_bases(m);
-    for (var c = 0u; c < p.c; c += 4u) {
-        let v = src4[(o.y + c) / 4u];
-        let i = o.x + c * p.h;
-        dst[i] = v.x; dst[i + p.h] = v.y; dst[i + 2u * p.h] = v.z; dst[i + 3u * p.h] = v.w;
     }
 }

@@ -14,14 +14,12 @@ struct Params {
     _pad: u32,
 }
 
-// How c is added: 0 none, 1 one value per (image, channel), 2 one per element.
-override COND: u32 = 0u;
+// Compiled after shaders/gated/plain.wgsl (no condition) or shaders/gated/cond.wgsl (COND,
+// the bindings cond and dcond, cond_at and write_dcond).
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> cond: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;             // backward: ∂L/∂y [B, p, P]
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;       // y, or ∂L/∂x [B, 2p, P]
-@group(0) @binding(4) var<storage, read_write> dcond: array<f32>;   // backward: ∂L/∂c, shaped as c
 @group(0) @binding(5) var<uniform> prm: Params;
 
 fn index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -53,12 +51,12 @@ fn row(r: u32) -> Row {
 // The two conditioned pre-activations at position q of row w (per-channel terms in cab).
 fn pre(w: Row, q: u32, cab: vec2<f32>) -> vec2<f32> {
     var v = vec2(x[w.a + q], x[w.b + q]) + cab;
-    if (COND == 2u) { v += vec2(cond[w.a + q], cond[w.b + q]); }
+    if (COND == 2u) { v += vec2(cond_at(w.a + q), cond_at(w.b + q)); }
     return v;
 }
 
 fn channel_terms(w: Row) -> vec2<f32> {
-    if (COND == 1u) { return vec2(cond[w.c], cond[w.c + prm.p]); }
+    if (COND == 1u) { return vec2(cond_at(w.c), cond_at(w.c + prm.p)); }
     return vec2(0.0);
 }
 
@@ -97,8 +95,8 @@ fn gated_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         let d = vec2(gq * s * (1.0 - t * t), gq * t * s * (1.0 - s));
         y[w.a + q] = d.x;
         y[w.b + q] = d.y;
-        if (COND == 2u) { dcond[w.a + q] = d.x; dcond[w.b + q] = d.y; }
+        if (COND == 2u) { write_dcond(w.a + q, d.x); write_dcond(w.b + q, d.y); }
         sum += d;
     }
-    if (COND == 1u) { dcond[w.c] = sum.x; dcond[w.c + prm.p] = sum.y; }
+    if (COND == 1u) { write_dcond(w.c, sum.x); write_dcond(w.c + prm.p, sum.y); }
 }

@@ -5,12 +5,6 @@
 // Inputs are μ and log σ²; σ = exp(½ log σ²), and σ² = σ·σ so one exp serves both.
 // KL(N(μ, σ²) ‖ N(0, 1)) = −½ (1 + log σ² − μ² − σ²)  (Kingma & Welling 2014, appendix B).
 
-// Parts of `gaussian_backward`: the reparameterisation's (from dz) and the KL's (weighted by the
-// row's weight). It binds a..d and g whichever parts run; a part that is off reads none of its
-// inputs, so the launcher fills their bindings with any tensor.
-override REPARAM: bool = true;
-override KL: bool = true;
-
 fn sigma(logvar: V) -> V {
     return exp(0.5 * logvar);
 }
@@ -66,33 +60,50 @@ fn reparameterize_kl(ids: Ids) {
     sums[s.id] = total(acc);
 }
 
-// a = μ, b = log σ², c = ε, d = dz, row weight w -> o0 = dμ, o1 = d log σ²:
-//   REPARAM: dμ += dz,   d log σ² += dz·ε·½σ         (∂z/∂μ = 1, ∂z/∂log σ² = ½σε)
-//   KL:      dμ += w·μ,  d log σ² += w·½(σ² − 1)
+// b = log σ², c = ε, d = dz -> o0 = dμ = dz, o1 = d log σ² = dz·ε·½σ
+// (∂z/∂μ = 1, ∂z/∂log σ² = ½σε).
 @compute @workgroup_size(WG)
-fn gaussian_backward(ids: Ids) {
+fn reparameterize_backward(ids: Ids) {
     let s = span(ids);
     if s.row >= p.rows {
         return;
     }
-    var w = 0.0;
-    if KL {
-        w = weight(s.row);
+    for (var i = s.begin; i < s.end; i++) {
+        let dz = d[i];
+        o0[i] = dz;
+        o1[i] = 0.5 * (dz * c[i] * sigma(b[i]));
     }
+}
+
+// a = μ, b = log σ², row weight w -> o0 = dμ = w·μ, o1 = d log σ² = w·½(σ² − 1).
+@compute @workgroup_size(WG)
+fn kl_std_normal_backward(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    let w = weight(s.row);
     for (var i = s.begin; i < s.end; i++) {
         let sd = sigma(b[i]);
-        var dmu = V(0.0);
-        var dlogvar = V(0.0);
-        if REPARAM {
-            dmu = d[i];
-            dlogvar = dmu * c[i] * sd;
-        }
-        if KL {
-            dmu = fma(V(w), a[i], dmu);
-            dlogvar = fma(V(w), sd * sd - 1.0, dlogvar);
-        }
-        o0[i] = dmu;
-        o1[i] = 0.5 * dlogvar;
+        o0[i] = w * a[i];
+        o1[i] = 0.5 * (w * (sd * sd - 1.0));
+    }
+}
+
+// Both in one pass: a = μ, b = log σ², c = ε, d = dz, row weight w ->
+//   o0 = dμ = dz + w·μ,  o1 = d log σ² = dz·ε·½σ + w·½(σ² − 1).
+@compute @workgroup_size(WG)
+fn reparameterize_kl_backward(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    let w = weight(s.row);
+    for (var i = s.begin; i < s.end; i++) {
+        let sd = sigma(b[i]);
+        let dz = d[i];
+        o0[i] = fma(V(w), a[i], dz);
+        o1[i] = 0.5 * fma(V(w), sd * sd - 1.0, dz * c[i] * sd);
     }
 }
 

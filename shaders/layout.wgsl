@@ -1,5 +1,5 @@
-// Layout kernels: batched transpose of the last two axes, strided block copy (concat, slice)
-// and row gather by u32 index. Launcher: src/kernels/layout.rs; tests: kernels-tests/layout.rs.
+// Layout kernels: batched transpose of the last two axes, strided block copy (concat, slice),
+// row gather by u32 index and the channel permutes of images (channels first <-> last). Launcher: src/kernels/layout.rs; tests: kernels-tests/layout.rs.
 
 // Every kernel here moves bits, never values: buffers are viewed as u32 so f32 and u32 tensors
 // share one pipeline and NaN payloads survive.
@@ -22,6 +22,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> indices: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
+// The same input / output in vec4s (the channel permutes named ...4 only).
+@group(0) @binding(0) var<storage, read> src4: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<u32>>;
 
 const WG: u32 = 256u;
 // Lanes along a row for copy and gather (a power of two ≤ WG, chosen per shape by the host),
@@ -112,5 +115,66 @@ fn transpose(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         if r < p.rows && c < p.cols {
             dst[base + c * p.rows + r] = tile[l.x * (T + 1u) + l.y + j];
         }
+    }
+}
+
+// Channels-first [B, C, P] <-> channels-last [B·P, C] with C = p.cols, B·P = p.rows and P =
+// p.src_stride pixels per image: one invocation per pixel walking its C channels. Cheaper than
+// a tiled transpose on lavapipe, where a workgroup barrier costs more than the loads it saves.
+fn pixel_bases(m: u32) -> vec2<u32> {
+    let b = m / p.src_stride; let q = m % p.src_stride;
+    return vec2(b * p.cols * p.src_stride + q, m * p.cols);   // (first channel in [B, C, P], in [B·P, C])
+}
+
+fn pixel_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return workgroup_index(wg, nwg) * 64u + lid;
+}
+
+@compute @workgroup_size(64)
+fn channels_last(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let m = pixel_index(wg, nwg, lid);
+    if (m >= p.rows) { return; }
+    let o = pixel_bases(m);
+    let plane = p.src_stride;
+    for (var c = 0u; c < p.cols; c++) { dst[o.y + c] = src[o.x + c * plane]; }
+}
+
+// The same for C % 4 == 0: 4 channels per vec4 store.
+@compute @workgroup_size(64)
+fn channels_last4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let m = pixel_index(wg, nwg, lid);
+    if (m >= p.rows) { return; }
+    let o = pixel_bases(m);
+    let plane = p.src_stride;
+    for (var c = 0u; c < p.cols; c += 4u) {
+        let i = o.x + c * plane;
+        dst4[(o.y + c) / 4u] = vec4(src[i], src[i + plane], src[i + 2u * plane], src[i + 3u * plane]);
+    }
+}
+
+@compute @workgroup_size(64)
+fn channels_first(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let m = pixel_index(wg, nwg, lid);
+    if (m >= p.rows) { return; }
+    let o = pixel_bases(m);
+    let plane = p.src_stride;
+    for (var c = 0u; c < p.cols; c++) { dst[o.x + c * plane] = src[o.y + c]; }
+}
+
+// The same for C % 4 == 0: 4 channels per vec4 load.
+@compute @workgroup_size(64)
+fn channels_first4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let m = pixel_index(wg, nwg, lid);
+    if (m >= p.rows) { return; }
+    let o = pixel_bases(m);
+    let plane = p.src_stride;
+    for (var c = 0u; c < p.cols; c += 4u) {
+        let v = src4[(o.y + c) / 4u];
+        let i = o.x + c * plane;
+        dst[i] = v.x; dst[i + plane] = v.y; dst[i + 2u * plane] = v.z; dst[i + 3u * plane] = v.w;
     }
 }

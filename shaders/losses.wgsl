@@ -112,21 +112,21 @@ fn gaussian_nll_backward(ids: Ids) {
 
 // Cross entropy of a row of logits against its label k: logsumexp(row) − row[k], with
 // logsumexp = m + log Σ exp(v − m), m the row's max (max-shifted: exp never overflows, and
-// m − row[k] is exact). Rows of at most one piece get (m, log Σ) from two loops here (INLINE);
-// longer rows read them from `stats`, computed by reduce.wgsl in as many passes as needed.
+// m − row[k] is exact). Rows of at most one piece get (m, log Σ) from two loops here; longer
+// rows read them from `stats` (the `_stats` entry points), computed by reduce.wgsl in as many
+// passes as needed.
 // A label ≥ C gives a NaN loss and a NaN gradient row: the labels live on the GPU, so the host
 // cannot check them without waiting, and NaN cannot be mistaken for a trained value.
-override INLINE: bool = true;
-
 struct Lse {
     m: f32,
     log_sum: f32,
 }
 
+fn stats_lse(row: u32) -> Lse {
+    return Lse(stats[2u * row], stats[2u * row + 1u]);
+}
+
 fn row_lse(row: u32) -> Lse {
-    if !INLINE {
-        return Lse(stats[2u * row], stats[2u * row + 1u]);
-    }
     let begin = row * p.cols;
     let end = begin + p.cols;
     var m = vmax(a[begin]);
@@ -144,34 +144,57 @@ fn nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
 }
 
-// a = logits, labels -> sums (one invocation per row).
-@compute @workgroup_size(WG)
-fn cross_entropy_logits(ids: Ids) {
-    let s = span(ids);
-    if s.row >= p.rows {
-        return;
-    }
+// The loss of row s.row given its log-sum-exp.
+fn cross_entropy_row(s: Span, lse: Lse) {
     let k = labels[s.row];
     if k >= p.classes {
         sums[s.id] = nan();
         return;
     }
-    let lse = row_lse(s.row);
     sums[s.id] = (lse.m - pick(a[s.row * p.cols + k / LANES], k % LANES)) + lse.log_sum;
 }
 
-// o0 = w·(softmax(row) − onehot(k)), softmax = exp((v − m) − log Σ).
+// a = logits, labels -> sums (one invocation per row).
 @compute @workgroup_size(WG)
-fn cross_entropy_logits_backward(ids: Ids) {
+fn cross_entropy_logits(ids: Ids) {
     let s = span(ids);
-    if s.row >= p.rows {
-        return;
+    if s.row < p.rows {
+        cross_entropy_row(s, row_lse(s.row));
     }
+}
+
+// The same with the rows' statistics from `stats`.
+@compute @workgroup_size(WG)
+fn cross_entropy_logits_stats(ids: Ids) {
+    let s = span(ids);
+    if s.row < p.rows {
+        cross_entropy_row(s, stats_lse(s.row));
+    }
+}
+
+// o0 = w·(softmax(row) − onehot(k)) over the piece, softmax = exp((v − m) − log Σ).
+fn cross_entropy_grad(s: Span, lse: Lse) {
     let k = labels[s.row];
-    let lse = row_lse(s.row);
     let w = select(weight(s.row), nan(), k >= p.classes);
     let first = s.row * p.cols;
     for (var i = s.begin; i < s.end; i++) {
         o0[i] = w * (exp((a[i] - lse.m) - lse.log_sum) - hot(i - first, k));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn cross_entropy_logits_backward(ids: Ids) {
+    let s = span(ids);
+    if s.row < p.rows {
+        cross_entropy_grad(s, row_lse(s.row));
+    }
+}
+
+// The same with the rows' statistics from `stats`.
+@compute @workgroup_size(WG)
+fn cross_entropy_logits_stats_backward(ids: Ids) {
+    let s = span(ids);
+    if s.row < p.rows {
+        cross_entropy_grad(s, stats_lse(s.row));
     }
 }

@@ -2,7 +2,8 @@
 // row store, and `matmul`, the portable kernel for devices without subgroup operations.
 // Tests: kernels-tests/matmul.rs (CPU twin); bench: `cargo run --release --example bench -- kernels`.
 //
-// matmul_subgroup.wgsl is appended to this file to make the fast module (see there for the
+// Compiled after shaders/bias/bias.wgsl or shaders/bias/no_bias.wgsl (HAS_BIAS, bias_at and,
+// with a bias, its binding). matmul_subgroup.wgsl is appended to this file to make the fast module (see there for the
 // lavapipe measurements behind the tiling). Both use the same tile, grid and Params:
 // 8 rows x 32 columns per workgroup of 8 invocations; lane l owns columns 4l..4l+3 of the tile
 // as one vec4 accumulator per row. Dispatch: T = ceil(M/8) * ceil(N/32) workgroups,
@@ -13,13 +14,11 @@ struct Params { m: u32, n: u32, k: u32, tiles_n: u32, tiles: u32, _pad0: u32, _p
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
 override TRANS_A: bool = false;   // A stored [K,M]
 override TRANS_B: bool = false;   // B stored [N,K]
-override HAS_BIAS: bool = false;  // add bias[n]
 override RELU: bool = false;      // max(0, .) after the bias
 override ACCUMULATE: bool = false; // C += result (gradient accumulation)
 
@@ -28,7 +27,7 @@ fn store_row(row: u32, col: u32, v_in: vec4<f32>) {
     let M = params.m; let N = params.n;
     if (row >= M) { return; }
     var v = v_in;
-    if (HAS_BIAS) { v += vec4(bias[min(col, N - 1u)], bias[min(col + 1u, N - 1u)], bias[min(col + 2u, N - 1u)], bias[min(col + 3u, N - 1u)]); }
+    if (HAS_BIAS) { v += vec4(bias_at(min(col, N - 1u)), bias_at(min(col + 1u, N - 1u)), bias_at(min(col + 2u, N - 1u)), bias_at(min(col + 3u, N - 1u))); }
     if (RELU) { v = max(v, vec4(0.0)); }
     for (var j = 0u; j < 4u; j++) {
         let cj = col + j;

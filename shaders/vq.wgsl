@@ -1,6 +1,7 @@
 // Vector quantisation (van den Oord et al. 2017) without subgroups: code norms, argmin over a distance
 // matrix, per-code cluster sums, histogram and usage, loss gradients, EMA codebook and dead-code reset.
-// Launcher: src/kernels/vq.rs; tests: kernels-tests/vq.rs. Compiled with vq/clusters.wgsl appended;
+// Launcher: src/kernels/vq.rs; tests: kernels-tests/vq.rs. Compiled after vq/lanes_f32.wgsl or
+// vq/lanes_vec4.wgsl (argmin_row, z4_at: scalar or vec4 loads) with vq/clusters.wgsl appended;
 // the fused search is vq/search.wgsl.
 //
 // Rows z [N, D], codebook e [K, D], codes u32 [N]. Distances are fma(−2, z·e, ‖e‖²) as in
@@ -20,10 +21,10 @@ struct Params {
 
 // Inputs (read-only), then outputs, then the params: each entry point binds the ones it uses.
 @group(0) @binding(0) var<storage, read> z: array<f32>;
-@group(0) @binding(1) var<storage, read> z4: array<vec4<f32>>;      // z again, D % 4 == 0
+@group(0) @binding(1) var<storage, read> z4: array<vec4<f32>>;      // z in vec4s, D % 4 == 0 (lanes_vec4.wgsl)
 @group(0) @binding(2) var<storage, read> e: array<f32>;
 @group(0) @binding(3) var<storage, read> dist: array<f32>;
-@group(0) @binding(4) var<storage, read> dist4: array<vec4<f32>>;   // dist again, K % 4 == 0
+@group(0) @binding(4) var<storage, read> dist4: array<vec4<f32>>;   // dist in vec4s, K % 4 == 0 (lanes_vec4.wgsl)
 @group(0) @binding(5) var<storage, read> idx: array<u32>;
 @group(0) @binding(6) var<storage, read> zq: array<f32>;
 @group(0) @binding(7) var<storage, read> counts: array<u32>;
@@ -52,7 +53,6 @@ struct Params {
 @group(0) @binding(30) var<storage, read_write> order: array<u32>;
 @group(0) @binding(31) var<uniform> p: Params;
 
-override VEC4: bool = false;     // argmin: read dist4; bucket sums: read z4
 override UNIFORM: bool = false;  // reset: `rows` holds f32 uniforms u, the row is ⌊u·N⌋
 
 fn linear(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -68,28 +68,6 @@ fn vq_norms(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     var s = 0.0;
     for (var d = 0u; d < p.d; d++) { let v = e[k * p.d + d]; s = fma(v, v, s); }
     norms_out[k] = s;
-}
-
-// The first k of row `row` of dist with the smallest value (strictly smaller replaces).
-fn argmin_row(row: u32) -> u32 {
-    var best = bitcast<f32>(0x7f800000u);
-    var code = 0u;
-    if (VEC4) {
-        let k4 = p.k / 4u;
-        for (var c = 0u; c < k4; c++) {
-            let v = dist4[row * k4 + c];
-            if (v.x < best) { best = v.x; code = 4u * c; }
-            if (v.y < best) { best = v.y; code = 4u * c + 1u; }
-            if (v.z < best) { best = v.z; code = 4u * c + 2u; }
-            if (v.w < best) { best = v.w; code = 4u * c + 3u; }
-        }
-    } else {
-        for (var c = 0u; c < p.k; c++) {
-            let v = dist[row * p.k + c];
-            if (v < best) { best = v; code = c; }
-        }
-    }
-    return code;
 }
 
 // indices [N] from dist [N, K].

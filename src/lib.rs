@@ -13,6 +13,6 @@ pub mod optim;
 pub mod tape;
 
 pub use engine::{
-    CheckpointProblem, DType, DataProblem, Engine, Error, FolderProblem, Grid, Result, Stats,
-    Tensor,
+    Access, Bind, BindingProblem, CheckpointProblem, DType, DataProblem, Engine, Error,
+    FolderProblem, Grid, Result, Stats, Tensor,
 };

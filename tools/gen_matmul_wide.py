@@ -8,7 +8,7 @@ def el(prefix, idx, e):  # element e (0..7) of the 8 floats held as lo/hi halves
     return f"{prefix}{'l' if e % 2 == 0 else 'h'}{idx}.{comp[e // 2]}"
 L = []; w = L.append
 w("""// Wide-load matmul kernels (8 floats per load through vec4<u64> views), compiled appended to
-// matmul.wgsl (Params, bindings, overrides). Needs subgroups (>= 8) and SHADER_INT64; M, N, K % 8 == 0
+// matmul.wgsl (Params, bindings, overrides, bias_at). Needs subgroups (>= 8) and SHADER_INT64; M, N, K % 8 == 0
 // (`matmul_wide_rows` only needs N, K % 8). Tests: kernels-tests/matmul_wide.rs; bench: `bench -- kernels`.
 //
 // Why (measured on llvmpipe 22.3, Zen 5): every storage load is a per-lane loop of scalar loads
@@ -35,8 +35,8 @@ fn store8(row: u32, col: u32, e_in: vec4<f32>, o_in: vec4<f32>) {
     if (row >= params.m || col >= params.n) { return; }
     var e = e_in; var o = o_in;
     if (HAS_BIAS) {
-        e += vec4(bias[col], bias[col + 2u], bias[col + 4u], bias[col + 6u]);
-        o += vec4(bias[col + 1u], bias[col + 3u], bias[col + 5u], bias[col + 7u]);
+        e += vec4(bias_at(col), bias_at(col + 2u), bias_at(col + 4u), bias_at(col + 6u));
+        o += vec4(bias_at(col + 1u), bias_at(col + 3u), bias_at(col + 5u), bias_at(col + 7u));
     }
     if (RELU) { e = max(e, vec4(0.0)); o = max(o, vec4(0.0)); }
     let i = (row * params.n + col) / 8u;

@@ -1,9 +1,10 @@
 // Shared part of the row kernels (kl.wgsl, losses.wgsl): Params, bindings and the split of rows
-// into pieces. Prepended (after a lanes_*.wgsl) by src/kernels/rows.rs; tested with both.
+// into pieces. Prepended (after a lanes_*.wgsl and a weight_*.wgsl, which defines `weight`) by
+// src/kernels/rows.rs; tested with every combination.
 //
 // Tensors are [B, D] with rows = examples; a, b, c, d and the outputs are viewed in V units
-// (D / LANES per row). Each entry point binds only what it uses, in binding order: inputs,
-// per-row weights g, outputs, per-row sums; the params uniform last.
+// (D / LANES per row). Each entry point binds only what it uses: inputs a..d (labels, stats),
+// the per-row weights g (weight_row.wgsl), outputs o0..o3, per-row sums; the params uniform.
 
 struct Params {
     rows: u32,     // B
@@ -12,8 +13,8 @@ struct Params {
     piece: u32,    // V units per invocation at most: lavapipe ends an invocation's loops after
                    // 65,535 iterations, so the host keeps 3·piece well below that
     classes: u32,  // cross entropy: C, the bound of a valid label
-    per_row: u32,  // 1: a row's weight is g[row]·scale; 0: scale alone (g is not read)
-    scale: f32,
+    _pad0: u32,
+    scale: f32,    // backward passes: the weight of every row (times g[row] with weight_row.wgsl)
     _pad: u32,
 }
 
@@ -23,7 +24,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> d: array<V>;
 @group(0) @binding(4) var<storage, read> labels: array<u32>;  // [B]
 @group(0) @binding(5) var<storage, read> stats: array<f32>;   // [B, 2]: max, log Σ exp(v − max)
-@group(0) @binding(6) var<storage, read> g: array<f32>;       // [B]
 @group(0) @binding(7) var<storage, read_write> o0: array<V>;
 @group(0) @binding(8) var<storage, read_write> o1: array<V>;
 @group(0) @binding(9) var<storage, read_write> o2: array<V>;
@@ -56,12 +56,4 @@ fn span(ids: Ids) -> Span {
     let row = id / p.pieces;
     let begin = row * p.cols + (id - row * p.pieces) * p.piece;
     return Span(row, id, begin, min(begin + p.piece, (row + 1u) * p.cols));
-}
-
-// The weight of a row's gradient: g[row]·scale, or scale for every row.
-fn weight(row: u32) -> f32 {
-    if p.per_row != 0u {
-        return g[row] * p.scale;
-    }
-    return p.scale;
 }

@@ -72,16 +72,6 @@ fn vq_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
-fn z_at(i: u32, d: u32) -> f32 { return select(0.0, z[min(i, arrayLength(&z) - 1u)], d < p.d); }
-
-// Dimensions d..d+3 of row `row`, zeros past D (nothing is loaded when d >= D).
-fn z4_at(row: u32, d: u32) -> vec4<f32> {
-    if (d >= p.d) { return vec4(0.0); }
-    let i = row * p.d + d;
-    if (VEC4) { return z4[i / 4u]; }  // D % 4 == 0: the vec4 lies inside the row
-    return vec4(z_at(i, d), z_at(i + 1u, d + 1u), z_at(i + 2u, d + 2u), z_at(i + 3u, d + 3u));
-}
-
 fn put_sum(i: u32, ok: bool, v: f32) {
     if (ok) {
         var s = v;

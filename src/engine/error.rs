@@ -79,6 +79,13 @@ pub enum Error {
     #[error("{op}: {reason}")]
     BadInput { op: &'static str, reason: String },
 
+    #[error("{shader}::{entry}: {problem}")]
+    Binding {
+        shader: &'static str,
+        entry: &'static str,
+        problem: BindingProblem,
+    },
+
     #[error("shader `{name}` is invalid: {message}")]
     Shader { name: String, message: String },
 
@@ -154,6 +161,51 @@ pub enum Error {
         path: PathBuf,
         problem: CheckpointProblem,
     },
+}
+
+/// What is wrong with the tensors of a dispatch ([`Error::Binding`]); `variable` is the WGSL
+/// variable, `used` the storage variables the entry point uses.
+#[derive(Debug, thiserror::Error)]
+pub enum BindingProblem {
+    #[error("no tensor for `{variable}`; the entry point uses [{}]", used.join(", "))]
+    Missing { variable: String, used: Vec<String> },
+
+    #[error("`{variable}` is not a storage variable the entry point uses; it uses [{}]", used.join(", "))]
+    Unused { variable: String, used: Vec<String> },
+
+    #[error("`{variable}` is named twice")]
+    Duplicate { variable: String },
+
+    #[error("`{variable}` is declared `{declared}`; the dispatch binds it as `{requested}`")]
+    Access {
+        variable: String,
+        declared: &'static str,
+        requested: &'static str,
+    },
+
+    #[error("`{variable}` is an array of {view}, which reads {reads}; got a {got} tensor")]
+    ElementType {
+        variable: String,
+        view: String,
+        reads: &'static str,
+        got: &'static str,
+    },
+
+    #[error(
+        "`{variable}` is an array of {view} ({view_bytes} bytes each); a tensor of {bytes} bytes is not a whole number of them"
+    )]
+    Length {
+        variable: String,
+        view: String,
+        view_bytes: u64,
+        bytes: u64,
+    },
+
+    #[error("`{variable}` is written and shares its buffer with `{other}`")]
+    Aliased { variable: String, other: String },
+
+    #[error("the params uniform takes {expected} bytes (0: none); got {got}")]
+    Params { expected: u64, got: u64 },
 }
 
 /// What is wrong with an IDX data file ([`Error::Data`]).

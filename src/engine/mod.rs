@@ -8,9 +8,10 @@ mod shader;
 mod tensor;
 mod upload;
 
-pub use error::{CheckpointProblem, DataProblem, Error, FolderProblem, Result};
-pub use recorder::{Grid, ProfileRow, Stats, fold};
+pub use error::{BindingProblem, CheckpointProblem, DataProblem, Error, FolderProblem, Result};
+pub use recorder::{Access, Bind, Grid, ProfileRow, Stats, fold};
 pub use shader::Shader;
+pub(crate) use shader::shader;
 pub use tensor::{DType, Element, Tensor};
 
 use std::sync::{Arc, Mutex};

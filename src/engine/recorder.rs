@@ -1,7 +1,8 @@
 //! Recording: kernels append dispatches to one pending encoder and compute pass; uniforms go
 //! to one arena written once per submit; `flush` submits, `read_bytes` is the only host wait.
 
-use super::shader::{Shader, Slot};
+use super::BindingProblem;
+use super::shader::{Binding, Shader, Slot};
 use super::{Engine, Error, Result, Tensor};
 use std::num::NonZeroU64;
 
@@ -118,19 +119,84 @@ impl Recorder {
     }
 }
 
+/// How a dispatch expects its entry point to use a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<storage, read>`: an input the kernel must not write.
+    Read,
+    /// `var<storage, read_write>`: an output (or an input updated in place).
+    ReadWrite,
+}
+
+impl Access {
+    fn wgsl(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::ReadWrite => "read_write",
+        }
+    }
+}
+
+/// One tensor of a dispatch, named by the WGSL variable it binds:
+/// `&[Bind::read("x", &x), Bind::read("w", &w), Bind::write("y", &y)]`. The order of a
+/// dispatch's list does not matter; the engine finds each binding by name.
+#[derive(Clone, Copy, Debug)]
+pub struct Bind<'a> {
+    pub name: &'a str,
+    pub tensor: &'a Tensor,
+    pub access: Access,
+    /// Bind a tensor of any 32-bit element type to a 32-bit integer view: kernels that move
+    /// bits, never values (layout), say so with [`Bind::words`].
+    pub words: bool,
+}
+
+impl<'a> Bind<'a> {
+    /// `tensor` as the entry point's `var<storage, read>` named `name`.
+    pub fn read(name: &'a str, tensor: &'a Tensor) -> Bind<'a> {
+        Bind {
+            name,
+            tensor,
+            access: Access::Read,
+            words: false,
+        }
+    }
+
+    /// `tensor` as the entry point's `var<storage, read_write>` named `name`.
+    pub fn write(name: &'a str, tensor: &'a Tensor) -> Bind<'a> {
+        Bind {
+            access: Access::ReadWrite,
+            ..Bind::read(name, tensor)
+        }
+    }
+
+    /// Lets a 32-bit integer view (`u32`, `vec4<u32>`) carry the tensor's bits whatever its
+    /// element type.
+    pub fn words(self) -> Bind<'a> {
+        Bind {
+            words: true,
+            ..self
+        }
+    }
+}
+
 impl Engine {
-    /// Records one kernel launch. `tensors` bind, in binding order, the storage buffers the
-    /// entry point uses; `params` (any `Pod`) fills its uniform, if it has one.
+    /// Records one kernel launch of `shader`'s `entry` (specialised with override `constants`).
+    /// `tensors` name every storage buffer the entry point uses by its WGSL variable; each is
+    /// checked against naga's reflection: a name it does not use, a used name left out, a name
+    /// given twice, another access, an element type the view does not read, or a length that
+    /// is not a whole number of the view's elements is an [`Error::Binding`] naming the entry
+    /// point and the variable. `params` (any `Pod`) fills its uniform, if it has one.
     pub fn dispatch(
         &self,
         shader: &Shader,
         entry: &'static str,
         constants: &[(&'static str, f64)],
-        tensors: &[&Tensor],
+        tensors: &[Bind],
         params: &[u8],
         grid: Grid,
     ) -> Result<()> {
-        self.check_owner(entry, tensors)?;
+        let owned: Vec<&Tensor> = tensors.iter().map(|b| b.tensor).collect();
+        self.check_owner(entry, &owned)?;
         let inner = &self.inner;
         let profiling = inner.rec.lock().unwrap().profile.is_some();
         if profiling {
@@ -142,43 +208,21 @@ impl Engine {
                 .lock()
                 .unwrap()
                 .pipeline(&inner.device, shader, entry, constants)?;
-        let storage: Vec<_> = pipe.slots.iter().filter(|s| s.1 != Slot::Uniform).collect();
-        let wants_params = storage.len() < pipe.slots.len();
-        if storage.len() != tensors.len() || wants_params == params.is_empty() {
-            return Err(Error::bad(
+        let bound = match_bindings(&pipe.bindings, tensors, params.len()).map_err(|problem| {
+            Error::Binding {
+                shader: shader.name,
                 entry,
-                format!(
-                    "the entry point binds {} storage buffers{}; got {} tensors and {} bytes of params",
-                    storage.len(),
-                    if wants_params {
-                        " and a params uniform"
-                    } else {
-                        ""
-                    },
-                    tensors.len(),
-                    params.len()
-                ),
-            ));
-        }
+                problem,
+            }
+        })?;
         let limit = inner.limits.max_storage_buffer_binding_size;
-        for (i, t) in tensors.iter().enumerate() {
-            if t.byte_len() > limit {
+        for b in tensors {
+            if b.tensor.byte_len() > limit {
                 return Err(Error::BindingTooLarge {
                     op: entry,
-                    bytes: t.byte_len(),
+                    bytes: b.tensor.byte_len(),
                     limit,
                 });
-            }
-            if storage[i].1 == Slot::ReadWrite
-                && tensors
-                    .iter()
-                    .enumerate()
-                    .any(|(j, u)| j != i && t.same_buffer(u))
-            {
-                return Err(Error::bad(
-                    entry,
-                    "an output shares its buffer with another argument",
-                ));
             }
         }
         let max = inner.limits.max_compute_workgroups_per_dimension;
@@ -199,30 +243,31 @@ impl Engine {
         }
 
         let mut rec = inner.rec.lock().unwrap();
+        let wants_params = !params.is_empty();
         let padded = params.len().div_ceil(16) * 16;
         let mut offset = rec.params.len().div_ceil(rec.align) * rec.align;
         if wants_params && (offset + padded) as u64 > ARENA_BYTES {
             rec.submit(self);
             offset = 0;
         }
-        let mut entries = Vec::with_capacity(pipe.slots.len());
-        let mut next = tensors.iter();
-        for &(binding, slot) in &pipe.slots {
-            let resource = if slot == Slot::Uniform {
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        let mut entries = Vec::with_capacity(pipe.bindings.len());
+        for (b, t) in pipe.bindings.iter().zip(&bound) {
+            let resource = match t {
+                None => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: &rec.arena,
                     offset: offset as u64,
                     size: NonZeroU64::new(padded as u64),
-                })
-            } else {
-                let t = next.next().unwrap();
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                }),
+                Some(t) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: t.buffer(),
                     offset: 0,
                     size: NonZeroU64::new(t.byte_len()),
-                })
+                }),
             };
-            entries.push(wgpu::BindGroupEntry { binding, resource });
+            entries.push(wgpu::BindGroupEntry {
+                binding: b.index,
+                resource,
+            });
         }
         let bind_group = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
@@ -421,4 +466,85 @@ impl Engine {
     pub fn reset_stats(&self) {
         self.inner.rec.lock().unwrap().stats = Stats::default();
     }
+}
+
+/// Pairs each used binding (in binding order) with its tensor, `None` for the params uniform,
+/// after checking `tensors` and `params_len` against the reflection.
+fn match_bindings<'t>(
+    bindings: &[Binding],
+    tensors: &[Bind<'t>],
+    params_len: usize,
+) -> std::result::Result<Vec<Option<&'t Tensor>>, BindingProblem> {
+    let storage = || bindings.iter().filter(|b| b.slot != Slot::Uniform);
+    let used = || storage().map(|b| b.name.clone()).collect::<Vec<_>>();
+    for (i, t) in tensors.iter().enumerate() {
+        if tensors[..i].iter().any(|u| u.name == t.name) {
+            return Err(BindingProblem::Duplicate {
+                variable: t.name.to_string(),
+            });
+        }
+        let Some(b) = storage().find(|b| b.name == t.name) else {
+            return Err(BindingProblem::Unused {
+                variable: t.name.to_string(),
+                used: used(),
+            });
+        };
+        let access = match b.slot {
+            Slot::ReadWrite => Access::ReadWrite,
+            _ => Access::Read,
+        };
+        if access != t.access {
+            return Err(BindingProblem::Access {
+                variable: t.name.to_string(),
+                declared: access.wgsl(),
+                requested: t.access.wgsl(),
+            });
+        }
+        let dtype = t.tensor.dtype();
+        let fits = b.view.dtype == Some(dtype) || (t.words && b.view.words);
+        if !fits {
+            return Err(BindingProblem::ElementType {
+                variable: t.name.to_string(),
+                view: b.view.wgsl.clone(),
+                reads: b.view.dtype.map_or("no tensor type", |d| d.name()),
+                got: dtype.name(),
+            });
+        }
+        if !t.tensor.byte_len().is_multiple_of(b.view.bytes) {
+            return Err(BindingProblem::Length {
+                variable: t.name.to_string(),
+                view: b.view.wgsl.clone(),
+                view_bytes: b.view.bytes,
+                bytes: t.tensor.byte_len(),
+            });
+        }
+        if t.access == Access::ReadWrite
+            && let Some(u) = tensors
+                .iter()
+                .find(|u| u.name != t.name && u.tensor.same_buffer(t.tensor))
+        {
+            return Err(BindingProblem::Aliased {
+                variable: t.name.to_string(),
+                other: u.name.to_string(),
+            });
+        }
+    }
+    if let Some(b) = storage().find(|b| !tensors.iter().any(|t| t.name == b.name)) {
+        return Err(BindingProblem::Missing {
+            variable: b.name.clone(),
+            used: used(),
+        });
+    }
+    let uniform = bindings.iter().find(|b| b.slot == Slot::Uniform);
+    let expected = uniform.map_or(0, |b| b.view.bytes);
+    if (params_len == 0) != uniform.is_none() || (params_len as u64) < expected {
+        return Err(BindingProblem::Params {
+            expected,
+            got: params_len as u64,
+        });
+    }
+    Ok(bindings
+        .iter()
+        .map(|b| tensors.iter().find(|t| t.name == b.name).map(|t| t.tensor))
+        .collect())
 }

@@ -1,12 +1,9 @@
 //! Launchers for `shaders/adam.wgsl`: in-place Adam / AdamW and SGD (plain, momentum,
 //! Nesterov) updates of one parameter tensor. CPU twin and tests: `kernels-tests/adam.rs`.
 
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "adam",
-    source: include_str!("../../shaders/adam.wgsl"),
-};
+pub const SHADER: Shader = shader!("adam", "adam.wgsl");
 
 const WG: u32 = 256;
 
@@ -125,9 +122,21 @@ pub fn adam_step(
     // Four elements per invocation when the length allows (the common case: every W1 tensor).
     if p.n.is_multiple_of(4) {
         let p = Params { n: p.n / 4, ..p };
-        return launch("adam4", &constants, &[grad, param, m, v], p);
+        let tensors = [
+            Bind::read("grad4", grad),
+            Bind::write("param4", param),
+            Bind::write("m4", m),
+            Bind::write("v4", v),
+        ];
+        return launch("adam4", &constants, &tensors, p);
     }
-    launch("adam", &constants, &[grad, param, m, v], p)
+    let tensors = [
+        Bind::read("grad", grad),
+        Bind::write("param", param),
+        Bind::write("m", m),
+        Bind::write("v", v),
+    ];
+    launch("adam", &constants, &tensors, p)
 }
 
 /// One SGD step, updating `param` (and the momentum buffer) in place. `momentum_buf` (f32,
@@ -167,11 +176,21 @@ pub fn sgd_step(
         (true, Some(buf)) => {
             check_state("sgd_step", param, &[grad, buf])?;
             let constants = [("NESTEROV", nesterov as u8 as f64)];
-            launch("sgd_momentum", &constants, &[grad, param, buf], p)
+            let tensors = [
+                Bind::read("grad", grad),
+                Bind::write("param", param),
+                Bind::write("m", buf),
+            ];
+            launch("sgd_momentum", &constants, &tensors, p)
         }
         (false, None) => {
             check_state("sgd_step", param, &[grad])?;
-            launch("sgd", &[], &[grad, param], p)
+            launch(
+                "sgd",
+                &[],
+                &[Bind::read("grad", grad), Bind::write("param", param)],
+                p,
+            )
         }
         (true, None) => Err(Error::bad(
             "sgd_step",
@@ -202,7 +221,7 @@ fn non_negative(op: &'static str, named: &[(&str, f64)]) -> Result<()> {
 fn launch(
     entry: &'static str,
     constants: &[(&'static str, f64)],
-    tensors: &[&Tensor],
+    tensors: &[Bind],
     p: Params,
 ) -> Result<()> {
     super::launch(&SHADER, entry, constants, tensors, &p, p.n.div_ceil(WG))

@@ -1,24 +1,39 @@
 //! Launchers for `shaders/batchnorm.wgsl`: BatchNorm over channels of `[B, C, H, W]` (or features
 //! of `[B, F]`) in training and eval mode, and its backward. CPU twin and tests: `kernels-tests/batchnorm.rs`.
 
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-/// `batchnorm.wgsl` with f32 lanes (any shape) and vec4 lanes (H·W ≥ 4, numel % 4 == 0).
-pub const SHADERS: [Shader; 2] = [
-    Shader {
-        name: "batchnorm",
-        source: concat!(
-            include_str!("../../shaders/rows/lanes_f32.wgsl"),
-            include_str!("../../shaders/batchnorm.wgsl")
+/// `batchnorm.wgsl`, `[pass][lanes]`: forward passes (`apply` without dy) and the backward
+/// pass (`apply` adds the dy term); f32 lanes (any shape) and vec4 lanes (H·W ≥ 4, numel % 4 == 0).
+pub const SHADERS: [[Shader; 2]; 2] = [
+    [
+        shader!(
+            "batchnorm",
+            "rows/lanes_f32.wgsl",
+            "batchnorm/forward.wgsl",
+            "batchnorm.wgsl"
         ),
-    },
-    Shader {
-        name: "batchnorm_v4",
-        source: concat!(
-            include_str!("../../shaders/rows/lanes_vec4.wgsl"),
-            include_str!("../../shaders/batchnorm.wgsl")
+        shader!(
+            "batchnorm_v4",
+            "rows/lanes_vec4.wgsl",
+            "batchnorm/forward.wgsl",
+            "batchnorm.wgsl"
         ),
-    },
+    ],
+    [
+        shader!(
+            "batchnorm_grad",
+            "rows/lanes_f32.wgsl",
+            "batchnorm/backward.wgsl",
+            "batchnorm.wgsl"
+        ),
+        shader!(
+            "batchnorm_grad_v4",
+            "rows/lanes_vec4.wgsl",
+            "batchnorm/backward.wgsl",
+            "batchnorm.wgsl"
+        ),
+    ],
 ];
 
 const WG: usize = 64;
@@ -71,7 +86,8 @@ pub struct BatchNormSaved {
 
 /// x viewed as `[B, C, S]` and how the passes split it.
 struct Plan {
-    shader: &'static Shader,
+    /// Index of the lane type in [`SHADERS`]: 1 for vec4 lanes.
+    lanes: usize,
     params: Params,
 }
 
@@ -116,7 +132,7 @@ impl Plan {
         }
         let vec4 = s >= 4 && x.numel().is_multiple_of(4);
         Ok(Plan {
-            shader: &SHADERS[vec4 as usize],
+            lanes: vec4 as usize,
             params: Params {
                 channels: c as u32,
                 spatial: s as u32,
@@ -138,18 +154,20 @@ impl Plan {
         Tensor::uninit(x.engine(), &[self.channels(), width], DType::F32)
     }
 
-    /// Records `entry` with one invocation per (channel, chunk), or per channel when `channels`.
+    /// Records `entry` with one invocation per (channel, chunk), or per channel when `channels`;
+    /// `grad` picks the shader whose `apply` adds the dy term.
     fn launch(
         &self,
         entry: &'static str,
         constants: &[(&'static str, f64)],
-        tensors: &[&Tensor],
+        tensors: &[Bind],
         channels: bool,
+        grad: bool,
     ) -> Result<()> {
         let per_channel = if channels { 1 } else { self.params.chunks };
         let n = self.channels() * per_channel as usize;
         super::launch(
-            self.shader,
+            &SHADERS[grad as usize][self.lanes],
             entry,
             constants,
             tensors,
@@ -161,9 +179,13 @@ impl Plan {
     /// `(x − mean)·slope + offset (+ dy_scale·dy)` with `coefs` per channel -> a new tensor.
     fn apply(&self, x: &Tensor, dy: Option<&Tensor>, coefs: &Tensor) -> Result<Tensor> {
         let out = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
-        // Without GRAD dy is not read: x fills its binding.
-        let grad = [("GRAD", dy.is_some() as u8 as f64)];
-        self.launch("apply", &grad, &[x, dy.unwrap_or(x), coefs, &out], false)?;
+        let mut tensors = vec![
+            Bind::read("x", x),
+            Bind::read("coefs", coefs),
+            Bind::write("out", &out),
+        ];
+        tensors.extend(dy.map(|dy| Bind::read("dy", dy)));
+        self.launch("apply", &[], &tensors, false, dy.is_some())?;
         Ok(out)
     }
 }
@@ -211,21 +233,22 @@ pub fn batchnorm_train(
     plan.params.eps = cfg.eps as f32;
     plan.params.momentum = cfg.momentum as f32;
     let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
-    plan.launch("stats", &[], &[x, &partials], false)?;
+    let tensors = [Bind::read("x", x), Bind::write("part_out", &partials)];
+    plan.launch("stats", &[], &tensors, false, false)?;
     let coefs = plan.per_channel(x, 4)?;
     let mean = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
     let inv_std = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
     let tensors = [
-        gamma,
-        beta,
-        &partials,
-        &coefs,
-        running_mean,
-        running_var,
-        &mean,
-        &inv_std,
+        Bind::read("gamma", gamma),
+        Bind::read("beta", beta),
+        Bind::read("partials", &partials),
+        Bind::write("coef_out", &coefs),
+        Bind::write("running_mean", running_mean),
+        Bind::write("running_var", running_var),
+        Bind::write("saved_mean", &mean),
+        Bind::write("saved_inv_std", &inv_std),
     ];
-    plan.launch("finalize", &[], &tensors, true)?;
+    plan.launch("finalize", &[], &tensors, true, false)?;
     let y = plan.apply(x, None, &coefs)?;
     Ok((y, BatchNormSaved { mean, inv_std }))
 }
@@ -244,8 +267,14 @@ pub fn batchnorm_eval(
     check_config(op, eps, 0.0)?;
     plan.params.eps = eps as f32;
     let coefs = plan.per_channel(x, 4)?;
-    let tensors = [gamma, beta, running_mean, running_var, &coefs];
-    plan.launch("eval_coefs", &[], &tensors, true)?;
+    let tensors = [
+        Bind::read("gamma", gamma),
+        Bind::read("beta", beta),
+        Bind::read("mean_in", running_mean),
+        Bind::read("var_in", running_var),
+        Bind::write("coef_out", &coefs),
+    ];
+    plan.launch("eval_coefs", &[], &tensors, true, false)?;
     plan.apply(x, None, &coefs)
 }
 
@@ -279,22 +308,46 @@ pub fn batchnorm_backward_into(
     let plan = Plan::new(op, x, &per_channel)?;
     dy.expect_dtype(op, DType::F32)?;
     dy.expect_shape(op, x.shape())?;
-    let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
-    let tensors = [x, dy, &saved.mean, &saved.inv_std, &partials];
-    plan.launch("grad_stats", &[], &tensors, false)?;
     let coefs = plan.per_channel(x, 4)?;
+    grad_params(
+        &plan,
+        (x, dy, gamma, saved),
+        &coefs,
+        (dgamma, dbeta),
+        accumulate,
+    )?;
+    plan.apply(x, Some(dy), &coefs)
+}
+
+/// The two statistics passes of a backward: per-chunk sums of dy and dy·x̂, then per channel
+/// dγ and dβ (written, or added when `accumulate`) and the training dx's coefficients `coefs`.
+fn grad_params(
+    plan: &Plan,
+    (x, dy, gamma, saved): (&Tensor, &Tensor, &Tensor, &BatchNormSaved),
+    coefs: &Tensor,
+    (dgamma, dbeta): (&Tensor, &Tensor),
+    accumulate: bool,
+) -> Result<()> {
+    let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
+    let tensors = [
+        Bind::read("x", x),
+        Bind::read("dy", dy),
+        Bind::read("mean_in", &saved.mean),
+        Bind::read("inv_std_in", &saved.inv_std),
+        Bind::write("part_out", &partials),
+    ];
+    plan.launch("grad_stats", &[], &tensors, false, true)?;
     let acc = [("ACCUMULATE", accumulate as u8 as f64)];
     let tensors = [
-        gamma,
-        &saved.mean,
-        &saved.inv_std,
-        &partials,
-        &coefs,
-        dgamma,
-        dbeta,
+        Bind::read("gamma", gamma),
+        Bind::read("mean_in", &saved.mean),
+        Bind::read("inv_std_in", &saved.inv_std),
+        Bind::read("partials", &partials),
+        Bind::write("coef_out", coefs),
+        Bind::write("dgamma", dgamma),
+        Bind::write("dbeta", dbeta),
     ];
-    plan.launch("grad_finalize", &acc, &tensors, true)?;
-    plan.apply(x, Some(dy), &coefs)
+    plan.launch("grad_finalize", &acc, &tensors, true, true)
 }
 
 /// What [`batchnorm_eval_saving`] keeps for the backward of an eval-mode batch norm: the running
@@ -326,16 +379,16 @@ pub fn batchnorm_eval_saving(
     let mean = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
     let inv_std = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
     let tensors = [
-        gamma,
-        beta,
-        running_mean,
-        running_var,
-        &dx_coefs,
-        &coefs,
-        &mean,
-        &inv_std,
+        Bind::read("gamma", gamma),
+        Bind::read("beta", beta),
+        Bind::read("mean_in", running_mean),
+        Bind::read("var_in", running_var),
+        Bind::write("part_out", &dx_coefs),
+        Bind::write("coef_out", &coefs),
+        Bind::write("saved_mean", &mean),
+        Bind::write("saved_inv_std", &inv_std),
     ];
-    plan.launch("eval_coefs_saving", &[], &tensors, true)?;
+    plan.launch("eval_coefs_saving", &[], &tensors, true, false)?;
     let y = plan.apply(x, None, &coefs)?;
     let stats = BatchNormSaved { mean, inv_std };
     Ok((y, BatchNormEvalSaved { stats, dx_coefs }))
@@ -368,18 +421,13 @@ pub fn batchnorm_eval_backward_params_into(
     let plan = Plan::new(op, x, &[gamma, &s.mean, &s.inv_std, dgamma, dbeta])?;
     dy.expect_dtype(op, DType::F32)?;
     dy.expect_shape(op, x.shape())?;
-    let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
-    plan.launch(
-        "grad_stats",
-        &[],
-        &[x, dy, &s.mean, &s.inv_std, &partials],
-        false,
-    )?;
     // grad_finalize also writes the training dx's coefficients: unused here.
     let unused = plan.per_channel(x, 4)?;
-    let acc = [("ACCUMULATE", accumulate as u8 as f64)];
-    let tensors = [
-        gamma, &s.mean, &s.inv_std, &partials, &unused, dgamma, dbeta,
-    ];
-    plan.launch("grad_finalize", &acc, &tensors, true)
+    grad_params(
+        &plan,
+        (x, dy, gamma, s),
+        &unused,
+        (dgamma, dbeta),
+        accumulate,
+    )
 }

@@ -2,12 +2,9 @@
 //! sampling step that writes the drawn codes on the GPU. Tests: `kernels-tests/categorical.rs`.
 
 use super::conv2d::check_loops;
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "categorical",
-    source: include_str!("../../shaders/categorical.wgsl"),
-};
+pub const SHADER: Shader = shader!("categorical", "categorical.wgsl");
 
 const WG: usize = 64;
 
@@ -62,7 +59,7 @@ pub fn one_hot(codes: &Tensor, k: usize) -> Result<Tensor> {
         &SHADER,
         "categorical_one_hot",
         &[],
-        &[codes, &map],
+        &[Bind::read("codes_in", codes), Bind::write("map", &map)],
         &params,
         groups,
     )?;
@@ -120,6 +117,11 @@ pub fn sample_step(
         rows: rows as u32,
         _pad: 0,
     };
-    let tensors = [logits, u, codes, map];
+    let tensors = [
+        Bind::read("logits", logits),
+        Bind::read("u", u),
+        Bind::write("codes", codes),
+        Bind::write("map", map),
+    ];
     super::launch(&SHADER, op, &[], &tensors, &params, b.div_ceil(WG) as u32)
 }

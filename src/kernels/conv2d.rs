@@ -1,14 +1,20 @@
-//! Launcher for `shaders/conv2d.wgsl`: 2-D convolution (NCHW, PyTorch weights) as im2col + the
-//! matmul, and its gradients through col2im and transposed matmuls. Tests: `kernels-tests/conv2d.rs`.
+//! One convolution plan, [`Conv`], for every convolution of the crate (dense, transposed, tap
+//! list): im2col (`shaders/conv2d.wgsl`, or `shaders/masked_conv.wgsl` for tap lists) + the
+//! matmul forward, col2im + transposed matmuls backward. Tests: `kernels-tests/conv2d.rs`,
+//! `conv_transpose2d.rs`, `masked_conv.rs`; bench: `bench -- kernels`.
 
+use super::conv_transpose2d::{self, ConvTranspose2dParams};
+use super::layout::permute;
+use super::masked_conv::{self, Taps};
 use super::matmul::{Matmul, matmul_into, matmul_with};
 use super::reduce::{Reduce, reduce_first, reduce_last};
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "conv2d",
-    source: include_str!("../../shaders/conv2d.wgsl"),
-};
+/// Without and with a bias added by col2im (`shaders/bias/{no_bias,bias}.wgsl` in front).
+pub const SHADERS: [Shader; 2] = [
+    shader!("conv2d", "bias/no_bias.wgsl", "conv2d.wgsl"),
+    shader!("conv2d_bias", "bias/bias.wgsl", "conv2d.wgsl"),
+];
 
 /// Invocations per workgroup of the im2col / col2im entry points.
 const WG: usize = 64;
@@ -60,7 +66,8 @@ struct Params {
     step_w: u32,
 }
 
-/// One convolution's sizes: x [b, c, h, w] * weight [cout, c, kh, kw] -> y [b, cout, oh, ow].
+/// The GEMM of a convolution: x `[b, c, h, w]` * weight `[cout, c, kh, kw]` -> y `[b, cout, oh, ow]`
+/// (a tap list of T taps is a T × 1 kernel).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Geometry {
     pub b: usize,
@@ -76,12 +83,7 @@ pub(crate) struct Geometry {
 
 impl Geometry {
     /// Checks the shapes and computes the output size, H' = (H + 2p − d(k−1) − 1)/s + 1.
-    pub(crate) fn new(
-        op: &'static str,
-        x: &[usize],
-        wt: &[usize],
-        p: &Conv2dParams,
-    ) -> Result<Self> {
+    fn new(op: &'static str, x: &[usize], wt: &[usize], p: &Conv2dParams) -> Result<Self> {
         for s in [x, wt] {
             if s.len() != 4 {
                 return Err(Error::bad(op, format!("expected 4-D shapes, got {s:?}")));
@@ -143,7 +145,7 @@ impl Geometry {
     }
 
     /// Contraction length of the GEMM: taps per output value, C·kh·kw.
-    pub(crate) fn k(&self) -> usize {
+    fn k(&self) -> usize {
         self.c * self.kh * self.kw
     }
 
@@ -152,11 +154,11 @@ impl Geometry {
         self.b * self.oh * self.ow
     }
 
-    pub(crate) fn x_shape(&self) -> [usize; 4] {
+    fn x_shape(&self) -> [usize; 4] {
         [self.b, self.c, self.h, self.w]
     }
 
-    pub(crate) fn y_shape(&self) -> [usize; 4] {
+    fn y_shape(&self) -> [usize; 4] {
         [self.b, self.cout, self.oh, self.ow]
     }
 
@@ -203,7 +205,236 @@ pub(crate) fn check_loops(x: &Tensor, op: &'static str, steps: usize) -> Result<
     }
 }
 
-/// x: [B, C, H, W] -> col [B·H'·W', C·kh·kw] (zeros in the padding).
+/// Where a convolution's taps come from, and the weight layout that goes with them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TapSource {
+    /// PyTorch's `Conv2d`: every tap of a kh × kw kernel; weight `[Cout, Cin, kh, kw]`.
+    Dense(Conv2dParams),
+    /// PyTorch's `ConvTranspose2d`, the adjoint of a dense convolution; weight
+    /// `[Cin, Cout, kh, kw]`.
+    Transposed(ConvTranspose2dParams),
+    /// A masked convolution reading only its taps (see [`Taps`]); weight `[Cout, T, Cin]`,
+    /// output the size of the input.
+    List(Taps),
+}
+
+/// One convolution: a tap source checked against the shapes of x and the weight. `forward`
+/// computes y (and keeps what the weight gradient needs), `backward` dx and dw from dy.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    source: TapSource,
+    /// The dense or tap-list convolution that runs forward (transposed: backward).
+    g: Geometry,
+    x_shape: [usize; 4],
+    w_shape: Vec<usize>,
+}
+
+/// What [`Conv::forward`] keeps for the weight gradient: the column matrix of x (dense, tap
+/// list) or x channels-last (transposed), so that the backward pass does not gather it again.
+#[derive(Clone, Debug)]
+pub struct Saved(Tensor);
+
+/// The weight gradient a [`Conv::backward`] writes: into `into` (the weight's shape),
+/// overwritten or, with `accumulate`, added to (a parameter's gradient buffer).
+#[derive(Clone, Copy, Debug)]
+pub struct WeightGrad<'a> {
+    pub saved: &'a Saved,
+    pub into: &'a Tensor,
+    pub accumulate: bool,
+}
+
+impl Conv {
+    /// Checks `source` against x `[B, Cin, H, W]` and the weight shape (see [`TapSource`]).
+    pub fn new(source: TapSource, x_shape: &[usize], w_shape: &[usize]) -> Result<Conv> {
+        const OP: &str = "conv";
+        let &[b, c, h, w] = x_shape else {
+            let why = format!("expected x [B, C, H, W], got {x_shape:?}");
+            return Err(Error::bad(OP, why));
+        };
+        let g = match &source {
+            TapSource::Dense(p) => Geometry::new(OP, x_shape, w_shape, p)?,
+            TapSource::Transposed(p) => {
+                // The dense convolution it transposes maps y back to x.
+                let y = conv_transpose2d::output_shape(OP, x_shape, w_shape, p)?;
+                Geometry::new(OP, &y, w_shape, &p.conv())?
+            }
+            TapSource::List(taps) => masked_conv::geometry(OP, x_shape, w_shape, taps)?,
+        };
+        Ok(Conv {
+            source,
+            g,
+            x_shape: [b, c, h, w],
+            w_shape: w_shape.to_vec(),
+        })
+    }
+
+    pub fn source(&self) -> &TapSource {
+        &self.source
+    }
+
+    /// y `[B, Cout, H', W']`.
+    pub fn y_shape(&self) -> [usize; 4] {
+        match self.source {
+            TapSource::Transposed(_) => self.g.x_shape(),
+            _ => self.g.y_shape(),
+        }
+    }
+
+    /// y = conv(x, w) + bias (`[Cout]`); with `keep`, also what [`Conv::backward`] needs for
+    /// the weight gradient.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        keep: bool,
+    ) -> Result<(Tensor, Option<Saved>)> {
+        const OP: &str = "conv forward";
+        expect_f32(OP, w, &self.w_shape)?;
+        if let Some(b) = bias {
+            expect_f32(OP, b, &[self.y_shape()[1]])?;
+        }
+        let saved = self.keep(x)?;
+        let y = match self.source {
+            TapSource::Transposed(_) => self.image(&saved.0, w, bias)?,
+            _ => self.output_of_columns(&saved.0, w, bias)?,
+        };
+        Ok((y, keep.then_some(saved)))
+    }
+
+    /// What [`Conv::forward`] keeps, from x alone (a weight gradient without a forward).
+    pub fn keep(&self, x: &Tensor) -> Result<Saved> {
+        expect_f32("conv keep", x, &self.x_shape)?;
+        Ok(Saved(match self.source {
+            TapSource::Transposed(_) => self.rows(x)?,
+            _ => self.columns(x)?,
+        }))
+    }
+
+    /// From dy `[B, Cout, H', W']`: dx (returned) when given the weight `w_for_dx`, and the
+    /// weight gradient when `dw` asks for it. dy is permuted (dense, list) or gathered
+    /// (transposed) once for both.
+    pub fn backward(
+        &self,
+        dy: &Tensor,
+        w_for_dx: Option<&Tensor>,
+        dw: Option<WeightGrad>,
+    ) -> Result<Option<Tensor>> {
+        const OP: &str = "conv backward";
+        expect_f32(OP, dy, &self.y_shape())?;
+        if let Some(w) = w_for_dx {
+            expect_f32(OP, w, &self.w_shape)?;
+        }
+        if let Some(dw) = dw {
+            expect_f32(OP, dw.into, &self.w_shape)?;
+        }
+        let transposed = matches!(self.source, TapSource::Transposed(_));
+        // Dense and lists: dy in rows meets x's columns; transposed: dy's columns meet x's rows.
+        let (mine, kept_shape) = match transposed {
+            true => (self.columns(dy)?, [self.g.pixels(), self.g.cout]),
+            false => (self.rows(dy)?, [self.g.pixels(), self.g.k()]),
+        };
+        if let Some(dw) = dw {
+            dw.saved.0.expect_shape(OP, &kept_shape)?;
+            let (rows, col) = match transposed {
+                true => (&dw.saved.0, &mine),
+                false => (&mine, &dw.saved.0),
+            };
+            let opts = Matmul {
+                trans_a: true,
+                accumulate: dw.accumulate,
+                ..Default::default()
+            };
+            // dw [Cout, K] (+)= rowsᵀ [Cout, pixels] · col [pixels, K].
+            matmul_into(
+                rows,
+                col,
+                &opts,
+                &dw.into.reshape(&[self.g.cout, self.g.k()])?,
+            )?;
+        }
+        w_for_dx
+            .map(|w| match transposed {
+                true => self.output_of_columns(&mine, w, None),
+                false => self.image(&mine, w, None),
+            })
+            .transpose()
+    }
+
+    /// The column matrix `[pixels, K]` of an image shaped like the GEMM's x.
+    fn columns(&self, img: &Tensor) -> Result<Tensor> {
+        match &self.source {
+            TapSource::Dense(p) => im2col(img, &self.g, p),
+            TapSource::Transposed(p) => im2col(img, &self.g, &p.conv()),
+            TapSource::List(taps) => masked_conv::im2col(img, &self.g, taps),
+        }
+    }
+
+    /// An image shaped like the GEMM's y, channels last: `[pixels, Cout]`.
+    fn rows(&self, img: &Tensor) -> Result<Tensor> {
+        let g = &self.g;
+        permute(img, [g.b, g.cout, g.oh * g.ow], true)
+    }
+
+    /// y `[B, Cout, H', W']` from the column matrix: `[pixels, K] · [Cout, K]ᵀ` gives y
+    /// channels-last (the matmul adds the bias), then one permute.
+    fn output_of_columns(&self, col: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let g = &self.g;
+        let opts = Matmul {
+            trans_b: true,
+            bias,
+            ..Default::default()
+        };
+        let rows = matmul_with(col, &w.reshape(&[g.cout, g.k()])?, &opts)?;
+        permute(&rows, [g.b, g.cout, g.oh * g.ow], false)?.reshape(&g.y_shape())
+    }
+
+    /// The GEMM's x from rows `[pixels, Cout]`: dcol = rows · w, then each tap back to its pixel
+    /// (+ bias per channel, which the transposed forward uses). Dense taps with C % 4 == 0
+    /// first permute w to `[Cout, kh, kw, C]` so that col2im reads 4 channels of a tap at once
+    /// (the weight is small; the column matrix is not).
+    fn image(&self, rows: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let g = &self.g;
+        let dense = match &self.source {
+            TapSource::Dense(p) => *p,
+            TapSource::Transposed(p) => p.conv(),
+            TapSource::List(taps) => {
+                // Tap lists run forward through `output_of_columns`: no bias reaches col2im.
+                debug_assert!(bias.is_none());
+                let w_k = w.reshape(&[g.cout, g.k()])?;
+                let dcol = matmul_with(rows, &w_k, &Matmul::default())?;
+                return masked_conv::col2im(&dcol, g, taps);
+            }
+        };
+        let w_k = match channels_last_taps(g) {
+            true => permute(w, [g.cout, g.c, g.kh * g.kw], true)?,
+            false => w.clone(),
+        };
+        let dcol = matmul_with(rows, &w_k.reshape(&[g.cout, g.k()])?, &Matmul::default())?;
+        col2im(&dcol, g, &dense, bias)
+    }
+}
+
+/// Errors unless `t` is f32 of `shape`.
+fn expect_f32(op: &'static str, t: &Tensor, shape: &[usize]) -> Result<()> {
+    t.expect_dtype(op, DType::F32)?;
+    t.expect_shape(op, shape)
+}
+
+/// db = Σ dy over batch and pixels: dy `[B, C, H, W]` -> `[C]`, for every tap source.
+pub fn bias_grad(dy: &Tensor) -> Result<Tensor> {
+    let s = dy.shape();
+    if s.len() != 4 {
+        return Err(Error::bad(
+            "conv bias_grad",
+            format!("expected a 4-D dy, got {s:?}"),
+        ));
+    }
+    let per_image = reduce_last(Reduce::Sum, &dy.reshape(&[s[0], s[1], s[2] * s[3]])?)?;
+    reduce_first(Reduce::Sum, &per_image)
+}
+
+/// x: `[B, C, H, W]` -> col `[B·H'·W', C·kh·kw]` (zeros in the padding).
 fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
     check_loops(x, "conv2d im2col", g.k() + g.c)?;
     if g.kh == 1 && g.kw == 1 && *p == Conv2dParams::default() {
@@ -212,15 +443,24 @@ fn im2col(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> Result<Tensor> {
     }
     let col = Tensor::uninit(x.engine(), &[g.pixels(), g.k()], DType::F32)?;
     let total = g.pixels();
-    let entry = if g.kw.is_multiple_of(4) && p.dilation[1] == 1 && x.numel().is_multiple_of(4) {
-        "conv2d_im2col_rows"
-    } else if g.k().is_multiple_of(4) {
-        "conv2d_im2col4"
-    } else {
-        "conv2d_im2col"
-    };
+    let (entry, src, dst) =
+        if g.kw.is_multiple_of(4) && p.dilation[1] == 1 && x.numel().is_multiple_of(4) {
+            ("conv2d_im2col_rows", "src4", "dst4")
+        } else if g.k().is_multiple_of(4) {
+            ("conv2d_im2col4", "src", "dst4")
+        } else {
+            ("conv2d_im2col", "src", "dst")
+        };
     let groups = total.div_ceil(WG) as u32;
-    super::launch(&SHADER, entry, &[], &[x, &col], &g.params(p, total), groups)?;
+    let tensors = [Bind::read(src, x), Bind::write(dst, &col)];
+    super::launch(
+        &SHADERS[0],
+        entry,
+        &[],
+        &tensors,
+        &g.params(p, total),
+        groups,
+    )?;
     Ok(col)
 }
 
@@ -229,319 +469,26 @@ fn channels_last_taps(g: &Geometry) -> bool {
     g.c.is_multiple_of(4)
 }
 
-/// dcol [B·H'·W', C·kh·kw] -> dx [B, C, H, W] (+ bias[c]): the adjoint of `im2col`; taps in
+/// dcol `[B·H'·W', C·kh·kw]` -> dx `[B, C, H, W]` (+ `bias[c]`): the adjoint of `im2col`; taps in
 /// (c, i, j) order, or (i, j, c) when `channels_last_taps`.
 fn col2im(dcol: &Tensor, g: &Geometry, p: &Conv2dParams, bias: Option<&Tensor>) -> Result<Tensor> {
     let per_pixel = g.kh * g.kw + g.kh + p.stride[0] + p.stride[1];
     check_loops(dcol, "conv2d col2im", g.w * per_pixel)?;
     let dx = Tensor::uninit(dcol.engine(), &g.x_shape(), DType::F32)?;
-    let (entry, total) = match channels_last_taps(g) {
-        true => ("conv2d_col2im4", g.b * g.c / 4 * g.h),
-        false => ("conv2d_col2im", g.b * g.c * g.h),
+    let (entry, src, total) = match channels_last_taps(g) {
+        true => ("conv2d_col2im4", "src4", g.b * g.c / 4 * g.h),
+        false => ("conv2d_col2im", "src", g.b * g.c * g.h),
     };
-    let constants = [("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 })];
-    let tensors = [dcol, bias.unwrap_or(dcol), &dx];
+    let mut tensors = vec![Bind::read(src, dcol), Bind::write("dst", &dx)];
+    tensors.extend(bias.map(|b| Bind::read("bias", b)));
     let groups = total.div_ceil(WG) as u32;
     super::launch(
-        &SHADER,
+        &SHADERS[bias.is_some() as usize],
         entry,
-        &constants,
+        &[],
         &tensors,
         &g.params(p, total),
         groups,
     )?;
     Ok(dx)
-}
-
-/// Channels-first [B, C, P] <-> channels-last [B·P, C] (`to_rows` picks the direction).
-fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tensor> {
-    let shape = match to_rows {
-        true => vec![b * pixels, c],
-        false => vec![b, c, pixels],
-    };
-    let out = Tensor::uninit(t.engine(), &shape, DType::F32)?;
-    let entry = match (to_rows, c.is_multiple_of(4)) {
-        (true, false) => "conv2d_to_rows",
-        (true, true) => "conv2d_to_rows4",
-        (false, false) => "conv2d_to_nchw",
-        (false, true) => "conv2d_to_nchw4",
-    };
-    let params = Params {
-        c: c as u32,
-        h: pixels as u32,
-        total: (b * pixels) as u32,
-        ..Params::default()
-    };
-    let groups = (b * pixels).div_ceil(WG) as u32;
-    super::launch(&SHADER, entry, &[], &[t, &out], &params, groups)?;
-    Ok(out)
-}
-
-/// x [B, C, H, W] -> [B·H·W, C]: channels last, one row per pixel (the layout of the GEMMs
-/// here, and of vectors to quantise or classify per pixel).
-pub fn to_channels_last(x: &Tensor) -> Result<Tensor> {
-    let s = x.shape();
-    if s.len() != 4 {
-        let why = format!("expected [B, C, H, W], got {s:?}");
-        return Err(Error::bad("to_channels_last", why));
-    }
-    x.expect_dtype("to_channels_last", DType::F32)?;
-    permute(x, [s[0], s[1], s[2] * s[3]], true)
-}
-
-/// rows [B·H·W, C] -> [B, C, H, W] (`shape`): the inverse of [`to_channels_last`].
-pub fn to_channels_first(rows: &Tensor, shape: [usize; 4]) -> Result<Tensor> {
-    let [b, c, h, w] = shape;
-    rows.expect_dtype("to_channels_first", DType::F32)?;
-    rows.expect_shape("to_channels_first", &[b * h * w, c])?;
-    permute(rows, [b, c, h * w], false)?.reshape(&shape)
-}
-
-/// dy [B, Cout, H', W'] -> [B·H'·W', Cout]: channels last, the GEMM's row layout.
-pub(crate) fn to_rows(y: &Tensor, g: &Geometry) -> Result<Tensor> {
-    permute(y, [g.b, g.cout, g.oh * g.ow], true)
-}
-
-pub(crate) fn check_f32(op: &'static str, ts: &[&Tensor]) -> Result<()> {
-    ts.iter().try_for_each(|t| t.expect_dtype(op, DType::F32))
-}
-
-/// y = conv2d(x, w) + bias: x [B, Cin, H, W], w [Cout, Cin, kh, kw], bias [Cout] -> y [B, Cout, H', W'].
-pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
-    Ok(conv2d_saving(x, w, bias, p, false)?.0)
-}
-
-/// `conv2d` that also returns im2col(x) when `keep`: its weight gradient needs it again (the
-/// tape keeps it instead of gathering the column matrix twice).
-pub(crate) fn conv2d_saving(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    p: &Conv2dParams,
-    keep: bool,
-) -> Result<(Tensor, Option<Tensor>)> {
-    let g = Geometry::new("conv2d", x.shape(), w.shape(), p)?;
-    check_f32("conv2d", &[x, w])?;
-    let col = im2col(x, &g, p)?;
-    let y = forward_from_col(&col, w, bias, &g)?;
-    Ok((y, keep.then_some(col)))
-}
-
-/// y [B, Cout, H', W'] from the column matrix: [pixels, K] · [Cout, K]ᵀ gives y channels-last
-/// (the matmul checks the bias length), then one permute to NCHW.
-pub(crate) fn forward_from_col(
-    col: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    g: &Geometry,
-) -> Result<Tensor> {
-    let opts = Matmul {
-        trans_b: true,
-        bias,
-        ..Default::default()
-    };
-    let rows = matmul_with(col, &w.reshape(&[g.cout, g.k()])?, &opts)?;
-    permute(&rows, [g.b, g.cout, g.oh * g.ow], false)?.reshape(&g.y_shape())
-}
-
-/// The adjoint of `conv2d` in x (+ bias[c] per output channel, which conv-transpose uses).
-pub(crate) fn backward_input(
-    op: &'static str,
-    dy: &Tensor,
-    w: &Tensor,
-    x_shape: &[usize],
-    p: &Conv2dParams,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
-    Ok(backward_input_saving(op, dy, w, x_shape, p, bias, false)?.0)
-}
-
-/// `backward_input` that also returns dy in rows [B·H'·W', Cout] when `keep` (conv-transpose's
-/// forward keeps it for its weight gradient).
-pub(crate) fn backward_input_saving(
-    op: &'static str,
-    dy: &Tensor,
-    w: &Tensor,
-    x_shape: &[usize],
-    p: &Conv2dParams,
-    bias: Option<&Tensor>,
-    keep: bool,
-) -> Result<(Tensor, Option<Tensor>)> {
-    let g = Geometry::new(op, x_shape, w.shape(), p)?;
-    check_f32(op, &[dy, w])?;
-    dy.expect_shape(op, &g.y_shape())?;
-    if let Some(b) = bias {
-        b.expect_dtype(op, DType::F32)?;
-        b.expect_shape(op, &[g.c])?;
-    }
-    let rows = to_rows(dy, &g)?;
-    let dx = input_grad_from_rows(&rows, w, &g, p, bias)?;
-    Ok((dx, keep.then_some(rows)))
-}
-
-/// dx from dy in rows: dcol [pixels, K] = dy_rows [pixels, Cout] · w [Cout, K], then each tap
-/// back to its pixel. With C % 4 == 0, w is first permuted to [Cout, kh, kw, C] so that col2im
-/// reads 4 channels of a tap at once (the weight is small; the column matrix is not).
-fn input_grad_from_rows(
-    rows: &Tensor,
-    w: &Tensor,
-    g: &Geometry,
-    p: &Conv2dParams,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
-    let w_k = match channels_last_taps(g) {
-        true => permute(w, [g.cout, g.c, g.kh * g.kw], true)?,
-        false => w.clone(),
-    };
-    let dcol = matmul_with(rows, &w_k.reshape(&[g.cout, g.k()])?, &Matmul::default())?;
-    col2im(&dcol, g, p, bias)
-}
-
-/// dx of `conv2d`: dy [B, Cout, H', W'], w [Cout, Cin, kh, kw] -> dx with shape `x_shape`.
-pub fn conv2d_backward_input(
-    dy: &Tensor,
-    w: &Tensor,
-    x_shape: &[usize],
-    p: &Conv2dParams,
-) -> Result<Tensor> {
-    backward_input("conv2d_backward_input", dy, w, x_shape, p, None)
-}
-
-/// The gradient in w, named `op` in errors.
-pub(crate) fn backward_weight(
-    op: &'static str,
-    dy: &Tensor,
-    x: &Tensor,
-    w_shape: &[usize],
-    p: &Conv2dParams,
-    accumulate_into: Option<&Tensor>,
-) -> Result<Tensor> {
-    let dw = match accumulate_into {
-        Some(t) => {
-            t.expect_dtype(op, DType::F32)?;
-            t.expect_shape(op, w_shape)?;
-            t.clone()
-        }
-        None => Tensor::uninit(x.engine(), w_shape, DType::F32)?,
-    };
-    backward_weight_into(op, dy, x, p, &dw, accumulate_into.is_some())?;
-    Ok(dw)
-}
-
-/// dw written into (or, with `accumulate`, added to) `dw`, whose shape is the weight's.
-pub(crate) fn backward_weight_into(
-    op: &'static str,
-    dy: &Tensor,
-    x: &Tensor,
-    p: &Conv2dParams,
-    dw: &Tensor,
-    accumulate: bool,
-) -> Result<()> {
-    let g = Geometry::new(op, x.shape(), dw.shape(), p)?;
-    check_f32(op, &[dy, x, dw])?;
-    dy.expect_shape(op, &g.y_shape())?;
-    weight_grad_from(&to_rows(dy, &g)?, &im2col(x, &g, p)?, &g, dw, accumulate)
-}
-
-/// dw [Cout, K] (+)= dy_rowsᵀ [Cout, pixels] · col [pixels, K].
-pub(crate) fn weight_grad_from(
-    rows: &Tensor,
-    col: &Tensor,
-    g: &Geometry,
-    dw: &Tensor,
-    accumulate: bool,
-) -> Result<()> {
-    let opts = Matmul {
-        trans_a: true,
-        accumulate,
-        ..Default::default()
-    };
-    matmul_into(rows, col, &opts, &dw.reshape(&[g.cout, g.k()])?)
-}
-
-/// Both gradients of a convolution from dy and what its forward kept: the column matrix of x
-/// (`conv2d_saving`). dy goes to rows once for both; dx is computed only when `want_dx`, and
-/// dw, when given, is written into (or added to, with its flag) the given buffer.
-pub(crate) fn conv2d_backward_saved(
-    dy: &Tensor,
-    w: &Tensor,
-    col: Option<&Tensor>,
-    x_shape: &[usize],
-    p: &Conv2dParams,
-    want_dx: bool,
-    dw: Option<(&Tensor, bool)>,
-) -> Result<Option<Tensor>> {
-    const OP: &str = "conv2d backward";
-    let g = Geometry::new(OP, x_shape, w.shape(), p)?;
-    dy.expect_shape(OP, &g.y_shape())?;
-    let rows = to_rows(dy, &g)?;
-    if let Some((dw, accumulate)) = dw {
-        let col = col.ok_or_else(|| Error::bad(OP, "the forward did not keep its columns"))?;
-        col.expect_shape(OP, &[g.pixels(), g.k()])?;
-        weight_grad_from(&rows, col, &g, dw, accumulate)?;
-    }
-    want_dx
-        .then(|| input_grad_from_rows(&rows, w, &g, p, None))
-        .transpose()
-}
-
-/// Both gradients of a transposed convolution (conv2d's input gradient, so the roles swap):
-/// dy is gathered into columns once, giving dx = conv2d(dy, w) and dw = x_rowsᵀ · col(dy),
-/// x_rows being what its forward kept (`backward_input_saving`).
-pub(crate) fn conv_transpose2d_backward_saved(
-    dy: &Tensor,
-    w: &Tensor,
-    x_rows: Option<&Tensor>,
-    p: &Conv2dParams,
-    want_dx: bool,
-    dw: Option<(&Tensor, bool)>,
-) -> Result<Option<Tensor>> {
-    const OP: &str = "conv_transpose2d backward";
-    let g = Geometry::new(OP, dy.shape(), w.shape(), p)?;
-    let col = im2col(dy, &g, p)?;
-    if let Some((dw, accumulate)) = dw {
-        let rows = x_rows.ok_or_else(|| Error::bad(OP, "the forward did not keep its input"))?;
-        rows.expect_shape(OP, &[g.pixels(), g.cout])?;
-        weight_grad_from(rows, &col, &g, dw, accumulate)?;
-    }
-    want_dx
-        .then(|| forward_from_col(&col, w, None, &g))
-        .transpose()
-}
-
-/// [`conv2d_backward_weight`] into `dw` (shape [Cout, Cin, kh, kw]): overwritten, or added to
-/// when `accumulate` (gradient accumulation straight into a parameter's gradient buffer).
-pub fn conv2d_backward_weight_into(
-    dy: &Tensor,
-    x: &Tensor,
-    p: &Conv2dParams,
-    dw: &Tensor,
-    accumulate: bool,
-) -> Result<()> {
-    backward_weight_into("conv2d_backward_weight", dy, x, p, dw, accumulate)
-}
-
-/// dw of `conv2d`: dy [B, Cout, H', W'], x [B, Cin, H, W] -> dw `w_shape` = [Cout, Cin, kh, kw];
-/// added to `accumulate_into` (which is returned) when given.
-pub fn conv2d_backward_weight(
-    dy: &Tensor,
-    x: &Tensor,
-    w_shape: &[usize],
-    p: &Conv2dParams,
-    accumulate_into: Option<&Tensor>,
-) -> Result<Tensor> {
-    backward_weight("conv2d_backward_weight", dy, x, w_shape, p, accumulate_into)
-}
-
-/// db = Σ dy over batch and pixels: dy [B, C, H, W] -> [C] (conv2d and conv-transpose alike).
-pub fn conv2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
-    let s = dy.shape();
-    if s.len() != 4 {
-        return Err(Error::bad(
-            "conv2d_backward_bias",
-            format!("expected a 4-D dy, got {s:?}"),
-        ));
-    }
-    let per_image = reduce_last(Reduce::Sum, &dy.reshape(&[s[0], s[1], s[2] * s[3]])?)?;
-    reduce_first(Reduce::Sum, &per_image)
 }

@@ -1,8 +1,10 @@
-//! 2-D transposed convolution (PyTorch's `ConvTranspose2d`), built on `conv2d`'s kernels: its
-//! forward is conv2d's input gradient, its input gradient is conv2d. Tests: `kernels-tests/conv_transpose2d.rs`.
+//! The parameters of 2-D transposed convolutions (PyTorch's `ConvTranspose2d`), run by
+//! [`super::conv2d::Conv`] with `TapSource::Transposed` on conv2d's kernels: its forward is a
+//! convolution's input gradient, its input gradient a convolution. Tests:
+//! `kernels-tests/conv_transpose2d.rs`.
 
-use super::conv2d::{self, Conv2dParams};
-use crate::engine::{Error, Result, Tensor};
+use super::conv2d::Conv2dParams;
+use crate::engine::{Error, Result};
 
 /// Stride, padding, dilation and output padding per axis (height, width), as in PyTorch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +61,7 @@ impl ConvTranspose2dParams {
 
 /// x [B, Cin, H, W], w [Cin, Cout, kh, kw] -> the output shape [B, Cout, H_out, W_out],
 /// H_out = (H − 1)·s − 2p + d·(k − 1) + output_padding + 1.
-fn output_shape(
+pub(crate) fn output_shape(
     op: &'static str,
     x: &[usize],
     w: &[usize],
@@ -89,77 +91,4 @@ fn output_shape(
         out[2 + a] = full - 2 * p.padding[a];
     }
     Ok(out)
-}
-
-/// y = conv_transpose2d(x, w) + bias: x [B, Cin, H, W], w [Cin, Cout, kh, kw], bias [Cout]
-/// -> y [B, Cout, H_out, W_out]. Computed as conv2d's input gradient (w read as conv2d's
-/// [Cout', Cin', kh, kw] with Cout' = Cin), the bias added by col2im.
-pub fn conv_transpose2d(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    p: &ConvTranspose2dParams,
-) -> Result<Tensor> {
-    Ok(conv_transpose2d_saving(x, w, bias, p, false)?.0)
-}
-
-/// `conv_transpose2d` that also returns x in rows [B·H·W, Cin] when `keep`, which its weight gradient
-/// needs again (see `conv2d::conv_transpose2d_backward_saved`).
-pub(crate) fn conv_transpose2d_saving(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    p: &ConvTranspose2dParams,
-    keep: bool,
-) -> Result<(Tensor, Option<Tensor>)> {
-    const OP: &str = "conv_transpose2d";
-    let y_shape = output_shape(OP, x.shape(), w.shape(), p)?;
-    conv2d::backward_input_saving(OP, x, w, &y_shape, &p.conv(), bias, keep)
-}
-
-/// dx of `conv_transpose2d`: dy [B, Cout, H_out, W_out], w [Cin, Cout, kh, kw] -> dx [B, Cin, H, W],
-/// which is conv2d(dy, w).
-pub fn conv_transpose2d_backward_input(
-    dy: &Tensor,
-    w: &Tensor,
-    p: &ConvTranspose2dParams,
-) -> Result<Tensor> {
-    p.check("conv_transpose2d_backward_input")?;
-    conv2d::conv2d(dy, w, None, &p.conv())
-}
-
-/// dw of `conv_transpose2d`: dy [B, Cout, H_out, W_out], x [B, Cin, H, W] -> dw `w_shape` =
-/// [Cin, Cout, kh, kw] (conv2d's weight gradient with the roles of x and dy swapped); added to
-/// `accumulate_into` (which is returned) when given.
-pub fn conv_transpose2d_backward_weight(
-    dy: &Tensor,
-    x: &Tensor,
-    w_shape: &[usize],
-    p: &ConvTranspose2dParams,
-    accumulate_into: Option<&Tensor>,
-) -> Result<Tensor> {
-    const OP: &str = "conv_transpose2d_backward_weight";
-    let y_shape = output_shape(OP, x.shape(), w_shape, p)?;
-    dy.expect_shape(OP, &y_shape)?;
-    conv2d::backward_weight(OP, x, dy, w_shape, &p.conv(), accumulate_into)
-}
-
-/// [`conv_transpose2d_backward_weight`] into `dw` ([Cin, Cout, kh, kw]): overwritten, or added
-/// to when `accumulate`.
-pub fn conv_transpose2d_backward_weight_into(
-    dy: &Tensor,
-    x: &Tensor,
-    p: &ConvTranspose2dParams,
-    dw: &Tensor,
-    accumulate: bool,
-) -> Result<()> {
-    const OP: &str = "conv_transpose2d_backward_weight";
-    let y_shape = output_shape(OP, x.shape(), dw.shape(), p)?;
-    dy.expect_shape(OP, &y_shape)?;
-    conv2d::backward_weight_into(OP, x, dy, &p.conv(), dw, accumulate)
-}
-
-/// db of `conv_transpose2d`: Σ dy over batch and pixels, dy [B, Cout, H_out, W_out] -> [Cout].
-pub fn conv_transpose2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
-    conv2d::conv2d_backward_bias(dy)
 }

@@ -1,12 +1,9 @@
 //! Launchers for `shaders/elementwise.wgsl`: unary maps, broadcasting binary ops, affine,
 //! clamp, fill. CPU twin and tests: `kernels-tests/elementwise.rs`.
 
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "elementwise",
-    source: include_str!("../../shaders/elementwise.wgsl"),
-};
+pub const SHADER: Shader = shader!("elementwise", "elementwise.wgsl");
 
 const WG: usize = 256;
 
@@ -121,9 +118,19 @@ fn launch(
     for t in inputs.iter().chain([&out]) {
         t.expect_dtype(entry, DType::F32)?;
     }
-    let mut tensors = inputs.to_vec();
-    tensors.push(out);
     let (entry, params) = vectorized(entry, params, inputs.len());
+    // The vec4 entry points read and write through the `…4` views.
+    let [x, y, o] = if entry.ends_with('4') {
+        ["x4", "y4", "out4"]
+    } else {
+        ["x", "y", "out"]
+    };
+    let mut tensors: Vec<Bind> = inputs
+        .iter()
+        .zip([x, y])
+        .map(|(t, n)| Bind::read(n, t))
+        .collect();
+    tensors.push(Bind::write(o, out));
     let workgroups = (params.n as usize).div_ceil(WG) as u32;
     super::launch(
         &SHADER,

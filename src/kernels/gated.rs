@@ -2,12 +2,22 @@
 //! PixelCNN blocks, fused with its conditioning, and its gradient. Tests: `kernels-tests/gated.rs`.
 
 use super::conv2d::check_loops;
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "gated",
-    source: include_str!("../../shaders/gated.wgsl"),
-};
+/// `gated.wgsl` without a condition and with one (binding `cond` and `dcond`).
+pub const SHADERS: [Shader; 2] = [
+    shader!("gated", "gated/plain.wgsl", "gated.wgsl"),
+    shader!("gated_cond", "gated/cond.wgsl", "gated.wgsl"),
+];
+
+/// The shader and override constants for condition `mode` (0 none, 1 per channel, 2 per
+/// element).
+fn variant(mode: u32) -> (&'static Shader, Vec<(&'static str, f64)>) {
+    match mode {
+        0 => (&SHADERS[0], vec![]),
+        m => (&SHADERS[1], vec![("COND", m as f64)]),
+    }
+}
 
 const WG: usize = 64;
 
@@ -69,10 +79,11 @@ pub fn gated(x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
     let (params, shape, mode) = setup("gated", x, cond)?;
     let y = Tensor::uninit(x.engine(), &shape, DType::F32)?;
     let groups = (params.total as usize).div_ceil(WG) as u32;
-    let tensors = [x, cond.unwrap_or(x), &y];
-    let constants = [("COND", mode as f64)];
+    let mut tensors = vec![Bind::read("x", x), Bind::write("y", &y)];
+    tensors.extend(cond.map(|c| Bind::read("cond", c)));
+    let (shader, constants) = variant(mode);
     super::launch(
-        &SHADER,
+        shader,
         "gated_forward",
         &constants,
         &tensors,
@@ -94,18 +105,26 @@ pub fn gated_backward(
     g.expect_dtype(op, DType::F32)?;
     g.expect_shape(op, &shape)?;
     let dx = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
-    // Without a condition the shader's ∂L/∂c binding is never written: one element stands in.
-    let dcond = Tensor::uninit(x.engine(), cond.map_or(&[1][..], |c| c.shape()), DType::F32)?;
+    let dcond = cond
+        .map(|c| Tensor::uninit(x.engine(), c.shape(), DType::F32))
+        .transpose()?;
     let groups = (params.total as usize).div_ceil(WG) as u32;
-    let tensors = [x, cond.unwrap_or(x), g, &dx, &dcond];
-    let constants = [("COND", mode as f64)];
+    let mut tensors = vec![
+        Bind::read("x", x),
+        Bind::read("g", g),
+        Bind::write("y", &dx),
+    ];
+    if let (Some(c), Some(dc)) = (cond, &dcond) {
+        tensors.extend([Bind::read("cond", c), Bind::write("dcond", dc)]);
+    }
+    let (shader, constants) = variant(mode);
     super::launch(
-        &SHADER,
+        shader,
         "gated_backward",
         &constants,
         &tensors,
         &params,
         groups,
     )?;
-    Ok((dx, cond.map(|_| dcond)))
+    Ok((dx, dcond))
 }

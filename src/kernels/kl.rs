@@ -3,7 +3,7 @@
 
 pub use super::rows::Weight;
 use super::rows::{self, Family, Rows};
-use crate::engine::{Result, Tensor};
+use crate::engine::{Bind, Result, Tensor};
 
 /// `kl.wgsl` with f32 lanes (any D) and vec4 lanes (D a multiple of 4).
 pub const SHADERS: Family = rows::family!("kl");
@@ -15,7 +15,12 @@ fn rows(op: &'static str, tensors: &[&Tensor]) -> Result<Rows> {
 /// z = μ + exp(½ log σ²)·ε: `[B, D]` each -> `[B, D]`.
 pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tensor> {
     let z = rows::output(mu)?;
-    rows("reparameterize", &[mu, logvar, eps])?.launch(&[mu, logvar, eps, &z])?;
+    rows("reparameterize", &[mu, logvar, eps])?.launch(&[
+        Bind::read("a", mu),
+        Bind::read("b", logvar),
+        Bind::read("c", eps),
+        Bind::write("o0", &z),
+    ])?;
     Ok(z)
 }
 
@@ -25,19 +30,19 @@ pub fn reparameterize_backward(
     eps: &Tensor,
     dz: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    // Without the KL part μ and the weights are not read: log σ² fills their bindings.
-    let inputs = [logvar, logvar, eps, dz];
-    gaussian_backward(
-        "reparameterize_backward",
-        inputs,
-        Weight::Scalar(0.0),
-        [true, false],
-    )
+    let op = "reparameterize_backward";
+    let inputs = [
+        Bind::read("b", logvar),
+        Bind::read("c", eps),
+        Bind::read("d", dz),
+    ];
+    let [dmu, dlogvar] = rows(op, &[logvar, eps, dz])?.grads(&inputs, Weight::Scalar(1.0))?;
+    Ok((dmu, dlogvar))
 }
 
 /// Per-row KL(N(μ, σ²) ‖ N(0, I)) = −½ Σ_d (1 + log σ² − μ² − σ²): `[B, D]` each -> `[B]`.
 pub fn kl_std_normal(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
-    rows("kl_std_normal", &[mu, logvar])?.sums(&[mu, logvar])
+    rows("kl_std_normal", &[mu, logvar])?.sums(&[Bind::read("a", mu), Bind::read("b", logvar)])
 }
 
 /// Gradients of Σ_b g_b·KL_b: `(dμ, d log σ²) = (g·μ, g·½(σ² − 1))`; `g` is f32 `[B]`.
@@ -46,20 +51,21 @@ pub fn kl_std_normal_backward(
     logvar: &Tensor,
     g: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    // Without the reparameterisation part ε and dz are not read: μ fills their bindings.
-    let inputs = [mu, logvar, mu, mu];
-    gaussian_backward(
-        "kl_std_normal_backward",
-        inputs,
-        Weight::PerRow(g),
-        [false, true],
-    )
+    let op = "kl_std_normal_backward";
+    let inputs = [Bind::read("a", mu), Bind::read("b", logvar)];
+    let [dmu, dlogvar] = rows(op, &[mu, logvar])?.grads(&inputs, Weight::PerRow(g))?;
+    Ok((dmu, dlogvar))
 }
 
 /// The VAE's latent forward in one pass: `(z, KL)` = ([`reparameterize`], [`kl_std_normal`]).
 pub fn reparameterize_kl(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<(Tensor, Tensor)> {
     let z = rows::output(mu)?;
-    let kl = rows("reparameterize_kl", &[mu, logvar, eps])?.sums(&[mu, logvar, eps, &z])?;
+    let kl = rows("reparameterize_kl", &[mu, logvar, eps])?.sums(&[
+        Bind::read("a", mu),
+        Bind::read("b", logvar),
+        Bind::read("c", eps),
+        Bind::write("o0", &z),
+    ])?;
     Ok((z, kl))
 }
 
@@ -72,22 +78,14 @@ pub fn reparameterize_kl_backward(
     dz: &Tensor,
     beta: Weight,
 ) -> Result<(Tensor, Tensor)> {
-    let inputs = [mu, logvar, eps, dz];
-    gaussian_backward("reparameterize_kl_backward", inputs, beta, [true, true])
-}
-
-/// `gaussian_backward` with its reparameterisation and KL parts on or off.
-fn gaussian_backward(
-    op: &'static str,
-    inputs: [&Tensor; 4],
-    w: Weight,
-    [reparam, kl]: [bool; 2],
-) -> Result<(Tensor, Tensor)> {
-    let [dmu, dlogvar] = rows(op, &inputs)?
-        .entry("gaussian_backward")
-        .flag("REPARAM", reparam)
-        .flag("KL", kl)
-        .grads(&inputs, w)?;
+    let op = "reparameterize_kl_backward";
+    let inputs = [
+        Bind::read("a", mu),
+        Bind::read("b", logvar),
+        Bind::read("c", eps),
+        Bind::read("d", dz),
+    ];
+    let [dmu, dlogvar] = rows(op, &[mu, logvar, eps, dz])?.grads(&inputs, beta)?;
     Ok((dmu, dlogvar))
 }
 
@@ -100,8 +98,8 @@ pub fn kl_gaussians(
     mu_p: &Tensor,
     logvar_p: &Tensor,
 ) -> Result<Tensor> {
-    let inputs = [mu_q, logvar_q, mu_p, logvar_p];
-    rows("kl_gaussians", &inputs)?.sums(&inputs)
+    rows("kl_gaussians", &[mu_q, logvar_q, mu_p, logvar_p])?
+        .sums(&pair_inputs(mu_q, logvar_q, mu_p, logvar_p))
 }
 
 /// Gradients of Σ_b g_b·KL_b(q ‖ p) w.r.t. all four inputs: `(dμq, d log σq², dμp, d log σp²)`,
@@ -114,7 +112,23 @@ pub fn kl_gaussians_backward(
     logvar_p: &Tensor,
     g: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
-    let inputs = [mu_q, logvar_q, mu_p, logvar_p];
-    let [a, b, c, d] = rows("kl_gaussians_backward", &inputs)?.grads(&inputs, Weight::PerRow(g))?;
+    let inputs = pair_inputs(mu_q, logvar_q, mu_p, logvar_p);
+    let [a, b, c, d] = rows("kl_gaussians_backward", &[mu_q, logvar_q, mu_p, logvar_p])?
+        .grads(&inputs, Weight::PerRow(g))?;
     Ok((a, b, c, d))
+}
+
+/// The inputs of the two-Gaussian kernels: a = μq, b = log σq², c = μp, d = log σp².
+fn pair_inputs<'a>(
+    mu_q: &'a Tensor,
+    logvar_q: &'a Tensor,
+    mu_p: &'a Tensor,
+    logvar_p: &'a Tensor,
+) -> [Bind<'a>; 4] {
+    [
+        Bind::read("a", mu_q),
+        Bind::read("b", logvar_q),
+        Bind::read("c", mu_p),
+        Bind::read("d", logvar_p),
+    ]
 }

@@ -1,13 +1,10 @@
-//! Launchers for `shaders/layout.wgsl`: transpose, concat, slice, block copy and row gather;
-//! bit copies for f32 and u32 alike. CPU twin and tests: `kernels-tests/layout.rs`.
+//! Launchers for `shaders/layout.wgsl`: transpose, concat, slice, block copy, row gather and
+//! the channel permutes of images; bit copies for f32 and u32 alike. CPU twin and tests: `kernels-tests/layout.rs`.
 
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 use std::ops::Range;
 
-pub const SHADER: Shader = Shader {
-    name: "layout",
-    source: include_str!("../../shaders/layout.wgsl"),
-};
+pub const SHADER: Shader = shader!("layout", "layout.wgsl");
 
 /// Lanes per workgroup of `copy_blocks` and `gather_rows`, and the row tiles each one takes;
 /// transpose tiles are T × T.
@@ -57,7 +54,11 @@ pub fn transpose(x: &Tensor) -> Result<Tensor> {
         tiles: tiles as u32,
         ..Params::default()
     };
-    super::launch(&SHADER, "transpose", &[], &[x, &out], &p, p.tiles)?;
+    let tensors = [
+        Bind::read("src", x).words(),
+        Bind::write("dst", &out).words(),
+    ];
+    super::launch(&SHADER, "transpose", &[], &tensors, &p, p.tiles)?;
     Ok(out)
 }
 
@@ -93,7 +94,11 @@ pub fn copy_along(
         dst_offset: (dst_start * inner) as u32,
         ..row_params(outer, len * inner)
     };
-    launch_rows("copy_blocks", &[src, dst], p)
+    let tensors = [
+        Bind::read("src", src).words(),
+        Bind::write("dst", dst).words(),
+    ];
+    launch_rows("copy_blocks", &tensors, p)
 }
 
 /// Joins `parts` along `axis`; all other axes and the dtype must agree.
@@ -154,7 +159,70 @@ pub fn gather(table: &Tensor, indices: &Tensor) -> Result<Tensor> {
         table_rows: n as u32,
         ..row_params(indices.numel(), d)
     };
-    launch_rows("gather_rows", &[table, indices, &out], p)?;
+    let tensors = [
+        Bind::read("src", table).words(),
+        Bind::read("indices", indices),
+        Bind::write("dst", &out).words(),
+    ];
+    launch_rows("gather_rows", &tensors, p)?;
+    Ok(out)
+}
+
+/// x `[B, C, H, W]` -> `[B·H·W, C]`: channels last, one row per pixel (the row layout of the
+/// convolutions' GEMMs, and of vectors to quantise or classify per pixel); any dtype.
+pub fn to_channels_last(x: &Tensor) -> Result<Tensor> {
+    let &[b, c, h, w] = x.shape() else {
+        let why = format!("expected [B, C, H, W], got {:?}", x.shape());
+        return Err(Error::bad("to_channels_last", why));
+    };
+    permute(x, [b, c, h * w], true)
+}
+
+/// rows `[B·H·W, C]` -> `shape` = `[B, C, H, W]`: the inverse of [`to_channels_last`].
+pub fn to_channels_first(rows: &Tensor, shape: [usize; 4]) -> Result<Tensor> {
+    let [b, c, h, w] = shape;
+    rows.expect_shape("to_channels_first", &[b * h * w, c])?;
+    permute(rows, [b, c, h * w], false)?.reshape(&shape)
+}
+
+/// Channels-first `[B, C, P]` <-> channels-last `[B·P, C]` (`to_rows` picks the direction); the
+/// result is `[B·P, C]` or `[B, C, P]`. One invocation per pixel.
+pub(crate) fn permute(t: &Tensor, [b, c, pixels]: [usize; 3], to_rows: bool) -> Result<Tensor> {
+    const PIXELS_PER_WORKGROUP: usize = 64;
+    let shape = match to_rows {
+        true => vec![b * pixels, c],
+        false => vec![b, c, pixels],
+    };
+    let op = "channel permute";
+    if t.numel() != b * c * pixels {
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: t.shape().to_vec(),
+            rhs: shape,
+        });
+    }
+    if u32::try_from(t.numel()).is_err() {
+        return Err(Error::bad(
+            op,
+            "more than 2^32 - 1 elements (indices are u32)",
+        ));
+    }
+    let out = Tensor::uninit(t.engine(), &shape, t.dtype())?;
+    let (entry, src, dst) = match (to_rows, c.is_multiple_of(4)) {
+        (true, false) => ("channels_last", "src", "dst"),
+        (true, true) => ("channels_last4", "src", "dst4"),
+        (false, false) => ("channels_first", "src", "dst"),
+        (false, true) => ("channels_first4", "src4", "dst"),
+    };
+    let p = Params {
+        rows: (b * pixels) as u32,
+        cols: c as u32,
+        src_stride: pixels as u32,
+        ..Params::default()
+    };
+    let tensors = [Bind::read(src, t).words(), Bind::write(dst, &out).words()];
+    let groups = (b * pixels).div_ceil(PIXELS_PER_WORKGROUP) as u32;
+    super::launch(&SHADER, entry, &[], &tensors, &p, groups)?;
     Ok(out)
 }
 
@@ -177,7 +245,7 @@ fn lanes(cols: usize) -> usize {
 }
 
 /// Launches `copy_blocks` or `gather_rows`: STEPS row tiles per workgroup.
-fn launch_rows(entry: &'static str, tensors: &[&Tensor], p: Params) -> Result<()> {
+fn launch_rows(entry: &'static str, tensors: &[Bind], p: Params) -> Result<()> {
     let constants = [("COLS", lanes(p.cols as usize) as f64)];
     super::launch(
         &SHADER,

@@ -2,12 +2,13 @@
 //! picks the wide-load or subgroup kernels when the device and shape allow. Tests: `kernels-tests/matmul.rs`.
 
 use super::{matmul_subgroup, matmul_wide};
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "matmul",
-    source: include_str!("../../shaders/matmul.wgsl"),
-};
+/// Without and with a bias row (`shaders/bias/{no_bias,bias}.wgsl` in front).
+pub const SHADERS: [Shader; 2] = [
+    shader!("matmul", "bias/no_bias.wgsl", "matmul.wgsl"),
+    shader!("matmul_bias", "bias/bias.wgsl", "matmul.wgsl"),
+];
 
 /// Output tile of one workgroup (rows × columns) of the portable and subgroup kernels.
 const TILE_M: usize = 8;
@@ -106,17 +107,18 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
     let wide = matmul_wide::usable(engine)
         .then(|| matmul_wide::plan(m, k, n, opts.trans_a))
         .flatten();
+    let with_bias = opts.bias.is_some() as usize;
     let subgroup = (
-        &matmul_subgroup::SHADER,
+        &matmul_subgroup::SHADERS[with_bias],
         matmul_subgroup::entry(m, k, n),
         (TILE_M, TILE_N),
     );
     let (shader, entry, (tile_m, tile_n)) = match (opts.kernel, wide) {
         (Kernel::Auto | Kernel::Wide, Some((entry, tm, tn))) => {
-            (&matmul_wide::SHADER, entry, (tm, tn))
+            (&matmul_wide::SHADERS[with_bias], entry, (tm, tn))
         }
         (Kernel::Auto | Kernel::Subgroup, _) if matmul_subgroup::usable(engine) => subgroup,
-        (Kernel::Auto | Kernel::Portable, _) => (&SHADER, "matmul", (TILE_M, TILE_N)),
+        (Kernel::Auto | Kernel::Portable, _) => (&SHADERS[with_bias], "matmul", (TILE_M, TILE_N)),
         (kernel, _) => {
             return Err(Error::bad(
                 "matmul",
@@ -151,20 +153,24 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
     let constants = [
         ("TRANS_A", flag(opts.trans_a)),
         ("TRANS_B", flag(opts.trans_b)),
-        ("HAS_BIAS", flag(opts.bias.is_some())),
         ("RELU", flag(opts.relu)),
         ("ACCUMULATE", flag(opts.accumulate)),
     ];
-    // Without a bias the shader never reads binding 2, but the layout has it: bind A there.
-    let bias = opts.bias.unwrap_or(a);
-    super::launch(
-        shader,
-        entry,
-        &constants,
-        &[a, b, bias, out],
-        &params,
-        tiles as u32,
-    )
+    // The wide kernels view A, B and C in 8-float units.
+    let [a_var, b_var, c_var] = if entry.starts_with("matmul_wide") {
+        ["a8", "b8", "c8"]
+    } else if entry == "matmul_sg_v4" {
+        ["a4", "b4", "c"]
+    } else {
+        ["a", "b", "c"]
+    };
+    let mut tensors = vec![
+        Bind::read(a_var, a),
+        Bind::read(b_var, b),
+        Bind::write(c_var, out),
+    ];
+    tensors.extend(opts.bias.map(|t| Bind::read("bias", t)));
+    super::launch(shader, entry, &constants, &tensors, &params, tiles as u32)
 }
 
 /// `op(a)·op(b)` (+ bias, ReLU) as a new [M, N] tensor.

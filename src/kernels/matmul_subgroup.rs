@@ -1,15 +1,23 @@
-//! The subgroup matmul module (`shaders/matmul_subgroup.wgsl` appended to `shaders/matmul.wgsl`)
+//! The subgroup matmul module (`shaders/matmul_subgroup.wgsl` after `shaders/matmul.wgsl`)
 //! and the choice of its entry points; driven by `matmul::matmul_into`. Tests: `kernels-tests/matmul_subgroup.rs`.
 
-use crate::engine::{Engine, Shader};
+use crate::engine::{Engine, Shader, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "matmul_subgroup",
-    source: concat!(
-        include_str!("../../shaders/matmul.wgsl"),
-        include_str!("../../shaders/matmul_subgroup.wgsl")
+/// Without and with a bias row.
+pub const SHADERS: [Shader; 2] = [
+    shader!(
+        "matmul_subgroup",
+        "bias/no_bias.wgsl",
+        "matmul.wgsl",
+        "matmul_subgroup.wgsl"
     ),
-};
+    shader!(
+        "matmul_subgroup_bias",
+        "bias/bias.wgsl",
+        "matmul.wgsl",
+        "matmul_subgroup.wgsl"
+    ),
+];
 
 /// Whether the subgroup kernels can run: they broadcast from lanes 0..7 of a workgroup of 8,
 /// so subgroups must exist and hold at least 8 invocations.

@@ -1,16 +1,24 @@
-//! The wide-load matmul module (`shaders/matmul_wide.wgsl` appended to `shaders/matmul.wgsl`):
+//! The wide-load matmul module (`shaders/matmul_wide.wgsl` after `shaders/matmul.wgsl`):
 //! entry choice and tiles; driven by `matmul::matmul_into`. Tests: `kernels-tests/matmul_wide.rs`.
 
 use super::matmul_subgroup;
-use crate::engine::{Engine, Shader};
+use crate::engine::{Engine, Shader, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "matmul_wide",
-    source: concat!(
-        include_str!("../../shaders/matmul.wgsl"),
-        include_str!("../../shaders/matmul_wide.wgsl")
+/// Without and with a bias row.
+pub const SHADERS: [Shader; 2] = [
+    shader!(
+        "matmul_wide",
+        "bias/no_bias.wgsl",
+        "matmul.wgsl",
+        "matmul_wide.wgsl"
     ),
-};
+    shader!(
+        "matmul_wide_bias",
+        "bias/bias.wgsl",
+        "matmul.wgsl",
+        "matmul_wide.wgsl"
+    ),
+];
 
 /// Whether the wide kernels can run: subgroups of at least 8 and 64-bit integers (their
 /// vec4<u64> views load 8 floats at a time).

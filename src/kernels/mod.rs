@@ -22,48 +22,61 @@ mod rows;
 pub mod softmax;
 pub mod vq;
 
-use crate::engine::{Grid, Result, Shader, Tensor};
+use crate::engine::{Bind, Grid, Result, Shader};
 
 /// Every kernel family's shader as compiled (for validation and tooling).
 pub const SHADERS: &[Shader] = &[
     adam::SHADER,
-    batchnorm::SHADERS[0],
-    batchnorm::SHADERS[1],
+    batchnorm::SHADERS[0][0],
+    batchnorm::SHADERS[0][1],
+    batchnorm::SHADERS[1][0],
+    batchnorm::SHADERS[1][1],
     categorical::SHADER,
-    conv2d::SHADER,
+    conv2d::SHADERS[0],
+    conv2d::SHADERS[1],
     elementwise::SHADER,
-    gated::SHADER,
-    kl::SHADERS[0],
-    kl::SHADERS[1],
+    gated::SHADERS[0],
+    gated::SHADERS[1],
+    kl::SHADERS[0][0],
+    kl::SHADERS[0][1],
+    kl::SHADERS[1][0],
+    kl::SHADERS[1][1],
     layout::SHADER,
-    losses::SHADERS[0],
-    losses::SHADERS[1],
+    losses::SHADERS[0][0],
+    losses::SHADERS[0][1],
+    losses::SHADERS[1][0],
+    losses::SHADERS[1][1],
     masked_conv::SHADER,
-    matmul::SHADER,
-    matmul_subgroup::SHADER,
-    matmul_wide::SHADER,
+    matmul::SHADERS[0],
+    matmul::SHADERS[1],
+    matmul_subgroup::SHADERS[0],
+    matmul_subgroup::SHADERS[1],
+    matmul_wide::SHADERS[0],
+    matmul_wide::SHADERS[1],
     peak::SHADER,
     random::SHADER,
     reduce::SHADER,
     softmax::SHADER,
-    vq::SHADER,
+    vq::SHADERS[0],
+    vq::SHADERS[1],
     vq::SEARCH[0],
     vq::SEARCH[1],
 ];
 
 /// Records `entry` over `workgroups` workgroups (folded by the engine past 65,535), binding
-/// `tensors` in binding order and `params` as the uniform.
+/// each tensor of `tensors` to the WGSL variable it names and `params` as the uniform.
 pub(crate) fn launch<P: bytemuck::Pod>(
     shader: &Shader,
     entry: &'static str,
     constants: &[(&'static str, f64)],
-    tensors: &[&Tensor],
+    tensors: &[Bind],
     params: &P,
     workgroups: u32,
 ) -> Result<()> {
     let bytes = bytemuck::bytes_of(params);
     let grid = Grid::Linear(workgroups);
     tensors[0]
+        .tensor
         .engine()
         .dispatch(shader, entry, constants, tensors, bytes, grid)
 }

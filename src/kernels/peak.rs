@@ -1,12 +1,9 @@
 //! Launcher for `shaders/peak.wgsl`: the register-resident FMA loop whose GFLOP/s is the
 //! device peak every kernel is compared with. Test: `kernels-tests/peak.rs`; bench: `bench -- kernels`.
 
-use crate::engine::{DType, Engine, Error, Grid, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Engine, Error, Grid, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "peak",
-    source: include_str!("../../shaders/peak.wgsl"),
-};
+pub const SHADER: Shader = shader!("peak", "peak.wgsl");
 
 /// Invocations per workgroup (the shader's `@workgroup_size`).
 const WG: u32 = 64;
@@ -53,7 +50,7 @@ pub fn fma_peak(out: &Tensor, workgroups: u32, iters: u32) -> Result<()> {
         &SHADER,
         "fma_peak",
         &[],
-        &[out],
+        &[Bind::write("out", out)],
         bytemuck::bytes_of(&params),
         Grid::Dims([workgroups, 1, 1]),
     )

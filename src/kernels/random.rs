@@ -10,12 +10,9 @@
 //! continuation of one long stream from its element `4·blocks(n)`. Uniform, normal and Bernoulli
 //! draws of the same `(seed, offset)` read the same words, so give each its own counter range.
 
-use crate::engine::{DType, Engine, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Engine, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "random",
-    source: include_str!("../../shaders/random.wgsl"),
-};
+pub const SHADER: Shader = shader!("random", "random.wgsl");
 
 /// Invocations per workgroup; each computes one Philox block of 4 values.
 const WG: usize = 64;
@@ -45,11 +42,9 @@ fn launch(
     offset: u64,
 ) -> Result<()> {
     out.expect_dtype(op, DType::F32)?;
-    let mut tensors = vec![out];
     if let Some(p) = probs {
         p.expect_dtype(op, DType::F32)?;
         out.expect_shape(op, p.shape())?;
-        tensors.insert(0, p);
     }
     let n = out.numel();
     let wide = n.is_multiple_of(4);
@@ -71,6 +66,13 @@ fn launch(
     } else {
         &[("NORMAL", normal as u32 as f64)]
     };
+    let [probs_var, out_var] = if wide {
+        ["probs4", "out4"]
+    } else {
+        ["probs", "out"]
+    };
+    let mut tensors = vec![Bind::write(out_var, out)];
+    tensors.extend(probs.map(|p| Bind::read(probs_var, p)));
     let workgroups = n.div_ceil(4 * WG) as u32;
     super::launch(&SHADER, entry, constants, &tensors, &params, workgroups)
 }

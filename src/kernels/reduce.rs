@@ -1,12 +1,9 @@
 //! Launchers for `shaders/reduce.wgsl`: sum / mean / max over the last or the first axis, the
 //! whole-tensor sum and log-sum-exp over the last axis. CPU twin and tests: `kernels-tests/reduce.rs`.
 
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "reduce",
-    source: include_str!("../../shaders/reduce.wgsl"),
-};
+pub const SHADER: Shader = shader!("reduce", "reduce.wgsl");
 
 const WG: usize = 64;
 /// Elements one invocation reduces per pass: far below lavapipe's 65,535 loop iterations per
@@ -139,7 +136,7 @@ fn reduce_view(
             &SHADER,
             "reduce",
             &[("OP", step.code() as f64), ("PAIRS", pairs as u32 as f64)],
-            &[&src, &dst],
+            &[Bind::read("x", &src), Bind::write("out", &dst)],
             &p,
             p.outputs.div_ceil(WG as u32),
         )?;

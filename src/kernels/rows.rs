@@ -2,33 +2,36 @@
 //! checks, the split of rows into pieces and the launch. Tests: `kernels-tests/{kl,losses}.rs`.
 
 use super::reduce::{Reduce, reduce_last_into};
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor};
 
-/// A row family's shader in its two lane types: `V = f32` (any row length) and
-/// `V = vec4<f32>` (rows a multiple of 4 long), each with `shaders/rows/rows.wgsl` in front.
-pub(crate) type Family = [Shader; 2];
+/// A row family's shader, `[weight][lanes]`: the backward passes' row weight one `scale` for
+/// all rows (`shaders/rows/weight_scalar.wgsl`, no weight buffer) or `g[row]·scale`
+/// (`weight_row.wgsl`, binding `g`); the lane type `V = f32` (any row length) or `V = vec4<f32>`
+/// (rows a multiple of 4 long); then `shaders/rows/rows.wgsl` and the family's kernels.
+pub(crate) type Family = [[Shader; 2]; 2];
 
 /// The [`Family`] of `shaders/<name>.wgsl`.
 macro_rules! family {
     ($name:literal) => {
         [
-            $crate::engine::Shader {
-                name: $name,
-                source: concat!(
-                    include_str!("../../shaders/rows/lanes_f32.wgsl"),
-                    include_str!("../../shaders/rows/rows.wgsl"),
-                    include_str!(concat!("../../shaders/", $name, ".wgsl"))
-                ),
-            },
-            $crate::engine::Shader {
-                name: concat!($name, "_v4"),
-                source: concat!(
-                    include_str!("../../shaders/rows/lanes_vec4.wgsl"),
-                    include_str!("../../shaders/rows/rows.wgsl"),
-                    include_str!(concat!("../../shaders/", $name, ".wgsl"))
-                ),
-            },
+            [
+                $crate::kernels::rows::family!(@ $name, "", "f32", "scalar"),
+                $crate::kernels::rows::family!(@ $name, "_v4", "vec4", "scalar"),
+            ],
+            [
+                $crate::kernels::rows::family!(@ $name, "_g", "f32", "row"),
+                $crate::kernels::rows::family!(@ $name, "_g_v4", "vec4", "row"),
+            ],
         ]
+    };
+    (@ $name:literal, $suffix:literal, $lanes:literal, $weight:literal) => {
+        $crate::engine::shader!(
+            concat!($name, $suffix),
+            concat!("rows/lanes_", $lanes, ".wgsl"),
+            concat!("rows/weight_", $weight, ".wgsl"),
+            "rows/rows.wgsl",
+            concat!($name, ".wgsl")
+        )
     };
 }
 pub(crate) use family;
@@ -49,7 +52,7 @@ struct Params {
     pieces: u32,
     piece: u32,
     classes: u32,
-    per_row: u32,
+    _pad0: u32,
     scale: f32,
     _pad: u32,
 }
@@ -68,8 +71,9 @@ pub(crate) struct Rows {
     /// The operation, for errors; also the entry point unless [`Rows::entry`] names another.
     op: &'static str,
     entry: &'static str,
-    constants: Vec<(&'static str, f64)>,
-    shader: &'static Shader,
+    family: &'static Family,
+    /// Index of the lane type in the family: 1 for vec4 lanes.
+    lanes: usize,
     params: Params,
 }
 
@@ -99,21 +103,20 @@ impl Rows {
             ));
         }
         let lanes = lanes(cols);
-        let shader = &family[(lanes == 4) as usize];
         let units = cols / lanes;
         let piece = units.min(SEGMENT);
         Ok(Rows {
             op,
             entry: op,
-            constants: Vec::new(),
-            shader,
+            family,
+            lanes: (lanes == 4) as usize,
             params: Params {
                 rows: rows as u32,
                 cols: units as u32,
                 pieces: units.div_ceil(piece) as u32,
                 piece: piece as u32,
                 classes: cols as u32,
-                per_row: 0,
+                _pad0: 0,
                 scale: 1.0,
                 _pad: 0,
             },
@@ -132,12 +135,6 @@ impl Rows {
         Rows { entry, ..self }
     }
 
-    /// Sets the shader's boolean override constant `name`.
-    pub(crate) fn flag(mut self, name: &'static str, on: bool) -> Rows {
-        self.constants.push((name, on as u8 as f64));
-        self
-    }
-
     pub(crate) fn rows(&self) -> usize {
         self.params.rows as usize
     }
@@ -146,10 +143,16 @@ impl Rows {
         self.params.pieces as usize
     }
 
-    /// Records the entry point, one invocation per row piece, binding `tensors` in binding order.
-    pub(crate) fn launch(&self, tensors: &[&Tensor]) -> Result<()> {
+    /// Records the entry point, one invocation per row piece, binding each tensor to the
+    /// variable it names (`a`..`d`, `labels`, `stats`, `o0`..`o3`, `sums`).
+    pub(crate) fn launch(&self, tensors: &[Bind]) -> Result<()> {
+        self.launch_weighted(tensors, false)
+    }
+
+    /// [`Rows::launch`] with the family's per-row weights (binding `g`) when `per_row`.
+    fn launch_weighted(&self, tensors: &[Bind], per_row: bool) -> Result<()> {
         let entry = self.entry;
-        let engine = tensors[0].engine();
+        let engine = tensors[0].tensor.engine();
         let most = engine.limits().max_storage_buffers_per_shader_stage as usize;
         if tensors.len() > most {
             return Err(Error::bad(
@@ -163,27 +166,27 @@ impl Rows {
         let invocations = self.params.rows as usize * self.pieces();
         let workgroups = invocations.div_ceil(WG) as u32;
         super::launch(
-            self.shader,
+            &self.family[per_row as usize][self.lanes],
             entry,
-            &self.constants,
+            &[],
             tensors,
             &self.params,
             workgroups,
         )
     }
 
-    /// Records the entry point writing one sum per row piece after `tensors`, and returns the
-    /// row sums `[B]` (pieces of long rows added by reduce.wgsl).
-    pub(crate) fn sums(&self, tensors: &[&Tensor]) -> Result<Tensor> {
-        let engine = tensors[0].engine();
+    /// Records the entry point writing one sum per row piece into `sums` after the named
+    /// `inputs`, and returns the row sums `[B]` (pieces of long rows added by reduce.wgsl).
+    pub(crate) fn sums(&self, inputs: &[Bind]) -> Result<Tensor> {
+        let engine = inputs[0].tensor.engine();
         let rows = self.params.rows as usize;
         let out = Tensor::uninit(engine, &[rows], DType::F32)?;
         let partial = match self.pieces() {
             1 => out.clone(),
             n => Tensor::uninit(engine, &[rows, n], DType::F32)?,
         };
-        let mut all = tensors.to_vec();
-        all.push(&partial);
+        let mut all = inputs.to_vec();
+        all.push(Bind::write("sums", &partial));
         self.launch(&all)?;
         if self.pieces() > 1 {
             reduce_last_into(Reduce::Sum, &partial, &out)?;
@@ -191,30 +194,31 @@ impl Rows {
         Ok(out)
     }
 
-    /// Records the entry point as a backward pass: binds `inputs`, the row weights `w`, and `N`
-    /// new outputs of the first input's shape, which it returns.
+    /// Records the entry point as a backward pass: binds the named `inputs`, the row weights
+    /// `w` (`g` when per row) and `N` new outputs `o0`..`o{N-1}` of the first input's shape,
+    /// which it returns in that order.
     pub(crate) fn grads<const N: usize>(
         mut self,
-        inputs: &[&Tensor],
+        inputs: &[Bind],
         w: Weight,
     ) -> Result<[Tensor; N]> {
-        let g = match w {
+        const OUTPUTS: [&str; 4] = ["o0", "o1", "o2", "o3"];
+        let like = inputs[0].tensor;
+        let outputs: Vec<Tensor> = (0..N).map(|_| output(like)).collect::<Result<_>>()?;
+        let mut all = inputs.to_vec();
+        let per_row = match w {
             Weight::PerRow(g) => {
                 expect_per_row(self.op, g, self.rows())?;
-                self.params.per_row = 1;
-                g
+                all.push(Bind::read("g", g));
+                true
             }
-            // g is not read; any tensor fills its binding.
             Weight::Scalar(s) => {
                 self.params.scale = s;
-                inputs[0]
+                false
             }
         };
-        let outputs: Vec<Tensor> = (0..N).map(|_| output(inputs[0])).collect::<Result<_>>()?;
-        let mut all = inputs.to_vec();
-        all.push(g);
-        all.extend(&outputs);
-        self.launch(&all)?;
+        all.extend(outputs.iter().zip(OUTPUTS).map(|(t, n)| Bind::write(n, t)));
+        self.launch_weighted(&all, per_row)?;
         Ok(outputs.try_into().expect("N outputs"))
     }
 }

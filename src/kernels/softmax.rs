@@ -3,12 +3,9 @@
 //! CPU twin and tests: `kernels-tests/softmax.rs`.
 
 use super::reduce::{Reduce, SEGMENT, reduce_last, softmax_stats};
-use crate::engine::{DType, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = Shader {
-    name: "softmax",
-    source: include_str!("../../shaders/softmax.wgsl"),
-};
+pub const SHADER: Shader = shader!("softmax", "softmax.wgsl");
 
 const WG: usize = 64;
 
@@ -40,7 +37,11 @@ fn launch(name: &'static str, log: bool, x: &Tensor, out: &Tensor) -> Result<()>
         &SHADER,
         "normalize",
         &[("LOG", log as u32 as f64)],
-        &[x, &stats, out],
+        &[
+            Bind::read("x", x),
+            Bind::read("stats", &stats),
+            Bind::write("out", out),
+        ],
         &p,
         (rows * pieces).div_ceil(WG) as u32,
     )
@@ -86,13 +87,12 @@ fn row_view(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
     Ok((x.numel() / cols, cols))
 }
 
-/// Records `entry` over `rows` rows of `cols` in pieces of at most `piece` elements, binding
-/// `tensors` (the output last) in binding order.
+/// Records `entry` over `rows` rows of `cols` in pieces of at most `piece` elements.
 fn launch_rows(
     entry: &'static str,
     (rows, cols): (usize, usize),
     piece: usize,
-    tensors: &[&Tensor],
+    tensors: &[Bind],
 ) -> Result<()> {
     let pieces = cols.div_ceil(piece);
     let p = Params {
@@ -116,11 +116,22 @@ pub fn log_softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     dy.expect_shape(op, y.shape())?;
     let dx = Tensor::uninit(y.engine(), y.shape(), DType::F32)?;
     if view.1 <= SEGMENT {
-        return launch_rows(op, view, view.1, &[y, dy, &dx]).map(|()| dx);
+        let tensors = [
+            Bind::read("x", y),
+            Bind::read("dy", dy),
+            Bind::write("out", &dx),
+        ];
+        return launch_rows(op, view, view.1, &tensors).map(|()| dx);
     }
     let sums = reduce_last(Reduce::Sum, dy)?;
     let entry = "log_softmax_backward_summed";
-    launch_rows(entry, view, SEGMENT, &[y, dy, &sums, &dx]).map(|()| dx)
+    let tensors = [
+        Bind::read("x", y),
+        Bind::read("dy", dy),
+        Bind::read("dy_sums", &sums),
+        Bind::write("out", &dx),
+    ];
+    launch_rows(entry, view, SEGMENT, &tensors).map(|()| dx)
 }
 
 /// Backward of `y = logsumexp_last(x)`: `dx = dy[row]·softmax(x)[row]`, with `dy` f32 shaped
@@ -137,5 +148,11 @@ pub fn logsumexp_last_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     dy.expect_shape(op, &reduced)?;
     let stats = softmax_stats(op, x)?;
     let dx = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
-    launch_rows("logsumexp_backward", view, SEGMENT, &[x, &stats, dy, &dx]).map(|()| dx)
+    let tensors = [
+        Bind::read("x", x),
+        Bind::read("stats", &stats),
+        Bind::read("dy", dy),
+        Bind::write("out", &dx),
+    ];
+    launch_rows("logsumexp_backward", view, SEGMENT, &tensors).map(|()| dx)
 }

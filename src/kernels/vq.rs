@@ -11,34 +11,21 @@ use super::elementwise as ew;
 use super::matmul::{self, Matmul};
 use super::reduce;
 use super::{matmul_subgroup, matmul_wide};
-use crate::engine::{DType, Engine, Error, Result, Shader, Tensor};
+use crate::engine::{Bind, DType, Engine, Error, Result, Shader, Tensor, shader};
 
-/// `shaders/vq.wgsl` with the cluster sums of `shaders/vq/clusters.wgsl`: no optional features.
-pub const SHADER: Shader = Shader {
-    name: "vq",
-    source: concat!(
-        include_str!("../../shaders/vq.wgsl"),
-        include_str!("../../shaders/vq/clusters.wgsl")
-    ),
-};
+/// `shaders/vq.wgsl` with the cluster sums of `shaders/vq/clusters.wgsl`, no optional features:
+/// argmin and bucket sums with scalar loads (any K and D) and with vec4 loads (`dist4` for
+/// K % 4 == 0, `z4` for D % 4 == 0).
+pub const SHADERS: [Shader; 2] = [
+    shader!("vq", "vq/lanes_f32.wgsl", "vq.wgsl", "vq/clusters.wgsl"),
+    shader!("vq_v4", "vq/lanes_vec4.wgsl", "vq.wgsl", "vq/clusters.wgsl"),
+];
 
 /// The fused search with 8-float loads (D % 8 == 0, subgroups and 64-bit integers) and with
 /// scalar loads (any D, subgroups).
 pub const SEARCH: [Shader; 2] = [
-    Shader {
-        name: "vq_search_wide",
-        source: concat!(
-            include_str!("../../shaders/vq/loads_wide.wgsl"),
-            include_str!("../../shaders/vq/search.wgsl")
-        ),
-    },
-    Shader {
-        name: "vq_search",
-        source: concat!(
-            include_str!("../../shaders/vq/loads_f32.wgsl"),
-            include_str!("../../shaders/vq/search.wgsl")
-        ),
-    },
+    shader!("vq_search_wide", "vq/loads_wide.wgsl", "vq/search.wgsl"),
+    shader!("vq_search", "vq/loads_f32.wgsl", "vq/search.wgsl"),
 ];
 
 /// Rows and codes of one search workgroup; rows of one counting-sort chunk and dimensions of one
@@ -156,36 +143,30 @@ fn check_steps(engine: &Engine, op: &'static str, steps: usize) -> Result<()> {
     }
 }
 
-/// `t` for a vec4 view, or a placeholder when `t` is shorter than one vec4 (the view is then
-/// not read, but a binding must hold one element).
-fn view4(t: &Tensor) -> Result<Tensor> {
-    match t.byte_len() >= 16 {
-        true => Ok(t.clone()),
-        false => Tensor::uninit(t.engine(), &[4], t.dtype()),
-    }
-}
-
-/// Launches `entry` of vq.wgsl over `groups` workgroups with boolean override constants `flags`.
+/// Launches `entry` of vq.wgsl (vec4 loads when `vec4`) over `groups` workgroups with boolean
+/// override constants `flags`.
 fn launch(
     entry: &'static str,
+    vec4: bool,
     flags: &[(&'static str, bool)],
-    tensors: &[&Tensor],
+    tensors: &[Bind],
     p: &Params,
     groups: usize,
 ) -> Result<()> {
     let constants: Vec<_> = flags.iter().map(|&(f, on)| (f, on as u8 as f64)).collect();
-    super::launch(&SHADER, entry, &constants, tensors, p, groups as u32)
+    let shader = &SHADERS[vec4 as usize];
+    super::launch(shader, entry, &constants, tensors, p, groups as u32)
 }
 
 /// Launches one invocation per item (`count` of them) of a 64-wide entry point.
-fn per_item(entry: &'static str, tensors: &[&Tensor], p: Params, count: usize) -> Result<()> {
+fn per_item(entry: &'static str, tensors: &[Bind], p: Params, count: usize) -> Result<()> {
     per_item_with(entry, &[], tensors, p, count)
 }
 
 fn per_item_with(
     entry: &'static str,
     flags: &[(&'static str, bool)],
-    tensors: &[&Tensor],
+    tensors: &[Bind],
     p: Params,
     count: usize,
 ) -> Result<()> {
@@ -193,7 +174,7 @@ fn per_item_with(
         count: count as u32,
         ..p
     };
-    launch(entry, flags, tensors, &p, count.div_ceil(WG))
+    launch(entry, false, flags, tensors, &p, count.div_ceil(WG))
 }
 
 /// The nearest code of each row of `z` [N, D] in `codebook` [K, D]: u32 [N].
@@ -278,12 +259,23 @@ fn fused_search(z: &Tensor, codebook: &Tensor, q: &Quantized, quantize: bool) ->
     for begin in (0..code_tiles).step_by(per_block) {
         let end = (begin + per_block).min(code_tiles);
         (p.tile_begin, p.tile_end, p.first) = (begin as u32, end as u32, (begin == 0) as u32);
-        let (entry, tensors) = match quantize && end == code_tiles {
-            true => (
-                "vq_quantize",
-                vec![z, codebook, &q.indices, &q.z_q, &q.sq_err, &best],
-            ),
-            false => ("vq_nearest", vec![z, codebook, &q.indices, &best]),
+        // The wide loads view z, the codebook and z_q in 8-float units.
+        let [z_var, e_var, zq_var] = match wide {
+            true => ["z8", "e8", "zq8"],
+            false => ["z", "e", "zq"],
+        };
+        let mut tensors = vec![
+            Bind::read(z_var, z),
+            Bind::read(e_var, codebook),
+            Bind::write("indices", &q.indices),
+            Bind::write("best", &best),
+        ];
+        let entry = match quantize && end == code_tiles {
+            true => {
+                tensors.extend([Bind::write(zq_var, &q.z_q), Bind::write("err", &q.sq_err)]);
+                "vq_quantize"
+            }
+            false => "vq_nearest",
         };
         let shader = &SEARCH[!wide as usize];
         super::launch(shader, entry, &[], &tensors, &p, p.row_tiles)?;
@@ -296,22 +288,30 @@ fn matmul_search(z: &Tensor, codebook: &Tensor, q: &Quantized, quantize: bool) -
     let (n, k, d) = dims("vq search", z, codebook)?;
     let dist = distances(z, codebook)?;
     check_steps(z.engine(), "vq argmin", k + d)?;
-    let dist4 = view4(&dist)?;
     let p = Params {
         n: n as u32,
         k: k as u32,
         d: d as u32,
         ..Params::default()
     };
-    let (entry, tensors) = match quantize {
-        true => (
-            "vq_argmin_quantize",
-            vec![z, codebook, &dist, &dist4, &q.indices, &q.z_q, &q.sq_err],
-        ),
-        false => ("vq_argmin", vec![&dist, &dist4, &q.indices]),
-    };
     let vec4 = k.is_multiple_of(4);
-    launch(entry, &[("VEC4", vec4)], &tensors, &p, n.div_ceil(WG))
+    let mut tensors = vec![
+        Bind::read(if vec4 { "dist4" } else { "dist" }, &dist),
+        Bind::write("indices_out", &q.indices),
+    ];
+    let entry = match quantize {
+        true => {
+            tensors.extend([
+                Bind::read("z", z),
+                Bind::read("e", codebook),
+                Bind::write("zq_out", &q.z_q),
+                Bind::write("err_out", &q.sq_err),
+            ]);
+            "vq_argmin_quantize"
+        }
+        false => "vq_argmin",
+    };
+    launch(entry, vec4, &[], &tensors, &p, n.div_ceil(WG))
 }
 
 /// ‖e_k‖² of every code of `codebook` [K, D]: [K] (one fma chain per code, in order).
@@ -324,7 +324,8 @@ pub fn code_norms(codebook: &Tensor) -> Result<Tensor> {
         d: d as u32,
         ..Params::default()
     };
-    per_item("vq_norms", &[codebook, &out], p, k)?;
+    let tensors = [Bind::read("e", codebook), Bind::write("norms_out", &out)];
+    per_item("vq_norms", &tensors, p, k)?;
     Ok(out)
 }
 
@@ -368,7 +369,6 @@ pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> 
     let table = Tensor::uninit(engine, &[pass.div_ceil(CHUNK), k], DType::U32)?;
     let scan = Tensor::uninit(engine, &[2 * k], DType::U32)?;
     let order = Tensor::uninit(engine, &[pass], DType::U32)?;
-    let z4 = view4(z)?;
     let buckets = k * d.div_ceil(SPAN);
     for begin in (0..n).step_by(pass) {
         let end = (begin + pass).min(n);
@@ -385,26 +385,42 @@ pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> 
             ..Params::default()
         };
         engine.clear(&table)?;
+        let counting = [Bind::read("idx", indices), Bind::write("table", &table)];
         launch(
             "vq_chunk_counts",
+            false,
             &[],
-            &[indices, &table],
+            &counting,
             &p,
             chunks.div_ceil(WG),
         )?;
-        launch("vq_chunk_scan", &[], &[&table, &scan], &p, k.div_ceil(WG))?;
-        launch("vq_code_scan", &[], &[&scan], &p, 1)?;
-        let scatter = [indices, &scan, &table, &order];
-        launch("vq_scatter", &[], &scatter, &p, chunks.div_ceil(WG))?;
-        let sums_in = [z, &z4, &scan, &order, &counts, &sums];
-        let vec4 = d.is_multiple_of(4);
+        let scanning = [Bind::write("table", &table), Bind::write("scan", &scan)];
+        launch("vq_chunk_scan", false, &[], &scanning, &p, k.div_ceil(WG))?;
         launch(
-            "vq_bucket_sums",
-            &[("VEC4", vec4)],
-            &sums_in,
+            "vq_code_scan",
+            false,
+            &[],
+            &[Bind::write("scan", &scan)],
             &p,
-            buckets.div_ceil(WG),
+            1,
         )?;
+        let scatter = [
+            Bind::read("idx", indices),
+            Bind::read("scan_in", &scan),
+            Bind::write("table", &table),
+            Bind::write("order", &order),
+        ];
+        launch("vq_scatter", false, &[], &scatter, &p, chunks.div_ceil(WG))?;
+        let vec4 = d.is_multiple_of(4);
+        let sums_in = [
+            Bind::read(if vec4 { "z4" } else { "z" }, z),
+            Bind::read("scan_in", &scan),
+            Bind::read("order_in", &order),
+            Bind::write("counts_out", &counts),
+            Bind::write("sums_out", &sums),
+        ];
+        let groups = buckets.div_ceil(WG);
+        launch("vq_bucket_sums", vec4, &[], &sums_in, &p, groups)?;
     }
     Ok(Clusters { counts, sums })
 }
@@ -421,7 +437,8 @@ pub fn histogram_into(indices: &Tensor, counts: &Tensor) -> Result<()> {
         k: k as u32,
         ..Params::default()
     };
-    per_item("vq_histogram", &[indices, counts], p, n)
+    let tensors = [Bind::read("idx", indices), Bind::write("hist", counts)];
+    per_item("vq_histogram", &tensors, p, n)
 }
 
 /// One step's code counts u32 [K] into the usage trackers: `epoch` += counts, and `idle` (u32
@@ -435,7 +452,12 @@ pub fn track_usage(counts: &Tensor, epoch: &Tensor, idle: &Tensor) -> Result<()>
         k: k as u32,
         ..Params::default()
     };
-    per_item("vq_usage", &[counts, epoch, idle], p, k)
+    let tensors = [
+        Bind::read("counts", counts),
+        Bind::write("epoch", epoch),
+        Bind::write("idle", idle),
+    ];
+    per_item("vq_usage", &tensors, p, k)
 }
 
 /// Writes (or adds, `accumulate`) into `out` [K, D] the codebook's gradient of
@@ -461,7 +483,13 @@ pub fn codebook_grad_into(
         accumulate: accumulate as u32,
         ..Params::default()
     };
-    let tensors = [codebook, &clusters.counts, &clusters.sums, g, out];
+    let tensors = [
+        Bind::read("e", codebook),
+        Bind::read("counts", &clusters.counts),
+        Bind::read("sums", &clusters.sums),
+        Bind::read("scalar", g),
+        Bind::write("grad", out),
+    ];
     per_item("vq_codebook_grad", &tensors, p, k * d)
 }
 
@@ -485,7 +513,13 @@ pub fn commitment_grad_into(
         accumulate: accumulate as u32,
         ..Params::default()
     };
-    per_item("vq_commitment_grad", &[z, z_q, g, out], p, z.numel())
+    let tensors = [
+        Bind::read("z", z),
+        Bind::read("zq", z_q),
+        Bind::read("scalar", g),
+        Bind::write("grad", out),
+    ];
+    per_item("vq_commitment_grad", &tensors, p, z.numel())
 }
 
 /// EMA codebook state: cluster sizes N [K] and sums m [K, D] (start with zeros, or with ones and
@@ -520,15 +554,21 @@ pub fn ema_update(
         eps,
         ..Params::default()
     };
-    let stats = [&clusters.counts, &clusters.sums, state.sizes, state.sums];
+    let stats = [
+        Bind::read("counts", &clusters.counts),
+        Bind::read("sums", &clusters.sums),
+        Bind::write("ema_size", state.sizes),
+        Bind::write("ema_sum", state.sums),
+    ];
     per_item("vq_ema_stats", &stats, p, k)?;
     let total = reduce::sum_all(state.sizes)?;
-    per_item(
-        "vq_ema_codebook",
-        &[state.sums, state.sizes, &total, codebook],
-        p,
-        k,
-    )
+    let tensors = [
+        Bind::read("sums", state.sums),
+        Bind::read("sizes", state.sizes),
+        Bind::read("scalar", &total),
+        Bind::write("codebook", codebook),
+    ];
+    per_item("vq_ema_codebook", &tensors, p, k)
 }
 
 /// The rows a dead-code reset copies: code k takes row `rows[k]` (u32 [K], clamped to N − 1), or
@@ -576,11 +616,25 @@ pub fn reset_dead(
         ..Params::default()
     };
     let flags = [("UNIFORM", uniform)];
+    // `rows` is a u32 view: uniforms are read as their bits (bitcast in the shader).
+    let rows = Bind::read("rows", rows).words();
     if let Some(s) = ema {
         s.sums.expect_shape(op, codebook.shape())?;
         s.sizes.expect_shape(op, &[k])?;
-        let tensors = [z, rows, idle, s.sizes, s.sums];
+        let tensors = [
+            Bind::read("z", z),
+            rows,
+            Bind::read("idle_in", idle),
+            Bind::write("ema_size", s.sizes),
+            Bind::write("ema_sum", s.sums),
+        ];
         per_item_with("vq_reset_ema", &flags, &tensors, p, k)?;
     }
-    per_item_with("vq_reset", &flags, &[z, rows, idle, codebook], p, k)
+    let tensors = [
+        Bind::read("z", z),
+        rows,
+        Bind::write("idle", idle),
+        Bind::write("codebook", codebook),
+    ];
+    per_item_with("vq_reset", &flags, &tensors, p, k)
 }

@@ -5,7 +5,7 @@ use super::vq_nets::{Decoder, Encoder, NetConfig};
 use crate::data::Split;
 use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::io::{self, Meta};
-use crate::kernels::{conv2d, elementwise as ew, layout};
+use crate::kernels::{elementwise as ew, layout};
 use crate::nn::Module;
 use crate::nn::vq::{CodebookStats, VectorQuantizer, VqConfig, VqOutput};
 use crate::optim::{Batch, StepInfo, Terms, TrainConfig, Trainable};
@@ -217,7 +217,7 @@ impl VqVae {
             self.quantizer.codebook.value(),
             &codes.reshape(&[b * h * w])?,
         )?;
-        let z = conv2d::to_channels_first(&rows, [b, d, h, w])?;
+        let z = layout::to_channels_first(&rows, [b, d, h, w])?;
         let tape = Tape::no_grad(&self.engine);
         let y = self.decoder.forward(&tape.input(&z))?;
         ew::clamp(y.value(), 0.0, 1.0)

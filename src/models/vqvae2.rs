@@ -5,7 +5,7 @@ use super::pixelcnn::{Conditioning, PixelCnn};
 use super::vq_nets::{Decoder, Encoder, NetConfig};
 use super::vqvae::{VqForward, VqModel};
 use crate::engine::{DType, Engine, Error, Result, Tensor};
-use crate::kernels::{conv2d, elementwise as ew, layout};
+use crate::kernels::{elementwise as ew, layout};
 use crate::nn::vq::{VectorQuantizer, VqConfig};
 use crate::nn::{Conv2d, ConvTranspose2d, Module, layer_seed};
 use crate::tape::{Tape, Var};
@@ -164,7 +164,7 @@ impl VqVae2 {
         };
         let d = vq.config.dim;
         let rows = layout::gather(vq.codebook.value(), &codes.reshape(&[b * h * w])?)?;
-        Ok(tape.input(&conv2d::to_channels_first(&rows, [b, d, h, w])?))
+        Ok(tape.input(&layout::to_channels_first(&rows, [b, d, h, w])?))
     }
 
     /// Images [B, C, H, W] in [0, 1] from top and bottom code maps.

@@ -4,11 +4,11 @@
 use super::{Grads, Param, Var};
 use crate::engine::{DType, Error, Result, Tensor};
 use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormEvalSaved, BatchNormSaved};
-use crate::kernels::conv_transpose2d::{self as convt, ConvTranspose2dParams};
-use crate::kernels::conv2d::{self as conv, Conv2dParams};
+use crate::kernels::conv_transpose2d::ConvTranspose2dParams;
+use crate::kernels::conv2d::{self as conv, Conv, Conv2dParams, Saved, TapSource, WeightGrad};
 use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
 use crate::kernels::gated;
-use crate::kernels::masked_conv::{self as mc, Taps};
+use crate::kernels::masked_conv::Taps;
 use crate::kernels::matmul::{self, Matmul};
 use crate::kernels::reduce::{self, Reduce};
 use crate::kernels::{kl, layout, losses, softmax};
@@ -95,13 +95,14 @@ pub(crate) enum Op {
         to_rows: bool,
         nchw: [usize; 4],
     },
-    /// NCHW convolution, weight [Cout, Cin, kh, kw]; `col` = im2col(x), kept for dw.
-    Conv2d {
+    /// NCHW convolution of any tap source (dense, transposed, tap list); `saved` is what its
+    /// forward kept for dw (when w wants a gradient).
+    Conv {
         x: usize,
         w: usize,
         b: Option<usize>,
-        p: Conv2dParams,
-        col: Option<Tensor>,
+        plan: Conv,
+        saved: Option<Saved>,
     },
     /// Batch normalisation with batch statistics (training mode).
     BatchNorm {
@@ -118,15 +119,6 @@ pub(crate) enum Op {
         beta: usize,
         saved: Option<BatchNormEvalSaved>,
     },
-    /// NCHW transposed convolution, weight [Cin, Cout, kh, kw]; `x_rows` = x channels-last
-    /// [B·H·W, Cin], kept for dw.
-    ConvTranspose2d {
-        x: usize,
-        w: usize,
-        b: Option<usize>,
-        p: ConvTranspose2dParams,
-        x_rows: Option<Tensor>,
-    },
     /// The last two axes swapped.
     Transpose {
         x: usize,
@@ -138,15 +130,6 @@ pub(crate) enum Op {
     },
     /// A codebook or commitment loss of vector quantisation (`tape::vq`).
     VqLoss(super::vq::VqLoss),
-    /// NCHW masked convolution over a tap list, weight [Cout, taps, Cin]; `col` = its
-    /// column matrix of x, kept for dw.
-    MaskedConv2d {
-        x: usize,
-        w: usize,
-        b: Option<usize>,
-        taps: Taps,
-        col: Option<Tensor>,
-    },
     /// `x[.., start..start + len, ..]` along `axis` (len is the output's extent).
     Slice {
         x: usize,
@@ -372,7 +355,7 @@ impl Var {
 
     /// [B, C, H, W] -> [B·H·W, C]: one row of channels per pixel.
     pub fn channels_last(&self) -> Result<Var> {
-        let y = conv::to_channels_last(&self.value)?;
+        let y = layout::to_channels_last(&self.value)?;
         let s = self.shape();
         let nchw = [s[0], s[1], s[2], s[3]];
         let op = Op::Permute {
@@ -385,7 +368,7 @@ impl Var {
 
     /// [B·H·W, C] -> `nchw` = [B, C, H, W]: the inverse of [`Var::channels_last`].
     pub fn channels_first(&self, nchw: [usize; 4]) -> Result<Var> {
-        let y = conv::to_channels_first(&self.value, nchw)?;
+        let y = layout::to_channels_first(&self.value, nchw)?;
         let op = Op::Permute {
             x: self.id,
             to_rows: false,
@@ -402,38 +385,33 @@ impl Var {
 }
 
 impl Var {
-    /// 2-D convolution of `self` [B, Cin, H, W] with `w` [Cout, Cin, kh, kw] (+ bias [Cout]).
+    /// 2-D convolution of `self` `[B, Cin, H, W]` with `w` `[Cout, Cin, kh, kw]` (+ bias `[Cout]`).
     pub fn conv2d(&self, w: &Var, b: Option<&Var>, p: &Conv2dParams) -> Result<Var> {
-        let keep = self.grad_needed(&[w]);
-        let (y, col) = conv::conv2d_saving(&self.value, &w.value, b.map(|b| b.value()), p, keep)?;
-        let op = Op::Conv2d {
-            x: self.id,
-            w: w.id,
-            b: b.map(|b| b.id),
-            p: *p,
-            col,
-        };
-        let mut inputs = vec![self, w];
-        inputs.extend(b);
-        self.record(op, y, &inputs)
+        self.conv(w, b, TapSource::Dense(*p))
     }
 
-    /// Transposed convolution of `self` [B, Cin, H, W] with `w` [Cin, Cout, kh, kw] (+ bias).
+    /// Transposed convolution of `self` `[B, Cin, H, W]` with `w` `[Cin, Cout, kh, kw]` (+ bias).
     pub fn conv_transpose2d(
         &self,
         w: &Var,
         b: Option<&Var>,
         p: &ConvTranspose2dParams,
     ) -> Result<Var> {
+        self.conv(w, b, TapSource::Transposed(*p))
+    }
+
+    /// The convolution of `self` with `w` (+ bias) whose taps come from `source`; the forward
+    /// keeps its column matrix (or rows) for dw when w wants a gradient.
+    fn conv(&self, w: &Var, b: Option<&Var>, source: TapSource) -> Result<Var> {
+        let plan = Conv::new(source, self.value.shape(), w.value.shape())?;
         let keep = self.grad_needed(&[w]);
-        let (y, x_rows) =
-            convt::conv_transpose2d_saving(&self.value, &w.value, b.map(|b| b.value()), p, keep)?;
-        let op = Op::ConvTranspose2d {
+        let (y, saved) = plan.forward(&self.value, &w.value, b.map(|b| b.value()), keep)?;
+        let op = Op::Conv {
             x: self.id,
             w: w.id,
             b: b.map(|b| b.id),
-            p: *p,
-            x_rows,
+            plan,
+            saved,
         };
         let mut inputs = vec![self, w];
         inputs.extend(b);
@@ -445,19 +423,7 @@ impl Var {
     /// PixelCNN masked convolution of `self` [B, Cin, H, W] with `w` [Cout, taps, Cin] (+ bias
     /// [Cout]) reading only `taps` (see `kernels::masked_conv`): [B, Cout, H, W].
     pub fn masked_conv(&self, w: &Var, b: Option<&Var>, taps: &Taps) -> Result<Var> {
-        let keep = self.grad_needed(&[w]);
-        let bias = b.map(|b| b.value());
-        let (y, col) = mc::masked_conv_saving(&self.value, &w.value, bias, taps, keep)?;
-        let op = Op::MaskedConv2d {
-            x: self.id,
-            w: w.id,
-            b: b.map(|b| b.id),
-            taps: taps.clone(),
-            col,
-        };
-        let mut inputs = vec![self, w];
-        inputs.extend(b);
-        self.record(op, y, &inputs)
+        self.conv(w, b, TapSource::List(taps.clone()))
     }
 
     /// `self[.., range, ..]` along `axis` (e.g. the two halves of a gate's channels).
@@ -547,31 +513,37 @@ impl Var {
     }
 }
 
-/// The backward of a convolution or transposed convolution: dx from `input_grad(w, x shape)`,
-/// dw through `weight_grad(x, slot, accumulate)` straight into the weight's slot, and
-/// db = Σ g over batch and pixels (the same for both).
+/// The backward of a convolution: dx and dw (straight into the weight's slot, from what the
+/// forward kept) from one pass of the plan, and db = Σ g over batch and pixels.
 fn conv_backward(
     gr: &mut Grads,
     (x, w, b): (usize, usize, Option<usize>),
     g: &Tensor,
-    grads: impl FnOnce(&Tensor, &[usize], bool, Option<(&Tensor, bool)>) -> Result<Option<Tensor>>,
+    plan: &Conv,
+    saved: Option<&Saved>,
 ) -> Result<()> {
-    let (xv, wv) = (gr.value(x).clone(), gr.value(w).clone());
-    let want_dx = gr.wants(x);
+    let wv = gr.value(w).clone();
+    let w_for_dx = gr.wants(x).then_some(&wv);
     let mut dx = None;
     if gr.wants(w) {
-        gr.give_with(w, wv.shape(), |t, acc| {
-            dx = grads(&wv, xv.shape(), want_dx, Some((t, acc)))?;
+        let saved = saved.ok_or_else(|| Error::bad("conv backward", "the forward kept nothing"))?;
+        gr.give_with(w, wv.shape(), |into, accumulate| {
+            let dw = WeightGrad {
+                saved,
+                into,
+                accumulate,
+            };
+            dx = plan.backward(g, w_for_dx, Some(dw))?;
             Ok(())
         })?;
-    } else if want_dx {
-        dx = grads(&wv, xv.shape(), true, None)?;
+    } else if w_for_dx.is_some() {
+        dx = plan.backward(g, w_for_dx, None)?;
     }
     if let Some(dx) = dx {
         gr.give(x, dx)?;
     }
     if let Some(b) = b {
-        gr.give(b, conv::conv2d_backward_bias(g)?)?;
+        gr.give(b, conv::bias_grad(g)?)?;
     }
     Ok(())
 }
@@ -760,18 +732,16 @@ impl Op {
                 gr.give(x, g.reshape(&shape)?)
             }
             Op::Permute { x, to_rows, nchw } => match to_rows {
-                true => gr.give(x, conv::to_channels_first(&g, nchw)?),
-                false => gr.give(x, conv::to_channels_last(&g)?),
+                true => gr.give(x, layout::to_channels_first(&g, nchw)?),
+                false => gr.give(x, layout::to_channels_last(&g)?),
             },
-            Op::Conv2d {
+            Op::Conv {
                 x,
                 w,
                 b,
-                ref p,
-                ref col,
-            } => conv_backward(gr, (x, w, b), &g, |wv, xs, want_dx, dw| {
-                conv::conv2d_backward_saved(&g, wv, col.as_ref(), xs, p, want_dx, dw)
-            }),
+                ref plan,
+                ref saved,
+            } => conv_backward(gr, (x, w, b), &g, plan, saved.as_ref()),
             Op::Transpose { x } => gr.give(x, layout::transpose(&g)?),
             Op::StraightThrough { x } => gr.give(x, g),
             Op::VqLoss(ref loss) => loss.backward(gr, &g),
@@ -813,25 +783,6 @@ impl Op {
                 gr.give(gamma, dgamma)?;
                 gr.give(beta, dbeta)
             }
-            Op::ConvTranspose2d {
-                x,
-                w,
-                b,
-                ref p,
-                ref x_rows,
-            } => conv_backward(gr, (x, w, b), &g, |wv, _, want_dx, dw| {
-                let x_rows = x_rows.as_ref();
-                conv::conv_transpose2d_backward_saved(&g, wv, x_rows, &p.conv(), want_dx, dw)
-            }),
-            Op::MaskedConv2d {
-                x,
-                w,
-                b,
-                ref taps,
-                ref col,
-            } => conv_backward(gr, (x, w, b), &g, |wv, xs, want_dx, dw| {
-                mc::masked_conv_backward_saved(&g, wv, col.as_ref(), xs, taps, want_dx, dw)
-            }),
             Op::Slice { x, axis, start } => {
                 // The gradient lands in its range of a zeroed tensor shaped like x.
                 let xv = gr.value(x);
