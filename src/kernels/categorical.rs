@@ -43,7 +43,7 @@ fn map_shape(codes: &Tensor, k: usize) -> Vec<usize> {
 }
 
 /// codes u32 [B, S...] -> f32 [B, K, S...], 1.0 at each code's category (a class one-hot
-/// [B, K] from labels [B], or a PixelCNN's input map [B, K, H, W] from codes [B, H, W]). A code
+/// `[B, K]` from labels `[B]`, or a PixelCNN's input map `[B, K, H, W]` from codes `[B, H, W]`). A code
 /// ≥ K gives a column of zeros (the GPU cannot report it without a readback).
 pub fn one_hot(codes: &Tensor, k: usize) -> Result<Tensor> {
     let (b, p) = code_map("one_hot", codes, k)?;

@@ -46,7 +46,7 @@ pub struct Matmul<'a> {
     pub trans_a: bool,
     /// B is stored [N, K] and used transposed.
     pub trans_b: bool,
-    /// A row vector [N] added to every row.
+    /// A row vector `[N]` added to every row.
     pub bias: Option<&'a Tensor>,
     /// ReLU after the bias.
     pub relu: bool,

@@ -21,7 +21,7 @@ pub const SHADERS: [Shader; 2] = [
 ];
 
 /// Whether the wide kernels can run: subgroups of at least 8 and 64-bit integers (their
-/// vec4<u64> views load 8 floats at a time).
+/// `vec4<u64>` views load 8 floats at a time).
 pub fn usable(engine: &Engine) -> bool {
     matmul_subgroup::usable(engine) && engine.features().contains(wgpu::Features::SHADER_INT64)
 }

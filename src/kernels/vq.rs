@@ -83,7 +83,7 @@ pub enum Search {
     Matmul,
 }
 
-/// A quantised batch: `indices` u32 [N], `z_q` [N, D] = codebook[indices], `sq_err` [N] =
+/// A quantised batch: `indices` u32 `[N]`, `z_q` `[N, D]` = `codebook[indices]`, `sq_err` `[N]` =
 /// Σ_d (z − z_q)² per row.
 pub struct Quantized {
     pub indices: Tensor,
@@ -91,7 +91,7 @@ pub struct Quantized {
     pub sq_err: Tensor,
 }
 
-/// Per-code statistics of a batch: `counts` u32 [K] and `sums` [K, D] = Σ of each code's rows.
+/// Per-code statistics of a batch: `counts` u32 `[K]` and `sums` `[K, D]` = Σ of each code's rows.
 pub struct Clusters {
     pub counts: Tensor,
     pub sums: Tensor,
@@ -177,7 +177,7 @@ fn per_item_with(
     launch(entry, false, flags, tensors, &p, count.div_ceil(WG))
 }
 
-/// The nearest code of each row of `z` [N, D] in `codebook` [K, D]: u32 [N].
+/// The nearest code of each row of `z` `[N, D]` in `codebook` `[K, D]`: u32 `[N]`.
 pub fn nearest(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
     nearest_with(z, codebook, Search::Auto)
 }
@@ -314,7 +314,7 @@ fn matmul_search(z: &Tensor, codebook: &Tensor, q: &Quantized, quantize: bool) -
     launch(entry, vec4, &[], &tensors, &p, n.div_ceil(WG))
 }
 
-/// ‖e_k‖² of every code of `codebook` [K, D]: [K] (one fma chain per code, in order).
+/// ‖e_k‖² of every code of `codebook` `[K, D]`: `[K]` (one fma chain per code, in order).
 pub fn code_norms(codebook: &Tensor) -> Result<Tensor> {
     let (_, k, d) = dims("vq norms", codebook, codebook)?;
     check_steps(codebook.engine(), "vq norms", d)?;
@@ -351,7 +351,7 @@ fn rows_per_pass(engine: &Engine) -> usize {
         .map_or(usize::MAX, |l| l as usize - 1024)
 }
 
-/// Counts and sums of the rows of `z` [N, D] per code of `indices` u32 [N] (codes ≥ `k` are
+/// Counts and sums of the rows of `z` `[N, D]` per code of `indices` u32 `[N]` (codes ≥ `k` are
 /// skipped): a stable counting sort by code, then each code adds its rows in row order
 /// (deterministic, no atomics; see `shaders/vq/clusters.wgsl`). Five dispatches per pass.
 pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> {
@@ -425,7 +425,7 @@ pub fn cluster_sums(z: &Tensor, indices: &Tensor, k: usize) -> Result<Clusters> 
     Ok(Clusters { counts, sums })
 }
 
-/// `counts` u32 [K] += the number of entries of each code in `indices` (u32, any shape; codes
+/// `counts` u32 `[K]` += the number of entries of each code in `indices` (u32, any shape; codes
 /// ≥ K are skipped). Atomic increments: the counts are exact whatever the order.
 pub fn histogram_into(indices: &Tensor, counts: &Tensor) -> Result<()> {
     indices.expect_dtype("vq histogram", DType::U32)?;
@@ -441,8 +441,8 @@ pub fn histogram_into(indices: &Tensor, counts: &Tensor) -> Result<()> {
     per_item("vq_histogram", &tensors, p, n)
 }
 
-/// One step's code counts u32 [K] into the usage trackers: `epoch` += counts, and `idle` (u32
-/// [K], steps since each code was last used) restarts at 0 for used codes and grows for the rest.
+/// One step's code counts u32 `[K]` into the usage trackers: `epoch` += counts, and `idle` (u32
+/// `[K]`, steps since each code was last used) restarts at 0 for used codes and grows for the rest.
 pub fn track_usage(counts: &Tensor, epoch: &Tensor, idle: &Tensor) -> Result<()> {
     let k = counts.numel();
     for t in [counts, epoch, idle] {
@@ -461,7 +461,7 @@ pub fn track_usage(counts: &Tensor, epoch: &Tensor, idle: &Tensor) -> Result<()>
 }
 
 /// Writes (or adds, `accumulate`) into `out` [K, D] the codebook's gradient of
-/// `w·Σ_n ‖sg[z_n] − e_{code n}‖²`: `g·scale·(count_k·e_k − Σ_{n of k} z_n)`, where `g` is f32 [1]
+/// `w·Σ_n ‖sg[z_n] − e_{code n}‖²`: `g·scale·(count_k·e_k − Σ_{n of k} z_n)`, where `g` is f32 `[1]`
 /// on the GPU and `scale` = 2w (2w/(N·D) for a mean).
 pub fn codebook_grad_into(
     codebook: &Tensor,
@@ -494,7 +494,7 @@ pub fn codebook_grad_into(
 }
 
 /// Writes (or adds) into `out` [N, D] the rows' gradient of `w·Σ ‖z − sg[z_q]‖²`:
-/// `g·scale·(z − z_q)`, `g` f32 [1] on the GPU, `scale` = 2w (2w/(N·D) for a mean).
+/// `g·scale·(z − z_q)`, `g` f32 `[1]` on the GPU, `scale` = 2w (2w/(N·D) for a mean).
 pub fn commitment_grad_into(
     z: &Tensor,
     z_q: &Tensor,
@@ -522,7 +522,7 @@ pub fn commitment_grad_into(
     per_item("vq_commitment_grad", &tensors, p, z.numel())
 }
 
-/// EMA codebook state: cluster sizes N [K] and sums m [K, D] (start with zeros, or with ones and
+/// EMA codebook state: cluster sizes N `[K]` and sums m `[K, D]` (start with zeros, or with ones and
 /// the codebook for a codebook that means something from the first step).
 pub struct EmaState<'a> {
     pub sizes: &'a Tensor,
@@ -571,8 +571,8 @@ pub fn ema_update(
     per_item("vq_ema_codebook", &tensors, p, k)
 }
 
-/// The rows a dead-code reset copies: code k takes row `rows[k]` (u32 [K], clamped to N − 1), or
-/// row ⌊u_k·N⌋ for uniforms u (f32 [K] in [0, 1), e.g. a `random::uniform_into` draw: random
+/// The rows a dead-code reset copies: code k takes row `rows[k]` (u32 `[K]`, clamped to N − 1), or
+/// row ⌊u_k·N⌋ for uniforms u (f32 `[K]` in [0, 1), e.g. a `random::uniform_into` draw: random
 /// rows without an upload).
 #[derive(Clone, Copy, Debug)]
 pub enum Rows<'a> {

@@ -108,7 +108,7 @@ impl Classifier {
         Ok(h)
     }
 
-    /// Batch-mean cross entropy of `x` [B, input] against u32 `labels` [B], [1].
+    /// Batch-mean cross entropy of `x` `[B, input]` against u32 `labels` `[B]`, `[1]`.
     pub fn loss(&self, x: &Var, labels: &Tensor) -> Result<Var> {
         self.logits(x)?.cross_entropy(labels)?.mean()
     }

@@ -44,7 +44,7 @@ impl Default for PixelCnnConfig {
     }
 }
 
-/// What a [`PixelCnn`] is conditioned on, as it was built to be: class labels u32 [B] and/or a
+/// What a [`PixelCnn`] is conditioned on, as it was built to be: class labels u32 `[B]` and/or a
 /// map f32 [B, Cs, H, W] of the code map's size.
 #[derive(Clone, Default)]
 pub struct Conditioning {
@@ -167,7 +167,7 @@ impl PixelCnn {
         self.out.forward(&self.head.forward(&rows, true)?, false)
     }
 
-    /// Mean cross entropy per code in nats, shape [1], of codes u32 [B, H, W] (NLL / ln 2 is
+    /// Mean cross entropy per code in nats, shape `[1]`, of codes u32 `[B, H, W]` (NLL / ln 2 is
     /// bits per code, see [`bits`]).
     pub fn loss(&self, tape: &Tape, codes: &Tensor, cond: &Conditioning) -> Result<Var> {
         let &[b, h, w] = codes.shape() else {

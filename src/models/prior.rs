@@ -51,7 +51,7 @@ impl CodeMaps {
         Tensor::from_slice(engine, &host, &[indices.len(), self.h, self.w])
     }
 
-    /// Labels of `indices` as u32 [n].
+    /// Labels of `indices` as u32 `[n]`.
     pub fn batch_labels(&self, engine: &Engine, indices: &[usize]) -> Result<Tensor> {
         let host: Vec<u32> = indices.iter().map(|&i| self.labels[i] as u32).collect();
         Tensor::from_slice(engine, &host, &[indices.len()])

@@ -7,7 +7,7 @@ use crate::kernels::masked_conv::{Mask, Taps};
 use crate::tape::{Param, Var};
 
 /// A convolution that reads only `taps` (a PixelCNN mask, a gated stack's window, a shift):
-/// weight [Cout, taps, Cin], bias [Cout], PyTorch's init with fan_in = Cin·taps.
+/// weight `[Cout, taps, Cin]`, bias `[Cout]`, PyTorch's init with fan_in = Cin·taps.
 pub struct MaskedConv2d {
     pub weight: Param,
     pub bias: Param,

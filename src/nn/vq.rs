@@ -65,7 +65,7 @@ impl Default for VqConfig {
 pub struct VqOutput {
     /// Quantised input, shaped like it (straight-through gradient to the input).
     pub z_q: Var,
-    /// Code of each vector: u32 [N] for [N, D] input, [B, H, W] for [B, D, H, W].
+    /// Code of each vector: u32 `[N]` for `[N, D]` input, `[B, H, W]` for `[B, D, H, W]`.
     pub indices: Tensor,
     /// The term to add to the model's loss: codebook + commitment loss (commitment only with EMA).
     pub loss: Var,

@@ -421,7 +421,7 @@ impl Var {
 
 impl Var {
     /// PixelCNN masked convolution of `self` [B, Cin, H, W] with `w` [Cout, taps, Cin] (+ bias
-    /// [Cout]) reading only `taps` (see `kernels::masked_conv`): [B, Cout, H, W].
+    /// `[Cout]`) reading only `taps` (see `kernels::masked_conv`): `[B, Cout, H, W]`.
     pub fn masked_conv(&self, w: &Var, b: Option<&Var>, taps: &Taps) -> Result<Var> {
         self.conv(w, b, TapSource::List(taps.clone()))
     }

@@ -32,11 +32,11 @@ pub(crate) struct VqLoss {
 pub struct VectorQuantized {
     /// The nearest codes' values [N, D]; their gradient goes straight through to z_e.
     pub z_q: Var,
-    /// The nearest code of each row, u32 [N].
+    /// The nearest code of each row, u32 `[N]`.
     pub indices: Tensor,
-    /// mean ‖sg[z_e] − e‖² over the N·D elements, [1] (gradient to the codebook only).
+    /// mean ‖`sg[z_e]` − e‖² over the N·D elements, `[1]` (gradient to the codebook only).
     pub codebook_loss: Var,
-    /// β · mean ‖z_e − sg[e]‖², [1] (gradient to z_e only).
+    /// β · mean ‖z_e − `sg[e]`‖², `[1]` (gradient to z_e only).
     pub commitment_loss: Var,
 }
 

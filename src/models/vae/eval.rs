@@ -23,7 +23,7 @@ pub struct Report {
     pub iwae_nll: f64,
     pub iwae_k: usize,
     pub iwae_images: usize,
-    /// Latent units with Var_x E_q[z_u] > 0.01 (Burda et al. 2016), and each unit's variance.
+    /// Latent units with Var_x `E_q[z_u]` > 0.01 (Burda et al. 2016), and each unit's variance.
     pub active_units: usize,
     pub unit_variances: Vec<f64>,
     /// For a conditional model judged by a classifier: the classifier's accuracy on the test

@@ -75,7 +75,7 @@ pub struct Losses {
     pub recon: Var,
     /// KL(q(z|x) ‖ N(0, I)) per example, nats.
     pub kl: Var,
-    /// Batch means of `recon` and `kl`, [1] each.
+    /// Batch means of `recon` and `kl`, `[1]` each.
     pub recon_mean: Var,
     pub kl_mean: Var,
 }
