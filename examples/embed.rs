@@ -56,6 +56,8 @@ fn run(count: usize, seed: u64, png: Option<&std::path::Path>) -> HostResult<Str
     }
     // The host's own wgpu objects. It asks for the optional features latent's fast kernels
     // use (subgroups, 64-bit integers) where the adapter has them, and the adapter's limits.
+    // On a headless Linux machine, keep Mesa's device-selection layer from asking for a display.
+    latent::engine::quiet_headless_device_selection();
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let adapter = pollster::block_on(instance.request_adapter(&Default::default()))?;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {

@@ -174,6 +174,7 @@ fn engine_runs_on_a_host_device_and_writes_into_a_host_buffer() {
     use wgpu::util::DeviceExt;
     let Some(_) = crate::engine() else { return };
     // The host program: its own instance, adapter, device, queue and buffers.
+    latent::engine::quiet_headless_device_selection();
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let adapter =
         pollster::block_on(instance.request_adapter(&Default::default())).expect("adapter");
@@ -350,6 +351,7 @@ fn host_buffers_without_the_needed_usages_or_of_another_device_are_refused() {
     }
     let all = U::STORAGE | U::COPY_SRC | U::COPY_DST;
     // Another device of the same instance: wgpu's validation names the mismatch.
+    latent::engine::quiet_headless_device_selection();
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let adapter =
         pollster::block_on(instance.request_adapter(&Default::default())).expect("adapter");

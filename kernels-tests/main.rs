@@ -41,6 +41,7 @@ pub fn portable_engine() -> Option<&'static Engine> {
     engine()?;
     ENGINE
         .get_or_init(|| {
+            latent::engine::quiet_headless_device_selection();
             let instance =
                 wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
             let adapter =

@@ -311,8 +311,10 @@ pub fn parse_backends(list: &str) -> Result<wgpu::Backends> {
 }
 
 /// Turns off Mesa's device-selection layer when there is no Wayland session to ask (see
-/// [`Engine::new`]); once, before the first instance, and never over a user's setting.
-fn quiet_headless_device_selection() {
+/// [`Engine::new`]); once, and never over a user's setting. A host program that makes its own
+/// `wgpu::Instance` on a headless Linux machine calls it first to keep its runs free of the
+/// "XDG_RUNTIME_DIR is invalid" lines.
+pub fn quiet_headless_device_selection() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let headless =
