@@ -146,7 +146,7 @@ fn train_vqvae(
 ) -> Result<(VqVae, f64)> {
     let model = VqVae::new(engine, vq_config(a), a.common.seed)?;
     let run = (a.batch, a.lr as f64, a.common.seed);
-    let mut t = vq_run::vq_trainer(model, "vqvae", (data, train), run, out)?;
+    let mut t = vq_run::vq_trainer(model, "vqvae", (data, train), run, out, a.common.resume)?;
     let mut usage = f64::NAN;
     let mut curves = shared::Curves::default();
     while t.epoch < a.epochs {
@@ -268,7 +268,7 @@ fn run(a: Args) -> Result<()> {
             };
             let task = Prior::new(net, (h, w), Box::new(labels_of(&train_codes)));
             let path = out.join("prior.safetensors");
-            vq_run::train_prior("prior", task, &train_codes, &t, &path)?
+            vq_run::train_prior("prior", task, &train_codes, &t, &path, a.common.resume)?
         }
     };
     let test_bits = prior::nll_bits(&prior_net, &test_codes, &labels_of(&test_codes), 500)?;

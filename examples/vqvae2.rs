@@ -145,7 +145,7 @@ fn train_model(
 ) -> Result<VqVae2> {
     let model = VqVae2::new(engine, config(a), a.common.seed)?;
     let run = (a.batch, a.lr as f64, a.common.seed);
-    let mut t = vq_run::vq_trainer(model, "vqvae2", (data, train), run, out)?;
+    let mut t = vq_run::vq_trainer(model, "vqvae2", (data, train), run, out, a.common.resume)?;
     let mut curves = shared::Curves::default();
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;
@@ -255,7 +255,14 @@ fn run(a: Args) -> Result<()> {
             let net = PixelCnn::new(&engine, top_cfg, a.common.seed.wrapping_add(7))?;
             let task = Prior::new(net, (th, tw), Box::new(by_class(&train_top)));
             let path = out.join("top_prior.safetensors");
-            vq_run::train_prior("top prior", task, &train_top, &training, &path)?
+            vq_run::train_prior(
+                "top prior",
+                task,
+                &train_top,
+                &training,
+                &path,
+                a.common.resume,
+            )?
         }
     };
     let bottom_prior = match loaded_bottom {
@@ -264,7 +271,14 @@ fn run(a: Args) -> Result<()> {
             let net = PixelCnn::new(&engine, bottom_cfg, a.common.seed.wrapping_add(8))?;
             let task = Prior::new(net, (bh, bw), Box::new(by_top(&train_top)));
             let path = out.join("bottom_prior.safetensors");
-            vq_run::train_prior("bottom prior", task, &train_bottom, &training, &path)?
+            vq_run::train_prior(
+                "bottom prior",
+                task,
+                &train_bottom,
+                &training,
+                &path,
+                a.common.resume,
+            )?
         }
     };
     let top_bits = prior::nll_bits(&top_prior, &test_top, &by_class(&test_top), 500)?;

@@ -6,7 +6,7 @@ use latent::data::{FashionMnist, Split};
 use latent::models::pixelcnn::{PixelCnn, bits};
 use latent::models::prior::{CodeMaps, Prior, PriorTraining};
 use latent::models::vqvae::{VqModel, VqTraining};
-use latent::optim::{TrainConfig, Trainer};
+use latent::optim::{TrainConfig, Trainable, Trainer};
 use latent::{Engine, Error, Result, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ pub fn train_prior(
     maps: &CodeMaps,
     t: &PriorTraining,
     path: &Path,
+    resume: bool,
 ) -> Result<PixelCnn> {
     let config = TrainConfig {
         checkpoint: Some(path.to_path_buf()),
@@ -27,7 +28,7 @@ pub fn train_prior(
             format!("{name} code maps: {} of {}x{}", maps.len(), maps.h, maps.w),
         )
     };
-    let mut trainer = Trainer::new(prior, config, maps.len())?;
+    let mut trainer = start(prior, config, maps.len(), resume && path.exists())?;
     let mut curves = crate::shared::Curves::default();
     while trainer.epoch < t.epochs {
         let e = trainer.train_epoch(maps)?;
@@ -55,13 +56,38 @@ pub fn vq_trainer<M: VqModel>(
     (data, train): (&FashionMnist, &Split),
     (batch, lr, seed): (usize, f64, u64),
     out: &Path,
+    resume: bool,
 ) -> Result<Trainer<VqTraining<M>>> {
     let config = TrainConfig {
         checkpoint: Some(out.join(format!("{name}.safetensors"))),
         name: name.into(),
         ..VqTraining::<M>::config(batch, lr, seed, crate::shared::data_identity(data, train))
     };
-    Trainer::new(VqTraining::new(model, train), config, train.len())
+    start(VqTraining::new(model, train), config, train.len(), resume)
+}
+
+/// A fresh run of `model`, or with `resume` the run saved at `config.checkpoint` continued
+/// (its settings, data and architecture checked against this one's).
+fn start<M: Trainable>(
+    model: M,
+    config: TrainConfig,
+    examples: usize,
+    resume: bool,
+) -> Result<Trainer<M>> {
+    let path = config.checkpoint.clone();
+    match path.filter(|_| resume) {
+        None => Trainer::new(model, config, examples),
+        Some(path) => {
+            let t = Trainer::resume(model, config, examples, &path)?;
+            println!(
+                "resumed {} after epoch {} (step {})",
+                path.display(),
+                t.epoch,
+                t.step
+            );
+            Ok(t)
+        }
+    }
 }
 
 /// Labels 0..10, `n` of each, in order (the sample set's classes).
@@ -165,6 +191,11 @@ pub struct Common {
     /// Output folder for checkpoints, pictures and metrics.json [default: out/<example name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue an interrupted run in --out: the model's training from its checkpoint (which
+    /// must exist) after its last finished epoch, bit for bit, then each prior from its own
+    /// checkpoint where one was written (from scratch where none was).
+    #[arg(long)]
+    pub resume: bool,
 }
 
 impl Common {
