@@ -25,25 +25,18 @@ fn launch(name: &'static str, log: bool, x: &Tensor, out: &Tensor) -> Result<()>
     out.expect_shape(name, x.shape())?;
     let stats = softmax_stats(name, x)?;
     let cols = x.shape()[x.shape().len() - 1];
-    let rows = x.numel() / cols;
-    let pieces = cols.div_ceil(SEGMENT);
-    let p = Params {
-        rows: rows as u32,
-        cols: cols as u32,
-        pieces: pieces as u32,
-        piece: SEGMENT as u32,
-    };
-    super::launch(
-        &SHADER,
+    let tensors = [
+        Bind::read("x", x),
+        Bind::read("stats", &stats),
+        Bind::write("out", out),
+    ];
+    let log = [("LOG", log as u32 as f64)];
+    launch_rows(
         "normalize",
-        &[("LOG", log as u32 as f64)],
-        &[
-            Bind::read("x", x),
-            Bind::read("stats", &stats),
-            Bind::write("out", out),
-        ],
-        &p,
-        (rows * pieces).div_ceil(WG) as u32,
+        &log,
+        (x.numel() / cols, cols),
+        SEGMENT,
+        &tensors,
     )
 }
 
@@ -90,6 +83,7 @@ fn row_view(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
 /// Records `entry` over `rows` rows of `cols` in pieces of at most `piece` elements.
 fn launch_rows(
     entry: &'static str,
+    constants: &[(&'static str, f64)],
     (rows, cols): (usize, usize),
     piece: usize,
     tensors: &[Bind],
@@ -102,7 +96,7 @@ fn launch_rows(
         piece: piece as u32,
     };
     let workgroups = (rows * pieces).div_ceil(WG) as u32;
-    super::launch(&SHADER, entry, &[], tensors, &p, workgroups)
+    super::launch(&SHADER, entry, constants, tensors, &p, workgroups)
 }
 
 /// Backward of `y = log_softmax(x)` over the last axis: `dx = dy − softmax(x)·Σ_row dy`, from
@@ -121,7 +115,7 @@ pub fn log_softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
             Bind::read("dy", dy),
             Bind::write("out", &dx),
         ];
-        return launch_rows(op, view, view.1, &tensors).map(|()| dx);
+        return launch_rows(op, &[], view, view.1, &tensors).map(|()| dx);
     }
     let sums = reduce_last(Reduce::Sum, dy)?;
     let entry = "log_softmax_backward_summed";
@@ -131,7 +125,7 @@ pub fn log_softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         Bind::read("dy_sums", &sums),
         Bind::write("out", &dx),
     ];
-    launch_rows(entry, view, SEGMENT, &tensors).map(|()| dx)
+    launch_rows(entry, &[], view, SEGMENT, &tensors).map(|()| dx)
 }
 
 /// Backward of `y = logsumexp_last(x)`: `dx = dy[row]·softmax(x)[row]`, with `dy` f32 shaped
@@ -154,5 +148,5 @@ pub fn logsumexp_last_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
         Bind::read("dy", dy),
         Bind::write("out", &dx),
     ];
-    launch_rows("logsumexp_backward", view, SEGMENT, &tensors).map(|()| dx)
+    launch_rows("logsumexp_backward", &[], view, SEGMENT, &tensors).map(|()| dx)
 }
