@@ -66,8 +66,10 @@ pub fn evaluate(
     let (mut recon, mut kl) = (0.0f64, 0.0f64);
     let mut mus = Vec::with_capacity(n * d);
     let mut offset = 0u64;
+    let bar = crate::io::Progress::new("test -ELBO", n as u64, "images");
     for start in (0..n).step_by(500) {
         let b = 500.min(n - start);
+        bar.set(start as u64);
         let (x, c) = batch(vae, test, start..start + b)?;
         let tape = Tape::no_grad(&engine);
         let cv = c.as_ref().map(|c| tape.input(c));
@@ -79,6 +81,7 @@ pub fn evaluate(
         kl += sum_f64(mu.kl_std_normal(&logvar)?.value())?;
         mus.extend(mu.value().to_vec::<f32>()?);
     }
+    bar.finish();
     let (recon, kl) = (recon / n as f64, kl / n as f64);
     let unit_variances: Vec<f64> = (0..d)
         .map(|u| {
@@ -126,8 +129,10 @@ pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Resul
     let chunk = (500 / k).max(1);
     let mut total = 0.0f64;
     let mut offset = 0u64;
+    let bar = crate::io::Progress::new(&format!("IWAE-{k}"), n as u64, "images");
     for start in (0..n).step_by(chunk) {
         let c = chunk.min(n - start);
+        bar.set(start as u64);
         let (x, cond) = batch(vae, images, start..start + c)?;
         let tape = Tape::no_grad(&engine);
         let cv = cond.as_ref().map(|t| tape.input(t));
@@ -147,6 +152,7 @@ pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Resul
         let logw = crate::dist::iwae_log_weights(&bce, &z, &lvr, &eps)?;
         total += sum_f64(&crate::dist::iwae_nll(&logw.reshape(&[c, k])?)?)?;
     }
+    bar.finish();
     Ok(total / n as f64)
 }
 
