@@ -303,31 +303,26 @@ pub fn batchnorm_backward_into(
     dbeta: &Tensor,
     accumulate: bool,
 ) -> Result<Tensor> {
+    let grads = (dgamma, dbeta);
     let op = "batchnorm_backward";
+    let (plan, coefs) = grad_params(op, (x, dy, gamma, saved), grads, accumulate)?;
+    plan.apply(x, Some(dy), &coefs)
+}
+
+/// The two statistics passes of a backward, after its shape checks: per-chunk sums of dy and
+/// dy·x̂, then per channel dγ and dβ (written, or added when `accumulate`); returns the plan and
+/// the training dx's coefficients (`[C, 4]`) that the second pass also writes.
+fn grad_params(
+    op: &'static str,
+    (x, dy, gamma, saved): (&Tensor, &Tensor, &Tensor, &BatchNormSaved),
+    (dgamma, dbeta): (&Tensor, &Tensor),
+    accumulate: bool,
+) -> Result<(Plan, Tensor)> {
     let per_channel = [gamma, &saved.mean, &saved.inv_std, dgamma, dbeta];
     let plan = Plan::new(op, x, &per_channel)?;
     dy.expect_dtype(op, DType::F32)?;
     dy.expect_shape(op, x.shape())?;
     let coefs = plan.per_channel(x, 4)?;
-    grad_params(
-        &plan,
-        (x, dy, gamma, saved),
-        &coefs,
-        (dgamma, dbeta),
-        accumulate,
-    )?;
-    plan.apply(x, Some(dy), &coefs)
-}
-
-/// The two statistics passes of a backward: per-chunk sums of dy and dy·x̂, then per channel
-/// dγ and dβ (written, or added when `accumulate`) and the training dx's coefficients `coefs`.
-fn grad_params(
-    plan: &Plan,
-    (x, dy, gamma, saved): (&Tensor, &Tensor, &Tensor, &BatchNormSaved),
-    coefs: &Tensor,
-    (dgamma, dbeta): (&Tensor, &Tensor),
-    accumulate: bool,
-) -> Result<()> {
     let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
     let tensors = [
         Bind::read("x", x),
@@ -343,11 +338,12 @@ fn grad_params(
         Bind::read("mean_in", &saved.mean),
         Bind::read("inv_std_in", &saved.inv_std),
         Bind::read("partials", &partials),
-        Bind::write("coef_out", coefs),
+        Bind::write("coef_out", &coefs),
         Bind::write("dgamma", dgamma),
         Bind::write("dbeta", dbeta),
     ];
-    plan.launch("grad_finalize", &acc, &tensors, true, true)
+    plan.launch("grad_finalize", &acc, &tensors, true, true)?;
+    Ok((plan, coefs))
 }
 
 /// What [`batchnorm_eval_saving`] keeps for the backward of an eval-mode batch norm: the running
@@ -416,18 +412,8 @@ pub fn batchnorm_eval_backward_params_into(
     dbeta: &Tensor,
     accumulate: bool,
 ) -> Result<()> {
+    // The training dx's coefficients that grad_finalize also writes are unused here.
     let op = "batchnorm_eval_backward";
-    let s = &saved.stats;
-    let plan = Plan::new(op, x, &[gamma, &s.mean, &s.inv_std, dgamma, dbeta])?;
-    dy.expect_dtype(op, DType::F32)?;
-    dy.expect_shape(op, x.shape())?;
-    // grad_finalize also writes the training dx's coefficients: unused here.
-    let unused = plan.per_channel(x, 4)?;
-    grad_params(
-        &plan,
-        (x, dy, gamma, s),
-        &unused,
-        (dgamma, dbeta),
-        accumulate,
-    )
+    let inputs = (x, dy, gamma, &saved.stats);
+    grad_params(op, inputs, (dgamma, dbeta), accumulate).map(|_| ())
 }

@@ -208,6 +208,6 @@ impl StepLog {
 }
 
 /// The mean of `values` in f64 (0 for none).
-pub fn mean(values: &[f32]) -> f64 {
+pub(crate) fn mean(values: &[f32]) -> f64 {
     values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64
 }
