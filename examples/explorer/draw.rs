@@ -189,7 +189,11 @@ impl Renderer {
             grid: if frame.grid { GRID as u32 } else { 1 },
             side: SIDE as u32,
             pointer: [frame.pointer.0 * panel, frame.pointer.1 * panel],
-            box_half: if frame.grid { frame.box_half * panel } else { 0.0 },
+            box_half: if frame.grid {
+                frame.box_half * panel
+            } else {
+                0.0
+            },
             srgb: u32::from(self.srgb),
         };
         queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(&view));
@@ -267,7 +271,11 @@ pub fn plane_image(side: u32, dots: &[(f32, f32)], labels: &[u8]) -> Vec<u8> {
         }
         let (x, y) = ((fx * side as f32) as usize, (fy * side as f32) as usize);
         for (dx, dy) in (0..9).map(|k| (k % 3, k / 3)) {
-            put((x + dx).wrapping_sub(1), (y + dy).wrapping_sub(1), latent::io::PALETTE[label as usize % 10]);
+            put(
+                (x + dx).wrapping_sub(1),
+                (y + dy).wrapping_sub(1),
+                latent::io::PALETTE[label as usize % 10],
+            );
         }
     }
     rgba

@@ -19,9 +19,9 @@ use host::HostResult;
 use latent::data::FashionMnist;
 use latent::{Engine, Error, Result};
 use model::{CLASSES, Controls, GRID, Kind, Latents, Model, Plane};
-use std::path::PathBuf;
 #[cfg(test)]
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use winit::application::ApplicationHandler;
@@ -139,17 +139,30 @@ impl Config {
                 return Err(bad(flag, format!("must be a class 0-9, got {v}")));
             }
         }
-        if !(4 * GRID as u32 * model::SIDE as u32..=4096).contains(&cli.panel) {
-            return Err(bad("--panel", format!("must be 560 to 4096 pixels, got {}", cli.panel)));
+        // The grid's images at least twice their size; the texture limit every device has.
+        let smallest = 2 * (GRID * model::SIDE) as u32;
+        if !(smallest..=4096).contains(&cli.panel) {
+            let why = format!("must be {smallest} to 4096 pixels, got {}", cli.panel);
+            return Err(bad("--panel", why));
         }
         if let Some(r) = cli.range {
             flags::positive("--range", r as f64)?;
         }
         flags::at_least("--headless", cli.headless.unwrap_or(1) as usize, 1)?;
-        flags::at_least("--exit-after-frames", cli.exit_after_frames.unwrap_or(1) as usize, 1)?;
+        flags::at_least(
+            "--exit-after-frames",
+            cli.exit_after_frames.unwrap_or(1) as usize,
+            1,
+        )?;
         let pointer: (f32, f32) = pair("--pointer", &cli.pointer)?;
-        if ![pointer.0, pointer.1].iter().all(|v| (0.0..=1.0).contains(v)) {
-            return Err(bad("--pointer", format!("fractions must lie in [0, 1], got {}", cli.pointer)));
+        if ![pointer.0, pointer.1]
+            .iter()
+            .all(|v| (0.0..=1.0).contains(v))
+        {
+            return Err(bad(
+                "--pointer",
+                format!("fractions must lie in [0, 1], got {}", cli.pointer),
+            ));
         }
         let checkpoint = latent::io::load(&cli.checkpoint)?;
         let kind = Kind::of(&checkpoint)?;
@@ -159,7 +172,10 @@ impl Config {
                 if a == b || a.max(b) >= cli.test_images {
                     return Err(bad(
                         "--images",
-                        format!("must be two different test images below --test-images {}, got {s}", cli.test_images),
+                        format!(
+                            "must be two different test images below --test-images {}, got {s}",
+                            cli.test_images
+                        ),
                     ));
                 }
                 PlaneChoice::Images(a, b)
@@ -170,7 +186,10 @@ impl Config {
                 if i == j || i.max(j) >= kind.latent {
                     return Err(bad(
                         "--axes",
-                        format!("must be two different axes of the {}-D latent, got {i},{j}", kind.latent),
+                        format!(
+                            "must be two different axes of the {}-D latent, got {i},{j}",
+                            kind.latent
+                        ),
                     ));
                 }
                 PlaneChoice::Axes(i, j)
@@ -239,7 +258,14 @@ impl Session {
             .map(|z| latents.plane.fraction(latents.plane.coords(z)))
             .collect();
         let plane_rgba = draw::plane_image(config.cli.panel, &dots, &latents.labels);
-        let renderer = Renderer::new(&device, &queue, format, config.layout(), &images, &plane_rgba);
+        let renderer = Renderer::new(
+            &device,
+            &queue,
+            format,
+            config.layout(),
+            &images,
+            &plane_rgba,
+        );
         Ok(Session {
             adapter: engine.summary(),
             device,
@@ -270,7 +296,9 @@ impl Session {
             grid: self.controls.grid,
             box_half: (GRID / 2) as f32 * self.latents.spacing() / (2.0 * self.latents.plane.range),
         };
-        let commands = self.renderer.encode(&self.device, &self.queue, target, &frame);
+        let commands = self
+            .renderer
+            .encode(&self.device, &self.queue, target, &frame);
         self.queue.submit([commands]);
         self.device.poll(wgpu::PollType::wait_indefinitely())?;
         self.times.push(start.elapsed());
@@ -395,8 +423,9 @@ impl App {
         let window = Arc::new(event_loop.create_window(attributes)?);
         latent::engine::quiet_headless_device_selection();
         let display = event_loop.owned_display_handle();
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_with_display_handle(Box::new(display)));
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_with_display_handle(
+            Box::new(display),
+        ));
         let surface = instance.create_surface(window.clone())?;
         let (adapter, device, queue) = host::open_device(&instance, Some(&surface))?;
         let caps = surface.get_capabilities(&adapter);
@@ -427,9 +456,11 @@ impl App {
             return Ok(());
         };
         let texture = match live.surface.get_current_texture() {
-            wgpu::CurrentSurfaceTexture::Success(t) | wgpu::CurrentSurfaceTexture::Suboptimal(t) => t,
+            wgpu::CurrentSurfaceTexture::Success(t)
+            | wgpu::CurrentSurfaceTexture::Suboptimal(t) => t,
             wgpu::CurrentSurfaceTexture::Outdated => {
-                live.surface.configure(&live.session.device, &live.surface_config);
+                live.surface
+                    .configure(&live.session.device, &live.surface_config);
                 return Ok(());
             }
             wgpu::CurrentSurfaceTexture::Timeout | wgpu::CurrentSurfaceTexture::Occluded => {
@@ -442,7 +473,12 @@ impl App {
         live.window.pre_present_notify();
         live.session.queue.present(texture);
         let frames = live.session.times.len() as u64;
-        if self.config.cli.exit_after_frames.is_some_and(|n| frames >= n) {
+        if self
+            .config
+            .cli
+            .exit_after_frames
+            .is_some_and(|n| frames >= n)
+        {
             event_loop.exit();
         }
         Ok(())
@@ -499,7 +535,8 @@ impl ApplicationHandler for App {
             WindowEvent::Resized(size) => {
                 live.surface_config.width = size.width.max(1);
                 live.surface_config.height = size.height.max(1);
-                live.surface.configure(&live.session.device, &live.surface_config);
+                live.surface
+                    .configure(&live.session.device, &live.surface_config);
             }
             WindowEvent::RedrawRequested => {
                 if let Err(e) = self.redraw(event_loop) {
@@ -544,14 +581,19 @@ fn windowed(config: Config, any_thread: bool) -> HostResult<String> {
     if let Some(e) = app.error {
         return Err(e);
     }
-    app.summary.ok_or_else(|| "the window closed before it was drawn".into())
+    app.summary
+        .ok_or_else(|| "the window closed before it was drawn".into())
 }
 
 fn run(cli: Cli) -> HostResult<String> {
     let config = Config::new(cli)?;
     if config.cli.headless.is_some() {
         let (session, _) = headless(&config)?;
-        return Ok(format!("{}; wrote {}", session.summary(), config.cli.png.display()));
+        return Ok(format!(
+            "{}; wrote {}",
+            session.summary(),
+            config.cli.png.display()
+        ));
     }
     windowed(config, false)
 }

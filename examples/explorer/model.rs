@@ -120,7 +120,7 @@ pub enum Model {
     /// The MLP VAE, the CVAE or the convolutional VAE: z → sigmoid(logits).
     Vae(Box<dyn Autoencoder>),
     /// The VQ-VAE: continuous z_e → nearest codes → decoder.
-    Vq(VqVae),
+    Vq(Box<VqVae>),
 }
 
 impl Model {
@@ -129,7 +129,7 @@ impl Model {
     pub fn load(engine: &Engine, ckpt: &Checkpoint) -> Result<(Model, Kind)> {
         let kind = Kind::of(ckpt)?;
         let model = match kind.name {
-            "vqvae" => Model::Vq(VqVae::new(engine, vq_config(ckpt)?, 0)?),
+            "vqvae" => Model::Vq(Box::new(VqVae::new(engine, vq_config(ckpt)?, 0)?)),
             "conv_vae" => Model::Vae(Box::new(ConvVae::new(engine, kind.latent, 0)?)),
             _ => {
                 let hidden = ckpt.meta("hidden")?;
@@ -151,7 +151,7 @@ impl Model {
         };
         let (module, describe) = match &model {
             Model::Vae(m) => (m.as_ref() as &dyn Module, m.describe()),
-            Model::Vq(m) => (m as &dyn Module, m.config.describe()),
+            Model::Vq(m) => (m.as_ref() as &dyn Module, m.config.describe()),
         };
         ckpt.expect_meta(&describe)?;
         io::restore_module(ckpt, module)?;
@@ -164,7 +164,7 @@ impl Model {
         match self {
             Model::Vae(m) => encode_split(m.as_ref(), split),
             Model::Vq(m) => {
-                let engine = latent::models::vqvae::VqModel::engine(m);
+                let engine = latent::models::vqvae::VqModel::engine(m.as_ref());
                 let mut out = Vec::new();
                 for start in (0..split.len()).step_by(256) {
                     let n = 256.min(split.len() - start);
@@ -236,8 +236,7 @@ impl Plane {
         if g11 * g22 - g12 * g12 <= 1e-9 * g11 * g22 || g11 == 0.0 || g22 == 0.0 {
             return Err(Error::BadFlag {
                 flag: "--images".into(),
-                reason: "the two images' latents are parallel (or zero): they span no plane"
-                    .into(),
+                reason: "the two images' latents are parallel (or zero): they span no plane".into(),
             });
         }
         Ok(plane)
@@ -325,7 +324,7 @@ impl Latents {
     ) -> Result<Latents> {
         let engine = match &model {
             Model::Vae(m) => m.engine().clone(),
-            Model::Vq(m) => latent::models::vqvae::VqModel::engine(m).clone(),
+            Model::Vq(m) => latent::models::vqvae::VqModel::engine(m.as_ref()).clone(),
         };
         let latents = model.encode(test)?;
         let d = kind.latent;
@@ -344,8 +343,8 @@ impl Latents {
             .collect::<Result<_>>()?;
         let sizes = [1, GRID * GRID];
         let z = sizes.map(|n| Tensor::zeros(&engine, &[n, d], DType::F32));
-        let out = sizes
-            .map(|n| Tensor::from_buffer(&engine, images.clone(), &[n, PIXELS], DType::F32));
+        let out =
+            sizes.map(|n| Tensor::from_buffer(&engine, images.clone(), &[n, PIXELS], DType::F32));
         let [z0, z1] = z;
         let [o0, o1] = out;
         Ok(Latents {
@@ -366,7 +365,8 @@ impl Latents {
     /// `spacing` apart in plane units, row by row from the top left.
     pub fn latents(&self, pointer: (f32, f32), c: &Controls) -> Vec<Vec<f32>> {
         let (u, v) = self.plane.at(pointer);
-        let shift = |z: Vec<f32>| latent::models::latent::shift(&z, &self.attributes[c.attribute], c.step);
+        let shift =
+            |z: Vec<f32>| latent::models::latent::shift(&z, &self.attributes[c.attribute], c.step);
         if !c.grid {
             return vec![shift(self.plane.point((u, v)))];
         }
@@ -375,7 +375,10 @@ impl Latents {
         (0..GRID * GRID)
             .map(|k| {
                 let (col, row) = ((k % GRID) as f32, (k / GRID) as f32);
-                shift(self.plane.point((u + (col - half) * s, v - (row - half) * s)))
+                shift(
+                    self.plane
+                        .point((u + (col - half) * s, v - (row - half) * s)),
+                )
             })
             .collect()
     }
@@ -396,11 +399,14 @@ impl Latents {
                 unreachable!("only a VAE is conditional")
             };
             let one = m.condition(&[c.class as u8])?.expect("conditional");
-            let grid = m.condition(&[c.class as u8; GRID * GRID])?.expect("conditional");
+            let grid = m
+                .condition(&[c.class as u8; GRID * GRID])?
+                .expect("conditional");
             self.condition = Some((c.class, [one, grid]));
         }
         let cond = self.condition.as_ref().map(|(_, t)| &t[which]);
-        self.model.decode_into(&self.z[which], cond, &self.out[which])?;
+        self.model
+            .decode_into(&self.z[which], cond, &self.out[which])?;
         self.z[which].engine().flush()
     }
 }

@@ -26,7 +26,7 @@ fn cli(checkpoint: &Path, png: &Path, extra: &[&str]) -> Cli {
     // The smallest panel, unless the test sets one.
     let panel = match extra.contains(&"--panel") {
         true => &[][..],
-        false => &["--panel", "560"][..],
+        false => &["--panel", "280"][..],
     };
     Cli::parse_from(args.iter().chain(panel).chain(extra))
 }
@@ -98,7 +98,11 @@ fn frame_matches_batch_path(engine: &Engine, cli: Cli) -> Vec<f32> {
     let worst = (drawn.iter().zip(&batch))
         .map(|(d, b)| (d - b).abs())
         .fold(0.0f32, f32::max);
-    assert!(worst <= 1.0 / 255.0 + 1e-6, "{}: live and batch differ by {worst}", kind.name);
+    assert!(
+        worst <= 1.0 / 255.0 + 1e-6,
+        "{}: live and batch differ by {worst}",
+        kind.name
+    );
     drawn
 }
 
@@ -136,7 +140,9 @@ fn engine_or_skip() -> Option<&'static Engine> {
 /// state (grid, attribute steps), on a trained 2-D VAE.
 #[test]
 fn headless_frames_of_a_trained_vae_match_the_batch_path_and_follow_the_pointer() {
-    let Some(engine) = engine_or_skip() else { return };
+    let Some(engine) = engine_or_skip() else {
+        return;
+    };
     let dir = TempDir::new("explorer-vae");
     let ckpt = dir.path("vae.safetensors");
     trained_vae(engine, &ckpt);
@@ -146,21 +152,55 @@ fn headless_frames_of_a_trained_vae_match_the_batch_path_and_follow_the_pointer(
     };
     let a = frame("a.png", &["--headless", "3", "--pointer", "0.3,0.7"]);
     let b = frame("b.png", &["--headless", "1", "--pointer", "0.8,0.2"]);
-    assert!(spread(&a) > 0.1 && spread(&b) > 0.1, "a blank image: {} {}", spread(&a), spread(&b));
+    assert!(
+        spread(&a) > 0.1 && spread(&b) > 0.1,
+        "a blank image: {} {}",
+        spread(&a),
+        spread(&b)
+    );
     let moved = mean_difference(&a, &b);
-    assert!(moved > 0.02, "two pointer positions drew nearly the same image ({moved})");
-    let shifted = frame("c.png", &["--headless", "1", "--pointer", "0.3,0.7", "--attribute", "1", "--attribute-steps", "4"]);
-    assert!(mean_difference(&a, &shifted) > 0.02, "the attribute step changed nothing");
-    let grid = frame("grid.png", &["--headless", "1", "--pointer", "0.5,0.5", "--grid"]);
+    assert!(
+        moved > 0.02,
+        "two pointer positions drew nearly the same image ({moved})"
+    );
+    let shifted = frame(
+        "c.png",
+        &[
+            "--headless",
+            "1",
+            "--pointer",
+            "0.3,0.7",
+            "--attribute",
+            "1",
+            "--attribute-steps",
+            "4",
+        ],
+    );
+    assert!(
+        mean_difference(&a, &shifted) > 0.02,
+        "the attribute step changed nothing"
+    );
+    let grid = frame(
+        "grid.png",
+        &["--headless", "1", "--pointer", "0.5,0.5", "--grid"],
+    );
     let first = &grid[..784];
     let last = &grid[24 * 784..];
-    assert!(mean_difference(first, last) > 0.02, "the grid's corners are the same image");
+    assert!(
+        mean_difference(first, last) > 0.02,
+        "the grid's corners are the same image"
+    );
     // The dots: the latent panel holds pixels of class colours.
     let png = image::open(dir.path("a.png")).unwrap().to_rgba8();
     let coloured = (png.enumerate_pixels())
-        .filter(|(x, y, p)| *x < 560 && *y < 560 && latent::io::PALETTE.iter().any(|c| c[..] == p.0[..3]))
+        .filter(|(x, y, p)| {
+            *x < 280 && *y < 280 && latent::io::PALETTE.iter().any(|c| c[..] == p.0[..3])
+        })
         .count();
-    assert!(coloured >= 9 * 20, "only {coloured} dot pixels in the latent panel");
+    assert!(
+        coloured >= 9 * 20,
+        "only {coloured} dot pixels in the latent panel"
+    );
 }
 
 /// Every model kind loads from its checkpoint and draws what its batch path decodes: a CVAE
@@ -169,9 +209,20 @@ fn headless_frames_of_a_trained_vae_match_the_batch_path_and_follow_the_pointer(
 /// under test, not the models).
 #[test]
 fn every_model_kind_draws_what_its_batch_path_decodes() {
-    let Some(engine) = engine_or_skip() else { return };
+    let Some(engine) = engine_or_skip() else {
+        return;
+    };
     let dir = TempDir::new("explorer-kinds");
-    let cvae = Vae::new(engine, VaeConfig { latent: 4, classes: 10, ..VaeConfig::default() }, 2).unwrap();
+    let cvae = Vae::new(
+        engine,
+        VaeConfig {
+            latent: 4,
+            classes: 10,
+            ..VaeConfig::default()
+        },
+        2,
+    )
+    .unwrap();
     save(&dir.path("cvae.safetensors"), &cvae, cvae.describe());
     let conv = ConvVae::new(engine, 8, 3).unwrap();
     save(&dir.path("conv.safetensors"), &conv, conv.describe());
@@ -179,13 +230,40 @@ fn every_model_kind_draws_what_its_batch_path_decodes() {
     vq.save(&dir.path("vq.safetensors")).unwrap();
 
     let ck = dir.path("cvae.safetensors");
-    let class2 = frame_matches_batch_path(engine, cli(&ck, &dir.path("c2.png"), &["--headless", "1", "--class", "2", "--axes", "1,3"]));
-    let class7 = frame_matches_batch_path(engine, cli(&ck, &dir.path("c7.png"), &["--headless", "1", "--class", "7", "--axes", "1,3"]));
-    assert!(mean_difference(&class2, &class7) > 1e-3, "the class changed nothing");
+    let class2 = frame_matches_batch_path(
+        engine,
+        cli(
+            &ck,
+            &dir.path("c2.png"),
+            &["--headless", "1", "--class", "2", "--axes", "1,3"],
+        ),
+    );
+    let class7 = frame_matches_batch_path(
+        engine,
+        cli(
+            &ck,
+            &dir.path("c7.png"),
+            &["--headless", "1", "--class", "7", "--axes", "1,3"],
+        ),
+    );
+    assert!(
+        mean_difference(&class2, &class7) > 1e-3,
+        "the class changed nothing"
+    );
     let conv = dir.path("conv.safetensors");
-    frame_matches_batch_path(engine, cli(&conv, &dir.path("conv.png"), &["--headless", "1", "--images", "3,5", "--pointer", "0.7,0.4"]));
+    frame_matches_batch_path(
+        engine,
+        cli(
+            &conv,
+            &dir.path("conv.png"),
+            &["--headless", "1", "--images", "3,5", "--pointer", "0.7,0.4"],
+        ),
+    );
     let vq = dir.path("vq.safetensors");
-    frame_matches_batch_path(engine, cli(&vq, &dir.path("vq.png"), &["--headless", "1", "--grid"]));
+    frame_matches_batch_path(
+        engine,
+        cli(&vq, &dir.path("vq.png"), &["--headless", "1", "--grid"]),
+    );
 }
 
 /// Bad flags are typed errors naming the flag, before any device is opened.
@@ -193,8 +271,18 @@ fn every_model_kind_draws_what_its_batch_path_decodes() {
 fn bad_flags_are_refused_before_the_device_opens() {
     let dir = TempDir::new("explorer-flags");
     let ckpt = dir.path("vae.safetensors");
-    let Some(engine) = engine_or_skip() else { return };
-    let vae = Vae::new(engine, VaeConfig { latent: 2, ..VaeConfig::default() }, 1).unwrap();
+    let Some(engine) = engine_or_skip() else {
+        return;
+    };
+    let vae = Vae::new(
+        engine,
+        VaeConfig {
+            latent: 2,
+            ..VaeConfig::default()
+        },
+        1,
+    )
+    .unwrap();
     save(&ckpt, &vae, vae.describe());
     let png = dir.path("x.png");
     for (extra, flag) in [
@@ -213,7 +301,10 @@ fn bad_flags_are_refused_before_the_device_opens() {
         }
     }
     let missing = dir.path("none.safetensors");
-    assert!(matches!(Config::new(cli(&missing, &png, &[])), Err(Error::BadFlag { .. })));
+    assert!(matches!(
+        Config::new(cli(&missing, &png, &[])),
+        Err(Error::BadFlag { .. })
+    ));
 }
 
 /// The environment variable that hands the windowed test its checkpoint.
@@ -226,22 +317,39 @@ const WINDOW_FRAMES: &str = "20";
 /// closing note. Without `xvfb-run` it fails (install the Debian package `xvfb`).
 #[test]
 fn the_window_starts_draws_and_closes_under_xvfb() {
-    let found = std::process::Command::new("xvfb-run").arg("--help").output();
+    let found = std::process::Command::new("xvfb-run")
+        .arg("--help")
+        .output();
     assert!(
         found.is_ok(),
         "xvfb-run is missing: the windowed test needs a virtual X server (Debian package xvfb; \
          `.ci/run` installs it)"
     );
-    let Some(engine) = engine_or_skip() else { return };
+    let Some(engine) = engine_or_skip() else {
+        return;
+    };
     let dir = TempDir::new("explorer-window");
     let ckpt = dir.path("vae.safetensors");
-    let vae = Vae::new(engine, VaeConfig { latent: 2, ..VaeConfig::default() }, 1).unwrap();
+    let vae = Vae::new(
+        engine,
+        VaeConfig {
+            latent: 2,
+            ..VaeConfig::default()
+        },
+        1,
+    )
+    .unwrap();
     save(&ckpt, &vae, vae.describe());
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new("xvfb-run")
         .args(["-a", "-s", "-screen 0 1280x800x24"])
         .arg(exe)
-        .args(["tests::window_on_the_current_display", "--exact", "--ignored", "--nocapture"])
+        .args([
+            "tests::window_on_the_current_display",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(WINDOW_CHECKPOINT, &ckpt)
         .output()
         .unwrap();
@@ -253,8 +361,14 @@ fn the_window_starts_draws_and_closes_under_xvfb() {
     assert!(out.status.success(), "the windowed run failed:\n{text}");
     let note = format!("{WINDOW_FRAMES} frames of vae: decode + draw");
     assert!(text.contains(&note), "no closing note `{note}`:\n{text}");
-    assert!(text.contains("1 passed"), "the windowed run did not run:\n{text}");
-    println!("{}", text.lines().find(|l| l.contains(&note)).unwrap_or_default());
+    assert!(
+        text.contains("1 passed"),
+        "the windowed run did not run:\n{text}"
+    );
+    println!(
+        "{}",
+        text.lines().find(|l| l.contains(&note)).unwrap_or_default()
+    );
 }
 
 /// The windowed mode on `$DISPLAY`, closing itself after a few frames; run by

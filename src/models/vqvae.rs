@@ -230,7 +230,9 @@ impl VqVae {
         let b = x.shape()[0];
         x.expect_shape("VqVae::encode_continuous", &[b, c * h * w])?;
         let tape = Tape::no_grad(&self.engine);
-        let z = self.encoder.forward(&tape.input(&x.reshape(&[b, c, h, w])?))?;
+        let z = self
+            .encoder
+            .forward(&tape.input(&x.reshape(&[b, c, h, w])?))?;
         Ok(z.value().clone())
     }
 
