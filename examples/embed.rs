@@ -168,20 +168,8 @@ fn draw(@builtin(global_invocation_id) id: vec3<u32>) {
     textureStore(grid, vec2<i32>(id.xy), vec4(v, v, v, 1.0));
 }
 "#;
-    let texture = device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("host grid"),
-        size: wgpu::Extent3d {
-            width,
-            height,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba8Unorm,
-        usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC,
-        view_formats: &[],
-    });
+    let usage = wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC;
+    let texture = host::rgba8_texture(device, "host grid", (width, height), usage);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("host grid"),
         source: wgpu::ShaderSource::Wgsl(SHADER.into()),

@@ -1,6 +1,6 @@
 //! What a host wgpu program that embeds latent does first and last, shared by `embed` and
-//! `explorer`: open its own device with the features latent's fast kernels want, and read one
-//! of its RGBA8 textures back (for a PNG or a check).
+//! `explorer`: open its own device with the features latent's fast kernels want, make RGBA8
+//! textures, and read one back (for a PNG or a check).
 // Each example uses some of these.
 #![allow(dead_code)]
 
@@ -24,6 +24,29 @@ pub fn open_device(
         ..Default::default()
     }))?;
     Ok((adapter, device, queue))
+}
+
+/// A 2-D RGBA8 texture of the host's, `width`×`height`, for `usage`.
+pub fn rgba8_texture(
+    device: &wgpu::Device,
+    label: &str,
+    (width, height): (u32, u32),
+    usage: wgpu::TextureUsages,
+) -> wgpu::Texture {
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba8Unorm,
+        usage,
+        view_formats: &[],
+    })
 }
 
 /// RGBA8 texels of `texture`, row by row, through the host's own staging buffer.

@@ -53,21 +53,9 @@ pub struct Renderer {
     status: wgpu::Texture,
 }
 
-fn texture(device: &wgpu::Device, label: &str, (width, height): (u32, u32)) -> wgpu::Texture {
-    device.create_texture(&wgpu::TextureDescriptor {
-        label: Some(label),
-        size: wgpu::Extent3d {
-            width,
-            height,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba8Unorm,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-        view_formats: &[],
-    })
+fn texture(device: &wgpu::Device, label: &str, size: (u32, u32)) -> wgpu::Texture {
+    let usage = wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST;
+    crate::host::rgba8_texture(device, label, size, usage)
 }
 
 fn write_rgba(queue: &wgpu::Queue, texture: &wgpu::Texture, rgba: &[u8]) {
@@ -234,21 +222,8 @@ pub fn image_buffer(device: &wgpu::Device) -> wgpu::Buffer {
 
 /// An offscreen target of the layout's size, readable for a PNG.
 pub fn offscreen(device: &wgpu::Device, layout: Layout) -> wgpu::Texture {
-    let (width, height) = layout.size();
-    device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("explorer offscreen"),
-        size: wgpu::Extent3d {
-            width,
-            height,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba8Unorm,
-        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
-        view_formats: &[],
-    })
+    let usage = wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC;
+    crate::host::rgba8_texture(device, "explorer offscreen", layout.size(), usage)
 }
 
 /// The latent panel's background (RGBA8, `side`×`side`): the plane's axes in grey and a

@@ -108,6 +108,18 @@ fn pair<T: std::str::FromStr>(flag: &str, s: &str) -> Result<(T, T)> {
     parsed.ok_or_else(|| bad(flag, format!("must be two numbers `A,B`, got `{s}`")))
 }
 
+/// `A,B`: two different indices below `n` (`what` names them in the error).
+fn two_below(flag: &str, s: &str, n: usize, what: &str) -> Result<(usize, usize)> {
+    let (a, b): (usize, usize) = pair(flag, s)?;
+    if a == b || a.max(b) >= n {
+        return Err(bad(
+            flag,
+            format!("must be two different {what} below {n}, got {s}"),
+        ));
+    }
+    Ok((a, b))
+}
+
 /// The flags checked against each other and against the checkpoint's metadata, before any
 /// device is opened.
 struct Config {
@@ -168,30 +180,13 @@ impl Config {
         let kind = Kind::of(&checkpoint)?;
         let plane = match (&cli.axes, &cli.images) {
             (_, Some(s)) => {
-                let (a, b): (usize, usize) = pair("--images", s)?;
-                if a == b || a.max(b) >= cli.test_images {
-                    return Err(bad(
-                        "--images",
-                        format!(
-                            "must be two different test images below --test-images {}, got {s}",
-                            cli.test_images
-                        ),
-                    ));
-                }
+                let (a, b) = two_below("--images", s, cli.test_images, "test images")?;
                 PlaneChoice::Images(a, b)
             }
             (None, None) if kind.name == "vqvae" => PlaneChoice::Images(0, 1),
             (axes, None) => {
-                let (i, j): (usize, usize) = pair("--axes", axes.as_deref().unwrap_or("0,1"))?;
-                if i == j || i.max(j) >= kind.latent {
-                    return Err(bad(
-                        "--axes",
-                        format!(
-                            "must be two different axes of the {}-D latent, got {i},{j}",
-                            kind.latent
-                        ),
-                    ));
-                }
+                let axes = axes.as_deref().unwrap_or("0,1");
+                let (i, j) = two_below("--axes", axes, kind.latent, "latent axes")?;
                 PlaneChoice::Axes(i, j)
             }
         };

@@ -37,6 +37,16 @@ fn save(path: &Path, module: &dyn Module, describe: Vec<(String, String)>) {
     io::save_module(path, module, &meta).unwrap();
 }
 
+/// A 2-D latent MLP VAE as initialised (seed 1), saved alone.
+fn seeded_vae(engine: &Engine, path: &Path) {
+    let config = VaeConfig {
+        latent: 2,
+        ..VaeConfig::default()
+    };
+    let vae = Vae::new(engine, config, 1).unwrap();
+    save(path, &vae, vae.describe());
+}
+
 /// A 2-D latent MLP VAE trained for 40 steps on 640 training images (a few seconds): enough
 /// for its decodings to change visibly across the plane.
 fn trained_vae(engine: &Engine, path: &Path) {
@@ -230,22 +240,11 @@ fn every_model_kind_draws_what_its_batch_path_decodes() {
     vq.save(&dir.path("vq.safetensors")).unwrap();
 
     let ck = dir.path("cvae.safetensors");
-    let class2 = frame_matches_batch_path(
-        engine,
-        cli(
-            &ck,
-            &dir.path("c2.png"),
-            &["--headless", "1", "--class", "2", "--axes", "1,3"],
-        ),
-    );
-    let class7 = frame_matches_batch_path(
-        engine,
-        cli(
-            &ck,
-            &dir.path("c7.png"),
-            &["--headless", "1", "--class", "7", "--axes", "1,3"],
-        ),
-    );
+    let [class2, class7] = ["2", "7"].map(|class| {
+        let png = dir.path(&format!("class{class}.png"));
+        let extra = ["--headless", "1", "--class", class, "--axes", "1,3"];
+        frame_matches_batch_path(engine, cli(&ck, &png, &extra))
+    });
     assert!(
         mean_difference(&class2, &class7) > 1e-3,
         "the class changed nothing"
@@ -274,16 +273,7 @@ fn bad_flags_are_refused_before_the_device_opens() {
     let Some(engine) = engine_or_skip() else {
         return;
     };
-    let vae = Vae::new(
-        engine,
-        VaeConfig {
-            latent: 2,
-            ..VaeConfig::default()
-        },
-        1,
-    )
-    .unwrap();
-    save(&ckpt, &vae, vae.describe());
+    seeded_vae(engine, &ckpt);
     let png = dir.path("x.png");
     for (extra, flag) in [
         (&["--pointer", "1.5,0.2"][..], "--pointer"),
@@ -330,16 +320,7 @@ fn the_window_starts_draws_and_closes_under_xvfb() {
     };
     let dir = TempDir::new("explorer-window");
     let ckpt = dir.path("vae.safetensors");
-    let vae = Vae::new(
-        engine,
-        VaeConfig {
-            latent: 2,
-            ..VaeConfig::default()
-        },
-        1,
-    )
-    .unwrap();
-    save(&ckpt, &vae, vae.describe());
+    seeded_vae(engine, &ckpt);
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new("xvfb-run")
         .args(["-a", "-s", "-screen 0 1280x800x24"])
