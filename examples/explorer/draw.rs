@@ -226,9 +226,10 @@ pub fn offscreen(device: &wgpu::Device, layout: Layout) -> wgpu::Texture {
     crate::host::rgba8_texture(device, "explorer offscreen", layout.size(), usage)
 }
 
-/// The latent panel's background (RGBA8, `side`×`side`): the plane's axes in grey and a
-/// 3×3 dot per test image at `dots` (panel fractions) in its class's colour.
-pub fn plane_image(side: u32, dots: &[(f32, f32)], labels: &[u8]) -> Vec<u8> {
+/// The latent panel's background (RGBA8, `side`×`side`): the plane's axes in grey, a 3×3 dot
+/// per test image at `dots` (panel fractions) in its class's colour, and the legend (each
+/// class's name in its colour) in the top right corner.
+pub fn plane_image(side: u32, dots: &[(f32, f32)], labels: &[u8], names: &[&str]) -> Vec<u8> {
     let s = side as usize;
     let mut rgba = BACKGROUND.repeat(s * s);
     let mut put = |x: usize, y: usize, c: [u8; 3]| {
@@ -240,6 +241,7 @@ pub fn plane_image(side: u32, dots: &[(f32, f32)], labels: &[u8]) -> Vec<u8> {
         put(s / 2, k, [70, 70, 76]);
         put(k, s / 2, [70, 70, 76]);
     }
+    let colour = |label: usize| latent::io::PALETTE[label % 10];
     for (&(fx, fy), &label) in dots.iter().zip(labels) {
         if !(0.0..1.0).contains(&fx) || !(0.0..1.0).contains(&fy) {
             continue;
@@ -249,8 +251,34 @@ pub fn plane_image(side: u32, dots: &[(f32, f32)], labels: &[u8]) -> Vec<u8> {
             put(
                 (x + dx).wrapping_sub(1),
                 (y + dy).wrapping_sub(1),
-                latent::io::PALETTE[label as usize % 10],
+                colour(label as usize),
             );
+        }
+    }
+    // The legend: the names drawn as a mask, then inked in their class's colour.
+    let width = (names.iter().map(|n| latent::io::text_width(n, 1)).max()).unwrap_or(0);
+    let line = latent::io::GLYPH.1 + 3;
+    let left = s.saturating_sub(width + 6);
+    let backing =
+        (left.saturating_sub(3)..s).flat_map(|x| (0..6 + names.len() * line).map(move |y| (x, y)));
+    for (x, y) in backing {
+        put(x, y, [BACKGROUND[0], BACKGROUND[1], BACKGROUND[2]]);
+    }
+    let mut mask = vec![0u8; s * s];
+    for (class, name) in names.iter().enumerate() {
+        latent::io::draw_text(
+            &mut mask,
+            s,
+            1,
+            (left, 4 + class * line),
+            name,
+            1,
+            class as u8 + 1,
+        );
+    }
+    for (i, &m) in mask.iter().enumerate() {
+        if m > 0 {
+            put(i % s, i / s, colour(m as usize - 1));
         }
     }
     rgba

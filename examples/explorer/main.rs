@@ -252,7 +252,8 @@ impl Session {
         let dots: Vec<(f32, f32)> = (latents.test.chunks(kind.latent))
             .map(|z| latents.plane.fraction(latents.plane.coords(z)))
             .collect();
-        let plane_rgba = draw::plane_image(config.cli.panel, &dots, &latents.labels);
+        let names = data.class_names();
+        let plane_rgba = draw::plane_image(config.cli.panel, &dots, &latents.labels, names);
         let renderer = Renderer::new(
             &device,
             &queue,
@@ -274,7 +275,7 @@ impl Session {
                 grid: config.cli.grid,
             },
             pointer: config.pointer,
-            class_names: *data.class_names(),
+            class_names: *names,
             times: Vec::new(),
         })
     }
