@@ -394,14 +394,15 @@ impl Latents {
         let which = usize::from(c.grid);
         let zs = self.latents(pointer, c).concat();
         self.z[which].write_from_slice(&zs)?;
-        if self.kind.classes > 0 && self.condition.as_ref().is_none_or(|(k, _)| *k != c.class) {
-            let Model::Vae(m) = &self.model else {
-                unreachable!("only a VAE is conditional")
-            };
-            let one = m.condition(&[c.class as u8])?.expect("conditional");
-            let grid = m
-                .condition(&[c.class as u8; GRID * GRID])?
-                .expect("conditional");
+        // A CVAE's one-hot conditions, made again only when the class changes.
+        let stale = self.condition.as_ref().is_none_or(|(k, _)| *k != c.class);
+        if let Model::Vae(m) = &self.model
+            && stale
+            && let (Some(one), Some(grid)) = (
+                m.condition(&[c.class as u8])?,
+                m.condition(&[c.class as u8; GRID * GRID])?,
+            )
+        {
             self.condition = Some((c.class, [one, grid]));
         }
         let cond = self.condition.as_ref().map(|(_, t)| &t[which]);
