@@ -295,6 +295,17 @@ fn bad_flags_are_refused_before_the_device_opens() {
         Config::new(cli(&missing, &png, &[])),
         Err(Error::BadFlag { .. })
     ));
+    // A checkpoint of a model the explorer does not show is refused, naming the model.
+    let other = dir.path("other.safetensors");
+    let vae = Vae::new(engine, VaeConfig::default(), 1).unwrap();
+    save(&other, &vae, vec![("model".into(), "pixelcnn".into())]);
+    match Config::new(cli(&other, &png, &[])) {
+        Err(Error::BadFlag { flag, reason }) => {
+            assert_eq!(flag, "--checkpoint");
+            assert!(reason.contains("`pixelcnn`"), "{reason}");
+        }
+        other => panic!("a pixelcnn checkpoint: {:?}", other.err()),
+    }
 }
 
 /// The environment variable that hands the windowed test its checkpoint.
