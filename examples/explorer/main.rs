@@ -323,31 +323,6 @@ impl Session {
         s
     }
 
-    /// Applies a key; false when it does nothing here.
-    fn key(&mut self, key: &Key) -> bool {
-        let c = &mut self.controls;
-        let conditional = self.latents.kind.classes > 0;
-        match key {
-            Key::Character(ch) => match ch.as_str() {
-                d if conditional && d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
-                    c.class = (d.as_bytes()[0] - b'0') as usize;
-                }
-                "g" | "G" => c.grid = !c.grid,
-                _ => return false,
-            },
-            Key::Named(NamedKey::ArrowRight) if conditional => c.class = (c.class + 1) % CLASSES,
-            Key::Named(NamedKey::ArrowLeft) if conditional => {
-                c.class = (c.class + CLASSES - 1) % CLASSES
-            }
-            Key::Named(NamedKey::ArrowUp) => c.step += 0.25,
-            Key::Named(NamedKey::ArrowDown) => c.step -= 0.25,
-            Key::Named(NamedKey::Tab) => c.attribute = (c.attribute + 1) % CLASSES,
-            Key::Named(NamedKey::Backspace) => c.step = 0.0,
-            _ => return false,
-        }
-        true
-    }
-
     /// The closing note: frames and their decode + draw time.
     fn summary(&self) -> String {
         let mut t: Vec<f64> = self.times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
@@ -366,6 +341,30 @@ impl Session {
             self.adapter
         )
     }
+}
+
+/// Applies a key to the controls (`conditional`: the model is a CVAE, whose class the digits
+/// and Left / Right choose); false when the key does nothing.
+fn apply_key(c: &mut Controls, key: &Key, conditional: bool) -> bool {
+    match key {
+        Key::Character(ch) => match ch.as_str() {
+            d if conditional && d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
+                c.class = (d.as_bytes()[0] - b'0') as usize;
+            }
+            "g" | "G" => c.grid = !c.grid,
+            _ => return false,
+        },
+        Key::Named(NamedKey::ArrowRight) if conditional => c.class = (c.class + 1) % CLASSES,
+        Key::Named(NamedKey::ArrowLeft) if conditional => {
+            c.class = (c.class + CLASSES - 1) % CLASSES
+        }
+        Key::Named(NamedKey::ArrowUp) => c.step += 0.25,
+        Key::Named(NamedKey::ArrowDown) => c.step -= 0.25,
+        Key::Named(NamedKey::Tab) => c.attribute = (c.attribute + 1) % CLASSES,
+        Key::Named(NamedKey::Backspace) => c.step = 0.0,
+        _ => return false,
+    }
+    true
 }
 
 /// `--headless N`: N frames into an offscreen texture, the last written to `--png`. Returns
@@ -525,7 +524,8 @@ impl ApplicationHandler for App {
                 Key::Named(NamedKey::Escape) => event_loop.exit(),
                 Key::Character(ref c) if c.as_str() == "q" => event_loop.exit(),
                 key => {
-                    live.session.key(&key);
+                    let conditional = live.session.latents.kind.classes > 0;
+                    apply_key(&mut live.session.controls, &key, conditional);
                 }
             },
             WindowEvent::Resized(size) => {

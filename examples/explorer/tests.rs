@@ -308,6 +308,53 @@ fn bad_flags_are_refused_before_the_device_opens() {
     }
 }
 
+/// The keys change what the next frame decodes: class (a CVAE only), attribute steps and
+/// class, grid.
+#[test]
+fn keys_change_the_controls() {
+    let start = Controls {
+        class: 9,
+        attribute: 9,
+        step: 0.0,
+        grid: false,
+    };
+    let press = |keys: &[Key], conditional: bool| {
+        let mut c = start;
+        let handled = keys.iter().all(|k| apply_key(&mut c, k, conditional));
+        (c, handled)
+    };
+    let ch = |s: &str| Key::Character(s.into());
+    let named = Key::Named;
+    let (c, handled) = press(&[ch("3"), named(NamedKey::ArrowRight)], true);
+    assert!(handled && c.class == 4, "{c:?}");
+    assert_eq!(
+        press(&[named(NamedKey::ArrowRight)], true).0.class,
+        0,
+        "wraps"
+    );
+    assert!(!press(&[ch("3")], false).1, "no class without a condition");
+    let (c, _) = press(
+        &[
+            named(NamedKey::ArrowUp),
+            named(NamedKey::ArrowUp),
+            named(NamedKey::ArrowDown),
+        ],
+        false,
+    );
+    assert_eq!(c.step, 0.25);
+    let (c, _) = press(
+        &[
+            named(NamedKey::ArrowUp),
+            named(NamedKey::Backspace),
+            named(NamedKey::Tab),
+        ],
+        false,
+    );
+    assert_eq!((c.step, c.attribute), (0.0, 0));
+    assert!(press(&[ch("g")], false).0.grid);
+    assert!(!press(&[ch("x")], false).1);
+}
+
 /// The environment variable that hands the windowed test its checkpoint.
 const WINDOW_CHECKPOINT: &str = "LATENT_EXPLORER_TEST_CHECKPOINT";
 /// Frames the windowed test draws before it closes itself.
