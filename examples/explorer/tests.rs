@@ -7,8 +7,9 @@ use crate::common::TempDir;
 use latent::io::{self, Meta};
 use latent::models::conv_vae::ConvVae;
 use latent::models::vae::{self, Autoencoder, Objective, TrainSettings, Vae, VaeConfig};
-use latent::models::vqvae::{VqModel, VqVae, VqVaeConfig};
+use latent::models::vqvae::{VqTraining, VqVae, VqVaeConfig};
 use latent::nn::Module;
+use latent::optim::Trainer;
 
 /// The test images the explorer encodes (dots, attribute vectors): enough for every class.
 const TEST_IMAGES: &str = "100";
@@ -215,8 +216,8 @@ fn headless_frames_of_a_trained_vae_match_the_batch_path_and_follow_the_pointer(
 
 /// Every model kind loads from its checkpoint and draws what its batch path decodes: a CVAE
 /// (whose class changes the image), the convolutional VAE in the plane of two test images,
-/// and the VQ-VAE through its continuous latents (seeded, untrained: loading and drawing are
-/// under test, not the models).
+/// and the VQ-VAE through its continuous latents (seeded, or trained for one step: loading and
+/// drawing are under test, not the models).
 #[test]
 fn every_model_kind_draws_what_its_batch_path_decodes() {
     let Some(engine) = engine_or_skip() else {
@@ -234,10 +235,27 @@ fn every_model_kind_draws_what_its_batch_path_decodes() {
     )
     .unwrap();
     save(&dir.path("cvae.safetensors"), &cvae, cvae.describe());
-    let conv = ConvVae::new(engine, 8, 3).unwrap();
-    save(&dir.path("conv.safetensors"), &conv, conv.describe());
+    // The convolutional VAE and the VQ-VAE as their trainers save them after one step:
+    // optimizer state, running statistics, EMA and counters beside the model.
+    let train = FashionMnist::load(None).unwrap().train.take(16);
+    let conv = Box::new(ConvVae::new(engine, 8, 3).unwrap());
+    let settings = TrainSettings {
+        batch: 16,
+        lr: 1e-3,
+        beta: 1.0,
+        warmup: 0,
+        seed: 3,
+        objective: Objective::Elbo,
+        binarize: false,
+    };
+    let mut t = vae::trainer(conv, &settings, settings.config("16", None), 16).unwrap();
+    t.train_epoch(&train).unwrap();
+    t.save(&dir.path("conv.safetensors")).unwrap();
     let vq = VqVae::new(engine, VqVaeConfig::default(), 4).unwrap();
-    vq.save(&dir.path("vq.safetensors")).unwrap();
+    let config = VqTraining::<VqVae>::config(16, 1e-3, 4, "16");
+    let mut t = Trainer::new(VqTraining::new(vq, &train), config, 16).unwrap();
+    t.train_epoch(&train).unwrap();
+    t.save(&dir.path("vq.safetensors")).unwrap();
 
     let ck = dir.path("cvae.safetensors");
     let [class2, class7] = ["2", "7"].map(|class| {
