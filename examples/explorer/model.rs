@@ -334,8 +334,8 @@ impl Latents {
                 attribute_vector(&latents, d, |i| labels[i] == k).map_err(|_| Error::BadFlag {
                     flag: "--test-images".into(),
                     reason: format!(
-                        "the first {} test images must include every class and more (class \
-                         {k} is missing or alone) for the attribute vectors",
+                        "the first {} test images must include every class for the \
+                         attribute vectors; class {k} is missing",
                         test.len()
                     ),
                 })
@@ -362,7 +362,7 @@ impl Latents {
 
     /// The latents a frame decodes for the pointer at panel fractions `pointer`: the point
     /// under it (moved along the attribute vector), or the `GRID`×`GRID` grid around it,
-    /// `spacing` apart in plane units, row by row from the top left.
+    /// [`Latents::spacing`] apart in plane units, row by row from the top left.
     pub fn latents(&self, pointer: (f32, f32), c: &Controls) -> Vec<Vec<f32>> {
         let (u, v) = self.plane.at(pointer);
         let shift =
