@@ -1,5 +1,6 @@
 //! The VQ-VAE on a tiny synthetic dataset: training lowers the reconstruction error and uses
-//! the codebook, code maps round-trip through checkpoints, mismatched checkpoints are refused.
+//! the codebook, code maps round-trip through checkpoints, mismatched checkpoints are refused,
+//! decoding continuous latents is the reconstruction.
 //! `cargo test --release --test vqvae`.
 
 mod common;
