@@ -3,7 +3,11 @@
 //! its own buffer, draws them into its own texture with its own shader and reads that back.
 //! `cargo run --release --example embed -- --help`; tested by `cargo test --release --example embed`.
 
+#[path = "common/host.rs"]
+mod host;
+
 use clap::Parser;
+use host::{HostResult, read_texture};
 use latent::kernels::elementwise::{self as ew, Unary};
 use latent::models::vae::{Autoencoder, Vae, VaeConfig};
 use latent::tape::Tape;
@@ -36,8 +40,6 @@ struct Cli {
     png: Option<PathBuf>,
 }
 
-type HostResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
 fn main() {
     let cli = Cli::parse();
     match run(cli.count, cli.seed, cli.png.as_deref()) {
@@ -54,18 +56,11 @@ fn run(count: usize, seed: u64, png: Option<&std::path::Path>) -> HostResult<Str
     if count == 0 {
         return Err("--count must be at least 1".into());
     }
-    // The host's own wgpu objects. It asks for the optional features latent's fast kernels
-    // use (subgroups, 64-bit integers) where the adapter has them, and the adapter's limits.
+    // The host's own wgpu objects, with the optional features latent's fast kernels use.
     // On a headless Linux machine, keep Mesa's device-selection layer from asking for a display.
     latent::engine::quiet_headless_device_selection();
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter = pollster::block_on(instance.request_adapter(&Default::default()))?;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("host"),
-        required_features: Engine::wanted_features(&adapter),
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))?;
+    let (adapter, device, queue) = host::open_device(&instance, None)?;
     let engine = Engine::from_device(&adapter, device.clone(), queue.clone());
     println!("engine on the host's device: {}", engine.summary());
 
@@ -173,20 +168,8 @@ fn draw(@builtin(global_invocation_id) id: vec3<u32>) {
     textureStore(grid, vec2<i32>(id.xy), vec4(v, v, v, 1.0));
 }
 "#;
-    let texture = device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("host grid"),
-        size: wgpu::Extent3d {
-            width,
-            height,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba8Unorm,
-        usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC,
-        view_formats: &[],
-    });
+    let usage = wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC;
+    let texture = host::rgba8_texture(device, "host grid", (width, height), usage);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("host grid"),
         source: wgpu::ShaderSource::Wgsl(SHADER.into()),
@@ -223,49 +206,6 @@ fn draw(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     queue.submit([encoder.finish()]);
     texture
-}
-
-/// RGBA8 texels of `texture`, row by row, through the host's own staging buffer.
-fn read_texture(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    texture: &wgpu::Texture,
-) -> HostResult<Vec<u8>> {
-    let (row, height) = (4 * texture.width(), texture.height());
-    let padded = row.next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("host staging"),
-        size: (padded * height) as u64,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = device.create_command_encoder(&Default::default());
-    encoder.copy_texture_to_buffer(
-        texture.as_image_copy(),
-        wgpu::TexelCopyBufferInfo {
-            buffer: &staging,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(padded),
-                rows_per_image: None,
-            },
-        },
-        texture.size(),
-    );
-    queue.submit([encoder.finish()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
-    device.poll(wgpu::PollType::wait_indefinitely())?;
-    rx.recv()??;
-    let mapped = staging.slice(..).get_mapped_range()?;
-    let texels = mapped
-        .chunks(padded as usize)
-        .flat_map(|r| &r[..row as usize])
-        .copied()
-        .collect();
-    Ok(texels)
 }
 
 #[cfg(test)]

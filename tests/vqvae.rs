@@ -1,5 +1,6 @@
 //! The VQ-VAE on a tiny synthetic dataset: training lowers the reconstruction error and uses
-//! the codebook, code maps round-trip through checkpoints, mismatched checkpoints are refused.
+//! the codebook, code maps round-trip through checkpoints, mismatched checkpoints are refused,
+//! decoding continuous latents is the reconstruction.
 //! `cargo test --release --test vqvae`.
 
 mod common;
@@ -7,6 +8,7 @@ mod common;
 use common::{TempDir, rectangles};
 use latent::data::Split;
 use latent::models::vqvae::{self, VqModel, VqTraining, VqVae, VqVaeConfig};
+use latent::nn::Module;
 use latent::nn::vq::VqConfig;
 use latent::optim::{TrainConfig, Trainer};
 use latent::{Engine, Tensor};
@@ -242,5 +244,45 @@ fn vqvae_codes_feed_a_prior_whose_checkpoint_checks_the_codebook_size() {
     assert!(
         msg.contains("32 codes") && msg.contains("64 codes"),
         "{msg}"
+    );
+}
+
+/// The continuous path the latent explorer drives: decoding the encoder's outputs z_e (nearest
+/// codes, then the decoder) is the reconstruction, and leaves the codebook and its usage counts
+/// as they were even when the model is in training mode.
+#[test]
+fn decoding_encoder_outputs_is_the_reconstruction_and_updates_nothing() {
+    let Some(e) = engine() else { return };
+    let train = rectangles(64, 2);
+    let mut t = vq_trainer(VqVae::new(e, tiny_config(), 6).unwrap(), &train, 6, None);
+    t.train_epoch(&train).unwrap();
+    let model = &t.model.model;
+    let x = Tensor::from_slice(e, &train.images()[..5 * 784], &[5, 784]).unwrap();
+    let z = model.encode_continuous(&x).unwrap();
+    assert_eq!(z.shape(), [5, 8, 7, 7]);
+    let codebook = model.quantizer.codebook.value().to_vec::<f32>().unwrap();
+    let counts = model.quantizer.epoch_stats().unwrap().counts;
+    model.set_training(true);
+    let live = model
+        .decode_continuous(&z)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let batch = model.reconstruct(&x).unwrap().to_vec::<f32>().unwrap();
+    // The same codes and the same decoder kernels: equal up to summation order.
+    let worst = (live.iter().zip(&batch)).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst < 1e-5,
+        "decode_continuous differs from reconstruct by {worst}"
+    );
+    assert!(model.quantizer.is_training(), "the mode is restored");
+    let after = model.quantizer.codebook.value().to_vec::<f32>().unwrap();
+    assert_eq!(codebook, after, "decoding moved the codebook");
+    let counted = model.quantizer.epoch_stats().unwrap().counts;
+    assert_eq!(counts, counted, "decoding counted code uses as training");
+    let bad = Tensor::zeros(e, &[5, 7, 7, 7], latent::DType::F32).unwrap();
+    assert!(
+        model.decode_continuous(&bad).is_err(),
+        "a wrong code dimension is refused"
     );
 }

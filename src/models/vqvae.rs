@@ -223,6 +223,37 @@ impl VqVae {
         ew::clamp(y.value(), 0.0, 1.0)
     }
 
+    /// The encoder's continuous outputs z_e `[B, D, h, w]` of images `[B, C·H·W]`, before
+    /// quantisation (evaluation mode): points between which a latent explorer can move.
+    pub fn encode_continuous(&self, x: &Tensor) -> Result<Tensor> {
+        let [c, h, w] = self.config.image;
+        let b = x.shape()[0];
+        x.expect_shape("VqVae::encode_continuous", &[b, c * h * w])?;
+        let tape = Tape::no_grad(&self.engine);
+        let z = self
+            .encoder
+            .forward(&tape.input(&x.reshape(&[b, c, h, w])?))?;
+        Ok(z.value().clone())
+    }
+
+    /// Images `[B, C, H, W]` in [0, 1] from continuous latents z_e `[B, D, h, w]`: each vector
+    /// replaced by its nearest code, then decoded (evaluation mode: the codebook is not
+    /// updated). At z_e of an image this is [`VqVae::reconstruct`] of it.
+    pub fn decode_continuous(&self, z: &Tensor) -> Result<Tensor> {
+        let (h, w) = self.config.latent_size();
+        let b = z.shape()[0];
+        z.expect_shape("VqVae::decode_continuous", &[b, self.config.vq.dim, h, w])?;
+        let was = self.training();
+        self.set_training(false);
+        let tape = Tape::no_grad(&self.engine);
+        let y = self
+            .quantizer
+            .forward(&tape.input(z))
+            .and_then(|q| self.decoder.forward(&q.z_q));
+        self.set_training(was);
+        ew::clamp(y?.value(), 0.0, 1.0)
+    }
+
     /// Reconstructions [B, C, H, W] in [0, 1] of images [B, C·H·W] (evaluation mode).
     pub fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
         self.decode_codes(&self.encode_codes(x)?)
