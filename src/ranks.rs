@@ -202,7 +202,12 @@ impl Collecting {
 
     /// What was shared so far; collecting goes on.
     pub fn take(&self) -> Vec<Shared> {
-        PENDING.with(|p| p.borrow_mut().as_mut().map(std::mem::take).unwrap_or_default())
+        PENDING.with(|p| {
+            p.borrow_mut()
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default()
+        })
     }
 }
 

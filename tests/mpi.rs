@@ -6,6 +6,7 @@ mod common;
 
 use common::{TempDir, rectangles};
 use latent::data::Split;
+use latent::models::conv_vae::ConvVae;
 use latent::models::vae::{self, Autoencoder, Elbo, Objective, TrainSettings, Vae, VaeConfig};
 use latent::models::vqvae::{VqTraining, VqVae, VqVaeConfig};
 use latent::nn::Module;
@@ -33,12 +34,16 @@ fn main() {
         std::process::exit(outcome.is_err() as i32);
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
         (
             "two_ranks_at_batch_64_match_one_process_at_batch_128",
             equivalence,
         ),
         ("vq_codebooks_stay_bit_identical_across_ranks", vq_in_step),
+        (
+            "batch_norm_running_statistics_are_averaged_each_epoch",
+            batch_norm,
+        ),
         (
             "mismatched_settings_data_or_checkpoints_fail_on_every_rank",
             mismatches,
@@ -59,7 +64,10 @@ fn main() {
         eprintln!("test {name} ...");
         let start = Instant::now();
         test();
-        eprintln!("test {name} ... ok ({:.1} s)", start.elapsed().as_secs_f64());
+        eprintln!(
+            "test {name} ... ok ({:.1} s)",
+            start.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -113,7 +121,19 @@ fn vae_trainer(
     checkpoint: Option<PathBuf>,
     resume: Option<&Path>,
 ) -> latent::Result<Trainer<Elbo>> {
-    let e = engine();
+    let model: Box<dyn Autoencoder> = Box::new(Vae::new(engine(), VaeConfig::default(), seed)?);
+    autoencoder_trainer(model, train, (batch, seed), data, checkpoint, resume)
+}
+
+/// `model` on `train`, Bernoulli-binarised, Adam 1e-3.
+fn autoencoder_trainer(
+    model: Box<dyn Autoencoder>,
+    train: &Split,
+    (batch, seed): (usize, u64),
+    data: &str,
+    checkpoint: Option<PathBuf>,
+    resume: Option<&Path>,
+) -> latent::Result<Trainer<Elbo>> {
     let settings = TrainSettings {
         batch,
         lr: 1e-3,
@@ -123,7 +143,6 @@ fn vae_trainer(
         objective: Objective::Elbo,
         binarize: true,
     };
-    let model: Box<dyn Autoencoder> = Box::new(Vae::new(e, VaeConfig::default(), seed)?);
     let config = settings.config(data, checkpoint);
     match resume {
         Some(path) => vae::resume(model, &settings, config, train.len(), path),
@@ -141,9 +160,9 @@ fn same_on_every_rank(what: &str, tensors: &[(String, Tensor)]) -> Outcome {
             latent::DType::U32 => bytes.extend(bytemuck::cast_slice(&t.to_vec::<u32>().unwrap())),
         }
     }
-    let mine = bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    let mine = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
     let ranks = latent::ranks::get().ok_or("not started by mpirun")?;
     let all = ranks.gather_u64(&[mine]).map_err(|e| e.to_string())?;
     match all.iter().all(|&f| f == all[0]) {
@@ -187,8 +206,8 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
             };
             let model = VqVae::new(engine(), config, 5).map_err(err)?;
             let config = VqTraining::<VqVae>::config(32, 2e-3, 5, "rectangles");
-            let mut t = Trainer::new(VqTraining::new(model, &train), config, train.len())
-                .map_err(err)?;
+            let mut t =
+                Trainer::new(VqTraining::new(model, &train), config, train.len()).map_err(err)?;
             t.train_epoch(&train).map_err(err)?;
             if t.step != 50 {
                 return Err(format!("{} steps", t.step));
@@ -200,11 +219,26 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
             same_on_every_rank("codebooks and EMA statistics", &t.model.state())?;
             same_on_every_rank("all tensors", &t.model.named_tensors())
         }
+        // The convolutional VAE: batch norm normalises with each rank's own batch statistics.
+        "batchnorm" => {
+            let train = rectangles(512, 6);
+            let model = Box::new(ConvVae::new(engine(), 8, 3).map_err(err)?);
+            let mut t = autoencoder_trainer(model, &train, (64, 3), "rectangles", None, None)
+                .map_err(err)?;
+            let s = t.train_epoch(&train).map_err(err)?;
+            if !s.term("loss").is_finite() {
+                return Err(format!("loss {}", s.term("loss")));
+            }
+            same_on_every_rank("running statistics", &t.model.state())?;
+            same_on_every_rank("all tensors", &t.model.named_tensors())
+        }
         "mismatch" => {
             let train = rectangles(512, 2);
             let expect = |r: latent::Result<Trainer<Elbo>>, what: &str| -> Outcome {
                 match r {
-                    Err(Error::RankMismatch { rank: 1, what: w, .. }) if w == what => Ok(()),
+                    Err(Error::RankMismatch {
+                        rank: 1, what: w, ..
+                    }) if w == what => Ok(()),
                     Err(e) => Err(format!("{what}: got `{e}`")),
                     Ok(_) => Err(format!("{what}: a mismatch was accepted")),
                 }
@@ -229,7 +263,10 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
                 0 => dir.join("epochs-1.safetensors"),
                 _ => dir.join("missing.safetensors"),
             };
-            match (me, vae_trainer(&train, (64, 0), "rectangles", None, Some(&ck))) {
+            match (
+                me,
+                vae_trainer(&train, (64, 0), "rectangles", None, Some(&ck)),
+            ) {
                 (0, Err(Error::RankFailed { rank: 1 })) => {}
                 (1, Err(Error::Io { .. })) => {}
                 (_, Err(e)) => return Err(format!("missing checkpoint: got `{e}`")),
@@ -237,8 +274,7 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
             }
             // The same checkpoint everywhere resumes, and training goes on.
             let ck = dir.join("epochs-1.safetensors");
-            let mut t =
-                vae_trainer(&train, (64, 0), "rectangles", None, Some(&ck)).map_err(err)?;
+            let mut t = vae_trainer(&train, (64, 0), "rectangles", None, Some(&ck)).map_err(err)?;
             t.train_epoch(&train).map_err(err)?;
             same_on_every_rank("resumed parameters", &t.model.named_tensors())
         }
@@ -260,8 +296,11 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
         }
         // Trains until the parent kills rank 1.
         "killed" => {
-            std::fs::write(dir.join(format!("pid.{me}")), std::process::id().to_string())
-                .map_err(|e| e.to_string())?;
+            std::fs::write(
+                dir.join(format!("pid.{me}")),
+                std::process::id().to_string(),
+            )
+            .map_err(|e| e.to_string())?;
             let train = rectangles(1024, 4);
             let ck = dir.join("killed.safetensors");
             let mut t = vae_trainer(&train, (64, 0), "rectangles", Some(ck), None).map_err(err)?;
@@ -288,7 +327,11 @@ fn equivalence() {
     for p in one.model.params() {
         let a = ck.tensor(p.name(), p.value().shape()).unwrap();
         let b = p.value().to_vec::<f32>().unwrap();
-        let diff: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+        let diff: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum();
         let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
         let rel = (diff / norm.max(1e-30)).sqrt();
         if rel > worst.0 {
@@ -309,6 +352,11 @@ fn equivalence() {
 fn vq_in_step() {
     let dir = TempDir::new("mpi-vq");
     run("vqvae", &dir.0);
+}
+
+fn batch_norm() {
+    let dir = TempDir::new("mpi-batchnorm");
+    run("batchnorm", &dir.0);
 }
 
 fn mismatches() {
@@ -335,7 +383,10 @@ fn failed_rank() {
         .parse()
         .unwrap();
     let took = Duration::from_secs_f64(ended - failed);
-    eprintln!("the job ended {:.2} s after rank 1 failed ({status})", took.as_secs_f64());
+    eprintln!(
+        "the job ended {:.2} s after rank 1 failed ({status})",
+        took.as_secs_f64()
+    );
     assert!(took < STOP_WITHIN, "{took:?}");
 }
 
@@ -353,7 +404,10 @@ fn killed_rank() {
     std::thread::sleep(Duration::from_millis(700));
     let pid = std::fs::read_to_string(dir.path("pid.1")).unwrap();
     let killed = Instant::now();
-    let kill = Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = wait_at_most(&mut job, STOP_WITHIN).expect("rank 0 did not stop");
     eprintln!(

@@ -97,7 +97,9 @@ impl Engine {
             })
             .collect();
         adapters.sort_by_key(|a| rank(&a.get_info()));
-        let index = wanted.as_deref().and_then(|w| w.trim().parse::<usize>().ok());
+        let index = wanted
+            .as_deref()
+            .and_then(|w| w.trim().parse::<usize>().ok());
         match (index, &wanted) {
             (Some(i), _) if i < adapters.len() => adapters = vec![adapters.swap_remove(i)],
             (Some(_), _) => adapters.clear(),
@@ -113,7 +115,10 @@ impl Engine {
         if let Some(r) = crate::ranks::get()
             && let Some(best) = adapters.first().map(|a| rank(&a.get_info()))
         {
-            let peers = adapters.iter().filter(|a| rank(&a.get_info()) == best).count();
+            let peers = adapters
+                .iter()
+                .filter(|a| rank(&a.get_info()) == best)
+                .count();
             adapters = vec![adapters.swap_remove(r.local_rank % peers)];
         }
         let Some(adapter) = adapters.into_iter().next() else {

@@ -298,7 +298,8 @@ impl VectorQuantizer {
             }
             None => None,
         };
-        let (codebook, ema, config) = (self.codebook.value().clone(), self.ema.clone(), self.config);
+        let (codebook, ema, config) =
+            (self.codebook.value().clone(), self.ema.clone(), self.config);
         let (epoch_counts, idle) = (self.epoch_counts.clone(), self.idle.clone());
         let shared = crate::ranks::Shared {
             sums: sums.iter().cloned().collect(),

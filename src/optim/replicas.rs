@@ -23,7 +23,7 @@ pub(super) struct Replicas {
     groups: Vec<Vec<Param>>,
     /// The send copy of the all-reduce, kept between steps.
     scratch: Vec<f32>,
-    /// Steps all-reduced and the time they took (readback, MPI, upload).
+    /// Steps all-reduced and the time they took (copies, readback, MPI, upload).
     pub reduced: (u64, Duration),
 }
 
@@ -102,8 +102,12 @@ impl Replicas {
         for (_, t) in tensors {
             let piece = &bytes[at..at + 4 * t.numel()];
             match t.dtype() {
-                DType::F32 => t.write_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(piece))?,
-                DType::U32 => t.write_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(piece))?,
+                DType::F32 => {
+                    t.write_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(piece))?
+                }
+                DType::U32 => {
+                    t.write_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(piece))?
+                }
             }
             at += piece.len();
         }
@@ -126,11 +130,14 @@ impl Replicas {
         weight: f32,
         shared: Vec<Shared>,
     ) -> Result<()> {
-        let start = Instant::now();
         let params = &self.groups[phase];
         for p in params {
             p.materialize_grad()?;
         }
+        // The timer starts once the backward has run, so that it counts the all-reduce alone
+        // (the readback below would wait for the backward anyway).
+        engine.sync()?;
+        let start = Instant::now();
         let grads: Vec<&Tensor> = params.iter().map(Param::grad).collect();
         let sums: Vec<&Tensor> = shared.iter().flat_map(|s| &s.sums).collect();
         let roots: Vec<&Tensor> = shared.iter().flat_map(|s| &s.from_root).collect();
@@ -169,7 +176,8 @@ impl Replicas {
         let stats: Vec<&Tensor> = state
             .iter()
             .filter(|(n, t)| {
-                t.dtype() == DType::F32 && (n.ends_with(".running_mean") || n.ends_with(".running_var"))
+                t.dtype() == DType::F32
+                    && (n.ends_with(".running_mean") || n.ends_with(".running_var"))
             })
             .map(|(_, t)| t)
             .collect();

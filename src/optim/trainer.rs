@@ -462,7 +462,10 @@ impl<M: Trainable> Trainer<M> {
                 rows,
             };
             #[cfg(feature = "mpi")]
-            let collecting = self.replicas.as_ref().map(|_| crate::ranks::Collecting::start());
+            let collecting = self
+                .replicas
+                .as_ref()
+                .map(|_| crate::ranks::Collecting::start());
             let terms = self.model.losses(&tape, batch, &at)?;
             let Some((_, loss)) = terms.first() else {
                 let why = format!("phase {phase} returned no loss term");
