@@ -5,6 +5,8 @@
 #[cfg(feature = "mpi")]
 mod replicas;
 mod trainer;
+#[cfg(feature = "mpi")]
+pub use replicas::ReduceTime;
 pub use trainer::{
     Batch, EpochStats, Examples, Group, OptimizerConfig, StepInfo, Terms, TrainConfig, Trainable,
     Trainer,

@@ -14,7 +14,7 @@ use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::ranks::{self, Ranks, Shared};
 use crate::tape::Param;
 use std::cell::Cell;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The trainer's view of the other ranks (only when there are some).
 pub(super) struct Replicas {
@@ -23,8 +23,19 @@ pub(super) struct Replicas {
     groups: Vec<Vec<Param>>,
     /// The send copy of the all-reduce, kept between steps.
     scratch: Vec<f32>,
-    /// Steps all-reduced and the time they took (copies, readback, MPI, upload).
-    pub reduced: (u64, Duration),
+    /// Time spent in the all-reduce so far.
+    pub reduced: ReduceTime,
+}
+
+/// Time spent in the gradient all-reduce of a data-parallel run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReduceTime {
+    /// Steps all-reduced.
+    pub steps: u64,
+    /// Seconds in all: copies into the flat buffer, readback, MPI, upload, copies back.
+    pub seconds: f64,
+    /// Seconds of those inside MPI (the transfer, and waiting for the slowest rank).
+    pub mpi_seconds: f64,
 }
 
 /// What [`Replicas::agree`] compares, in the order of its fingerprint.
@@ -43,7 +54,7 @@ impl Replicas {
             ranks,
             groups: groups.iter().map(|g| g.params.clone()).collect(),
             scratch: Vec::new(),
-            reduced: (0, Duration::ZERO),
+            reduced: ReduceTime::default(),
         })
     }
 
@@ -155,15 +166,18 @@ impl Replicas {
         if !self.ranks.is_root() {
             f[roots_at..].fill(0.0);
         }
+        let mpi = Instant::now();
         self.ranks.sum_f32(f, &mut self.scratch)?;
         if !u.is_empty() {
             self.ranks.sum_u32(bytemuck::cast_slice_mut(u))?;
         }
+        let mpi = mpi.elapsed();
         flat.write_from_slice(&host)?;
         copy_from(&flat, &floats, 0)?;
         copy_from(&words, &counts, n_floats)?;
-        self.reduced.0 += 1;
-        self.reduced.1 += start.elapsed();
+        self.reduced.steps += 1;
+        self.reduced.seconds += start.elapsed().as_secs_f64();
+        self.reduced.mpi_seconds += mpi.as_secs_f64();
         for s in shared {
             (s.apply)()?;
         }

@@ -328,12 +328,11 @@ impl<M: Trainable> Trainer<M> {
         r.broadcast(&self.named(), &cells)
     }
 
-    /// Steps and seconds spent in the gradient all-reduce (readback, MPI, upload) since the
-    /// run started, in a data-parallel run of several ranks (`None` otherwise).
+    /// Time spent in the gradient all-reduce since this trainer started, in a data-parallel
+    /// run of several ranks (`None` otherwise).
     #[cfg(feature = "mpi")]
-    pub fn all_reduce_time(&self) -> Option<(u64, f64)> {
-        let r = self.replicas.as_ref()?;
-        Some((r.reduced.0, r.reduced.1.as_secs_f64()))
+    pub fn all_reduce_time(&self) -> Option<super::ReduceTime> {
+        self.replicas.as_ref().map(|r| r.reduced)
     }
 
     /// Whether this process writes checkpoints (in a data-parallel run, rank 0 alone).
