@@ -8,9 +8,9 @@ use common::{TempDir, rectangles};
 use latent::data::Split;
 use latent::models::conv_vae::ConvVae;
 use latent::models::vae::{self, Autoencoder, Elbo, Objective, TrainSettings, Vae, VaeConfig};
-use latent::models::vqvae::{VqTraining, VqVae, VqVaeConfig};
+use latent::models::vqvae::{VqTraining, VqVae};
 use latent::nn::Module;
-use latent::nn::vq::{Ema, VqConfig};
+use latent::nn::vq::Ema;
 use latent::optim::Trainer;
 use latent::{Engine, Error, Tensor};
 use std::path::{Path, PathBuf};
@@ -113,20 +113,13 @@ fn seconds_since_epoch() -> f64 {
         .as_secs_f64()
 }
 
-/// The MLP VAE (W1's model) on `train`, Bernoulli-binarised, Adam 1e-3.
-fn vae_trainer(
-    train: &Split,
-    (batch, seed): (usize, u64),
-    data: &str,
-    checkpoint: Option<PathBuf>,
-    resume: Option<&Path>,
-) -> latent::Result<Trainer<Elbo>> {
-    let model: Box<dyn Autoencoder> = Box::new(Vae::new(engine(), VaeConfig::default(), seed)?);
-    autoencoder_trainer(model, train, (batch, seed), data, checkpoint, resume)
+/// The MLP VAE (W1's model) initialised from `seed`.
+fn mlp(seed: u64) -> Box<dyn Autoencoder> {
+    Box::new(Vae::new(engine(), VaeConfig::default(), seed).expect("the MLP VAE"))
 }
 
 /// `model` on `train`, Bernoulli-binarised, Adam 1e-3.
-fn autoencoder_trainer(
+fn trainer(
     model: Box<dyn Autoencoder>,
     train: &Split,
     (batch, seed): (usize, u64),
@@ -181,7 +174,8 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
         "equivalence" => {
             let train = rectangles(6400, 3);
             let ck = dir.join("two-ranks.safetensors");
-            let mut t = vae_trainer(&train, (128, 7), "rectangles", Some(ck), None).map_err(err)?;
+            let mut t =
+                trainer(mlp(7), &train, (128, 7), "rectangles", Some(ck), None).map_err(err)?;
             let s = t.train_epoch(&train).map_err(err)?;
             if s.steps != 50 || t.step != 50 {
                 return Err(format!("{} steps", s.steps));
@@ -191,19 +185,9 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
         // 50 steps of the VQ-VAE with EMA codebook and dead-code resets every 5 idle steps.
         "vqvae" => {
             let train = rectangles(1600, 1);
-            let config = VqVaeConfig {
-                hidden: 16,
-                res_hidden: 8,
-                res_blocks: 1,
-                vq: VqConfig {
-                    codes: 32,
-                    dim: 8,
-                    ema: Some(Ema::default()),
-                    reset_after: Some(5),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
+            let mut config = common::tiny_config();
+            config.vq.ema = Some(Ema::default());
+            config.vq.reset_after = Some(5);
             let model = VqVae::new(engine(), config, 5).map_err(err)?;
             let config = VqTraining::<VqVae>::config(32, 2e-3, 5, "rectangles");
             let mut t =
@@ -223,8 +207,7 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
         "batchnorm" => {
             let train = rectangles(512, 6);
             let model = Box::new(ConvVae::new(engine(), 8, 3).map_err(err)?);
-            let mut t = autoencoder_trainer(model, &train, (64, 3), "rectangles", None, None)
-                .map_err(err)?;
+            let mut t = trainer(model, &train, (64, 3), "rectangles", None, None).map_err(err)?;
             let s = t.train_epoch(&train).map_err(err)?;
             if !s.term("loss").is_finite() {
                 return Err(format!("loss {}", s.term("loss")));
@@ -245,17 +228,17 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
             };
             let seed = me as u64;
             expect(
-                vae_trainer(&train, (64, seed), "rectangles", None, None),
+                trainer(mlp(seed), &train, (64, seed), "rectangles", None, None),
                 "training settings",
             )?;
             let data = format!("rectangles {me}");
             expect(
-                vae_trainer(&train, (64, 0), &data, None, None),
+                trainer(mlp(0), &train, (64, 0), &data, None, None),
                 "training data",
             )?;
             let ck = dir.join(format!("epochs-{}.safetensors", me + 1));
             expect(
-                vae_trainer(&train, (64, 0), "rectangles", None, Some(&ck)),
+                trainer(mlp(0), &train, (64, 0), "rectangles", None, Some(&ck)),
                 "checkpoint",
             )?;
             // Rank 1 lacks its checkpoint: its own error there, and rank 0 is told.
@@ -265,7 +248,7 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
             };
             match (
                 me,
-                vae_trainer(&train, (64, 0), "rectangles", None, Some(&ck)),
+                trainer(mlp(0), &train, (64, 0), "rectangles", None, Some(&ck)),
             ) {
                 (0, Err(Error::RankFailed { rank: 1 })) => {}
                 (1, Err(Error::Io { .. })) => {}
@@ -274,14 +257,15 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
             }
             // The same checkpoint everywhere resumes, and training goes on.
             let ck = dir.join("epochs-1.safetensors");
-            let mut t = vae_trainer(&train, (64, 0), "rectangles", None, Some(&ck)).map_err(err)?;
+            let mut t =
+                trainer(mlp(0), &train, (64, 0), "rectangles", None, Some(&ck)).map_err(err)?;
             t.train_epoch(&train).map_err(err)?;
             same_on_every_rank("resumed parameters", &t.model.named_tensors())
         }
         // Rank 1 fails at its 5th step; rank 0 is then waiting for it in the all-reduce.
         "exit" => {
             let train = rectangles(2048, 4);
-            let mut t = vae_trainer(&train, (64, 0), "rectangles", None, None).map_err(err)?;
+            let mut t = trainer(mlp(0), &train, (64, 0), "rectangles", None, None).map_err(err)?;
             loop {
                 t.train_epoch_until(&train, &mut |step| {
                     if me == 1 && step == 5 {
@@ -303,7 +287,8 @@ fn rank(scenario: &str, dir: &Path) -> Outcome {
             .map_err(|e| e.to_string())?;
             let train = rectangles(1024, 4);
             let ck = dir.join("killed.safetensors");
-            let mut t = vae_trainer(&train, (64, 0), "rectangles", Some(ck), None).map_err(err)?;
+            let mut t =
+                trainer(mlp(0), &train, (64, 0), "rectangles", Some(ck), None).map_err(err)?;
             for _ in 0..10_000 {
                 t.train_epoch(&train).map_err(err)?;
             }
@@ -320,7 +305,7 @@ fn equivalence() {
     let dir = TempDir::new("mpi-equivalence");
     run("equivalence", &dir.0);
     let train = rectangles(6400, 3);
-    let mut one = vae_trainer(&train, (128, 7), "rectangles", None, None).unwrap();
+    let mut one = trainer(mlp(7), &train, (128, 7), "rectangles", None, None).unwrap();
     one.train_epoch(&train).unwrap();
     let ck = latent::io::load(dir.path("two-ranks.safetensors")).unwrap();
     let mut worst = (0.0f64, String::new());
@@ -341,7 +326,7 @@ fn equivalence() {
     eprintln!("largest relative difference {:.2e} ({})", worst.0, worst.1);
     assert!(worst.0 <= 1e-5, "{} differs by {:.2e}", worst.1, worst.0);
     // The check can fail: a different data order moves the parameters far more.
-    let mut other = vae_trainer(&train, (128, 8), "rectangles", None, None).unwrap();
+    let mut other = trainer(mlp(8), &train, (128, 8), "rectangles", None, None).unwrap();
     other.train_epoch(&train).unwrap();
     let p = &other.model.params()[0];
     let a = ck.tensor(p.name(), p.value().shape()).unwrap();
@@ -364,7 +349,15 @@ fn mismatches() {
     // Two checkpoints of one run, after 1 and 2 epochs, written by one process.
     let train = rectangles(512, 2);
     let ck = dir.path("epochs.safetensors");
-    let mut t = vae_trainer(&train, (64, 0), "rectangles", Some(ck.clone()), None).unwrap();
+    let mut t = trainer(
+        mlp(0),
+        &train,
+        (64, 0),
+        "rectangles",
+        Some(ck.clone()),
+        None,
+    )
+    .unwrap();
     for epochs in 1..=2 {
         t.train_epoch(&train).unwrap();
         std::fs::copy(&ck, dir.path(&format!("epochs-{epochs}.safetensors"))).unwrap();
@@ -417,7 +410,7 @@ fn killed_rank() {
     assert!(!status.success());
     // The checkpoint loads and resumes: every tensor there, finite, with its settings.
     let train = rectangles(1024, 4);
-    let t = vae_trainer(&train, (64, 0), "rectangles", None, Some(&ck)).unwrap();
+    let t = trainer(mlp(0), &train, (64, 0), "rectangles", None, Some(&ck)).unwrap();
     assert!(t.epoch >= 1);
     assert_eq!(t.step, 16 * t.epoch);
 }
