@@ -33,8 +33,19 @@ fn main() {
         }
         std::process::exit(outcome.is_err() as i32);
     }
+    if let [_, mode] = &args[..]
+        && mode == "which-adapter"
+    {
+        // The adapter that `LATENT_ADAPTER` picks, or the error.
+        match Engine::new() {
+            Ok(e) => println!("{}", e.adapter_info().name),
+            Err(e) => println!("error: {e}"),
+        }
+        return;
+    }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
+        ("latent_adapter_names_an_index", adapter_index),
         (
             "two_ranks_at_batch_64_match_one_process_at_batch_128",
             equivalence,
@@ -332,6 +343,24 @@ fn equivalence() {
     let a = ck.tensor(p.name(), p.value().shape()).unwrap();
     let b = p.value().to_vec::<f32>().unwrap();
     assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-3));
+}
+
+/// `LATENT_ADAPTER=0` picks the first adapter in the order of preference (the default one);
+/// an index past the end is `Error::NoAdapter`.
+fn adapter_index() {
+    let pick = |wanted: &str| {
+        let out = Command::new(std::env::current_exe().expect("this program"))
+            .arg("which-adapter")
+            .env("LATENT_ADAPTER", wanted)
+            .output()
+            .expect("run");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let default = &engine().adapter_info().name;
+    assert_eq!(&pick("0"), default);
+    let past = pick("99");
+    assert!(past.starts_with("error: no GPU adapter"), "{past}");
+    assert!(past.contains("LATENT_ADAPTER=99"), "{past}");
 }
 
 fn vq_in_step() {
