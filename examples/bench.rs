@@ -418,6 +418,8 @@ fn train_bench(
     let batches = latent::data::Batches::new(data.train.len(), batch, 0)?.drop_last(true);
     let epoch = batches.epoch(0);
     let mut host = Vec::new();
+    // Steps all-reduced and their seconds so far, in a data-parallel run (feature `mpi`).
+    let reduced = std::cell::Cell::new(None::<(u64, f64, f64)>);
     // The trainer's own step (phases, tape, Adam), without its epoch loop and step log.
     let mut step = |s: usize| -> Result<Terms> {
         let indices = epoch
@@ -427,6 +429,8 @@ fn train_bench(
         let labels = vec![0; batch];
         let mut phases = trainer.train_step(&Batch { x, labels, indices })?;
         engine.flush()?;
+        #[cfg(feature = "mpi")]
+        reduced.set((trainer.all_reduce_time()).map(|r| (r.steps, r.seconds, r.mpi_seconds)));
         Ok(phases.remove(0))
     };
     for s in 0..WARMUP {
@@ -438,6 +442,7 @@ fn train_bench(
     let per_step = engine.stats();
     drop(counted);
     let start = Instant::now();
+    let reduced_before = reduced.get();
     let mut last = None;
     for s in WARMUP + 1..steps {
         last = Some(step(s)?);
@@ -450,6 +455,16 @@ fn train_bench(
     let secs = start.elapsed().as_secs_f64();
     let timed = steps - WARMUP - 1;
     let throughput = (timed * batch) as f64 / secs;
+    // In a data-parallel run: the all-reduce's milliseconds per step (in all, and inside MPI)
+    // and its share of the step.
+    let all_reduce = match (reduced_before, reduced.get()) {
+        (Some((n0, s0, m0)), Some((n1, s1, m1))) if n1 > n0 => {
+            let per_step = |a: f64, b: f64| (b - a) / (n1 - n0) as f64 * 1e3;
+            let ms = per_step(s0, s1);
+            Some((ms, per_step(m0, m1), ms / (secs / timed as f64 * 1e3)))
+        }
+        _ => None,
+    };
     // Median step time: a few more steps, each waited for.
     let mut times: Vec<f64> = (0..21)
         .map(|i| {
@@ -465,9 +480,15 @@ fn train_bench(
         print_profile(engine, profile, |i| step(steps + 21 + i).map(drop))?;
     }
     let adapter = engine.summary();
+    let extra = match all_reduce {
+        Some((ms, mpi, share)) => format!(
+            ",\"allreduce_ms_per_step\":{ms:.3},\"allreduce_mpi_ms_per_step\":{mpi:.3},\"allreduce_share\":{share:.4}"
+        ),
+        None => String::new(),
+    };
     if json {
         println!(
-            "{{\"workload\":\"{workload}\",\"throughput_img_s\":{throughput:.1},\"step_ms_median\":{median:.3},\"adapter\":\"{}\",\"steps\":{steps},\"batch\":{batch},\"dispatches_per_step\":{},\"submits_per_step\":{},\"readbacks_per_step\":{},\"last_loss\":{loss:.3}}}",
+            "{{\"workload\":\"{workload}\",\"throughput_img_s\":{throughput:.1},\"step_ms_median\":{median:.3},\"adapter\":\"{}\",\"steps\":{steps},\"batch\":{batch},\"dispatches_per_step\":{},\"submits_per_step\":{},\"readbacks_per_step\":{},\"last_loss\":{loss:.3}{extra}}}",
             adapter.replace('"', "'"),
             per_step.dispatches,
             per_step.submits,
@@ -482,6 +503,12 @@ fn train_bench(
             "per step: {} dispatches, {} submits, {} readbacks; last loss {loss:.3}",
             per_step.dispatches, per_step.submits, per_step.readbacks
         );
+        if let Some((ms, mpi, share)) = all_reduce {
+            println!(
+                "all-reduce of the gradients: {ms:.2} ms per step ({mpi:.2} ms inside MPI), {:.1} % of the step",
+                100.0 * share
+            );
+        }
     }
     Ok(())
 }

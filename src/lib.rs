@@ -10,6 +10,8 @@ pub mod kernels;
 pub mod models;
 pub mod nn;
 pub mod optim;
+#[cfg(feature = "mpi")]
+pub mod ranks;
 pub mod tape;
 
 pub use engine::{

@@ -528,3 +528,30 @@ fn binarisation_is_bernoulli_of_the_pixel_and_reproducible() {
     plain.gather(&d.train, 0, &mut again);
     assert_eq!(again, grey);
 }
+
+#[test]
+fn the_parts_of_an_epoch_make_up_its_batches_binarised_as_the_whole() {
+    // 10 batches of 13 and a last one of 2, cut among 3 ranks: parts of 4, 4, 5 rows (0, 1, 1
+    // in the last), in order, binarised with the whole batch's draws.
+    let n = 132;
+    let images: Vec<f32> = (0..n * 4).map(|i| (i % 97) as f32 / 97.0).collect();
+    let split = data::Split::new(images, vec![0; n], 2, 2).unwrap();
+    let batches = Batches::new(n, 13, 5).unwrap().binarize(true);
+    let whole = batches.epoch(2);
+    let parts: Vec<_> = (0..3).map(|r| batches.epoch(2).part(r, 3)).collect();
+    for step in 0..whole.len() {
+        let mut pixels = Vec::new();
+        let all = whole.gather(&split, step, &mut pixels).to_vec();
+        let (mut joined, mut joined_pixels) = (Vec::<usize>::new(), Vec::new());
+        for (r, part) in parts.iter().enumerate() {
+            let (row, rows) = part.share(step);
+            assert_eq!((row, rows), (r * all.len() / 3, all.len()));
+            let mut own = Vec::new();
+            joined.extend(part.gather(&split, step, &mut own));
+            assert_eq!(own.len(), part.batch(step).len() * 4);
+            joined_pixels.extend(own);
+        }
+        assert_eq!(joined, all, "step {step}");
+        assert_eq!(joined_pixels, pixels, "step {step}");
+    }
+}

@@ -5,29 +5,13 @@
 
 mod common;
 
-use common::{TempDir, rectangles};
+use common::{TempDir, rectangles, tiny_config};
 use latent::data::Split;
-use latent::models::vqvae::{self, VqModel, VqTraining, VqVae, VqVaeConfig};
+use latent::models::vqvae::{self, VqModel, VqTraining, VqVae};
 use latent::nn::Module;
-use latent::nn::vq::VqConfig;
 use latent::optim::{TrainConfig, Trainer};
 use latent::{Engine, Tensor};
 use std::path::Path;
-
-pub fn tiny_config() -> VqVaeConfig {
-    VqVaeConfig {
-        hidden: 16,
-        res_hidden: 8,
-        res_blocks: 1,
-        vq: VqConfig {
-            codes: 32,
-            dim: 8,
-            reset_after: Some(20),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
 
 fn engine() -> Option<&'static Engine> {
     common::engine()

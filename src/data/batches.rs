@@ -80,6 +80,7 @@ impl Batches {
             index: epoch,
             order,
             config: self.clone(),
+            part: None,
         }
     }
 }
@@ -90,6 +91,8 @@ pub struct Epoch {
     index: u64,
     order: Vec<usize>,
     config: Batches,
+    /// `(rank, ranks)`: only this rank's slice of every batch (see [`Epoch::part`]).
+    part: Option<(usize, usize)>,
 }
 
 impl Epoch {
@@ -112,8 +115,17 @@ impl Epoch {
         self.config.is_empty()
     }
 
-    /// The example indices of batch `step` (panics if `step >= len()`).
-    pub fn batch(&self, step: usize) -> &[usize] {
+    /// Rank `rank`'s part of this epoch among `ranks` data-parallel ranks: of every batch, the
+    /// rows [⌊rank·B/ranks⌋, ⌊(rank + 1)·B/ranks⌋), so that the parts of all ranks are the
+    /// batch, in order. Binarisation draws as for the whole batch.
+    pub fn part(mut self, rank: usize, ranks: usize) -> Epoch {
+        assert!(rank < ranks, "rank {rank} of {ranks}");
+        self.part = Some((rank, ranks));
+        self
+    }
+
+    /// The whole batch `step` (every rank's part).
+    fn whole(&self, step: usize) -> &[usize] {
         assert!(
             step < self.len(),
             "batch {step} of an epoch of {}",
@@ -121,6 +133,29 @@ impl Epoch {
         );
         let b = self.config.batch_size;
         &self.order[step * b..((step + 1) * b).min(self.order.len())]
+    }
+
+    /// Where batch `step` of this (part of an) epoch lies in the whole batch: its first row and
+    /// the whole batch's rows (`(0, len)` for a whole epoch).
+    pub fn share(&self, step: usize) -> (usize, usize) {
+        let rows = self.whole(step).len();
+        match self.part {
+            None => (0, rows),
+            Some((rank, ranks)) => (rank * rows / ranks, rows),
+        }
+    }
+
+    /// The example indices of batch `step`, or of this rank's part of it (panics if
+    /// `step >= len()`).
+    pub fn batch(&self, step: usize) -> &[usize] {
+        let whole = self.whole(step);
+        match self.part {
+            None => whole,
+            Some((rank, ranks)) => {
+                let n = whole.len();
+                &whole[rank * n / ranks..(rank + 1) * n / ranks]
+            }
+        }
     }
 
     /// The batches in order; `.skip(s)` resumes at step `s`.
@@ -132,12 +167,26 @@ impl Epoch {
     /// from a generator seeded by `(seed, epoch, step)`) and returns its example indices.
     pub fn gather(&self, split: &Split, step: usize, out: &mut Vec<f32>) -> &[usize] {
         let indices = self.batch(step);
+        if self.part.is_some() && self.config.binarize {
+            // A part draws as the whole batch does, then keeps its rows.
+            let (row, _) = self.share(step);
+            let pixels = split.pixels_per_image();
+            split.gather(self.whole(step), out);
+            binarize(out, &mut self.binarizer(step));
+            out.truncate((row + indices.len()) * pixels);
+            out.drain(..row * pixels);
+            return indices;
+        }
         split.gather(indices, out);
         if self.config.binarize {
-            let mut rng = stream(self.config.seed, self.index, step as u64, b"binarize");
-            binarize(out, &mut rng);
+            binarize(out, &mut self.binarizer(step));
         }
         indices
+    }
+
+    /// The binarisation draws of batch `step`, seeded by `(seed, epoch, step)`.
+    fn binarizer(&self, step: usize) -> StdRng {
+        stream(self.config.seed, self.index, step as u64, b"binarize")
     }
 }
 

@@ -116,6 +116,22 @@ pub enum Error {
     )]
     NonFiniteMetric { name: String, value: f64 },
 
+    #[error(
+        "rank {rank} of {ranks}: its {what} differ from rank 0's; every rank of a data-parallel \
+         run must start the same command on the same data and checkpoint"
+    )]
+    RankMismatch {
+        rank: usize,
+        ranks: usize,
+        what: &'static str,
+    },
+
+    #[error("rank {rank} failed at the start of the data-parallel run (see its own message)")]
+    RankFailed { rank: usize },
+
+    #[error("MPI: {0}")]
+    Mpi(String),
+
     #[error("{flag} {reason}")]
     BadFlag { flag: String, reason: String },
 

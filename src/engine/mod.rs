@@ -51,7 +51,10 @@ impl Engine {
     /// Preference: discrete GPU, integrated, virtual, then CPU (e.g. Mesa lavapipe); GL is
     /// searched only when no Vulkan, Metal or DX12 adapter exists. `LATENT_BACKEND` (`vulkan`,
     /// `metal`, `dx12`, `gl`, comma list; see [`parse_backends`]) restricts backends;
-    /// `LATENT_ADAPTER` picks the first adapter whose name contains it.
+    /// `LATENT_ADAPTER` names an adapter by its index in that order (`0`, `1`, …) or picks the
+    /// first whose name contains it. With the feature `mpi`, in a process started by `mpirun`,
+    /// a name matching several adapters (or no `LATENT_ADAPTER`) picks among the best kind
+    /// the one at the rank on this machine modulo their number: one GPU per rank.
     ///
     /// On Linux without a display (`XDG_RUNTIME_DIR` unset or not a folder) the first call sets
     /// `NODEVICE_SELECT=1`, unless it is set already, before creating its instance: Mesa's
@@ -93,11 +96,31 @@ impl Engine {
                 format!("{} ({:?})", i.name, i.backend)
             })
             .collect();
-        if let Some(w) = &wanted {
-            let w = w.to_lowercase();
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&w));
-        }
         adapters.sort_by_key(|a| rank(&a.get_info()));
+        let index = wanted
+            .as_deref()
+            .and_then(|w| w.trim().parse::<usize>().ok());
+        match (index, &wanted) {
+            (Some(i), _) if i < adapters.len() => adapters = vec![adapters.swap_remove(i)],
+            (Some(_), _) => adapters.clear(),
+            (None, Some(w)) => {
+                let w = w.to_lowercase();
+                adapters.retain(|a| a.get_info().name.to_lowercase().contains(&w));
+            }
+            (None, None) => {}
+        }
+        // One process per GPU: the rank on this machine picks among the adapters of the best
+        // kind (a machine's GPUs, never its CPU driver beside them).
+        #[cfg(feature = "mpi")]
+        if let Some(r) = crate::ranks::get()
+            && let Some(best) = adapters.first().map(|a| rank(&a.get_info()))
+        {
+            let peers = adapters
+                .iter()
+                .filter(|a| rank(&a.get_info()) == best)
+                .count();
+            adapters = vec![adapters.swap_remove(r.local_rank % peers)];
+        }
         let Some(adapter) = adapters.into_iter().next() else {
             let detail = match (&wanted, seen.is_empty()) {
                 (_, true) => format!("backends {backends:?} offered none"),

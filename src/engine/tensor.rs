@@ -316,6 +316,17 @@ impl Tensor {
         })
     }
 
+    /// The same buffer and shape read as `dtype` (both are 4-byte words: a bit cast, for
+    /// copies that move f32 and u32 values through one buffer).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn bits_as(&self, dtype: DType) -> Tensor {
+        Tensor {
+            storage: self.storage.clone(),
+            shape: self.shape.clone(),
+            dtype,
+        }
+    }
+
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }

@@ -26,7 +26,14 @@ use std::path::{Path, PathBuf};
 /// Writes `bytes` to `path` so that readers (and a crash) see the old file or the new one,
 /// never a part: write `<path>.tmp` in the same folder, flush and fsync it, rename it over
 /// `path`, then fsync the folder so the rename itself survives a power cut.
+///
+/// With the feature `mpi`, only rank 0 of a data-parallel run writes; the other ranks hold the
+/// same model and would write the same files.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    #[cfg(feature = "mpi")]
+    if !crate::ranks::is_root() {
+        return Ok(());
+    }
     let tmp = tmp_path(path)?;
     let io = |action: &'static str, p: &Path| {
         let path = p.to_path_buf();

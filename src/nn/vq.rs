@@ -230,6 +230,10 @@ impl VectorQuantizer {
     /// Resets change only codes unused in this batch, whose codebook gradient is zero, so the
     /// backward that follows is unaffected.
     fn step(&self, z: &Tensor, indices: &Tensor) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if crate::ranks::collecting() {
+            return self.shared_step(z, indices);
+        }
         let k = self.config.codes;
         let e = self.codebook.value();
         let ema = self
@@ -257,6 +261,73 @@ impl VectorQuantizer {
             vq::reset_dead(e, &self.idle, after, z, rows, ema.as_ref())?;
         }
         Ok(())
+    }
+
+    /// [`VectorQuantizer::step`] in a data-parallel run: this rank's counts (and EMA sums) and
+    /// a candidate row of its batch for every code go to the trainer, which sums the counts and
+    /// sums over the ranks and gives every rank rank 0's candidates with the gradients; then
+    /// every rank applies the same EMA update, usage counts and resets (decided on the global
+    /// counts, with the same rows), so the codebooks stay bit-identical.
+    #[cfg(feature = "mpi")]
+    fn shared_step(&self, z: &Tensor, indices: &Tensor) -> Result<()> {
+        let (k, d) = (self.config.codes, self.config.dim);
+        let engine = z.engine().clone();
+        let (counts, sums) = match self.config.ema {
+            Some(_) => {
+                let c = vq::cluster_sums(z, indices, k)?;
+                (c.counts, Some(c.sums))
+            }
+            None => {
+                let counts = Tensor::zeros(&engine, &[k], DType::U32)?;
+                vq::histogram_into(indices, &counts)?;
+                (counts, None)
+            }
+        };
+        // Candidates: code k's row ⌊u_k·N⌋ of this batch, by a reset of every code of a scratch
+        // codebook (the same draws as a single process's resets).
+        let candidates = match self.config.reset_after {
+            Some(_) => {
+                let offset = self.draws.get();
+                random::uniform_into(&self.reset_draws, self.config.seed, offset)?;
+                self.draws.set(offset + random::blocks(k));
+                let rows = Tensor::uninit(&engine, &[k, d], DType::F32)?;
+                let all_idle = Tensor::from_slice(&engine, &vec![1u32; k], &[k])?;
+                let draws = Rows::Uniform(&self.reset_draws);
+                vq::reset_dead(&rows, &all_idle, 1, z, draws, None)?;
+                Some(rows)
+            }
+            None => None,
+        };
+        let (codebook, ema, config) =
+            (self.codebook.value().clone(), self.ema.clone(), self.config);
+        let (epoch_counts, idle) = (self.epoch_counts.clone(), self.idle.clone());
+        let shared = crate::ranks::Shared {
+            sums: sums.iter().cloned().collect(),
+            counts: vec![counts.clone()],
+            from_root: candidates.iter().cloned().collect(),
+            apply: Box::new(move || {
+                let state = ema.as_ref().map(|(sizes, sums)| EmaState { sizes, sums });
+                if let (Some(state), Some(cfg), Some(sums)) = (&state, config.ema, sums) {
+                    let clusters = vq::Clusters {
+                        counts: counts.clone(),
+                        sums,
+                    };
+                    vq::ema_update(&codebook, state, &clusters, cfg.decay, cfg.eps)?;
+                }
+                vq::track_usage(&counts, &epoch_counts, &idle)?;
+                if let (Some(after), Some(rows)) = (config.reset_after, candidates) {
+                    let own: Vec<u32> = (0..k as u32).collect();
+                    let own = Tensor::from_slice(&engine, &own, &[k])?;
+                    let rows_of = Rows::Given(&own);
+                    vq::reset_dead(&codebook, &idle, after, &rows, rows_of, state.as_ref())?;
+                }
+                Ok(())
+            }),
+        };
+        match crate::ranks::share(shared) {
+            Some(alone) => (alone.apply)(),
+            None => Ok(()),
+        }
     }
 
     /// Starts counting code usage afresh.

@@ -2,7 +2,11 @@
 //! schedules (β, linear warm-up), the GPU-side log of step losses, and the one [`Trainer`].
 //! Tests: `kernels-tests/tape.rs`, `tests/trainer.rs`.
 
+#[cfg(feature = "mpi")]
+mod replicas;
 mod trainer;
+#[cfg(feature = "mpi")]
+pub use replicas::ReduceTime;
 pub use trainer::{
     Batch, EpochStats, Examples, Group, OptimizerConfig, StepInfo, Terms, TrainConfig, Trainable,
     Trainer,
@@ -195,7 +199,21 @@ impl StepLog {
 
     /// Every row's per-step values (one readback), checked as [`StepLog::means`] checks them.
     pub fn rows(&self, what: &'static str, first_step: u64) -> Result<Vec<Vec<f32>>> {
-        let values = self.log.to_vec::<f32>()?;
+        self.checked_rows(self.values()?, what, first_step)
+    }
+
+    /// The log `[series, steps]` as it stands (one readback), unchecked.
+    pub(crate) fn values(&self) -> Result<Vec<f32>> {
+        self.log.to_vec::<f32>()
+    }
+
+    /// `values` of this log split into rows, checked as [`StepLog::rows`] checks them.
+    pub(crate) fn checked_rows(
+        &self,
+        values: Vec<f32>,
+        what: &'static str,
+        first_step: u64,
+    ) -> Result<Vec<Vec<f32>>> {
         if let Some(s) = values[..self.steps].iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
                 what,

@@ -55,6 +55,38 @@ pub struct StepInfo {
     pub seed: u64,
     /// The configured batch size (the last batch of an epoch may be smaller).
     pub batch: usize,
+    /// The batch is rows `row..row + n` of this step's global batch of `rows` rows (in one
+    /// process: `0` and the batch's own rows; in a data-parallel run: this rank's part).
+    /// Per-example noise is drawn for all `rows` and cut with [`StepInfo::own_rows`], so that
+    /// every rank draws what one process would.
+    pub row: usize,
+    pub rows: usize,
+}
+
+impl StepInfo {
+    /// This batch's `n` rows of `all`, a tensor `[rows, ...]` drawn for the global batch
+    /// (`all` itself in one process: no copy).
+    pub fn own_rows(&self, all: &Tensor, n: usize) -> Result<Tensor> {
+        if all.shape().first() == Some(&n) {
+            return Ok(all.clone());
+        }
+        let mut shape = all.shape().to_vec();
+        if shape.first() != Some(&self.rows) || self.row + n > self.rows {
+            let why = format!(
+                "rows {}..{} of a global batch of {} from a tensor {shape:?}",
+                self.row,
+                self.row + n,
+                self.rows
+            );
+            return Err(Error::bad("StepInfo::own_rows", why));
+        }
+        let per_row = all.numel() / self.rows;
+        shape[0] = n;
+        let mine = Tensor::uninit(all.engine(), &shape, all.dtype())?;
+        all.engine()
+            .copy_region(all, self.row * per_row, &mine, 0, n * per_row)?;
+        Ok(mine)
+    }
 }
 
 /// Named loss terms of one phase; the first is minimised, the others are logged.
@@ -194,11 +226,26 @@ pub struct Trainer<M: Trainable> {
     /// The last good checkpoint (written by this run or resumed from).
     kept: Option<PathBuf>,
     interrupted: bool,
+    /// The other ranks of a data-parallel run, when there are some.
+    #[cfg(feature = "mpi")]
+    replicas: Option<super::replicas::Replicas>,
 }
 
 impl<M: Trainable> Trainer<M> {
     /// A fresh run of `model` on `examples` examples.
+    ///
+    /// With the feature `mpi`, in a run of several ranks, every rank must start the same
+    /// command on the same data; all then take rank 0's parameters and state.
     pub fn new(model: M, config: TrainConfig, examples: usize) -> Result<Trainer<M>> {
+        #[allow(unused_mut)]
+        let mut t = Self::build(model, config, examples)?;
+        #[cfg(feature = "mpi")]
+        t.join(Ok(()), examples, 0)?;
+        Ok(t)
+    }
+
+    /// The trainer of this process, before it joins the other ranks.
+    fn build(model: M, config: TrainConfig, examples: usize) -> Result<Trainer<M>> {
         let groups = model.groups();
         if groups.len() != config.optimizers.len() {
             let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
@@ -220,6 +267,24 @@ impl<M: Trainable> Trainer<M> {
             );
             return Err(Error::bad("Trainer::new", why));
         }
+        #[cfg(feature = "mpi")]
+        let replicas = super::replicas::Replicas::new(&groups);
+        #[cfg(feature = "mpi")]
+        if let Some(r) = &replicas {
+            let last = examples % config.batch;
+            let smallest = match config.drop_last || last == 0 {
+                true => config.batch.min(examples),
+                false => last,
+            };
+            if smallest < r.ranks.size {
+                let why = format!(
+                    "a batch of {smallest} examples (batch {}, {examples} examples) cannot be \
+                     shared by {} ranks; use a larger batch or drop the last one",
+                    config.batch, r.ranks.size
+                );
+                return Err(Error::bad("Trainer::new", why));
+            }
+        }
         let optimizers = config
             .optimizers
             .iter()
@@ -236,7 +301,47 @@ impl<M: Trainable> Trainer<M> {
             epoch: 0,
             kept: None,
             interrupted: false,
+            #[cfg(feature = "mpi")]
+            replicas,
         })
+    }
+
+    /// In a data-parallel run: checks with the other ranks that every one got here (`local`)
+    /// with the same command, settings, data and checkpoint (`checkpoint`: its fingerprint, 0
+    /// for none), then takes rank 0's tensors and counters. Every rank gets the same error.
+    #[cfg(feature = "mpi")]
+    fn join(&mut self, local: Result<()>, examples: usize, checkpoint: u64) -> Result<()> {
+        use super::replicas::fingerprint_of;
+        let Some(r) = &self.replicas else {
+            return local;
+        };
+        let settings: Vec<String> = (self.meta().into_iter())
+            .filter(|(k, _)| !matches!(k.as_str(), "data" | "step" | "epoch"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain([format!("examples={examples}")])
+            .collect();
+        let settings = fingerprint_of(settings.join("\n").as_bytes());
+        let data = fingerprint_of(self.config.data.as_bytes());
+        r.agree(local, [settings, data, checkpoint])?;
+        let counters = self.model.counters();
+        let cells: Vec<&std::cell::Cell<u64>> = counters.iter().map(|(_, c)| *c).collect();
+        r.broadcast(&self.named(), &cells)
+    }
+
+    /// Time spent in the gradient all-reduce since this trainer started, in a data-parallel
+    /// run of several ranks (`None` otherwise).
+    #[cfg(feature = "mpi")]
+    pub fn all_reduce_time(&self) -> Option<super::ReduceTime> {
+        self.replicas.as_ref().map(|r| r.reduced)
+    }
+
+    /// Whether this process writes checkpoints (in a data-parallel run, rank 0 alone).
+    fn writes(&self) -> bool {
+        #[cfg(feature = "mpi")]
+        if let Some(r) = &self.replicas {
+            return r.ranks.is_root();
+        }
+        true
     }
 
     /// Continues the run saved in `path` with `model` (built as the saved one was): the model
@@ -248,25 +353,41 @@ impl<M: Trainable> Trainer<M> {
         examples: usize,
         path: &Path,
     ) -> Result<Trainer<M>> {
+        #[allow(unused_mut)]
+        let mut t = Self::build(model, config, examples)?;
+        let loaded = t.load(path);
+        #[cfg(feature = "mpi")]
+        {
+            // The checkpoint's bytes: every rank must resume the same one.
+            let bytes = std::fs::read(path).unwrap_or_default();
+            let fingerprint = super::replicas::fingerprint_of(&bytes).max(1);
+            t.join(loaded, examples, fingerprint)?;
+        }
+        #[cfg(not(feature = "mpi"))]
+        loaded?;
+        Ok(t)
+    }
+
+    /// Loads the run saved in `path` into this fresh trainer (see [`Trainer::resume`]).
+    fn load(&mut self, path: &Path) -> Result<()> {
         let ck = io::load(path)?;
-        let mut t = Trainer::new(model, config, examples)?;
-        let want: Vec<(String, String)> = t
+        let want: Vec<(String, String)> = self
             .meta()
             .into_iter()
             .filter(|(k, _)| k != "step" && k != "epoch")
             .collect();
         ck.expect_meta(&want)?;
-        let named = t.named();
+        let named = self.named();
         let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
         ck.restore(&refs)?;
-        io::restore_counters(&ck, &t.model)?;
-        t.step = ck.meta_parse("step")?;
-        t.epoch = ck.meta_parse("epoch")?;
-        for o in &mut t.optimizers {
-            o.set_steps(t.step);
+        io::restore_counters(&ck, &self.model)?;
+        self.step = ck.meta_parse("step")?;
+        self.epoch = ck.meta_parse("epoch")?;
+        for o in &mut self.optimizers {
+            o.set_steps(self.step);
         }
-        t.kept = Some(path.to_path_buf());
-        Ok(t)
+        self.kept = Some(path.to_path_buf());
+        Ok(())
     }
 
     /// Saves parameters, state, optimizer state and counters atomically.
@@ -310,7 +431,21 @@ impl<M: Trainable> Trainer<M> {
     /// Records one training step on `batch`: for each phase a fresh tape, the model's loss
     /// terms, backward from the first, and that group's update; nothing is submitted or read
     /// back. Returns each phase's terms.
+    ///
+    /// In a data-parallel run, `batch` is this rank's part of a global batch: with the other
+    /// ranks' equal parts, in rank order (the epoch loop passes the true parts).
     pub fn train_step(&mut self, batch: &Batch) -> Result<Vec<Terms>> {
+        let n = batch.x.shape().first().copied().unwrap_or(0);
+        #[cfg(feature = "mpi")]
+        if let Some(r) = &self.replicas {
+            let (rank, size) = (r.ranks.rank, r.ranks.size);
+            return self.record_step(batch, rank * n, size * n);
+        }
+        self.record_step(batch, 0, n)
+    }
+
+    /// [`Trainer::train_step`] on rows `row..` of a global batch of `rows` rows.
+    fn record_step(&mut self, batch: &Batch, row: usize, rows: usize) -> Result<Vec<Terms>> {
         let engine = self.model.engine().clone();
         self.model.set_training(true);
         let all = self.model.params();
@@ -322,13 +457,25 @@ impl<M: Trainable> Trainer<M> {
                 phase,
                 seed: self.config.seed,
                 batch: self.config.batch,
+                row,
+                rows,
             };
+            #[cfg(feature = "mpi")]
+            let collecting = self
+                .replicas
+                .as_ref()
+                .map(|_| crate::ranks::Collecting::start());
             let terms = self.model.losses(&tape, batch, &at)?;
             let Some((_, loss)) = terms.first() else {
                 let why = format!("phase {phase} returned no loss term");
                 return Err(Error::bad("Trainer::train_step", why));
             };
             tape.backward(loss)?;
+            #[cfg(feature = "mpi")]
+            if let (Some(r), Some(c)) = (&mut self.replicas, &collecting) {
+                let n = batch.x.shape()[0];
+                r.all_reduce(phase, &engine, n as f32 / rows as f32, c.take())?;
+            }
             opt.step()?;
             // A backward also reaches parameters of other groups: forget those gradients so
             // that the next phase starts from zero.
@@ -365,10 +512,16 @@ impl<M: Trainable> Trainer<M> {
         }
         let engine = self.model.engine().clone();
         let epoch = self.batches.epoch(self.epoch);
+        #[cfg(feature = "mpi")]
+        let epoch = match &self.replicas {
+            Some(r) => epoch.part(r.ranks.rank, r.ranks.size),
+            None => epoch,
+        };
         let steps = epoch.len();
         self.model.start_epoch()?;
         let label = format!("{} epoch {}", self.config.name, self.epoch + 1);
-        let total = (0..steps).map(|s| epoch.batch(s).len() as u64).sum();
+        // Progress and speed count the global batches.
+        let total = (0..steps).map(|s| epoch.share(s).1 as u64).sum();
         let mut progress = Progress::new(&label, total, "img");
         let mut log: Option<(StepLog, Vec<&'static str>)> = None;
         let (start, mut images) = (std::time::Instant::now(), 0u64);
@@ -378,8 +531,9 @@ impl<M: Trainable> Trainer<M> {
                 return Ok(None);
             }
             let batch = data.batch(&engine, &epoch, s)?;
-            images += batch.indices.len() as u64;
-            let phases = self.train_step(&batch)?;
+            let (row, rows) = epoch.share(s);
+            images += rows as u64;
+            let phases = self.record_step(&batch, row, rows)?;
             let terms: Vec<&(&'static str, Var)> = phases.iter().flatten().collect();
             let (log, _) = match &mut log {
                 Some(l) => l,
@@ -399,6 +553,10 @@ impl<M: Trainable> Trainer<M> {
             }
         }
         progress.finish();
+        #[cfg(feature = "mpi")]
+        if let Some(r) = &mut self.replicas {
+            r.average_running_stats(&self.model.state())?;
+        }
         // The tensors first: on lavapipe a NaN weight can pass a ReLU as 0 and leave the loss
         // finite, and a non-finite loss leaves non-finite gradients in the moments.
         if let Some(tensor) = self.first_non_finite()? {
@@ -409,11 +567,19 @@ impl<M: Trainable> Trainer<M> {
             });
         }
         let (log, names) = log.expect("an epoch has a step");
-        let per_step = log.rows("training loss", self.step - steps as u64)?;
+        #[allow(unused_mut)]
+        let mut values = log.values()?;
+        #[cfg(feature = "mpi")]
+        if let Some(r) = &mut self.replicas {
+            r.reduce_log(&mut values, &epoch)?;
+        }
+        let per_step = log.checked_rows(values, "training loss", self.step - steps as u64)?;
         let means = per_step.iter().map(|r| super::mean(r)).collect::<Vec<_>>();
         self.epoch += 1;
         if let Some(path) = self.config.checkpoint.clone() {
-            self.save(&path)?;
+            if self.writes() {
+                self.save(&path)?;
+            }
             self.kept = Some(path);
         }
         Ok(Some(EpochStats {

@@ -80,3 +80,20 @@ pub fn rectangles(n: usize, seed: u64) -> latent::data::Split {
     }
     latent::data::Split::new(images, labels, 28, 28).unwrap()
 }
+
+/// A VQ-VAE small enough for tests: 16 channels, one residual block, 32 codes of 8 dimensions,
+/// dead-code reset after 20 idle steps.
+pub fn tiny_config() -> latent::models::vqvae::VqVaeConfig {
+    latent::models::vqvae::VqVaeConfig {
+        hidden: 16,
+        res_hidden: 8,
+        res_blocks: 1,
+        vq: latent::nn::vq::VqConfig {
+            codes: 32,
+            dim: 8,
+            reset_after: Some(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}

@@ -77,12 +77,14 @@ impl Trainable for Elbo {
 
     /// `loss` (recon + β·KL, or the chosen half), `recon` and `kl`, batch means in nats. The
     /// noise of step s is Philox stream `seed` from block s·blocks(B·latent), B the configured
-    /// batch, whatever the size of this batch.
+    /// batch, whatever the size of this batch; drawn for the global batch, so that a rank of a
+    /// data-parallel run uses its rows of what one process would draw.
     fn losses(&self, tape: &Tape, batch: &Batch, at: &StepInfo) -> Result<Terms> {
         let x = &batch.x;
         let c = self.vae.condition(&batch.labels)?;
         let blocks = random::blocks(at.batch * self.vae.dims().latent);
-        let eps = self.vae.noise(x.shape()[0], at.seed, at.step * blocks)?;
+        let all = self.vae.noise(at.rows, at.seed, at.step * blocks)?;
+        let eps = at.own_rows(&all, x.shape()[0])?;
         let beta = self.schedule.weight(at.step);
         let l = self
             .vae
