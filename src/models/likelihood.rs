@@ -104,6 +104,14 @@ pub trait Likelihood: Module {
     fn rows_per_pass(&self) -> usize {
         500
     }
+
+    /// The device the model lives on: by default that of its first parameter.
+    fn device(&self) -> Result<Engine> {
+        self.params()
+            .first()
+            .map(|p| p.value().engine().clone())
+            .ok_or_else(|| Error::bad("likelihood", "the model has no parameters"))
+    }
 }
 
 /// Every row of `t` `[B, …]` repeated `k` times in place: `[B·k, …]`, row i·k + j = row i.
@@ -315,7 +323,7 @@ fn elbo<M: Likelihood + ?Sized>(model: &M, split: &Split, seed: u64) -> Result<R
     let noise = Noise::new(seed, 0);
     let chunk = model.rows_per_pass().max(1);
     let bar = Progress::new("test -ELBO", n as u64, "images");
-    let engine = model_engine(model)?;
+    let engine = model.device()?;
     for start in (0..n).step_by(chunk) {
         bar.set(start as u64);
         let (x, labels) = images(&engine, split, start..(start + chunk).min(n))?;
@@ -374,15 +382,6 @@ fn elbo<M: Likelihood + ?Sized>(model: &M, split: &Split, seed: u64) -> Result<R
     })
 }
 
-/// The model's device, from its first parameter.
-fn model_engine<M: Likelihood + ?Sized>(model: &M) -> Result<Engine> {
-    model
-        .params()
-        .first()
-        .map(|p| p.value().engine().clone())
-        .ok_or_else(|| Error::bad("likelihood", "the model has no parameters"))
-}
-
 fn check_pixels<M: Likelihood + ?Sized>(model: &M, split: &Split) -> Result<()> {
     if split.is_empty() || split.pixels_per_image() != model.pixels() {
         return Err(Error::bad(
@@ -414,7 +413,7 @@ pub fn iwae<M: Likelihood + ?Sized>(model: &M, split: &Split, seed: u64, k: usiz
     let rows = model.rows_per_pass().max(1);
     let (per_pass, draws) = ((rows / k).max(1), k.min(rows));
     let noise = Noise::new(seed, 0);
-    let engine = model_engine(model)?;
+    let engine = model.device()?;
     let bar = Progress::new(&format!("IWAE-{k}"), (n * k) as u64, "samples");
     let mut total = 0.0f64;
     for start in (0..n).step_by(per_pass) {
