@@ -19,7 +19,7 @@ use std::cell::Cell;
 pub const DEFAULT_K: usize = 1000;
 /// Test images in the IWAE estimate by default: the first 2,000.
 pub const DEFAULT_IMAGES: usize = 2000;
-/// Burda et al. (2016): unit u is active when Cov_x(E_q[z_u]) > 0.01.
+/// Burda et al. (2016): unit u is active when `Cov_x(E_q[z_u])` > 0.01.
 pub const ACTIVE_VARIANCE: f64 = 0.01;
 /// A unit carries KL when its KL averaged over the test images exceeds 0.01 nats.
 pub const KL_UNIT_NATS: f64 = 0.01;
@@ -298,7 +298,7 @@ fn host(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_vec::<f32>()?.into_iter().map(f64::from).collect())
 }
 
-/// Sums per layer over the images: each unit's KL, E_q[z_u] and its square.
+/// Sums per layer over the images: each unit's KL, `E_q[z_u]` and its square.
 struct Moments {
     kl: Vec<f64>,
     mean: Vec<f64>,
