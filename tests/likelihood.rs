@@ -25,6 +25,8 @@ struct LinearGaussian {
     shift: f64,
     widen: f64,
     rows: usize,
+    /// The width the model declares for z (2; another value tests the evaluator's check).
+    declared: usize,
 }
 
 const W: [[f64; 2]; 3] = [[1.0, 0.5], [2.0, 0.0], [-1.0, 0.5]];
@@ -32,6 +34,16 @@ const B: [f64; 3] = [0.3, -0.2, 0.1];
 const S2: f64 = 0.25;
 
 impl LinearGaussian {
+    fn new(e: &Engine, shift: f64, widen: f64, rows: usize, declared: usize) -> LinearGaussian {
+        LinearGaussian {
+            engine: e.clone(),
+            shift,
+            widen,
+            rows,
+            declared,
+        }
+    }
+
     /// The exact posterior (mean, log-variance) of z given x.
     fn posterior(x: &[f64]) -> ([f64; 2], [f64; 2]) {
         let mut m = [0.0; 2];
@@ -86,7 +98,7 @@ impl Likelihood for LinearGaussian {
     fn stochastic_layers(&self) -> Vec<LayerInfo> {
         vec![LayerInfo {
             name: "z".into(),
-            units: 2,
+            units: self.declared,
         }]
     }
 
@@ -170,12 +182,7 @@ fn the_iwae_bound_of_the_exact_posterior_is_the_exact_log_likelihood() {
     let (split, exact) = points();
     // With q = p(z|x) every weight is p(x): any k gives log p(x) up to f32 rounding (1e-4 of
     // terms of a few nats).
-    let model = LinearGaussian {
-        engine: e.clone(),
-        shift: 0.0,
-        widen: 0.0,
-        rows: 64,
-    };
+    let model = LinearGaussian::new(e, 0.0, 0.0, 64, 2);
     for k in [1, 7, 300] {
         let got = likelihood::iwae(&model, &split, 3, k).unwrap();
         assert!(
@@ -192,12 +199,7 @@ fn the_iwae_bound_approaches_the_exact_log_likelihood_from_above_as_k_grows() {
     // A poor q (mean off by 0.5, 2.5 posterior σ of z₀; variance ×3): k = 1 is the ELBO, a
     // loose bound; 64 rows per
     // pass make k = 2000 take 32 passes per image and k = 8 take 8 images per pass.
-    let model = LinearGaussian {
-        engine: e.clone(),
-        shift: 0.5,
-        widen: 3f64.ln(),
-        rows: 64,
-    };
+    let model = LinearGaussian::new(e, 0.5, 3f64.ln(), 64, 2);
     let gaps: Vec<f64> = [1, 8, 100, 2000]
         .iter()
         .map(|&k| likelihood::iwae(&model, &split, 11, k).unwrap() - exact)
@@ -218,12 +220,7 @@ fn the_iwae_bound_approaches_the_exact_log_likelihood_from_above_as_k_grows() {
 fn evaluate_reports_the_analytic_kl_and_units_of_the_layer() {
     let e = gpu!();
     let (split, exact) = points();
-    let model = LinearGaussian {
-        engine: e.clone(),
-        shift: 0.0,
-        widen: 0.0,
-        rows: 5,
-    };
+    let model = LinearGaussian::new(e, 0.0, 0.0, 5, 2);
     let settings = EvalSettings {
         k: 50,
         iwae_images: 6,
@@ -281,32 +278,8 @@ fn evaluate_reports_the_analytic_kl_and_units_of_the_layer() {
 #[test]
 fn a_model_returning_the_wrong_shapes_is_a_typed_error() {
     let e = gpu!();
-    struct Wrong(LinearGaussian);
-    impl Module for Wrong {}
-    impl Likelihood for Wrong {
-        fn pixels(&self) -> usize {
-            3
-        }
-        fn stochastic_layers(&self) -> Vec<LayerInfo> {
-            vec![LayerInfo {
-                name: "z".into(),
-                units: 3,
-            }]
-        }
-        fn sample_layers(&self, x: &Tensor, l: &[u8], k: usize, n: &Noise) -> Result<Sampled> {
-            self.0.sample_layers(x, l, k, n)
-        }
-        fn device(&self) -> Result<Engine> {
-            self.0.device()
-        }
-    }
     let (split, _) = points();
-    let model = Wrong(LinearGaussian {
-        engine: e.clone(),
-        shift: 0.0,
-        widen: 0.0,
-        rows: 64,
-    });
+    let model = LinearGaussian::new(e, 0.0, 0.0, 64, 3);
     let err = likelihood::iwae(&model, &split, 0, 4).unwrap_err();
     assert!(matches!(err, latent::Error::ShapeMismatch { .. }), "{err}");
 }

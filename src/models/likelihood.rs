@@ -241,13 +241,7 @@ fn images<'a>(
     split: &'a Split,
     range: std::ops::Range<usize>,
 ) -> Result<(Tensor, &'a [u8])> {
-    let pixels = split.pixels_per_image();
-    let x = Tensor::from_slice(
-        engine,
-        &split.images()[range.start * pixels..range.end * pixels],
-        &[range.len(), pixels],
-    )?;
-    Ok((x, &split.labels()[range]))
+    Ok((split.upload(engine, range.clone())?, &split.labels()[range]))
 }
 
 /// Draws `k` samples of each image of `x` and checks what the model returned against its

@@ -29,13 +29,7 @@ fn batch(
     split: &Split,
     range: std::ops::Range<usize>,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let pixels = vae.dims().input;
-    let engine = vae.engine();
-    let x = Tensor::from_slice(
-        engine,
-        &split.images()[range.start * pixels..range.end * pixels],
-        &[range.len(), pixels],
-    )?;
+    let x = split.upload(vae.engine(), range.clone())?;
     Ok((x, vae.condition(&split.labels()[range])?))
 }
 
