@@ -9,6 +9,7 @@
 use crate::data::Split;
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::io::{Metrics, Progress};
+use crate::kernels::elementwise::{self as ew, Binary};
 use crate::kernels::{kl, layout, losses, random, reduce};
 use crate::models::vae::Autoencoder;
 use crate::nn::Module;
@@ -363,6 +364,12 @@ fn elbo<M: Likelihood + ?Sized>(model: &M, split: &Split, seed: u64) -> Result<R
         .collect();
     let recon = recon / nf;
     let kl = layers.iter().map(|l| l.kl).sum::<f64>();
+    if !(recon + kl).is_finite() {
+        return Err(Error::bad(
+            "elbo",
+            format!("the test ELBO came out recon {recon} + KL {kl}: a term is not finite"),
+        ));
+    }
     Ok(Report {
         neg_elbo: recon + kl,
         recon,
@@ -419,15 +426,12 @@ pub fn iwae<M: Likelihood + ?Sized>(model: &M, split: &Split, seed: u64, k: usiz
             bar.set((start * k + b * first) as u64);
             let m = draws.min(k - first);
             let s = checked_sample(model, &x, labels, m, &noise)?;
-            let mut log_w = crate::kernels::elementwise::affine(&s.nll_x, -1.0, 0.0)?;
+            // log w = log p(x | z) + Σ_layers (log p(z_l | ·) − log q(z_l | ·)).
+            let mut log_w = ew::affine(&s.nll_x, -1.0, 0.0)?;
             for l in &s.layers {
                 let prior = l.prior.as_ref().map(|(m, v)| (m, v));
                 let ratio = crate::dist::log_prior_ratio(&l.z, &l.eps, &l.logvar, prior)?;
-                log_w = crate::kernels::elementwise::binary(
-                    crate::kernels::elementwise::Binary::Add,
-                    &log_w,
-                    &ratio,
-                )?;
+                log_w = ew::binary(Binary::Add, &log_w, &ratio)?;
             }
             let lse = host(&reduce::logsumexp_last(&log_w.reshape(&[b, m])?)?)?;
             for (p, v) in parts.iter_mut().zip(lse) {
