@@ -390,6 +390,10 @@ fn the_test_set_is_binarised_once_with_the_fixed_seed() {
     assert_eq!(a.images(), b.images());
     assert_eq!(a.labels(), split.labels());
     assert_ne!(a.image(0), a.image(1000), "the second launch draws afresh");
+    assert!(matches!(
+        a.upload(e, 1299..1301),
+        Err(latent::Error::BadInput { .. })
+    ));
     let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
     // 1,019,200 draws of mean 0.5: 5 standard errors are 0.0025.
     assert!(
