@@ -1,11 +1,11 @@
-//! Mini-batches: a fresh seeded permutation per epoch, batch by batch, with optional dynamic
-//! binarisation on the CPU. Tested by `tests/data.rs` (coverage, reproducibility, 469 steps).
+//! Mini-batches: a fresh seeded permutation per epoch, batch by batch, optionally marked for
+//! dynamic binarisation (drawn on the GPU after the upload: `binarize.rs`). Tested by `tests/data.rs` (coverage, reproducibility, 469 steps).
 
 use super::Split;
 use crate::{Error, Result};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 
 /// Epoch orders for `n` examples in batches of `batch_size`.
 ///
@@ -47,7 +47,8 @@ impl Batches {
         self
     }
 
-    /// Makes [`Epoch::gather`] binarise pixels: x ~ Bernoulli(pixel), seeded per step.
+    /// Marks the batches for dynamic binarisation, x ~ Bernoulli(pixel) drawn afresh each epoch
+    /// (see [`Epoch::binarization`]).
     pub fn binarize(mut self, binarize: bool) -> Batches {
         self.binarize = binarize;
         self
@@ -125,7 +126,7 @@ impl Epoch {
     }
 
     /// The whole batch `step` (every rank's part).
-    fn whole(&self, step: usize) -> &[usize] {
+    pub(crate) fn whole(&self, step: usize) -> &[usize] {
         assert!(
             step < self.len(),
             "batch {step} of an epoch of {}",
@@ -163,30 +164,18 @@ impl Epoch {
         (0..self.len()).map(|s| self.batch(s))
     }
 
-    /// Gathers batch `step` of `split` into `out` (`[B, pixels]`, binarised when configured,
-    /// from a generator seeded by `(seed, epoch, step)`) and returns its example indices.
+    /// Gathers batch `step` of `split` into `out` (`[B, pixels]`, grey values) and returns its
+    /// example indices.
     pub fn gather(&self, split: &Split, step: usize, out: &mut Vec<f32>) -> &[usize] {
         let indices = self.batch(step);
-        if self.part.is_some() && self.config.binarize {
-            // A part draws as the whole batch does, then keeps its rows.
-            let (row, _) = self.share(step);
-            let pixels = split.pixels_per_image();
-            split.gather(self.whole(step), out);
-            binarize(out, &mut self.binarizer(step));
-            out.truncate((row + indices.len()) * pixels);
-            out.drain(..row * pixels);
-            return indices;
-        }
         split.gather(indices, out);
-        if self.config.binarize {
-            binarize(out, &mut self.binarizer(step));
-        }
         indices
     }
 
-    /// The binarisation draws of batch `step`, seeded by `(seed, epoch, step)`.
-    fn binarizer(&self, step: usize) -> StdRng {
-        stream(self.config.seed, self.index, step as u64, b"binarize")
+    /// The batches' seed, configured batch size and whether they are binarised.
+    pub(super) fn settings(&self) -> (u64, usize, bool) {
+        let c = &self.config;
+        (c.seed, c.batch_size, c.binarize)
     }
 }
 
@@ -195,14 +184,6 @@ impl<'a> IntoIterator for &'a Epoch {
     type IntoIter = Box<dyn ExactSizeIterator<Item = &'a [usize]> + 'a>;
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())
-    }
-}
-
-/// Dynamic binarisation in place: each x becomes 1 with probability x, else 0.
-pub fn binarize(pixels: &mut [f32], rng: &mut impl Rng) {
-    for x in pixels {
-        // u ∈ [0, 1): a pixel of 0 never fires and a pixel of 1 always does.
-        *x = if rng.random::<f32>() < *x { 1.0 } else { 0.0 };
     }
 }
 

@@ -34,11 +34,31 @@ impl Examples for Split {
         self.len()
     }
 
-    /// Images `[B, pixels]`, binarised when the trainer's batches are.
+    /// Images `[B, pixels]`, binarised on the GPU after the upload when the trainer's batches
+    /// are (no host work: [`Epoch::binarization`]).
     fn batch(&self, engine: &Engine, epoch: &Epoch, step: usize) -> Result<Batch> {
         let mut host = Vec::new();
         let indices = epoch.gather(self, step, &mut host).to_vec();
-        let x = Tensor::from_slice(engine, &host, &[indices.len(), self.pixels_per_image()])?;
+        let pixels = self.pixels_per_image();
+        let mut x = Tensor::from_slice(engine, &host, &[indices.len(), pixels])?;
+        if let Some((seed, offset)) = epoch.binarization(step, pixels) {
+            // A rank's part draws what its rows draw in the whole batch: its counters start at
+            // its first element, 4 draws per Philox block.
+            let first = epoch.share(step).0 * pixels;
+            x = match first % 4 {
+                0 => crate::kernels::random::bernoulli(&x, seed, offset + (first / 4) as u64)?,
+                _ => {
+                    // Not on a block boundary: draw the whole batch and keep this part's rows.
+                    let mut all = Vec::new();
+                    self.gather(epoch.whole(step), &mut all);
+                    let rows = all.len() / pixels;
+                    let whole = Tensor::from_slice(engine, &all, &[rows, pixels])?;
+                    let drawn = crate::kernels::random::bernoulli(&whole, seed, offset)?;
+                    engine.copy_region(&drawn, first, &x, 0, x.numel())?;
+                    x
+                }
+            };
+        }
         let labels = indices.iter().map(|&i| self.labels()[i]).collect();
         Ok(Batch { x, labels, indices })
     }
@@ -518,6 +538,20 @@ impl<M: Trainable> Trainer<M> {
             None => epoch,
         };
         let steps = epoch.len();
+        // Every rank needs a row of every batch, the last (shortest) one included: checked on
+        // the whole batches, so every rank finds the same answer and all stop together.
+        #[cfg(feature = "mpi")]
+        if let Some(r) = &self.replicas {
+            let ranks = r.ranks.size;
+            if let Some(s) = (0..steps).find(|&s| epoch.share(s).1 < ranks) {
+                let why = format!(
+                    "batch {s} of the epoch has {} rows, fewer than the {ranks} ranks: choose \
+                     --batch and --train-images so that every batch has a row per rank",
+                    epoch.share(s).1
+                );
+                return Err(Error::bad("Trainer::train_epoch", why));
+            }
+        }
         self.model.start_epoch()?;
         let label = format!("{} epoch {}", self.config.name, self.epoch + 1);
         // Progress and speed count the global batches.
