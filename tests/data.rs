@@ -4,10 +4,10 @@
 mod common;
 
 use common::TempDir;
-use latent::optim::Examples;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use latent::data::{self, Batches, FashionMnist, idx};
+use latent::optim::Examples;
 use latent::{DataProblem, Error, FolderProblem};
 use std::io::Write;
 use std::path::Path;
