@@ -3,6 +3,8 @@
 
 pub mod classifier;
 pub mod conv_vae;
+pub mod feature_net;
+pub mod fid;
 pub mod latent;
 pub mod pixelcnn;
 pub mod prior;
