@@ -3,6 +3,7 @@
 
 pub mod classifier;
 pub mod conv_vae;
+pub mod dfc_vae;
 pub mod feature_net;
 pub mod fid;
 pub mod latent;
