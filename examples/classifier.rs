@@ -14,7 +14,7 @@ use latent::models::fid::{FID_IMAGES, FID_NOTE, FidReference};
 use latent::{Engine, Result};
 use std::path::PathBuf;
 
-/// Trains the feature network (conv 32 k3, conv 32 k4 s2, conv 64 k4 s2, each with batch norm
+/// Trains the feature network (conv 32 k4 s2, conv 32 k3, conv 64 k4 s2, each with batch norm
 /// and ReLU, then 256 hidden units and 10 logits) on Fashion-MNIST and writes to --out
 /// feature_net.safetensors (with the data's identity and its test accuracy: the judge and
 /// Fréchet-score features of every generative example), loss_curve.svg/.csv and metrics.json
@@ -22,9 +22,10 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 struct Args {
     /// Training epochs, each one pass over the 60,000 training images (469 steps at batch 128).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 5)]
     epochs: u64,
-    /// Images per training step.
+    /// Images per training step (at most 334: the 14×14 conv's weight gradient sums over
+    /// batch·196 positions, and lavapipe allows 65,535 loop steps per invocation).
     #[arg(long, default_value_t = 128)]
     batch: usize,
     /// Adam learning rate (step size per update).
@@ -49,6 +50,12 @@ impl Args {
     fn validate(&self) -> Result<()> {
         flags::at_least("--epochs", self.epochs as usize, 1)?;
         flags::at_least("--batch", self.batch, 1)?;
+        if self.batch > 334 {
+            return Err(latent::Error::BadFlag {
+                flag: "--batch".into(),
+                reason: format!("must be at most 334, got {}", self.batch),
+            });
+        }
         flags::positive("--lr", self.lr)?;
         flags::data_folder(self.data.as_deref())
     }

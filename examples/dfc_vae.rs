@@ -295,7 +295,7 @@ fn run(a: &Args) -> Result<()> {
     io::save_labelled_grid(
         out.join("reconstructions.png"),
         &grid,
-        8,
+        3,
         (28, 28),
         2,
         labels,
@@ -316,7 +316,7 @@ fn run(a: &Args) -> Result<()> {
         title: Some("prior samples, the same z for both models"),
         rows: &rows,
     };
-    io::save_labelled_grid(out.join("samples.png"), &grid, 8, (28, 28), 2, labels)?;
+    io::save_labelled_grid(out.join("samples.png"), &grid, 6, (28, 28), 2, labels)?;
     latent::models::latent::interpolation_strips(dfc, &data.test, &out)?;
     latent::models::latent::attribute_demo(dfc, &data.test, &out)?;
 
