@@ -62,15 +62,7 @@ impl Args {
 }
 
 fn run(a: &Args) -> Result<()> {
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out/classifier"));
-    std::fs::create_dir_all(&out).map_err(|source| latent::Error::Io {
-        action: "create the output folder",
-        path: out.clone(),
-        source,
-    })?;
+    let out = shared::out_dir(a.out.as_deref(), "classifier")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let data = FashionMnist::load(a.data.as_deref())?;
@@ -126,8 +118,5 @@ fn run(a: &Args) -> Result<()> {
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = args.validate().and_then(|_| run(&args)) {
-        eprintln!("classifier: {e}");
-        std::process::exit(1);
-    }
+    shared::exit_on_error("classifier", args.validate().and_then(|_| run(&args)));
 }

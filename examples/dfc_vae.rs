@@ -194,15 +194,7 @@ fn recon_mse(vae: &dyn Autoencoder, x: &Tensor) -> Result<f64> {
 }
 
 fn run(a: &Args) -> Result<()> {
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out/dfc_vae"));
-    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-        action: "create the output folder",
-        path: out.clone(),
-        source,
-    })?;
+    let out = shared::out_dir(a.out.as_deref(), "dfc_vae")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let data = FashionMnist::load(a.data.as_deref())?;
@@ -360,8 +352,5 @@ fn run(a: &Args) -> Result<()> {
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = args.validate().and_then(|_| run(&args)) {
-        eprintln!("dfc_vae: {e}");
-        std::process::exit(1);
-    }
+    shared::exit_on_error("dfc_vae", args.validate().and_then(|_| run(&args)));
 }

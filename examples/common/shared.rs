@@ -21,6 +21,25 @@ pub fn data_identity(data: &FashionMnist, train: &Split) -> String {
     )
 }
 
+/// The output folder: `out`, or `out/<example>` by default; created.
+pub fn out_dir(out: Option<&Path>, example: &str) -> Result<PathBuf> {
+    let out = out.map_or_else(|| PathBuf::from("out").join(example), Path::to_path_buf);
+    std::fs::create_dir_all(&out).map_err(|source| latent::Error::Io {
+        action: "create the output folder",
+        path: out.clone(),
+        source,
+    })?;
+    Ok(out)
+}
+
+/// Ends an example: its error printed plainly after its name, and a non-zero exit status.
+pub fn exit_on_error(example: &str, result: Result<()>) {
+    if let Err(e) = result {
+        eprintln!("{example}: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Where the `classifier` example writes the feature network by default, and where every
 /// other example looks for it (`--judge`).
 pub const JUDGE_PATH: &str = "out/classifier/feature_net.safetensors";

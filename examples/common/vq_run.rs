@@ -7,7 +7,7 @@ use latent::models::pixelcnn::{PixelCnn, bits};
 use latent::models::prior::{CodeMaps, Prior, PriorTraining};
 use latent::models::vqvae::{VqModel, VqTraining};
 use latent::optim::{TrainConfig, Trainable, Trainer};
-use latent::{Engine, Error, Result, Tensor};
+use latent::{Engine, Result, Tensor};
 use std::path::{Path, PathBuf};
 
 /// Trains `prior` on `maps` through the one trainer, a progress bar per epoch and a summary
@@ -216,15 +216,6 @@ impl Common {
 
     /// The output folder, created.
     pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("out").join(example));
-        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-            action: "create the output folder",
-            path: out.clone(),
-            source,
-        })?;
-        Ok(out)
+        crate::shared::out_dir(self.out.as_deref(), example)
     }
 }
