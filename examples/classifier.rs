@@ -12,7 +12,6 @@ use latent::io::Metrics;
 use latent::models::feature_net::FeatureNetTraining;
 use latent::models::fid::{FID_IMAGES, FID_NOTE, FidReference};
 use latent::{Engine, Result};
-use std::path::PathBuf;
 
 /// Trains the feature network (conv 32 k4 s2, conv 32 k3, conv 64 k4 s2, each with batch norm
 /// and ReLU, then 256 hidden units and 10 logits) on Fashion-MNIST and writes to --out
@@ -31,19 +30,8 @@ struct Args {
     /// Adam learning rate (step size per update).
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
-    /// Seed of initialisation and data order (any integer).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Output folder [default: out/classifier, where the other examples' --judge looks].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue from <out>/checkpoint.safetensors (bit for bit as if never stopped).
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    run: shared::RunArgs,
 }
 
 impl Args {
@@ -57,23 +45,23 @@ impl Args {
             });
         }
         flags::positive("--lr", self.lr)?;
-        flags::data_folder(self.data.as_deref())
+        flags::data_folder(self.run.data.as_deref())
     }
 }
 
 fn run(a: &Args) -> Result<()> {
-    let out = shared::out_dir(a.out.as_deref(), "classifier")?;
+    let out = shared::out_dir(a.run.out.as_deref(), "classifier")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
-    let data = FashionMnist::load(a.data.as_deref())?;
+    let data = FashionMnist::load(a.run.data.as_deref())?;
     let training = FeatureNetTraining {
         epochs: a.epochs,
         batch: a.batch,
         lr: a.lr,
-        seed: a.seed,
+        seed: a.run.seed,
     };
     let checkpoint = out.join("checkpoint.safetensors");
-    if !a.resume && checkpoint.exists() {
+    if !a.run.resume && checkpoint.exists() {
         std::fs::remove_file(&checkpoint).map_err(|source| latent::Error::Io {
             action: "remove the previous run's checkpoint",
             path: checkpoint.clone(),
@@ -99,7 +87,7 @@ fn run(a: &Args) -> Result<()> {
     m.integer("epochs", a.epochs)
         .integer("batch", a.batch as u64)
         .number("lr", a.lr)
-        .integer("seed", a.seed)
+        .integer("seed", a.run.seed)
         .number("test_accuracy", accuracy)
         .number("train_seconds", seconds)
         .number("fid_real_floor", reference.floor)

@@ -61,9 +61,6 @@ struct Args {
     /// error is summed over its values, per image).
     #[arg(long, value_delimiter = ',', default_values_t = [1.0f32, 1.0, 1.0])]
     alpha: Vec<f32>,
-    /// Seed of initialisation, data order and noise (any integer).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Train on the first N training images only, for quick tries (0: all 60,000).
     #[arg(long, default_value_t = 0)]
     train_images: usize,
@@ -74,16 +71,8 @@ struct Args {
     /// Prior samples of each model in the Fréchet score against the 10,000 test images.
     #[arg(long, default_value_t = latent::models::fid::FID_IMAGES)]
     fid_samples: usize,
-    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Output folder [default: out/dfc_vae].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue both runs from their checkpoints in --out (bit for bit).
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    run: shared::RunArgs,
     #[command(flatten)]
     judge: shared::JudgeArgs,
 }
@@ -121,7 +110,7 @@ impl Args {
             }
         }
         self.judge.validate()?;
-        flags::data_folder(self.data.as_deref())
+        flags::data_folder(self.run.data.as_deref())
     }
 
     fn settings(&self) -> TrainSettings {
@@ -130,7 +119,7 @@ impl Args {
             lr: self.lr,
             beta: self.beta,
             warmup: 0,
-            seed: self.seed,
+            seed: self.run.seed,
             objective: Objective::Elbo,
             binarize: false,
         }
@@ -146,7 +135,7 @@ fn pixel_vae(
     train: &latent::data::Split,
     out: &Path,
 ) -> Result<ConvVae> {
-    let model = ConvVae::new(engine, a.latent, a.seed)?;
+    let model = ConvVae::new(engine, a.latent, a.run.seed)?;
     if let Some(path) = &a.conv_vae {
         io::load_module(path, &model, &Autoencoder::describe(&model))?;
         println!("pixel-loss conv VAE: loaded {}", path.display());
@@ -158,7 +147,7 @@ fn pixel_vae(
         name: "conv vae".into(),
         ..s.config(identity, Some(path.clone()))
     };
-    let mut t = match a.resume && path.is_file() {
+    let mut t = match a.run.resume && path.is_file() {
         true => vae::resume(Box::new(model), &s, config, train.len(), &path)?,
         false => vae::trainer(Box::new(model), &s, config, train.len())?,
     };
@@ -174,7 +163,7 @@ fn pixel_vae(
             e.images_per_second
         );
     }
-    let vae = ConvVae::new(engine, a.latent, a.seed)?;
+    let vae = ConvVae::new(engine, a.latent, a.run.seed)?;
     io::load_module(&path, &vae, &Autoencoder::describe(&vae))?;
     Ok(vae)
 }
@@ -194,10 +183,10 @@ fn recon_mse(vae: &dyn Autoencoder, x: &Tensor) -> Result<f64> {
 }
 
 fn run(a: &Args) -> Result<()> {
-    let out = shared::out_dir(a.out.as_deref(), "dfc_vae")?;
+    let out = shared::out_dir(a.run.out.as_deref(), "dfc_vae")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
-    let data = FashionMnist::load(a.data.as_deref())?;
+    let data = FashionMnist::load(a.run.data.as_deref())?;
     let train = match a.train_images {
         0 => data.train.clone(),
         n => data.train.take(n),
@@ -223,7 +212,7 @@ fn run(a: &Args) -> Result<()> {
     };
     let alpha = [a.alpha[0], a.alpha[1], a.alpha[2]];
     let model = DfcVae::new(
-        ConvVae::new(&engine, a.latent, a.seed)?,
+        ConvVae::new(&engine, a.latent, a.run.seed)?,
         net,
         judge_identity,
         layers,
@@ -235,7 +224,7 @@ fn run(a: &Args) -> Result<()> {
         name: format!("dfc vae ({})", layers.name()),
         ..a.settings().config(identity, Some(checkpoint.clone()))
     };
-    let mut t = match a.resume && checkpoint.is_file() {
+    let mut t = match a.run.resume && checkpoint.is_file() {
         true => Trainer::resume(model, config, train.len(), &checkpoint)?,
         false => Trainer::new(model, config, train.len())?,
     };
@@ -293,7 +282,7 @@ fn run(a: &Args) -> Result<()> {
         labels,
     )?;
     // Prior samples with the same z for both models, row by row.
-    let z = random::normal(&engine, &[24, a.latent], a.seed ^ 0x5A3F, 0)?;
+    let z = random::normal(&engine, &[24, a.latent], a.run.seed ^ 0x5A3F, 0)?;
     let (ps, ds) = (
         pixel.mean_images(&z, None)?.to_vec::<f32>()?,
         dfc.mean_images(&z, None)?.to_vec::<f32>()?,
@@ -312,8 +301,8 @@ fn run(a: &Args) -> Result<()> {
     latent::models::latent::interpolation_strips(dfc, &data.test, &out)?;
     latent::models::latent::attribute_demo(dfc, &data.test, &out)?;
 
-    let dfc_fid = scorer.fid(&vae::prior_samples(dfc, a.fid_samples, a.seed)?)?;
-    let pixel_fid = scorer.fid(&vae::prior_samples(&pixel, a.fid_samples, a.seed)?)?;
+    let dfc_fid = scorer.fid(&vae::prior_samples(dfc, a.fid_samples, a.run.seed)?)?;
+    let pixel_fid = scorer.fid(&vae::prior_samples(&pixel, a.fid_samples, a.run.seed)?)?;
     let (dfc_mse, pixel_mse) = (recon_mse(dfc, &x)?, recon_mse(&pixel, &x)?);
     let mut m = Metrics::new("dfc-vae");
     m.integer("epochs", t.epoch)
@@ -323,7 +312,7 @@ fn run(a: &Args) -> Result<()> {
         .number("beta", a.beta as f64)
         .text("layers", layers.name())
         .numbers("alpha", alpha.iter().map(|&v| v as f64))
-        .integer("seed", a.seed)
+        .integer("seed", a.run.seed)
         .number("train_seconds_this_run", seconds)
         .number("judge_test_accuracy", scorer.accuracy);
     dfc_fid.add_to(&mut m);

@@ -163,6 +163,24 @@ impl JudgeArgs {
     }
 }
 
+/// Where a run reads and writes: flags of the newer examples (`classifier`, `dfc_vae`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Seed of initialisation, data order and noise (any integer).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder [default: out/<example name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from the checkpoints in --out (bit for bit as if never stopped).
+    #[arg(long)]
+    pub resume: bool,
+}
+
 /// `--fid-samples N`: 0 (no score) or at least 2 (a covariance needs two rows).
 pub fn fid_samples_flag(value: usize) -> Result<()> {
     match value {
