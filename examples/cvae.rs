@@ -13,7 +13,7 @@ fn main() {
         "Trains the class-conditional VAE on Fashion-MNIST and writes to --out its checkpoint, \
          samples_by_class.png (one labelled row per class), style_transfer.png, \
          reconstructions.png, loss_curve.svg, loss_curve.csv and metrics.json (conditional test \
-         -ELBO, IWAE-k NLL, and the share of prior samples an MLP judge assigns to their label).",
+         -ELBO, IWAE-k NLL, and the share of prior samples the feature network of --judge assigns to their label, the Fréchet score of 10,000 prior samples).",
         vae_run::Kind::Conditional,
     );
 }

@@ -7,7 +7,7 @@ use latent::models::pixelcnn::{PixelCnn, bits};
 use latent::models::prior::{CodeMaps, Prior, PriorTraining};
 use latent::models::vqvae::{VqModel, VqTraining};
 use latent::optim::{TrainConfig, Trainable, Trainer};
-use latent::{Engine, Error, Result, Tensor};
+use latent::{Engine, Result, Tensor};
 use std::path::{Path, PathBuf};
 
 /// Trains `prior` on `maps` through the one trainer, a progress bar per epoch and a summary
@@ -115,6 +115,8 @@ pub struct Judged {
     /// Share of samples assigned to the class they were drawn for, overall and per class.
     pub accuracy: f64,
     pub per_class: Vec<f64>,
+    /// The Fréchet score of the same samples.
+    pub fid: latent::models::fid::Fid,
 }
 
 impl Judged {
@@ -126,21 +128,23 @@ impl Judged {
             .number("sample_accuracy", self.accuracy)
             .numbers("sample_accuracy_per_class", self.per_class.iter().copied())
             .integer("samples", samples as u64);
+        self.fid.add_to(metrics);
     }
 }
 
-/// Trains the judge (see `shared::train_judge`) and classifies `images` `[10·n, 784]` drawn
-/// `n` per class in class order.
+/// Loads (or trains once and caches) the feature network at `judge`, classifies `images`
+/// `[10·n, 784]` drawn `n` per class in class order, and gives their Fréchet score against the
+/// test images.
 pub fn judge(
     engine: &Engine,
     data: &FashionMnist,
     images: &Tensor,
     n: usize,
-    epochs: u64,
-    seed: u64,
+    judge: &Path,
 ) -> Result<Judged> {
-    let (judge, judge_accuracy) = crate::shared::train_judge(engine, data, epochs, seed)?;
-    let predicted = judge.predict(&images.reshape(&[10 * n, 784])?)?;
+    let scorer = crate::shared::Scorer::new(engine, data, judge)?;
+    let images = images.reshape(&[10 * n, 784])?;
+    let predicted = scorer.net.predict(&images)?;
     let per_class: Vec<f64> = (0..10)
         .map(|c| {
             let hits = predicted[c * n..(c + 1) * n]
@@ -153,13 +157,14 @@ pub fn judge(
     let accuracy = per_class.iter().sum::<f64>() / 10.0;
     println!(
         "judge: {:.1}% on real test images; class-conditional samples assigned to their class: {:.1}%",
-        100.0 * judge_accuracy,
+        100.0 * scorer.accuracy,
         100.0 * accuracy
     );
     Ok(Judged {
-        judge_accuracy,
+        judge_accuracy: scorer.accuracy,
         accuracy,
         per_class,
+        fid: scorer.fid(&images)?,
     })
 }
 
@@ -178,7 +183,7 @@ pub fn write_metrics(out: &Path, metrics: &latent::io::Metrics) -> Result<()> {
 #[derive(clap::Args, Debug)]
 pub struct Common {
     /// Train the model and its priors on the first N training images only, for quick tries
-    /// (0: all 60,000; the judge always trains on all of them).
+    /// (0: all 60,000; the judge is trained on all of them).
     #[arg(long, default_value_t = 0)]
     pub train_images: usize,
     /// Seed of initialisation, data order and sampling (any integer).
@@ -196,6 +201,8 @@ pub struct Common {
     /// checkpoint where one was written (from scratch where none was).
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub judge: crate::shared::JudgeArgs,
 }
 
 impl Common {
@@ -203,20 +210,12 @@ impl Common {
     pub fn validate(&self, batch: usize) -> Result<()> {
         flags::at_least("--batch", batch, 1)?;
         flags::images("--train-images", self.train_images, batch)?;
+        self.judge.validate()?;
         flags::data_folder(self.data.as_deref())
     }
 
     /// The output folder, created.
     pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("out").join(example));
-        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-            action: "create the output folder",
-            path: out.clone(),
-            source,
-        })?;
-        Ok(out)
+        crate::shared::out_dir(self.out.as_deref(), example)
     }
 }

@@ -1,6 +1,7 @@
-//! A small image classifier (an MLP, 784 → 256 → 10 by default) trained with cross entropy: the
-//! in-repo judge of class-conditional samples; trained by `optim::Trainer`. Tested by
-//! `cargo test --release --test vae`.
+//! A small image classifier (an MLP, 784 → 256 → 10 by default) trained with cross entropy by
+//! `optim::Trainer`; the smallest real model with a checkpoint (the trainer's tests use it). The
+//! judge of generated samples is the conv `models::feature_net`. Tested by
+//! `cargo test --release --test trainer`.
 
 use crate::data::Split;
 use crate::engine::{Engine, Error, Result, Tensor};

@@ -3,6 +3,9 @@
 
 pub mod classifier;
 pub mod conv_vae;
+pub mod dfc_vae;
+pub mod feature_net;
+pub mod fid;
 pub mod latent;
 pub mod likelihood;
 pub mod pixelcnn;
