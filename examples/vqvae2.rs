@@ -18,7 +18,7 @@ use latent::{Engine, Result, Tensor};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Trains VQ-VAE-2 on Fashion-MNIST (top codes 7×7, bottom codes 14×14), a class-conditional
+/// Trains VQ-VAE-2 on Fashion-MNIST (top codes 4×4, bottom codes 7×7), a class-conditional
 /// PixelCNN over its top codes and one over its bottom codes given the top, and writes to --out
 /// the checkpoints, reconstructions.png (labelled rows: original / from the top codes / from both
 /// levels), samples_by_class.png (one labelled row per class) and metrics.json.
@@ -44,9 +44,17 @@ struct Args {
     /// Adam learning rate of the priors (step size per update).
     #[arg(long, default_value_t = 1e-3)]
     prior_lr: f64,
-    /// Codebook size K of each level (codes).
+    /// Codebook size K of the top level (codes): the top codes carry the shape and class.
     #[arg(long, default_value_t = 256)]
-    codes: usize,
+    top_codes: usize,
+    /// Codebook size K of the bottom level (codes): a small one leaves the bottom prior little
+    /// to get wrong.
+    #[arg(long, default_value_t = 16)]
+    bottom_codes: usize,
+    /// Stride-2 stages from the image to the bottom codes: 2 gives 7×7 bottom and 4×4 top
+    /// codes, 1 gives 14×14 and 7×7 (stages; 1 or 2).
+    #[arg(long, default_value_t = 2)]
+    bottom_stages: usize,
     /// Code dimension D of both levels (floats per code).
     #[arg(long, default_value_t = 32)]
     dim: usize,
@@ -94,7 +102,9 @@ impl Args {
         flags::images("--prior-images", self.prior_images, self.batch)?;
         flags::positive("--lr", self.lr as f64)?;
         flags::positive("--prior-lr", self.prior_lr)?;
-        flags::at_least("--codes", self.codes, 2)?;
+        flags::at_least("--top-codes", self.top_codes, 2)?;
+        flags::at_least("--bottom-codes", self.bottom_codes, 2)?;
+        flags::between("--bottom-stages", self.bottom_stages, 1, 2)?;
         flags::at_least("--dim", self.dim, 1)?;
         flags::at_least("--hidden", self.hidden, 2)?;
         flags::at_least("--reset-after", self.reset_after as usize, 1)?;
@@ -110,7 +120,7 @@ impl Args {
 
 fn config(a: &Args) -> VqVae2Config {
     let vq = VqConfig {
-        codes: a.codes,
+        codes: a.top_codes,
         dim: a.dim,
         ema: Some(Ema::default()),
         reset_after: Some(a.reset_after),
@@ -119,15 +129,26 @@ fn config(a: &Args) -> VqVae2Config {
     VqVae2Config {
         hidden: a.hidden,
         res_hidden: a.hidden / 2,
+        bottom_stages: a.bottom_stages,
         top: vq,
-        bottom: vq,
+        bottom: VqConfig {
+            codes: a.bottom_codes,
+            ..vq
+        },
         ..Default::default()
     }
 }
 
-fn prior_config(a: &Args, classes: usize, spatial: Option<(usize, usize)>) -> PixelCnnConfig {
+/// A prior over `codes` codes, class-conditional with `classes` > 0, conditioned on a map of
+/// (channels, kernel) with `spatial`.
+fn prior_config(
+    a: &Args,
+    codes: usize,
+    classes: usize,
+    spatial: Option<(usize, usize)>,
+) -> PixelCnnConfig {
     PixelCnnConfig {
-        codes: a.codes,
+        codes,
         channels: a.prior_channels,
         blocks: a.prior_blocks,
         hidden: a.prior_hidden,
@@ -181,9 +202,16 @@ fn run(a: Args) -> Result<()> {
         .map(|path| VqVae2::load(&engine, config(&a), path))
         .transpose()?;
     let loaded_top = (a.top_prior.as_deref())
-        .map(|path| prior::load_prior(&engine, prior_config(&a, 10, None), (th, tw), path))
+        .map(|path| {
+            prior::load_prior(
+                &engine,
+                prior_config(&a, a.top_codes, 10, None),
+                (th, tw),
+                path,
+            )
+        })
         .transpose()?;
-    let bottom_cfg = prior_config(&a, 0, Some((a.dim, 1)));
+    let bottom_cfg = prior_config(&a, a.bottom_codes, 0, Some((a.dim, 1)));
     let loaded_bottom = (a.bottom_prior.as_deref())
         .map(|path| prior::load_prior(&engine, bottom_cfg, (bh, bw), path))
         .transpose()?;
@@ -248,7 +276,7 @@ fn run(a: Args) -> Result<()> {
         lr: a.prior_lr,
         seed: a.common.seed,
     };
-    let top_cfg = prior_config(&a, 10, None);
+    let top_cfg = prior_config(&a, a.top_codes, 10, None);
     let top_prior = match loaded_top {
         Some(net) => net,
         None => {
@@ -352,7 +380,8 @@ fn run(a: Args) -> Result<()> {
         .number("test_mse_from_top_200", mse_top)
         .number("top_codebook_usage", test.top_usage)
         .number("bottom_codebook_usage", test.bottom_usage)
-        .integer("codes", a.codes as u64)
+        .integer("top_codes", a.top_codes as u64)
+        .integer("bottom_codes", a.bottom_codes as u64)
         .number("top_prior_test_nll_bits_per_code", top_bits)
         .number("bottom_prior_test_nll_bits_per_code", bottom_bits)
         .number("minutes", minutes);
