@@ -340,3 +340,24 @@ fn params_must_fill_the_uniform() {
         "{err:?}"
     );
 }
+
+#[test]
+fn params_longer_than_the_padded_uniform_are_refused() {
+    let e = gpu!();
+    let t = inputs(e);
+    let binds = axpy(&t, None);
+    let err = e.dispatch(&SHADER, "axpy", &[], &binds, &[0u8; 32], Grid::Linear(1));
+    assert!(
+        matches!(
+            err,
+            Err(Error::Binding {
+                problem: BindingProblem::Params {
+                    expected: 16,
+                    got: 32
+                },
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+}

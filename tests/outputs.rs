@@ -106,6 +106,43 @@ fn a_line_chart_has_title_axis_labels_ticks_and_a_legend_as_svg_text() {
 }
 
 #[test]
+fn stacked_panels_give_each_term_its_own_y_axis() {
+    let dir = TempDir::new("panels");
+    let path = dir.path("loss_curve.svg");
+    let loss = [300.0, 260.0, 250.0, 245.0];
+    let kl = [8.0, 10.0, 11.0, 12.0];
+    let labels = Labels {
+        title: "vae: training terms",
+        x: "step",
+        y: "nats per image",
+    };
+    io::line_panels_svg(&path, labels, &[("recon", &loss), ("KL", &kl)]).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    let texts: Vec<&str> = svg
+        .split("<text")
+        .skip(1)
+        .map(|t| t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()].trim())
+        .collect();
+    // The title once, each panel's caption, and y tick labels on both scales: the KL panel is
+    // ticked near its own values, not on the loss's 250–300 axis.
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| **t == "vae: training terms")
+            .count(),
+        1
+    );
+    for word in ["recon", "KL", "300.0", "10.0", "12.0"] {
+        assert!(texts.contains(&word), "no <text>{word}</text> in {texts:?}");
+    }
+    assert_eq!(texts.iter().filter(|t| **t == "nats per image").count(), 2);
+    assert!(matches!(
+        io::line_panels_svg(&path, labels, &[]),
+        Err(Error::BadInput { .. })
+    ));
+}
+
+#[test]
 fn the_per_step_series_are_written_as_csv() {
     let dir = TempDir::new("csv");
     let path = dir.path("losses.csv");

@@ -66,7 +66,8 @@ impl Curves {
         }
     }
 
-    /// Writes `<stem>.svg` (title `title`, y axis `unit`) and `<stem>.csv` into `out`; nothing
+    /// Writes `<stem>.svg` (title `title`, y axis `unit`; one panel per term when there are
+    /// several) and `<stem>.csv` into `out`; nothing
     /// when no epoch was trained in this run (a resumed or loaded model).
     pub fn write(&self, out: &Path, stem: &str, title: &str, unit: &str) -> Result<()> {
         if self.values.first().is_none_or(Vec::is_empty) {
@@ -80,7 +81,12 @@ impl Curves {
             x: "training step of this run",
             y: unit,
         };
-        latent::io::line_chart_svg(out.join(format!("{stem}.svg")), labels, &series)?;
+        // One panel per term: a KL near 10 nats stays readable beside a loss near 250.
+        let svg = out.join(format!("{stem}.svg"));
+        match series.len() {
+            1 => latent::io::line_chart_svg(svg, labels, &series)?,
+            _ => latent::io::line_panels_svg(svg, labels, &series)?,
+        }
         latent::io::series_csv(out.join(format!("{stem}.csv")), "step", &series)
     }
 }

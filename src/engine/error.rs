@@ -204,7 +204,9 @@ pub enum BindingProblem {
     #[error("`{variable}` is written and shares its buffer with `{other}`")]
     Aliased { variable: String, other: String },
 
-    #[error("the params uniform takes {expected} bytes (0: none); got {got}")]
+    #[error(
+        "the params uniform takes {expected} bytes (0: none; up to the next multiple of 16 with padding); got {got}"
+    )]
     Params { expected: u64, got: u64 },
 }
 

@@ -537,7 +537,11 @@ fn match_bindings<'t>(
     }
     let uniform = bindings.iter().find(|b| b.slot == Slot::Uniform);
     let expected = uniform.map_or(0, |b| b.view.bytes);
-    if (params_len == 0) != uniform.is_none() || (params_len as u64) < expected {
+    // A host struct may carry padding up to the uniform's 16-byte size rounding, never more:
+    // longer params mean the host and the shader disagree about the struct.
+    let padded = expected.div_ceil(16) * 16;
+    let got = params_len as u64;
+    if (params_len == 0) != uniform.is_none() || got < expected || got > padded {
         return Err(BindingProblem::Params {
             expected,
             got: params_len as u64,

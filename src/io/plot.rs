@@ -51,32 +51,97 @@ pub fn line_chart_svg(
     let y_range = padded_range(series.iter().flat_map(|(_, v)| v.iter().copied()));
     let ticks = Some(longest.clamp(2, 10));
     let svg = svg_chart(op, (800, 500), labels, (x_range, y_range), ticks, |chart| {
-        for (i, (name, values)) in series.iter().enumerate() {
-            let colour = colour(i);
-            // One line per run of finite values: a NaN shows as a gap, not as a jump to 0.
-            let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-            for (j, &v) in values.iter().enumerate() {
-                match v.is_finite() {
-                    true => runs.last_mut().unwrap().push(((j + 1) as f64, v)),
-                    false => runs.push(Vec::new()),
-                }
-            }
-            for (r, run) in runs.into_iter().filter(|r| !r.is_empty()).enumerate() {
-                let drawn = if run.len() == 1 {
-                    chart.draw_series(run.into_iter().map(|p| Circle::new(p, 2, colour.filled())))
-                } else {
-                    chart.draw_series(LineSeries::new(run, colour.stroke_width(2)))
-                }
-                .map_err(drawing(op))?;
-                if r == 0 {
-                    drawn.label(*name).legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
-                    });
-                }
+        draw_lines(op, chart, series, 0)
+    })?;
+    write_atomic(path.as_ref(), svg.as_bytes())
+}
+
+/// Draws `series` as lines (series i in `PALETTE[(first + i) % 10]`), named in the legend; a
+/// non-finite value breaks its line.
+fn draw_lines(
+    op: &'static str,
+    chart: &mut Chart<'_, '_>,
+    series: &[(&str, &[f64])],
+    first: usize,
+) -> Result<()> {
+    for (i, (name, values)) in series.iter().enumerate() {
+        let colour = colour(first + i);
+        // One line per run of finite values: a NaN shows as a gap, not as a jump to 0.
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for (j, &v) in values.iter().enumerate() {
+            match v.is_finite() {
+                true => runs.last_mut().unwrap().push(((j + 1) as f64, v)),
+                false => runs.push(Vec::new()),
             }
         }
-        Ok(())
-    })?;
+        for (r, run) in runs.into_iter().filter(|r| !r.is_empty()).enumerate() {
+            let drawn = if run.len() == 1 {
+                chart.draw_series(run.into_iter().map(|p| Circle::new(p, 2, colour.filled())))
+            } else {
+                chart.draw_series(LineSeries::new(run, colour.stroke_width(2)))
+            }
+            .map_err(drawing(op))?;
+            if r == 0 {
+                drawn.label(*name).legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes one line chart per series, stacked in one SVG (800 wide, 260 high per panel) under
+/// `labels.title`, each panel with its own y axis (`labels.y`) and the series' name as its
+/// caption: terms of very different size, such as a loss near 250 and a KL near 10, each stay
+/// readable. Colours and gaps as [`line_chart_svg`].
+pub fn line_panels_svg(
+    path: impl AsRef<Path>,
+    labels: Labels<'_>,
+    series: &[(&str, &[f64])],
+) -> Result<()> {
+    let op = "line_panels_svg";
+    if series.is_empty() {
+        return Err(Error::bad(op, "no series to plot"));
+    }
+    if let Some((name, _)) = series.iter().find(|(_, v)| v.is_empty()) {
+        return Err(Error::bad(op, format!("series `{name}` is empty")));
+    }
+    let longest = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
+    let x_range = 1.0..(longest as f64).max(2.0);
+    let ticks = Some(longest.clamp(2, 10));
+    let mut svg = String::new();
+    {
+        let height = 60 + 260 * series.len() as u32;
+        let root = SVGBackend::with_string(&mut svg, (800, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing(op))?;
+        let root = root
+            .titled(labels.title, ("sans-serif", 26))
+            .map_err(drawing(op))?;
+        for (i, (panel, one)) in root
+            .split_evenly((series.len(), 1))
+            .iter()
+            .zip(series)
+            .enumerate()
+        {
+            let y_range = padded_range(one.1.iter().copied());
+            let panel_labels = Labels {
+                title: one.0,
+                ..labels
+            };
+            let mut chart = chart_on(
+                op,
+                panel,
+                panel_labels,
+                (x_range.clone(), y_range),
+                ticks,
+                20,
+            )?;
+            draw_lines(op, &mut chart, std::slice::from_ref(one), i)?;
+            legend(op, &mut chart)?;
+        }
+        root.present().map_err(drawing(op))?;
+    }
     write_atomic(path.as_ref(), svg.as_bytes())
 }
 
@@ -183,39 +248,58 @@ fn svg_chart(
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(drawing(op))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(labels.title, ("sans-serif", 26))
-            .margin(12)
-            .x_label_area_size(54)
-            .y_label_area_size(80)
-            .build_cartesian_2d(x, y)
-            .map_err(drawing(op))?;
-        let whole = |x: &f64| match x.fract() == 0.0 {
-            true => format!("{x:.0}"),
-            false => String::new(),
-        };
-        let mut mesh = chart.configure_mesh();
-        mesh.x_desc(labels.x)
-            .y_desc(labels.y)
-            .axis_desc_style(("sans-serif", 19))
-            .label_style(("sans-serif", 16))
-            .light_line_style(RGBColor(235, 235, 235));
-        if let Some(n) = whole_x {
-            mesh.x_labels(n).x_label_formatter(&whole);
-        }
-        mesh.draw().map_err(drawing(op))?;
+        let mut chart = chart_on(op, &root, labels, (x, y), whole_x, 26)?;
         draw(&mut chart)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 18))
-            .draw()
-            .map_err(drawing(op))?;
+        legend(op, &mut chart)?;
         root.present().map_err(drawing(op))?;
     }
     Ok(svg)
+}
+
+/// The axes of a chart on `area`: the title (at `caption` px), axes with ticks, tick labels
+/// and their descriptions, a light grid. `whole_x` as in [`svg_chart`].
+fn chart_on<'a, 'b>(
+    op: &'static str,
+    area: &DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    labels: Labels<'_>,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    whole_x: Option<usize>,
+    caption: u32,
+) -> Result<Chart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(labels.title, ("sans-serif", caption))
+        .margin(12)
+        .x_label_area_size(54)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(drawing(op))?;
+    let whole = |x: &f64| match x.fract() == 0.0 {
+        true => format!("{x:.0}"),
+        false => String::new(),
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(labels.x)
+        .y_desc(labels.y)
+        .axis_desc_style(("sans-serif", 19))
+        .label_style(("sans-serif", 16))
+        .light_line_style(RGBColor(235, 235, 235));
+    if let Some(n) = whole_x {
+        mesh.x_labels(n).x_label_formatter(&whole);
+    }
+    mesh.draw().map_err(drawing(op))?;
+    Ok(chart)
+}
+
+/// The legend of the series `chart` labelled, in its upper right corner.
+fn legend<'a, 'b: 'a>(op: &'static str, chart: &mut Chart<'a, 'b>) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 18))
+        .draw()
+        .map_err(drawing(op))
 }
 
 fn colour(i: usize) -> RGBColor {

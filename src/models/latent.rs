@@ -2,7 +2,7 @@
 //! interpolate linearly or spherically, attribute vectors and latent arithmetic. Latents are
 //! small host vectors; decoding goes back through the model. Tests: unit tests below, `tests/vae.rs`.
 
-use crate::data::Split;
+use crate::data::{CLASS_NAMES, Split};
 use crate::engine::{Error, Result, Tensor};
 use crate::models::vae::Autoencoder;
 
@@ -129,24 +129,31 @@ pub fn interpolation_strips(
 ) -> Result<()> {
     let d = vae.dims().latent;
     let z = encode_split(vae, &test.take(8))?;
-    let mut rows = Vec::new();
+    let mut rows_z = Vec::new();
     for pair in 0..4 {
         let (a, b) = (
             &z[2 * pair * d..(2 * pair + 1) * d],
             &z[(2 * pair + 1) * d..(2 * pair + 2) * d],
         );
         for path in [Path::Linear, Path::Spherical] {
-            rows.extend(interpolate(a, b, 10, path)?);
+            rows_z.extend(interpolate(a, b, 10, path)?);
         }
     }
     let side = (vae.dims().input as f64).sqrt() as usize;
-    crate::io::save_grid(
+    let names: Vec<String> = (1..=4)
+        .flat_map(|p| [format!("pair {p} linear"), format!("pair {p} slerp")])
+        .collect();
+    let rows: Vec<&str> = names.iter().map(String::as_str).collect();
+    crate::io::save_labelled_grid(
         out.join("interpolation.png"),
-        &decode(vae, &rows)?,
+        &decode(vae, &rows_z)?,
         8,
-        side,
-        side,
+        (side, side),
         2,
+        crate::io::GridLabels {
+            title: Some("from one test image's mean z to another's in 10 steps"),
+            rows: &rows,
+        },
     )
 }
 
@@ -180,7 +187,21 @@ pub fn attribute_demo(vae: &dyn Autoencoder, test: &Split, out: &std::path::Path
         grid.extend_from_slice(test.image(src));
         grid.extend(decode(vae, &zs)?);
     }
-    crate::io::save_grid(out.join("attribute_demo.png"), &grid, 10, side, side, 2)
+    let names: Vec<String> = (0..10)
+        .map(|r| format!("{} + k*v({})", CLASS_NAMES[r], CLASS_NAMES[(r + 1) % 10]))
+        .collect();
+    let rows: Vec<&str> = names.iter().map(String::as_str).collect();
+    crate::io::save_labelled_grid(
+        out.join("attribute_demo.png"),
+        &grid,
+        10,
+        (side, side),
+        2,
+        crate::io::GridLabels {
+            title: Some("test image, then its z + k*v for k = 0, 0.5, 1, 1.5, 2"),
+            rows: &rows,
+        },
+    )
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {

@@ -258,13 +258,21 @@ pub fn draw(
         let c = (classes > 0)
             .then(|| one_hot(&engine, &[0; 400], classes))
             .transpose()?;
-        io::save_grid(
+        let names: Vec<String> = (0..20).map(|r| format!("z2 {:+.2}", q[19 - r])).collect();
+        let rows: Vec<&str> = names.iter().map(String::as_str).collect();
+        io::save_labelled_grid(
             out.join("manifold.png"),
             &vae.mean_images(&z, c.as_ref())?.to_vec::<f32>()?,
             20,
-            side,
-            side,
+            (side, side),
             1,
+            io::GridLabels {
+                title: Some(&format!(
+                    "decoded means; z1 from {:+.2} (left) to {:+.2} (right)",
+                    q[0], q[19]
+                )),
+                rows: &rows,
+            },
         )?;
         let mut points = Vec::with_capacity(test.len());
         for start in (0..test.len()).step_by(1000) {
