@@ -1,12 +1,12 @@
 //! What every example shares: the identity of its training data (stored in checkpoints), the
-//! per-step loss curves of a run, and the in-repo judge, an MLP classifier trained on the real
-//! training images.
+//! per-step loss curves of a run, the in-repo judge, an MLP classifier trained on the real
+//! training images, and (VQ examples and aae) the run flags and a fresh or resumed trainer.
 
 use latent::data::{FashionMnist, Split};
 use latent::models::classifier::{Classifier, ClassifierTraining};
-use latent::optim::{EpochStats, Trainer};
-use latent::{Engine, Result};
-use std::path::Path;
+use latent::optim::{EpochStats, TrainConfig, Trainable, Trainer};
+use latent::{Engine, Error, Result};
+use std::path::{Path, PathBuf};
 
 /// The training data's identity as checkpoints store it (a resume on other data is refused):
 /// the data set's files (sizes and checksums) and how many of its training images are used.
@@ -88,5 +88,79 @@ impl Curves {
             _ => latent::io::line_panels_svg(svg, labels, &series)?,
         }
         latent::io::series_csv(out.join(format!("{stem}.csv")), "step", &series)
+    }
+}
+
+/// A fresh run of `model`, or with `resume` the run saved at `config.checkpoint` continued
+/// (its settings, data and architecture checked against this one's).
+#[allow(dead_code)] // the VQ examples and aae
+pub fn start<M: Trainable>(
+    model: M,
+    config: TrainConfig,
+    examples: usize,
+    resume: bool,
+) -> Result<Trainer<M>> {
+    let path = config.checkpoint.clone();
+    match path.filter(|_| resume) {
+        None => Trainer::new(model, config, examples),
+        Some(path) => {
+            let t = Trainer::resume(model, config, examples, &path)?;
+            println!(
+                "resumed {} after epoch {} (step {})",
+                path.display(),
+                t.epoch,
+                t.step
+            );
+            Ok(t)
+        }
+    }
+}
+
+/// Flags the VQ examples and aae take.
+#[allow(dead_code)] // the VQ examples and aae
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// Train the model (and any priors) on the first N training images only, for quick tries
+    /// (0: all 60,000; a judge always trains on all of them).
+    #[arg(long, default_value_t = 0)]
+    pub train_images: usize,
+    /// Seed of initialisation, data order and sampling (any integer).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder for checkpoints, pictures and metrics.json [default: out/<example name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted run in --out: the model's training from its checkpoint (which
+    /// must exist) after its last finished epoch, bit for bit, then each prior from its own
+    /// checkpoint where one was written (from scratch where none was).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[allow(dead_code)] // the VQ examples and aae
+impl Common {
+    /// The shared flags checked before anything trains (`batch`: the example's `--batch`).
+    pub fn validate(&self, batch: usize) -> Result<()> {
+        crate::flags::at_least("--batch", batch, 1)?;
+        crate::flags::images("--train-images", self.train_images, batch)?;
+        crate::flags::data_folder(self.data.as_deref())
+    }
+
+    /// The output folder, created.
+    pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("out").join(example));
+        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+            action: "create the output folder",
+            path: out.clone(),
+            source,
+        })?;
+        Ok(out)
     }
 }
