@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use latent::Result;
 use latent::data::{CLASS_NAMES, FashionMnist, Split};
 use latent::models::aae::{self, Aae, AaeConfig, PriorKind};
+use latent::nn::Module;
 use latent::optim::Trainable;
 use latent::{Engine, Tensor};
 use std::path::Path;
@@ -35,7 +36,7 @@ enum PriorArg {
 struct Args {
     /// Training epochs, each one pass over the training images (468 steps of 3 phases at
     /// batch 128).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 4)]
     epochs: u64,
     /// Images per training step.
     #[arg(long, default_value_t = 128)]
@@ -45,7 +46,7 @@ struct Args {
     lr: f64,
     /// Adam learning rate of the discriminator and generator phases (β₁ = 0.5; step size per
     /// update).
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = 5e-4)]
     adv_lr: f64,
     /// Dimensions of z (2 also draws latent_codes.svg; the mixture and swiss roll need 2).
     #[arg(long, default_value_t = 8)]
@@ -188,6 +189,7 @@ fn run(a: Args) -> Result<()> {
     curves.write(&out, "aae_loss_curve", title, unit)?;
     let epochs = t.epoch;
     let model = t.model;
+    model.set_training(false);
 
     // The aggregated posterior q(z) of the test images against the prior.
     let (codes, recon) = encode_split(&model, &data.test)?;

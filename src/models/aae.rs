@@ -8,7 +8,7 @@ use super::vae::{LABEL_SCALE, one_hot};
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::elementwise as ew;
-use crate::nn::{Conv2d, ConvTranspose2d, Linear, Module, layer_seed};
+use crate::nn::{BatchNorm, Conv2d, ConvTranspose2d, Linear, Module, layer_seed};
 use crate::optim::{Batch, Group, OptimizerConfig, StepInfo, Terms, TrainConfig, Trainable};
 use crate::tape::{Tape, Var};
 use rand::{Rng, SeedableRng};
@@ -104,8 +104,9 @@ impl Default for AaeConfig {
 /// Flattened encoder features: 64 channels of 7×7.
 const FEATURES: usize = 64 * 7 * 7;
 
-/// Encoder Conv(1→32, k4 s2 p1) ReLU, Conv(32→64) ReLU, Linear 3136→z (the conv VAE's layers
-/// without batch norm, so that the three phases' forward passes change no running statistics);
+/// Encoder Conv(1→32, k4 s2 p1) ReLU, Conv(32→64) ReLU, Linear 3136→z, batch norm of z (the
+/// codes start with the prior's first two moments per dimension, and the discriminator is left
+/// to shape the rest: without it, 100 steps left every dimension's mean 1–3 away from 0);
 /// decoder Linear(z [+ label] → 3136) ReLU, ConvT(64→32) ReLU, ConvT(32→1) → Bernoulli logits;
 /// discriminator z → h → h → 1 logit, ReLU between.
 pub struct Aae {
@@ -114,6 +115,7 @@ pub struct Aae {
     conv1: Conv2d,
     conv2: Conv2d,
     to_z: Linear,
+    bn: BatchNorm,
     fc: Linear,
     deconv1: ConvTranspose2d,
     deconv2: ConvTranspose2d,
@@ -162,6 +164,7 @@ impl Aae {
             conv1: Conv2d::new(engine, "encoder.conv1", 1, 32, 4, 2, 1, s(1))?,
             conv2: Conv2d::new(engine, "encoder.conv2", 32, 64, 4, 2, 1, s(2))?,
             to_z: Linear::new(engine, "encoder.z", FEATURES, d, s(3))?,
+            bn: BatchNorm::new(engine, "encoder.bn", d)?,
             fc: Linear::new(engine, "decoder.fc", d + config.classes, FEATURES, s(4))?,
             deconv1: ConvTranspose2d::new(engine, "decoder.deconv1", 64, 32, 4, 2, 1, 0, s(5))?,
             deconv2: ConvTranspose2d::new(engine, "decoder.deconv2", 32, 1, 4, 2, 1, 0, s(6))?,
@@ -178,7 +181,8 @@ impl Aae {
         let b = x.shape()[0];
         let h = self.conv1.forward(&x.reshape(&[b, 1, 28, 28])?)?.relu()?;
         let h = self.conv2.forward(&h)?.relu()?;
-        self.to_z.forward(&h.reshape(&[b, FEATURES])?, false)
+        let z = self.to_z.forward(&h.reshape(&[b, FEATURES])?, false)?;
+        self.bn.forward(&z)
     }
 
     /// Pixel logits `[B, 784]` of z `[B, latent]` (and, when supervised, the one-hot labels
@@ -213,7 +217,8 @@ impl Aae {
         }
     }
 
-    /// Codes `[B, latent]` of images `[B, 784]` (no gradients).
+    /// Codes `[B, latent]` of images `[B, 784]` (no gradients; batch norm as the model's mode
+    /// says: call `set_training(false)` for the running statistics).
     pub fn codes(&self, x: &Tensor) -> Result<Tensor> {
         let tape = Tape::no_grad(&self.engine);
         Ok(self.encode(&tape.input(x))?.value().clone())
@@ -228,10 +233,15 @@ impl Aae {
     }
 
     pub fn encoder_params(&self) -> Vec<crate::tape::Param> {
-        [&self.conv1 as &dyn Module, &self.conv2, &self.to_z]
-            .iter()
-            .flat_map(|m| m.params())
-            .collect()
+        [
+            &self.conv1 as &dyn Module,
+            &self.conv2,
+            &self.to_z,
+            &self.bn,
+        ]
+        .iter()
+        .flat_map(|m| m.params())
+        .collect()
     }
 
     pub fn decoder_params(&self) -> Vec<crate::tape::Param> {
@@ -259,6 +269,7 @@ impl Module for Aae {
             &self.conv1,
             &self.conv2,
             &self.to_z,
+            &self.bn,
             &self.fc,
             &self.deconv1,
             &self.deconv2,
