@@ -57,10 +57,10 @@ struct Args {
     /// The decoder also reads the one-hot label, so z keeps the style only (§5 of the paper).
     #[arg(long)]
     supervised: bool,
-    /// Epochs of the judge (an MLP classifier trained on all the real training images) that
-    /// classifies the --supervised samples (epochs).
-    #[arg(long, default_value_t = 3)]
-    judge_epochs: u64,
+    /// Prior samples scored by the Fréchet score on the feature network's penultimate layer
+    /// (images; 0: no score).
+    #[arg(long, default_value_t = latent::models::fid::FID_IMAGES)]
+    fid_samples: usize,
     /// Width of the discriminator's two hidden layers (units).
     #[arg(long, default_value_t = 256)]
     disc_hidden: usize,
@@ -76,7 +76,7 @@ impl Args {
         flags::positive("--adv-lr", self.adv_lr)?;
         flags::at_least("--latent", self.latent, 1)?;
         flags::at_least("--disc-hidden", self.disc_hidden, 1)?;
-        flags::at_least("--judge-epochs", self.judge_epochs as usize, 1)?;
+        shared::fid_samples_flag(self.fid_samples)?;
         if self.prior().0 != PriorKind::Normal {
             flags::between("--latent", self.latent, 2, 2)?;
         }
@@ -148,6 +148,24 @@ fn save_samples(model: &Aae, a: &Args, out: &Path) -> Result<Vec<f32>> {
     };
     latent::io::save_labelled_grid(out.join("samples.png"), &pixels, 10, (28, 28), 1, labels)?;
     Ok(pixels)
+}
+
+/// `n` decoded prior draws `[n, 784]` (labels cycling through the classes when supervised),
+/// decoded 500 at a time.
+fn prior_samples(model: &Aae, a: &Args, n: usize) -> Result<Tensor> {
+    let d = a.latent;
+    let z = a.config().prior.sample(n, d, a.common.seed ^ 0xF1D)?;
+    let mut pixels = Vec::with_capacity(n * 784);
+    for start in (0..n).step_by(500) {
+        let m = 500.min(n - start);
+        let zs = Tensor::from_slice(model.engine(), &z[start * d..(start + m) * d], &[m, d])?;
+        let labels: Vec<u8> = match a.supervised {
+            true => (start..start + m).map(|i| (i % 10) as u8).collect(),
+            false => Vec::new(),
+        };
+        pixels.extend(model.generate(&zs, &labels)?.to_vec::<f32>()?);
+    }
+    Tensor::from_slice(model.engine(), &pixels, &[n, 784])
 }
 
 fn run(a: Args) -> Result<()> {
@@ -244,21 +262,23 @@ fn run(a: Args) -> Result<()> {
         labels,
     )?;
     let samples = save_samples(&model, &a, &out)?;
-    if a.supervised {
-        // Style and class apart: each style decoded under each class should show that class.
-        let (judge, judge_accuracy) =
-            shared::train_judge(&engine, &data, a.judge_epochs, a.common.seed)?;
-        let x = Tensor::from_slice(&engine, &samples, &[100, 784])?;
-        let hits = (judge.predict(&x)?.iter().enumerate())
-            .filter(|&(i, &p)| p as usize == i / 10)
-            .count();
-        println!(
-            "judge: {:.1}% on real test images; samples judged as the class they were decoded under: {hits}%",
-            100.0 * judge_accuracy
-        );
-        metrics
-            .number("judge_test_accuracy", judge_accuracy)
-            .number("sample_accuracy", hits as f64 / 100.0);
+    if a.supervised || a.fid_samples > 0 {
+        let scorer = shared::Scorer::new(&engine, &data, &a.common.judge.judge)?;
+        if a.supervised {
+            // Style and class apart: each style decoded under each class should show that class.
+            let x = Tensor::from_slice(&engine, &samples, &[100, 784])?;
+            let hits = (scorer.net.predict(&x)?.iter().enumerate())
+                .filter(|&(i, &p)| p as usize == i / 10)
+                .count();
+            println!("samples judged as the class they were decoded under: {hits}%");
+            metrics
+                .number("judge_test_accuracy", scorer.accuracy)
+                .number("sample_accuracy", hits as f64 / 100.0);
+        }
+        if a.fid_samples > 0 {
+            let samples = prior_samples(&model, &a, a.fid_samples)?;
+            scorer.fid(&samples)?.add_to(&mut metrics);
+        }
     }
     if d == 2 {
         let draws = prior.sample(5000, 2, a.common.seed ^ 0xD)?;

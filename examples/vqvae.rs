@@ -73,9 +73,6 @@ struct Args {
     /// Softmax temperature of prior sampling (1: the prior itself; lower is greedier).
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
-    /// Epochs of the judge (an MLP classifier trained on all the real training images).
-    #[arg(long, default_value_t = 3)]
-    judge_epochs: u64,
     /// Stop after the VQ-VAE stage (reconstructions and its metrics only).
     #[arg(long)]
     skip_prior: bool,
@@ -105,7 +102,6 @@ impl Args {
         flags::at_least("--prior-channels", self.prior_channels, 1)?;
         flags::at_least("--samples-per-class", self.samples_per_class, 10)?;
         flags::positive("--temperature", self.temperature as f64)?;
-        flags::at_least("--judge-epochs", self.judge_epochs as usize, 1)?;
         flags::existing_file("--vqvae", self.vqvae.as_deref())?;
         flags::existing_file("--prior", self.prior.as_deref())
     }
@@ -294,7 +290,7 @@ fn run(a: Args) -> Result<()> {
         &images.to_vec::<f32>()?,
         n,
     )?;
-    let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.common.seed)?;
+    let judged = vq_run::judge(&engine, &data, &images, n, &a.common.judge.judge)?;
     metrics.number("prior_test_nll_bits_per_code", test_bits);
     judged.add_to(&mut metrics, labels.len());
     write_metrics(&out, &metrics)

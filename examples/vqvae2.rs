@@ -76,9 +76,6 @@ struct Args {
     /// Samples per class, drawn and judged (at least 10: the grid shows 10 per class).
     #[arg(long, default_value_t = 20)]
     samples_per_class: usize,
-    /// Epochs of the judge (an MLP classifier trained on all the real training images).
-    #[arg(long, default_value_t = 3)]
-    judge_epochs: u64,
     /// Use this trained VQ-VAE-2 (a `vqvae2.safetensors` of the same flags) instead of training
     /// one [default: train one].
     #[arg(long)]
@@ -111,7 +108,6 @@ impl Args {
         flags::at_least("--prior-channels", self.prior_channels, 1)?;
         flags::at_least("--prior-hidden", self.prior_hidden, 1)?;
         flags::at_least("--samples-per-class", self.samples_per_class, 10)?;
-        flags::at_least("--judge-epochs", self.judge_epochs as usize, 1)?;
         flags::existing_file("--vqvae2", self.vqvae2.as_deref())?;
         flags::existing_file("--top-prior", self.top_prior.as_deref())?;
         flags::existing_file("--bottom-prior", self.bottom_prior.as_deref())
@@ -382,7 +378,7 @@ fn run(a: Args) -> Result<()> {
     );
     let pixels = images.to_vec::<f32>()?;
     vq_run::save_class_rows(&out.join("samples_by_class.png"), &pixels, n)?;
-    let judged = vq_run::judge(&engine, &data, &images, n, a.judge_epochs, a.common.seed)?;
+    let judged = vq_run::judge(&engine, &data, &images, n, &a.common.judge.judge)?;
     let minutes = start.elapsed().as_secs_f64() / 60.0;
     println!("end to end: {minutes:.1} minutes");
     let mut metrics = latent::io::Metrics::new("vqvae2");

@@ -142,22 +142,25 @@ fn a_diverging_run_stops_with_the_step_named() {
 
 #[test]
 fn cvae_prior_samples_are_classified_as_their_label() {
-    use latent::models::classifier::{Classifier, ClassifierTraining};
+    use latent::models::feature_net::{FeatureNet, FeatureNetConfig, FeatureNetTraining};
     let Some((e, _)) = data() else { return };
     let d = FashionMnist::load(None).unwrap();
-    // The judge: the in-repo MLP classifier, two epochs over the training images, trained by
-    // the same trainer as the VAEs.
-    let config = ClassifierTraining::default().config("fashion-mnist train");
-    let classifier = Classifier::new(e, 784, 10, 1).unwrap();
-    let mut t = Trainer::new(classifier, config, d.train.len()).unwrap();
-    for _ in 0..2 {
-        t.train_epoch(&d.train).unwrap();
-    }
+    // The judge: a narrow feature network (the examples' architecture at a quarter of the
+    // width), one epoch over 12,800 training images, trained by the same trainer as the VAEs.
+    let config = FeatureNetTraining::default().config("fashion-mnist train", None);
+    let narrow = FeatureNetConfig {
+        channels: [8, 8, 16],
+        hidden: 64,
+        ..FeatureNetConfig::default()
+    };
+    let judge_train = d.train.take(12_800);
+    let net = FeatureNet::new(e, narrow, 1).unwrap();
+    let mut t = Trainer::new(net, config, judge_train.len()).unwrap();
+    t.train_epoch(&judge_train).unwrap();
     let judge = t.model;
     let judge_accuracy = judge.accuracy(&d.test).unwrap();
     eprintln!("judge: {judge_accuracy:.4} of the test images");
-    // Measured 0.849 (0.855 with another seed of the data order).
-    assert!(judge_accuracy >= 0.8, "judge accuracy {judge_accuracy:.4}");
+    assert!(judge_accuracy >= 0.75, "judge accuracy {judge_accuracy:.4}");
     let wide = latent::Tensor::zeros(e, &[2, 10], latent::DType::F32).unwrap();
     assert!(matches!(judge.predict(&wide), Err(Error::BadInput { .. })));
 

@@ -1,11 +1,15 @@
 //! What every example shares: the identity of its training data (stored in checkpoints), the
-//! per-step loss curves of a run, the in-repo judge, an MLP classifier trained on the real
-//! training images, and (VQ examples and aae) the run flags and a fresh or resumed trainer.
+//! per-step loss curves of a run, the in-repo judge, the conv feature network
+//! (`models::feature_net`) that classifies samples and gives the Fréchet score, and (VQ examples
+//! and aae) the run flags and a fresh or resumed trainer.
+// Each example uses some of these.
+#![allow(dead_code)]
 
 use latent::data::{FashionMnist, Split};
-use latent::models::classifier::{Classifier, ClassifierTraining};
+use latent::models::feature_net::{FeatureNet, FeatureNetConfig, FeatureNetTraining};
+use latent::models::fid::{FID_IMAGES, Fid, FidReference, fid_of_samples};
 use latent::optim::{EpochStats, TrainConfig, Trainable, Trainer};
-use latent::{Engine, Error, Result};
+use latent::{Engine, Error, Result, Tensor};
 use std::path::{Path, PathBuf};
 
 /// The training data's identity as checkpoints store it (a resume on other data is refused):
@@ -18,33 +22,138 @@ pub fn data_identity(data: &FashionMnist, train: &Split) -> String {
     )
 }
 
-/// Trains the judge on all training images for `epochs` epochs (through the one trainer) and
-/// returns it with its accuracy on the test images.
-pub fn train_judge(
+/// Where the `classifier` example writes the feature network by default, and where every
+/// other example looks for it (`--judge`).
+pub const JUDGE_PATH: &str = "out/classifier/feature_net.safetensors";
+
+/// Trains the feature network on all training images through the one trainer (a progress bar
+/// per epoch, a line after each, its per-step losses appended to `curves`) and returns it in
+/// evaluation mode with its test accuracy.
+pub fn train_feature_net(
     engine: &Engine,
     data: &FashionMnist,
-    epochs: u64,
-    seed: u64,
-) -> Result<(Classifier, f64)> {
-    let judge = Classifier::new(engine, data.train.pixels_per_image(), 10, seed)?;
-    let training = ClassifierTraining {
-        epochs,
-        seed,
-        ..Default::default()
+    training: &FeatureNetTraining,
+    checkpoint: Option<&Path>,
+    curves: &mut Curves,
+) -> Result<(FeatureNet, f64)> {
+    let net = FeatureNet::new(engine, FeatureNetConfig::default(), training.seed)?;
+    let config = training.config(data_identity(data, &data.train), checkpoint);
+    let mut t = match checkpoint.filter(|p| p.is_file()) {
+        Some(p) => Trainer::resume(net, config, data.train.len(), p)?,
+        None => Trainer::new(net, config, data.train.len())?,
     };
-    let config = training.config(data_identity(data, &data.train));
-    let mut t = Trainer::new(judge, config, data.train.len())?;
-    while t.epoch < epochs {
+    while t.epoch < training.epochs {
         let s = t.train_epoch(&data.train)?;
+        curves.push(&s);
         println!(
-            "judge {:>2}/{epochs}  loss {:.4}  {:7.0} img/s",
+            "feature net {:>2}/{}  loss {:.4}  {:7.0} img/s",
             s.epoch,
+            training.epochs,
             s.term("loss"),
             s.images_per_second
         );
     }
     let accuracy = t.model.accuracy(&data.test)?;
     Ok((t.model, accuracy))
+}
+
+/// The judge of every example: the feature network saved at `path` (refused if it was trained
+/// on other data than `data`'s training images), or, when there is no file, one trained now with
+/// the `classifier` example's defaults and saved there for the next run. Returns it in
+/// evaluation mode with its test accuracy.
+pub fn judge(engine: &Engine, data: &FashionMnist, path: &Path) -> Result<(FeatureNet, f64)> {
+    let identity = data_identity(data, &data.train);
+    if path.is_file() {
+        let (net, accuracy) = FeatureNet::load(engine, path, &identity)?;
+        println!(
+            "judge: feature network {} ({:.2} % on the test images)",
+            path.display(),
+            100.0 * accuracy
+        );
+        return Ok((net, accuracy));
+    }
+    println!(
+        "judge: no feature network at {}; training one with the classifier example's defaults",
+        path.display()
+    );
+    let training = FeatureNetTraining::default();
+    let (net, accuracy) = train_feature_net(engine, data, &training, None, &mut Curves::default())?;
+    if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).map_err(|source| latent::Error::Io {
+            action: "create the judge's folder",
+            path: folder.to_path_buf(),
+            source,
+        })?;
+    }
+    net.save(path, &identity, accuracy)?;
+    println!(
+        "judge: {:.2} % on the test images; saved to {}",
+        100.0 * accuracy,
+        path.display()
+    );
+    Ok((net, accuracy))
+}
+
+/// The judge and the Fréchet score's reference statistics, ready to score samples.
+pub struct Scorer {
+    pub net: FeatureNet,
+    pub accuracy: f64,
+    pub reference: FidReference,
+}
+
+impl Scorer {
+    /// Loads (or trains and caches) the judge at `path` and computes the test images' feature
+    /// statistics and the real-data floor (first `FID_IMAGES` training images).
+    pub fn new(engine: &Engine, data: &FashionMnist, path: &Path) -> Result<Scorer> {
+        let (net, accuracy) = judge(engine, data, path)?;
+        let reference = FidReference::new(&net, &data.train, &data.test, FID_IMAGES)?;
+        Ok(Scorer {
+            net,
+            accuracy,
+            reference,
+        })
+    }
+
+    /// The Fréchet score of `samples` `[n, 784]` (printed with what it is).
+    pub fn fid(&self, samples: &Tensor) -> Result<Fid> {
+        let fid = fid_of_samples(&self.net, samples, &self.reference)?;
+        println!("{}", fid.line());
+        Ok(fid)
+    }
+}
+
+/// The flags of the judge and the Fréchet score, shared by every generative example.
+#[derive(clap::Args, Debug, Clone)]
+pub struct JudgeArgs {
+    /// The feature network that judges samples and gives the Fréchet score (made by the
+    /// `classifier` example; trained once and saved here when the file is missing).
+    #[arg(long, default_value = JUDGE_PATH)]
+    pub judge: PathBuf,
+}
+
+impl JudgeArgs {
+    /// Checked before anything trains: the judge file may be missing (it is then trained and
+    /// saved), but a path that exists must be a file.
+    pub fn validate(&self) -> Result<()> {
+        if self.judge.exists() && !self.judge.is_file() {
+            return Err(latent::Error::BadFlag {
+                flag: "--judge".into(),
+                reason: format!("names `{}`, which is not a file", self.judge.display()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `--fid-samples N`: 0 (no score) or at least 2 (a covariance needs two rows).
+pub fn fid_samples_flag(value: usize) -> Result<()> {
+    match value {
+        1 => Err(latent::Error::BadFlag {
+            flag: "--fid-samples".into(),
+            reason: "must be 0 (no score) or at least 2, got 1".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Every step's training terms over the epochs of one run, for a labelled chart and a CSV.
@@ -93,7 +202,6 @@ impl Curves {
 
 /// A fresh run of `model`, or with `resume` the run saved at `config.checkpoint` continued
 /// (its settings, data and architecture checked against this one's).
-#[allow(dead_code)] // the VQ examples and aae
 pub fn start<M: Trainable>(
     model: M,
     config: TrainConfig,
@@ -117,11 +225,10 @@ pub fn start<M: Trainable>(
 }
 
 /// Flags the VQ examples and aae take.
-#[allow(dead_code)] // the VQ examples and aae
 #[derive(clap::Args, Debug)]
 pub struct Common {
     /// Train the model (and any priors) on the first N training images only, for quick tries
-    /// (0: all 60,000; a judge always trains on all of them).
+    /// (0: all 60,000; the judge is trained on all of them).
     #[arg(long, default_value_t = 0)]
     pub train_images: usize,
     /// Seed of initialisation, data order and sampling (any integer).
@@ -139,14 +246,16 @@ pub struct Common {
     /// checkpoint where one was written (from scratch where none was).
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
 }
 
-#[allow(dead_code)] // the VQ examples and aae
 impl Common {
     /// The shared flags checked before anything trains (`batch`: the example's `--batch`).
     pub fn validate(&self, batch: usize) -> Result<()> {
         crate::flags::at_least("--batch", batch, 1)?;
         crate::flags::images("--train-images", self.train_images, batch)?;
+        self.judge.validate()?;
         crate::flags::data_folder(self.data.as_deref())
     }
 

@@ -75,10 +75,12 @@ pub struct Args {
     /// Factor on the one-hot label where it joins encoder and decoder (cvae only; unitless).
     #[arg(long, default_value_t = vae::LABEL_SCALE)]
     label_scale: f32,
-    /// Epochs of the MLP classifier that judges the class of prior samples (cvae only; 0: no
-    /// judge).
-    #[arg(long, default_value_t = 3)]
-    judge_epochs: u64,
+    /// Prior samples (decoder mean images) in the Fréchet score against the 10,000 test
+    /// images, computed with the --judge feature network (0: no score).
+    #[arg(long, default_value_t = latent::models::fid::FID_IMAGES)]
+    fid_samples: usize,
+    #[command(flatten)]
+    judge: crate::shared::JudgeArgs,
 }
 
 impl Args {
@@ -92,6 +94,8 @@ impl Args {
         flags::at_least("--iwae-k", self.iwae_k, 1)?;
         flags::at_least("--iwae-images", self.iwae_images, 1)?;
         flags::positive("--label-scale", self.label_scale as f64)?;
+        self.judge.validate()?;
+        crate::shared::fid_samples_flag(self.fid_samples)?;
         flags::data_folder(self.data.as_deref())
     }
 }
@@ -200,7 +204,7 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
     }
     let vae = &*trainer.model.vae;
     let mut report = vae::evaluate(vae, &data.test, args.seed, args.iwae_k, args.iwae_images)?;
-    if classes > 0 && args.judge_epochs > 0 {
+    if classes > 0 || args.fid_samples > 0 {
         judge_samples(args, vae, &data, &mut report)?;
     }
     vae::draw(vae, &data.test, data.class_names(), &out, args.seed)?;
@@ -231,25 +235,32 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
     Ok(())
 }
 
-/// Trains the MLP judge on the training images, then classifies `JUDGED_PER_CLASS` prior samples
-/// z ~ N(0, I) of every class decoded under their label; the figures go into `report`.
+/// Loads (or trains once and caches) the feature network of `--judge`; for a conditional
+/// model it classifies `JUDGED_PER_CLASS` prior samples z ~ N(0, I) of every class decoded under
+/// their label, and with `--fid-samples` > 0 it scores that many prior samples by the Fréchet
+/// score; the figures go into `report`.
 fn judge_samples(
     args: &Args,
     model: &dyn Autoencoder,
     data: &FashionMnist,
     report: &mut vae::Report,
 ) -> Result<()> {
-    let (judge, judge_accuracy) =
-        crate::shared::train_judge(model.engine(), data, args.judge_epochs, args.seed)?;
-    let samples = vae::sample_accuracy(model, &judge, JUDGED_PER_CLASS, 1.0, args.seed)?;
-    println!(
-        "judge: {:.1} % of the test images; prior samples classified as their label: {:.1} % ({} per class)",
-        100.0 * judge_accuracy,
-        100.0 * samples.overall,
-        JUDGED_PER_CLASS
-    );
-    report.judge_accuracy = Some(judge_accuracy);
-    report.sample_accuracy = Some(samples);
+    let scorer = crate::shared::Scorer::new(model.engine(), data, &args.judge.judge)?;
+    report.judge_accuracy = Some(scorer.accuracy);
+    if model.dims().classes > 0 {
+        let samples = vae::sample_accuracy(model, &scorer.net, JUDGED_PER_CLASS, 1.0, args.seed)?;
+        println!(
+            "judge: {:.1} % of the test images; prior samples classified as their label: {:.1} % ({} per class)",
+            100.0 * scorer.accuracy,
+            100.0 * samples.overall,
+            JUDGED_PER_CLASS
+        );
+        report.sample_accuracy = Some(samples);
+    }
+    if args.fid_samples > 0 {
+        let samples = vae::prior_samples(model, args.fid_samples, args.seed)?;
+        report.fid = Some(scorer.fid(&samples)?);
+    }
     Ok(())
 }
 

@@ -92,6 +92,8 @@ pub struct Judged {
     /// Share of samples assigned to the class they were drawn for, overall and per class.
     pub accuracy: f64,
     pub per_class: Vec<f64>,
+    /// The Fréchet score of the same samples.
+    pub fid: latent::models::fid::Fid,
 }
 
 impl Judged {
@@ -103,21 +105,23 @@ impl Judged {
             .number("sample_accuracy", self.accuracy)
             .numbers("sample_accuracy_per_class", self.per_class.iter().copied())
             .integer("samples", samples as u64);
+        self.fid.add_to(metrics);
     }
 }
 
-/// Trains the judge (see `shared::train_judge`) and classifies `images` `[10·n, 784]` drawn
-/// `n` per class in class order.
+/// Loads (or trains once and caches) the feature network at `judge`, classifies `images`
+/// `[10·n, 784]` drawn `n` per class in class order, and gives their Fréchet score against the
+/// test images.
 pub fn judge(
     engine: &Engine,
     data: &FashionMnist,
     images: &Tensor,
     n: usize,
-    epochs: u64,
-    seed: u64,
+    judge: &Path,
 ) -> Result<Judged> {
-    let (judge, judge_accuracy) = crate::shared::train_judge(engine, data, epochs, seed)?;
-    let predicted = judge.predict(&images.reshape(&[10 * n, 784])?)?;
+    let scorer = crate::shared::Scorer::new(engine, data, judge)?;
+    let images = images.reshape(&[10 * n, 784])?;
+    let predicted = scorer.net.predict(&images)?;
     let per_class: Vec<f64> = (0..10)
         .map(|c| {
             let hits = predicted[c * n..(c + 1) * n]
@@ -130,13 +134,14 @@ pub fn judge(
     let accuracy = per_class.iter().sum::<f64>() / 10.0;
     println!(
         "judge: {:.1}% on real test images; class-conditional samples assigned to their class: {:.1}%",
-        100.0 * judge_accuracy,
+        100.0 * scorer.accuracy,
         100.0 * accuracy
     );
     Ok(Judged {
-        judge_accuracy,
+        judge_accuracy: scorer.accuracy,
         accuracy,
         per_class,
+        fid: scorer.fid(&images)?,
     })
 }
 

@@ -4,6 +4,9 @@
 pub mod aae;
 pub mod classifier;
 pub mod conv_vae;
+pub mod dfc_vae;
+pub mod feature_net;
+pub mod fid;
 pub mod latent;
 pub mod pixelcnn;
 pub mod prior;

@@ -25,6 +25,8 @@ struct ParamInner {
     grad: Tensor,
     /// Whether `grad` holds a gradient since the last `zero_grad`.
     written: Cell<bool>,
+    /// A frozen parameter enters tapes as a constant (a pretrained network inside a loss).
+    frozen: Cell<bool>,
 }
 
 impl Param {
@@ -37,6 +39,7 @@ impl Param {
             value,
             grad,
             written: Cell::new(false),
+            frozen: Cell::new(false),
         })))
     }
 
@@ -51,6 +54,16 @@ impl Param {
     /// The gradient buffer; its contents are meaningful only when [`Param::has_grad`].
     pub fn grad(&self) -> &Tensor {
         &self.0.grad
+    }
+
+    /// Frozen (`true`): later tapes take the parameter as a constant, so no backward computes
+    /// or writes its gradient; gradients still flow through the ops that use it.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.0.frozen.set(frozen);
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.0.frozen.get()
     }
 
     /// Whether a backward wrote the gradient since the last [`Param::zero_grad`].
@@ -139,9 +152,10 @@ impl Tape {
         self.push(Op::Input, value.clone(), false)
     }
 
-    /// A parameter: its gradient is written into [`Param::grad`] by backward.
+    /// A parameter: its gradient is written into [`Param::grad`] by backward (unless it is
+    /// frozen, see [`Param::set_frozen`]).
     pub fn param(&self, p: &Param) -> Var {
-        self.push(Op::Param(p.clone()), p.value().clone(), true)
+        self.push(Op::Param(p.clone()), p.value().clone(), !p.is_frozen())
     }
 
     fn push(&self, op: Op, value: Tensor, requires_grad: bool) -> Var {

@@ -8,7 +8,7 @@ use crate::data::Split;
 use crate::engine::{Error, Result, Tensor};
 use crate::io;
 use crate::kernels::random;
-use crate::models::classifier::Classifier;
+use crate::models::feature_net::FeatureNet;
 use crate::tape::Tape;
 use std::path::Path;
 
@@ -30,6 +30,8 @@ pub struct Report {
     /// images and how often prior samples were assigned to their label (set by the caller).
     pub judge_accuracy: Option<f64>,
     pub sample_accuracy: Option<SampleAccuracy>,
+    /// The Fréchet score of prior samples (set by the caller that has a feature network).
+    pub fid: Option<crate::models::fid::Fid>,
 }
 
 /// Seed offset that keeps evaluation noise apart from training noise.
@@ -106,6 +108,7 @@ pub fn evaluate(
         unit_variances,
         judge_accuracy: None,
         sample_accuracy: None,
+        fid: None,
     })
 }
 
@@ -339,7 +342,7 @@ pub struct SampleAccuracy {
 /// label to the decoder's mean images and lets `judge` classify them (decoded in chunks of 500).
 pub fn sample_accuracy(
     vae: &dyn Autoencoder,
-    judge: &Classifier,
+    judge: &FeatureNet,
     per_class: usize,
     temperature: f32,
     seed: u64,
@@ -347,12 +350,12 @@ pub fn sample_accuracy(
     vae.set_training(false);
     let engine = vae.engine().clone();
     let (d, classes) = (vae.dims().latent, vae.dims().classes);
-    if classes == 0 || classes != judge.classes() || per_class == 0 {
+    if classes == 0 || classes != judge.config.classes || per_class == 0 {
         return Err(Error::bad(
             "sample_accuracy",
             format!(
                 "needs a conditional model with the judge's classes and samples, got {classes} classes, a judge of {}, {per_class} samples per class",
-                judge.classes()
+                judge.config.classes
             ),
         ));
     }
@@ -380,6 +383,33 @@ pub fn sample_accuracy(
         per_class_samples: per_class,
         temperature,
     })
+}
+
+/// `n` prior samples as the decoder's mean images `[n, input]`: z ~ N(0, I) from a stream of
+/// its own, decoded in chunks of 500; a conditional model's sample i is drawn for class
+/// i mod classes (equal shares). What the Fréchet score of a VAE is computed on.
+pub fn prior_samples(vae: &dyn Autoencoder, n: usize, seed: u64) -> Result<Tensor> {
+    vae.set_training(false);
+    let engine = vae.engine().clone();
+    let (pixels, d, classes) = (vae.dims().input, vae.dims().latent, vae.dims().classes);
+    if n == 0 {
+        return Err(Error::bad("prior_samples", "needs at least one sample"));
+    }
+    let z = random::normal(&engine, &[n, d], seed ^ EVAL_STREAM ^ 4, 0)?;
+    let mut out = Vec::with_capacity(n * pixels);
+    for start in (0..n).step_by(500) {
+        let end = (start + 500).min(n);
+        let zc = crate::kernels::layout::slice(&z, 0, start..end)?;
+        let c = match classes {
+            0 => None,
+            k => {
+                let labels: Vec<u8> = (start..end).map(|i| (i % k) as u8).collect();
+                Some(one_hot(&engine, &labels, k)?)
+            }
+        };
+        out.extend(vae.mean_images(&zc, c.as_ref())?.to_vec::<f32>()?);
+    }
+    Tensor::from_slice(&engine, &out, &[n, pixels])
 }
 
 /// Φ⁻¹(p) by Acklam's rational approximation (relative error < 1.2e-9).
@@ -458,6 +488,9 @@ impl Report {
                 .numbers("sample_accuracy_per_class", a.per_class.iter().copied())
                 .integer("samples_per_class", a.per_class_samples as u64)
                 .number("sample_temperature", a.temperature as f64);
+        }
+        if let Some(f) = &self.fid {
+            f.add_to(&mut m);
         }
         m
     }
