@@ -141,7 +141,7 @@ fn priors_draw_where_they_should_and_refuse_other_sizes() {
     }
     let roll = PriorKind::SwissRoll.sample(n, 2, 1).unwrap();
     assert!(roll.iter().all(|v| v.abs() < 4.6), "within ±4 and noise");
-    let err = PriorKind::Mixture.sample(1, 8, 0).err().expect("2-D only");
+    let err = PriorKind::Mixture.sample(1, 8, 0).expect_err("2-D only");
     assert!(err.to_string().contains("2-D"), "{err}");
 }
 
