@@ -247,20 +247,8 @@ fn run(a: Args) -> Result<()> {
     }
 
     // Pictures: reconstructions, samples, and with a 2-D latent the codes over the prior.
-    let mut rows = images[..10 * 784].to_vec();
-    rows.extend(&recon[..10 * 784]);
-    let labels = latent::io::GridLabels {
-        title: Some("test images and their reconstructions"),
-        rows: &["original", "reconstruction"],
-    };
-    latent::io::save_labelled_grid(
-        out.join("reconstructions.png"),
-        &rows,
-        2,
-        (28, 28),
-        1,
-        labels,
-    )?;
+    let rows = [("original", images), ("reconstruction", &recon[..])];
+    shared::save_rows(&out, "test images and their reconstructions", &rows)?;
     let samples = save_samples(&model, &a, &out)?;
     if a.supervised || a.fid_samples > 0 {
         let scorer = shared::Scorer::new(&engine, &data, &a.common.judge.judge)?;

@@ -339,21 +339,12 @@ fn run(a: Args) -> Result<()> {
         "first {m} test images: mse from the top codes {mse_top:.5}, from both {mse_both:.5}, \
          of the mean training image {mse_mean:.5}"
     );
-    let mut rows = host[..10 * 784].to_vec();
-    rows.extend(&from_top.to_vec::<f32>()?[..10 * 784]);
-    rows.extend(&both.to_vec::<f32>()?[..10 * 784]);
-    let labels = latent::io::GridLabels {
-        title: Some("test images and their decodings"),
-        rows: &["original", "from top codes", "from both levels"],
-    };
-    latent::io::save_labelled_grid(
-        out.join("reconstructions.png"),
-        &rows,
-        3,
-        (28, 28),
-        1,
-        labels,
-    )?;
+    let rows = [
+        ("original", host),
+        ("from top codes", &from_top.to_vec::<f32>()?[..]),
+        ("from both levels", &both.to_vec::<f32>()?[..]),
+    ];
+    shared::save_rows(&out, "test images and their decodings", &rows)?;
 
     // Hierarchical sampling: top codes per class, then bottom codes given them, then pixels.
     let n = a.samples_per_class;

@@ -200,6 +200,22 @@ impl Curves {
     }
 }
 
+/// Writes `<out>/reconstructions.png`: one labelled row per (label, images), each row the first
+/// ten 28×28 images of its slice, under `title`.
+pub fn save_rows(out: &Path, title: &str, rows: &[(&str, &[f32])]) -> Result<()> {
+    let pixels: Vec<f32> = rows
+        .iter()
+        .flat_map(|(_, r)| r[..10 * 784].to_vec())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|(n, _)| *n).collect();
+    let labels = latent::io::GridLabels {
+        title: Some(title),
+        rows: &names,
+    };
+    let path = out.join("reconstructions.png");
+    latent::io::save_labelled_grid(path, &pixels, rows.len(), (28, 28), 1, labels)
+}
+
 /// A fresh run of `model`, or with `resume` the run saved at `config.checkpoint` continued
 /// (its settings, data and architecture checked against this one's).
 pub fn start<M: Trainable>(
