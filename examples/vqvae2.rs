@@ -28,9 +28,17 @@ struct Args {
     /// 128).
     #[arg(long, default_value_t = 2)]
     epochs: u64,
-    /// Epochs of each prior, each one pass over the code maps of the prior training images.
+    /// Epochs of the class-conditional top prior, each one pass over the top code maps of the
+    /// prior training images. The top codes decide the class of a sample, and their 4×4 prior
+    /// is cheap (~440 maps/s on a loaded 2-core machine): after 2 epochs its training NLL was
+    /// still falling (5.41 → 4.32 bits per code) and 66 % of the samples were judged as their
+    /// class.
+    #[arg(long, default_value_t = 4)]
+    top_prior_epochs: u64,
+    /// Epochs of the bottom prior, each one pass over the bottom code maps of the prior training
+    /// images (~200 maps/s on a loaded 2-core machine).
     #[arg(long, default_value_t = 2)]
-    prior_epochs: u64,
+    bottom_prior_epochs: u64,
     /// Training images whose codes train the priors (0: all 60,000). All of them fit the
     /// 30 minutes at the default 7×7 bottom codes, whose prior trains at ~300 maps/s.
     #[arg(long, default_value_t = 0)]
@@ -267,8 +275,8 @@ fn run(a: Args) -> Result<()> {
             })
         }
     };
-    let training = PriorTraining {
-        epochs: a.prior_epochs,
+    let top_training = PriorTraining {
+        epochs: a.top_prior_epochs,
         batch: a.batch,
         lr: a.prior_lr,
         seed: a.common.seed,
@@ -284,7 +292,7 @@ fn run(a: Args) -> Result<()> {
                 "top prior",
                 task,
                 &train_top,
-                &training,
+                &top_training,
                 &path,
                 a.common.resume,
             )?
@@ -300,7 +308,10 @@ fn run(a: Args) -> Result<()> {
                 "bottom prior",
                 task,
                 &train_bottom,
-                &training,
+                &PriorTraining {
+                    epochs: a.bottom_prior_epochs,
+                    ..top_training
+                },
                 &path,
                 a.common.resume,
             )?
