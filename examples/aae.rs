@@ -77,8 +77,15 @@ impl Args {
         flags::at_least("--latent", self.latent, 1)?;
         flags::at_least("--disc-hidden", self.disc_hidden, 1)?;
         shared::fid_samples_flag(self.fid_samples)?;
-        if self.prior().0 != PriorKind::Normal {
-            flags::between("--latent", self.latent, 2, 2)?;
+        if self.prior().0 != PriorKind::Normal && self.latent != 2 {
+            return Err(latent::Error::BadFlag {
+                flag: "--latent".into(),
+                reason: format!(
+                    "must be 2 with the {} prior, got {}",
+                    self.prior().1,
+                    self.latent
+                ),
+            });
         }
         Ok(())
     }
