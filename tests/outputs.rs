@@ -184,6 +184,46 @@ fn the_latent_scatter_names_the_classes_in_its_legend() {
 }
 
 #[test]
+fn codes_over_prior_draws_name_both_and_cover_both_ranges() {
+    let dir = TempDir::new("scatter_over");
+    let path = dir.path("latent_codes.svg");
+    let labels = Labels {
+        title: "codes over the prior",
+        x: "z1",
+        y: "z2",
+    };
+    let draws = [(-9.0, 0.0), (0.0, 7.5), (f32::NAN, 1.0)];
+    let codes = [(0.1, 0.2), (0.3, -0.4)];
+    let names = ["Trouser"];
+    io::scatter_over_svg(
+        &path,
+        labels,
+        ("prior draws", &draws),
+        &codes,
+        &[0, 0],
+        &names,
+    )
+    .unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    for word in ["prior draws", "Trouser", "codes over the prior"] {
+        assert!(svg.contains(&format!("\n{word}\n</text>")), "no {word}");
+    }
+    // The axes reach the background's extremes (−9 and 7.5), not only the codes' range.
+    assert!(
+        svg.contains(">\n-9") || svg.contains("\n-9.0\n"),
+        "x axis misses -9"
+    );
+    assert!(
+        svg.contains("\n7\n") || svg.contains("\n7.0\n"),
+        "y axis misses 7"
+    );
+    // Without a background the plain scatter draws only the codes.
+    io::scatter_svg(&path, labels, &codes, &[0, 0], &names).unwrap();
+    let plain = std::fs::read_to_string(&path).unwrap();
+    assert!(!plain.contains("prior draws"));
+}
+
+#[test]
 fn a_labelled_grid_puts_each_label_beside_its_row_and_the_title_above() {
     let dir = TempDir::new("labelled");
     let path = dir.path("grid.png");

@@ -67,12 +67,14 @@ fn vqvae2_stages_train_load_into_the_next_and_sample_hierarchically() {
     let path = dir.0.join("vqvae2.safetensors");
     t.model.model.save(&path).unwrap();
     let model = VqVae2::load(e, tiny(), &path).unwrap();
+    // The defaults' grids: 7×7 bottom codes, their halving rounded up to 4×4 top codes.
+    assert_eq!(model.config.grids(), ((4, 4), (7, 7)));
     let (top, bottom) = vqvae2::extract_codes(&model, &train, 48).unwrap();
-    assert_eq!((top.len(), bottom.len()), (96 * 49, 96 * 196));
+    assert_eq!((top.len(), bottom.len()), (96 * 16, 96 * 49));
     assert!(top.iter().chain(&bottom).all(|&c| c < 16));
     let labels = train.labels().to_vec();
-    let top_maps = CodeMaps::new(top, labels.clone(), 7, 7).unwrap();
-    let bottom_maps = CodeMaps::new(bottom, labels, 14, 14).unwrap();
+    let top_maps = CodeMaps::new(top, labels.clone(), 4, 4).unwrap();
+    let bottom_maps = CodeMaps::new(bottom, labels, 7, 7).unwrap();
 
     let small = PixelCnnConfig {
         codes: 16,
@@ -110,13 +112,13 @@ fn vqvae2_stages_train_load_into_the_next_and_sample_hierarchically() {
         seed: 1,
     };
     let b0 = prior::nll_bits(&top_prior, &top_maps, &by_class, 48).unwrap();
-    let top_prior = train_prior(top_prior, (7, 7), &top_maps, Box::new(by_class), &training);
+    let top_prior = train_prior(top_prior, (4, 4), &top_maps, Box::new(by_class), &training);
     let b1 = prior::nll_bits(&top_prior, &top_maps, &by_class, 48).unwrap();
     assert!(b1 < b0, "top prior NLL {b0} -> {b1}");
     let b0 = prior::nll_bits(&bottom_prior, &bottom_maps, &by_top, 48).unwrap();
     let bottom_prior = train_prior(
         bottom_prior,
-        (14, 14),
+        (7, 7),
         &bottom_maps,
         Box::new(by_top),
         &training,
@@ -124,16 +126,16 @@ fn vqvae2_stages_train_load_into_the_next_and_sample_hierarchically() {
     let b1 = prior::nll_bits(&bottom_prior, &bottom_maps, &by_top, 48).unwrap();
     assert!(b1 < b0, "bottom prior NLL {b0} -> {b1}");
     let tp = dir.0.join("top.safetensors");
-    prior::save_prior(&top_prior, (7, 7), &tp).unwrap();
+    prior::save_prior(&top_prior, (4, 4), &tp).unwrap();
     let wrong = PixelCnnConfig {
         codes: 32,
         ..top_cfg
     };
-    let err = prior::load_prior(e, wrong, (7, 7), &tp)
+    let err = prior::load_prior(e, wrong, (4, 4), &tp)
         .err()
         .expect("K mismatch");
     assert!(err.to_string().contains("16 codes"), "{err}");
-    let top_prior = prior::load_prior(e, top_cfg, (7, 7), &tp).unwrap();
+    let top_prior = prior::load_prior(e, top_cfg, (4, 4), &tp).unwrap();
 
     // Hierarchical sampling: top codes per class, then bottom codes given the top.
     let labels = Tensor::from_slice(e, &[0u32, 1, 2, 3], &[4]).unwrap();
@@ -141,12 +143,12 @@ fn vqvae2_stages_train_load_into_the_next_and_sample_hierarchically() {
         labels: Some(labels),
         map: None,
     };
-    let top_s = top_prior.sample(&c, 4, (7, 7), 9, 1.0).unwrap();
+    let top_s = top_prior.sample(&c, 4, (4, 4), 9, 1.0).unwrap();
     let c = Conditioning {
         labels: None,
         map: Some(model.top_condition(&top_s).unwrap()),
     };
-    let bottom_s = bottom_prior.sample(&c, 4, (14, 14), 10, 1.0).unwrap();
+    let bottom_s = bottom_prior.sample(&c, 4, (7, 7), 10, 1.0).unwrap();
     assert!(bottom_s.to_vec::<u32>().unwrap().iter().all(|&k| k < 16));
     let images = model.decode_codes(&top_s, &bottom_s).unwrap();
     // Top-down: the bottom prior fills in the bottom codes of the sampled top maps.

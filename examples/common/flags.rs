@@ -23,6 +23,17 @@ pub fn at_least(flag: &str, value: usize, min: usize) -> Result<()> {
     }
 }
 
+/// `min` ≤ `value` ≤ `max` (stages, layers…).
+pub fn between(flag: &str, value: usize, min: usize, max: usize) -> Result<()> {
+    match (min..=max).contains(&value) {
+        true => Ok(()),
+        false => Err(bad(
+            flag,
+            format!("must be between {min} and {max}, got {value}"),
+        )),
+    }
+}
+
 /// A finite `value` > 0 (learning rates, temperatures, scales).
 pub fn positive(flag: &str, value: f64) -> Result<()> {
     match value.is_finite() && value > 0.0 {

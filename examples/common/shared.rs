@@ -1,14 +1,15 @@
 //! What every example shares: the identity of its training data (stored in checkpoints), the
-//! per-step loss curves of a run, and the in-repo judge, the conv feature network
-//! (`models::feature_net`) that classifies samples and gives the Fréchet score.
+//! per-step loss curves of a run, the in-repo judge, the conv feature network
+//! (`models::feature_net`) that classifies samples and gives the Fréchet score, and (VQ examples
+//! and aae) the run flags and a fresh or resumed trainer.
 // Each example uses some of these.
 #![allow(dead_code)]
 
 use latent::data::{FashionMnist, Split};
 use latent::models::feature_net::{FeatureNet, FeatureNetConfig, FeatureNetTraining};
 use latent::models::fid::{FID_IMAGES, Fid, FidReference, fid_of_samples};
-use latent::optim::{EpochStats, Trainer};
-use latent::{Engine, Result, Tensor};
+use latent::optim::{EpochStats, TrainConfig, Trainable, Trainer};
+use latent::{Engine, Error, Result, Tensor};
 use std::path::{Path, PathBuf};
 
 /// The training data's identity as checkpoints store it (a resume on other data is refused):
@@ -233,5 +234,95 @@ impl Curves {
             _ => latent::io::line_panels_svg(svg, labels, &series)?,
         }
         latent::io::series_csv(out.join(format!("{stem}.csv")), "step", &series)
+    }
+}
+
+/// Writes `<out>/reconstructions.png`: one labelled row per (label, images), each row the first
+/// ten 28×28 images of its slice, under `title`.
+pub fn save_rows(out: &Path, title: &str, rows: &[(&str, &[f32])]) -> Result<()> {
+    let pixels: Vec<f32> = rows
+        .iter()
+        .flat_map(|(_, r)| r[..10 * 784].to_vec())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|(n, _)| *n).collect();
+    let labels = latent::io::GridLabels {
+        title: Some(title),
+        rows: &names,
+    };
+    let path = out.join("reconstructions.png");
+    latent::io::save_labelled_grid(path, &pixels, rows.len(), (28, 28), 1, labels)
+}
+
+/// A fresh run of `model`, or with `resume` the run saved at `config.checkpoint` continued
+/// (its settings, data and architecture checked against this one's).
+pub fn start<M: Trainable>(
+    model: M,
+    config: TrainConfig,
+    examples: usize,
+    resume: bool,
+) -> Result<Trainer<M>> {
+    let path = config.checkpoint.clone();
+    match path.filter(|_| resume) {
+        None => Trainer::new(model, config, examples),
+        Some(path) => {
+            let t = Trainer::resume(model, config, examples, &path)?;
+            println!(
+                "resumed {} after epoch {} (step {})",
+                path.display(),
+                t.epoch,
+                t.step
+            );
+            Ok(t)
+        }
+    }
+}
+
+/// Flags the VQ examples and aae take.
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// Train the model (and any priors) on the first N training images only, for quick tries
+    /// (0: all 60,000; the judge is trained on all of them).
+    #[arg(long, default_value_t = 0)]
+    pub train_images: usize,
+    /// Seed of initialisation, data order and sampling (any integer).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder for checkpoints, pictures and metrics.json [default: out/<example name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted run in --out: the model's training from its checkpoint (which
+    /// must exist) after its last finished epoch, bit for bit, then each prior from its own
+    /// checkpoint where one was written (from scratch where none was).
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+}
+
+impl Common {
+    /// The shared flags checked before anything trains (`batch`: the example's `--batch`).
+    pub fn validate(&self, batch: usize) -> Result<()> {
+        crate::flags::at_least("--batch", batch, 1)?;
+        crate::flags::images("--train-images", self.train_images, batch)?;
+        self.judge.validate()?;
+        crate::flags::data_folder(self.data.as_deref())
+    }
+
+    /// The output folder, created.
+    pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("out").join(example));
+        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+            action: "create the output folder",
+            path: out.clone(),
+            source,
+        })?;
+        Ok(out)
     }
 }

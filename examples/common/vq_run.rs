@@ -1,14 +1,15 @@
 //! What the `vqvae` and `vqvae2` examples share: prior training through the one trainer,
 //! the class-row sample grid and the in-repo judge of class-conditional samples.
 
-use crate::flags;
 use latent::data::{FashionMnist, Split};
 use latent::models::pixelcnn::{PixelCnn, bits};
 use latent::models::prior::{CodeMaps, Prior, PriorTraining};
 use latent::models::vqvae::{VqModel, VqTraining};
-use latent::optim::{TrainConfig, Trainable, Trainer};
+use latent::optim::{TrainConfig, Trainer};
+
+pub use crate::shared::Common;
 use latent::{Engine, Result, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Trains `prior` on `maps` through the one trainer, a progress bar per epoch and a summary
 /// line after each (`name`), checkpointing to `path` every epoch; returns the trained network.
@@ -28,7 +29,7 @@ pub fn train_prior(
             format!("{name} code maps: {} of {}x{}", maps.len(), maps.h, maps.w),
         )
     };
-    let mut trainer = start(prior, config, maps.len(), resume && path.exists())?;
+    let mut trainer = crate::shared::start(prior, config, maps.len(), resume && path.exists())?;
     let mut curves = crate::shared::Curves::default();
     while trainer.epoch < t.epochs {
         let e = trainer.train_epoch(maps)?;
@@ -63,31 +64,7 @@ pub fn vq_trainer<M: VqModel>(
         name: name.into(),
         ..VqTraining::<M>::config(batch, lr, seed, crate::shared::data_identity(data, train))
     };
-    start(VqTraining::new(model, train), config, train.len(), resume)
-}
-
-/// A fresh run of `model`, or with `resume` the run saved at `config.checkpoint` continued
-/// (its settings, data and architecture checked against this one's).
-fn start<M: Trainable>(
-    model: M,
-    config: TrainConfig,
-    examples: usize,
-    resume: bool,
-) -> Result<Trainer<M>> {
-    let path = config.checkpoint.clone();
-    match path.filter(|_| resume) {
-        None => Trainer::new(model, config, examples),
-        Some(path) => {
-            let t = Trainer::resume(model, config, examples, &path)?;
-            println!(
-                "resumed {} after epoch {} (step {})",
-                path.display(),
-                t.epoch,
-                t.step
-            );
-            Ok(t)
-        }
-    }
+    crate::shared::start(VqTraining::new(model, train), config, train.len(), resume)
 }
 
 /// Labels 0..10, `n` of each, in order (the sample set's classes).
@@ -177,45 +154,4 @@ pub fn write_metrics(out: &Path, metrics: &latent::io::Metrics) -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-/// Flags every VQ example takes.
-#[derive(clap::Args, Debug)]
-pub struct Common {
-    /// Train the model and its priors on the first N training images only, for quick tries
-    /// (0: all 60,000; the judge is trained on all of them).
-    #[arg(long, default_value_t = 0)]
-    pub train_images: usize,
-    /// Seed of initialisation, data order and sampling (any integer).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Output folder for checkpoints, pictures and metrics.json [default: out/<example name>].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue an interrupted run in --out: the model's training from its checkpoint (which
-    /// must exist) after its last finished epoch, bit for bit, then each prior from its own
-    /// checkpoint where one was written (from scratch where none was).
-    #[arg(long)]
-    pub resume: bool,
-    #[command(flatten)]
-    pub judge: crate::shared::JudgeArgs,
-}
-
-impl Common {
-    /// The shared flags checked before anything trains (`batch`: the example's `--batch`).
-    pub fn validate(&self, batch: usize) -> Result<()> {
-        flags::at_least("--batch", batch, 1)?;
-        flags::images("--train-images", self.train_images, batch)?;
-        self.judge.validate()?;
-        flags::data_folder(self.data.as_deref())
-    }
-
-    /// The output folder, created.
-    pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
-        crate::shared::out_dir(self.out.as_deref(), example)
-    }
 }

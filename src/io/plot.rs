@@ -187,6 +187,20 @@ pub fn scatter_svg(
     classes: &[u8],
     class_names: &[&str],
 ) -> Result<()> {
+    scatter_over_svg(path, labels, ("", &[]), points, classes, class_names)
+}
+
+/// [`scatter_svg`] over a `background` (legend name, points) drawn first as small light grey
+/// dots, e.g. draws from a prior whose density the coloured points should follow; the axes
+/// cover both.
+pub fn scatter_over_svg(
+    path: impl AsRef<Path>,
+    labels: Labels<'_>,
+    background: (&str, &[(f32, f32)]),
+    points: &[(f32, f32)],
+    classes: &[u8],
+    class_names: &[&str],
+) -> Result<()> {
     let op = "scatter_svg";
     if points.len() != classes.len() {
         return Err(Error::bad(
@@ -201,9 +215,23 @@ pub fn scatter_svg(
         ));
     }
     let finite = |&&(x, y): &&(f32, f32)| x.is_finite() && y.is_finite();
-    let x_range = padded_range(points.iter().filter(finite).map(|p| p.0 as f64));
-    let y_range = padded_range(points.iter().filter(finite).map(|p| p.1 as f64));
+    let all = || points.iter().chain(background.1).filter(finite);
+    let x_range = padded_range(all().map(|p| p.0 as f64));
+    let y_range = padded_range(all().map(|p| p.1 as f64));
     let svg = svg_chart(op, (800, 800), labels, (x_range, y_range), None, |chart| {
+        let (name, under) = background;
+        if !under.is_empty() {
+            let grey = RGBColor(200, 200, 200);
+            let dots = under
+                .iter()
+                .filter(finite)
+                .map(|&(x, y)| (x as f64, y as f64));
+            chart
+                .draw_series(dots.map(|p| Circle::new(p, 1, grey.filled())))
+                .map_err(drawing(op))?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, grey.filled()));
+        }
         for (c, name) in class_names.iter().enumerate() {
             let colour = colour(c);
             let mine: Vec<(f64, f64)> = points

@@ -107,9 +107,32 @@ pub struct NetConfig {
     pub res_blocks: usize,
     /// Stride-2 stages: the spatial size shrinks (encoder) or grows (decoder) by 2^stages.
     pub stages: usize,
+    /// The innermost stage halves an odd size, rounding up (7 → 4), and the decoder's matching
+    /// stage gives it back (4 → 7); otherwise every stage halves or doubles exactly.
+    pub odd: bool,
 }
 
-/// Image [B, outer, H, W] -> [B, inner, H/2^s, W/2^s]: `stages` × (conv 4×4 stride 2, ReLU),
+/// Padding and output padding of the innermost 4×4 stride-2 stage: padding 2 makes the
+/// convolution give ⌈n/2⌉ from an odd n, and the transposed one (output padding 1) 2m − 1.
+fn stage_padding(odd: bool) -> (usize, usize) {
+    if odd { (2, 1) } else { (1, 0) }
+}
+
+/// The 4×4 stride-2 transposed convolution that undoes one encoder stage: 2n, or 2n − 1 with
+/// `odd` (see [`NetConfig::odd`]).
+pub fn upsample(
+    engine: &Engine,
+    name: &str,
+    (cin, cout): (usize, usize),
+    odd: bool,
+    seed: u64,
+) -> Result<ConvTranspose2d> {
+    let (pad, out_pad) = stage_padding(odd);
+    ConvTranspose2d::new(engine, name, cin, cout, 4, 2, pad, out_pad, seed)
+}
+
+/// Image [B, outer, H, W] -> [B, inner, H/2^s, W/2^s] (the last halving rounded up with `odd`):
+/// `stages` × (conv 4×4 stride 2, ReLU),
 /// conv 3×3, residual blocks, ReLU, conv 1×1 to the latent channels.
 pub struct Encoder {
     downs: Vec<Conv2d>,
@@ -125,7 +148,8 @@ impl Encoder {
         for i in 0..c.stages {
             let cin = if i == 0 { c.outer } else { c.hidden };
             let n = format!("{name}.down{i}");
-            downs.push(Conv2d::new(engine, &n, cin, c.hidden, 4, 2, 1, s())?);
+            let (pad, _) = stage_padding(c.odd && i + 1 == c.stages);
+            downs.push(Conv2d::new(engine, &n, cin, c.hidden, 4, 2, pad, s())?);
         }
         let first = if c.stages == 0 { c.outer } else { c.hidden };
         let res = ResStack::new(engine, name, &c, &mut s)?;
@@ -205,15 +229,11 @@ impl Decoder {
         for i in 0..c.stages {
             let cout = if i + 1 == c.stages { c.outer } else { c.hidden };
             let n = format!("{name}.up{i}");
-            ups.push(ConvTranspose2d::new(
+            ups.push(upsample(
                 engine,
                 &n,
-                c.hidden,
-                cout,
-                4,
-                2,
-                1,
-                0,
+                (c.hidden, cout),
+                c.odd && i == 0,
                 s(),
             )?);
         }

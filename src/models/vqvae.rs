@@ -56,6 +56,7 @@ impl VqVaeConfig {
             res_hidden: self.res_hidden,
             res_blocks: self.res_blocks,
             stages: self.stages,
+            odd: false,
         }
     }
 

@@ -1,8 +1,9 @@
-//! VQ-VAE-2 (Razavi et al. 2019): bottom codes at half the image size, top codes at a quarter,
-//! the bottom quantised conditioned on the decoded top (Fig. 2a, Algorithm 1). Tests: `tests/vqvae2.rs`.
+//! VQ-VAE-2 (Razavi et al. 2019): bottom codes at 1/2^s of the image size, top codes at half
+//! the bottom's (rounded up), the bottom quantised conditioned on the decoded top (Fig. 2a,
+//! Algorithm 1). Tests: `tests/vqvae2.rs`.
 
 use super::pixelcnn::{Conditioning, PixelCnn};
-use super::vq_nets::{Decoder, Encoder, NetConfig};
+use super::vq_nets::{Decoder, Encoder, NetConfig, upsample};
 use super::vqvae::{VqForward, VqModel};
 use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::kernels::{elementwise as ew, layout};
@@ -11,20 +12,27 @@ use crate::nn::{Conv2d, ConvTranspose2d, Module, layer_seed};
 use crate::tape::{Tape, Var};
 use std::path::Path;
 
-/// Sizes of a [`VqVae2`]: image [C, H, W] with H, W divisible by 4; both levels share D.
+/// Sizes of a [`VqVae2`]: image `[C, H, W]` with H, W divisible by 2^`bottom_stages`; both
+/// levels share D.
 #[derive(Clone, Copy, Debug)]
 pub struct VqVae2Config {
     pub image: [usize; 3],
     pub hidden: usize,
     pub res_hidden: usize,
     pub res_blocks: usize,
-    /// Top level (H/4 × W/4) and bottom level (H/2 × W/2) quantisers.
+    /// Stride-2 stages from the image to the bottom codes (2: 7×7 bottom and 4×4 top codes on
+    /// 28×28 images; 1: 14×14 and 7×7).
+    pub bottom_stages: usize,
+    /// Top level (⌈h/2⌉ × ⌈w/2⌉ of the bottom's h × w) and bottom level quantisers.
     pub top: VqConfig,
     pub bottom: VqConfig,
 }
 
 impl Default for VqVae2Config {
-    /// Fashion-MNIST: 7×7 top codes and 14×14 bottom codes, K = 256 each, D = 32.
+    /// Fashion-MNIST: 4×4 top codes with K = 256 and 7×7 bottom codes with K = 16, D = 32.
+    /// The small bottom codebook leaves the shape to the top and little for the bottom prior
+    /// to get wrong: with 14×14 bottom codes of K = 256 the bottom prior, undertrained within
+    /// the run's time, drew bottoms that decoded worse than the mean image.
     fn default() -> Self {
         let vq = VqConfig {
             codes: 256,
@@ -36,8 +44,9 @@ impl Default for VqVae2Config {
             hidden: 32,
             res_hidden: 16,
             res_blocks: 1,
+            bottom_stages: 2,
             top: vq,
-            bottom: vq,
+            bottom: VqConfig { codes: 16, ..vq },
         }
     }
 }
@@ -46,7 +55,14 @@ impl VqVae2Config {
     /// (top, bottom) code grids.
     pub fn grids(&self) -> ((usize, usize), (usize, usize)) {
         let [_, h, w] = self.image;
-        ((h / 4, w / 4), (h / 2, w / 2))
+        let (bh, bw) = (h >> self.bottom_stages, w >> self.bottom_stages);
+        ((bh.div_ceil(2), bw.div_ceil(2)), (bh, bw))
+    }
+
+    /// Whether the bottom grid is odd, so that the top level halves it rounding up.
+    fn odd(&self) -> bool {
+        let (_, (bh, _)) = self.grids();
+        bh % 2 == 1
     }
 
     pub fn describe(&self) -> Vec<(String, String)> {
@@ -57,6 +73,7 @@ impl VqVae2Config {
             v("hidden", self.hidden.to_string()),
             v("res_hidden", self.res_hidden.to_string()),
             v("res_blocks", self.res_blocks.to_string()),
+            v("bottom_stages", self.bottom_stages.to_string()),
             v("top_codes", self.top.codes.to_string()),
             v("bottom_codes", self.bottom.codes.to_string()),
             v("dim", self.top.dim.to_string()),
@@ -64,21 +81,23 @@ impl VqVae2Config {
         ]
     }
 
-    fn net(&self, outer: usize, inner: usize) -> NetConfig {
+    /// An encoder or decoder of `stages` stride-2 stages, the last one rounding up with `odd`.
+    fn net(&self, (outer, inner): (usize, usize), stages: usize, odd: bool) -> NetConfig {
         NetConfig {
             outer,
             inner,
             hidden: self.hidden,
             res_hidden: self.res_hidden,
             res_blocks: self.res_blocks,
-            stages: 1,
+            stages,
+            odd,
         }
     }
 }
 
-/// x → bottom encoder (28→14, `hidden` channels) → top encoder (14→7, D) → top quantiser;
-/// top decoder (7→14, D) of z_q^top joins the bottom features, a 1×1 convolution gives the
-/// bottom's z_e (14×14, D) → bottom quantiser; the decoder reads [upsample(z_q^top), z_q^bottom].
+/// x → bottom encoder (28→7 at the defaults, `hidden` channels) → top encoder (7→4, D) → top
+/// quantiser; top decoder (4→7, D) of z_q^top joins the bottom features, a 1×1 convolution gives the
+/// bottom's z_e (7×7, D) → bottom quantiser; the decoder reads [upsample(z_q^top), z_q^bottom].
 pub struct VqVae2 {
     pub config: VqVae2Config,
     engine: Engine,
@@ -96,17 +115,30 @@ impl VqVae2 {
     pub fn new(engine: &Engine, config: VqVae2Config, seed: u64) -> Result<VqVae2> {
         let [c, h, w] = config.image;
         let d = config.top.dim;
-        if h % 4 != 0 || w % 4 != 0 || config.bottom.dim != d {
-            let why = format!("needs H, W divisible by 4 and one code dimension: {config:?}");
+        let stages = config.bottom_stages;
+        let f = 1 << stages.min(16);
+        let (_, (bh, bw)) = config.grids();
+        let fits = stages >= 1 && h % f == 0 && w % f == 0 && bh >= 2 && bw >= 2;
+        if !fits || bh % 2 != bw % 2 || config.bottom.dim != d {
+            let why = format!(
+                "needs H, W divisible by 2^bottom_stages (at least 1 stage) into a bottom grid of \
+                 at least 2×2, both sides even or both odd, and one code dimension: {config:?}"
+            );
             return Err(Error::bad("VqVae2::new", why));
         }
         let s = |i: u64| layer_seed(seed, i);
         let hid = config.hidden;
+        let odd = config.odd();
         Ok(VqVae2 {
             config,
             engine: engine.clone(),
-            enc_bottom: Encoder::new(engine, "enc_bottom", config.net(c, hid), s(1))?,
-            enc_top: Encoder::new(engine, "enc_top", config.net(hid, d), s(2))?,
+            enc_bottom: Encoder::new(
+                engine,
+                "enc_bottom",
+                config.net((c, hid), stages, false),
+                s(1),
+            )?,
+            enc_top: Encoder::new(engine, "enc_top", config.net((hid, d), 1, odd), s(2))?,
             top: VectorQuantizer::new(
                 engine,
                 "vq_top",
@@ -115,7 +147,7 @@ impl VqVae2 {
                     ..config.top
                 },
             )?,
-            dec_top: Decoder::new(engine, "dec_top", config.net(d, d), s(4))?,
+            dec_top: Decoder::new(engine, "dec_top", config.net((d, d), 1, odd), s(4))?,
             pre_bottom: Conv2d::new(engine, "pre_bottom", hid + d, d, 1, 1, 0, s(5))?,
             bottom: VectorQuantizer::new(
                 engine,
@@ -125,8 +157,13 @@ impl VqVae2 {
                     ..config.bottom
                 },
             )?,
-            up_top: ConvTranspose2d::new(engine, "up_top", d, d, 4, 2, 1, 0, s(7))?,
-            decoder: Decoder::new(engine, "decoder", config.net(c, 2 * d), s(8))?,
+            up_top: upsample(engine, "up_top", (d, d), odd, s(7))?,
+            decoder: Decoder::new(
+                engine,
+                "decoder",
+                config.net((c, 2 * d), stages, false),
+                s(8),
+            )?,
         })
     }
 
@@ -136,13 +173,14 @@ impl VqVae2 {
         Ok(model)
     }
 
-    /// Pixel means from quantised maps: z_q^top [B, D, h/4, w/4] and z_q^bottom [B, D, h/2, w/2].
+    /// Pixel means from quantised maps: z_q^top `[B, D, th, tw]` and z_q^bottom `[B, D, bh, bw]`
+    /// (the grids of [`VqVae2Config::grids`]).
     fn decode(&self, top: &Var, bottom: &Var) -> Result<Var> {
         let up = self.up_top.forward(top)?;
         self.decoder.forward(&Var::concat(&[&up, bottom], 1)?)
     }
 
-    /// Code maps (top u32 [B, h/4, w/4], bottom u32 [B, h/2, w/2]) of images [B, C·H·W]
+    /// Code maps (top u32 `[B, th, tw]`, bottom u32 `[B, bh, bw]`) of images [B, C·H·W]
     /// (evaluation mode, no gradients).
     pub fn encode_codes(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let was = self.top.is_training();
@@ -197,8 +235,8 @@ impl VqVae2 {
         self.decode_codes(top, &bottom)
     }
 
-    /// The bottom prior's spatial condition for top code maps u32 [B, h/4, w/4]: the model's
-    /// own upsampling of z_q^top, [B, D, h/2, w/2] (a constant).
+    /// The bottom prior's spatial condition for top code maps u32 `[B, th, tw]`: the model's
+    /// own upsampling of z_q^top, `[B, D, bh, bw]` (a constant).
     pub fn top_condition(&self, top: &Tensor) -> Result<Tensor> {
         let tape = Tape::no_grad(&self.engine);
         let zt = self.lookup(&self.top, top, &tape)?;
