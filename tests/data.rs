@@ -8,8 +8,6 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use latent::data::{self, Batches, FashionMnist, idx};
 use latent::{DataProblem, Error, FolderProblem};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use std::io::Write;
 use std::path::Path;
 
@@ -490,41 +488,4 @@ fn the_same_seed_and_epoch_give_the_same_order_and_epochs_differ() {
     let full: Vec<&[usize]> = uninterrupted.iter().collect();
     let resumed: Vec<&[usize]> = resumed.iter().skip(3).collect();
     assert_eq!(&full[3..], &resumed[..]);
-}
-
-#[test]
-fn binarisation_is_bernoulli_of_the_pixel_and_reproducible() {
-    let dir = TempDir::new("binarize");
-    write_dataset(&dir, 300, 5);
-    let d = FashionMnist::load_dir(&dir.0).unwrap();
-    let batches = Batches::new(d.train.len(), 256, 3).unwrap().binarize(true);
-    let epoch = batches.epoch(2);
-    let (mut x, mut again, mut grey) = (Vec::new(), Vec::new(), Vec::new());
-    let idx = epoch.gather(&d.train, 0, &mut x).to_vec();
-    batches.epoch(2).gather(&d.train, 0, &mut again);
-    assert_eq!(x, again, "same (seed, epoch, step), same draws");
-    d.train.gather(&idx, &mut grey);
-    assert!(x.iter().all(|&v| v == 0.0 || v == 1.0));
-    assert!(
-        x.iter()
-            .zip(&grey)
-            .all(|(&b, &g)| (g != 0.0 || b == 0.0) && (g != 1.0 || b == 1.0)),
-        "a pixel of 0 never fires, one of 1 always does"
-    );
-    // The mean of 200,704 Bernoulli draws is within 5 standard errors (≤ 0.0056) of the
-    // mean probability.
-    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
-    assert!(
-        (mean(&x) - mean(&grey)).abs() < 0.0056,
-        "{} vs {}",
-        mean(&x),
-        mean(&grey)
-    );
-    // Another generator draws afresh; without binarisation, pixels pass through.
-    let mut other = grey.clone();
-    data::binarize(&mut other, &mut StdRng::seed_from_u64(99));
-    assert_ne!(x, other);
-    let plain = Batches::new(d.train.len(), 256, 3).unwrap().epoch(2);
-    plain.gather(&d.train, 0, &mut again);
-    assert_eq!(again, grey);
 }

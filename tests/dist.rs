@@ -5,7 +5,8 @@ mod common;
 
 use latent::data::Split;
 use latent::kernels::{kl, random};
-use latent::models::vae::{self, Autoencoder, Vae, VaeConfig};
+use latent::models::likelihood;
+use latent::models::vae::{Autoencoder, Vae, VaeConfig};
 use latent::nn::Module;
 use latent::{Error, Tensor, dist};
 
@@ -105,7 +106,7 @@ fn the_iwae_of_a_vae_stays_finite_when_log_variance_is_minus_120() {
         .map(|i| ((i * 3) % 5) as f32 / 4.0)
         .collect();
     let split = Split::new(pixels.clone(), vec![0; images], 4, 4).unwrap();
-    let got = vae::iwae(&model, &split, seed, k).unwrap();
+    let got = likelihood::iwae(&model, &split, seed, k).unwrap();
     assert!(got.is_finite(), "IWAE NLL {got}");
 
     // The twin: σ·ε ≈ 1e-26 vanishes beside μ in f32, so every z_j is μ and p(x|z_j) is the

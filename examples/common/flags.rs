@@ -3,7 +3,9 @@
 // Each example uses some of these.
 #![allow(dead_code)]
 
-use latent::{Error, Result};
+use latent::data::{FashionMnist, Split};
+use latent::models::likelihood::{self, EvalSettings};
+use latent::{Engine, Error, Result};
 use std::path::Path;
 
 fn bad(flag: &str, reason: String) -> Error {
@@ -70,4 +72,46 @@ pub fn existing_file(flag: &str, path: Option<&Path>) -> Result<()> {
 /// folder is never replaced by the system copy.
 pub fn data_folder(dir: Option<&Path>) -> Result<()> {
     latent::data::FashionMnist::resolve(dir).map(|_| ())
+}
+
+/// The benchmark protocol every VAE example shares (`#[command(flatten)]`): dynamic
+/// binarisation and the importance-weighted bound on the test NLL.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Protocol {
+    /// Binarise pixels to 0/1 with probability = grey value: the training images afresh each
+    /// epoch, the test images once with a fixed seed (the same for every model and run).
+    #[arg(long)]
+    pub binarize: bool,
+    /// Importance samples per test image for the IWAE bound on -log p(x), nats (1000: the
+    /// papers' protocol; 5000 tightens it at 5 times the time).
+    #[arg(long, default_value_t = likelihood::DEFAULT_K)]
+    pub iwae_k: usize,
+    /// Test images in the IWAE estimate (the first N of the test set).
+    #[arg(long, default_value_t = likelihood::DEFAULT_IMAGES)]
+    pub iwae_images: usize,
+}
+
+impl Protocol {
+    pub fn validate(&self) -> Result<()> {
+        at_least("--iwae-k", self.iwae_k, 1)?;
+        at_least("--iwae-images", self.iwae_images, 1)
+    }
+
+    /// The evaluator's settings for a run seeded with `seed`.
+    pub fn settings(&self, seed: u64) -> EvalSettings {
+        EvalSettings {
+            k: self.iwae_k,
+            iwae_images: self.iwae_images,
+            seed,
+        }
+    }
+
+    /// The test images as the models are scored on them: binarised once with the fixed test
+    /// seed under `--binarize`, else the grey values.
+    pub fn test_split(&self, engine: &Engine, data: &FashionMnist) -> Result<Split> {
+        match self.binarize {
+            true => latent::data::binarized(engine, &data.test, latent::data::TEST_SEED),
+            false => Ok(data.test.clone()),
+        }
+    }
 }

@@ -5,6 +5,7 @@ use crate::flags;
 use clap::{Parser, ValueEnum};
 use latent::data::FashionMnist;
 use latent::models::conv_vae::ConvVae;
+use latent::models::likelihood;
 use latent::models::vae::{self, Autoencoder, Objective, Vae, VaeConfig};
 use latent::{Engine, Result};
 use std::path::PathBuf;
@@ -60,15 +61,8 @@ pub struct Args {
     /// What the loss optimises.
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Elbo)]
     objective: ObjectiveArg,
-    /// Binarise each training pixel to 0/1 with probability = its grey value, afresh each epoch.
-    #[arg(long)]
-    binarize: bool,
-    /// Importance samples per test image for the IWAE bound on the test NLL (nats).
-    #[arg(long, default_value_t = 100)]
-    iwae_k: usize,
-    /// Test images in the IWAE estimate (the first N of the 10,000).
-    #[arg(long, default_value_t = 1000)]
-    iwae_images: usize,
+    #[command(flatten)]
+    protocol: flags::Protocol,
     /// Also write attribute_demo.png: class attribute vectors added to test encodings (vae only).
     #[arg(long)]
     attribute_demo: bool,
@@ -89,8 +83,7 @@ impl Args {
         flags::at_least("--latent", self.latent, 1)?;
         flags::non_negative("--beta", self.beta as f64)?;
         flags::images("--train-images", self.train_images, self.batch)?;
-        flags::at_least("--iwae-k", self.iwae_k, 1)?;
-        flags::at_least("--iwae-images", self.iwae_images, 1)?;
+        self.protocol.validate()?;
         flags::positive("--label-scale", self.label_scale as f64)?;
         flags::data_folder(self.data.as_deref())
     }
@@ -160,7 +153,7 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         warmup: args.warmup,
         seed: args.seed,
         objective,
-        binarize: args.binarize,
+        binarize: args.protocol.binarize,
     };
     let train = match args.train_images {
         0 => data.train.clone(),
@@ -199,7 +192,12 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         );
     }
     let vae = &*trainer.model.vae;
-    let mut report = vae::evaluate(vae, &data.test, args.seed, args.iwae_k, args.iwae_images)?;
+    let test = args.protocol.test_split(&engine, &data)?;
+    let mut report = vae::Report {
+        likelihood: likelihood::evaluate(vae, &test, &args.protocol.settings(args.seed))?,
+        judge_accuracy: None,
+        sample_accuracy: None,
+    };
     if classes > 0 && args.judge_epochs > 0 {
         judge_samples(args, vae, &data, &mut report)?;
     }
@@ -217,15 +215,8 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
     latent::io::write_metrics(out.join("metrics.json"), &metrics)?;
     let conditional = if classes > 0 { "conditional " } else { "" };
     println!(
-        "test {conditional}-ELBO {:.2} nats (recon {:.2} + KL {:.2}); IWAE-{} NLL {:.2} nats on {} images; {} active units of {}; outputs in {}",
-        report.neg_elbo,
-        report.recon,
-        report.kl,
-        args.iwae_k,
-        report.iwae_nll,
-        report.iwae_images,
-        report.active_units,
-        vae.dims().latent,
+        "{conditional}{}; outputs in {}",
+        report.likelihood.summary(),
         out.display()
     );
     Ok(())

@@ -1,11 +1,11 @@
-//! Mini-batches: a fresh seeded permutation per epoch, batch by batch, with optional dynamic
-//! binarisation on the CPU. Tested by `tests/data.rs` (coverage, reproducibility, 469 steps).
+//! Mini-batches: a fresh seeded permutation per epoch, batch by batch, optionally marked for
+//! dynamic binarisation (drawn on the GPU after the upload: `binarize.rs`). Tested by `tests/data.rs` (coverage, reproducibility, 469 steps).
 
 use super::Split;
 use crate::{Error, Result};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 
 /// Epoch orders for `n` examples in batches of `batch_size`.
 ///
@@ -47,7 +47,8 @@ impl Batches {
         self
     }
 
-    /// Makes [`Epoch::gather`] binarise pixels: x ~ Bernoulli(pixel), seeded per step.
+    /// Marks the batches for dynamic binarisation, x ~ Bernoulli(pixel) drawn afresh each epoch
+    /// (see [`Epoch::binarization`]).
     pub fn binarize(mut self, binarize: bool) -> Batches {
         self.binarize = binarize;
         self
@@ -128,16 +129,18 @@ impl Epoch {
         (0..self.len()).map(|s| self.batch(s))
     }
 
-    /// Gathers batch `step` of `split` into `out` (`[B, pixels]`, binarised when configured,
-    /// from a generator seeded by `(seed, epoch, step)`) and returns its example indices.
+    /// Gathers batch `step` of `split` into `out` (`[B, pixels]`, grey values) and returns its
+    /// example indices.
     pub fn gather(&self, split: &Split, step: usize, out: &mut Vec<f32>) -> &[usize] {
         let indices = self.batch(step);
         split.gather(indices, out);
-        if self.config.binarize {
-            let mut rng = stream(self.config.seed, self.index, step as u64, b"binarize");
-            binarize(out, &mut rng);
-        }
         indices
+    }
+
+    /// The batches' seed, configured batch size and whether they are binarised.
+    pub(super) fn settings(&self) -> (u64, usize, bool) {
+        let c = &self.config;
+        (c.seed, c.batch_size, c.binarize)
     }
 }
 
@@ -146,14 +149,6 @@ impl<'a> IntoIterator for &'a Epoch {
     type IntoIter = Box<dyn ExactSizeIterator<Item = &'a [usize]> + 'a>;
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())
-    }
-}
-
-/// Dynamic binarisation in place: each x becomes 1 with probability x, else 0.
-pub fn binarize(pixels: &mut [f32], rng: &mut impl Rng) {
-    for x in pixels {
-        // u ∈ [0, 1): a pixel of 0 never fires and a pixel of 1 always does.
-        *x = if rng.random::<f32>() < *x { 1.0 } else { 0.0 };
     }
 }
 

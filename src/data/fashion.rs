@@ -2,7 +2,7 @@
 //! as f32 pixels in [0, 1]. Tested by `tests/data.rs` (real data and broken copies).
 
 use super::idx;
-use crate::{DataProblem, Error, FolderProblem, Result};
+use crate::{DataProblem, Engine, Error, FolderProblem, Result, Tensor};
 use std::path::{Path, PathBuf};
 
 /// Where Debian's `dataset-fashion-mnist` package installs the files.
@@ -62,6 +62,15 @@ impl Split {
             rows,
             cols,
         })
+    }
+
+    /// Images `range` uploaded as `[range.len(), pixels]` (f32).
+    pub fn upload(&self, engine: &Engine, range: std::ops::Range<usize>) -> Result<Tensor> {
+        let pixels = self.pixels_per_image();
+        let images = self.images.get(range.start * pixels..range.end * pixels);
+        let why = || format!("images {range:?} of a split of {}", self.len());
+        let images = images.ok_or_else(|| Error::bad("Split::upload", why()))?;
+        Tensor::from_slice(engine, images, &[range.len(), pixels])
     }
 
     /// The first `n` examples (all of them when `n` ≥ the length): small runs and tests.

@@ -1,5 +1,5 @@
 //! Data: the IDX reader, the Fashion-MNIST loader (train/test splits as f32 in [0, 1]) and
-//! seeded mini-batching. Tested by `tests/data.rs` (`cargo test --release --test data`).
+//! seeded mini-batching with dynamic binarisation on the GPU. Tested by `tests/data.rs` (`cargo test --release --test data`).
 //!
 //! ```no_run
 //! use latent::data::{Batches, FashionMnist};
@@ -16,8 +16,10 @@
 //! ```
 
 mod batches;
+mod binarize;
 mod fashion;
 pub mod idx;
 
-pub use batches::{Batches, Epoch, binarize};
+pub use batches::{Batches, Epoch};
+pub use binarize::{TEST_SEED, TRAIN_STREAM, binarized};
 pub use fashion::{CLASS_NAMES, DATA_ENV, FashionMnist, PIXELS, SIDE, SYSTEM_DIR, Split};

@@ -4,6 +4,7 @@
 pub mod classifier;
 pub mod conv_vae;
 pub mod latent;
+pub mod likelihood;
 pub mod pixelcnn;
 pub mod prior;
 pub mod vae;

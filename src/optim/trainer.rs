@@ -34,11 +34,16 @@ impl Examples for Split {
         self.len()
     }
 
-    /// Images `[B, pixels]`, binarised when the trainer's batches are.
+    /// Images `[B, pixels]`, binarised on the GPU after the upload when the trainer's batches
+    /// are (no host work: [`Epoch::binarization`]).
     fn batch(&self, engine: &Engine, epoch: &Epoch, step: usize) -> Result<Batch> {
         let mut host = Vec::new();
         let indices = epoch.gather(self, step, &mut host).to_vec();
-        let x = Tensor::from_slice(engine, &host, &[indices.len(), self.pixels_per_image()])?;
+        let pixels = self.pixels_per_image();
+        let mut x = Tensor::from_slice(engine, &host, &[indices.len(), pixels])?;
+        if let Some((seed, offset)) = epoch.binarization(step, pixels) {
+            x = crate::kernels::random::bernoulli(&x, seed, offset)?;
+        }
         let labels = indices.iter().map(|&i| self.labels()[i]).collect();
         Ok(Batch { x, labels, indices })
     }

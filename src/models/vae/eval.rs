@@ -2,38 +2,26 @@
 //! prior samples, the 2-D manifold and latent scatter, and for a CVAE the class rows and style
 //! transfer. Tests: `tests/vae.rs`.
 
-use super::train::{TrainSettings, sum_f64};
+use super::train::TrainSettings;
 use super::{Autoencoder, one_hot};
 use crate::data::Split;
 use crate::engine::{Error, Result, Tensor};
 use crate::io;
 use crate::kernels::random;
 use crate::models::classifier::Classifier;
-use crate::tape::Tape;
+use crate::models::likelihood::{self, EVAL_STREAM};
 use std::path::Path;
 
 /// Test-set figures of a trained model.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// −ELBO = recon + KL, nats per image, over the whole test set with one ε per image.
-    pub neg_elbo: f64,
-    pub recon: f64,
-    pub kl: f64,
-    /// −log p(x) by the IWAE bound with `iwae_k` importance samples on the first `iwae_images`.
-    pub iwae_nll: f64,
-    pub iwae_k: usize,
-    pub iwae_images: usize,
-    /// Latent units with Var_x `E_q[z_u]` > 0.01 (Burda et al. 2016), and each unit's variance.
-    pub active_units: usize,
-    pub unit_variances: Vec<f64>,
+    /// The test −ELBO (conditional for a CVAE), the IWAE-k bound and the latent units.
+    pub likelihood: likelihood::Report,
     /// For a conditional model judged by a classifier: the classifier's accuracy on the test
     /// images and how often prior samples were assigned to their label (set by the caller).
     pub judge_accuracy: Option<f64>,
     pub sample_accuracy: Option<SampleAccuracy>,
 }
-
-/// Seed offset that keeps evaluation noise apart from training noise.
-const EVAL_STREAM: u64 = 0x0E7A_1000_0000_0000;
 
 /// Images `range` of `split` as [n, pixels], with their one-hot labels when `vae` is conditional.
 fn batch(
@@ -41,119 +29,8 @@ fn batch(
     split: &Split,
     range: std::ops::Range<usize>,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let pixels = vae.dims().input;
-    let engine = vae.engine();
-    let x = Tensor::from_slice(
-        engine,
-        &split.images()[range.start * pixels..range.end * pixels],
-        &[range.len(), pixels],
-    )?;
+    let x = split.upload(vae.engine(), range.clone())?;
     Ok((x, vae.condition(&split.labels()[range])?))
-}
-
-/// Evaluates −ELBO (conditional −ELBO for a CVAE), the IWAE-k NLL and the active units on `test`.
-pub fn evaluate(
-    vae: &dyn Autoencoder,
-    test: &Split,
-    seed: u64,
-    k: usize,
-    iwae_images: usize,
-) -> Result<Report> {
-    vae.set_training(false);
-    let engine = vae.engine().clone();
-    let d = vae.dims().latent;
-    let n = test.len();
-    let (mut recon, mut kl) = (0.0f64, 0.0f64);
-    let mut mus = Vec::with_capacity(n * d);
-    let mut offset = 0u64;
-    let bar = crate::io::Progress::new("test -ELBO", n as u64, "images");
-    for start in (0..n).step_by(500) {
-        let b = 500.min(n - start);
-        bar.set(start as u64);
-        let (x, c) = batch(vae, test, start..start + b)?;
-        let tape = Tape::no_grad(&engine);
-        let cv = c.as_ref().map(|c| tape.input(c));
-        let (mu, logvar) = vae.encode(&tape.input(&x), cv.as_ref())?;
-        let eps = random::normal(&engine, &[b, d], seed ^ EVAL_STREAM, offset)?;
-        offset += random::blocks(b * d);
-        let logits = vae.decode(&mu.reparameterize(&logvar, &eps)?, cv.as_ref())?;
-        recon += sum_f64(logits.bce_with_logits(&x)?.value())?;
-        kl += sum_f64(mu.kl_std_normal(&logvar)?.value())?;
-        mus.extend(mu.value().to_vec::<f32>()?);
-    }
-    bar.finish();
-    let (recon, kl) = (recon / n as f64, kl / n as f64);
-    let unit_variances: Vec<f64> = (0..d)
-        .map(|u| {
-            let m = (0..n).map(|i| mus[i * d + u] as f64).sum::<f64>() / n as f64;
-            (0..n)
-                .map(|i| (mus[i * d + u] as f64 - m).powi(2))
-                .sum::<f64>()
-                / n as f64
-        })
-        .collect();
-    let active_units = unit_variances.iter().filter(|&&v| v > 0.01).count();
-    let iwae_images = iwae_images.min(n);
-    let iwae_nll = iwae(vae, &test.take(iwae_images), seed ^ EVAL_STREAM ^ 1, k)?;
-    Ok(Report {
-        neg_elbo: recon + kl,
-        recon,
-        kl,
-        iwae_nll,
-        iwae_k: k,
-        iwae_images,
-        active_units,
-        unit_variances,
-        judge_accuracy: None,
-        sample_accuracy: None,
-    })
-}
-
-/// Mean over `images` of −log p(x) ≈ −log (1/k) Σ_j p(x|z_j) p(z_j) / q(z_j|x), z_j ~ q(z|x)
-/// (Burda et al. 2016; conditioned on the labels for a CVAE), the k weights formed in log space
-/// ([`crate::dist::iwae_log_weights`]) and combined with a stable log-sum-exp on the GPU.
-pub fn iwae(vae: &dyn Autoencoder, images: &Split, seed: u64, k: usize) -> Result<f64> {
-    vae.set_training(false);
-    use crate::kernels::{kl, layout, losses};
-    let engine = vae.engine().clone();
-    let d = vae.dims().latent;
-    let n = images.len();
-    if n == 0 || k == 0 {
-        return Err(Error::bad(
-            "iwae",
-            "needs at least one image and one sample",
-        ));
-    }
-    // About 500 decoded samples per chunk keeps every buffer (a convolutional decoder's column
-    // matrix above all) far below the storage-binding limit.
-    let chunk = (500 / k).max(1);
-    let mut total = 0.0f64;
-    let mut offset = 0u64;
-    let bar = crate::io::Progress::new(&format!("IWAE-{k}"), n as u64, "images");
-    for start in (0..n).step_by(chunk) {
-        let c = chunk.min(n - start);
-        bar.set(start as u64);
-        let (x, cond) = batch(vae, images, start..start + c)?;
-        let tape = Tape::no_grad(&engine);
-        let cv = cond.as_ref().map(|t| tape.input(t));
-        let (mu, logvar) = vae.encode(&tape.input(&x), cv.as_ref())?;
-        // Row i·k + j is sample j of image i.
-        let rows: Vec<u32> = (0..c * k).map(|r| (r / k) as u32).collect();
-        let idx = Tensor::from_slice(&engine, &rows, &[c * k])?;
-        let repeat = |t: &Tensor| layout::gather(t, &idx);
-        let (mur, lvr, xr) = (repeat(mu.value())?, repeat(logvar.value())?, repeat(&x)?);
-        let cr = cond.as_ref().map(repeat).transpose()?;
-        let eps = random::normal(&engine, &[c * k, d], seed, offset)?;
-        offset += random::blocks(c * k * d);
-        let z = kl::reparameterize(&mur, &lvr, &eps)?;
-        let logits = vae.decode(&tape.input(&z), cr.as_ref().map(|t| tape.input(t)).as_ref())?;
-        let bce = losses::bce_with_logits(logits.value(), &xr)?;
-        // In log space (the ε form of log q): finite even where σ² underflows to 0.
-        let logw = crate::dist::iwae_log_weights(&bce, &z, &lvr, &eps)?;
-        total += sum_f64(&crate::dist::iwae_nll(&logw.reshape(&[c, k])?)?)?;
-    }
-    bar.finish();
-    Ok(total / n as f64)
 }
 
 /// Writes reconstructions (rows labelled "original" / "reconstruction"), prior samples (for a
@@ -434,14 +311,8 @@ impl Report {
             .integer("warmup", s.warmup)
             .integer("seed", s.seed)
             .text("objective", format!("{:?}", s.objective))
-            .number("test_neg_elbo", self.neg_elbo)
-            .number("test_recon", self.recon)
-            .number("test_kl", self.kl)
-            .integer("iwae_k", self.iwae_k as u64)
-            .integer("iwae_images", self.iwae_images as u64)
-            .number("iwae_nll", self.iwae_nll)
-            .integer("active_units", self.active_units as u64)
-            .numbers("unit_variances", self.unit_variances.iter().copied());
+            .flag("binarize", s.binarize);
+        self.likelihood.add_to(&mut m);
         if let Some(a) = self.judge_accuracy {
             m.number("judge_test_accuracy", a);
         }

@@ -5,7 +5,7 @@
 mod eval;
 mod train;
 
-pub use eval::{Report, SampleAccuracy, draw, evaluate, iwae, sample_accuracy};
+pub use eval::{Report, SampleAccuracy, draw, sample_accuracy};
 pub use train::{Elbo, TrainSettings, resume, trainer};
 
 use crate::engine::{Engine, Error, Result, Tensor};

@@ -3,7 +3,7 @@
 //! `--resume` is bit-exact. Tests: `tests/vae.rs`.
 
 use super::{Autoencoder, Objective};
-use crate::engine::{Engine, Result, Tensor};
+use crate::engine::{Engine, Result};
 use crate::kernels::random;
 use crate::nn::Module;
 use crate::optim::{Batch, KlSchedule, StepInfo, Terms, TrainConfig, Trainable, Trainer};
@@ -114,9 +114,4 @@ pub fn resume(
     path: &Path,
 ) -> Result<Trainer<Elbo>> {
     Trainer::resume(Elbo::new(model, settings), config, examples, path)
-}
-
-/// The elements of `t` read back and summed in f64.
-pub(super) fn sum_f64(t: &Tensor) -> Result<f64> {
-    Ok(t.to_vec::<f32>()?.iter().map(|&v| v as f64).sum())
 }
