@@ -2,6 +2,9 @@
 //! per-step loss curves of a run, and the in-repo judge, an MLP classifier trained on the real
 //! training images.
 
+// Each example uses some of these.
+#![allow(dead_code)]
+
 use latent::data::{FashionMnist, Split};
 use latent::models::classifier::{Classifier, ClassifierTraining};
 use latent::optim::{EpochStats, Trainer};
@@ -69,11 +72,24 @@ impl Curves {
     /// Writes `<stem>.svg` (title `title`, y axis `unit`) and `<stem>.csv` into `out`; nothing
     /// when no epoch was trained in this run (a resumed or loaded model).
     pub fn write(&self, out: &Path, stem: &str, title: &str, unit: &str) -> Result<()> {
+        self.write_only(out, stem, title, unit, &self.names)
+    }
+
+    /// [`Curves::write`] of the terms called `names` only (those the run logged).
+    pub fn write_only(
+        &self,
+        out: &Path,
+        stem: &str,
+        title: &str,
+        unit: &str,
+        names: &[&str],
+    ) -> Result<()> {
         if self.values.first().is_none_or(Vec::is_empty) {
             return Ok(());
         }
         let series: Vec<(&str, &[f64])> = (self.names.iter().copied())
             .zip(self.values.iter().map(Vec::as_slice))
+            .filter(|(n, _)| names.contains(n))
             .collect();
         let labels = latent::io::Labels {
             title,

@@ -3,6 +3,8 @@
 
 pub mod classifier;
 pub mod conv_vae;
+pub mod hierarchy;
+pub mod ladder;
 pub mod latent;
 pub mod likelihood;
 pub mod pixelcnn;

@@ -1,0 +1,398 @@
+//! What the deep latent hierarchies (Ladder VAE, BIVA) share: dense blocks and Gaussian heads,
+//! one pass's stochastic layers with their priors and KL terms, the training objective for the
+//! one [`Trainer`] (linear KL warm-up, free bits) and the lecture's pictures of a hierarchy.
+//! Tests: `tests/hierarchy.rs`.
+
+use super::likelihood::{LayerInfo, Likelihood, Noise, Sampled, Stochastic, repeat_rows};
+use crate::engine::{DType, Engine, Result, Tensor};
+use crate::io;
+use crate::kernels::elementwise::{self as ew, Unary};
+use crate::nn::{BatchNorm, Linear, Module};
+use crate::optim::{Batch, KlSchedule, StepInfo, Terms, TrainConfig, Trainable, Trainer};
+use crate::tape::{Tape, Var};
+use std::path::Path;
+
+/// The names of the per-level KL terms a hierarchy logs, bottom first (at most this many levels).
+pub const KL_TERMS: [&str; 8] = [
+    "kl_z1", "kl_z2", "kl_z3", "kl_z4", "kl_z5", "kl_z6", "kl_z7", "kl_z8",
+];
+
+/// The evaluator's layer names and widths for stochastic layers of `units`, bottom first.
+pub fn layer_infos(units: &[usize]) -> Vec<LayerInfo> {
+    units
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| LayerInfo {
+            name: format!("z{}", i + 1),
+            units: u,
+        })
+        .collect()
+}
+
+/// Two dense layers, each Linear → batch norm (optional) → leaky ReLU (Sønderby et al. 2016).
+pub struct Dense {
+    layers: Vec<(Linear, Option<BatchNorm>)>,
+}
+
+impl Dense {
+    /// `inputs` → `width` → `width`; layer seeds from `seed`.
+    pub fn new(
+        engine: &Engine,
+        name: &str,
+        inputs: usize,
+        width: usize,
+        batchnorm: bool,
+        seed: &mut impl FnMut() -> u64,
+    ) -> Result<Dense> {
+        let mut layers = Vec::with_capacity(2);
+        for (j, from) in [inputs, width].into_iter().enumerate() {
+            let lin = Linear::new(engine, &format!("{name}.{j}"), from, width, seed())?;
+            let bn = batchnorm
+                .then(|| BatchNorm::new(engine, &format!("{name}.bn{j}"), width))
+                .transpose()?;
+            layers.push((lin, bn));
+        }
+        Ok(Dense { layers })
+    }
+
+    /// `x` `[N, inputs]` -> `[N, width]`.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let mut h = x.clone();
+        for (lin, bn) in &self.layers {
+            h = lin.forward(&h, false)?;
+            if let Some(bn) = bn {
+                h = bn.forward(&h)?;
+            }
+            h = h.unary(Unary::LeakyRelu)?;
+        }
+        Ok(h)
+    }
+}
+
+impl Module for Dense {
+    fn children(&self) -> Vec<&dyn Module> {
+        let mut c: Vec<&dyn Module> = Vec::new();
+        for (lin, bn) in &self.layers {
+            c.push(lin);
+            if let Some(bn) = bn {
+                c.push(bn);
+            }
+        }
+        c
+    }
+}
+
+/// A diagonal Gaussian's (μ, log σ²) as two linear maps of a hidden layer.
+pub struct Gaussian {
+    mu: Linear,
+    logvar: Linear,
+}
+
+impl Gaussian {
+    pub fn new(
+        engine: &Engine,
+        name: &str,
+        inputs: usize,
+        units: usize,
+        seed: &mut impl FnMut() -> u64,
+    ) -> Result<Gaussian> {
+        Ok(Gaussian {
+            mu: Linear::new(engine, &format!("{name}.mu"), inputs, units, seed())?,
+            logvar: Linear::new(engine, &format!("{name}.logvar"), inputs, units, seed())?,
+        })
+    }
+
+    /// `h` `[N, inputs]` -> (μ, log σ²), each `[N, units]`.
+    pub fn forward(&self, h: &Var) -> Result<(Var, Var)> {
+        Ok((self.mu.forward(h, false)?, self.logvar.forward(h, false)?))
+    }
+}
+
+impl Module for Gaussian {
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.mu, &self.logvar]
+    }
+}
+
+/// One stochastic layer of a pass: its draw z = μ + σ·ε, the posterior and its prior
+/// (`None`: N(0, I)).
+pub struct LayerVars {
+    pub z: Var,
+    pub eps: Tensor,
+    pub mu: Var,
+    pub logvar: Var,
+    pub prior: Option<(Var, Var)>,
+}
+
+/// z drawn from N(μ, σ²) with the next noise of `noise`, or z = μ (ε = 0) without noise.
+pub fn gaussian_layer(
+    mu: Var,
+    logvar: Var,
+    prior: Option<(Var, Var)>,
+    noise: Option<&Noise>,
+) -> Result<LayerVars> {
+    let (z, eps) = match noise {
+        Some(n) => {
+            let eps = n.normal(mu.value().engine(), mu.shape())?;
+            (mu.reparameterize(&logvar, &eps)?, eps)
+        }
+        None => (
+            mu.clone(),
+            Tensor::zeros(mu.value().engine(), mu.shape(), DType::F32)?,
+        ),
+    };
+    Ok(LayerVars {
+        z,
+        eps,
+        mu,
+        logvar,
+        prior,
+    })
+}
+
+/// One pass of a hierarchy over a batch: the pixels' logits and every stochastic layer, bottom
+/// first.
+pub struct Pass {
+    pub logits: Var,
+    pub layers: Vec<LayerVars>,
+    /// Whether each layer's KL may be taken in closed form given the layers above (true when
+    /// q(z_i | ·) is drawn after the layers it is conditioned on, top-down); otherwise the
+    /// single-sample estimate log q(z_i) − log p(z_i | z_{i+1}) at the draws is used.
+    pub analytic_kl: bool,
+}
+
+impl Pass {
+    /// The batch mean of layer `i`'s KL term, `[1]`, nats.
+    pub fn kl(&self, i: usize) -> Result<Var> {
+        let l = &self.layers[i];
+        if self.analytic_kl {
+            return match &l.prior {
+                None => l.mu.kl_std_normal(&l.logvar)?.mean(),
+                Some((mp, lp)) => l.mu.kl_gaussians(&l.logvar, mp, lp)?.mean(),
+            };
+        }
+        // log q(z) − log p(z) = ½ Σ (log σp² − log σq² − ε² + (z − μp)²/σp²), with the ε form of
+        // log q (finite even where σq² underflows).
+        let tape = l.z.tape();
+        let eps2 = tape.input(&ew::unary(Unary::Square, &l.eps)?);
+        let terms = match &l.prior {
+            None => l.z.unary(Unary::Square)?.sub(&l.logvar)?,
+            Some((mp, lp)) => {
+                let d2 = l.z.sub(mp)?.unary(Unary::Square)?;
+                let scaled = d2.mul(&lp.affine(-1.0, 0.0)?.exp()?)?;
+                scaled.add(lp)?.sub(&l.logvar)?
+            }
+        };
+        let rows = l.z.shape()[0] as f32;
+        terms.sub(&eps2)?.sum()?.affine(0.5 / rows, 0.0)
+    }
+
+    /// The evaluator's view: −log p(x | z) per row and the layers' tensors (x repeated `k`
+    /// times to match the pass's rows).
+    pub fn sampled(self, x: &Tensor, k: usize) -> Result<Sampled> {
+        let target = repeat_rows(x, k)?;
+        let nll_x = crate::kernels::losses::bce_with_logits(self.logits.value(), &target)?;
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| Stochastic {
+                z: l.z.value().clone(),
+                eps: l.eps,
+                mu: l.mu.value().clone(),
+                logvar: l.logvar.value().clone(),
+                prior: l.prior.map(|(m, v)| (m.value().clone(), v.value().clone())),
+            })
+            .collect();
+        Ok(Sampled { nll_x, layers })
+    }
+}
+
+/// A deep latent hierarchy: the evaluator's [`Likelihood`] plus what training and the pictures
+/// need.
+pub trait Hierarchy: Likelihood {
+    fn engine(&self) -> &Engine;
+
+    /// Stochastic units per level, bottom first.
+    fn latent(&self) -> &[usize];
+
+    /// Model settings stored in checkpoints and checked on resume.
+    fn describe(&self) -> Vec<(String, String)>;
+
+    /// Inference and generative pass on `x` `[B, pixels]`, each image drawn `k` times, noise
+    /// from `noise` (`None`: every z at its mean).
+    fn pass(&self, tape: &Tape, x: &Tensor, k: usize, noise: Option<&Noise>) -> Result<Pass>;
+
+    /// p(z_i | z_{i+1}): (μ, log σ²) `[N, latent[i]]` for level `i` below the top.
+    fn prior(&self, tape: &Tape, i: usize, z_above: &Var) -> Result<(Var, Var)>;
+
+    /// Logits of p(x | ·) from `z` `[N, latent[from]]` at level `from`, each level below drawn
+    /// from its prior with `noise` or taken at its prior mean without.
+    fn generate(&self, tape: &Tape, from: usize, z: &Tensor, noise: Option<&Noise>) -> Result<Var>;
+}
+
+/// A hierarchy with its objective: −ELBO = recon + β·Σ_i KL_i, β warmed up linearly, each
+/// level's batch-mean KL held at `free_bits` nats at least (Kingma et al. 2016; 0: off).
+pub struct HierarchyElbo<M: Hierarchy> {
+    pub model: M,
+    pub schedule: KlSchedule,
+    pub free_bits: f32,
+}
+
+impl<M: Hierarchy> Module for HierarchyElbo<M> {
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.model as &dyn Module]
+    }
+}
+
+impl<M: Hierarchy> Trainable for HierarchyElbo<M> {
+    fn engine(&self) -> &Engine {
+        self.model.engine()
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        let mut d = self.model.describe();
+        d.push(("beta".into(), self.schedule.beta.to_string()));
+        d.push(("warmup".into(), self.schedule.warmup.to_string()));
+        d.push(("free_bits".into(), self.free_bits.to_string()));
+        d
+    }
+
+    /// `loss`, `recon`, `kl` (Σ over levels) and `kl_z1`… per level, batch means in nats. The
+    /// noise of step s starts at Philox block s·(blocks per step at the configured batch).
+    fn losses(&self, tape: &Tape, batch: &Batch, at: &StepInfo) -> Result<Terms> {
+        let per_step: u64 = (self.model.latent().iter())
+            .map(|&u| crate::kernels::random::blocks(at.batch * u))
+            .sum();
+        let noise = Noise::new(at.seed, at.step * per_step);
+        let pass = self.model.pass(tape, &batch.x, 1, Some(&noise))?;
+        let recon = pass.logits.bce_with_logits(&batch.x)?.mean()?;
+        let beta = self.schedule.weight(at.step);
+        let mut terms: Terms = Vec::new();
+        let (mut kl_sum, mut penalty): (Option<Var>, Option<Var>) = (None, None);
+        for i in 0..pass.layers.len() {
+            let kl = pass.kl(i)?;
+            // Free bits: max(KL, λ) = relu(KL − λ) + λ, so a level under λ nats gets no push
+            // toward the prior.
+            let held = match self.free_bits {
+                0.0 => kl.clone(),
+                fb => kl.affine(1.0, -fb)?.relu()?.affine(1.0, fb)?,
+            };
+            kl_sum = Some(match kl_sum {
+                None => kl.clone(),
+                Some(s) => s.add(&kl)?,
+            });
+            penalty = Some(match penalty {
+                None => held,
+                Some(s) => s.add(&held)?,
+            });
+            terms.push((KL_TERMS[i], kl));
+        }
+        let (kl_sum, penalty) = (kl_sum.expect("a level"), penalty.expect("a level"));
+        let loss = recon.add(&penalty.affine(beta, 0.0)?)?;
+        let mut all = vec![("loss", loss), ("recon", recon), ("kl", kl_sum)];
+        all.extend(terms);
+        Ok(all)
+    }
+}
+
+/// A fresh run, or (with `resume`) the run saved there, of `model` under `config`.
+pub fn trainer<M: Hierarchy>(
+    objective: HierarchyElbo<M>,
+    config: TrainConfig,
+    examples: usize,
+    resume: Option<&Path>,
+) -> Result<Trainer<HierarchyElbo<M>>> {
+    match resume {
+        Some(path) => Trainer::resume(objective, config, examples, path),
+        None => Trainer::new(objective, config, examples),
+    }
+}
+
+/// Seed offset that keeps the pictures' noise apart from training and evaluation noise.
+const PICTURE_STREAM: u64 = 0x91C7_0000_0000_0000;
+
+/// Writes the lecture's pictures of a hierarchy into `out`: `samples.png` (64 ancestral samples),
+/// `reconstructions.png` (test images and their reconstructions with every z at its posterior
+/// mean), and `vary_z<l>.png` per level l: each row holds the levels above l fixed at one draw,
+/// each column draws z_l anew from p(z_l | z_{l+1}), and the levels below sit at their prior
+/// means — what level l alone encodes.
+pub fn draw<M: Hierarchy + ?Sized>(
+    model: &M,
+    test: &crate::data::Split,
+    out: &Path,
+    seed: u64,
+) -> Result<()> {
+    model.set_training(false);
+    let engine = model.engine().clone();
+    let pixels = model.pixels();
+    let side = (pixels as f64).sqrt() as usize;
+    let latent = model.latent().to_vec();
+    let top = latent.len() - 1;
+    let tape = Tape::no_grad(&engine);
+    let noise = Noise::new(seed ^ PICTURE_STREAM, 0);
+    let mean_images = |logits: &Var| -> Result<Vec<f32>> {
+        ew::unary(Unary::Sigmoid, logits.value())?.to_vec::<f32>()
+    };
+    // Ancestral samples.
+    let z = noise.normal(&engine, &[64, latent[top]])?;
+    let img = mean_images(&model.generate(&tape, top, &z, Some(&noise))?)?;
+    let labels = io::GridLabels {
+        title: Some("samples: every level drawn from its prior, top down"),
+        rows: &[],
+    };
+    io::save_labelled_grid(out.join("samples.png"), &img, 8, (side, side), 2, labels)?;
+    // Reconstructions at the posterior means.
+    let x = test.upload(&engine, 0..32)?;
+    let rec = mean_images(&model.pass(&tape, &x, 1, None)?.logits)?;
+    let mut grid = Vec::with_capacity(64 * pixels);
+    for r in 0..4 {
+        grid.extend_from_slice(&test.images()[r * 8 * pixels..(r + 1) * 8 * pixels]);
+        grid.extend_from_slice(&rec[r * 8 * pixels..(r + 1) * 8 * pixels]);
+    }
+    let rows = ["original", "reconstruction"].repeat(4);
+    let labels = io::GridLabels {
+        title: Some("test images and their reconstructions, every z at its posterior mean"),
+        rows: &rows,
+    };
+    io::save_labelled_grid(
+        out.join("reconstructions.png"),
+        &grid,
+        8,
+        (side, side),
+        2,
+        labels,
+    )?;
+    // One level varied, the levels above held.
+    let (rows, cols) = (8, 8);
+    for l in 0..=top {
+        let z_l = if l == top {
+            noise.normal(&engine, &[rows * cols, latent[top]])?
+        } else {
+            // Draw levels top..l+1 once per row, then z_l afresh per column.
+            let mut z = tape.input(&noise.normal(&engine, &[rows, latent[top]])?);
+            for i in (l + 1..top).rev() {
+                let p = model.prior(&tape, i, &z)?;
+                z = gaussian_layer(p.0, p.1, None, Some(&noise))?.z;
+            }
+            let z = tape.input(&repeat_rows(z.value(), cols)?);
+            let (mu, logvar) = model.prior(&tape, l, &z)?;
+            gaussian_layer(mu, logvar, None, Some(&noise))?
+                .z
+                .value()
+                .clone()
+        };
+        let img = mean_images(&model.generate(&tape, l, &z_l, None)?)?;
+        let title = format!(
+            "z{}: each row holds the levels above at one draw, each column draws z{} anew, the levels below at their means",
+            l + 1,
+            l + 1
+        );
+        let labels = io::GridLabels {
+            title: Some(&title),
+            rows: &[],
+        };
+        let name = format!("vary_z{}.png", l + 1);
+        io::save_labelled_grid(out.join(name), &img, cols, (side, side), 2, labels)?;
+    }
+    Ok(())
+}
