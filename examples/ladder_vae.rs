@@ -13,8 +13,8 @@ use clap::Parser;
 use latent::models::ladder::{LadderConfig, LadderVae};
 
 /// Trains the MLP Ladder VAE (deterministic 512-256-128-64-32, stochastic 64-32-16-8-4) and
-/// writes to --out its checkpoint, samples.png, reconstructions.png, vary_z1.png … vary_z5.png
-/// (one level varied, the levels above held), loss_curve.svg, kl_per_layer.svg,
+/// writes to --out its checkpoint, samples.png, reconstructions.png, vary_level1.png …
+/// vary_level5.png (z_l varied, the levels above held), loss_curve.svg, kl_per_layer.svg,
 /// active_units.svg, kl_units.svg, layers.csv and metrics.json (test -ELBO, IWAE-k NLL in
 /// nats and bits/dim, KL, active units and units carrying KL per layer).
 #[derive(Parser, Debug)]

@@ -6,7 +6,7 @@ use crate::flags;
 use crate::shared::{Curves, data_identity};
 use latent::data::FashionMnist;
 use latent::io::{self, Labels};
-use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo, KL_TERMS};
+use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo};
 use latent::models::likelihood::{self, LayerReport, Report};
 use latent::optim::{KlSchedule, TrainConfig};
 use latent::{Engine, Error, Result};
@@ -124,13 +124,13 @@ pub fn run<M: Hierarchy>(
             trainer.epoch, trainer.step
         );
     }
-    let levels = trainer.model.model.latent().len();
+    let kl_terms = trainer.model.model.kl_terms();
     let mut curves = Curves::default();
     let start = std::time::Instant::now();
     while trainer.epoch < args.epochs {
         let s = trainer.train_epoch(&train)?;
         curves.push(&s);
-        let per_level: Vec<String> = KL_TERMS[..levels]
+        let per_level: Vec<String> = kl_terms
             .iter()
             .map(|t| format!("{:.2}", s.term(t)))
             .collect();
@@ -158,14 +158,8 @@ pub fn run<M: Hierarchy>(
         "nats per image",
         &["loss", "recon", "kl"],
     )?;
-    let title = format!("{name}: KL of each level against its prior, per step");
-    curves.write_only(
-        &out,
-        "kl_per_layer",
-        &title,
-        "nats per image",
-        &KL_TERMS[..levels],
-    )?;
+    let title = format!("{name}: KL of each stochastic layer against its prior, per step");
+    curves.write_only(&out, "kl_per_layer", &title, "nats per image", kl_terms)?;
     write_layers(&out.join(LAYERS_CSV), &report)?;
     let mut runs = vec![(run_label(&out), report.layers.clone())];
     for dir in &args.compare {
@@ -274,10 +268,10 @@ fn chart_units(out: &Path, name: &str, runs: &[(String, Vec<LayerReport>)]) -> R
             .zip(&values)
             .map(|((label, _), v)| (label.as_str(), v.as_slice()))
             .collect();
-        let title = format!("{name}: {what} per level");
+        let title = format!("{name}: {what} per stochastic layer");
         let labels = Labels {
             title: &title,
-            x: "stochastic level (1 = next to x)",
+            x: "stochastic layer (1 = next to x)",
             y: "units",
         };
         io::bar_chart_svg(out.join(format!("{stem}.svg")), labels, levels, &series)?;

@@ -122,6 +122,11 @@ pub struct LayerVars {
     pub mu: Var,
     pub logvar: Var,
     pub prior: Option<(Var, Var)>,
+    /// Whether the layer's KL may be taken in closed form: true when q(z | ·) is drawn after
+    /// every layer its prior depends on (top-down). Otherwise (a bottom-up draw that the
+    /// layers above depend on) the single-sample estimate log q(z) − log p(z | ·) at the draw
+    /// is the unbiased term.
+    pub analytic: bool,
 }
 
 /// z drawn from N(μ, σ²) with the next noise of `noise`, or z = μ (ε = 0) without noise.
@@ -147,6 +152,7 @@ pub fn gaussian_layer(
         mu,
         logvar,
         prior,
+        analytic: true,
     })
 }
 
@@ -155,17 +161,13 @@ pub fn gaussian_layer(
 pub struct Pass {
     pub logits: Var,
     pub layers: Vec<LayerVars>,
-    /// Whether each layer's KL may be taken in closed form given the layers above (true when
-    /// q(z_i | ·) is drawn after the layers it is conditioned on, top-down); otherwise the
-    /// single-sample estimate log q(z_i) − log p(z_i | z_{i+1}) at the draws is used.
-    pub analytic_kl: bool,
 }
 
 impl Pass {
     /// The batch mean of layer `i`'s KL term, `[1]`, nats.
     pub fn kl(&self, i: usize) -> Result<Var> {
         let l = &self.layers[i];
-        if self.analytic_kl {
+        if l.analytic {
             return match &l.prior {
                 None => l.mu.kl_std_normal(&l.logvar)?.mean(),
                 Some((mp, lp)) => l.mu.kl_gaussians(&l.logvar, mp, lp)?.mean(),
@@ -208,26 +210,34 @@ impl Pass {
 }
 
 /// A deep latent hierarchy: the evaluator's [`Likelihood`] plus what training and the pictures
-/// need.
+/// need. For the pictures its generative path is a chain of `levels()` levels, each passing a
+/// carrier (everything the levels below need from above) down to the next.
 pub trait Hierarchy: Likelihood {
     fn engine(&self) -> &Engine;
-
-    /// Stochastic units per level, bottom first.
-    fn latent(&self) -> &[usize];
 
     /// Model settings stored in checkpoints and checked on resume.
     fn describe(&self) -> Vec<(String, String)>;
 
-    /// Inference and generative pass on `x` `[B, pixels]`, each image drawn `k` times, noise
-    /// from `noise` (`None`: every z at its mean).
+    /// The names of the KL terms logged in training, one per stochastic layer, bottom first.
+    fn kl_terms(&self) -> &'static [&'static str];
+
+    /// Inference and generative pass on `x` `[B, pixels]`, each image drawn `k` times (row
+    /// i·k + j is draw j of image i), noise from `noise` (`None`: every z at its mean).
     fn pass(&self, tape: &Tape, x: &Tensor, k: usize, noise: Option<&Noise>) -> Result<Pass>;
 
-    /// p(z_i | z_{i+1}): (μ, log σ²) `[N, latent[i]]` for level `i` below the top.
-    fn prior(&self, tape: &Tape, i: usize, z_above: &Var) -> Result<(Var, Var)>;
+    /// Levels of the generative chain.
+    fn levels(&self) -> usize;
 
-    /// Logits of p(x | ·) from `z` `[N, latent[from]]` at level `from`, each level below drawn
-    /// from its prior with `noise` or taken at its prior mean without.
-    fn generate(&self, tape: &Tape, from: usize, z: &Tensor, noise: Option<&Noise>) -> Result<Var>;
+    /// `n` draws of the top level from its prior with `noise`: the carrier into level
+    /// `levels() − 2`.
+    fn top(&self, tape: &Tape, n: usize, noise: &Noise) -> Result<Var>;
+
+    /// Level `level` (below the top) drawn from its prior given the `carrier` from above, with
+    /// `noise` or at its prior mean without; returns the carrier into the level below.
+    fn step(&self, tape: &Tape, level: usize, carrier: &Var, noise: Option<&Noise>) -> Result<Var>;
+
+    /// Bernoulli logits of p(x | ·) from the carrier out of level 0.
+    fn logits(&self, carrier: &Var) -> Result<Var>;
 }
 
 /// A hierarchy with its objective: −ELBO = recon + β·Σ_i KL_i, β warmed up linearly, each
@@ -260,8 +270,8 @@ impl<M: Hierarchy> Trainable for HierarchyElbo<M> {
     /// `loss`, `recon`, `kl` (Σ over levels) and `kl_z1`… per level, batch means in nats. The
     /// noise of step s starts at Philox block s·(blocks per step at the configured batch).
     fn losses(&self, tape: &Tape, batch: &Batch, at: &StepInfo) -> Result<Terms> {
-        let per_step: u64 = (self.model.latent().iter())
-            .map(|&u| crate::kernels::random::blocks(at.batch * u))
+        let per_step: u64 = (self.model.stochastic_layers().iter())
+            .map(|l| crate::kernels::random::blocks(at.batch * l.units))
             .sum();
         let noise = Noise::new(at.seed, at.step * per_step);
         let pass = self.model.pass(tape, &batch.x, 1, Some(&noise))?;
@@ -285,7 +295,7 @@ impl<M: Hierarchy> Trainable for HierarchyElbo<M> {
                 None => held,
                 Some(s) => s.add(&held)?,
             });
-            terms.push((KL_TERMS[i], kl));
+            terms.push((self.model.kl_terms()[i], kl));
         }
         let (kl_sum, penalty) = (kl_sum.expect("a level"), penalty.expect("a level"));
         let loss = recon.add(&penalty.affine(beta, 0.0)?)?;
@@ -313,9 +323,9 @@ const PICTURE_STREAM: u64 = 0x91C7_0000_0000_0000;
 
 /// Writes the lecture's pictures of a hierarchy into `out`: `samples.png` (64 ancestral samples),
 /// `reconstructions.png` (test images and their reconstructions with every z at its posterior
-/// mean), and `vary_z<l>.png` per level l: each row holds the levels above l fixed at one draw,
-/// each column draws z_l anew from p(z_l | z_{l+1}), and the levels below sit at their prior
-/// means — what level l alone encodes.
+/// mean), and `vary_level<l>.png` per level l of the generative chain: each row holds the levels
+/// above l fixed at one draw, each column draws level l anew from its prior, and the levels
+/// below sit at their prior means — what level l alone encodes.
 pub fn draw<M: Hierarchy + ?Sized>(
     model: &M,
     test: &crate::data::Split,
@@ -326,16 +336,21 @@ pub fn draw<M: Hierarchy + ?Sized>(
     let engine = model.engine().clone();
     let pixels = model.pixels();
     let side = (pixels as f64).sqrt() as usize;
-    let latent = model.latent().to_vec();
-    let top = latent.len() - 1;
+    let top = model.levels() - 1;
     let tape = Tape::no_grad(&engine);
     let noise = Noise::new(seed ^ PICTURE_STREAM, 0);
     let mean_images = |logits: &Var| -> Result<Vec<f32>> {
         ew::unary(Unary::Sigmoid, logits.value())?.to_vec::<f32>()
     };
+    // Down from `carrier` into level `from` to the logits, drawing with `noise` or at the means.
+    let descend = |mut carrier: Var, from: usize, noise: Option<&Noise>| -> Result<Var> {
+        for l in (0..from).rev() {
+            carrier = model.step(&tape, l, &carrier, noise)?;
+        }
+        model.logits(&carrier)
+    };
     // Ancestral samples.
-    let z = noise.normal(&engine, &[64, latent[top]])?;
-    let img = mean_images(&model.generate(&tape, top, &z, Some(&noise))?)?;
+    let img = mean_images(&descend(model.top(&tape, 64, &noise)?, top, Some(&noise))?)?;
     let labels = io::GridLabels {
         title: Some("samples: every level drawn from its prior, top down"),
         rows: &[],
@@ -365,25 +380,20 @@ pub fn draw<M: Hierarchy + ?Sized>(
     // One level varied, the levels above held.
     let (rows, cols) = (8, 8);
     for l in 0..=top {
-        let z_l = if l == top {
-            noise.normal(&engine, &[rows * cols, latent[top]])?
+        let logits = if l == top {
+            descend(model.top(&tape, rows * cols, &noise)?, top, None)?
         } else {
-            // Draw levels top..l+1 once per row, then z_l afresh per column.
-            let mut z = tape.input(&noise.normal(&engine, &[rows, latent[top]])?);
+            // The levels above drawn once per row, level l afresh per column.
+            let mut carrier = model.top(&tape, rows, &noise)?;
             for i in (l + 1..top).rev() {
-                let p = model.prior(&tape, i, &z)?;
-                z = gaussian_layer(p.0, p.1, None, Some(&noise))?.z;
+                carrier = model.step(&tape, i, &carrier, Some(&noise))?;
             }
-            let z = tape.input(&repeat_rows(z.value(), cols)?);
-            let (mu, logvar) = model.prior(&tape, l, &z)?;
-            gaussian_layer(mu, logvar, None, Some(&noise))?
-                .z
-                .value()
-                .clone()
+            let carrier = tape.input(&repeat_rows(carrier.value(), cols)?);
+            descend(model.step(&tape, l, &carrier, Some(&noise))?, l, None)?
         };
-        let img = mean_images(&model.generate(&tape, l, &z_l, None)?)?;
+        let img = mean_images(&logits)?;
         let title = format!(
-            "z{}: each row holds the levels above at one draw, each column draws z{} anew, the levels below at their means",
+            "level {}: rows hold the levels above at one draw, columns draw level {} anew, the levels below at their means",
             l + 1,
             l + 1
         );
@@ -391,7 +401,7 @@ pub fn draw<M: Hierarchy + ?Sized>(
             title: Some(&title),
             rows: &[],
         };
-        let name = format!("vary_z{}.png", l + 1);
+        let name = format!("vary_level{}.png", l + 1);
         io::save_labelled_grid(out.join(name), &img, cols, (side, side), 2, labels)?;
     }
     Ok(())

@@ -135,14 +135,9 @@ impl LadderVae {
         })
     }
 
-    /// Stochastic levels.
-    pub fn levels(&self) -> usize {
-        self.config.latent.len()
-    }
-
-    /// Bernoulli logits `[N, input]` of p(x | z_1).
-    pub fn logits(&self, z1: &Var) -> Result<Var> {
-        self.out_logits.forward(&self.out.forward(z1)?, false)
+    /// p(z_i | z_{i+1}): (μ, log σ²) `[N, latent_i]` for level `i` < L − 1.
+    pub fn prior(&self, i: usize, z_above: &Var) -> Result<(Var, Var)> {
+        self.down_gauss[i].forward(&self.down[i].forward(z_above)?)
     }
 }
 
@@ -183,11 +178,6 @@ impl Hierarchy for LadderVae {
         &self.engine
     }
 
-    fn latent(&self) -> &[usize] {
-        &self.config.latent
-    }
-
-    /// Model settings stored in checkpoints and checked on resume.
     fn describe(&self) -> Vec<(String, String)> {
         let c = &self.config;
         let kind = if c.ladder {
@@ -205,11 +195,6 @@ impl Hierarchy for LadderVae {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
-    }
-
-    /// p(z_i | z_{i+1}): (μ, log σ²) `[N, latent_i]` for level `i` < L − 1.
-    fn prior(&self, _: &Tape, i: usize, z_above: &Var) -> Result<(Var, Var)> {
-        self.down_gauss[i].forward(&self.down[i].forward(z_above)?)
     }
 
     /// The inference pass and the top-down path on `x` `[B, input]`, each image drawn `k` times
@@ -240,7 +225,7 @@ impl Hierarchy for LadderVae {
             layers[top] = Some(gaussian_layer(mu, logvar, None, noise)?);
             for i in (0..top).rev() {
                 let z_above = layers[i + 1].as_ref().expect("drawn above").z.clone();
-                let (mu_p, logvar_p) = self.prior(tape, i, &z_above)?;
+                let (mu_p, logvar_p) = self.prior(i, &z_above)?;
                 let (mu, logvar) = q[i].0.precision_merge(&q[i].1, &mu_p, &logvar_p)?;
                 layers[i] = Some(gaussian_layer(mu, logvar, Some((mu_p, logvar_p)), noise)?);
             }
@@ -250,34 +235,45 @@ impl Hierarchy for LadderVae {
             let mut h = repeat(&xv)?;
             for i in 0..levels {
                 let (mu, logvar) = self.up_gauss[i].forward(&self.up[i].forward(&h)?)?;
-                let l = gaussian_layer(mu, logvar, None, noise)?;
+                let mut l = gaussian_layer(mu, logvar, None, noise)?;
+                // Every level above is drawn from this one's draw: a one-sample KL term.
+                l.analytic = false;
                 h = l.z.clone();
                 layers[i] = Some(l);
             }
             for i in 0..levels - 1 {
                 let z_above = layers[i + 1].as_ref().expect("drawn").z.clone();
-                let prior = self.prior(tape, i, &z_above)?;
+                let prior = self.prior(i, &z_above)?;
                 layers[i].as_mut().expect("drawn").prior = Some(prior);
             }
         }
         let layers: Vec<LayerVars> = layers.into_iter().map(|l| l.expect("drawn")).collect();
         let logits = self.logits(&layers[0].z)?;
-        Ok(Pass {
-            logits,
-            layers,
-            analytic_kl: self.config.ladder,
-        })
+        Ok(Pass { logits, layers })
     }
 
-    /// Draws down the generative path from `z` at level `from` to z_1 (level 0): each level
-    /// below from p(z_i | z_{i+1}) with `noise`, or at its mean when `noise` is `None`; returns
-    /// the Bernoulli logits.
-    fn generate(&self, tape: &Tape, from: usize, z: &Tensor, noise: Option<&Noise>) -> Result<Var> {
-        let mut z = tape.input(z);
-        for i in (0..from).rev() {
-            let (mu, logvar) = self.prior(tape, i, &z)?;
-            z = gaussian_layer(mu, logvar, None, noise)?.z;
-        }
-        self.logits(&z)
+    fn kl_terms(&self) -> &'static [&'static str] {
+        &KL_TERMS[..self.levels()]
+    }
+
+    fn levels(&self) -> usize {
+        self.config.latent.len()
+    }
+
+    /// z_L ~ N(0, I): `[n, latent_L]`.
+    fn top(&self, tape: &Tape, n: usize, noise: &Noise) -> Result<Var> {
+        let units = *self.config.latent.last().expect("a level");
+        Ok(tape.input(&noise.normal(&self.engine, &[n, units])?))
+    }
+
+    /// z_i from p(z_i | z_{i+1}), the carrier being z_{i+1}; returns z_i.
+    fn step(&self, _: &Tape, level: usize, carrier: &Var, noise: Option<&Noise>) -> Result<Var> {
+        let (mu, logvar) = self.prior(level, carrier)?;
+        Ok(gaussian_layer(mu, logvar, None, noise)?.z)
+    }
+
+    /// Bernoulli logits `[N, input]` of p(x | z_1).
+    fn logits(&self, z1: &Var) -> Result<Var> {
+        self.out_logits.forward(&self.out.forward(z1)?, false)
     }
 }

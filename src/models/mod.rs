@@ -1,6 +1,7 @@
 //! Models assembled from tape ops; each exposes its parameters through `nn::Module` and its
 //! training loss as tape values. The examples in `examples/` train and evaluate them.
 
+pub mod biva;
 pub mod classifier;
 pub mod conv_vae;
 pub mod hierarchy;
