@@ -250,7 +250,8 @@ fn chart_units(out: &Path, name: &str, runs: &[(String, Vec<LayerReport>)]) -> R
             reason: format!("run `{label}` has another number of levels than this one ({levels})"),
         });
     }
-    let charts: [(&str, &str, fn(&LayerReport) -> usize); 2] = [
+    type Count = fn(&LayerReport) -> usize;
+    let charts: [(&str, &str, Count); 2] = [
         ("active_units", "active units (Cov_x E_q[z] > 0.01)", |l| {
             l.active_units
         }),

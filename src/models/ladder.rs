@@ -233,13 +233,13 @@ impl Hierarchy for LadderVae {
             // The ordinary hierarchy: q(z_1 | x) and q(z_i | z_{i−1}) bottom-up, then the
             // top-down priors p(z_i | z_{i+1}) at those draws.
             let mut h = repeat(&xv)?;
-            for i in 0..levels {
-                let (mu, logvar) = self.up_gauss[i].forward(&self.up[i].forward(&h)?)?;
+            for ((up, gauss), slot) in self.up.iter().zip(&self.up_gauss).zip(&mut layers) {
+                let (mu, logvar) = gauss.forward(&up.forward(&h)?)?;
                 let mut l = gaussian_layer(mu, logvar, None, noise)?;
                 // Every level above is drawn from this one's draw: a one-sample KL term.
                 l.analytic = false;
                 h = l.z.clone();
-                layers[i] = Some(l);
+                *slot = Some(l);
             }
             for i in 0..levels - 1 {
                 let z_above = layers[i + 1].as_ref().expect("drawn").z.clone();
