@@ -3,7 +3,7 @@
 //! draw the lecture's pictures, and chart active units per layer beside other runs.
 
 use crate::flags;
-use crate::shared::{Curves, data_identity};
+use crate::shared::{Curves, data_identity, output_folder};
 use latent::data::FashionMnist;
 use latent::io::{self, Labels};
 use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo};
@@ -83,18 +83,10 @@ pub fn run<M: Hierarchy>(
     build: impl FnOnce(&Engine) -> Result<M>,
     settings: &[(&str, String)],
 ) -> Result<()> {
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out").join(name));
+    let out = output_folder(args.out.as_deref(), name)?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let data = FashionMnist::load(args.data.as_deref())?;
-    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-        action: "create the output folder",
-        path: out.clone(),
-        source,
-    })?;
     let train = match args.train_images {
         0 => data.train.clone(),
         n => data.train.take(n),

@@ -100,3 +100,14 @@ impl Curves {
         latent::io::series_csv(out.join(format!("{stem}.csv")), "step", &series)
     }
 }
+
+/// The output folder `--out` (or `out/<name>`), created if missing.
+pub fn output_folder(out: Option<&Path>, name: &str) -> Result<std::path::PathBuf> {
+    let out = out.map_or_else(|| Path::new("out").join(name), Path::to_path_buf);
+    std::fs::create_dir_all(&out).map_err(|source| latent::Error::Io {
+        action: "create the output folder",
+        path: out.clone(),
+        source,
+    })?;
+    Ok(out)
+}

@@ -175,8 +175,7 @@ impl Likelihood for Biva {
     }
 
     fn sample_layers(&self, x: &Tensor, _: &[u8], k: usize, noise: &Noise) -> Result<Sampled> {
-        let tape = Tape::no_grad(&self.engine);
-        self.pass(&tape, x, k, Some(noise))?.sampled(x, k)
+        super::hierarchy::sample_layers(self, x, k, noise)
     }
 
     fn rows_per_pass(&self) -> usize {
@@ -191,16 +190,7 @@ impl Hierarchy for Biva {
 
     fn describe(&self) -> Vec<(String, String)> {
         let c = &self.config;
-        [
-            ("model", "biva-mlp".to_string()),
-            ("input", c.input.to_string()),
-            ("hidden", format!("{:?}", c.hidden)),
-            ("latent", format!("{:?}", c.latent)),
-            ("batchnorm", c.batchnorm.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        super::hierarchy::describe_mlp("biva-mlp", c.input, &c.hidden, &c.latent, c.batchnorm)
     }
 
     fn kl_terms(&self) -> &'static [&'static str] {

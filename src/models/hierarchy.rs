@@ -240,6 +240,37 @@ pub trait Hierarchy: Likelihood {
     fn logits(&self, carrier: &Var) -> Result<Var>;
 }
 
+/// The checkpoint description of an MLP hierarchy: its kind, widths and batch norm.
+pub fn describe_mlp(
+    kind: &str,
+    input: usize,
+    hidden: &[usize],
+    latent: &[usize],
+    batchnorm: bool,
+) -> Vec<(String, String)> {
+    [
+        ("model", kind.to_string()),
+        ("input", input.to_string()),
+        ("hidden", format!("{hidden:?}")),
+        ("latent", format!("{latent:?}")),
+        ("batchnorm", batchnorm.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// [`Likelihood::sample_layers`] of a hierarchy: its pass on a no-grad tape, k draws per image.
+pub fn sample_layers<M: Hierarchy>(
+    model: &M,
+    x: &Tensor,
+    k: usize,
+    noise: &Noise,
+) -> Result<Sampled> {
+    let tape = Tape::no_grad(model.engine());
+    model.pass(&tape, x, k, Some(noise))?.sampled(x, k)
+}
+
 /// A hierarchy with its objective: −ELBO = recon + β·Σ_i KL_i, β warmed up linearly, each
 /// level's batch-mean KL held at `free_bits` nats at least (Kingma et al. 2016; 0: off).
 pub struct HierarchyElbo<M: Hierarchy> {
@@ -359,24 +390,8 @@ pub fn draw<M: Hierarchy + ?Sized>(
     // Reconstructions at the posterior means.
     let x = test.upload(&engine, 0..32)?;
     let rec = mean_images(&model.pass(&tape, &x, 1, None)?.logits)?;
-    let mut grid = Vec::with_capacity(64 * pixels);
-    for r in 0..4 {
-        grid.extend_from_slice(&test.images()[r * 8 * pixels..(r + 1) * 8 * pixels]);
-        grid.extend_from_slice(&rec[r * 8 * pixels..(r + 1) * 8 * pixels]);
-    }
-    let rows = ["original", "reconstruction"].repeat(4);
-    let labels = io::GridLabels {
-        title: Some("test images and their reconstructions, every z at its posterior mean"),
-        rows: &rows,
-    };
-    io::save_labelled_grid(
-        out.join("reconstructions.png"),
-        &grid,
-        8,
-        (side, side),
-        2,
-        labels,
-    )?;
+    let title = "test images and their reconstructions, every z at its posterior mean";
+    io::save_reconstructions(out, test.images(), &rec, side, title)?;
     // One level varied, the levels above held.
     let (rows, cols) = (8, 8);
     for l in 0..=top {

@@ -164,8 +164,7 @@ impl Likelihood for LadderVae {
     }
 
     fn sample_layers(&self, x: &Tensor, _: &[u8], k: usize, noise: &Noise) -> Result<Sampled> {
-        let tape = Tape::no_grad(&self.engine);
-        self.pass(&tape, x, k, Some(noise))?.sampled(x, k)
+        super::hierarchy::sample_layers(self, x, k, noise)
     }
 
     fn rows_per_pass(&self) -> usize {
@@ -185,16 +184,7 @@ impl Hierarchy for LadderVae {
         } else {
             "plain-hierarchy-vae"
         };
-        [
-            ("model", kind.to_string()),
-            ("input", c.input.to_string()),
-            ("hidden", format!("{:?}", c.hidden)),
-            ("latent", format!("{:?}", c.latent)),
-            ("batchnorm", c.batchnorm.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        super::hierarchy::describe_mlp(kind, c.input, &c.hidden, &c.latent, c.batchnorm)
     }
 
     /// The inference pass and the top-down path on `x` `[B, input]`, each image drawn `k` times
