@@ -408,8 +408,7 @@ pub fn draw<M: Hierarchy + ?Sized>(
         };
         let img = mean_images(&logits)?;
         let title = format!(
-            "level {}: rows hold the levels above at one draw, columns draw level {} anew, the levels below at their means",
-            l + 1,
+            "level {}: varied along each row, the levels above fixed per row",
             l + 1
         );
         let labels = io::GridLabels {
