@@ -101,6 +101,23 @@ pub fn run<M: Hierarchy>(
         schedule: KlSchedule { beta: 1.0, warmup },
         free_bits,
     };
+    // The runs to compare with, read and checked before anything trains.
+    let layers = objective.model.stochastic_layers().len();
+    let mut compared = Vec::new();
+    for dir in &args.compare {
+        let l = read_layers(&dir.join(LAYERS_CSV))?;
+        if l.len() != layers {
+            return Err(Error::BadFlag {
+                flag: "--compare".into(),
+                reason: format!(
+                    "{} has {} stochastic layers, this model {layers}",
+                    dir.display(),
+                    l.len()
+                ),
+            });
+        }
+        compared.push((run_label(dir), l));
+    }
     let checkpoint = out.join("checkpoint.safetensors");
     let config = TrainConfig {
         binarize: args.protocol.binarize,
@@ -154,9 +171,7 @@ pub fn run<M: Hierarchy>(
     curves.write_only(&out, "kl_per_layer", &title, "nats per image", kl_terms)?;
     write_layers(&out.join(LAYERS_CSV), &report)?;
     let mut runs = vec![(run_label(&out), report.layers.clone())];
-    for dir in &args.compare {
-        runs.push((run_label(dir), read_layers(&dir.join(LAYERS_CSV))?));
-    }
+    runs.extend(compared);
     chart_units(&out, name, &runs)?;
     let mut m = io::Metrics::new(name);
     m.integer("epochs", trainer.epoch)
@@ -236,12 +251,6 @@ fn read_layers(path: &Path) -> Result<Vec<LayerReport>> {
 /// one group of bars per level, one bar per run.
 fn chart_units(out: &Path, name: &str, runs: &[(String, Vec<LayerReport>)]) -> Result<()> {
     let levels = runs[0].1.len();
-    if let Some((label, _)) = runs.iter().find(|(_, r)| r.len() != levels) {
-        return Err(Error::BadFlag {
-            flag: "--compare".into(),
-            reason: format!("run `{label}` has another number of levels than this one ({levels})"),
-        });
-    }
     type Count = fn(&LayerReport) -> usize;
     let charts: [(&str, &str, Count); 2] = [
         ("active_units", "active units (Cov_x E_q[z] > 0.01)", |l| {
