@@ -6,7 +6,7 @@
 
 mod common;
 
-use latent::data::{FashionMnist, Split};
+use latent::data::Split;
 use latent::models::biva::{Biva, BivaConfig};
 use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo};
 use latent::models::ladder::{LadderConfig, LadderVae};
@@ -16,16 +16,7 @@ use latent::{Engine, Error};
 use std::path::Path;
 
 fn data() -> Option<(&'static Engine, Split)> {
-    let e = common::engine()?;
-    let d = match FashionMnist::load(None) {
-        Ok(d) => d,
-        Err(err) if std::env::var_os("LATENT_SKIP_DATA_TESTS").is_some() => {
-            eprintln!("skipping: {err}");
-            return None;
-        }
-        Err(err) => panic!("{err}"),
-    };
-    Some((e, d.train.take(320)))
+    common::fashion_train(320)
 }
 
 fn ladder(e: &Engine, ladder: bool, batchnorm: bool) -> LadderVae {
