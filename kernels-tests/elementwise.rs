@@ -20,6 +20,13 @@ pub fn cpu_unary(op: Unary, v: f64) -> f64 {
         Unary::Tanh => v.tanh(),
         Unary::Softplus => v.max(0.0) + (-v.abs()).exp().ln_1p(),
         Unary::Square => v * v,
+        Unary::LeakyRelu => {
+            if v > 0.0 {
+                v
+            } else {
+                ew::LEAK as f64 * v
+            }
+        }
     }
 }
 
@@ -36,6 +43,13 @@ pub fn cpu_binary(op: Binary, u: f32, v: f32) -> f32 {
                 u
             } else {
                 0.0
+            }
+        }
+        Binary::MaskLeaky => {
+            if v > 0.0 {
+                u
+            } else {
+                ew::LEAK * u
             }
         }
     }

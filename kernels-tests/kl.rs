@@ -60,6 +60,18 @@ pub fn kl_pair_grads(mq: f64, lq: f64, mp: f64, lp: f64, w: f64) -> [Spec; 4] {
     ]
 }
 
+/// The precision-weighted merge in the paper's own form (Sønderby et al. 2016, eq. 17–19), a
+/// second oracle beside the shader's sigmoid form: precisions 1/σq², 1/σp² ->
+/// (μ, log σ²) with σ² = 1/(1/σq² + 1/σp²), μ = (μq/σq² + μp/σp²)·σ².
+pub fn merge(mq: f64, lq: f64, mp: f64, lp: f64) -> [Spec; 2] {
+    let (pq, pp) = ((-lq).exp(), (-lp).exp());
+    let var = 1.0 / (pq + pp);
+    [
+        ((mq * pq + mp * pp) * var, mq.abs() + mp.abs()),
+        (var.ln(), lq.abs().min(lp.abs()) + 1.0),
+    ]
+}
+
 // ---- shared by the row-kernel tests ---------------------------------------------------------
 
 /// Shapes that include 1, primes, 784 (an MNIST row), 32 (the W1 latent), > 256 and the two lane
@@ -374,6 +386,94 @@ fn kl_gaussians_backward_matches_finite_differences() {
         weighted(&specs, d, w)
     };
     check_fd("kl_gaussians_backward", moderate, gpu, loss, &[0, 1, 4, 5]);
+}
+
+/// The merge's two outputs against the twin on one case (μq, log σq² = inputs 0, 1; μp,
+/// log σp² = inputs 4, 5).
+fn check_merge(c: &Case, exp_arg: f64) {
+    let [b, d] = c.shape;
+    let q = [&c.x[0][..], &c.x[1], &c.x[4], &c.x[5]];
+    let want = per_element(&q, d, |_, v| merge(v[0], v[1], v[2], v[3]));
+    let (mu, logvar, w) = kl::precision_merge(&c.t[0], &c.t[1], &c.t[4], &c.t[5]).unwrap();
+    let el = ulps(exp_arg, 0);
+    assert_within(
+        &format!("precision_merge mu [{b}, {d}]"),
+        &read(&mu),
+        &want[0],
+        el,
+    );
+    assert_within(
+        &format!("precision_merge logvar [{b}, {d}]"),
+        &read(&logvar),
+        &want[1],
+        el,
+    );
+    assert!(
+        read(&w).iter().all(|w| (0.0..=1.0).contains(w)),
+        "w is a weight"
+    );
+}
+
+#[test]
+fn precision_merge_matches_the_papers_form_on_random_shapes() {
+    let e = gpu!();
+    for (i, shape) in row_shapes(60).into_iter().enumerate() {
+        check_merge(&gaussians(e, 61 + i as u64, shape, 4.0), 8.0);
+    }
+}
+
+#[test]
+fn precision_merge_stays_finite_at_logvar_plus_minus_30() {
+    let e = gpu!();
+    for shape in [[5, 12], [4, 7]] {
+        let mut c = gaussians(e, 70, shape, 30.0);
+        for (i, v) in c.x[1].iter_mut().enumerate() {
+            *v = if i % 2 == 0 { 30.0 } else { -30.0 };
+        }
+        for (i, v) in c.x[5].iter_mut().enumerate() {
+            *v = if i % 4 < 2 { -30.0 } else { 30.0 };
+        }
+        c.t = c.x.iter().map(|v| upload(e, v, shape)).collect();
+        check_merge(&c, 60.0);
+    }
+}
+
+/// Σ dz·f(merge) over all elements, f picking output `k` (0: μ, 1: log σ²); dz is input 3.
+fn merge_loss(k: usize) -> impl Fn(&[Vec<f64>], usize, &[f64]) -> f64 {
+    move |x: &[Vec<f64>], _d: usize, _w: &[f64]| {
+        (0..x[0].len())
+            .map(|i| x[3][i] * merge(x[0][i], x[1][i], x[4][i], x[5][i])[k].0)
+            .sum()
+    }
+}
+
+#[test]
+fn precision_merge_backwards_match_finite_differences() {
+    let through_mean = |c: &Case| {
+        let (_, _, w) = kl::precision_merge(&c.t[0], &c.t[1], &c.t[4], &c.t[5]).unwrap();
+        let (a, b, cc, d) =
+            kl::precision_merge_backward_mean(&c.t[0], &c.t[4], &w, &c.t[3]).unwrap();
+        vec![a, b, cc, d]
+    };
+    check_fd(
+        "precision_merge_backward_mean",
+        moderate,
+        through_mean,
+        merge_loss(0),
+        &[0, 1, 4, 5],
+    );
+    let through_logvar = |c: &Case| {
+        let (_, _, w) = kl::precision_merge(&c.t[0], &c.t[1], &c.t[4], &c.t[5]).unwrap();
+        let (a, b) = kl::precision_merge_backward_logvar(&w, &c.t[3]).unwrap();
+        vec![a, b]
+    };
+    check_fd(
+        "precision_merge_backward_logvar",
+        moderate,
+        through_logvar,
+        merge_loss(1),
+        &[1, 5],
+    );
 }
 
 #[test]

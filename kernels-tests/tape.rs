@@ -399,6 +399,63 @@ fn vae_loss_op_gradients_match_finite_differences() {
 }
 
 #[test]
+fn gaussian_pair_kl_and_precision_merge_gradients_match_finite_differences() {
+    let e = gpu!();
+    let (b, d) = (3, 5);
+    let inputs = [
+        rand_input(31, &[b, d], -1.5, 1.5),
+        rand_input(32, &[b, d], -2.0, 1.0),
+        rand_input(33, &[b, d], -1.5, 1.5),
+        rand_input(34, &[b, d], -1.0, 2.0),
+    ];
+    let at = |x: &[Vec<f64>], i: usize| (x[0][i], x[1][i], x[2][i], x[3][i]);
+    // KL(N(μq, σq²) ‖ N(μp, σp²)) per row, gradients into all four.
+    let cpu = move |x: &[Vec<f64>]| {
+        (0..b)
+            .map(|r| {
+                (0..d)
+                    .map(|j| {
+                        let (mq, lq, mp, lp) = at(x, r * d + j);
+                        0.5 * (lp - lq + ((lq.exp() + (mq - mp).powi(2)) / lp.exp()) - 1.0)
+                    })
+                    .sum()
+            })
+            .collect()
+    };
+    check(
+        e,
+        "kl_gaussians",
+        &inputs,
+        |v| v[0].kl_gaussians(&v[1], &v[2], &v[3]).unwrap(),
+        &cpu,
+    );
+    // The merge's μ and log σ², joined so one loss weighs both (Sønderby et al. 2016, eq. 17–19).
+    let cpu = move |x: &[Vec<f64>]| {
+        let (mut mu, mut lv) = (Vec::new(), Vec::new());
+        for i in 0..b * d {
+            let (mq, lq, mp, lp) = at(x, i);
+            let (pq, pp) = ((-lq).exp(), (-lp).exp());
+            mu.push((mq * pq + mp * pp) / (pq + pp));
+            lv.push(-(pq + pp).ln());
+        }
+        mu.chunks(d)
+            .zip(lv.chunks(d))
+            .flat_map(|(m, l)| [m, l].concat())
+            .collect()
+    };
+    check(
+        e,
+        "precision_merge",
+        &inputs,
+        |v| {
+            let (mu, lv) = v[0].precision_merge(&v[1], &v[2], &v[3]).unwrap();
+            Var::concat(&[&mu, &lv], 1).unwrap()
+        },
+        &cpu,
+    );
+}
+
+#[test]
 fn cross_entropy_gradients_match_finite_differences() {
     let e = gpu!();
     // K = 10 (vec4 lanes cannot split a row of 10: f32 lanes) and K = 12 (vec4 lanes).

@@ -42,6 +42,10 @@ fn source(i: u32, mode: u32) -> u32 {
     }
 }
 
+// The negative-side slope of the leaky ReLU (PyTorch's default); mirrored by `LEAK` in
+// src/kernels/elementwise.rs.
+const LEAK: f32 = 0.01;
+
 fn stable_sigmoid(v: f32) -> f32 {
     // exp of a non-positive number never overflows.
     let e = exp(-abs(v));
@@ -60,7 +64,9 @@ fn apply_unary(v: f32) -> f32 {
         case 6u: { return tanh(clamp(v, -15.0, 15.0)); }
         // softplus(v) = max(v, 0) + log(1 + exp(-|v|)): no overflow for large |v|.
         case 7u: { return max(v, 0.0) + log(1.0 + exp(-abs(v))); }
-        default: { return v * v; }
+        case 8u: { return v * v; }
+        // Leaky ReLU with PyTorch's default slope.
+        default: { return select(LEAK * v, v, v > 0.0); }
     }
 }
 
@@ -73,7 +79,9 @@ fn apply_binary(u: f32, v: f32) -> f32 {
         case 4u: { return max(u, v); }
         case 5u: { return min(u, v); }
         // ReLU's backward: the gradient u where the ReLU output v is positive.
-        default: { return select(0.0, u, v > 0.0); }
+        case 6u: { return select(0.0, u, v > 0.0); }
+        // Leaky ReLU's backward: u where its output v is positive, LEAK·u elsewhere.
+        default: { return select(LEAK * u, u, v > 0.0); }
     }
 }
 

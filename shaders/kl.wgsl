@@ -1,5 +1,5 @@
 // Diagonal-Gaussian kernels of a VAE's latent layer, rows = examples: z = μ + σ·ε, the KL
-// divergences and their gradients. Launcher: src/kernels/kl.rs; tests: kernels-tests/kl.rs.
+// divergences, the Ladder VAE's precision-weighted merge and their gradients. Launcher: src/kernels/kl.rs; tests: kernels-tests/kl.rs.
 //
 // Compiled after shaders/rows/ (lane type V, Params, bindings a..d, g, o0..o3, sums, span).
 // Inputs are μ and log σ²; σ = exp(½ log σ²), and σ² = σ·σ so one exp serves both.
@@ -157,5 +157,74 @@ fn kl_gaussians_backward(ids: Ids) {
         o1[i] = 0.5 * w * (q.ratio - 1.0);
         o2[i] = -t;
         o3[i] = 0.5 * (w * (1.0 - q.ratio) - t * q.delta);
+    }
+}
+
+// The Ladder VAE's precision-weighted merge of a bottom-up Gaussian q̂ = N(μq, σq²) and a
+// top-down one p = N(μp, σp²) (Sønderby et al. 2016, eq. 17–19):
+//   σ² = 1/(σq⁻² + σp⁻²),  μ = (μq σq⁻² + μp σp⁻²)·σ².
+// With w = σp²/(σq² + σp²) = sigmoid(log σp² − log σq²), the weight of the bottom-up mean:
+//   μ = μp + w·(μq − μp),  log σ² = log σq² + log w.
+// Neither variance is formed, so log σ² = ±30 on both sides stays finite.
+fn stable_sigmoid_v(t: V) -> V {
+    let e = exp(-abs(t));
+    return select(e / (1.0 + e), 1.0 / (1.0 + e), t >= V(0.0));
+}
+
+// log sigmoid(t) = −softplus(−t) = min(t, 0) − log(1 + exp(−|t|)).
+fn log_sigmoid_v(t: V) -> V {
+    return min(t, V(0.0)) - log(1.0 + exp(-abs(t)));
+}
+
+// a = μq, b = log σq², c = μp, d = log σp² -> o0 = μ, o1 = log σ², o2 = w (kept for backward).
+@compute @workgroup_size(WG)
+fn precision_merge(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    for (var i = s.begin; i < s.end; i++) {
+        let t = d[i] - b[i];
+        let w = stable_sigmoid_v(t);
+        let mu_p = c[i];
+        o0[i] = fma(w, a[i] - mu_p, mu_p);
+        o1[i] = b[i] + log_sigmoid_v(t);
+        o2[i] = w;
+    }
+}
+
+// Gradients through μ: a = μq, b = w, c = μp, d = dμ ->
+//   o0 = dμq = dμ·w, o1 = d log σq² = −dμ·(μq − μp)·w(1 − w), o2 = dμp = dμ·(1 − w),
+//   o3 = d log σp² = −o1   (∂w/∂log σp² = w(1 − w) = −∂w/∂log σq²).
+@compute @workgroup_size(WG)
+fn precision_merge_backward_mean(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    for (var i = s.begin; i < s.end; i++) {
+        let w = b[i];
+        let g = d[i];
+        let dw = g * (a[i] - c[i]) * w * (1.0 - w);
+        o0[i] = g * w;
+        o1[i] = -dw;
+        o2[i] = g - g * w;
+        o3[i] = dw;
+    }
+}
+
+// Gradients through log σ² = log σq² + log w: b = w, d = d log σ² ->
+//   o0 = d log σq² = d·w  (1 + ∂log w/∂log σq² = 1 − (1 − w)),  o1 = d log σp² = d·(1 − w).
+@compute @workgroup_size(WG)
+fn precision_merge_backward_logvar(ids: Ids) {
+    let s = span(ids);
+    if s.row >= p.rows {
+        return;
+    }
+    for (var i = s.begin; i < s.end; i++) {
+        let w = b[i];
+        let g = d[i];
+        o0[i] = g * w;
+        o1[i] = g - g * w;
     }
 }

@@ -143,6 +143,38 @@ fn stacked_panels_give_each_term_its_own_y_axis() {
 }
 
 #[test]
+fn a_bar_chart_draws_one_bar_per_series_and_category_and_refuses_ragged_series() {
+    let dir = TempDir::new("bars");
+    let path = dir.path("kl_units.svg");
+    let labels = Labels {
+        title: "ladder_vae: units carrying KL",
+        x: "stochastic layer",
+        y: "units",
+    };
+    let (a, b) = ([12.0, 4.0, 2.0], [3.0, 0.0, 1.0]);
+    io::bar_chart_svg(&path, labels, 3, &[("warm-up", &a), ("none", &b)]).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    for word in [
+        "ladder_vae: units carrying KL",
+        "stochastic layer",
+        "warm-up",
+        "none",
+    ] {
+        assert!(svg.contains(word), "{word} is not in the chart");
+    }
+    // Three bars and a legend mark per series, in its palette colour.
+    let hex = |c: [u8; 3]| format!("fill=\"#{:02X}{:02X}{:02X}\"", c[0], c[1], c[2]);
+    assert_eq!(svg.matches(&hex(PALETTE[0])).count(), 3 + 1, "{svg}");
+    assert_eq!(svg.matches(&hex(PALETTE[1])).count(), 3 + 1);
+    for bad in [&[1.0, 2.0][..], &[1.0, f64::NAN, 2.0][..]] {
+        assert!(matches!(
+            io::bar_chart_svg(&path, labels, 3, &[("ragged", bad)]),
+            Err(Error::BadInput { .. })
+        ));
+    }
+}
+
+#[test]
 fn the_per_step_series_are_written_as_csv() {
     let dir = TempDir::new("csv");
     let path = dir.path("losses.csv");

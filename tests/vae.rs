@@ -24,16 +24,7 @@ fn settings(lr: f64) -> TrainSettings {
 }
 
 fn data() -> Option<(&'static Engine, Split)> {
-    let e = common::engine()?;
-    let d = match FashionMnist::load(None) {
-        Ok(d) => d,
-        Err(err) if std::env::var_os("LATENT_SKIP_DATA_TESTS").is_some() => {
-            eprintln!("skipping: {err}");
-            return None;
-        }
-        Err(err) => panic!("{err}"),
-    };
-    Some((e, d.train.take(320)))
+    common::fashion_train(320)
 }
 
 /// An MLP VAE initialised from the tests' seed.

@@ -4,12 +4,14 @@
 //! and aae) the run flags and a fresh or resumed trainer.
 // Each example uses some of these.
 #![allow(dead_code)]
+// Each example uses some of these.
+#![allow(dead_code)]
 
 use latent::data::{FashionMnist, Split};
 use latent::models::feature_net::{FeatureNet, FeatureNetConfig, FeatureNetTraining};
 use latent::models::fid::{FID_IMAGES, Fid, FidReference, fid_of_samples};
 use latent::optim::{EpochStats, TrainConfig, Trainable, Trainer};
-use latent::{Engine, Error, Result, Tensor};
+use latent::{Engine, Result, Tensor};
 use std::path::{Path, PathBuf};
 
 /// The training data's identity as checkpoints store it (a resume on other data is refused):
@@ -216,11 +218,24 @@ impl Curves {
     /// several) and `<stem>.csv` into `out`; nothing
     /// when no epoch was trained in this run (a resumed or loaded model).
     pub fn write(&self, out: &Path, stem: &str, title: &str, unit: &str) -> Result<()> {
+        self.write_only(out, stem, title, unit, &self.names)
+    }
+
+    /// [`Curves::write`] of the terms called `names` only (those the run logged).
+    pub fn write_only(
+        &self,
+        out: &Path,
+        stem: &str,
+        title: &str,
+        unit: &str,
+        names: &[&str],
+    ) -> Result<()> {
         if self.values.first().is_none_or(Vec::is_empty) {
             return Ok(());
         }
         let series: Vec<(&str, &[f64])> = (self.names.iter().copied())
             .zip(self.values.iter().map(Vec::as_slice))
+            .filter(|(n, _)| names.contains(n))
             .collect();
         let labels = latent::io::Labels {
             title,
@@ -314,15 +329,17 @@ impl Common {
 
     /// The output folder, created.
     pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("out").join(example));
-        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-            action: "create the output folder",
-            path: out.clone(),
-            source,
-        })?;
-        Ok(out)
+        output_folder(self.out.as_deref(), example)
     }
+}
+
+/// The output folder `--out` (or `out/<name>`), created if missing.
+pub fn output_folder(out: Option<&Path>, name: &str) -> Result<std::path::PathBuf> {
+    let out = out.map_or_else(|| Path::new("out").join(name), Path::to_path_buf);
+    std::fs::create_dir_all(&out).map_err(|source| latent::Error::Io {
+        action: "create the output folder",
+        path: out.clone(),
+        source,
+    })?;
+    Ok(out)
 }

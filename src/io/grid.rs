@@ -170,3 +170,42 @@ fn compose(
 fn to_u8(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0).round() as u8
 }
+
+/// Writes `reconstructions.png` into `out`: four pairs of rows, 8 of the `originals` labelled
+/// "original" and their `reconstructions` below, labelled "reconstruction" (each at least 32
+/// square images of `side`² values), under `title`.
+pub fn save_reconstructions(
+    out: &Path,
+    originals: &[f32],
+    reconstructions: &[f32],
+    side: usize,
+    title: &str,
+) -> Result<()> {
+    let row = 8 * side * side;
+    if originals.len() < 4 * row || reconstructions.len() < 4 * row {
+        let why = format!(
+            "needs 32 images of {side}x{side} on each side, got {} and {} values",
+            originals.len(),
+            reconstructions.len()
+        );
+        return Err(Error::bad("save_reconstructions", why));
+    }
+    let mut grid = Vec::with_capacity(8 * row);
+    for r in 0..4 {
+        grid.extend_from_slice(&originals[r * row..(r + 1) * row]);
+        grid.extend_from_slice(&reconstructions[r * row..(r + 1) * row]);
+    }
+    let rows = ["original", "reconstruction"].repeat(4);
+    let labels = GridLabels {
+        title: Some(title),
+        rows: &rows,
+    };
+    save_labelled_grid(
+        out.join("reconstructions.png"),
+        &grid,
+        8,
+        (side, side),
+        2,
+        labels,
+    )
+}

@@ -254,6 +254,64 @@ pub fn scatter_over_svg(
     write_atomic(path.as_ref(), svg.as_bytes())
 }
 
+/// Writes a grouped bar chart as an SVG of 800×500: one group per category at x = 1, 2, …
+/// (labelled `x_name` 1, 2, … on the axis: name the categories in `labels.x`), one bar per
+/// series in each group, series i in `PALETTE[i % 10]` and named in the legend. Every series
+/// has one finite value per category.
+pub fn bar_chart_svg(
+    path: impl AsRef<Path>,
+    labels: Labels<'_>,
+    categories: usize,
+    series: &[(&str, &[f64])],
+) -> Result<()> {
+    let op = "bar_chart_svg";
+    if series.is_empty() || categories == 0 {
+        return Err(Error::bad(op, "no bars to draw"));
+    }
+    if let Some((name, v)) = series
+        .iter()
+        .find(|(_, v)| v.len() != categories || v.iter().any(|x| !x.is_finite()))
+    {
+        let why = format!(
+            "series `{name}` has {} values for {categories} categories, or a non-finite one",
+            v.len()
+        );
+        return Err(Error::bad(op, why));
+    }
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::max);
+    let y_range = 0.0..(top * 1.25).max(1.0);
+    let x_range = 0.5..categories as f64 + 0.5;
+    let width = 0.8 / series.len() as f64;
+    let svg = svg_chart(
+        op,
+        (800, 500),
+        labels,
+        (x_range, y_range),
+        Some(categories),
+        |chart| {
+            for (i, (name, values)) in series.iter().enumerate() {
+                let colour = colour(i);
+                let bars = values.iter().enumerate().map(|(c, &v)| {
+                    let left = (c + 1) as f64 - 0.4 + i as f64 * width;
+                    Rectangle::new([(left, 0.0), (left + width, v)], colour.filled())
+                });
+                chart
+                    .draw_series(bars)
+                    .map_err(drawing(op))?
+                    .label(*name)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
+                    });
+            }
+            Ok(())
+        },
+    )?;
+    write_atomic(path.as_ref(), svg.as_bytes())
+}
+
 type Chart<'a, 'b> = ChartContext<
     'a,
     SVGBackend<'b>,

@@ -31,10 +31,15 @@ pub enum Unary {
     Tanh,
     Softplus,
     Square,
+    /// max(x, 0) + [`LEAK`]·min(x, 0).
+    LeakyRelu,
 }
 
+/// The negative-side slope of [`Unary::LeakyRelu`] (PyTorch's default), as in the shader.
+pub const LEAK: f32 = 0.01;
+
 impl Unary {
-    pub const ALL: [Unary; 9] = [
+    pub const ALL: [Unary; 10] = [
         Unary::Neg,
         Unary::Exp,
         Unary::Log,
@@ -44,6 +49,7 @@ impl Unary {
         Unary::Tanh,
         Unary::Softplus,
         Unary::Square,
+        Unary::LeakyRelu,
     ];
 }
 
@@ -58,10 +64,12 @@ pub enum Binary {
     Min,
     /// `a` where `b > 0`, else 0: ReLU's backward with `b` the ReLU's output.
     MaskPositive,
+    /// `a` where `b > 0`, else [`LEAK`]·a: the leaky ReLU's backward with `b` its output.
+    MaskLeaky,
 }
 
 impl Binary {
-    pub const ALL: [Binary; 7] = [
+    pub const ALL: [Binary; 8] = [
         Binary::Add,
         Binary::Sub,
         Binary::Mul,
@@ -69,6 +77,7 @@ impl Binary {
         Binary::Max,
         Binary::Min,
         Binary::MaskPositive,
+        Binary::MaskLeaky,
     ];
 }
 

@@ -1,5 +1,6 @@
 //! Launchers for `shaders/kl.wgsl`: z = μ + σ·ε, per-row KL divergences of diagonal Gaussians,
-//! their gradients, and the fused pair of a VAE's latent layer. Tests: `kernels-tests/kl.rs`.
+//! their gradients, the fused pair of a VAE's latent layer, and the Ladder VAE's precision-weighted
+//! merge of two Gaussians. Tests: `kernels-tests/kl.rs`.
 
 pub use super::rows::Weight;
 use super::rows::{self, Family, Rows};
@@ -131,4 +132,58 @@ fn pair_inputs<'a>(
         Bind::read("c", mu_p),
         Bind::read("d", logvar_p),
     ]
+}
+
+/// The precision-weighted merge of a bottom-up Gaussian N(μq, σq²) and a top-down one
+/// N(μp, σp²) (Sønderby et al. 2016, eq. 17–19): σ² = 1/(σq⁻² + σp⁻²) and
+/// μ = (μq σq⁻² + μp σp⁻²)·σ². Returns `(μ, log σ², w)`, each `[B, D]`, where
+/// w = σp²/(σq² + σp²) is the bottom-up mean's weight that the backward passes reuse.
+pub fn precision_merge(
+    mu_q: &Tensor,
+    logvar_q: &Tensor,
+    mu_p: &Tensor,
+    logvar_p: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let r = rows("precision_merge", &[mu_q, logvar_q, mu_p, logvar_p])?;
+    let (mu, logvar, w) = (
+        rows::output(mu_q)?,
+        rows::output(mu_q)?,
+        rows::output(mu_q)?,
+    );
+    let mut binds = pair_inputs(mu_q, logvar_q, mu_p, logvar_p).to_vec();
+    binds.extend([
+        Bind::write("o0", &mu),
+        Bind::write("o1", &logvar),
+        Bind::write("o2", &w),
+    ]);
+    r.launch(&binds)?;
+    Ok((mu, logvar, w))
+}
+
+/// Gradients of the merge through its mean, given `dmu`:
+/// `(dμq, d log σq², dμp, d log σp²)`, each `[B, D]`; `w` is the forward's third output.
+pub fn precision_merge_backward_mean(
+    mu_q: &Tensor,
+    mu_p: &Tensor,
+    w: &Tensor,
+    dmu: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+    let inputs = [
+        Bind::read("a", mu_q),
+        Bind::read("b", w),
+        Bind::read("c", mu_p),
+        Bind::read("d", dmu),
+    ];
+    let [a, b, c, d] = rows("precision_merge_backward_mean", &[mu_q, w, mu_p, dmu])?
+        .grads(&inputs, Weight::Scalar(1.0))?;
+    Ok((a, b, c, d))
+}
+
+/// Gradients of the merge through its log variance, given `dlogvar`:
+/// `(d log σq², d log σp²)`, each `[B, D]`.
+pub fn precision_merge_backward_logvar(w: &Tensor, dlogvar: &Tensor) -> Result<(Tensor, Tensor)> {
+    let inputs = [Bind::read("b", w), Bind::read("d", dlogvar)];
+    let [a, b] = rows("precision_merge_backward_logvar", &[w, dlogvar])?
+        .grads(&inputs, Weight::Scalar(1.0))?;
+    Ok((a, b))
 }

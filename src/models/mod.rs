@@ -2,11 +2,14 @@
 //! training loss as tape values. The examples in `examples/` train and evaluate them.
 
 pub mod aae;
+pub mod biva;
 pub mod classifier;
 pub mod conv_vae;
 pub mod dfc_vae;
 pub mod feature_net;
 pub mod fid;
+pub mod hierarchy;
+pub mod ladder;
 pub mod latent;
 pub mod likelihood;
 pub mod pixelcnn;

@@ -61,6 +61,28 @@ pub(crate) enum Op {
         mu: usize,
         logvar: usize,
     },
+    /// Per-row KL(N(μq, σq²) ‖ N(μp, σp²)), shape `[B]`.
+    KlGaussians {
+        mu_q: usize,
+        logvar_q: usize,
+        mu_p: usize,
+        logvar_p: usize,
+    },
+    /// The mean of the precision-weighted merge (Sønderby et al. 2016, eq. 18); `w` is the
+    /// bottom-up mean's weight from the forward.
+    MergeMean {
+        mu_q: usize,
+        logvar_q: usize,
+        mu_p: usize,
+        logvar_p: usize,
+        w: Tensor,
+    },
+    /// The log variance of the same merge (eq. 19).
+    MergeLogvar {
+        logvar_q: usize,
+        logvar_p: usize,
+        w: Tensor,
+    },
     /// Per-row Σ BCE-with-logits, shape `[B]`; the target gets a gradient when it wants one.
     BceWithLogits {
         logits: usize,
@@ -284,6 +306,50 @@ impl Var {
             logvar: logvar.id,
         };
         self.record(op, k, &[self, logvar])
+    }
+
+    /// Per-row KL(N(μq, σq²) ‖ N(μp, σp²)) for `self` = μq and `logvar_q`, `mu_p`, `logvar_p`,
+    /// each `[B, D]`: shape `[B]`. Gradients flow to all four (a hierarchy's layer KL against
+    /// its top-down prior trains both networks).
+    pub fn kl_gaussians(&self, logvar_q: &Var, mu_p: &Var, logvar_p: &Var) -> Result<Var> {
+        let k = kl::kl_gaussians(&self.value, &logvar_q.value, &mu_p.value, &logvar_p.value)?;
+        let op = Op::KlGaussians {
+            mu_q: self.id,
+            logvar_q: logvar_q.id,
+            mu_p: mu_p.id,
+            logvar_p: logvar_p.id,
+        };
+        self.record(op, k, &[self, logvar_q, mu_p, logvar_p])
+    }
+
+    /// The precision-weighted merge of the bottom-up Gaussian N(`self`, exp `logvar_q`) and the
+    /// top-down N(`mu_p`, exp `logvar_p`), each `[B, D]` (Sønderby et al. 2016, eq. 17–19):
+    /// returns (μ, log σ²) with σ² = 1/(σq⁻² + σp⁻²) and μ = (μq σq⁻² + μp σp⁻²)·σ². One kernel
+    /// computes both; each is its own tape value with its own backward.
+    pub fn precision_merge(
+        &self,
+        logvar_q: &Var,
+        mu_p: &Var,
+        logvar_p: &Var,
+    ) -> Result<(Var, Var)> {
+        let (mu, logvar, w) =
+            kl::precision_merge(&self.value, &logvar_q.value, &mu_p.value, &logvar_p.value)?;
+        let inputs = [self, logvar_q, mu_p, logvar_p];
+        let op = Op::MergeMean {
+            mu_q: self.id,
+            logvar_q: logvar_q.id,
+            mu_p: mu_p.id,
+            logvar_p: logvar_p.id,
+            w: w.clone(),
+        };
+        let mu = self.record(op, mu, &inputs)?;
+        let op = Op::MergeLogvar {
+            logvar_q: logvar_q.id,
+            logvar_p: logvar_p.id,
+            w,
+        };
+        let logvar = self.record(op, logvar, &[logvar_q, logvar_p])?;
+        Ok((mu, logvar))
     }
 
     /// Per-row Σ_j BCE-with-logits(`self[j]`, `target[j]`): −log p(x|z) of a Bernoulli decoder,
@@ -687,6 +753,43 @@ impl Op {
                 gr.give(mu, dmu)?;
                 gr.give(logvar, dlv)
             }
+            Op::KlGaussians {
+                mu_q,
+                logvar_q,
+                mu_p,
+                logvar_p,
+            } => {
+                let v = |id| gr.value(id).clone();
+                let (mq, lq, mp, lp) = (v(mu_q), v(logvar_q), v(mu_p), v(logvar_p));
+                let (dmq, dlq, dmp, dlp) = kl::kl_gaussians_backward(&mq, &lq, &mp, &lp, &g)?;
+                gr.give(mu_q, dmq)?;
+                gr.give(logvar_q, dlq)?;
+                gr.give(mu_p, dmp)?;
+                gr.give(logvar_p, dlp)
+            }
+            Op::MergeMean {
+                mu_q,
+                logvar_q,
+                mu_p,
+                logvar_p,
+                ref w,
+            } => {
+                let (mq, mp) = (gr.value(mu_q).clone(), gr.value(mu_p).clone());
+                let (dmq, dlq, dmp, dlp) = kl::precision_merge_backward_mean(&mq, &mp, w, &g)?;
+                gr.give(mu_q, dmq)?;
+                gr.give(logvar_q, dlq)?;
+                gr.give(mu_p, dmp)?;
+                gr.give(logvar_p, dlp)
+            }
+            Op::MergeLogvar {
+                logvar_q,
+                logvar_p,
+                ref w,
+            } => {
+                let (dlq, dlp) = kl::precision_merge_backward_logvar(w, &g)?;
+                gr.give(logvar_q, dlq)?;
+                gr.give(logvar_p, dlp)
+            }
             Op::BceWithLogits { logits, target } => {
                 let (l, t) = (gr.value(logits).clone(), gr.value(target).clone());
                 match (gr.wants(logits), gr.wants(target)) {
@@ -825,6 +928,7 @@ fn unary_grad(op: Unary, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
         // d sqrt(x) = 1 / (2 sqrt(x)).
         Unary::Sqrt => ew::affine(&ew::binary(Div, g, y)?, 0.5, 0.0),
         Unary::Relu => ew::binary(Binary::MaskPositive, g, y),
+        Unary::LeakyRelu => ew::binary(Binary::MaskLeaky, g, y),
         // σ' = σ(1 − σ).
         Unary::Sigmoid => mul(g, &mul(y, &ew::affine(y, -1.0, 1.0)?)?),
         // tanh' = 1 − tanh².

@@ -34,6 +34,21 @@ macro_rules! gpu {
     };
 }
 
+/// The shared engine and the first `n` Fashion-MNIST training images; `None` when GPU tests are
+/// skipped, or the data is missing and `LATENT_SKIP_DATA_TESTS` is set on purpose.
+pub fn fashion_train(n: usize) -> Option<(&'static Engine, latent::data::Split)> {
+    let e = engine()?;
+    let d = match latent::data::FashionMnist::load(None) {
+        Ok(d) => d,
+        Err(err) if std::env::var_os("LATENT_SKIP_DATA_TESTS").is_some() => {
+            eprintln!("skipping: {err}");
+            return None;
+        }
+        Err(err) => panic!("{err}"),
+    };
+    Some((e, d.train.take(n)))
+}
+
 /// A fresh folder under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -56,24 +56,8 @@ pub fn draw(
     let rec = vae
         .mean_images(&vae.encode_means(&x, c.as_ref())?, c.as_ref())?
         .to_vec::<f32>()?;
-    let mut grid = Vec::with_capacity(64 * pixels);
-    for r in 0..4 {
-        grid.extend_from_slice(&test.images()[r * 8 * pixels..(r + 1) * 8 * pixels]);
-        grid.extend_from_slice(&rec[r * 8 * pixels..(r + 1) * 8 * pixels]);
-    }
-    let rows = ["original", "reconstruction"].repeat(4);
-    let labels = io::GridLabels {
-        title: Some("test images and their reconstructions at z = mu"),
-        rows: &rows,
-    };
-    io::save_labelled_grid(
-        out.join("reconstructions.png"),
-        &grid,
-        8,
-        (side, side),
-        2,
-        labels,
-    )?;
+    let title = "test images and their reconstructions at z = mu";
+    io::save_reconstructions(out, test.images(), &rec, side, title)?;
     if classes == 0 {
         let z = random::normal(&engine, &[64, d], seed ^ EVAL_STREAM ^ 2, 0)?;
         io::save_grid(

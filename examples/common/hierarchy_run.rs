@@ -1,0 +1,282 @@
+//! The command line shared by the deep hierarchies (`ladder_vae`, `biva`): train through the one
+//! trainer with KL warm-up, checkpoint per epoch, evaluate with the shared likelihood evaluator,
+//! draw the lecture's pictures, and chart active units per layer beside other runs.
+
+use crate::flags;
+use crate::shared::{Curves, data_identity, output_folder};
+use latent::data::FashionMnist;
+use latent::io::{self, Labels};
+use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo};
+use latent::models::likelihood::{self, LayerReport, Report};
+use latent::optim::{KlSchedule, TrainConfig};
+use latent::{Engine, Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The flags every hierarchy example has (`#[command(flatten)]`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct Common {
+    /// Training epochs, each one pass over the training images (469 steps at batch 128).
+    #[arg(long, default_value_t = 10)]
+    pub epochs: u64,
+    /// Images per training step.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Adam learning rate (step size per update).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Epochs of linear KL warm-up, the KL weight rising from 0 to 1 (Sønderby et al. 2016;
+    /// fractions allowed).
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_epochs: f64,
+    /// No KL warm-up: the KL weight is 1 from the first step (ablation).
+    #[arg(long)]
+    pub no_warmup: bool,
+    /// Seed of initialisation, data order and noise (any integer).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train on the first N training images only, for quick tries (0: all 60,000).
+    #[arg(long, default_value_t = 0)]
+    pub train_images: usize,
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder for the checkpoint, pictures, charts, layers.csv and metrics.json
+    /// [default: out/<example name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from <out>/checkpoint.safetensors (bit for bit as if never stopped).
+    #[arg(long)]
+    pub resume: bool,
+    /// Output folders of other runs (e.g. the --no-warmup --no-batchnorm ablation) whose
+    /// layers.csv join this run's in active_units.svg and kl_units.svg; repeatable.
+    #[arg(long)]
+    pub compare: Vec<PathBuf>,
+    #[command(flatten)]
+    pub protocol: flags::Protocol,
+}
+
+impl Common {
+    /// Every shared flag checked before the device is opened.
+    pub fn validate(&self) -> Result<()> {
+        flags::at_least("--batch", self.batch, 1)?;
+        flags::positive("--lr", self.lr)?;
+        flags::non_negative("--warmup-epochs", self.warmup_epochs)?;
+        flags::images("--train-images", self.train_images, self.batch)?;
+        for dir in &self.compare {
+            flags::existing_file("--compare", Some(&dir.join(LAYERS_CSV)))?;
+        }
+        self.protocol.validate()?;
+        flags::data_folder(self.data.as_deref())
+    }
+}
+
+/// Per-layer figures of a run, read by `--compare`.
+const LAYERS_CSV: &str = "layers.csv";
+
+/// Trains the hierarchy `build` makes (named `name`, with `free_bits` nats per level), then
+/// evaluates it, draws it and writes its charts and metrics.
+pub fn run<M: Hierarchy>(
+    name: &str,
+    args: &Common,
+    free_bits: f32,
+    build: impl FnOnce(&Engine) -> Result<M>,
+    settings: &[(&str, String)],
+) -> Result<()> {
+    let out = output_folder(args.out.as_deref(), name)?;
+    let engine = Engine::new()?;
+    eprintln!("adapter: {}", engine.summary());
+    let data = FashionMnist::load(args.data.as_deref())?;
+    let train = match args.train_images {
+        0 => data.train.clone(),
+        n => data.train.take(n),
+    };
+    let steps_per_epoch = train.len().div_ceil(args.batch) as f64;
+    let warmup = match args.no_warmup {
+        true => 0,
+        false => (args.warmup_epochs * steps_per_epoch).round() as u64,
+    };
+    let objective = HierarchyElbo {
+        model: build(&engine)?,
+        schedule: KlSchedule { beta: 1.0, warmup },
+        free_bits,
+    };
+    // The runs to compare with, read and checked before anything trains.
+    let layers = objective.model.stochastic_layers().len();
+    let mut compared = Vec::new();
+    for dir in &args.compare {
+        let l = read_layers(&dir.join(LAYERS_CSV))?;
+        if l.len() != layers {
+            return Err(Error::BadFlag {
+                flag: "--compare".into(),
+                reason: format!(
+                    "{} has {} stochastic layers, this model {layers}",
+                    dir.display(),
+                    l.len()
+                ),
+            });
+        }
+        compared.push((run_label(dir), l));
+    }
+    let checkpoint = out.join("checkpoint.safetensors");
+    let config = TrainConfig {
+        binarize: args.protocol.binarize,
+        checkpoint: Some(checkpoint.clone()),
+        name: name.into(),
+        ..TrainConfig::adam(args.batch, args.lr, args.seed, data_identity(&data, &train))
+    };
+    let resume = args.resume.then_some(checkpoint.as_path());
+    let mut trainer = hierarchy::trainer(objective, config, train.len(), resume)?;
+    if args.resume {
+        eprintln!(
+            "resumed after epoch {} (step {})",
+            trainer.epoch, trainer.step
+        );
+    }
+    let kl_terms = trainer.model.model.kl_terms();
+    let mut curves = Curves::default();
+    let start = std::time::Instant::now();
+    while trainer.epoch < args.epochs {
+        let s = trainer.train_epoch(&train)?;
+        curves.push(&s);
+        let per_level: Vec<String> = kl_terms
+            .iter()
+            .map(|t| format!("{:.2}", s.term(t)))
+            .collect();
+        println!(
+            "epoch {:>3}/{}  loss {:8.3}  recon {:8.3}  KL {:7.3} ({})  {:6.0} img/s",
+            s.epoch,
+            args.epochs,
+            s.term("loss"),
+            s.term("recon"),
+            s.term("kl"),
+            per_level.join(" "),
+            s.images_per_second
+        );
+    }
+    let train_minutes = start.elapsed().as_secs_f64() / 60.0;
+    let model = &trainer.model.model;
+    let test = args.protocol.test_split(&engine, &data)?;
+    let report = likelihood::evaluate(model, &test, &args.protocol.settings(args.seed))?;
+    hierarchy::draw(model, &test, &out, args.seed)?;
+    let title = format!("{name}: training loss per step (batch means)");
+    curves.write_only(
+        &out,
+        "loss_curve",
+        &title,
+        "nats per image",
+        &["loss", "recon", "kl"],
+    )?;
+    let title = format!("{name}: KL of each stochastic layer against its prior, per step");
+    curves.write_only(&out, "kl_per_layer", &title, "nats per image", kl_terms)?;
+    write_layers(&out.join(LAYERS_CSV), &report)?;
+    let mut runs = vec![(run_label(&out), report.layers.clone())];
+    runs.extend(compared);
+    chart_units(&out, name, &runs)?;
+    let mut m = io::Metrics::new(name);
+    m.integer("epochs", trainer.epoch)
+        .integer("steps", trainer.step)
+        .integer("batch", args.batch as u64)
+        .number("lr", args.lr)
+        .integer("warmup_steps", warmup)
+        .number("free_bits", free_bits as f64)
+        .integer("seed", args.seed)
+        .flag("binarize", args.protocol.binarize)
+        .number("train_minutes_this_run", train_minutes);
+    for (k, v) in settings {
+        m.text(k, v.clone());
+    }
+    report.add_to(&mut m);
+    io::write_metrics(out.join("metrics.json"), &m)?;
+    println!("{}; outputs in {}", report.summary(), out.display());
+    Ok(())
+}
+
+/// A run's name in the charts' legends: its output folder's last component.
+fn run_label(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// `layer,units,kl_nats,active_units,kl_units`, one row per level, bottom first.
+fn write_layers(path: &Path, r: &Report) -> Result<()> {
+    let mut csv = String::from("layer,units,kl_nats,active_units,kl_units\n");
+    for l in &r.layers {
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            l.name, l.units, l.kl, l.active_units, l.kl_units
+        ));
+    }
+    std::fs::write(path, csv).map_err(|source| Error::Io {
+        action: "write the per-layer figures",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The per-layer figures another run wrote (the per-unit lists stay empty).
+fn read_layers(path: &Path) -> Result<Vec<LayerReport>> {
+    let bad = |why: String| Error::BadFlag {
+        flag: "--compare".into(),
+        reason: format!("{}: {why}", path.display()),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let mut layers = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |j: usize| -> Result<f64> {
+            let v = f.get(j).and_then(|s| s.parse::<f64>().ok());
+            v.filter(|v| v.is_finite())
+                .ok_or_else(|| bad(format!("line {} is not 5 numbers after the name", i + 1)))
+        };
+        layers.push(LayerReport {
+            name: f[0].to_string(),
+            units: num(1)? as usize,
+            kl: num(2)?,
+            unit_kl: Vec::new(),
+            unit_variances: Vec::new(),
+            active_units: num(3)? as usize,
+            kl_units: num(4)? as usize,
+        });
+    }
+    if layers.is_empty() {
+        return Err(bad("no layers".into()));
+    }
+    Ok(layers)
+}
+
+/// `active_units.svg` (Burda et al.'s count) and `kl_units.svg` (units carrying KL > 0.01 nats):
+/// one group of bars per level, one bar per run.
+fn chart_units(out: &Path, name: &str, runs: &[(String, Vec<LayerReport>)]) -> Result<()> {
+    let levels = runs[0].1.len();
+    type Count = fn(&LayerReport) -> usize;
+    let charts: [(&str, &str, Count); 2] = [
+        ("active_units", "active units (Cov_x E_q[z] > 0.01)", |l| {
+            l.active_units
+        }),
+        ("kl_units", "units carrying KL (mean KL > 0.01 nats)", |l| {
+            l.kl_units
+        }),
+    ];
+    for (stem, what, pick) in charts {
+        let values: Vec<Vec<f64>> = runs
+            .iter()
+            .map(|(_, r)| r.iter().map(|l| pick(l) as f64).collect())
+            .collect();
+        let series: Vec<(&str, &[f64])> = runs
+            .iter()
+            .zip(&values)
+            .map(|((label, _), v)| (label.as_str(), v.as_slice()))
+            .collect();
+        let title = format!("{name}: {what} per stochastic layer");
+        let labels = Labels {
+            title: &title,
+            x: "stochastic layer (1 = next to x)",
+            y: "units",
+        };
+        io::bar_chart_svg(out.join(format!("{stem}.svg")), labels, levels, &series)?;
+    }
+    Ok(())
+}

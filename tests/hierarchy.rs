@@ -1,0 +1,204 @@
+//! The deep hierarchies end to end on a slice of Fashion-MNIST: a tiny Ladder VAE (ladder merge
+//! and plain hierarchy) and a tiny BIVA lower their loss through the one trainer, a resumed run
+//! is bit-for-bit the uninterrupted one (batch-norm running statistics included), the shared
+//! evaluator scores them with an IWAE bound below their ELBO's. `cargo test --release --test
+//! hierarchy`.
+
+mod common;
+
+use latent::data::Split;
+use latent::models::biva::{Biva, BivaConfig};
+use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo};
+use latent::models::ladder::{LadderConfig, LadderVae};
+use latent::models::likelihood::{self, EvalSettings};
+use latent::optim::{KlSchedule, TrainConfig, Trainer};
+use latent::{Engine, Error};
+use std::path::Path;
+
+fn data() -> Option<(&'static Engine, Split)> {
+    common::fashion_train(320)
+}
+
+fn ladder(e: &Engine, ladder: bool, batchnorm: bool) -> LadderVae {
+    let config = LadderConfig {
+        hidden: vec![64, 32, 16],
+        latent: vec![8, 4, 2],
+        batchnorm,
+        ladder,
+        ..LadderConfig::default()
+    };
+    LadderVae::new(e, config, 5).unwrap()
+}
+
+fn biva(e: &Engine) -> Biva {
+    let config = BivaConfig {
+        hidden: [64, 32, 16],
+        latent: [8, 4, 2],
+        ..BivaConfig::default()
+    };
+    Biva::new(e, config, 5).unwrap()
+}
+
+/// A run of `model` on 320 images at batch 64 with 10 steps of warm-up (checkpoint at `ck`).
+fn trainer<M: Hierarchy>(
+    model: M,
+    free_bits: f32,
+    ck: Option<&Path>,
+    resume: bool,
+) -> Trainer<HierarchyElbo<M>> {
+    let objective = HierarchyElbo {
+        model,
+        schedule: KlSchedule {
+            beta: 1.0,
+            warmup: 10,
+        },
+        free_bits,
+    };
+    let config = TrainConfig {
+        binarize: true,
+        checkpoint: ck.map(Path::to_path_buf),
+        ..TrainConfig::adam(64, 2e-3, 3, "320 test images")
+    };
+    let resume_from = ck.filter(|_| resume);
+    hierarchy::trainer(objective, config, 320, resume_from).unwrap()
+}
+
+/// Trains 4 epochs and checks that the reconstruction term falls and every KL term is finite.
+fn lowers_its_loss<M: Hierarchy>(what: &str, model: M, free_bits: f32, train: &Split) {
+    let mut t = trainer(model, free_bits, None, false);
+    let first = t.train_epoch(train).unwrap();
+    let mut last = first.clone();
+    for _ in 0..3 {
+        last = t.train_epoch(train).unwrap();
+    }
+    let (r0, r1) = (first.term("recon"), last.term("recon"));
+    assert!(r1 < r0 - 20.0, "{what}: recon {r0} -> {r1}");
+    for name in t.model.model.kl_terms() {
+        let kl = last.term(name);
+        assert!(kl.is_finite(), "{what}: {name} = {kl}");
+    }
+    // Analytic KLs are ≥ 0; the one-sample terms of bottom-up layers may dip below on a batch.
+    assert!(
+        last.term("kl") > 0.0,
+        "{what}: total KL {}",
+        last.term("kl")
+    );
+}
+
+#[test]
+fn a_tiny_ladder_vae_plain_hierarchy_and_biva_lower_their_loss() {
+    let Some((e, train)) = data() else { return };
+    lowers_its_loss("ladder", ladder(e, true, true), 0.0, &train);
+    lowers_its_loss("plain hierarchy", ladder(e, false, false), 0.0, &train);
+    lowers_its_loss("biva", biva(e), 0.5, &train);
+}
+
+/// Trains one epoch with a checkpoint, resumes it into a fresh model and trains a second; the
+/// checkpoint must equal that of two epochs in one go.
+fn resumes_bit_for_bit<M: Hierarchy>(what: &str, make: impl Fn() -> M, train: &Split) {
+    let dir = common::TempDir::new("hierarchy-resume");
+    let mut straight = trainer(make(), 0.5, None, false);
+    straight.train_epoch(train).unwrap();
+    straight.train_epoch(train).unwrap();
+    let path = dir.path("checkpoint.safetensors");
+    let mut first = trainer(make(), 0.5, Some(&path), false);
+    first.train_epoch(train).unwrap();
+    drop(first);
+    let mut resumed = trainer(make(), 0.5, Some(&path), true);
+    assert_eq!((resumed.epoch, resumed.step), (1, 5), "{what}");
+    resumed.train_epoch(train).unwrap();
+    let bytes = |t: &Trainer<HierarchyElbo<M>>, name: &str| {
+        t.save(&dir.path(name)).unwrap();
+        std::fs::read(dir.path(name)).unwrap()
+    };
+    assert!(
+        bytes(&resumed, "a") == bytes(&straight, "b"),
+        "{what}: parameters, running statistics or moments differ after resume"
+    );
+}
+
+#[test]
+fn resumed_ladder_and_biva_runs_match_uninterrupted_ones_bit_for_bit() {
+    let Some((e, train)) = data() else { return };
+    resumes_bit_for_bit("ladder", || ladder(e, true, true), &train);
+    resumes_bit_for_bit("biva", || biva(e), &train);
+    // A checkpoint of another architecture is refused before anything trains.
+    let dir = common::TempDir::new("hierarchy-refuse");
+    let path = dir.path("checkpoint.safetensors");
+    trainer(ladder(e, true, true), 0.5, Some(&path), false)
+        .train_epoch(&train)
+        .unwrap();
+    let objective = HierarchyElbo {
+        model: ladder(e, true, false),
+        schedule: KlSchedule {
+            beta: 1.0,
+            warmup: 10,
+        },
+        free_bits: 0.5,
+    };
+    let config = TrainConfig {
+        binarize: true,
+        ..TrainConfig::adam(64, 2e-3, 3, "320 test images")
+    };
+    let err = hierarchy::trainer(objective, config, 320, Some(&path)).err();
+    assert!(
+        format!("{err:?}").contains("batchnorm"),
+        "expected a refusal naming batchnorm, got {err:?}"
+    );
+}
+
+#[test]
+fn the_shared_evaluator_scores_hierarchies_with_an_iwae_bound_below_their_elbo() {
+    let Some((e, train)) = data() else { return };
+    let mut lv = trainer(ladder(e, true, true), 0.0, None, false);
+    let mut bv = trainer(biva(e), 0.5, None, false);
+    for _ in 0..3 {
+        lv.train_epoch(&train).unwrap();
+        bv.train_epoch(&train).unwrap();
+    }
+    let images = train.take(64);
+    let settings = EvalSettings {
+        k: 50,
+        iwae_images: 64,
+        seed: 1,
+    };
+    for (what, report) in [
+        (
+            "ladder",
+            likelihood::evaluate(&lv.model.model, &images, &settings).unwrap(),
+        ),
+        (
+            "biva",
+            likelihood::evaluate(&bv.model.model, &images, &settings).unwrap(),
+        ),
+    ] {
+        assert!(report.iwae_nll.is_finite(), "{what}");
+        // The IWAE-50 bound is tighter than the one-sample ELBO (up to the ELBO's noise).
+        assert!(
+            report.iwae_nll < report.neg_elbo + 1.0,
+            "{what}: IWAE-50 {} against -ELBO {}",
+            report.iwae_nll,
+            report.neg_elbo
+        );
+        let layers = report.layers.len();
+        assert_eq!(layers, if what == "ladder" { 3 } else { 5 }, "{what}");
+    }
+}
+
+#[test]
+fn bad_hierarchy_configurations_are_typed_errors() {
+    let Some(e) = common::engine() else { return };
+    let config = LadderConfig {
+        hidden: vec![64, 32],
+        latent: vec![8, 4, 2],
+        ..LadderConfig::default()
+    };
+    let err = LadderVae::new(e, config, 0).err();
+    assert!(matches!(err, Some(Error::BadInput { .. })), "{err:?}");
+    let config = BivaConfig {
+        latent: [8, 0, 2],
+        ..BivaConfig::default()
+    };
+    let err = Biva::new(e, config, 0).err();
+    assert!(matches!(err, Some(Error::BadInput { .. })), "{err:?}");
+}
