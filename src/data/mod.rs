@@ -16,6 +16,7 @@
 //! ```
 
 mod batches;
+pub mod colour;
 mod fashion;
 pub mod idx;
 

@@ -2,7 +2,9 @@
 //! training loss as tape values. The examples in `examples/` train and evaluate them.
 
 pub mod classifier;
+pub mod colorize;
 pub mod conv_vae;
+pub mod diverse;
 pub mod latent;
 pub mod pixelcnn;
 pub mod prior;
