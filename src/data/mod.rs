@@ -17,6 +17,7 @@
 
 mod batches;
 pub mod colour;
+pub mod motion;
 mod fashion;
 pub mod idx;
 

@@ -5,6 +5,7 @@ pub mod classifier;
 pub mod colorize;
 pub mod conv_vae;
 pub mod diverse;
+pub mod forecast;
 pub mod latent;
 pub mod pixelcnn;
 pub mod prior;
