@@ -14,7 +14,7 @@ use latent::data::FashionMnist;
 use latent::data::colour::{Colourised, to_rgb};
 use latent::kernels::mdn::MdnLoss;
 use latent::models::colorize::{
-    ColorizeConfig, Colorization, ColourExamples, DecoderLoss, GROUPS, Pca, Sampler,
+    Colorization, ColorizeConfig, ColourExamples, DecoderLoss, GROUPS, Pca, Sampler,
 };
 use latent::models::diverse::{best_of_k, coverage, mode_of, rms, sample_variance};
 use latent::optim::{OptimizerConfig, TrainConfig, Trainer};
@@ -109,7 +109,11 @@ impl Args {
         if self.pcs > 2 * 28 * 28 {
             return Err(Error::BadFlag {
                 flag: "--pcs".into(),
-                reason: format!("at most {} (the values of a field), got {}", 2 * 28 * 28, self.pcs),
+                reason: format!(
+                    "at most {} (the values of a field), got {}",
+                    2 * 28 * 28,
+                    self.pcs
+                ),
             });
         }
         flags::data_folder(self.data.as_deref())
@@ -182,7 +186,10 @@ fn score(test: &Colourised, samples: &[f32]) -> Scores {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("out/colorize"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/colorize"));
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let data = FashionMnist::load(args.data.as_deref())?;
@@ -199,7 +206,12 @@ fn run(args: &Args) -> Result<()> {
     let test = Colourised::from_split(&data.test, args.seed ^ 0x7E57).take(args.test_images);
     let px = train.data.pixels();
     let fit_n = train.data.len().min(2000);
-    let pca = Pca::fit(&train.data.chroma[..fit_n * 2 * px], 2 * px, args.pcs, args.seed)?;
+    let pca = Pca::fit(
+        &train.data.chroma[..fit_n * 2 * px],
+        2 * px,
+        args.pcs,
+        args.seed,
+    )?;
     eprintln!(
         "data: {} training and {} test colourised images; top principal variances {:.2e} .. {:.2e}",
         train.data.len(),
@@ -211,7 +223,9 @@ fn run(args: &Args) -> Result<()> {
     let model = Colorization::new(&engine, config, &pca, args.seed)?;
     let identity = format!(
         "colourised ({} schemes seed {}) {}",
-        "SCHEMES", args.seed, shared::data_identity(&data, &train_split)
+        "SCHEMES",
+        args.seed,
+        shared::data_identity(&data, &train_split)
     );
     let checkpoint = out.join("checkpoint.safetensors");
     let tc = TrainConfig {
@@ -245,7 +259,11 @@ fn run(args: &Args) -> Result<()> {
     let ours = m.sample(&test.grey, SAMPLES, Sampler::Mdn, args.seed ^ 0x5A)?;
     let cvae = m.sample(&test.grey, SAMPLES, Sampler::Cvae, args.seed ^ 0x5B)?;
     let reg = m.sample(&test.grey, SAMPLES, Sampler::Regression, 0)?;
-    let scores = [("vae_mdn", score(&test, &ours)), ("cvae", score(&test, &cvae)), ("regression", score(&test, &reg))];
+    let scores = [
+        ("vae_mdn", score(&test, &ours)),
+        ("cvae", score(&test, &cvae)),
+        ("regression", score(&test, &reg)),
+    ];
     let full = m.reconstruct(&m.vae, &test.grey, &test.chroma)?;
     let l2 = m.reconstruct(&m.vae_l2, &test.grey, &test.chroma)?;
     let px_grey = |i: usize| test.grey_of(i);
@@ -255,7 +273,11 @@ fn run(args: &Args) -> Result<()> {
             .sum::<f64>()
             / test.len() as f64
     };
-    let (c_truth, c_full, c_l2) = (mean_colour(&test.chroma), mean_colour(&full), mean_colour(&l2));
+    let (c_truth, c_full, c_l2) = (
+        mean_colour(&test.chroma),
+        mean_colour(&full),
+        mean_colour(&l2),
+    );
 
     // Pictures: colourings beside the truth, and the two decoders' reconstructions.
     let rows = 8.min(test.len());
@@ -284,7 +306,12 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     latent::io::save_rgb_grid(out.join("recon_full_vs_l2.png"), &recon, 3, 28, 28, 2)?;
-    curves.write(&out, "loss_curve", "colorize: training loss per step (batch means)", "loss per image")?;
+    curves.write(
+        &out,
+        "loss_curve",
+        "colorize: training loss per step (batch means)",
+        "loss per image",
+    )?;
 
     let mut metrics = latent::io::Metrics::new("colorize");
     metrics
@@ -314,9 +341,15 @@ fn run(args: &Args) -> Result<()> {
     let o = &scores[0].1;
     println!(
         "VAE+MDN best-of-1/5/10 {:.4}/{:.4}/{:.4} (ratio {:.2}), coverage {:.1} %; CVAE best-of-10 {:.4}, coverage {:.1} %; regression {:.4}, coverage {:.1} %",
-        o.best[0], o.best[1], o.best[2], o.best[2] / o.best[0], 100.0 * o.coverage,
-        scores[1].1.best[2], 100.0 * scores[1].1.coverage,
-        scores[2].1.best[2], 100.0 * scores[2].1.coverage,
+        o.best[0],
+        o.best[1],
+        o.best[2],
+        o.best[2] / o.best[0],
+        100.0 * o.coverage,
+        scores[1].1.best[2],
+        100.0 * scores[1].1.coverage,
+        scores[2].1.best[2],
+        100.0 * scores[2].1.coverage,
     );
     println!(
         "colourfulness of reconstructions: full loss {c_full:.4}, L2 alone {c_l2:.4}, truth {c_truth:.4}; trained in {train_seconds:.0} s; outputs in {}",

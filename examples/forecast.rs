@@ -82,17 +82,27 @@ impl Args {
 
 /// Mean trajectory `[FRAMES × 2]` (cells) of `traj` over the cells item `item` owns.
 fn item_path(traj: &[f32], owners: &[Option<usize>], item: usize) -> Vec<f32> {
-    let cells: Vec<usize> = (0..CELLS * CELLS).filter(|&c| owners[c] == Some(item)).collect();
+    let cells: Vec<usize> = (0..CELLS * CELLS)
+        .filter(|&c| owners[c] == Some(item))
+        .collect();
     let n = cells.len().max(1) as f32;
     (0..2 * FRAMES)
-        .map(|k| cells.iter().map(|&c| traj[k * CELLS * CELLS + c]).sum::<f32>() / n)
+        .map(|k| {
+            cells
+                .iter()
+                .map(|&c| traj[k * CELLS * CELLS + c])
+                .sum::<f32>()
+                / n
+        })
         .collect()
 }
 
 /// Mean endpoint error (pixels) over the owned cells of `pred` against `truth`.
 fn endpoint_error(pred: &[f32], truth: &[f32], owners: &[Option<usize>]) -> f64 {
     let last = 2 * (FRAMES - 1) * CELLS * CELLS;
-    let cells: Vec<usize> = (0..CELLS * CELLS).filter(|&c| owners[c].is_some()).collect();
+    let cells: Vec<usize> = (0..CELLS * CELLS)
+        .filter(|&c| owners[c].is_some())
+        .collect();
     let sum: f64 = cells
         .iter()
         .map(|&c| {
@@ -115,7 +125,11 @@ fn score(scenes: &[Scene], samples: &[f32]) -> Scores {
     for (i, s) in scenes.iter().enumerate() {
         let futures = &samples[i * SAMPLES * TRAJECTORY..(i + 1) * SAMPLES * TRAJECTORY];
         let (truth, owners) = (s.trajectory(), s.owners());
-        errors.extend(futures.chunks_exact(TRAJECTORY).map(|f| endpoint_error(f, &truth, &owners)));
+        errors.extend(
+            futures
+                .chunks_exact(TRAJECTORY)
+                .map(|f| endpoint_error(f, &truth, &owners)),
+        );
         var += sample_variance(futures, TRAJECTORY);
         for (k, item) in s.items.iter().enumerate() {
             if !owners.contains(&Some(k)) {
@@ -184,9 +198,21 @@ fn arrows(scene: &Scene, traj: &[f32]) -> Vec<f32> {
             continue;
         }
         let s = SCALE as f32;
-        let from = (((c % CELLS) * CELL + CELL / 2) as f32 * s, ((c / CELLS) * CELL + CELL / 2) as f32 * s);
-        let d = (traj[last + c] * (CELL as f32) * s, traj[last + CELLS * CELLS + c] * (CELL as f32) * s);
-        line(&mut t, w, from, (from.0 + d.0, from.1 + d.1), [1.0, 0.1, 0.1]);
+        let from = (
+            ((c % CELLS) * CELL + CELL / 2) as f32 * s,
+            ((c / CELLS) * CELL + CELL / 2) as f32 * s,
+        );
+        let d = (
+            traj[last + c] * (CELL as f32) * s,
+            traj[last + CELLS * CELLS + c] * (CELL as f32) * s,
+        );
+        line(
+            &mut t,
+            w,
+            from,
+            (from.0 + d.0, from.1 + d.1),
+            [1.0, 0.1, 0.1],
+        );
         line(&mut t, w, from, from, [1.0, 0.9, 0.0]);
     }
     t
@@ -196,7 +222,9 @@ fn arrows(scene: &Scene, traj: &[f32]) -> Vec<f32> {
 /// displacement), as RGB tiles.
 fn frames(scene: &Scene, traj: &[f32]) -> Vec<f32> {
     let owners = scene.owners();
-    let paths: Vec<Vec<f32>> = (0..scene.items.len()).map(|k| item_path(traj, &owners, k)).collect();
+    let paths: Vec<Vec<f32>> = (0..scene.items.len())
+        .map(|k| item_path(traj, &owners, k))
+        .collect();
     let mut out = tile(&scene.image());
     for t in 0..FRAMES {
         let shift: Vec<[f32; 2]> = paths
@@ -209,7 +237,10 @@ fn frames(scene: &Scene, traj: &[f32]) -> Vec<f32> {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("out/forecast"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/forecast"));
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let data = FashionMnist::load(args.data.as_deref())?;
@@ -265,7 +296,10 @@ fn run(args: &Args) -> Result<()> {
     let m = &trainer.model;
     let cvae = m.sample(&images, SAMPLES, false, args.seed ^ 0x5A)?;
     let reg = m.sample(&images, SAMPLES, true, 0)?;
-    let scores = [("cvae", score(&test, &cvae)), ("regression", score(&test, &reg))];
+    let scores = [
+        ("cvae", score(&test, &cvae)),
+        ("regression", score(&test, &reg)),
+    ];
 
     let rows = 6;
     let mut grid = Vec::new();
@@ -275,7 +309,10 @@ fn run(args: &Args) -> Result<()> {
             let at = (i * SAMPLES + j) * TRAJECTORY;
             grid.extend(arrows(s, &cvae[at..at + TRAJECTORY]));
         }
-        grid.extend(arrows(s, &reg[i * SAMPLES * TRAJECTORY..i * SAMPLES * TRAJECTORY + TRAJECTORY]));
+        grid.extend(arrows(
+            s,
+            &reg[i * SAMPLES * TRAJECTORY..i * SAMPLES * TRAJECTORY + TRAJECTORY],
+        ));
     }
     let w = SIDE * SCALE;
     latent::io::save_rgb_grid(out.join("arrows.png"), &grid, rows, w, w, 4)?;
@@ -288,7 +325,12 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     latent::io::save_rgb_grid(out.join("frames.png"), &strips, 12, w, w, 4)?;
-    curves.write(&out, "loss_curve", "forecast: training loss per step (batch means)", "loss per scene")?;
+    curves.write(
+        &out,
+        "loss_curve",
+        "forecast: training loss per step (batch means)",
+        "loss per scene",
+    )?;
 
     let mut metrics = latent::io::Metrics::new("forecast");
     metrics
@@ -297,8 +339,14 @@ fn run(args: &Args) -> Result<()> {
         .integer("train_scenes", args.train_scenes as u64)
         .integer("test_scenes", test.len() as u64)
         .number("train_seconds", train_seconds)
-        .text("error", "endpoint error in pixels, mean over the cells an item covers")
-        .text("coverage", "share of an item's motion modes shown among 10 samples, averaged over items");
+        .text(
+            "error",
+            "endpoint error in pixels, mean over the cells an item covers",
+        )
+        .text(
+            "coverage",
+            "share of an item's motion modes shown among 10 samples, averaged over items",
+        );
     for (name, s) in &scores {
         metrics
             .number(&format!("{name}.best_of_1"), s.best[0])
@@ -310,7 +358,13 @@ fn run(args: &Args) -> Result<()> {
     let (c, r) = (&scores[0].1, &scores[1].1);
     println!(
         "CVAE endpoint error best-of-1 {:.3} px, best-of-10 {:.3} px (ratio {:.2}), coverage {:.1} %; regression {:.3} px, coverage {:.1} %; trained in {train_seconds:.0} s; outputs in {}",
-        c.best[0], c.best[1], c.best[1] / c.best[0], 100.0 * c.coverage, r.best[1], 100.0 * r.coverage, out.display()
+        c.best[0],
+        c.best[1],
+        c.best[1] / c.best[0],
+        100.0 * c.coverage,
+        r.best[1],
+        100.0 * r.coverage,
+        out.display()
     );
     Ok(())
 }

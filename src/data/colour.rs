@@ -24,16 +24,21 @@ pub const BAND_FROM_ROW: usize = 18;
 
 /// (body, band) colour schemes per Fashion-MNIST class, in class order.
 pub const SCHEMES: [&[(Chroma, Chroma)]; 10] = [
-    &[(RED, RED), (BLUE, BLUE), (GREEN, GREEN)],                      // T-shirt/top
-    &[(BLUE, BLUE), (YELLOW, YELLOW)],                                // Trouser
-    &[(GREEN, GREEN), (PURPLE, PURPLE), (ORANGE, ORANGE), (BLUE, BLUE)], // Pullover
-    &[(RED, RED), (PURPLE, PURPLE)],                                  // Dress
-    &[(GREEN, GREEN), (YELLOW, YELLOW), (BLUE, BLUE)],                // Coat
-    &[(ORANGE, ORANGE), (CYAN, CYAN)],                                // Sandal
-    &[(BLUE, BLUE), (RED, RED)],                                      // Shirt
-    &[(NEUTRAL, RED), (NEUTRAL, BLUE), (GREEN, NEUTRAL)],             // Sneaker
-    &[(PURPLE, PURPLE), (YELLOW, YELLOW), (GREEN, GREEN)],            // Bag
-    &[(NEUTRAL, ORANGE), (RED, RED)],                                 // Ankle boot
+    &[(RED, RED), (BLUE, BLUE), (GREEN, GREEN)], // T-shirt/top
+    &[(BLUE, BLUE), (YELLOW, YELLOW)],           // Trouser
+    &[
+        (GREEN, GREEN),
+        (PURPLE, PURPLE),
+        (ORANGE, ORANGE),
+        (BLUE, BLUE),
+    ], // Pullover
+    &[(RED, RED), (PURPLE, PURPLE)],             // Dress
+    &[(GREEN, GREEN), (YELLOW, YELLOW), (BLUE, BLUE)], // Coat
+    &[(ORANGE, ORANGE), (CYAN, CYAN)],           // Sandal
+    &[(BLUE, BLUE), (RED, RED)],                 // Shirt
+    &[(NEUTRAL, RED), (NEUTRAL, BLUE), (GREEN, NEUTRAL)], // Sneaker
+    &[(PURPLE, PURPLE), (YELLOW, YELLOW), (GREEN, GREEN)], // Bag
+    &[(NEUTRAL, ORANGE), (RED, RED)],            // Ankle boot
 ];
 
 /// SplitMix64: a counter-based hash, so that an image's scheme depends only on (seed, index).

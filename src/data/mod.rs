@@ -17,9 +17,9 @@
 
 mod batches;
 pub mod colour;
-pub mod motion;
 mod fashion;
 pub mod idx;
+pub mod motion;
 
 pub use batches::{Batches, Epoch, binarize};
 pub use fashion::{CLASS_NAMES, DATA_ENV, FashionMnist, PIXELS, SIDE, SYSTEM_DIR, Split};

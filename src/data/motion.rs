@@ -28,7 +28,10 @@ pub struct Motion {
 }
 
 const fn slide(x: f32, y: f32) -> Motion {
-    Motion { v: [x, y], fall: 0.0 }
+    Motion {
+        v: [x, y],
+        fall: 0.0,
+    }
 }
 
 const STAY: Motion = slide(0.0, 0.0);
@@ -36,20 +39,23 @@ const LEFT: Motion = slide(-2.0, 0.0);
 const RIGHT: Motion = slide(2.0, 0.0);
 const UP: Motion = slide(0.0, -2.0);
 const DOWN: Motion = slide(0.0, 2.0);
-const FALL: Motion = Motion { v: [0.0, 0.0], fall: 1.0 };
+const FALL: Motion = Motion {
+    v: [0.0, 0.0],
+    fall: 1.0,
+};
 
 /// Motion modes per Fashion-MNIST class, in class order.
 pub const MODES: [&[Motion]; 10] = [
-    &[LEFT, RIGHT],                                         // T-shirt/top
-    &[LEFT, RIGHT],                                         // Trouser
-    &[UP, DOWN],                                            // Pullover
-    &[LEFT, RIGHT, STAY],                                   // Dress
-    &[slide(-1.5, -1.5), slide(1.5, 1.5)],                  // Coat
-    &[RIGHT, STAY],                                         // Sandal
-    &[LEFT, UP],                                            // Shirt
-    &[slide(2.5, 0.0), slide(-2.5, 0.0)],                   // Sneaker
-    &[STAY, FALL],                                          // Bag
-    &[UP, RIGHT, STAY],                                     // Ankle boot
+    &[LEFT, RIGHT],                        // T-shirt/top
+    &[LEFT, RIGHT],                        // Trouser
+    &[UP, DOWN],                           // Pullover
+    &[LEFT, RIGHT, STAY],                  // Dress
+    &[slide(-1.5, -1.5), slide(1.5, 1.5)], // Coat
+    &[RIGHT, STAY],                        // Sandal
+    &[LEFT, UP],                           // Shirt
+    &[slide(2.5, 0.0), slide(-2.5, 0.0)],  // Sneaker
+    &[STAY, FALL],                         // Bag
+    &[UP, RIGHT, STAY],                    // Ankle boot
 ];
 
 impl Motion {
@@ -120,7 +126,9 @@ impl Scene {
         (0..CELLS * CELLS)
             .map(|c| {
                 let (x, y) = ((c % CELLS) * CELL + CELL / 2, (c / CELLS) * CELL + CELL / 2);
-                (0..self.items.len()).rev().find(|&i| self.items[i].covers(x, y))
+                (0..self.items.len())
+                    .rev()
+                    .find(|&i| self.items[i].covers(x, y))
             })
             .collect()
     }
@@ -154,7 +162,10 @@ fn halve(img: &[f32]) -> Vec<f32> {
     (0..ITEM * ITEM)
         .map(|p| {
             let (x, y) = (2 * (p % ITEM), 2 * (p / ITEM));
-            (img[y * 28 + x] + img[y * 28 + x + 1] + img[(y + 1) * 28 + x] + img[(y + 1) * 28 + x + 1])
+            (img[y * 28 + x]
+                + img[y * 28 + x + 1]
+                + img[(y + 1) * 28 + x]
+                + img[(y + 1) * 28 + x + 1])
                 / 4.0
         })
         .collect()

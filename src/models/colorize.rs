@@ -5,8 +5,8 @@
 //! image to the VAE's code. Beside it, in the same run: the VAE with L2 alone, a conditional
 //! VAE sampled from its prior, and a deterministic regression. Tests: `tests/colorize.rs`.
 
-use crate::data::colour::Colourised;
 use crate::data::Epoch;
+use crate::data::colour::Colourised;
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::kernels::mdn::MdnLoss;
 use crate::kernels::random;
@@ -247,7 +247,12 @@ impl ColourVae {
         let px = c.side.0 * c.side.1;
         let input = 2 * px + if condition { px } else { 0 };
         Ok(ColourVae {
-            encoder: Mlp::new(e, &format!("{name}.encoder"), &[input, c.hidden, 2 * c.latent], seed)?,
+            encoder: Mlp::new(
+                e,
+                &format!("{name}.encoder"),
+                &[input, c.hidden, 2 * c.latent],
+                seed,
+            )?,
             decoder: Mlp::new(
                 e,
                 &format!("{name}.decoder"),
@@ -266,7 +271,10 @@ impl ColourVae {
             false => chroma.clone(),
         };
         let h = self.encoder.forward(&input)?;
-        Ok((h.slice(1, 0..self.latent)?, h.slice(1, self.latent..2 * self.latent)?))
+        Ok((
+            h.slice(1, 0..self.latent)?,
+            h.slice(1, self.latent..2 * self.latent)?,
+        ))
     }
 
     /// Fields `[B, 2P]` from codes `z` `[B, latent]` and `grey` `[B, P]`.
@@ -305,17 +313,31 @@ impl Colorization {
         let px = c.side.0 * c.side.1;
         let k = pca.variances.len();
         if pca.basis.len() != k * 2 * px {
-            let why = format!("{} basis values for {k} components of {} values", pca.basis.len(), 2 * px);
+            let why = format!(
+                "{} basis values for {k} components of {} values",
+                pca.basis.len(),
+                2 * px
+            );
             return Err(Error::bad("Colorization::new", why));
         }
         let inv: Vec<f32> = pca.floored().iter().map(|v| 1.0 / v).collect();
         let mdn_out = c.components * (c.latent + 1);
         Ok(Colorization {
             vae: ColourVae::new(engine, "vae", c, false, layer_seed(seed, 1))?,
-            mdn: Mlp::new(engine, "mdn", &[px, c.hidden, c.hidden, mdn_out], layer_seed(seed, 2))?,
+            mdn: Mlp::new(
+                engine,
+                "mdn",
+                &[px, c.hidden, c.hidden, mdn_out],
+                layer_seed(seed, 2),
+            )?,
             vae_l2: ColourVae::new(engine, "vae_l2", c, false, layer_seed(seed, 3))?,
             cvae: ColourVae::new(engine, "cvae", c, true, layer_seed(seed, 4))?,
-            regression: Mlp::new(engine, "regression", &[px, c.hidden, c.hidden, 2 * px], layer_seed(seed, 5))?,
+            regression: Mlp::new(
+                engine,
+                "regression",
+                &[px, c.hidden, c.hidden, 2 * px],
+                layer_seed(seed, 5),
+            )?,
             basis: Tensor::from_slice(engine, &pca.basis, &[k, 2 * px])?,
             inv_var: Tensor::from_slice(engine, &inv, &[k])?,
             engine: engine.clone(),
@@ -329,7 +351,13 @@ impl Colorization {
 
     /// The decoder loss of predicted fields `pred` against `truth` (`[B, 2P]` each) with
     /// colourfulness weights `weights`, summed over the batch: `[1]`.
-    pub fn decoder_loss(&self, pred: &Var, truth: &Var, weights: &Var, loss: DecoderLoss) -> Result<Var> {
+    pub fn decoder_loss(
+        &self,
+        pred: &Var,
+        truth: &Var,
+        weights: &Var,
+        loss: DecoderLoss,
+    ) -> Result<Var> {
         let err = pred.sub(truth)?;
         let sq = err.mul(&err)?;
         let l2 = match loss.colourfulness {
@@ -350,11 +378,23 @@ impl Colorization {
     }
 
     /// The VAE's terms on one batch: (loss per image, decoder loss, KL).
-    fn vae_terms(&self, vae: &ColourVae, rows: &Rows, loss: DecoderLoss, beta: f32, eps: &Tensor) -> Result<Terms> {
+    fn vae_terms(
+        &self,
+        vae: &ColourVae,
+        rows: &Rows,
+        loss: DecoderLoss,
+        beta: f32,
+        eps: &Tensor,
+    ) -> Result<Terms> {
         let (mu, logvar) = vae.encode(&rows.chroma, &rows.grey)?;
         let z = mu.reparameterize(&logvar, eps)?;
         let kl = mu.kl_std_normal(&logvar)?.sum()?;
-        let dec = self.decoder_loss(&vae.decode(&z, &rows.grey)?, &rows.chroma, &rows.weights, loss)?;
+        let dec = self.decoder_loss(
+            &vae.decode(&z, &rows.grey)?,
+            &rows.chroma,
+            &rows.weights,
+            loss,
+        )?;
         let inv_b = 1.0 / rows.batch as f32;
         let total = dec.add(&kl.affine(beta, 0.0)?)?.affine(inv_b, 0.0)?;
         Ok(vec![
@@ -369,7 +409,9 @@ impl Colorization {
         let c = &self.config;
         let out = self.mdn.forward(grey)?;
         let split = c.components * c.latent;
-        let means = out.slice(1, 0..split)?.reshape(&[grey.shape()[0], c.components, c.latent])?;
+        let means = out
+            .slice(1, 0..split)?
+            .reshape(&[grey.shape()[0], c.components, c.latent])?;
         Ok((means, out.slice(1, split..split + c.components)?))
     }
 }
@@ -396,7 +438,13 @@ impl Rows {
 
 impl Module for Colorization {
     fn children(&self) -> Vec<&dyn Module> {
-        vec![&self.vae, &self.mdn, &self.vae_l2, &self.cvae, &self.regression]
+        vec![
+            &self.vae,
+            &self.mdn,
+            &self.vae_l2,
+            &self.cvae,
+            &self.regression,
+        ]
     }
 }
 
@@ -426,7 +474,10 @@ impl Trainable for Colorization {
         GROUPS
             .iter()
             .zip(children)
-            .map(|(&name, m)| Group { name, params: m.params() })
+            .map(|(&name, m)| Group {
+                name,
+                params: m.params(),
+            })
             .collect()
     }
 
@@ -440,20 +491,37 @@ impl Trainable for Colorization {
         };
         let mse = |pred: &Var| -> Result<Terms> {
             let err = pred.sub(&rows.chroma)?;
-            let l = err.mul(&err)?.sum()?.affine(L2_WEIGHT / rows.batch as f32, 0.0)?;
+            let l = err
+                .mul(&err)?
+                .sum()?
+                .affine(L2_WEIGHT / rows.batch as f32, 0.0)?;
             Ok(vec![("loss", l)])
         };
         match at.phase {
-            0 => self.vae_terms(&self.vae, &rows, self.config.loss, self.config.beta, &noise(0xC0)?),
+            0 => self.vae_terms(
+                &self.vae,
+                &rows,
+                self.config.loss,
+                self.config.beta,
+                &noise(0xC0)?,
+            ),
             1 => {
                 // The MDN regresses the colour VAE's code of the true field (a constant).
                 let (mu, _) = self.vae.encode(&rows.chroma, &rows.grey)?;
                 let (means, logits) = self.mixture(&rows.grey)?;
                 let c = &self.config;
-                let l = means.mdn_loss(&logits, mu.value(), c.sigma, c.mdn)?.mean()?;
+                let l = means
+                    .mdn_loss(&logits, mu.value(), c.sigma, c.mdn)?
+                    .mean()?;
                 Ok(vec![("loss", l)])
             }
-            2 => self.vae_terms(&self.vae_l2, &rows, DecoderLoss::L2, self.config.beta, &noise(0xC2)?),
+            2 => self.vae_terms(
+                &self.vae_l2,
+                &rows,
+                DecoderLoss::L2,
+                self.config.beta,
+                &noise(0xC2)?,
+            ),
             3 => self.vae_terms(&self.cvae, &rows, DecoderLoss::L2, 1.0, &noise(0xC3)?),
             4 => mse(&self.regression.forward(&rows.grey)?),
             p => Err(Error::bad("Colorization::losses", format!("no phase {p}"))),
@@ -490,7 +558,10 @@ impl Examples for ColourExamples {
             host.extend_from_slice(&self.weights[i * 2 * px..(i + 1) * 2 * px]);
         }
         let x = Tensor::from_slice(engine, &host, &[indices.len(), 5 * px])?;
-        let labels = indices.iter().map(|&i| self.data.labels.get(i).copied().unwrap_or(0)).collect();
+        let labels = indices
+            .iter()
+            .map(|&i| self.data.labels.get(i).copied().unwrap_or(0))
+            .collect();
         Ok(Batch { x, labels, indices })
     }
 }
@@ -521,14 +592,25 @@ impl Colorization {
             let fields = match sampler {
                 Sampler::Regression => self.regression.forward(&grey_k)?,
                 Sampler::Cvae => {
-                    let eps = random::normal(&self.engine, &[m * k, d], seed, chunk as u64 * 1_000_000)?;
+                    let eps =
+                        random::normal(&self.engine, &[m * k, d], seed, chunk as u64 * 1_000_000)?;
                     self.cvae.decode(&tape.input(&eps), &grey_k)?
                 }
                 Sampler::Mdn => {
                     let one = tape.input(&Tensor::from_slice(&self.engine, g, &[m, px])?);
                     let (means, logits) = self.mixture(&one)?;
-                    let z = pick_components(&means.value().to_vec()?, &logits.value().to_vec()?, (m, k), self.config.components, d, seed ^ chunk as u64);
-                    self.vae.decode(&tape.input(&Tensor::from_slice(&self.engine, &z, &[m * k, d])?), &grey_k)?
+                    let z = pick_components(
+                        &means.value().to_vec()?,
+                        &logits.value().to_vec()?,
+                        (m, k),
+                        self.config.components,
+                        d,
+                        seed ^ chunk as u64,
+                    );
+                    self.vae.decode(
+                        &tape.input(&Tensor::from_slice(&self.engine, &z, &[m * k, d])?),
+                        &grey_k,
+                    )?
                 }
             };
             out.extend(fields.value().to_vec::<f32>()?);
@@ -550,7 +632,14 @@ impl Colorization {
 
 /// `k` codes per row from mixture means `[m, K, d]` and logits `[m, K]`: sample j of row i takes
 /// the component that a seeded uniform picks by the mixture weights, and its mean.
-fn pick_components(means: &[f32], logits: &[f32], (m, k): (usize, usize), comps: usize, d: usize, seed: u64) -> Vec<f32> {
+fn pick_components(
+    means: &[f32],
+    logits: &[f32],
+    (m, k): (usize, usize),
+    comps: usize,
+    d: usize,
+    seed: u64,
+) -> Vec<f32> {
     let mut z = Vec::with_capacity(m * k * d);
     for i in 0..m {
         let l = &logits[i * comps..(i + 1) * comps];
@@ -558,9 +647,16 @@ fn pick_components(means: &[f32], logits: &[f32], (m, k): (usize, usize), comps:
         let w: Vec<f64> = l.iter().map(|&v| ((v - max) as f64).exp()).collect();
         let total: f64 = w.iter().sum();
         for j in 0..k {
-            let u = crate::data::colour::mix(seed, (i * k + j) as u64) as f64 / u64::MAX as f64 * total;
+            let u =
+                crate::data::colour::mix(seed, (i * k + j) as u64) as f64 / u64::MAX as f64 * total;
             let mut acc = 0.0;
-            let c = w.iter().position(|&p| { acc += p; u < acc }).unwrap_or(comps - 1);
+            let c = w
+                .iter()
+                .position(|&p| {
+                    acc += p;
+                    u < acc
+                })
+                .unwrap_or(comps - 1);
             z.extend_from_slice(&means[(i * comps + c) * d..(i * comps + c + 1) * d]);
         }
     }

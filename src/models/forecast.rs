@@ -53,9 +53,24 @@ impl Forecast {
     pub fn new(engine: &Engine, config: ForecastConfig, seed: u64) -> Result<Forecast> {
         let (d, h) = (config.latent, config.hidden);
         Ok(Forecast {
-            encoder: Mlp::new(engine, "encoder", &[PIXELS + TRAJECTORY, h, 2 * d], layer_seed(seed, 1))?,
-            decoder: Mlp::new(engine, "decoder", &[d + PIXELS, h, h, TRAJECTORY], layer_seed(seed, 2))?,
-            regression: Mlp::new(engine, "regression", &[PIXELS, h, h, TRAJECTORY], layer_seed(seed, 3))?,
+            encoder: Mlp::new(
+                engine,
+                "encoder",
+                &[PIXELS + TRAJECTORY, h, 2 * d],
+                layer_seed(seed, 1),
+            )?,
+            decoder: Mlp::new(
+                engine,
+                "decoder",
+                &[d + PIXELS, h, h, TRAJECTORY],
+                layer_seed(seed, 2),
+            )?,
+            regression: Mlp::new(
+                engine,
+                "regression",
+                &[PIXELS, h, h, TRAJECTORY],
+                layer_seed(seed, 3),
+            )?,
             engine: engine.clone(),
             config,
         })
@@ -75,10 +90,19 @@ impl Forecast {
 
     /// `k` futures of each image of `images` (`[n, PIXELS]` host values), z ~ N(0, I) from
     /// `seed` (or the regression's one future, k times): `[n, k, TRAJECTORY]`.
-    pub fn sample(&self, images: &[f32], k: usize, regression: bool, seed: u64) -> Result<Vec<f32>> {
+    pub fn sample(
+        &self,
+        images: &[f32],
+        k: usize,
+        regression: bool,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
         let n = images.len() / PIXELS;
         let tape = Tape::no_grad(&self.engine);
-        let rep: Vec<f32> = images.chunks_exact(PIXELS).flat_map(|i| i.repeat(k)).collect();
+        let rep: Vec<f32> = images
+            .chunks_exact(PIXELS)
+            .flat_map(|i| i.repeat(k))
+            .collect();
         let x = tape.input(&Tensor::from_slice(&self.engine, &rep, &[n * k, PIXELS])?);
         let y = match regression {
             true => self.regression.forward(&x)?,
@@ -117,8 +141,14 @@ impl Trainable for Forecast {
         let mut cvae = self.encoder.params();
         cvae.extend(self.decoder.params());
         vec![
-            Group { name: GROUPS[0], params: cvae },
-            Group { name: GROUPS[1], params: self.regression.params() },
+            Group {
+                name: GROUPS[0],
+                params: cvae,
+            },
+            Group {
+                name: GROUPS[1],
+                params: self.regression.params(),
+            },
         ]
     }
 
@@ -138,7 +168,9 @@ impl Trainable for Forecast {
                 let z = mu.reparameterize(&logvar, &eps)?;
                 let kl = mu.kl_std_normal(&logvar)?.sum()?;
                 let rec = self.reconstruction(&self.decode(&z, &image)?, &truth)?;
-                let loss = rec.add(&kl.affine(self.config.beta, 0.0)?)?.affine(inv_b, 0.0)?;
+                let loss = rec
+                    .add(&kl.affine(self.config.beta, 0.0)?)?
+                    .affine(inv_b, 0.0)?;
                 Ok(vec![
                     ("loss", loss),
                     ("recon", rec.affine(inv_b, 0.0)?),
@@ -188,7 +220,10 @@ impl Examples for SceneExamples {
             .flat_map(|&i| self.rows[i * w..(i + 1) * w].iter().copied())
             .collect();
         let x = Tensor::from_slice(engine, &host, &[indices.len(), w])?;
-        let labels = indices.iter().map(|&i| self.scenes[i].items[0].class).collect();
+        let labels = indices
+            .iter()
+            .map(|&i| self.scenes[i].items[0].class)
+            .collect();
         Ok(Batch { x, labels, indices })
     }
 }
