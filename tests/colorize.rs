@@ -163,10 +163,18 @@ fn diversity_measures_give_known_answers() {
     assert_eq!(mode_of(&[0.9, 0.1], &modes), Some(0));
     assert_eq!(mode_of(&[-0.8, 0.0], &modes), Some(1));
     assert_eq!(
-        mode_of(&[0.1, 0.0], &modes),
+        mode_of(&[0.0, 0.0], &modes),
         None,
-        "the average of the modes shows none"
+        "the average shows neither mode"
     );
+    assert_eq!(mode_of(&[0.1, 0.0], &modes), Some(0));
+    let three = vec![vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 0.0]];
+    assert_eq!(
+        mode_of(&[0.1, 0.1], &three),
+        Some(2),
+        "a mode at the others' mean"
+    );
+    assert_eq!(mode_of(&[0.5, 0.0], &three), None);
     assert_eq!(coverage(&[Some(0), Some(0), None], 2), 0.5);
     assert_eq!(coverage(&[Some(1), Some(0)], 2), 1.0);
     assert_eq!(sample_variance(&[1.0, 3.0], 1), 1.0);

@@ -19,29 +19,30 @@ pub fn rms(a: &[f32], b: &[f32]) -> f64 {
     (s / a.len().max(1) as f64).sqrt()
 }
 
-/// The mode a sample shows, or none: the nearest of `modes` (by squared distance), counted only
-/// when the sample is nearer to it than to the modes' mean (an average of the modes, what a
-/// regression predicts, shows none).
+/// The mode a sample shows, or none: mode m when the sample lies within half the distance
+/// from m to its nearest other mode (so no sample shows two modes, and the average of two
+/// modes, what a regression predicts, shows neither); a lone mode has no radius limit.
 pub fn mode_of(sample: &[f32], modes: &[Vec<f32>]) -> Option<usize> {
-    if modes.is_empty() {
-        return None;
-    }
-    let dist = |m: &[f32]| -> f64 {
-        m.iter()
-            .zip(sample)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum()
+    let dist = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
     };
-    let n = modes.len() as f32;
-    let mean: Vec<f32> = (0..sample.len())
-        .map(|i| modes.iter().map(|m| m[i]).sum::<f32>() / n)
-        .collect();
     let (best, d) = modes
         .iter()
         .enumerate()
-        .map(|(i, m)| (i, dist(m)))
-        .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
-    (d < dist(&mean)).then_some(best)
+        .map(|(i, m)| (i, dist(m, sample)))
+        .fold((None, f64::INFINITY), |a, (i, d)| {
+            if d < a.1 { (Some(i), d) } else { a }
+        });
+    let best = best?;
+    let radius = (modes.iter().enumerate())
+        .filter(|&(i, _)| i != best)
+        .map(|(_, m)| 0.5 * dist(m, &modes[best]))
+        .fold(f64::INFINITY, f64::min);
+    (d < radius).then_some(best)
 }
 
 /// The share of `modes` (count) that the samples' modes (from [`mode_of`]) hit.

@@ -29,7 +29,7 @@ pub struct ForecastConfig {
 impl Default for ForecastConfig {
     fn default() -> Self {
         ForecastConfig {
-            latent: 8,
+            latent: 4,
             hidden: 256,
             noise: 0.25,
             beta: 1.0,
