@@ -6,11 +6,9 @@
 #[path = "common/flags.rs"]
 mod flags;
 #[path = "common/shared.rs"]
-#[allow(dead_code)] // the judge is for class-conditional samples
 mod shared;
 
 use clap::{Parser, ValueEnum};
-use latent::data::FashionMnist;
 use latent::data::colour::{Colourised, to_rgb};
 use latent::kernels::mdn::MdnLoss;
 use latent::models::colorize::{
@@ -18,8 +16,7 @@ use latent::models::colorize::{
 };
 use latent::models::diverse::{best_of_k, coverage, mode_of, rms, sample_variance};
 use latent::optim::{OptimizerConfig, TrainConfig, Trainer};
-use latent::{Engine, Error, Result};
-use std::path::PathBuf;
+use latent::{Error, Result};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum MdnArg {
@@ -79,19 +76,8 @@ struct Args {
     /// Leave the gradient term out of the decoder loss.
     #[arg(long)]
     no_gradient: bool,
-    /// Seed of initialisation, colour schemes, data order and noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Output folder [default: out/colorize].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue from <out>/checkpoint.safetensors.
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    run: shared::RunFlags,
 }
 
 impl Args {
@@ -116,7 +102,7 @@ impl Args {
                 ),
             });
         }
-        flags::data_folder(self.data.as_deref())
+        flags::data_folder(self.run.data.as_deref())
     }
 
     fn config(&self) -> ColorizeConfig {
@@ -186,31 +172,20 @@ fn score(test: &Colourised, samples: &[f32]) -> Scores {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out/colorize"));
-    let engine = Engine::new()?;
-    eprintln!("adapter: {}", engine.summary());
-    let data = FashionMnist::load(args.data.as_deref())?;
-    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-        action: "create the output folder",
-        path: out.clone(),
-        source,
-    })?;
+    let (engine, data, out) = args.run.open("colorize")?;
     let train_split = match args.train_images {
         0 => data.train.clone(),
         n => data.train.take(n),
     };
-    let train = ColourExamples::new(Colourised::from_split(&train_split, args.seed));
-    let test = Colourised::from_split(&data.test, args.seed ^ 0x7E57).take(args.test_images);
+    let train = ColourExamples::new(Colourised::from_split(&train_split, args.run.seed));
+    let test = Colourised::from_split(&data.test, args.run.seed ^ 0x7E57).take(args.test_images);
     let px = train.data.pixels();
     let fit_n = train.data.len().min(2000);
     let pca = Pca::fit(
         &train.data.chroma[..fit_n * 2 * px],
         2 * px,
         args.pcs,
-        args.seed,
+        args.run.seed,
     )?;
     eprintln!(
         "data: {} training and {} test colourised images; top principal variances {:.2e} .. {:.2e}",
@@ -220,11 +195,11 @@ fn run(args: &Args) -> Result<()> {
         pca.variances[args.pcs - 1]
     );
     let config = args.config();
-    let model = Colorization::new(&engine, config, &pca, args.seed)?;
+    let model = Colorization::new(&engine, config, &pca, args.run.seed)?;
     let identity = format!(
         "colourised ({} schemes seed {}) {}",
         "SCHEMES",
-        args.seed,
+        args.run.seed,
         shared::data_identity(&data, &train_split)
     );
     let checkpoint = out.join("checkpoint.safetensors");
@@ -232,9 +207,9 @@ fn run(args: &Args) -> Result<()> {
         optimizers: vec![OptimizerConfig::adam(args.lr); GROUPS.len()],
         checkpoint: Some(checkpoint.clone()),
         name: "colorize".into(),
-        ..TrainConfig::adam(args.batch, args.lr, args.seed, identity)
+        ..TrainConfig::adam(args.batch, args.lr, args.run.seed, identity)
     };
-    let mut trainer = match args.resume {
+    let mut trainer = match args.run.resume {
         true => Trainer::resume(model, tc, train.data.len(), &checkpoint)?,
         false => Trainer::new(model, tc, train.data.len())?,
     };
@@ -256,8 +231,8 @@ fn run(args: &Args) -> Result<()> {
     }
     let train_seconds = start.elapsed().as_secs_f64();
     let m = &trainer.model;
-    let ours = m.sample(&test.grey, SAMPLES, Sampler::Mdn, args.seed ^ 0x5A)?;
-    let cvae = m.sample(&test.grey, SAMPLES, Sampler::Cvae, args.seed ^ 0x5B)?;
+    let ours = m.sample(&test.grey, SAMPLES, Sampler::Mdn, args.run.seed ^ 0x5A)?;
+    let cvae = m.sample(&test.grey, SAMPLES, Sampler::Cvae, args.run.seed ^ 0x5B)?;
     let reg = m.sample(&test.grey, SAMPLES, Sampler::Regression, 0)?;
     let scores = [
         ("vae_mdn", score(&test, &ours)),

@@ -5,17 +5,14 @@
 #[path = "common/flags.rs"]
 mod flags;
 #[path = "common/shared.rs"]
-#[allow(dead_code)] // the judge is for class-conditional samples
 mod shared;
 
 use clap::Parser;
-use latent::data::FashionMnist;
+use latent::Result;
 use latent::data::motion::{self, CELL, CELLS, FRAMES, SIDE, Scene, TRAJECTORY};
 use latent::models::diverse::{best_of_k, coverage, mode_of, sample_variance};
 use latent::models::forecast::{Forecast, ForecastConfig, GROUPS, SceneExamples};
 use latent::optim::{OptimizerConfig, TrainConfig, Trainer};
-use latent::{Engine, Error, Result};
-use std::path::PathBuf;
 
 /// Futures sampled per test image.
 const SAMPLES: usize = 10;
@@ -52,19 +49,8 @@ struct Args {
     /// KL weight β.
     #[arg(long, default_value_t = 1.0)]
     beta: f32,
-    /// Seed of initialisation, scenes, data order and noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Output folder [default: out/forecast].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue from <out>/checkpoint.safetensors.
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    run: shared::RunFlags,
 }
 
 impl Args {
@@ -77,7 +63,7 @@ impl Args {
         flags::at_least("--latent", self.latent, 1)?;
         flags::positive("--noise", self.noise as f64)?;
         flags::non_negative("--beta", self.beta as f64)?;
-        flags::data_folder(self.data.as_deref())
+        flags::data_folder(self.run.data.as_deref())
     }
 }
 
@@ -238,31 +224,24 @@ fn frames(scene: &Scene, traj: &[f32]) -> Vec<f32> {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out/forecast"));
-    let engine = Engine::new()?;
-    eprintln!("adapter: {}", engine.summary());
-    let data = FashionMnist::load(args.data.as_deref())?;
-    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-        action: "create the output folder",
-        path: out.clone(),
-        source,
-    })?;
-    let train = SceneExamples::new(motion::scenes(&data.train, args.train_scenes, args.seed));
-    let test = motion::scenes(&data.test, args.test_scenes, args.seed ^ 0x7E57);
+    let (engine, data, out) = args.run.open("forecast")?;
+    let train = SceneExamples::new(motion::scenes(
+        &data.train,
+        args.train_scenes,
+        args.run.seed,
+    ));
+    let test = motion::scenes(&data.test, args.test_scenes, args.run.seed ^ 0x7E57);
     let config = ForecastConfig {
         latent: args.latent,
         noise: args.noise,
         beta: args.beta,
         ..ForecastConfig::default()
     };
-    let model = Forecast::new(&engine, config, args.seed)?;
+    let model = Forecast::new(&engine, config, args.run.seed)?;
     let identity = format!(
         "moving Fashion-MNIST, {} scenes of seed {} from {}",
         args.train_scenes,
-        args.seed,
+        args.run.seed,
         data.identity()
     );
     let checkpoint = out.join("checkpoint.safetensors");
@@ -270,9 +249,9 @@ fn run(args: &Args) -> Result<()> {
         optimizers: vec![OptimizerConfig::adam(args.lr); GROUPS.len()],
         checkpoint: Some(checkpoint.clone()),
         name: "forecast".into(),
-        ..TrainConfig::adam(args.batch, args.lr, args.seed, identity)
+        ..TrainConfig::adam(args.batch, args.lr, args.run.seed, identity)
     };
-    let mut trainer = match args.resume {
+    let mut trainer = match args.run.resume {
         true => Trainer::resume(model, tc, args.train_scenes, &checkpoint)?,
         false => Trainer::new(model, tc, args.train_scenes)?,
     };
@@ -295,7 +274,7 @@ fn run(args: &Args) -> Result<()> {
     let train_seconds = start.elapsed().as_secs_f64();
     let images: Vec<f32> = test.iter().flat_map(Scene::image).collect();
     let m = &trainer.model;
-    let cvae = m.sample(&images, SAMPLES, false, args.seed ^ 0x5A)?;
+    let cvae = m.sample(&images, SAMPLES, false, args.run.seed ^ 0x5A)?;
     let reg = m.sample(&images, SAMPLES, true, 0)?;
     let scores = [
         ("cvae", score(&test, &cvae)),

@@ -1,12 +1,14 @@
 //! What every example shares: the identity of its training data (stored in checkpoints), the
 //! per-step loss curves of a run, and the in-repo judge, an MLP classifier trained on the real
 //! training images.
+// Each example uses some of these.
+#![allow(dead_code)]
 
 use latent::data::{FashionMnist, Split};
 use latent::models::classifier::{Classifier, ClassifierTraining};
 use latent::optim::{EpochStats, Trainer};
 use latent::{Engine, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The training data's identity as checkpoints store it (a resume on other data is refused):
 /// the data set's files (sizes and checksums) and how many of its training images are used.
@@ -88,5 +90,44 @@ impl Curves {
             _ => latent::io::line_panels_svg(svg, labels, &series)?,
         }
         latent::io::series_csv(out.join(format!("{stem}.csv")), "step", &series)
+    }
+}
+
+/// The flags of a run that every example of the diverse-output family takes: seed, data folder,
+/// output folder and resume.
+#[derive(clap::Args, Debug)]
+pub struct RunFlags {
+    /// Seed of initialisation, generated data, data order and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder [default: out/<example name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from <out>/checkpoint.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl RunFlags {
+    /// Opens the device and the data and creates the output folder (`out/<name>` by default):
+    /// `(engine, data, out)`.
+    pub fn open(&self, name: &str) -> Result<(Engine, FashionMnist, PathBuf)> {
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("out").join(name));
+        let engine = Engine::new()?;
+        eprintln!("adapter: {}", engine.summary());
+        let data = FashionMnist::load(self.data.as_deref())?;
+        std::fs::create_dir_all(&out).map_err(|source| latent::Error::Io {
+            action: "create the output folder",
+            path: out.clone(),
+            source,
+        })?;
+        Ok((engine, data, out))
     }
 }

@@ -82,15 +82,8 @@ pub fn mdn_forward(
     let e = means.engine();
     let loss = Tensor::uninit(e, &[p.rows as usize], DType::F32)?;
     let resp = Tensor::uninit(e, logits.shape(), DType::F32)?;
-    let tensors = [
-        Bind::read("means", means),
-        Bind::read("logits", logits),
-        Bind::read("code", target),
-        Bind::write("loss", &loss),
-        Bind::write("resp_out", &resp),
-    ];
-    let workgroups = (p.rows as usize).div_ceil(WG) as u32;
-    super::launch(&SHADER, "mdn_forward", &[], &tensors, &p, workgroups)?;
+    let outputs = [Bind::write("loss", &loss), Bind::write("resp_out", &resp)];
+    launch("mdn_forward", &p, [means, logits, target], &outputs)?;
     Ok((loss, resp))
 }
 
@@ -113,16 +106,30 @@ pub fn mdn_backward(
     let e = means.engine();
     let dmeans = Tensor::uninit(e, means.shape(), DType::F32)?;
     let dlogits = Tensor::uninit(e, logits.shape(), DType::F32)?;
-    let tensors = [
-        Bind::read("means", means),
-        Bind::read("logits", logits),
-        Bind::read("code", target),
+    let rest = [
         Bind::read("g", g),
         Bind::read("resp", resp),
         Bind::write("dmeans", &dmeans),
         Bind::write("dlogits", &dlogits),
     ];
-    let workgroups = (p.rows as usize).div_ceil(WG) as u32;
-    super::launch(&SHADER, op, &[], &tensors, &p, workgroups)?;
+    launch(op, &p, [means, logits, target], &rest)?;
     Ok((dmeans, dlogits))
+}
+
+/// Records `entry` with one invocation per row, binding means, logits and the target code
+/// first, then `rest`.
+fn launch(
+    entry: &'static str,
+    p: &Params,
+    [means, logits, code]: [&Tensor; 3],
+    rest: &[Bind],
+) -> Result<()> {
+    let mut tensors = vec![
+        Bind::read("means", means),
+        Bind::read("logits", logits),
+        Bind::read("code", code),
+    ];
+    tensors.extend_from_slice(rest);
+    let workgroups = (p.rows as usize).div_ceil(WG) as u32;
+    super::launch(&SHADER, entry, &[], &tensors, p, workgroups)
 }
