@@ -15,7 +15,7 @@ use latent::models::colorize::{
     Colorization, ColorizeConfig, ColourExamples, DecoderLoss, GROUPS, Pca, Sampler,
 };
 use latent::models::diverse::{best_of_k, coverage, mode_of, rms, sample_variance};
-use latent::optim::{OptimizerConfig, TrainConfig, Trainer};
+use latent::optim::{OptimizerConfig, TrainConfig};
 use latent::{Error, Result};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -202,34 +202,19 @@ fn run(args: &Args) -> Result<()> {
         args.run.seed,
         shared::data_identity(&data, &train_split)
     );
-    let checkpoint = out.join("checkpoint.safetensors");
     let tc = TrainConfig {
         optimizers: vec![OptimizerConfig::adam(args.lr); GROUPS.len()],
-        checkpoint: Some(checkpoint.clone()),
+        checkpoint: Some(out.join("checkpoint.safetensors")),
         name: "colorize".into(),
         ..TrainConfig::adam(args.batch, args.lr, args.run.seed, identity)
     };
-    let mut trainer = match args.run.resume {
-        true => Trainer::resume(model, tc, train.data.len(), &checkpoint)?,
-        false => Trainer::new(model, tc, train.data.len())?,
-    };
-    let mut curves = shared::Curves::default();
-    let start = std::time::Instant::now();
-    while trainer.epoch < args.epochs {
-        let s = trainer.train_epoch(&train)?;
-        curves.push(&s);
-        println!(
-            "epoch {:>2}/{}  vae {:.2} (decoder {:.2}, KL {:.2})  mdn {:.3}  {:5.0} img/s",
-            s.epoch,
-            args.epochs,
-            s.terms[0].1,
-            s.terms[1].1,
-            s.terms[2].1,
-            s.terms[3].1,
-            s.images_per_second
-        );
-    }
-    let train_seconds = start.elapsed().as_secs_f64();
+    let (trainer, curves, train_seconds) =
+        shared::train_epochs(model, tc, &train, args.epochs, args.run.resume, |s| {
+            format!(
+                "vae {:.2} (decoder {:.2}, KL {:.2})  mdn {:.3}  {:5.0} img/s",
+                s.terms[0].1, s.terms[1].1, s.terms[2].1, s.terms[3].1, s.images_per_second
+            )
+        })?;
     let m = &trainer.model;
     let ours = m.sample(&test.grey, SAMPLES, Sampler::Mdn, args.run.seed ^ 0x5A)?;
     let cvae = m.sample(&test.grey, SAMPLES, Sampler::Cvae, args.run.seed ^ 0x5B)?;

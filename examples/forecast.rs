@@ -12,7 +12,7 @@ use latent::Result;
 use latent::data::motion::{self, CELL, CELLS, FRAMES, SIDE, Scene, TRAJECTORY};
 use latent::models::diverse::{best_of_k, coverage, mode_of, sample_variance};
 use latent::models::forecast::{Forecast, ForecastConfig, GROUPS, SceneExamples};
-use latent::optim::{OptimizerConfig, TrainConfig, Trainer};
+use latent::optim::{OptimizerConfig, TrainConfig};
 
 /// Futures sampled per test image.
 const SAMPLES: usize = 10;
@@ -244,34 +244,19 @@ fn run(args: &Args) -> Result<()> {
         args.run.seed,
         data.identity()
     );
-    let checkpoint = out.join("checkpoint.safetensors");
     let tc = TrainConfig {
         optimizers: vec![OptimizerConfig::adam(args.lr); GROUPS.len()],
-        checkpoint: Some(checkpoint.clone()),
+        checkpoint: Some(out.join("checkpoint.safetensors")),
         name: "forecast".into(),
         ..TrainConfig::adam(args.batch, args.lr, args.run.seed, identity)
     };
-    let mut trainer = match args.run.resume {
-        true => Trainer::resume(model, tc, args.train_scenes, &checkpoint)?,
-        false => Trainer::new(model, tc, args.train_scenes)?,
-    };
-    let mut curves = shared::Curves::default();
-    let start = std::time::Instant::now();
-    while trainer.epoch < args.epochs {
-        let s = trainer.train_epoch(&train)?;
-        curves.push(&s);
-        println!(
-            "epoch {:>2}/{}  cvae {:.2} (recon {:.2}, KL {:.2})  regression {:.2}  {:5.0} scenes/s",
-            s.epoch,
-            args.epochs,
-            s.terms[0].1,
-            s.terms[1].1,
-            s.terms[2].1,
-            s.terms[3].1,
-            s.images_per_second
-        );
-    }
-    let train_seconds = start.elapsed().as_secs_f64();
+    let (trainer, curves, train_seconds) =
+        shared::train_epochs(model, tc, &train, args.epochs, args.run.resume, |s| {
+            format!(
+                "cvae {:.2} (recon {:.2}, KL {:.2})  regression {:.2}  {:5.0} scenes/s",
+                s.terms[0].1, s.terms[1].1, s.terms[2].1, s.terms[3].1, s.images_per_second
+            )
+        })?;
     let images: Vec<f32> = test.iter().flat_map(Scene::image).collect();
     let m = &trainer.model;
     let cvae = m.sample(&images, SAMPLES, false, args.run.seed ^ 0x5A)?;

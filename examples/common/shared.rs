@@ -6,7 +6,7 @@
 
 use latent::data::{FashionMnist, Split};
 use latent::models::classifier::{Classifier, ClassifierTraining};
-use latent::optim::{EpochStats, Trainer};
+use latent::optim::{EpochStats, Examples, TrainConfig, Trainable, Trainer};
 use latent::{Engine, Result};
 use std::path::{Path, PathBuf};
 
@@ -130,4 +130,28 @@ impl RunFlags {
         })?;
         Ok((engine, data, out))
     }
+}
+
+/// Trains `model` on `data` to `epochs` epochs — a fresh run, or with `resume` the run saved in
+/// `config.checkpoint` — printing `line(stats)` after each epoch: `(trainer, curves, seconds)`.
+pub fn train_epochs<M: Trainable>(
+    model: M,
+    config: TrainConfig,
+    data: &impl Examples,
+    epochs: u64,
+    resume: bool,
+    line: impl Fn(&EpochStats) -> String,
+) -> Result<(Trainer<M>, Curves, f64)> {
+    let mut trainer = match (resume, config.checkpoint.clone()) {
+        (true, Some(ck)) => Trainer::resume(model, config, data.count(), &ck)?,
+        _ => Trainer::new(model, config, data.count())?,
+    };
+    let mut curves = Curves::default();
+    let start = std::time::Instant::now();
+    while trainer.epoch < epochs {
+        let s = trainer.train_epoch(data)?;
+        curves.push(&s);
+        println!("epoch {:>2}/{epochs}  {}", s.epoch, line(&s));
+    }
+    Ok((trainer, curves, start.elapsed().as_secs_f64()))
 }
