@@ -19,9 +19,10 @@ pub fn rms(a: &[f32], b: &[f32]) -> f64 {
     (s / a.len().max(1) as f64).sqrt()
 }
 
-/// The mode a sample shows, or none: mode m when the sample lies within half the distance
-/// from m to its nearest other mode (so no sample shows two modes, and the average of two
-/// modes, what a regression predicts, shows neither); a lone mode has no radius limit.
+/// The mode a sample shows, or none: its nearest mode m, when the sample is nearer to m than
+/// to the modes' mean (the average a regression predicts) or lies within half the distance
+/// from m to its nearest other mode (so a mode that is itself the mean, an item that stays
+/// between one sliding left and right, can be shown too). The mean of two modes shows neither.
 pub fn mode_of(sample: &[f32], modes: &[Vec<f32>]) -> Option<usize> {
     let dist = |a: &[f32], b: &[f32]| -> f64 {
         a.iter()
@@ -30,6 +31,10 @@ pub fn mode_of(sample: &[f32], modes: &[Vec<f32>]) -> Option<usize> {
             .sum::<f64>()
             .sqrt()
     };
+    let n = modes.len() as f32;
+    let mean: Vec<f32> = (0..sample.len())
+        .map(|i| modes.iter().map(|m| m[i]).sum::<f32>() / n)
+        .collect();
     let (best, d) = modes
         .iter()
         .enumerate()
@@ -42,7 +47,7 @@ pub fn mode_of(sample: &[f32], modes: &[Vec<f32>]) -> Option<usize> {
         .filter(|&(i, _)| i != best)
         .map(|(_, m)| 0.5 * dist(m, &modes[best]))
         .fold(f64::INFINITY, f64::min);
-    (d < radius).then_some(best)
+    (d < dist(sample, &mean) || d < radius).then_some(best)
 }
 
 /// The share of `modes` (count) that the samples' modes (from [`mode_of`]) hit.
