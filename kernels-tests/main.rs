@@ -17,6 +17,7 @@ mod masked_conv;
 mod matmul;
 mod matmul_subgroup;
 mod matmul_wide;
+mod mdn;
 mod peak;
 mod random;
 mod reduce;

@@ -10,7 +10,7 @@
 use latent::data::{FashionMnist, Split};
 use latent::models::feature_net::{FeatureNet, FeatureNetConfig, FeatureNetTraining};
 use latent::models::fid::{FID_IMAGES, Fid, FidReference, fid_of_samples};
-use latent::optim::{EpochStats, TrainConfig, Trainable, Trainer};
+use latent::optim::{EpochStats, Examples, TrainConfig, Trainable, Trainer};
 use latent::{Engine, Result, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -342,4 +342,59 @@ pub fn output_folder(out: Option<&Path>, name: &str) -> Result<std::path::PathBu
         source,
     })?;
     Ok(out)
+}
+
+/// The flags of a run that every example of the diverse-output family takes: seed, data folder,
+/// output folder and resume.
+#[derive(clap::Args, Debug)]
+pub struct RunFlags {
+    /// Seed of initialisation, generated data, data order and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
+    /// /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder [default: out/<example name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from <out>/checkpoint.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl RunFlags {
+    /// Opens the device and the data and creates the output folder (`out/<name>` by default):
+    /// `(engine, data, out)`.
+    pub fn open(&self, name: &str) -> Result<(Engine, FashionMnist, PathBuf)> {
+        let engine = Engine::new()?;
+        eprintln!("adapter: {}", engine.summary());
+        let data = FashionMnist::load(self.data.as_deref())?;
+        let out = output_folder(self.out.as_deref(), name)?;
+        Ok((engine, data, out))
+    }
+}
+
+/// Trains `model` on `data` to `epochs` epochs — a fresh run, or with `resume` the run saved in
+/// `config.checkpoint` — printing `line(stats)` after each epoch: `(trainer, curves, seconds)`.
+pub fn train_epochs<M: Trainable>(
+    model: M,
+    config: TrainConfig,
+    data: &impl Examples,
+    epochs: u64,
+    resume: bool,
+    line: impl Fn(&EpochStats) -> String,
+) -> Result<(Trainer<M>, Curves, f64)> {
+    let mut trainer = match (resume, config.checkpoint.clone()) {
+        (true, Some(ck)) => Trainer::resume(model, config, data.count(), &ck)?,
+        _ => Trainer::new(model, config, data.count())?,
+    };
+    let mut curves = Curves::default();
+    let start = std::time::Instant::now();
+    while trainer.epoch < epochs {
+        let s = trainer.train_epoch(data)?;
+        curves.push(&s);
+        println!("epoch {:>2}/{epochs}  {}", s.epoch, line(&s));
+    }
+    Ok((trainer, curves, start.elapsed().as_secs_f64()))
 }

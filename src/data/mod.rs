@@ -17,8 +17,10 @@
 
 mod batches;
 mod binarize;
+pub mod colour;
 mod fashion;
 pub mod idx;
+pub mod motion;
 
 pub use batches::{Batches, Epoch};
 pub use binarize::{TEST_SEED, TRAIN_STREAM, binarized};

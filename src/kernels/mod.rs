@@ -15,6 +15,7 @@ pub mod masked_conv;
 pub mod matmul;
 pub mod matmul_subgroup;
 pub mod matmul_wide;
+pub mod mdn;
 pub mod peak;
 pub mod random;
 pub mod reduce;
@@ -53,6 +54,7 @@ pub const SHADERS: &[Shader] = &[
     matmul_subgroup::SHADERS[1],
     matmul_wide::SHADERS[0],
     matmul_wide::SHADERS[1],
+    mdn::SHADER,
     peak::SHADER,
     random::SHADER,
     reduce::SHADER,

@@ -4,10 +4,13 @@
 pub mod aae;
 pub mod biva;
 pub mod classifier;
+pub mod colorize;
 pub mod conv_vae;
 pub mod dfc_vae;
+pub mod diverse;
 pub mod feature_net;
 pub mod fid;
+pub mod forecast;
 pub mod hierarchy;
 pub mod ladder;
 pub mod latent;

@@ -1,6 +1,7 @@
 //! Layers built from tape ops, and the `Module` trait that exposes named parameters to the
 //! optimizers and checkpoints. Tests: `kernels-tests/tape.rs`.
 
+mod mlp;
 pub mod vq;
 
 use crate::engine::{Engine, Result, Tensor};
@@ -10,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use std::cell::Cell;
 
 mod pixelcnn;
+pub use mlp::Mlp;
 pub use pixelcnn::{Condition, GatedBlock, GatedBlockConfig, MaskedConv2d};
 
 /// One interface for every layer and model: named trainable parameters, named non-trainable

@@ -10,6 +10,7 @@ use crate::kernels::elementwise::{self as ew, Binary, Broadcast, Unary};
 use crate::kernels::gated;
 use crate::kernels::masked_conv::Taps;
 use crate::kernels::matmul::{self, Matmul};
+use crate::kernels::mdn::{self, MdnLoss};
 use crate::kernels::reduce::{self, Reduce};
 use crate::kernels::{kl, layout, losses, softmax};
 
@@ -100,6 +101,15 @@ pub(crate) enum Op {
     CrossEntropy {
         logits: usize,
         labels: Tensor,
+    },
+    /// Per-row loss of a mixture density network (`kernels::mdn`), shape `[B]`; the target
+    /// is constant, `resp` the forward's responsibilities.
+    Mdn {
+        means: usize,
+        logits: usize,
+        target: Tensor,
+        resp: Tensor,
+        sigma: f32,
     },
     /// Parts joined along `axis`; `sizes` are their extents along it.
     Concat {
@@ -398,6 +408,28 @@ impl Var {
 }
 
 impl Var {
+    /// Per-row loss of a mixture density network with means `self` `[B, K, D]`, mixture logits
+    /// `logits` `[B, K]` and K components N(μ_k, σ²I) of one fixed σ, for constant targets
+    /// `target` `[B, D]`: the closest component's −log π_k + ‖z − μ_k‖²/(2σ²), or the
+    /// mixture's negative log-likelihood (see `kernels::mdn`), `[B]`.
+    pub fn mdn_loss(
+        &self,
+        logits: &Var,
+        target: &Tensor,
+        sigma: f32,
+        mode: MdnLoss,
+    ) -> Result<Var> {
+        let (loss, resp) = mdn::mdn_forward(&self.value, &logits.value, target, sigma, mode)?;
+        let op = Op::Mdn {
+            means: self.id,
+            logits: logits.id,
+            target: target.clone(),
+            resp,
+            sigma,
+        };
+        self.record(op, loss, &[self, logits])
+    }
+
     /// `parts` joined along `axis` (e.g. an image and its one-hot label for a conditional VAE).
     pub fn concat(parts: &[&Var], axis: usize) -> Result<Var> {
         let first = parts
@@ -810,6 +842,18 @@ impl Op {
             Op::LogSumExp { x } => {
                 let xv = gr.value(x).clone();
                 gr.give(x, softmax::logsumexp_last_backward(&xv, &g)?)
+            }
+            Op::Mdn {
+                means,
+                logits,
+                ref target,
+                ref resp,
+                sigma,
+            } => {
+                let (m, l) = (gr.value(means).clone(), gr.value(logits).clone());
+                let (dm, dl) = mdn::mdn_backward(&m, &l, target, resp, &g, sigma)?;
+                gr.give(means, dm)?;
+                gr.give(logits, dl)
             }
             Op::CrossEntropy { logits, ref labels } => {
                 let l = gr.value(logits).clone();
