@@ -1,9 +1,7 @@
 //! What every example shares: the identity of its training data (stored in checkpoints), the
-//! per-step loss curves of a run, the in-repo judge, the conv feature network
-//! (`models::feature_net`) that classifies samples and gives the Fréchet score, and (VQ examples
-//! and aae) the run flags and a fresh or resumed trainer.
-// Each example uses some of these.
-#![allow(dead_code)]
+//! per-step loss curves of a run, the conv feature network (`models::feature_net`) that judges
+//! samples and gives the Fréchet score, the output folder, and the run flags and a fresh or
+//! resumed trainer (VQ examples, aae, colorize and forecast).
 // Each example uses some of these.
 #![allow(dead_code)]
 
