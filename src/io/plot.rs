@@ -40,14 +40,7 @@ pub fn line_chart_svg(
     series: &[(&str, &[f64])],
 ) -> Result<()> {
     let op = "line_chart_svg";
-    if series.is_empty() {
-        return Err(Error::bad(op, "no series to plot"));
-    }
-    if let Some((name, _)) = series.iter().find(|(_, v)| v.is_empty()) {
-        return Err(Error::bad(op, format!("series `{name}` is empty")));
-    }
-    let longest = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
-    let x_range = 1.0..(longest as f64).max(2.0);
+    let (x_range, longest) = step_axis(op, series)?;
     let y_range = padded_range(series.iter().flat_map(|(_, v)| v.iter().copied()));
     let ticks = Some(longest.clamp(2, 10));
     let svg = svg_chart(op, (800, 500), labels, (x_range, y_range), ticks, |chart| {
@@ -101,14 +94,7 @@ pub fn line_panels_svg(
     series: &[(&str, &[f64])],
 ) -> Result<()> {
     let op = "line_panels_svg";
-    if series.is_empty() {
-        return Err(Error::bad(op, "no series to plot"));
-    }
-    if let Some((name, _)) = series.iter().find(|(_, v)| v.is_empty()) {
-        return Err(Error::bad(op, format!("series `{name}` is empty")));
-    }
-    let longest = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
-    let x_range = 1.0..(longest as f64).max(2.0);
+    let (x_range, longest) = step_axis(op, series)?;
     let ticks = Some(longest.clamp(2, 10));
     let mut svg = String::new();
     {
@@ -143,6 +129,19 @@ pub fn line_panels_svg(
         root.present().map_err(drawing(op))?;
     }
     write_atomic(path.as_ref(), svg.as_bytes())
+}
+
+/// The x range of line series (x = 1, 2, …) and the longest series' length; no series or an
+/// empty one is an error.
+fn step_axis(op: &'static str, series: &[(&str, &[f64])]) -> Result<(std::ops::Range<f64>, usize)> {
+    if series.is_empty() {
+        return Err(Error::bad(op, "no series to plot"));
+    }
+    if let Some((name, _)) = series.iter().find(|(_, v)| v.is_empty()) {
+        return Err(Error::bad(op, format!("series `{name}` is empty")));
+    }
+    let longest = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
+    Ok((1.0..(longest as f64).max(2.0), longest))
 }
 
 /// Writes `series` (name, one value per x = 1, 2, …) as CSV: a header `x_name,name,…`, then one
