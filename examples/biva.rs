@@ -37,9 +37,13 @@ fn main() {
     let args = Args::parse();
     let config = BivaConfig {
         batchnorm: !args.no_batchnorm,
+        variance: args.common.variance.into(),
         ..BivaConfig::default()
     };
-    let settings = [("batchnorm", config.batchnorm.to_string())];
+    let settings = [
+        ("batchnorm", config.batchnorm.to_string()),
+        ("variance", config.variance.name().to_string()),
+    ];
     let seed = args.common.seed;
     let result = args
         .common

@@ -35,11 +35,13 @@ fn main() {
     let args = Args::parse();
     let config = LadderConfig {
         batchnorm: !args.no_batchnorm,
+        variance: args.common.variance.into(),
         ladder: !args.plain_hierarchy,
         ..LadderConfig::default()
     };
     let settings = [
         ("batchnorm", config.batchnorm.to_string()),
+        ("variance", config.variance.name().to_string()),
         (
             "inference",
             if config.ladder {

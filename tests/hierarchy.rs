@@ -8,11 +8,12 @@ mod common;
 
 use latent::data::Split;
 use latent::models::biva::{Biva, BivaConfig};
-use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo};
+use latent::models::hierarchy::{self, Gaussian, Hierarchy, HierarchyElbo, MIN_VARIANCE, Variance};
 use latent::models::ladder::{LadderConfig, LadderVae};
 use latent::models::likelihood::{self, EvalSettings};
 use latent::optim::{KlSchedule, TrainConfig, Trainer};
-use latent::{Engine, Error};
+use latent::tape::Tape;
+use latent::{Engine, Error, Tensor};
 use std::path::Path;
 
 fn data() -> Option<(&'static Engine, Split)> {
@@ -20,11 +21,16 @@ fn data() -> Option<(&'static Engine, Split)> {
 }
 
 fn ladder(e: &Engine, ladder: bool, batchnorm: bool) -> LadderVae {
+    ladder_with(e, ladder, batchnorm, Variance::Exp)
+}
+
+fn ladder_with(e: &Engine, ladder: bool, batchnorm: bool, variance: Variance) -> LadderVae {
     let config = LadderConfig {
         hidden: vec![64, 32, 16],
         latent: vec![8, 4, 2],
         batchnorm,
         ladder,
+        variance,
         ..LadderConfig::default()
     };
     LadderVae::new(e, config, 5).unwrap()
@@ -90,6 +96,8 @@ fn a_tiny_ladder_vae_plain_hierarchy_and_biva_lower_their_loss() {
     let Some((e, train)) = data() else { return };
     lowers_its_loss("ladder", ladder(e, true, true), 0.0, &train);
     lowers_its_loss("plain hierarchy", ladder(e, false, false), 0.0, &train);
+    let softplus = ladder_with(e, true, false, Variance::Softplus);
+    lowers_its_loss("ladder, softplus variance", softplus, 0.0, &train);
     lowers_its_loss("biva", biva(e), 0.5, &train);
 }
 
@@ -140,10 +148,78 @@ fn resumed_ladder_and_biva_runs_match_uninterrupted_ones_bit_for_bit() {
         binarize: true,
         ..TrainConfig::adam(64, 2e-3, 3, "320 test images")
     };
-    let err = hierarchy::trainer(objective, config, 320, Some(&path)).err();
+    let err = hierarchy::trainer(objective, config.clone(), 320, Some(&path)).err();
     assert!(
         format!("{err:?}").contains("batchnorm"),
         "expected a refusal naming batchnorm, got {err:?}"
+    );
+    // The same weights read as the other variance parameterisation would be a silent wrong model.
+    let objective = HierarchyElbo {
+        model: ladder_with(e, true, true, Variance::Softplus),
+        schedule: KlSchedule {
+            beta: 1.0,
+            warmup: 10,
+        },
+        free_bits: 0.5,
+    };
+    let err = hierarchy::trainer(objective, config, 320, Some(&path)).err();
+    assert!(
+        format!("{err:?}").contains("variance"),
+        "expected a refusal naming variance, got {err:?}"
+    );
+}
+
+/// The softplus head gives log(softplus(a) + MIN_VARIANCE) of the plain head's a (same weights),
+/// finite and at or above the floor where a is far below zero, and it grows as log a above it.
+#[test]
+fn the_softplus_variance_head_is_bounded_below_and_matches_its_formula() {
+    let Some(e) = common::engine() else { return };
+    let head = |variance| {
+        let mut next = 0u64;
+        let mut seed = || {
+            next += 1;
+            next
+        };
+        Gaussian::new(e, "g", 7, 5, &mut seed)
+            .unwrap()
+            .with_variance(variance)
+    };
+    let (plain, soft) = (head(Variance::Exp), head(Variance::Softplus));
+    // Rows from ordinary to extreme inputs (awkward sizes: 3 rows, 7 inputs, 5 units).
+    let h: Vec<f32> = (0..21)
+        .map(|i| (i as f32 - 10.0) * [0.1, 30.0, 3000.0][i / 7])
+        .collect();
+    let x = Tensor::from_slice(e, &h, &[3, 7]).unwrap();
+    let tape = Tape::no_grad(e);
+    let a: Vec<f32> = plain
+        .forward(&tape.input(&x))
+        .unwrap()
+        .1
+        .value()
+        .to_vec()
+        .unwrap();
+    let got: Vec<f32> = soft
+        .forward(&tape.input(&x))
+        .unwrap()
+        .1
+        .value()
+        .to_vec()
+        .unwrap();
+    let floor = MIN_VARIANCE.ln();
+    let mut saw_floor = false;
+    for (i, (&a, &g)) in a.iter().zip(&got).enumerate() {
+        let softplus = (a as f64).max(0.0) + (-(a as f64).abs()).exp().ln_1p();
+        let want = (softplus + MIN_VARIANCE as f64).ln();
+        assert!(g.is_finite() && g >= floor - 1e-5, "unit {i}: a {a} -> {g}");
+        assert!(
+            (g as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "unit {i}: a {a}: log σ² {g}, want {want}"
+        );
+        saw_floor |= a < -100.0;
+    }
+    assert!(
+        saw_floor,
+        "the extreme rows must drive some unit far below zero"
     );
 }
 

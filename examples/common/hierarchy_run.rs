@@ -6,7 +6,7 @@ use crate::flags;
 use crate::shared::{Curves, data_identity, output_folder};
 use latent::data::FashionMnist;
 use latent::io::{self, Labels};
-use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo};
+use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo, Variance};
 use latent::models::likelihood::{self, LayerReport, Report};
 use latent::optim::{KlSchedule, TrainConfig};
 use latent::{Engine, Error, Result};
@@ -52,8 +52,28 @@ pub struct Common {
     /// layers.csv join this run's in active_units.svg and kl_units.svg; repeatable.
     #[arg(long)]
     pub compare: Vec<PathBuf>,
+    /// How the Gaussian heads make log σ²: `exp` (a linear map is log σ²) or `softplus`
+    /// (σ² = softplus(linear) + 1e-4, the Ladder VAE paper's, bounded below).
+    #[arg(long, value_enum, default_value_t = VarianceFlag::Exp)]
+    pub variance: VarianceFlag,
     #[command(flatten)]
     pub protocol: flags::Protocol,
+}
+
+/// `--variance`'s values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum VarianceFlag {
+    Exp,
+    Softplus,
+}
+
+impl From<VarianceFlag> for Variance {
+    fn from(v: VarianceFlag) -> Variance {
+        match v {
+            VarianceFlag::Exp => Variance::Exp,
+            VarianceFlag::Softplus => Variance::Softplus,
+        }
+    }
 }
 
 impl Common {

@@ -5,7 +5,7 @@
 //! top-down state (the skip connections from the latents to the generative path); free bits per
 //! layer. Example: `biva`; tests: `tests/hierarchy.rs`.
 
-use super::hierarchy::{Dense, Gaussian, Hierarchy, LayerVars, Pass, gaussian_layer};
+use super::hierarchy::{Dense, Gaussian, Hierarchy, LayerVars, Pass, Variance, gaussian_layer};
 use super::likelihood::{LayerInfo, Likelihood, Noise, Sampled, repeat_rows};
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::nn::{Linear, Module, layer_seed};
@@ -24,6 +24,8 @@ pub struct BivaConfig {
     /// the top latent.
     pub latent: [usize; 3],
     pub batchnorm: bool,
+    /// How the Gaussian heads make log σ².
+    pub variance: Variance,
 }
 
 impl Default for BivaConfig {
@@ -35,6 +37,7 @@ impl Default for BivaConfig {
             hidden: [512, 256, 128],
             latent: [32, 16, 8],
             batchnorm: true,
+            variance: Variance::Exp,
         }
     }
 }
@@ -87,34 +90,30 @@ impl Biva {
                 bn,
                 &mut seed_of,
             )?);
-            let g = Gaussian::new(engine, &format!("up.{i}.q"), h[i], z[i], &mut seed_of)?;
+            let g = Gaussian::new(engine, &format!("up.{i}.q"), h[i], z[i], &mut seed_of)?
+                .with_variance(config.variance);
             q_bu.push(g);
         }
         for i in 0..LEVELS - 1 {
             let name = format!("down.{i}");
             let from = Self::carrier_width(&config, i);
             down.push(Dense::new(engine, &name, from, h[i], bn, &mut seed_of)?);
-            p_bu.push(Gaussian::new(
-                engine,
-                &format!("{name}.p_bu"),
-                h[i],
-                z[i],
-                &mut seed_of,
-            )?);
-            p_td.push(Gaussian::new(
-                engine,
-                &format!("{name}.p_td"),
-                h[i],
-                z[i],
-                &mut seed_of,
-            )?);
+            p_bu.push(
+                Gaussian::new(engine, &format!("{name}.p_bu"), h[i], z[i], &mut seed_of)?
+                    .with_variance(config.variance),
+            );
+            p_td.push(
+                Gaussian::new(engine, &format!("{name}.p_td"), h[i], z[i], &mut seed_of)?
+                    .with_variance(config.variance),
+            );
             let g = Gaussian::new(
                 engine,
                 &format!("{name}.q_td"),
                 2 * h[i],
                 z[i],
                 &mut seed_of,
-            )?;
+            )?
+            .with_variance(config.variance);
             q_td.push(g);
         }
         let out = Dense::new(engine, "out", h[0] + 2 * z[0], h[0], bn, &mut seed_of)?;
@@ -190,7 +189,10 @@ impl Hierarchy for Biva {
 
     fn describe(&self) -> Vec<(String, String)> {
         let c = &self.config;
-        super::hierarchy::describe_mlp("biva-mlp", c.input, &c.hidden, &c.latent, c.batchnorm)
+        let mut d =
+            super::hierarchy::describe_mlp("biva-mlp", c.input, &c.hidden, &c.latent, c.batchnorm);
+        d.push(("variance".into(), c.variance.name().into()));
+        d
     }
 
     fn kl_terms(&self) -> &'static [&'static str] {

@@ -82,10 +82,36 @@ impl Module for Dense {
     }
 }
 
+/// How a Gaussian head turns its second linear map `a` into log σ².
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variance {
+    /// log σ² = a: unbounded, so a layer pushed hard (no warm-up, no batch norm) can reach
+    /// log-variances whose exponentials overflow.
+    #[default]
+    Exp,
+    /// σ² = softplus(a) + [`MIN_VARIANCE`] (Sønderby et al. 2016, eq. 20): σ² grows linearly,
+    /// not exponentially, and never falls below the floor.
+    Softplus,
+}
+
+/// The floor of σ² under [`Variance::Softplus`] (σ ≥ 0.01).
+pub const MIN_VARIANCE: f32 = 1e-4;
+
+impl Variance {
+    /// The name stored in checkpoints and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variance::Exp => "exp",
+            Variance::Softplus => "softplus",
+        }
+    }
+}
+
 /// A diagonal Gaussian's (μ, log σ²) as two linear maps of a hidden layer.
 pub struct Gaussian {
     mu: Linear,
     logvar: Linear,
+    variance: Variance,
 }
 
 impl Gaussian {
@@ -99,12 +125,27 @@ impl Gaussian {
         Ok(Gaussian {
             mu: Linear::new(engine, &format!("{name}.mu"), inputs, units, seed())?,
             logvar: Linear::new(engine, &format!("{name}.logvar"), inputs, units, seed())?,
+            variance: Variance::Exp,
         })
+    }
+
+    /// The same head with log σ² made by `variance`.
+    pub fn with_variance(mut self, variance: Variance) -> Gaussian {
+        self.variance = variance;
+        self
     }
 
     /// `h` `[N, inputs]` -> (μ, log σ²), each `[N, units]`.
     pub fn forward(&self, h: &Var) -> Result<(Var, Var)> {
-        Ok((self.mu.forward(h, false)?, self.logvar.forward(h, false)?))
+        let a = self.logvar.forward(h, false)?;
+        let logvar = match self.variance {
+            Variance::Exp => a,
+            Variance::Softplus => a
+                .unary(Unary::Softplus)?
+                .affine(1.0, MIN_VARIANCE)?
+                .unary(Unary::Log)?,
+        };
+        Ok((self.mu.forward(h, false)?, logvar))
     }
 }
 

@@ -5,7 +5,9 @@
 //! gives the same five levels with the ordinary bottom-up stochastic inference network.
 //! Example: `ladder_vae`; tests: `tests/hierarchy.rs`.
 
-use super::hierarchy::{Dense, Gaussian, Hierarchy, KL_TERMS, LayerVars, Pass, gaussian_layer};
+use super::hierarchy::{
+    Dense, Gaussian, Hierarchy, KL_TERMS, LayerVars, Pass, Variance, gaussian_layer,
+};
 use super::likelihood::{LayerInfo, Likelihood, Noise, Sampled, repeat_rows};
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::nn::{Linear, Module, layer_seed};
@@ -20,6 +22,8 @@ pub struct LadderConfig {
     /// Stochastic units of each level, bottom first.
     pub latent: Vec<usize>,
     pub batchnorm: bool,
+    /// How the Gaussian heads make log σ².
+    pub variance: Variance,
     /// The ladder merge (true) or the ordinary bottom-up inference network q(z_i | z_{i−1}).
     pub ladder: bool,
 }
@@ -32,6 +36,7 @@ impl Default for LadderConfig {
             hidden: vec![512, 256, 128, 64, 32],
             latent: vec![64, 32, 16, 8, 4],
             batchnorm: true,
+            variance: Variance::Exp,
             ladder: true,
         }
     }
@@ -100,13 +105,10 @@ impl LadderVae {
                 bn,
                 &mut seed_of,
             )?);
-            up_gauss.push(Gaussian::new(
-                engine,
-                &format!("up.{i}.q"),
-                h[i],
-                z[i],
-                &mut seed_of,
-            )?);
+            up_gauss.push(
+                Gaussian::new(engine, &format!("up.{i}.q"), h[i], z[i], &mut seed_of)?
+                    .with_variance(config.variance),
+            );
         }
         for i in 0..levels - 1 {
             let name = format!("down.{i}");
@@ -118,7 +120,8 @@ impl LadderVae {
                 bn,
                 &mut seed_of,
             )?);
-            let g = Gaussian::new(engine, &format!("{name}.p"), h[i + 1], z[i], &mut seed_of)?;
+            let g = Gaussian::new(engine, &format!("{name}.p"), h[i + 1], z[i], &mut seed_of)?
+                .with_variance(config.variance);
             down_gauss.push(g);
         }
         let out = Dense::new(engine, "out", z[0], h[0], bn, &mut seed_of)?;
@@ -184,7 +187,10 @@ impl Hierarchy for LadderVae {
         } else {
             "plain-hierarchy-vae"
         };
-        super::hierarchy::describe_mlp(kind, c.input, &c.hidden, &c.latent, c.batchnorm)
+        let mut d =
+            super::hierarchy::describe_mlp(kind, c.input, &c.hidden, &c.latent, c.batchnorm);
+        d.push(("variance".into(), c.variance.name().into()));
+        d
     }
 
     /// The inference pass and the top-down path on `x` `[B, input]`, each image drawn `k` times
