@@ -259,6 +259,17 @@ fn the_shared_evaluator_scores_hierarchies_with_an_iwae_bound_below_their_elbo()
         let layers = report.layers.len();
         assert_eq!(layers, if what == "ladder" { 3 } else { 5 }, "{what}");
     }
+    // The Fréchet score's samples: 501 rows (two chunks), Bernoulli means, the same for a seed.
+    let samples = |seed| -> Vec<f32> {
+        let t = hierarchy::ancestral_samples(&lv.model.model, 501, seed).unwrap();
+        assert_eq!(t.shape(), &[501, 784]);
+        t.to_vec().unwrap()
+    };
+    let (a, b, c) = (samples(3), samples(3), samples(4));
+    assert!(a.iter().all(|p| (0.0..=1.0).contains(p)), "means outside [0, 1]");
+    assert_eq!(a, b, "the same seed must give the same samples");
+    assert_ne!(a[..784], a[784..1568], "two draws must differ");
+    assert_ne!(a, c, "another seed must give other samples");
 }
 
 #[test]

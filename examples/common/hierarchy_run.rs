@@ -52,6 +52,12 @@ pub struct Common {
     /// layers.csv join this run's in active_units.svg and kl_units.svg; repeatable.
     #[arg(long)]
     pub compare: Vec<PathBuf>,
+    /// Ancestral samples whose Fréchet score against the test images is reported (computed
+    /// with the --judge feature network, not Inception; 0: no score).
+    #[arg(long, default_value_t = latent::models::fid::FID_IMAGES)]
+    pub fid_samples: usize,
+    #[command(flatten)]
+    pub judge: crate::shared::JudgeArgs,
     /// How the Gaussian heads make log σ²: `exp` (a linear map is log σ²) or `softplus`
     /// (σ² = softplus(linear) + 1e-4, the Ladder VAE paper's, bounded below).
     #[arg(long, value_enum, default_value_t = VarianceFlag::Exp)]
@@ -87,6 +93,8 @@ impl Common {
             flags::existing_file("--compare", Some(&dir.join(LAYERS_CSV)))?;
         }
         self.protocol.validate()?;
+        crate::shared::fid_samples_flag(self.fid_samples)?;
+        self.judge.validate()?;
         flags::data_folder(self.data.as_deref())
     }
 }
@@ -178,6 +186,13 @@ pub fn run<M: Hierarchy>(
     let model = &trainer.model.model;
     let test = args.protocol.test_split(&engine, &data)?;
     let report = likelihood::evaluate(model, &test, &args.protocol.settings(args.seed))?;
+    let fid = match args.fid_samples {
+        0 => None,
+        n => {
+            let scorer = crate::shared::Scorer::new(&engine, &data, &args.judge.judge)?;
+            Some(scorer.fid(&hierarchy::ancestral_samples(model, n, args.seed)?)?)
+        }
+    };
     hierarchy::draw(model, &test, &out, args.seed)?;
     let title = format!("{name}: training loss per step (batch means)");
     curves.write_only(
@@ -207,6 +222,9 @@ pub fn run<M: Hierarchy>(
         m.text(k, v.clone());
     }
     report.add_to(&mut m);
+    if let Some(fid) = &fid {
+        fid.add_to(&mut m);
+    }
     io::write_metrics(out.join("metrics.json"), &m)?;
     println!("{}; outputs in {}", report.summary(), out.display());
     Ok(())

@@ -393,6 +393,36 @@ pub fn trainer<M: Hierarchy>(
 /// Seed offset that keeps the pictures' noise apart from training and evaluation noise.
 const PICTURE_STREAM: u64 = 0x91C7_0000_0000_0000;
 
+/// The noise stream of [`ancestral_samples`].
+const SAMPLE_STREAM: u64 = 0x5A3B_0000_0000_0000;
+
+/// `n` ancestral samples as mean images `[n, pixels]` (every level drawn from its prior, top
+/// down, the pixels' Bernoulli means), in chunks of 500: what the Fréchet score of a hierarchy
+/// is computed on.
+pub fn ancestral_samples<M: Hierarchy + ?Sized>(model: &M, n: usize, seed: u64) -> Result<Tensor> {
+    if n == 0 {
+        return Err(crate::engine::Error::bad(
+            "ancestral_samples",
+            "needs at least one sample",
+        ));
+    }
+    model.set_training(false);
+    let engine = model.engine().clone();
+    let noise = Noise::new(seed ^ SAMPLE_STREAM, 0);
+    let mut out = Vec::with_capacity(n * model.pixels());
+    for start in (0..n).step_by(500) {
+        let rows = (start + 500).min(n) - start;
+        let tape = Tape::no_grad(&engine);
+        let mut carrier = model.top(&tape, rows, &noise)?;
+        for l in (0..model.levels() - 1).rev() {
+            carrier = model.step(&tape, l, &carrier, Some(&noise))?;
+        }
+        let logits = model.logits(&carrier)?;
+        out.extend(ew::unary(Unary::Sigmoid, logits.value())?.to_vec::<f32>()?);
+    }
+    Tensor::from_slice(&engine, &out, &[n, model.pixels()])
+}
+
 /// Writes the lecture's pictures of a hierarchy into `out`: `samples.png` (64 ancestral samples),
 /// `reconstructions.png` (test images and their reconstructions with every z at its posterior
 /// mean), and `vary_level<l>.png` per level l of the generative chain: each row holds the levels
