@@ -58,9 +58,10 @@ pub struct Common {
     pub fid_samples: usize,
     #[command(flatten)]
     pub judge: crate::shared::JudgeArgs,
-    /// How the Gaussian heads make log σ²: `exp` (a linear map is log σ²) or `softplus`
-    /// (σ² = softplus(linear) + 1e-4, the Ladder VAE paper's, bounded below).
-    #[arg(long, value_enum, default_value_t = VarianceFlag::Exp)]
+    /// How the Gaussian heads make log σ²: `softplus` (σ² = softplus(linear) + 1e-4, the
+    /// Ladder VAE paper's, bounded below) or `exp` (a linear map is log σ², unbounded: the
+    /// ablation without warm-up and batch norm diverges with it).
+    #[arg(long, value_enum, default_value_t = VarianceFlag::Softplus)]
     pub variance: VarianceFlag,
     #[command(flatten)]
     pub protocol: flags::Protocol,

@@ -37,7 +37,7 @@ impl Default for BivaConfig {
             hidden: [512, 256, 128],
             latent: [32, 16, 8],
             batchnorm: true,
-            variance: Variance::Exp,
+            variance: Variance::Softplus,
         }
     }
 }

@@ -86,11 +86,12 @@ impl Module for Dense {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Variance {
     /// log σ² = a: unbounded, so a layer pushed hard (no warm-up, no batch norm) can reach
-    /// log-variances whose exponentials overflow.
-    #[default]
+    /// log-variances whose exponentials overflow (the Ladder VAE's `--no-warmup --no-batchnorm`
+    /// run diverged so, twice).
     Exp,
     /// σ² = softplus(a) + [`MIN_VARIANCE`] (Sønderby et al. 2016, eq. 20): σ² grows linearly,
-    /// not exponentially, and never falls below the floor.
+    /// not exponentially, and never falls below the floor. The default of both hierarchies.
+    #[default]
     Softplus,
 }
 
@@ -125,7 +126,7 @@ impl Gaussian {
         Ok(Gaussian {
             mu: Linear::new(engine, &format!("{name}.mu"), inputs, units, seed())?,
             logvar: Linear::new(engine, &format!("{name}.logvar"), inputs, units, seed())?,
-            variance: Variance::Exp,
+            variance: Variance::default(),
         })
     }
 

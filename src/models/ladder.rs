@@ -36,7 +36,7 @@ impl Default for LadderConfig {
             hidden: vec![512, 256, 128, 64, 32],
             latent: vec![64, 32, 16, 8, 4],
             batchnorm: true,
-            variance: Variance::Exp,
+            variance: Variance::Softplus,
             ladder: true,
         }
     }
