@@ -380,7 +380,8 @@ fn run(args: &Args) -> Result<()> {
         rows: &names,
     };
     let side = (PATCH, PATCH);
-    latent::io::save_labelled_rgb_grid(out.join("colourings.png"), &grid, rows, side, 2, labels)?;
+    let path = out.join("colourings.png");
+    latent::io::save_labelled_planes(path, &grid, 3, rows, side, 2, labels)?;
     let shown = 10.min(test.len());
     let mut recon = Vec::new();
     for fields in [&test.chroma, &full, &l2] {
@@ -392,14 +393,8 @@ fn run(args: &Args) -> Result<()> {
         title: Some("reconstructions through the mean code"),
         rows: &["truth", "full loss", "L2 alone"],
     };
-    latent::io::save_labelled_rgb_grid(
-        out.join("recon_full_vs_l2.png"),
-        &recon,
-        3,
-        side,
-        2,
-        labels,
-    )?;
+    let path = out.join("recon_full_vs_l2.png");
+    latent::io::save_labelled_planes(path, &recon, 3, 3, side, 2, labels)?;
     curves.write(
         &out,
         "loss_curve",

@@ -228,12 +228,9 @@ fn tiny_run_on(
     (first, last, t)
 }
 
-/// Every network's loss falls over 4 epochs; the MDN, which chases the VAE's codes while they
-/// move, is checked against a VAE held fixed (learning rate 0).
-#[test]
-fn a_tiny_colorization_run_lowers_every_loss() {
-    let _ = gpu!();
-    let (first, last, t) = tiny_run([2e-3; 5], 4);
+/// The loss of the colour VAE, the L2-only VAE, the conditional VAE and the regression fell
+/// from the first epoch's mean to the last one's (the MDN chases moving codes: checked apart).
+fn assert_networks_learned(first: &[f64], last: &[f64]) {
     for phase in [0, 2, 3, 4] {
         let name = GROUPS[phase];
         assert!(
@@ -243,6 +240,15 @@ fn a_tiny_colorization_run_lowers_every_loss() {
             last[phase]
         );
     }
+}
+
+/// Every network's loss falls over 4 epochs; the MDN, which chases the VAE's codes while they
+/// move, is checked against a VAE held fixed (learning rate 0).
+#[test]
+fn a_tiny_colorization_run_lowers_every_loss() {
+    let _ = gpu!();
+    let (first, last, t) = tiny_run([2e-3; 5], 4);
+    assert_networks_learned(&first, &last);
     let samples = t.model.sample(&t_grey(), 3, Sampler::Mdn, 1).unwrap();
     assert_eq!(samples.len(), 2 * 3 * 2 * 784);
     assert!(samples.iter().all(|v| v.is_finite()));
@@ -430,15 +436,7 @@ fn a_tiny_run_on_photograph_patches_lowers_every_loss() {
     let photos = Photos::load(&dir.0, PATCHES).unwrap();
     assert!(photos.train.len() >= 64, "{} patches", photos.train.len());
     let (first, last, t) = tiny_run_on(photos.train, [2e-3; 5], 4);
-    for phase in [0, 2, 3, 4] {
-        let name = GROUPS[phase];
-        assert!(
-            last[phase] < first[phase],
-            "{name}: {} -> {}",
-            first[phase],
-            last[phase]
-        );
-    }
+    assert_networks_learned(&first, &last);
     let grey = photos.test.take(2).grey;
     let samples = t.model.sample(&grey, 3, Sampler::Mdn, 1).unwrap();
     assert!(samples.iter().all(|v| v.is_finite()));

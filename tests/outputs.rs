@@ -315,7 +315,7 @@ fn a_labelled_rgb_grid_keeps_the_channels_and_draws_the_labels_in_black() {
         title: None,
         rows: &["r"],
     };
-    io::save_labelled_rgb_grid(&path, &images, 1, (10, 10), 2, labels).unwrap();
+    io::save_labelled_planes(&path, &images, 3, 1, (10, 10), 2, labels).unwrap();
     let img = image::open(&path).unwrap().to_rgb8();
     let left = io::text_width("r", 2) as u32 + 8;
     assert_eq!(img.dimensions(), (left + 26, 14));

@@ -66,31 +66,28 @@ pub fn save_labelled_grid(
     padding: usize,
     labels: GridLabels<'_>,
 ) -> Result<()> {
-    let op = "save_labelled_grid";
-    let grid = (images, 1, n_rows, side, padding);
-    let (width, height, canvas) = labelled(op, grid, labels)?;
-    write_png(path.as_ref(), &canvas, width, height, ExtendedColorType::L8)
+    save_labelled_planes(path, images, 1, n_rows, side, padding, labels)
 }
 
-/// Like [`save_labelled_grid`] for colour images: `images` is n × 3 × h × w (RGB planes).
-pub fn save_labelled_rgb_grid(
+/// Like [`save_labelled_grid`] for images of `channels` planes: `images` is
+/// n × `channels` × h × w, written as a grey (1) or RGB (3, the planes in that order) PNG.
+pub fn save_labelled_planes(
     path: impl AsRef<Path>,
     images: &[f32],
+    channels: usize,
     n_rows: usize,
     side: (usize, usize),
     padding: usize,
     labels: GridLabels<'_>,
 ) -> Result<()> {
-    let op = "save_labelled_rgb_grid";
-    let grid = (images, 3, n_rows, side, padding);
-    let (width, height, canvas) = labelled(op, grid, labels)?;
-    write_png(
-        path.as_ref(),
-        &canvas,
-        width,
-        height,
-        ExtendedColorType::Rgb8,
-    )
+    let op = "save_labelled_planes";
+    let colour = match channels {
+        1 => ExtendedColorType::L8,
+        3 => ExtendedColorType::Rgb8,
+        c => return Err(Error::bad(op, format!("{c} channels; 1 (grey) or 3 (RGB)"))),
+    };
+    let (width, height, canvas) = labelled(op, (images, channels, n_rows, side, padding), labels)?;
+    write_png(path.as_ref(), &canvas, width, height, colour)
 }
 
 /// The canvas of a labelled grid of (images `[n, c, h, w]`, c, rows, (h, w), padding):

@@ -15,7 +15,7 @@ pub use checkpoint::{
 };
 pub use font::{GLYPH, draw_text, text_width};
 pub use grid::{
-    GridLabels, save_grid, save_labelled_grid, save_labelled_rgb_grid, save_reconstructions,
+    GridLabels, save_grid, save_labelled_grid, save_labelled_planes, save_reconstructions,
     save_rgb_grid,
 };
 pub use metrics::{Metrics, Value, write_metrics};
