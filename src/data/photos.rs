@@ -226,7 +226,17 @@ impl Photos {
             let strip = (w / 5).max(config.patch);
             let a = cut(&rgb, w, h, (0, w - strip), &config);
             let b = cut(&rgb, w, h, (w - strip, w), &config);
-            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let bytes = match std::fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(source) => {
+                    let action = "read the size of";
+                    return Err(Error::Io {
+                        action,
+                        path,
+                        source,
+                    });
+                }
+            };
             photos.push(Photo {
                 path,
                 bytes,
