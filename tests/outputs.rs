@@ -302,3 +302,34 @@ fn a_labelled_grid_puts_each_label_beside_its_row_and_the_title_above() {
         Err(Error::BadInput { .. })
     ));
 }
+
+#[test]
+fn a_labelled_rgb_grid_keeps_the_channels_and_draws_the_labels_in_black() {
+    let dir = TempDir::new("labelled-rgb");
+    let path = dir.path("grid.png");
+    // One row of two 10×10 images, padding 2: the first pure red, the second pure blue.
+    let mut images = vec![0.0f32; 2 * 3 * 100];
+    images[..100].fill(1.0);
+    images[300 + 200..].fill(1.0);
+    let labels = GridLabels {
+        title: None,
+        rows: &["r"],
+    };
+    io::save_labelled_planes(&path, &images, 3, 1, (10, 10), 2, labels).unwrap();
+    let img = image::open(&path).unwrap().to_rgb8();
+    let left = io::text_width("r", 2) as u32 + 8;
+    assert_eq!(img.dimensions(), (left + 26, 14));
+    assert_eq!(img.get_pixel(left + 2, 2).0, [255, 0, 0], "image 0 is red");
+    assert_eq!(
+        img.get_pixel(left + 23, 11).0,
+        [0, 0, 255],
+        "image 1 is blue"
+    );
+    assert_eq!(
+        img.get_pixel(left, 0).0,
+        [255, 255, 255],
+        "padding is white"
+    );
+    let black = (0..14).any(|y| (0..left).any(|x| img.get_pixel(x, y).0 == [0, 0, 0]));
+    assert!(black, "the row label is drawn in black in every channel");
+}

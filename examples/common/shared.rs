@@ -365,11 +365,16 @@ impl RunFlags {
     /// Opens the device and the data and creates the output folder (`out/<name>` by default):
     /// `(engine, data, out)`.
     pub fn open(&self, name: &str) -> Result<(Engine, FashionMnist, PathBuf)> {
+        let (engine, out) = self.open_device(name)?;
+        let data = FashionMnist::load(self.data.as_deref())?;
+        Ok((engine, data, out))
+    }
+
+    /// Opens the device and creates the output folder, for a run on other data: `(engine, out)`.
+    pub fn open_device(&self, name: &str) -> Result<(Engine, PathBuf)> {
         let engine = Engine::new()?;
         eprintln!("adapter: {}", engine.summary());
-        let data = FashionMnist::load(self.data.as_deref())?;
-        let out = output_folder(self.out.as_deref(), name)?;
-        Ok((engine, data, out))
+        Ok((engine, output_folder(self.out.as_deref(), name)?))
     }
 }
 

@@ -21,6 +21,7 @@ pub mod colour;
 mod fashion;
 pub mod idx;
 pub mod motion;
+pub mod photos;
 
 pub use batches::{Batches, Epoch};
 pub use binarize::{TEST_SEED, TRAIN_STREAM, binarized};

@@ -177,6 +177,13 @@ pub enum Error {
         path: PathBuf,
         problem: CheckpointProblem,
     },
+
+    /// A folder of photographs (`--images`), or one image in it.
+    #[error("images `{}` {problem}", path.display())]
+    Photos {
+        path: PathBuf,
+        problem: crate::data::photos::PhotoProblem,
+    },
 }
 
 /// What is wrong with the tensors of a dispatch ([`Error::Binding`]); `variable` is the WGSL

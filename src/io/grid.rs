@@ -62,18 +62,48 @@ pub fn save_labelled_grid(
     path: impl AsRef<Path>,
     images: &[f32],
     n_rows: usize,
-    (h, w): (usize, usize),
+    side: (usize, usize),
     padding: usize,
     labels: GridLabels<'_>,
 ) -> Result<()> {
-    let op = "save_labelled_grid";
+    save_labelled_planes(path, images, 1, n_rows, side, padding, labels)
+}
+
+/// Like [`save_labelled_grid`] for images of `channels` planes: `images` is
+/// n × `channels` × h × w, written as a grey (1) or RGB (3, the planes in that order) PNG.
+pub fn save_labelled_planes(
+    path: impl AsRef<Path>,
+    images: &[f32],
+    channels: usize,
+    n_rows: usize,
+    side: (usize, usize),
+    padding: usize,
+    labels: GridLabels<'_>,
+) -> Result<()> {
+    let op = "save_labelled_planes";
+    let colour = match channels {
+        1 => ExtendedColorType::L8,
+        3 => ExtendedColorType::Rgb8,
+        c => return Err(Error::bad(op, format!("{c} channels; 1 (grey) or 3 (RGB)"))),
+    };
+    let (width, height, canvas) = labelled(op, (images, channels, n_rows, side, padding), labels)?;
+    write_png(path.as_ref(), &canvas, width, height, colour)
+}
+
+/// The canvas of a labelled grid of (images `[n, c, h, w]`, c, rows, (h, w), padding):
+/// (width, height, `[height, width, c]`).
+fn labelled(
+    op: &'static str,
+    (images, c, n_rows, (h, w), padding): (&[f32], usize, usize, (usize, usize), usize),
+    labels: GridLabels<'_>,
+) -> Result<(u32, u32, Vec<u8>)> {
     if !labels.rows.is_empty() && labels.rows.len() != n_rows {
         return Err(Error::bad(
             op,
             format!("{} row labels for {n_rows} rows", labels.rows.len()),
         ));
     }
-    let (gw, gh, grid) = compose(op, images, 1, n_rows, h, w, padding)?;
+    let (gw, gh, grid) = compose(op, images, c, n_rows, h, w, padding)?;
     let (gw, gh) = (gw as usize, gh as usize);
     let s = LABEL_SCALE;
     let text_h = GLYPH.1 * s;
@@ -90,10 +120,10 @@ pub fn save_labelled_grid(
     let title_w = labels.title.map_or(0, |t| text_width(t, s) + 2 * gap);
     let width = (left + gw).max(title_w);
     let height = top + gh;
-    let mut canvas = vec![255u8; width * height];
+    let mut canvas = vec![255u8; width * height * c];
     for y in 0..gh {
-        let at = (top + y) * width + left;
-        canvas[at..at + gw].copy_from_slice(&grid[y * gw..(y + 1) * gw]);
+        let at = ((top + y) * width + left) * c;
+        canvas[at..at + gw * c].copy_from_slice(&grid[y * gw * c..(y + 1) * gw * c]);
     }
     for (r, label) in labels.rows.iter().enumerate() {
         let centre = top + padding + r * (h + padding) + h / 2;
@@ -101,7 +131,7 @@ pub fn save_labelled_grid(
         draw_text(
             &mut canvas,
             width,
-            1,
+            c,
             (x, centre.saturating_sub(text_h / 2)),
             label,
             s,
@@ -109,15 +139,9 @@ pub fn save_labelled_grid(
         );
     }
     if let Some(title) = labels.title {
-        draw_text(&mut canvas, width, 1, (gap, gap), title, s, 0);
+        draw_text(&mut canvas, width, c, (gap, gap), title, s, 0);
     }
-    write_png(
-        path.as_ref(),
-        &canvas,
-        width as u32,
-        height as u32,
-        ExtendedColorType::L8,
-    )
+    Ok((width as u32, height as u32, canvas))
 }
 
 /// Tiles planar images of `c` channels into one interleaved 8-bit canvas:

@@ -14,7 +14,10 @@ pub use checkpoint::{
     restore_counters, restore_module, save, save_module,
 };
 pub use font::{GLYPH, draw_text, text_width};
-pub use grid::{GridLabels, save_grid, save_labelled_grid, save_reconstructions, save_rgb_grid};
+pub use grid::{
+    GridLabels, save_grid, save_labelled_grid, save_labelled_planes, save_reconstructions,
+    save_rgb_grid,
+};
 pub use metrics::{Metrics, Value, write_metrics};
 pub use plot::{
     Labels, PALETTE, bar_chart_svg, line_chart_svg, line_panels_svg, scatter_over_svg, scatter_svg,
