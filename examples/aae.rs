@@ -136,13 +136,13 @@ fn save_samples(model: &Aae, a: &Args, out: &Path) -> Result<Vec<f32>> {
     let d = a.latent;
     let engine = model.engine();
     let (z, labels, rows, title): (Vec<f32>, Vec<u8>, &[&str], _) = if a.supervised {
-        let styles = a.config().prior.sample(10, d, a.common.seed ^ 0x5A)?;
+        let styles = a.config().prior.sample(10, d, a.common.run.seed ^ 0x5A)?;
         let z = (0..10).flat_map(|_| styles.clone()).collect();
         let labels = (0..10u8).flat_map(|c| [c; 10]).collect();
         let title = "one style z per column, decoded under each class";
         (z, labels, &CLASS_NAMES, title)
     } else {
-        let z = a.config().prior.sample(100, d, a.common.seed ^ 0x5A)?;
+        let z = a.config().prior.sample(100, d, a.common.run.seed ^ 0x5A)?;
         (z, Vec::new(), &[], "decoded draws from the prior")
     };
     let n = z.len() / d;
@@ -161,7 +161,7 @@ fn save_samples(model: &Aae, a: &Args, out: &Path) -> Result<Vec<f32>> {
 /// decoded 500 at a time.
 fn prior_samples(model: &Aae, a: &Args, n: usize) -> Result<Tensor> {
     let d = a.latent;
-    let z = a.config().prior.sample(n, d, a.common.seed ^ 0xF1D)?;
+    let z = a.config().prior.sample(n, d, a.common.run.seed ^ 0xF1D)?;
     let mut pixels = Vec::with_capacity(n * 784);
     for start in (0..n).step_by(500) {
         let m = 500.min(n - start);
@@ -180,22 +180,22 @@ fn run(a: Args) -> Result<()> {
     let out = a.common.out_dir("aae")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
-    let data = FashionMnist::load(a.common.data.as_deref())?;
+    let data = FashionMnist::load(a.common.run.data.as_deref())?;
     let train = match a.common.train_images {
         0 => data.train.clone(),
         n => data.train.take(n),
     };
-    let model = Aae::new(&engine, a.config(), a.common.seed)?;
+    let model = Aae::new(&engine, a.config(), a.common.run.seed)?;
     let config = latent::optim::TrainConfig {
         checkpoint: Some(out.join("aae.safetensors")),
         ..aae::train_config(
             a.batch,
             (a.lr, a.adv_lr),
-            a.common.seed,
+            a.common.run.seed,
             shared::data_identity(&data, &train),
         )
     };
-    let mut t = shared::start(model, config, train.len(), a.common.resume)?;
+    let mut t = shared::start(model, config, train.len(), a.common.run.resume)?;
     let mut curves = shared::Curves::default();
     while t.epoch < a.epochs {
         let s = t.train_epoch(&train)?;
@@ -276,7 +276,7 @@ fn run(a: Args) -> Result<()> {
         }
     }
     if d == 2 {
-        let draws = prior.sample(5000, 2, a.common.seed ^ 0xD)?;
+        let draws = prior.sample(5000, 2, a.common.run.seed ^ 0xD)?;
         let pair = |v: &[f32]| -> Vec<(f32, f32)> { v.chunks(2).map(|p| (p[0], p[1])).collect() };
         let title = format!("test codes by class over draws from the prior ({prior_name})");
         let labels = latent::io::Labels {

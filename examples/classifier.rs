@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     #[command(flatten)]
-    run: shared::RunArgs,
+    run: shared::RunFlags,
 }
 
 impl Args {
@@ -50,7 +50,7 @@ impl Args {
 }
 
 fn run(a: &Args) -> Result<()> {
-    let out = shared::out_dir(a.run.out.as_deref(), "classifier")?;
+    let out = shared::output_folder(a.run.out.as_deref(), "classifier")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let data = FashionMnist::load(a.run.data.as_deref())?;

@@ -72,7 +72,7 @@ struct Args {
     #[arg(long, default_value_t = latent::models::fid::FID_IMAGES)]
     fid_samples: usize,
     #[command(flatten)]
-    run: shared::RunArgs,
+    run: shared::RunFlags,
     #[command(flatten)]
     judge: shared::JudgeArgs,
 }
@@ -183,7 +183,7 @@ fn recon_mse(vae: &dyn Autoencoder, x: &Tensor) -> Result<f64> {
 }
 
 fn run(a: &Args) -> Result<()> {
-    let out = shared::out_dir(a.run.out.as_deref(), "dfc_vae")?;
+    let out = shared::output_folder(a.run.out.as_deref(), "dfc_vae")?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
     let data = FashionMnist::load(a.run.data.as_deref())?;

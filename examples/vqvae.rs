@@ -117,7 +117,7 @@ fn vq_config(a: &Args) -> VqVaeConfig {
             beta: a.beta,
             ema: (!a.codebook_loss).then(Ema::default),
             reset_after: (!a.no_reset).then_some(a.reset_after),
-            seed: a.common.seed,
+            seed: a.common.run.seed,
         },
         ..Default::default()
     }
@@ -140,9 +140,9 @@ fn train_vqvae(
     (data, train): (&FashionMnist, &Split),
     out: &Path,
 ) -> Result<(VqVae, f64)> {
-    let model = VqVae::new(engine, vq_config(a), a.common.seed)?;
-    let run = (a.batch, a.lr as f64, a.common.seed);
-    let mut t = vq_run::vq_trainer(model, "vqvae", (data, train), run, out, a.common.resume)?;
+    let model = VqVae::new(engine, vq_config(a), a.common.run.seed)?;
+    let run = (a.batch, a.lr as f64, a.common.run.seed);
+    let mut t = vq_run::vq_trainer(model, "vqvae", (data, train), run, out, a.common.run.resume)?;
     let mut usage = f64::NAN;
     let mut curves = shared::Curves::default();
     while t.epoch < a.epochs {
@@ -181,7 +181,7 @@ fn run(a: Args) -> Result<()> {
     let loaded_prior = (a.prior.as_deref())
         .map(|path| prior::load_prior(&engine, prior_config(&a), grid, path))
         .transpose()?;
-    let data = FashionMnist::load(a.common.data.as_deref())?;
+    let data = FashionMnist::load(a.common.run.data.as_deref())?;
     // The model and the prior train on `train`; the judge always on all training images.
     let train = match a.common.train_images {
         0 => data.train.clone(),
@@ -255,16 +255,16 @@ fn run(a: Args) -> Result<()> {
     let prior_net = match loaded_prior {
         Some(net) => net,
         None => {
-            let net = PixelCnn::new(&engine, pc, a.common.seed.wrapping_add(7))?;
+            let net = PixelCnn::new(&engine, pc, a.common.run.seed.wrapping_add(7))?;
             let t = PriorTraining {
                 epochs: a.prior_epochs,
                 batch: a.batch,
                 lr: a.prior_lr,
-                seed: a.common.seed,
+                seed: a.common.run.seed,
             };
             let task = Prior::new(net, (h, w), Box::new(labels_of(&train_codes)));
             let path = out.join("prior.safetensors");
-            vq_run::train_prior("prior", task, &train_codes, &t, &path, a.common.resume)?
+            vq_run::train_prior("prior", task, &train_codes, &t, &path, a.common.run.resume)?
         }
     };
     let test_bits = prior::nll_bits(&prior_net, &test_codes, &labels_of(&test_codes), 500)?;
@@ -278,7 +278,7 @@ fn run(a: Args) -> Result<()> {
         map: None,
     };
     let since = std::time::Instant::now();
-    let sampled = prior_net.sample(&cond, labels.len(), (h, w), a.common.seed, a.temperature)?;
+    let sampled = prior_net.sample(&cond, labels.len(), (h, w), a.common.run.seed, a.temperature)?;
     let images = model.decode_codes(&sampled)?;
     eprintln!(
         "sampled {} code maps in {:.1} s",

@@ -169,9 +169,9 @@ fn train_model(
     (data, train): (&FashionMnist, &Split),
     out: &std::path::Path,
 ) -> Result<VqVae2> {
-    let model = VqVae2::new(engine, config(a), a.common.seed)?;
-    let run = (a.batch, a.lr as f64, a.common.seed);
-    let mut t = vq_run::vq_trainer(model, "vqvae2", (data, train), run, out, a.common.resume)?;
+    let model = VqVae2::new(engine, config(a), a.common.run.seed)?;
+    let run = (a.batch, a.lr as f64, a.common.run.seed);
+    let mut t = vq_run::vq_trainer(model, "vqvae2", (data, train), run, out, a.common.run.resume)?;
     let mut curves = shared::Curves::default();
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;
@@ -220,7 +220,7 @@ fn run(a: Args) -> Result<()> {
     let loaded_bottom = (a.bottom_prior.as_deref())
         .map(|path| prior::load_prior(&engine, bottom_cfg, (bh, bw), path))
         .transpose()?;
-    let data = FashionMnist::load(a.common.data.as_deref())?;
+    let data = FashionMnist::load(a.common.run.data.as_deref())?;
     let train = match a.common.train_images {
         0 => data.train.clone(),
         n => data.train.take(n),
@@ -279,13 +279,13 @@ fn run(a: Args) -> Result<()> {
         epochs: a.top_prior_epochs,
         batch: a.batch,
         lr: a.prior_lr,
-        seed: a.common.seed,
+        seed: a.common.run.seed,
     };
     let top_cfg = prior_config(&a, a.top_codes, 10, None);
     let top_prior = match loaded_top {
         Some(net) => net,
         None => {
-            let net = PixelCnn::new(&engine, top_cfg, a.common.seed.wrapping_add(7))?;
+            let net = PixelCnn::new(&engine, top_cfg, a.common.run.seed.wrapping_add(7))?;
             let task = Prior::new(net, (th, tw), Box::new(by_class(&train_top)));
             let path = out.join("top_prior.safetensors");
             vq_run::train_prior(
@@ -294,14 +294,14 @@ fn run(a: Args) -> Result<()> {
                 &train_top,
                 &top_training,
                 &path,
-                a.common.resume,
+                a.common.run.resume,
             )?
         }
     };
     let bottom_prior = match loaded_bottom {
         Some(net) => net,
         None => {
-            let net = PixelCnn::new(&engine, bottom_cfg, a.common.seed.wrapping_add(8))?;
+            let net = PixelCnn::new(&engine, bottom_cfg, a.common.run.seed.wrapping_add(8))?;
             let task = Prior::new(net, (bh, bw), Box::new(by_top(&train_top)));
             let path = out.join("bottom_prior.safetensors");
             vq_run::train_prior(
@@ -313,7 +313,7 @@ fn run(a: Args) -> Result<()> {
                     ..top_training
                 },
                 &path,
-                a.common.resume,
+                a.common.run.resume,
             )?
         }
     };
@@ -327,7 +327,7 @@ fn run(a: Args) -> Result<()> {
     let host = &data.test.images()[..m * 784];
     let x = Tensor::from_slice(&engine, host, &[m, 784])?;
     let (t, b) = model.encode_codes(&x)?;
-    let from_top = model.decode_from_top(&t, &bottom_prior, a.common.seed + 2, 1.0)?;
+    let from_top = model.decode_from_top(&t, &bottom_prior, a.common.run.seed + 2, 1.0)?;
     let both = model.decode_codes(&t, &b)?;
     let mse = |r: &Tensor| -> Result<f64> {
         let v = r.to_vec::<f32>()?;
@@ -366,13 +366,13 @@ fn run(a: Args) -> Result<()> {
         labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
         map: None,
     };
-    let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), a.common.seed, 1.0)?;
+    let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), a.common.run.seed, 1.0)?;
     let cond = Conditioning {
         labels: None,
         map: Some(model.top_condition(&top_codes)?),
     };
     let bottom_codes =
-        bottom_prior.sample(&cond, labels.len(), (bh, bw), a.common.seed + 1, 1.0)?;
+        bottom_prior.sample(&cond, labels.len(), (bh, bw), a.common.run.seed + 1, 1.0)?;
     let images = model.decode_codes(&top_codes, &bottom_codes)?;
     eprintln!(
         "sampled {} two-level code maps in {:.1} s",

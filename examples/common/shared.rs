@@ -22,17 +22,6 @@ pub fn data_identity(data: &FashionMnist, train: &Split) -> String {
     )
 }
 
-/// The output folder: `out`, or `out/<example>` by default; created.
-pub fn out_dir(out: Option<&Path>, example: &str) -> Result<PathBuf> {
-    let out = out.map_or_else(|| PathBuf::from("out").join(example), Path::to_path_buf);
-    std::fs::create_dir_all(&out).map_err(|source| latent::Error::Io {
-        action: "create the output folder",
-        path: out.clone(),
-        source,
-    })?;
-    Ok(out)
-}
-
 /// Ends an example: its error printed plainly after its name, and a non-zero exit status.
 pub fn exit_on_error(example: &str, result: Result<()>) {
     if let Err(e) = result {
@@ -164,24 +153,6 @@ impl JudgeArgs {
     }
 }
 
-/// Where a run reads and writes: flags of the newer examples (`classifier`, `dfc_vae`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Seed of initialisation, data order and noise (any integer).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Output folder [default: out/<example name>].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue from the checkpoints in --out (bit for bit as if never stopped).
-    #[arg(long)]
-    pub resume: bool,
-}
-
 /// `--fid-samples N`: 0 (no score) or at least 2 (a covariance needs two rows).
 pub fn fid_samples_flag(value: usize) -> Result<()> {
     match value {
@@ -297,21 +268,10 @@ pub struct Common {
     /// (0: all 60,000; the judge is trained on all of them).
     #[arg(long, default_value_t = 0)]
     pub train_images: usize,
-    /// Seed of initialisation, data order and sampling (any integer).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Output folder for checkpoints, pictures and metrics.json [default: out/<example name>].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue an interrupted run in --out: the model's training from its checkpoint (which
-    /// must exist) after its last finished epoch, bit for bit, then each prior from its own
-    /// checkpoint where one was written (from scratch where none was).
-    #[arg(long)]
-    pub resume: bool,
+    /// Seed, data folder, output folder and resume (each prior resumes from its own
+    /// checkpoint where one was written, from scratch where none was).
+    #[command(flatten)]
+    pub run: RunFlags,
     #[command(flatten)]
     pub judge: JudgeArgs,
 }
@@ -322,12 +282,12 @@ impl Common {
         crate::flags::at_least("--batch", batch, 1)?;
         crate::flags::images("--train-images", self.train_images, batch)?;
         self.judge.validate()?;
-        crate::flags::data_folder(self.data.as_deref())
+        crate::flags::data_folder(self.run.data.as_deref())
     }
 
     /// The output folder, created.
     pub fn out_dir(&self, example: &str) -> Result<PathBuf> {
-        output_folder(self.out.as_deref(), example)
+        output_folder(self.run.out.as_deref(), example)
     }
 }
 
@@ -342,21 +302,21 @@ pub fn output_folder(out: Option<&Path>, name: &str) -> Result<std::path::PathBu
     Ok(out)
 }
 
-/// The flags of a run that every example of the diverse-output family takes: seed, data folder,
-/// output folder and resume.
-#[derive(clap::Args, Debug)]
+/// Where a run reads and writes (`classifier`, `dfc_vae`, `colorize`, `forecast`): seed, data
+/// folder, output folder and resume.
+#[derive(clap::Args, Debug, Clone)]
 pub struct RunFlags {
-    /// Seed of initialisation, generated data, data order and noise.
+    /// Seed of initialisation, generated data, data order and noise (any integer).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist].
+    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Output folder [default: out/<example name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue from <out>/checkpoint.safetensors.
+    /// Continue from the checkpoints in --out (bit for bit as if never stopped).
     #[arg(long)]
     pub resume: bool,
 }
