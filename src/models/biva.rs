@@ -95,16 +95,7 @@ pub struct Biva {
     /// Stochastic units of levels 1, 2 (each of its BU and TD latents) and of the top latent.
     units: [usize; LEVELS],
     rows_per_pass: usize,
-    /// Deterministic bottom-up blocks d_i (from x, then from [d_{i−1}, z_{i−1}^BU]).
-    up: Vec<Box<dyn Block>>,
-    /// q(z_i^BU | d_i) for levels 1, 2 and q(z_3 | d_3).
-    q_bu: Vec<Box<dyn Head>>,
-    /// Top-down blocks t_i for levels 1, 2 (from z_3, then from [t_{i+1}, z_{i+1}^BU, z_{i+1}^TD]).
-    down: Vec<Box<dyn Block>>,
-    /// p(z_i^BU | t_i), p(z_i^TD | t_i) and q(z_i^TD | t_i, d_i) for levels 1, 2.
-    p_bu: Vec<Box<dyn Head>>,
-    p_td: Vec<Box<dyn Head>>,
-    q_td: Vec<Box<dyn Head>>,
+    nets: Nets,
     /// From [t_1, z_1^BU, z_1^TD] to the pixels' Bernoulli logits `[N, pixels]`.
     out: Box<dyn Block>,
 }
@@ -177,48 +168,50 @@ impl Biva {
         let c = &config;
         let description =
             super::hierarchy::describe_mlp("biva-mlp", c.input, &c.hidden, &c.latent, bn);
-        nets.out = Some(Box::new(out));
-        nets.assemble(engine, description, config.input, config.latent, 4000)
+        let shape = Shape {
+            description,
+            pixels: config.input,
+            units: config.latent,
+            rows_per_pass: 4000,
+        };
+        Ok(nets.assemble(engine, Box::new(out), shape))
     }
 }
 
-/// The networks of a BIVA, gathered while a constructor builds them.
+/// The networks of a BIVA below its output block, gathered while a constructor builds them.
 #[derive(Default)]
 struct Nets {
+    /// Deterministic bottom-up blocks d_i (from x, then from [d_{i−1}, z_{i−1}^BU]).
     up: Vec<Box<dyn Block>>,
+    /// q(z_i^BU | d_i) for levels 1, 2 and q(z_3 | d_3).
     q_bu: Vec<Box<dyn Head>>,
+    /// Top-down blocks t_i for levels 1, 2 (from z_3, then from [t_{i+1}, z_{i+1}^BU, z_{i+1}^TD]).
     down: Vec<Box<dyn Block>>,
+    /// p(z_i^BU | t_i), p(z_i^TD | t_i) and q(z_i^TD | t_i, d_i) for levels 1, 2.
     p_bu: Vec<Box<dyn Head>>,
     p_td: Vec<Box<dyn Head>>,
     q_td: Vec<Box<dyn Head>>,
-    out: Option<Box<dyn Block>>,
+}
+
+/// What a constructor knows besides the networks.
+struct Shape {
+    description: Vec<(String, String)>,
+    pixels: usize,
+    units: [usize; LEVELS],
+    rows_per_pass: usize,
 }
 
 impl Nets {
-    fn assemble(
-        self,
-        engine: &Engine,
-        description: Vec<(String, String)>,
-        pixels: usize,
-        units: [usize; LEVELS],
-        rows_per_pass: usize,
-    ) -> Result<Biva> {
-        Ok(Biva {
+    fn assemble(self, engine: &Engine, out: Box<dyn Block>, shape: Shape) -> Biva {
+        Biva {
             engine: engine.clone(),
-            description,
-            pixels,
-            units,
-            rows_per_pass,
-            up: self.up,
-            q_bu: self.q_bu,
-            down: self.down,
-            p_bu: self.p_bu,
-            p_td: self.p_td,
-            q_td: self.q_td,
-            out: self
-                .out
-                .ok_or_else(|| Error::bad("Biva", "no output block"))?,
-        })
+            description: shape.description,
+            pixels: shape.pixels,
+            units: shape.units,
+            rows_per_pass: shape.rows_per_pass,
+            nets: self,
+            out,
+        }
     }
 }
 
@@ -240,10 +233,11 @@ fn join(features: &Var, latents: &[&Var]) -> Result<Var> {
 impl Module for Biva {
     fn children(&self) -> Vec<&dyn Module> {
         let mut c: Vec<&dyn Module> = Vec::new();
-        c.extend(self.up.iter().map(|m| &**m as &dyn Module));
-        c.extend(self.q_bu.iter().map(|m| &**m as &dyn Module));
-        c.extend(self.down.iter().map(|m| &**m as &dyn Module));
-        for g in [&self.p_bu, &self.p_td, &self.q_td] {
+        let n = &self.nets;
+        c.extend(n.up.iter().map(|m| &**m as &dyn Module));
+        c.extend(n.q_bu.iter().map(|m| &**m as &dyn Module));
+        c.extend(n.down.iter().map(|m| &**m as &dyn Module));
+        for g in [&n.p_bu, &n.p_td, &n.q_td] {
             c.extend(g.iter().map(|m| &**m as &dyn Module));
         }
         c.push(&*self.out as &dyn Module);
@@ -300,8 +294,8 @@ impl Hierarchy for Biva {
             if i > 0 {
                 h = join(&d[i - 1], &[&bu[i - 1].z])?;
             }
-            d.push(self.up[i].forward(&h)?);
-            let (mu, logvar) = self.q_bu[i].forward(&d[i])?;
+            d.push(self.nets.up[i].forward(&h)?);
+            let (mu, logvar) = self.nets.q_bu[i].forward(&d[i])?;
             let mut layer = gaussian_layer(mu, logvar, None, noise)?;
             // Below the top, every level above is drawn from this draw: a one-sample KL term.
             layer.analytic = i + 1 == LEVELS;
@@ -311,10 +305,10 @@ impl Hierarchy for Biva {
         let mut carrier = top.z.clone();
         let mut td: Vec<Option<LayerVars>> = (0..LEVELS - 1).map(|_| None).collect();
         for i in (0..LEVELS - 1).rev() {
-            let t = self.down[i].forward(&carrier)?;
-            bu[i].prior = Some(self.p_bu[i].forward(&t)?);
-            let (mu, logvar) = self.q_td[i].forward(&Var::concat(&[&t, &d[i]], 1)?)?;
-            let prior = self.p_td[i].forward(&t)?;
+            let t = self.nets.down[i].forward(&carrier)?;
+            bu[i].prior = Some(self.nets.p_bu[i].forward(&t)?);
+            let (mu, logvar) = self.nets.q_td[i].forward(&Var::concat(&[&t, &d[i]], 1)?)?;
+            let prior = self.nets.p_td[i].forward(&t)?;
             let layer = gaussian_layer(mu, logvar, Some(prior), noise)?;
             carrier = join(&t, &[&bu[i].z, &layer.z])?;
             td[i] = Some(layer);
@@ -342,10 +336,10 @@ impl Hierarchy for Biva {
     /// t_i from the carrier, z_i^BU and z_i^TD from their priors given t_i; returns
     /// [t_i, z_i^BU, z_i^TD].
     fn step(&self, _: &Tape, level: usize, carrier: &Var, noise: Option<&Noise>) -> Result<Var> {
-        let t = self.down[level].forward(carrier)?;
-        let (mu, logvar) = self.p_bu[level].forward(&t)?;
+        let t = self.nets.down[level].forward(carrier)?;
+        let (mu, logvar) = self.nets.p_bu[level].forward(&t)?;
         let z_bu = gaussian_layer(mu, logvar, None, noise)?.z;
-        let (mu, logvar) = self.p_td[level].forward(&t)?;
+        let (mu, logvar) = self.nets.p_td[level].forward(&t)?;
         let z_td = gaussian_layer(mu, logvar, None, noise)?.z;
         join(&t, &[&z_bu, &z_td])
     }

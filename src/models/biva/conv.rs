@@ -4,7 +4,7 @@
 //! 28×28 images) with a few channels each, and a small dense top latent. Tests:
 //! `tests/hierarchy.rs`.
 
-use super::{Biva, Block, Head, Nets};
+use super::{Biva, Block, Head, Nets, Shape};
 use crate::engine::{Engine, Error, Result};
 use crate::kernels::elementwise::Unary;
 use crate::models::hierarchy::{Dense, Gaussian};
@@ -335,7 +335,6 @@ impl Biva {
             }
         }
         let logits = ConvTranspose2d::new(engine, "out", c1 + 2 * z1, 1, 4, 2, 1, 0, seed_of())?;
-        nets.out = Some(Box::new(ConvLogits(logits)));
         let half = (side / 2) * (side / 2);
         let units = [z1 * half, z2 * quarter * quarter, zt];
         let description = [
@@ -350,7 +349,12 @@ impl Biva {
         let description = (description.into_iter())
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        let rows = config.rows_per_pass();
-        nets.assemble(engine, description, side * side, units, rows)
+        let shape = Shape {
+            description,
+            pixels: side * side,
+            units,
+            rows_per_pass: config.rows_per_pass(),
+        };
+        Ok(nets.assemble(engine, Box::new(ConvLogits(logits)), shape))
     }
 }
