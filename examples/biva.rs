@@ -1,5 +1,6 @@
-//! BIVA (Maaløe et al. 2019), a reduced MLP version, on Fashion-MNIST: bottom-up and top-down
-//! latent chains, skip connections from the latents to the generative path, free bits; trains
+//! BIVA (Maaløe et al. 2019), a reduced MLP or (`--conv`) the paper's convolutional architecture,
+//! on Fashion-MNIST: bottom-up and top-down latent chains, skip connections from the latents to
+//! the generative path, free bits; trains
 //! through the one trainer with KL warm-up, then writes the lecture's pictures, per-layer KL
 //! and active units, and the IWAE bound into metrics.json. `--help` for flags.
 
@@ -11,10 +12,13 @@ mod hierarchy_run;
 mod shared;
 
 use clap::Parser;
-use latent::models::biva::{Biva, BivaConfig};
+use latent::models::biva::{Biva, BivaConfig, ConvBivaConfig};
+use latent::models::hierarchy::Variance;
 
 /// Trains a three-level MLP BIVA (deterministic 512-256-128; BU and TD latents of 32 and 16, a
-/// top latent of 8) and writes to --out its checkpoint, samples.png, reconstructions.png,
+/// top latent of 8) or, with --conv, a convolutional one (32-channel strided convolutions and
+/// residual blocks; spatial BU and TD latents of 2 channels at 14x14 and 4 at 7x7, a dense top
+/// latent of 16) and writes to --out its checkpoint, samples.png, reconstructions.png,
 /// vary_level1.png … vary_level3.png (one level varied, the levels above held),
 /// loss_curve.svg, kl_per_layer.svg, active_units.svg, kl_units.svg, layers.csv and
 /// metrics.json (test -ELBO, IWAE-k NLL in nats and bits/dim, KL, active units and units
@@ -31,20 +35,23 @@ struct Args {
     /// No batch normalisation in the deterministic layers (ablation).
     #[arg(long)]
     no_batchnorm: bool,
+    /// The paper's convolutional architecture with spatial latents instead of the MLP: about
+    /// 4 times the MLP's time per epoch on a CPU adapter.
+    #[arg(long)]
+    conv: bool,
 }
 
 fn main() {
     let args = Args::parse();
-    let config = BivaConfig {
-        batchnorm: !args.no_batchnorm,
-        variance: args.common.variance.into(),
-        ..BivaConfig::default()
-    };
+    let batchnorm = !args.no_batchnorm;
+    let variance: Variance = args.common.variance.into();
+    let architecture = if args.conv { "conv" } else { "mlp" };
     let settings = [
-        ("batchnorm", config.batchnorm.to_string()),
-        ("variance", config.variance.name().to_string()),
+        ("batchnorm", batchnorm.to_string()),
+        ("architecture", architecture.to_string()),
+        ("variance", variance.name().to_string()),
     ];
-    let seed = args.common.seed;
+    let (seed, conv) = (args.common.seed, args.conv);
     let result = args
         .common
         .validate()
@@ -54,7 +61,26 @@ fn main() {
                 "biva",
                 &args.common,
                 args.free_bits,
-                |engine| Biva::new(engine, config, seed),
+                |engine| match conv {
+                    true => Biva::conv(
+                        engine,
+                        ConvBivaConfig {
+                            batchnorm,
+                            variance,
+                            ..ConvBivaConfig::default()
+                        },
+                        seed,
+                    ),
+                    false => Biva::new(
+                        engine,
+                        BivaConfig {
+                            batchnorm,
+                            variance,
+                            ..BivaConfig::default()
+                        },
+                        seed,
+                    ),
+                },
                 &settings,
             )
         });

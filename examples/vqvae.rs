@@ -278,7 +278,13 @@ fn run(a: Args) -> Result<()> {
         map: None,
     };
     let since = std::time::Instant::now();
-    let sampled = prior_net.sample(&cond, labels.len(), (h, w), a.common.run.seed, a.temperature)?;
+    let sampled = prior_net.sample(
+        &cond,
+        labels.len(),
+        (h, w),
+        a.common.run.seed,
+        a.temperature,
+    )?;
     let images = model.decode_codes(&sampled)?;
     eprintln!(
         "sampled {} code maps in {:.1} s",

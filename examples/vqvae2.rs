@@ -171,7 +171,14 @@ fn train_model(
 ) -> Result<VqVae2> {
     let model = VqVae2::new(engine, config(a), a.common.run.seed)?;
     let run = (a.batch, a.lr as f64, a.common.run.seed);
-    let mut t = vq_run::vq_trainer(model, "vqvae2", (data, train), run, out, a.common.run.resume)?;
+    let mut t = vq_run::vq_trainer(
+        model,
+        "vqvae2",
+        (data, train),
+        run,
+        out,
+        a.common.run.resume,
+    )?;
     let mut curves = shared::Curves::default();
     while t.epoch < a.epochs {
         let s = t.train_epoch(train)?;

@@ -1,16 +1,17 @@
 //! The deep hierarchies end to end on a slice of Fashion-MNIST: a tiny Ladder VAE (ladder merge
-//! and plain hierarchy) and a tiny BIVA lower their loss through the one trainer, a resumed run
-//! is bit-for-bit the uninterrupted one (batch-norm running statistics included), the shared
-//! evaluator scores them with an IWAE bound below their ELBO's. `cargo test --release --test
+//! and plain hierarchy) and tiny MLP and convolutional BIVAs lower their loss through the one
+//! trainer, a resumed run is bit-for-bit the uninterrupted one (batch-norm running statistics
+//! included), the shared evaluator scores them with an IWAE bound below their ELBO's, and its
+//! k = 1 bound is the one-sample ELBO of the same draws. `cargo test --release --test
 //! hierarchy`.
 
 mod common;
 
 use latent::data::Split;
-use latent::models::biva::{Biva, BivaConfig};
+use latent::models::biva::{Biva, BivaConfig, ConvBivaConfig};
 use latent::models::hierarchy::{self, Gaussian, Hierarchy, HierarchyElbo, MIN_VARIANCE, Variance};
 use latent::models::ladder::{LadderConfig, LadderVae};
-use latent::models::likelihood::{self, EvalSettings};
+use latent::models::likelihood::{self, EvalSettings, Likelihood, Noise};
 use latent::optim::{KlSchedule, TrainConfig, Trainer};
 use latent::tape::Tape;
 use latent::{Engine, Error, Tensor};
@@ -43,6 +44,19 @@ fn biva(e: &Engine) -> Biva {
         ..BivaConfig::default()
     };
     Biva::new(e, config, 5).unwrap()
+}
+
+/// The convolutional BIVA with 8-channel feature maps, spatial latents of 2 channels at 14×14
+/// and 7×7, and a top latent of 2.
+fn conv_biva(e: &Engine) -> Biva {
+    let config = ConvBivaConfig {
+        channels: [8, 8],
+        latent_channels: [2, 2],
+        top_hidden: 16,
+        top_latent: 2,
+        ..ConvBivaConfig::default()
+    };
+    Biva::conv(e, config, 5).unwrap()
 }
 
 /// A run of `model` on 320 images at batch 64 with 10 steps of warm-up (checkpoint at `ck`).
@@ -99,6 +113,7 @@ fn a_tiny_ladder_vae_plain_hierarchy_and_biva_lower_their_loss() {
     let exp = ladder_with(e, true, false, Variance::Exp);
     lowers_its_loss("ladder, exp variance", exp, 0.0, &train);
     lowers_its_loss("biva", biva(e), 0.5, &train);
+    lowers_its_loss("conv biva", conv_biva(e), 0.5, &train);
 }
 
 /// Trains one epoch with a checkpoint, resumes it into a fresh model and trains a second; the
@@ -130,6 +145,7 @@ fn resumed_ladder_and_biva_runs_match_uninterrupted_ones_bit_for_bit() {
     let Some((e, train)) = data() else { return };
     resumes_bit_for_bit("ladder", || ladder(e, true, true), &train);
     resumes_bit_for_bit("biva", || biva(e), &train);
+    resumes_bit_for_bit("conv biva", || conv_biva(e), &train);
     // A checkpoint of another architecture is refused before anything trains.
     let dir = common::TempDir::new("hierarchy-refuse");
     let path = dir.path("checkpoint.safetensors");
@@ -228,9 +244,11 @@ fn the_shared_evaluator_scores_hierarchies_with_an_iwae_bound_below_their_elbo()
     let Some((e, train)) = data() else { return };
     let mut lv = trainer(ladder(e, true, true), 0.0, None, false);
     let mut bv = trainer(biva(e), 0.5, None, false);
+    let mut cv = trainer(conv_biva(e), 0.5, None, false);
     for _ in 0..3 {
         lv.train_epoch(&train).unwrap();
         bv.train_epoch(&train).unwrap();
+        cv.train_epoch(&train).unwrap();
     }
     let images = train.take(64);
     let settings = EvalSettings {
@@ -247,6 +265,10 @@ fn the_shared_evaluator_scores_hierarchies_with_an_iwae_bound_below_their_elbo()
             "biva",
             likelihood::evaluate(&bv.model.model, &images, &settings).unwrap(),
         ),
+        (
+            "conv biva",
+            likelihood::evaluate(&cv.model.model, &images, &settings).unwrap(),
+        ),
     ] {
         assert!(report.iwae_nll.is_finite(), "{what}");
         // The IWAE-50 bound is tighter than the one-sample ELBO (up to the ELBO's noise).
@@ -258,21 +280,97 @@ fn the_shared_evaluator_scores_hierarchies_with_an_iwae_bound_below_their_elbo()
         );
         let layers = report.layers.len();
         assert_eq!(layers, if what == "ladder" { 3 } else { 5 }, "{what}");
+        if what == "conv biva" {
+            // Spatial latents: every position and channel is a unit of its layer.
+            let units: Vec<usize> = report.layers.iter().map(|l| l.units).collect();
+            assert_eq!(units, [2 * 196, 2 * 196, 2 * 49, 2 * 49, 2], "{what}");
+        }
     }
     // The Fréchet score's samples: 501 rows (two chunks), Bernoulli means, the same for a seed.
-    let samples = |seed| -> Vec<f32> {
-        let t = hierarchy::ancestral_samples(&lv.model.model, 501, seed).unwrap();
-        assert_eq!(t.shape(), &[501, 784]);
+    fn samples<M: Hierarchy>(what: &str, model: &M, seed: u64) -> Vec<f32> {
+        let t = hierarchy::ancestral_samples(model, 501, seed).unwrap();
+        assert_eq!(t.shape(), &[501, 784], "{what}");
         t.to_vec().unwrap()
+    }
+    let check = |what: &str, a: Vec<f32>, b: Vec<f32>, c: Vec<f32>| {
+        assert!(
+            a.iter().all(|p| (0.0..=1.0).contains(p)),
+            "{what}: means outside [0, 1]"
+        );
+        assert_eq!(a, b, "{what}: the same seed must give the same samples");
+        assert_ne!(a[..784], a[784..1568], "{what}: two draws must differ");
+        assert_ne!(a, c, "{what}: another seed must give other samples");
     };
-    let (a, b, c) = (samples(3), samples(3), samples(4));
-    assert!(
-        a.iter().all(|p| (0.0..=1.0).contains(p)),
-        "means outside [0, 1]"
+    let (l, c) = (&lv.model.model, &cv.model.model);
+    check(
+        "ladder",
+        samples("ladder", l, 3),
+        samples("ladder", l, 3),
+        samples("ladder", l, 4),
     );
-    assert_eq!(a, b, "the same seed must give the same samples");
-    assert_ne!(a[..784], a[784..1568], "two draws must differ");
-    assert_ne!(a, c, "another seed must give other samples");
+    check(
+        "conv biva",
+        samples("conv", c, 3),
+        samples("conv", c, 3),
+        samples("conv", c, 4),
+    );
+}
+
+/// −log w = −log p(x | z) + Σ over layers and units of log q(z) − log p(z), in f64 from what the
+/// model returned (log q in its ε form, log 2π cancelled), averaged over the rows.
+fn one_sample_neg_elbo(s: &likelihood::Sampled) -> f64 {
+    let host = |t: &latent::Tensor| -> Vec<f64> {
+        t.to_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    };
+    let mut total: f64 = host(&s.nll_x).iter().sum();
+    let rows = s.nll_x.shape()[0];
+    for l in &s.layers {
+        let (z, eps, lv) = (host(&l.z), host(&l.eps), host(&l.logvar));
+        let (mp, vp) = match &l.prior {
+            Some((m, v)) => (host(m), host(v)),
+            None => (vec![0.0; z.len()], vec![0.0; z.len()]),
+        };
+        for i in 0..z.len() {
+            let log_q = -0.5 * (eps[i] * eps[i] + lv[i]);
+            let log_p = -0.5 * ((z[i] - mp[i]).powi(2) * (-vp[i]).exp() + vp[i]);
+            total += log_q - log_p;
+        }
+    }
+    total / rows as f64
+}
+
+#[test]
+fn the_k1_iwae_bound_of_each_hierarchy_is_its_one_sample_elbo_on_the_same_draws() {
+    let Some((e, train)) = data() else { return };
+    let images = train.take(64);
+    let models: [(&str, Box<dyn Likelihood>); 3] = [
+        ("ladder", Box::new(ladder(e, true, true))),
+        ("biva", Box::new(biva(e))),
+        ("conv biva", Box::new(conv_biva(e))),
+    ];
+    for (what, model) in models {
+        let seed = 11;
+        // One pass of 64 rows: the evaluator draws from stream `seed` from its start, as here.
+        assert!(model.rows_per_pass() >= 64, "{what}");
+        let bound = likelihood::iwae(&*model, &images, seed, 1).unwrap();
+        let x = images.upload(e, 0..64).unwrap();
+        let s = model
+            .sample_layers(&x, &[], 1, &Noise::new(seed, 0))
+            .unwrap();
+        let twin = one_sample_neg_elbo(&s);
+        // f32 log weights of a few hundred nats: 1e-4 relative is a few ulps of each sum.
+        assert!(
+            (bound - twin).abs() <= 1e-4 * twin.abs(),
+            "{what}: IWAE-1 {bound} against the one-sample -ELBO {twin}"
+        );
+        // A different stream gives other draws: the comparison above is not vacuous.
+        let other = likelihood::iwae(&*model, &images, seed + 1, 1).unwrap();
+        assert!((other - bound).abs() > 1e-3, "{what}: {other} = {bound}");
+    }
 }
 
 #[test]
@@ -291,4 +389,18 @@ fn bad_hierarchy_configurations_are_typed_errors() {
     };
     let err = Biva::new(e, config, 0).err();
     assert!(matches!(err, Some(Error::BadInput { .. })), "{err:?}");
+    // Two halvings need a side divisible by 4; every width at least 1.
+    for config in [
+        ConvBivaConfig {
+            side: 30,
+            ..ConvBivaConfig::default()
+        },
+        ConvBivaConfig {
+            latent_channels: [4, 0],
+            ..ConvBivaConfig::default()
+        },
+    ] {
+        let err = Biva::conv(e, config, 0).err();
+        assert!(matches!(err, Some(Error::BadInput { .. })), "{err:?}");
+    }
 }

@@ -1,6 +1,6 @@
 //! The likelihood evaluator against a linear-Gaussian model whose log p(x) is known in closed
-//! form, the Gaussian log-ratio at extreme log-variances against an f64 twin, and dynamic
-//! binarisation on the GPU. Run: `cargo test --release --test likelihood`.
+//! form, the Gaussian log-ratio at extreme log-variances against an f64 twin, the repetition of
+//! rows (matrices and feature maps) for importance samples, and dynamic binarisation on the GPU. Run: `cargo test --release --test likelihood`.
 
 mod common;
 
@@ -401,4 +401,22 @@ fn the_test_set_is_binarised_once_with_the_fixed_seed() {
         "{}",
         mean(a.images())
     );
+}
+
+#[test]
+fn repeat_rows_repeats_whole_rows_of_matrices_and_feature_maps_in_place() {
+    let Some(e) = common::engine() else { return };
+    // [B, C, H, W] = [2, 3, 2, 2] and its [2, 12] view: row i·k + j of the result is row i.
+    let values: Vec<f32> = (0..24).map(|v| v as f32).collect();
+    for shape in [vec![2, 3, 2, 2], vec![2, 12]] {
+        let t = Tensor::from_slice(e, &values, &shape).unwrap();
+        let y = likelihood::repeat_rows(&t, 3).unwrap();
+        let mut want_shape = shape.clone();
+        want_shape[0] = 6;
+        assert_eq!(y.shape(), want_shape.as_slice());
+        let want: Vec<f32> = (0..6)
+            .flat_map(|r| values[(r / 3) * 12..(r / 3 + 1) * 12].to_vec())
+            .collect();
+        assert_eq!(y.to_vec::<f32>().unwrap(), want, "{shape:?}");
+    }
 }

@@ -99,6 +99,17 @@ pub enum Variance {
 pub const MIN_VARIANCE: f32 = 1e-4;
 
 impl Variance {
+    /// log σ² from a head's raw output `a`.
+    pub fn log_variance(self, a: Var) -> Result<Var> {
+        match self {
+            Variance::Exp => Ok(a),
+            Variance::Softplus => a
+                .unary(Unary::Softplus)?
+                .affine(1.0, MIN_VARIANCE)?
+                .unary(Unary::Log),
+        }
+    }
+
     /// The name stored in checkpoints and metrics.
     pub fn name(self) -> &'static str {
         match self {
@@ -138,14 +149,7 @@ impl Gaussian {
 
     /// `h` `[N, inputs]` -> (μ, log σ²), each `[N, units]`.
     pub fn forward(&self, h: &Var) -> Result<(Var, Var)> {
-        let a = self.logvar.forward(h, false)?;
-        let logvar = match self.variance {
-            Variance::Exp => a,
-            Variance::Softplus => a
-                .unary(Unary::Softplus)?
-                .affine(1.0, MIN_VARIANCE)?
-                .unary(Unary::Log)?,
-        };
+        let logvar = self.variance.log_variance(self.logvar.forward(h, false)?)?;
         Ok((self.mu.forward(h, false)?, logvar))
     }
 }

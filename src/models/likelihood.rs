@@ -120,8 +120,17 @@ pub fn repeat_rows(t: &Tensor, k: usize) -> Result<Tensor> {
     if k == 1 {
         return Ok(t.clone());
     }
-    let rows: Vec<u32> = (0..t.shape()[0] * k).map(|r| (r / k) as u32).collect();
-    layout::gather(t, &Tensor::from_slice(t.engine(), &rows, &[rows.len()])?)
+    let b = t.shape()[0];
+    let rows: Vec<u32> = (0..b * k).map(|r| (r / k) as u32).collect();
+    // Gathered as `[B, D]` rows (a feature map's row is its whole `[C, H, W]`).
+    let flat = t.reshape(&[b, t.numel() / b.max(1)])?;
+    let y = layout::gather(
+        &flat,
+        &Tensor::from_slice(t.engine(), &rows, &[rows.len()])?,
+    )?;
+    let mut shape = t.shape().to_vec();
+    shape[0] = b * k;
+    y.reshape(&shape)
 }
 
 impl<T: Autoencoder + ?Sized> Likelihood for T {
