@@ -51,7 +51,7 @@ fn main() {
         ("architecture", architecture.to_string()),
         ("variance", variance.name().to_string()),
     ];
-    let (seed, conv) = (args.common.seed, args.conv);
+    let (seed, conv) = (args.common.run.seed, args.conv);
     let result = args
         .common
         .validate()

@@ -52,7 +52,7 @@ fn main() {
             .to_string(),
         ),
     ];
-    let seed = args.common.seed;
+    let seed = args.common.run.seed;
     let result = args.common.validate().and_then(|_| {
         hierarchy_run::run(
             "ladder_vae",

@@ -31,23 +31,13 @@ pub struct Common {
     /// No KL warm-up: the KL weight is 1 from the first step (ablation).
     #[arg(long)]
     pub no_warmup: bool,
-    /// Seed of initialisation, data order and noise (any integer).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Train on the first N training images only, for quick tries (0: all 60,000).
     #[arg(long, default_value_t = 0)]
     pub train_images: usize,
-    /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
-    /// /usr/share/datasets/fashion-mnist]; a folder named here must exist and hold them.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Output folder for the checkpoint, pictures, charts, layers.csv and metrics.json
-    /// [default: out/<example name>].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue from <out>/checkpoint.safetensors (bit for bit as if never stopped).
-    #[arg(long)]
-    pub resume: bool,
+    /// Seed, data folder, output folder (checkpoint, pictures, charts, layers.csv and
+    /// metrics.json) and resume.
+    #[command(flatten)]
+    pub run: crate::shared::RunFlags,
     /// Output folders of other runs (e.g. the --no-warmup --no-batchnorm ablation) whose
     /// layers.csv join this run's in active_units.svg and kl_units.svg; repeatable.
     #[arg(long)]
@@ -96,7 +86,7 @@ impl Common {
         self.protocol.validate()?;
         crate::shared::fid_samples_flag(self.fid_samples)?;
         self.judge.validate()?;
-        flags::data_folder(self.data.as_deref())
+        flags::data_folder(self.run.data.as_deref())
     }
 }
 
@@ -112,10 +102,10 @@ pub fn run<M: Hierarchy>(
     build: impl FnOnce(&Engine) -> Result<M>,
     settings: &[(&str, String)],
 ) -> Result<()> {
-    let out = output_folder(args.out.as_deref(), name)?;
+    let out = output_folder(args.run.out.as_deref(), name)?;
     let engine = Engine::new()?;
     eprintln!("adapter: {}", engine.summary());
-    let data = FashionMnist::load(args.data.as_deref())?;
+    let data = FashionMnist::load(args.run.data.as_deref())?;
     let train = match args.train_images {
         0 => data.train.clone(),
         n => data.train.take(n),
@@ -152,11 +142,11 @@ pub fn run<M: Hierarchy>(
         binarize: args.protocol.binarize,
         checkpoint: Some(checkpoint.clone()),
         name: name.into(),
-        ..TrainConfig::adam(args.batch, args.lr, args.seed, data_identity(&data, &train))
+        ..TrainConfig::adam(args.batch, args.lr, args.run.seed, data_identity(&data, &train))
     };
-    let resume = args.resume.then_some(checkpoint.as_path());
+    let resume = args.run.resume.then_some(checkpoint.as_path());
     let mut trainer = hierarchy::trainer(objective, config, train.len(), resume)?;
-    if args.resume {
+    if args.run.resume {
         eprintln!(
             "resumed after epoch {} (step {})",
             trainer.epoch, trainer.step
@@ -186,15 +176,15 @@ pub fn run<M: Hierarchy>(
     let train_minutes = start.elapsed().as_secs_f64() / 60.0;
     let model = &trainer.model.model;
     let test = args.protocol.test_split(&engine, &data)?;
-    let report = likelihood::evaluate(model, &test, &args.protocol.settings(args.seed))?;
+    let report = likelihood::evaluate(model, &test, &args.protocol.settings(args.run.seed))?;
     let fid = match args.fid_samples {
         0 => None,
         n => {
             let scorer = crate::shared::Scorer::new(&engine, &data, &args.judge.judge)?;
-            Some(scorer.fid(&hierarchy::ancestral_samples(model, n, args.seed)?)?)
+            Some(scorer.fid(&hierarchy::ancestral_samples(model, n, args.run.seed)?)?)
         }
     };
-    hierarchy::draw(model, &test, &out, args.seed)?;
+    hierarchy::draw(model, &test, &out, args.run.seed)?;
     let title = format!("{name}: training loss per step (batch means)");
     curves.write_only(
         &out,
@@ -216,7 +206,7 @@ pub fn run<M: Hierarchy>(
         .number("lr", args.lr)
         .integer("warmup_steps", warmup)
         .number("free_bits", free_bits as f64)
-        .integer("seed", args.seed)
+        .integer("seed", args.run.seed)
         .flag("binarize", args.protocol.binarize)
         .number("train_minutes_this_run", train_minutes);
     for (k, v) in settings {
