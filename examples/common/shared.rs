@@ -306,7 +306,7 @@ pub fn output_folder(out: Option<&Path>, name: &str) -> Result<std::path::PathBu
 /// folder, output folder and resume.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunFlags {
-    /// Seed of initialisation, generated data, data order and noise (any integer).
+    /// Seed of initialisation, data order, noise and any generated data (any integer).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Folder with the Fashion-MNIST IDX files [default: $LATENT_DATA, else
