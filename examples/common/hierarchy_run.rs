@@ -142,7 +142,12 @@ pub fn run<M: Hierarchy>(
         binarize: args.protocol.binarize,
         checkpoint: Some(checkpoint.clone()),
         name: name.into(),
-        ..TrainConfig::adam(args.batch, args.lr, args.run.seed, data_identity(&data, &train))
+        ..TrainConfig::adam(
+            args.batch,
+            args.lr,
+            args.run.seed,
+            data_identity(&data, &train),
+        )
     };
     let resume = args.run.resume.then_some(checkpoint.as_path());
     let mut trainer = hierarchy::trainer(objective, config, train.len(), resume)?;
