@@ -215,6 +215,12 @@ fn run(a: Args) -> Result<()> {
     let epochs = t.epoch;
     let model = t.model;
     model.set_training(false);
+    // Population statistics of the codes' batch norm, in place of the lagging running averages.
+    let shift = model.calibrate_codes(train.images())?;
+    println!(
+        "codes' batch norm set to the statistics of the {} training images (largest mean change: {shift:.3} standard deviations)",
+        train.len()
+    );
 
     // The aggregated posterior q(z) of the test images against the prior.
     let (codes, recon) = encode_split(&model, &data.test)?;
@@ -301,6 +307,7 @@ fn run(a: Args) -> Result<()> {
         .flag("supervised", a.supervised)
         .integer("epochs", epochs)
         .number("test_reconstruction_mse", mse)
+        .number("code_calibration_mean_shift", shift)
         .numbers("code_mean_per_dimension", means)
         .numbers("code_std_per_dimension", stds)
         .number("minutes", minutes);

@@ -181,3 +181,49 @@ fn ks_statistic_against_known_cases() {
     assert!(aae::ks_normal(&[]).is_nan());
     assert!(aae::ks_normal(&[0.0, f64::NAN]).is_nan());
 }
+
+#[test]
+fn calibrated_codes_have_the_population_statistics_of_their_images() {
+    use latent::nn::Module;
+    let Some(e) = common::engine() else { return };
+    let data = rectangles(130, 5);
+    let model = Aae::new(e, small(0), 11).unwrap();
+    model.set_training(false);
+    let images = data.images();
+    let x = latent::Tensor::from_slice(e, images, &[130, 784]).unwrap();
+    let moments = |z: &[f32], j: usize| {
+        let c: Vec<f64> = z.iter().skip(j).step_by(4).map(|&v| v as f64).collect();
+        let m = c.iter().sum::<f64>() / c.len() as f64;
+        let v = c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (c.len() - 1) as f64;
+        (m, v.sqrt())
+    };
+    // Fresh running statistics (0, 1) do not normalise this encoder's output.
+    let before = model.codes(&x).unwrap().to_vec::<f32>().unwrap();
+    let off = (0..4)
+        .map(|j| moments(&before, j).0.abs())
+        .fold(0.0, f64::max);
+    let shift = model.calibrate_codes(images).unwrap();
+    assert!(
+        shift > 0.0 && (shift - off).abs() < 1e-3 * off.max(1.0),
+        "shift {shift} vs {off}"
+    );
+    // γ = 1 and β = 0 at initialisation: eval-mode codes of the same images are standardised,
+    // up to batch norm's ε = 1e-5 beside the encoder's variance v: std √(v / (v + ε)). Before,
+    // the codes were the encoder's output divided by √(1 + ε).
+    let after = model.codes(&x).unwrap().to_vec::<f32>().unwrap();
+    for j in 0..4 {
+        let (m, s) = moments(&after, j);
+        let v = moments(&before, j).1.powi(2) * (1.0 + 1e-5);
+        let expected = (v / (v + 1e-5)).sqrt();
+        assert!(m.abs() < 1e-3, "dimension {j}: mean {m}");
+        assert!((s - expected).abs() < 1e-3, "dimension {j}: std {s}, expected {expected}");
+    }
+    let err = model
+        .calibrate_codes(&images[..784])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("calibrate_codes") && err.contains("two or more"),
+        "{err}"
+    );
+}
