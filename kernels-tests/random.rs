@@ -337,3 +337,129 @@ fn random_refuses_wrong_dtypes_and_shapes() {
     assert_eq!(error_kind(random::bernoulli_into(&f, &f, 1, 0)), "Binding");
     assert_eq!(error_kind(random::uniform(e, &[0, 3], 1, 0)), "EmptyTensor");
 }
+
+// ---- shift_flip: augmentation of square images -------------------------------------------
+
+/// The shader's augmentation: image `b` draws block `offset + b`; dy from word 0, dx from
+/// word 1 (each mod 2·max_shift + 1, minus max_shift), the flip from bit 0 of word 2; then
+/// `out[b, y, x] = x[b, y - dy, x0 - dx]`, `x0` mirrored when flipped, zero outside.
+pub fn cpu_shift_flip(
+    x: &[f32],
+    side: usize,
+    max_shift: usize,
+    flip: bool,
+    seed: u64,
+    offset: u64,
+) -> Vec<f32> {
+    let area = side * side;
+    let span = 2 * max_shift as u32 + 1;
+    let mut out = vec![0.0; x.len()];
+    for b in 0..x.len() / area {
+        let w = block(seed, offset, b as u64);
+        let dy = (w[0] % span) as i64 - max_shift as i64;
+        let dx = (w[1] % span) as i64 - max_shift as i64;
+        let flipped = flip && w[2] & 1 == 1;
+        for y in 0..side as i64 {
+            for x0 in 0..side as i64 {
+                let xs = if flipped { side as i64 - 1 - x0 } else { x0 };
+                let (sy, sx) = (y - dy, xs - dx);
+                if (0..side as i64).contains(&sy) && (0..side as i64).contains(&sx) {
+                    out[b * area + (y * side as i64 + x0) as usize] =
+                        x[b * area + (sy * side as i64 + sx) as usize];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn shift_flip_matches_twin_exactly_on_awkward_shapes() {
+    let e = gpu!();
+    let mut r = rng(41);
+    // Odd sides, one image, a shift of side - 1, and an offset whose low word carries.
+    let cases = [
+        (1, 5, 2, true, 0u64),
+        (3, 7, 6, true, u32::MAX as u64 - 1),
+        (130, 28, 2, true, 12345),
+        (9, 28, 3, false, 0),
+        (4, 1, 0, true, 7),
+    ];
+    for (b, side, shift, flip, offset) in cases {
+        let x = crate::uniform(&mut r, b * side * side, 0.0, 1.0);
+        let t = Tensor::from_slice(e, &x, &[b, side * side]).unwrap();
+        let seed = 0x5EED_0000_0000_0001 ^ b as u64;
+        let got: Vec<f32> = random::shift_flip(&t, side, shift, flip, seed, offset)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let want = cpu_shift_flip(&x, side, shift, flip, seed, offset);
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "B {b}, side {side}, shift {shift}, flip {flip}"
+        );
+    }
+}
+
+#[test]
+fn shift_flip_without_shift_or_flip_is_the_identity() {
+    let e = gpu!();
+    let x = crate::uniform(&mut rng(42), 3 * 784, 0.0, 1.0);
+    let t = Tensor::from_slice(e, &x, &[3, 784]).unwrap();
+    let got: Vec<f32> = random::shift_flip(&t, 28, 0, false, 9, 0)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(bits(&got), bits(&x));
+}
+
+/// One lit pixel per image shows where each image went: every shift (dy, dx) of [-2, 2]² and
+/// both flips must come out near equally often over 4,000 images.
+#[test]
+fn shift_flip_draws_every_shift_and_flip_evenly() {
+    let e = gpu!();
+    let (n, side) = (4000, 11);
+    // The lit pixel at (5, 2): shifted it lands in columns 0-4, flipped in columns 6-10.
+    let mut x = vec![0.0f32; n * side * side];
+    for b in 0..n {
+        x[b * side * side + 5 * side + 2] = 1.0;
+    }
+    let t = Tensor::from_slice(e, &x, &[n, side * side]).unwrap();
+    let got: Vec<f32> = random::shift_flip(&t, side, 2, true, 77, 0)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let mut counts = std::collections::HashMap::new();
+    for b in 0..n {
+        let img = &got[b * side * side..(b + 1) * side * side];
+        let lit: Vec<usize> = (0..side * side).filter(|&i| img[i] == 1.0).collect();
+        assert_eq!(lit.len(), 1, "image {b} keeps its one pixel: {lit:?}");
+        let (y, x) = (lit[0] / side, lit[0] % side);
+        let flipped = x >= 6;
+        let dx = if flipped { 8 - x as i64 } else { x as i64 - 2 };
+        *counts.entry((y as i64 - 5, dx, flipped)).or_insert(0usize) += 1;
+    }
+    assert_eq!(counts.len(), 50, "5 × 5 shifts × 2 flips: {counts:?}");
+    // 80 expected per cell; a 5σ band of a binomial(4000, 1/50).
+    for (cell, &c) in &counts {
+        assert!((36..=124).contains(&c), "{cell:?}: {c} of 4000");
+    }
+}
+
+#[test]
+fn shift_flip_refuses_bad_shapes_naming_the_op() {
+    let e = gpu!();
+    let t = Tensor::zeros(e, &[2, 784], DType::F32).unwrap();
+    for (side, shift) in [(27, 2), (28, 28)] {
+        let err = random::shift_flip(&t, side, shift, true, 1, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shift_flip"), "{err}");
+    }
+    let u = Tensor::zeros(e, &[2, 784], DType::U32).unwrap();
+    assert_eq!(
+        error_kind(random::shift_flip(&u, 28, 2, true, 1, 0)),
+        "DTypeMismatch"
+    );
+}

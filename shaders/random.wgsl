@@ -181,3 +181,50 @@ fn bernoulli1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         store1(q, select(vec4(0.0), vec4(1.0), unit(block(q)) < pr));
     }
 }
+
+// Data augmentation of square images: each image b of a batch [B, side²] is flipped left to
+// right with probability 1/2 (when `flip` is 1), then shifted by (dy, dx), each uniform in
+// [-max_shift, max_shift], with zeros shifted in:
+//   out[b, y, x] = in[b, y - dy, x0 - dx],  x0 = side - 1 - x when flipped, else x.
+// Image b's draws are the words of Philox block `offset + b` (key = seed): dy from word 0,
+// dx from word 1, the flip from bit 0 of word 2 (a modulo of 32-bit words: bias below 2^-29).
+// One invocation per output pixel; it recomputes its image's block.
+struct Augment {
+    n: u32,          // B·side²
+    side: u32,
+    max_shift: u32,
+    flip: u32,
+    key: vec2<u32>,  // seed, low word first
+    off: vec2<u32>,  // offset in blocks, low word first
+}
+
+@group(0) @binding(2) var<uniform> a: Augment;
+
+@compute @workgroup_size(64)
+fn shift_flip(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = index(wg, nwg, lid);
+    if i >= a.n {
+        return;
+    }
+    let area = a.side * a.side;
+    let b = i / area;
+    let y = i32((i % area) / a.side);
+    let x = i32(i % a.side);
+    let lo = a.off.x + b;
+    let hi = a.off.y + select(0u, 1u, lo < b);
+    let w = philox(vec4(lo, hi, 0u, 0u), a.key);
+    let span = 2u * a.max_shift + 1u;
+    let dy = i32(w.x % span) - i32(a.max_shift);
+    let dx = i32(w.y % span) - i32(a.max_shift);
+    let flipped = a.flip == 1u && (w.z & 1u) == 1u;
+    let x0 = select(x, i32(a.side) - 1 - x, flipped);
+    let sy = y - dy;
+    let sx = x0 - dx;
+    let side = i32(a.side);
+    var v = 0.0;
+    if sy >= 0 && sy < side && sx >= 0 && sx < side {
+        v = probs[b * area + u32(sy) * a.side + u32(sx)];
+    }
+    out[i] = v;
+}

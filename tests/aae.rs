@@ -216,7 +216,10 @@ fn calibrated_codes_have_the_population_statistics_of_their_images() {
         let v = moments(&before, j).1.powi(2) * (1.0 + 1e-5);
         let expected = (v / (v + 1e-5)).sqrt();
         assert!(m.abs() < 1e-3, "dimension {j}: mean {m}");
-        assert!((s - expected).abs() < 1e-3, "dimension {j}: std {s}, expected {expected}");
+        assert!(
+            (s - expected).abs() < 1e-3,
+            "dimension {j}: std {s}, expected {expected}"
+        );
     }
     let err = model
         .calibrate_codes(&images[..784])

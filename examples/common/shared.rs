@@ -44,7 +44,8 @@ pub fn train_feature_net(
     checkpoint: Option<&Path>,
     curves: &mut Curves,
 ) -> Result<(FeatureNet, f64)> {
-    let net = FeatureNet::new(engine, FeatureNetConfig::default(), training.seed)?;
+    let mut net = FeatureNet::new(engine, FeatureNetConfig::default(), training.seed)?;
+    net.augment = training.augment;
     let config = training.config(data_identity(data, &data.train), checkpoint);
     let mut t = match checkpoint.filter(|p| p.is_file()) {
         Some(p) => Trainer::resume(net, config, data.train.len(), p)?,

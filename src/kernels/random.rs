@@ -119,3 +119,59 @@ pub fn bernoulli(probs: &Tensor, seed: u64, offset: u64) -> Result<Tensor> {
     bernoulli_into(probs, &out, seed, offset)?;
     Ok(out)
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AugmentParams {
+    n: u32,
+    side: u32,
+    max_shift: u32,
+    flip: u32,
+    key: [u32; 2],
+    offset: [u32; 2],
+}
+
+/// Random shifts and flips of square images `x` `[B, side²]` (f32), a new tensor: image `b` is
+/// flipped left to right with probability 1/2 when `flip`, then shifted by (dy, dx), each
+/// uniform in `[-max_shift, max_shift]`, with zeros shifted in:
+/// `out[b, y, x] = x[b, y - dy, x0 - dx]` with `x0 = side - 1 - x` when flipped, else `x`.
+/// Image `b` draws from Philox block `offset + b` (dy: word 0 mod 2·max_shift + 1, dx: word 1,
+/// the flip: bit 0 of word 2), so a batch of `B` images consumes `B` counters.
+pub fn shift_flip(
+    x: &Tensor,
+    side: usize,
+    max_shift: usize,
+    flip: bool,
+    seed: u64,
+    offset: u64,
+) -> Result<Tensor> {
+    const OP: &str = "random::shift_flip";
+    x.expect_dtype(OP, DType::F32)?;
+    let fits = x.shape().len() == 2 && side > 0 && x.shape()[1] == side * side;
+    if !fits || max_shift >= side {
+        let why = format!(
+            "needs images [B, side²] with side {side} and a shift below the side, got {:?} and a shift of {max_shift}",
+            x.shape()
+        );
+        return Err(crate::engine::Error::bad(OP, why));
+    }
+    let n = x.numel();
+    let n32 = u32::try_from(n)
+        .map_err(|_| crate::engine::Error::bad(OP, format!("{n} pixels exceed a u32 index")))?;
+    let out = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let params = AugmentParams {
+        n: n32,
+        side: side as u32,
+        max_shift: max_shift as u32,
+        flip: flip as u32,
+        key: [seed as u32, (seed >> 32) as u32],
+        offset: [offset as u32, (offset >> 32) as u32],
+    };
+    let tensors = [Bind::read("probs", x), Bind::write("out", &out)];
+    let workgroups = n.div_ceil(WG) as u32;
+    super::launch(&SHADER, "shift_flip", &[], &tensors, &params, workgroups)?;
+    Ok(out)
+}

@@ -42,9 +42,36 @@ impl Default for FeatureNetConfig {
 /// Number of feature layers φ1…φ5 that [`FeatureNet::features`] returns.
 pub const LAYERS: usize = 5;
 
+/// Random shifts and flips of the training images (`kernels::random::shift_flip`), drawn anew
+/// at every step; test images and every other use of the network see the images as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Augment {
+    /// Largest shift in pixels along each axis (0: none).
+    pub max_shift: usize,
+    /// Flip left to right with probability 1/2.
+    pub flip: bool,
+}
+
+impl Augment {
+    /// No augmentation.
+    pub const NONE: Augment = Augment {
+        max_shift: 0,
+        flip: false,
+    };
+
+    fn active(&self) -> bool {
+        self.max_shift > 0 || self.flip
+    }
+}
+
+/// XORed into the run's seed for the augmentation's draws, apart from every other stream.
+const AUGMENT_STREAM: u64 = 0xA06E_0000_0000_0000;
+
 /// The conv classifier.
 pub struct FeatureNet {
     pub config: FeatureNetConfig,
+    /// Augmentation of the training batches in [`Trainable::losses`] (none by default).
+    pub augment: Augment,
     convs: Vec<(Conv2d, BatchNorm)>,
     hidden: Linear,
     out: Linear,
@@ -59,15 +86,21 @@ pub struct FeatureNetTraining {
     pub lr: f64,
     /// Seed of the initialisation and the data order.
     pub seed: u64,
+    /// Augmentation of the training images.
+    pub augment: Augment,
 }
 
 impl Default for FeatureNetTraining {
     fn default() -> Self {
         FeatureNetTraining {
-            epochs: 5,
+            epochs: 10,
             batch: 128,
             lr: 1e-3,
             seed: 0,
+            augment: Augment {
+                max_shift: 2,
+                flip: true,
+            },
         }
     }
 }
@@ -129,6 +162,7 @@ impl FeatureNet {
             out: Linear::new(engine, "features.out", c.hidden, c.classes, s(5))?,
             convs,
             config,
+            augment: Augment::NONE,
         })
     }
 
@@ -334,10 +368,29 @@ impl Trainable for FeatureNet {
         ]
     }
 
-    /// `loss`: the batch-mean cross entropy of the images against their labels, nats.
-    fn losses(&self, tape: &Tape, batch: &Batch, _at: &StepInfo) -> Result<Terms> {
+    /// `loss`: the batch-mean cross entropy of the (augmented) images against their labels,
+    /// nats. The augmentation of step s draws Philox blocks from s·2²⁰ + row on, one per
+    /// image of the global batch, so a resumed or data-parallel run draws what one
+    /// uninterrupted process does.
+    fn losses(&self, tape: &Tape, batch: &Batch, at: &StepInfo) -> Result<Terms> {
         let labels: Vec<u32> = batch.labels.iter().map(|&l| l as u32).collect();
         let y = Tensor::from_slice(tape.engine(), &labels, &[labels.len()])?;
-        Ok(vec![("loss", self.loss(&tape.input(&batch.x), &y)?)])
+        let a = self.augment;
+        if a.active() && at.rows >= 1 << 20 {
+            let why = format!("augments batches below 2^20 images, got {}", at.rows);
+            return Err(Error::bad("FeatureNet::losses", why));
+        }
+        let x = match a.active() {
+            true => crate::kernels::random::shift_flip(
+                &batch.x,
+                self.config.side,
+                a.max_shift,
+                a.flip,
+                at.seed ^ AUGMENT_STREAM,
+                (at.step << 20) + at.row as u64,
+            )?,
+            false => batch.x.clone(),
+        };
+        Ok(vec![("loss", self.loss(&tape.input(&x), &y)?)])
     }
 }
