@@ -67,9 +67,15 @@ struct Args {
     /// Gated blocks of the prior after the first (mask A) one.
     #[arg(long, default_value_t = 4)]
     prior_blocks: usize,
-    /// Prior samples per class in the judged set (at least 10: the grid shows 10 per class).
+    /// Prior samples per class in each sampling round (at least 10: the grid shows the first
+    /// round's 10 per class).
     #[arg(long, default_value_t = 50)]
     samples_per_class: usize,
+    /// Class-conditional samples drawn in all, in rounds of 10 × --samples-per-class (whole
+    /// rounds, rounding up), for the judged share and the Fréchet score (FID computed with the
+    /// feature network of --judge instead of Inception).
+    #[arg(long, default_value_t = latent::models::fid::FID_IMAGES)]
+    fid_samples: usize,
     /// Softmax temperature of prior sampling (1: the prior itself; lower is greedier).
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
@@ -101,6 +107,7 @@ impl Args {
         flags::at_least("--reset-after", self.reset_after as usize, 1)?;
         flags::at_least("--prior-channels", self.prior_channels, 1)?;
         flags::at_least("--samples-per-class", self.samples_per_class, 10)?;
+        flags::at_least("--fid-samples", self.fid_samples, 2)?;
         flags::positive("--temperature", self.temperature as f64)?;
         flags::existing_file("--vqvae", self.vqvae.as_deref())?;
         flags::existing_file("--prior", self.prior.as_deref())
@@ -277,28 +284,20 @@ fn run(a: Args) -> Result<()> {
         labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
         map: None,
     };
-    let since = std::time::Instant::now();
-    let sampled = prior_net.sample(
-        &cond,
-        labels.len(),
-        (h, w),
-        a.common.run.seed,
-        a.temperature,
-    )?;
-    let images = model.decode_codes(&sampled)?;
-    eprintln!(
-        "sampled {} code maps in {:.1} s",
-        labels.len(),
-        since.elapsed().as_secs_f64()
-    );
+    let (images, _) = vq_run::draw_rounds(&engine, a.fid_samples, n, |round| {
+        let seed = a.common.run.seed + round;
+        let sampled = prior_net.sample(&cond, labels.len(), (h, w), seed, a.temperature)?;
+        model.decode_codes(&sampled)
+    })?;
+    let first = latent::kernels::layout::slice(&images, 0, 0..labels.len())?;
     vq_run::save_class_rows(
         &out.join("samples_by_class.png"),
-        &images.to_vec::<f32>()?,
+        &first.to_vec::<f32>()?,
         n,
     )?;
     let judged = vq_run::judge(&engine, &data, &images, n, &a.common.judge.judge)?;
     metrics.number("prior_test_nll_bits_per_code", test_bits);
-    judged.add_to(&mut metrics, labels.len());
+    judged.add_to(&mut metrics, images.shape()[0]);
     write_metrics(&out, &metrics)
 }
 

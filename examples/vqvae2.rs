@@ -81,10 +81,19 @@ struct Args {
     /// Width of the priors' layer before the logits (channels).
     #[arg(long, default_value_t = 128)]
     prior_hidden: usize,
-    /// Samples per class, drawn and judged (at least 10: the grid shows 10 per class; 1,000
-    /// samples in all take about 15 s to draw).
+    /// Samples per class in each sampling round (at least 10: the grid shows the first
+    /// round's 10 per class; a round of 1,000 samples takes about 15 s to draw on lavapipe).
     #[arg(long, default_value_t = 100)]
     samples_per_class: usize,
+    /// Class-conditional samples drawn in all, in rounds of 10 × --samples-per-class (whole
+    /// rounds, rounding up), for the judged share and the Fréchet score (FID computed with the
+    /// feature network of --judge instead of Inception).
+    #[arg(long, default_value_t = latent::models::fid::FID_IMAGES)]
+    fid_samples: usize,
+    /// Softmax temperature of the top prior's sampling (1: the prior itself; lower is greedier
+    /// and keeps samples nearer their class's typical top codes). The bottom prior samples at 1.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
     /// Use this trained VQ-VAE-2 (a `vqvae2.safetensors` of the same flags) instead of training
     /// one [default: train one].
     #[arg(long)]
@@ -117,6 +126,8 @@ impl Args {
         flags::at_least("--prior-channels", self.prior_channels, 1)?;
         flags::at_least("--prior-hidden", self.prior_hidden, 1)?;
         flags::at_least("--samples-per-class", self.samples_per_class, 10)?;
+        flags::at_least("--fid-samples", self.fid_samples, 2)?;
+        flags::positive("--temperature", self.temperature as f64)?;
         flags::existing_file("--vqvae2", self.vqvae2.as_deref())?;
         flags::existing_file("--top-prior", self.top_prior.as_deref())?;
         flags::existing_file("--bottom-prior", self.bottom_prior.as_deref())
@@ -368,26 +379,26 @@ fn run(a: Args) -> Result<()> {
     // Hierarchical sampling: top codes per class, then bottom codes given them, then pixels.
     let n = a.samples_per_class;
     let labels = vq_run::class_labels(n);
-    let since = Instant::now();
     let cond = Conditioning {
         labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
         map: None,
     };
-    let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), a.common.run.seed, 1.0)?;
-    let cond = Conditioning {
-        labels: None,
-        map: Some(model.top_condition(&top_codes)?),
-    };
-    let bottom_codes =
-        bottom_prior.sample(&cond, labels.len(), (bh, bw), a.common.run.seed + 1, 1.0)?;
-    let images = model.decode_codes(&top_codes, &bottom_codes)?;
-    eprintln!(
-        "sampled {} two-level code maps in {:.1} s",
-        labels.len(),
-        since.elapsed().as_secs_f64()
-    );
-    let pixels = images.to_vec::<f32>()?;
-    vq_run::save_class_rows(&out.join("samples_by_class.png"), &pixels, n)?;
+    let (images, _) = vq_run::draw_rounds(&engine, a.fid_samples, n, |round| {
+        let seed = a.common.run.seed + 2 * round;
+        let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), seed, a.temperature)?;
+        let map = Conditioning {
+            labels: None,
+            map: Some(model.top_condition(&top_codes)?),
+        };
+        let bottom_codes = bottom_prior.sample(&map, labels.len(), (bh, bw), seed + 1, 1.0)?;
+        model.decode_codes(&top_codes, &bottom_codes)
+    })?;
+    let first = latent::kernels::layout::slice(&images, 0, 0..labels.len())?;
+    vq_run::save_class_rows(
+        &out.join("samples_by_class.png"),
+        &first.to_vec::<f32>()?,
+        n,
+    )?;
     let judged = vq_run::judge(&engine, &data, &images, n, &a.common.judge.judge)?;
     let minutes = start.elapsed().as_secs_f64() / 60.0;
     println!("end to end: {minutes:.1} minutes");
@@ -402,8 +413,9 @@ fn run(a: Args) -> Result<()> {
         .integer("bottom_codes", a.bottom_codes as u64)
         .number("top_prior_test_nll_bits_per_code", top_bits)
         .number("bottom_prior_test_nll_bits_per_code", bottom_bits)
+        .number("top_temperature", a.temperature as f64)
         .number("minutes", minutes);
-    judged.add_to(&mut metrics, labels.len());
+    judged.add_to(&mut metrics, images.shape()[0]);
     vq_run::write_metrics(&out, &metrics)
 }
 

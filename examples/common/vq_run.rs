@@ -109,9 +109,39 @@ impl Judged {
     }
 }
 
+/// Class-conditional samples in rounds: round r (seed offset r) draws `n` per class in class
+/// order through `draw(r)` (images `[10·n, 784]`), until `total` images (at least one round,
+/// whole rounds) are drawn; returns them in round order, `[rounds·10·n, 784]`, and the rounds.
+pub fn draw_rounds(
+    engine: &Engine,
+    total: usize,
+    n: usize,
+    mut draw: impl FnMut(u64) -> Result<Tensor>,
+) -> Result<(Tensor, usize)> {
+    let rounds = total.div_ceil(10 * n).max(1);
+    let since = std::time::Instant::now();
+    let progress = latent::io::Progress::new("sampling", (rounds * 10 * n) as u64, "img");
+    let mut pixels = Vec::with_capacity(rounds * 10 * n * 784);
+    for r in 0..rounds {
+        progress.set((r * 10 * n) as u64);
+        pixels.extend(draw(r as u64)?.to_vec::<f32>()?);
+    }
+    progress.finish();
+    eprintln!(
+        "sampled {} images in {rounds} rounds of {} in {:.1} s",
+        rounds * 10 * n,
+        10 * n,
+        since.elapsed().as_secs_f64()
+    );
+    Ok((
+        Tensor::from_slice(engine, &pixels, &[rounds * 10 * n, 784])?,
+        rounds,
+    ))
+}
+
 /// Loads (or trains once and caches) the feature network at `judge`, classifies `images`
-/// `[10·n, 784]` drawn `n` per class in class order, and gives their Fréchet score against the
-/// test images.
+/// `[R·10·n, 784]`, drawn in R rounds of `n` per class in class order (see [`draw_rounds`]),
+/// and gives the Fréchet score of all of them against the test images.
 pub fn judge(
     engine: &Engine,
     data: &FashionMnist,
@@ -120,20 +150,24 @@ pub fn judge(
     judge: &Path,
 ) -> Result<Judged> {
     let scorer = crate::shared::Scorer::new(engine, data, judge)?;
-    let images = images.reshape(&[10 * n, 784])?;
-    let predicted = scorer.net.predict(&images)?;
-    let per_class: Vec<f64> = (0..10)
-        .map(|c| {
-            let hits = predicted[c * n..(c + 1) * n]
-                .iter()
-                .filter(|&&p| p == c as u32)
-                .count();
-            hits as f64 / n as f64
-        })
+    let rows = images.shape()[0];
+    if n == 0 || rows == 0 || !rows.is_multiple_of(10 * n) {
+        let why = format!("needs whole rounds of 10 × {n} samples, got {rows}");
+        return Err(latent::Error::bad("vq_run::judge", why));
+    }
+    let predicted = scorer.net.predict(images)?;
+    let mut hits = [0usize; 10];
+    for (i, &p) in predicted.iter().enumerate() {
+        let class = (i / n) % 10;
+        hits[class] += (p == class as u32) as usize;
+    }
+    let per_class: Vec<f64> = hits
+        .iter()
+        .map(|&h| h as f64 / (rows / 10) as f64)
         .collect();
     let accuracy = per_class.iter().sum::<f64>() / 10.0;
     println!(
-        "judge: {:.1}% on real test images; class-conditional samples assigned to their class: {:.1}%",
+        "judge: {:.1}% on real test images; {rows} class-conditional samples assigned to their class: {:.1}%",
         100.0 * scorer.accuracy,
         100.0 * accuracy
     );
@@ -141,7 +175,7 @@ pub fn judge(
         judge_accuracy: scorer.accuracy,
         accuracy,
         per_class,
-        fid: scorer.fid(&images)?,
+        fid: scorer.fid(images)?,
     })
 }
 
