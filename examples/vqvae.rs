@@ -284,20 +284,19 @@ fn run(a: Args) -> Result<()> {
         labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
         map: None,
     };
-    let (images, _) = vq_run::draw_rounds(&engine, a.fid_samples, n, |round| {
-        let seed = a.common.run.seed + round;
-        let sampled = prior_net.sample(&cond, labels.len(), (h, w), seed, a.temperature)?;
-        model.decode_codes(&sampled)
-    })?;
-    let first = latent::kernels::layout::slice(&images, 0, 0..labels.len())?;
-    vq_run::save_class_rows(
-        &out.join("samples_by_class.png"),
-        &first.to_vec::<f32>()?,
-        n,
+    let judged = vq_run::sample_and_judge(
+        &engine,
+        &data,
+        (&out, &a.common.judge.judge),
+        (a.fid_samples, n),
+        |round| {
+            let seed = a.common.run.seed + round;
+            let sampled = prior_net.sample(&cond, labels.len(), (h, w), seed, a.temperature)?;
+            model.decode_codes(&sampled)
+        },
     )?;
-    let judged = vq_run::judge(&engine, &data, &images, n, &a.common.judge.judge)?;
     metrics.number("prior_test_nll_bits_per_code", test_bits);
-    judged.add_to(&mut metrics, images.shape()[0]);
+    judged.add_to(&mut metrics);
     write_metrics(&out, &metrics)
 }
 

@@ -383,23 +383,22 @@ fn run(a: Args) -> Result<()> {
         labels: Some(Tensor::from_slice(&engine, &labels, &[labels.len()])?),
         map: None,
     };
-    let (images, _) = vq_run::draw_rounds(&engine, a.fid_samples, n, |round| {
-        let seed = a.common.run.seed + 2 * round;
-        let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), seed, a.temperature)?;
-        let map = Conditioning {
-            labels: None,
-            map: Some(model.top_condition(&top_codes)?),
-        };
-        let bottom_codes = bottom_prior.sample(&map, labels.len(), (bh, bw), seed + 1, 1.0)?;
-        model.decode_codes(&top_codes, &bottom_codes)
-    })?;
-    let first = latent::kernels::layout::slice(&images, 0, 0..labels.len())?;
-    vq_run::save_class_rows(
-        &out.join("samples_by_class.png"),
-        &first.to_vec::<f32>()?,
-        n,
+    let judged = vq_run::sample_and_judge(
+        &engine,
+        &data,
+        (&out, &a.common.judge.judge),
+        (a.fid_samples, n),
+        |round| {
+            let seed = a.common.run.seed + 2 * round;
+            let top_codes = top_prior.sample(&cond, labels.len(), (th, tw), seed, a.temperature)?;
+            let map = Conditioning {
+                labels: None,
+                map: Some(model.top_condition(&top_codes)?),
+            };
+            let bottom_codes = bottom_prior.sample(&map, labels.len(), (bh, bw), seed + 1, 1.0)?;
+            model.decode_codes(&top_codes, &bottom_codes)
+        },
     )?;
-    let judged = vq_run::judge(&engine, &data, &images, n, &a.common.judge.judge)?;
     let minutes = start.elapsed().as_secs_f64() / 60.0;
     println!("end to end: {minutes:.1} minutes");
     let mut metrics = latent::io::Metrics::new("vqvae2");
@@ -415,7 +414,7 @@ fn run(a: Args) -> Result<()> {
         .number("bottom_prior_test_nll_bits_per_code", bottom_bits)
         .number("top_temperature", a.temperature as f64)
         .number("minutes", minutes);
-    judged.add_to(&mut metrics, images.shape()[0]);
+    judged.add_to(&mut metrics);
     vq_run::write_metrics(&out, &metrics)
 }
 

@@ -92,32 +92,36 @@ pub struct Judged {
     /// Share of samples assigned to the class they were drawn for, overall and per class.
     pub accuracy: f64,
     pub per_class: Vec<f64>,
+    /// Samples judged.
+    pub samples: usize,
     /// The Fréchet score of the same samples.
     pub fid: latent::models::fid::Fid,
 }
 
 impl Judged {
-    /// The judge's figures as metrics: its test accuracy, the share of the `samples` drawn
-    /// that were assigned to their class, overall and per class.
-    pub fn add_to(&self, metrics: &mut latent::io::Metrics, samples: usize) {
+    /// The judge's figures as metrics: its test accuracy, the share of the samples drawn that
+    /// were assigned to their class, overall and per class, and their Fréchet score.
+    pub fn add_to(&self, metrics: &mut latent::io::Metrics) {
         metrics
             .number("judge_test_accuracy", self.judge_accuracy)
             .number("sample_accuracy", self.accuracy)
             .numbers("sample_accuracy_per_class", self.per_class.iter().copied())
-            .integer("samples", samples as u64);
+            .integer("samples", self.samples as u64);
         self.fid.add_to(metrics);
     }
 }
 
-/// Class-conditional samples in rounds: round r (seed offset r) draws `n` per class in class
-/// order through `draw(r)` (images `[10·n, 784]`), until `total` images (at least one round,
-/// whole rounds) are drawn; returns them in round order, `[rounds·10·n, 784]`, and the rounds.
-pub fn draw_rounds(
+/// Class-conditional samples in rounds, judged: round r (seed offset r) draws `n` per class in
+/// class order through `draw(r)` (images `[10·n, 784]`) until `total` images (whole rounds, at
+/// least one) are drawn; the first round's first 10 per class go to `out`/samples_by_class.png,
+/// and all of them to [`judge`] (the judged share and the Fréchet score).
+pub fn sample_and_judge(
     engine: &Engine,
-    total: usize,
-    n: usize,
+    data: &FashionMnist,
+    (out, judge_path): (&Path, &Path),
+    (total, n): (usize, usize),
     mut draw: impl FnMut(u64) -> Result<Tensor>,
-) -> Result<(Tensor, usize)> {
+) -> Result<Judged> {
     let rounds = total.div_ceil(10 * n).max(1);
     let since = std::time::Instant::now();
     let progress = latent::io::Progress::new("sampling", (rounds * 10 * n) as u64, "img");
@@ -133,14 +137,13 @@ pub fn draw_rounds(
         10 * n,
         since.elapsed().as_secs_f64()
     );
-    Ok((
-        Tensor::from_slice(engine, &pixels, &[rounds * 10 * n, 784])?,
-        rounds,
-    ))
+    save_class_rows(&out.join("samples_by_class.png"), &pixels, n)?;
+    let images = Tensor::from_slice(engine, &pixels, &[rounds * 10 * n, 784])?;
+    judge(engine, data, &images, n, judge_path)
 }
 
 /// Loads (or trains once and caches) the feature network at `judge`, classifies `images`
-/// `[R·10·n, 784]`, drawn in R rounds of `n` per class in class order (see [`draw_rounds`]),
+/// `[R·10·n, 784]`, drawn in R rounds of `n` per class in class order (see [`sample_and_judge`]),
 /// and gives the Fréchet score of all of them against the test images.
 pub fn judge(
     engine: &Engine,
@@ -175,6 +178,7 @@ pub fn judge(
         judge_accuracy: scorer.accuracy,
         accuracy,
         per_class,
+        samples: rows,
         fid: scorer.fid(images)?,
     })
 }
