@@ -30,10 +30,10 @@ struct Args {
     epochs: u64,
     /// Epochs of the class-conditional top prior, each one pass over the top code maps of the
     /// prior training images. The top codes decide the class of a sample, and their 4×4 prior
-    /// is cheap (~440 maps/s on a loaded 2-core machine): after 2 epochs its training NLL was
-    /// still falling (5.41 → 4.32 bits per code) and 66 % of the samples were judged as their
-    /// class.
-    #[arg(long, default_value_t = 4)]
+    /// is cheap (~850 maps/s, 70 s an epoch on a 2-core machine): its training NLL fell from
+    /// 4.32 bits per code after 2 epochs to 3.77 after 8, and the share of samples judged as
+    /// their class from 57.6 % to 62.7 % (at temperature 1).
+    #[arg(long, default_value_t = 8)]
     top_prior_epochs: u64,
     /// Epochs of the bottom prior, each one pass over the bottom code maps of the prior training
     /// images (~200 maps/s on a loaded 2-core machine).
@@ -91,8 +91,10 @@ struct Args {
     #[arg(long, default_value_t = latent::models::fid::FID_IMAGES)]
     fid_samples: usize,
     /// Softmax temperature of the top prior's sampling (1: the prior itself; lower is greedier
-    /// and keeps samples nearer their class's typical top codes). The bottom prior samples at 1.
-    #[arg(long, default_value_t = 1.0)]
+    /// and keeps samples nearer their class's typical top codes). The bottom prior samples at
+    /// 1. Measured on one trained model (top prior 8 epochs, 2,000 samples, judge 91.5 %):
+    /// τ = 1: 62.7 % judged as their class, Fréchet score 263; 0.8: 68.1 %, 247; 0.6: 72.7 %, 265.
+    #[arg(long, default_value_t = 0.6)]
     temperature: f32,
     /// Use this trained VQ-VAE-2 (a `vqvae2.safetensors` of the same flags) instead of training
     /// one [default: train one].
