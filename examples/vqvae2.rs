@@ -92,8 +92,9 @@ struct Args {
     fid_samples: usize,
     /// Softmax temperature of the top prior's sampling (1: the prior itself; lower is greedier
     /// and keeps samples nearer their class's typical top codes). The bottom prior samples at
-    /// 1. Measured on one trained model (top prior 8 epochs, 2,000 samples, judge 91.5 %):
-    /// τ = 1: 62.7 % judged as their class, Fréchet score 263; 0.8: 68.1 %, 247; 0.6: 72.7 %, 265.
+    /// one. Measured on one trained model (top prior 8 epochs, 2,000 samples, judge 91.5 %):
+    /// at τ = 1, 62.7 % judged as their class and a Fréchet score of 263; at 0.8, 68.1 % and
+    /// 247; at 0.6, 72.7 % and 265.
     #[arg(long, default_value_t = 0.6)]
     temperature: f32,
     /// Use this trained VQ-VAE-2 (a `vqvae2.safetensors` of the same flags) instead of training
