@@ -114,6 +114,19 @@ fn small_aae_trains_with_falling_reconstruction_loss() {
         let px = t.model.generate(&z, &data.labels()[..4]).unwrap();
         let px = px.to_vec::<f32>().unwrap();
         assert!(px.iter().all(|v| (0.0..=1.0).contains(v)));
+        // The codes' batch norm has no learned scale or shift: γ = 1 and β = 0 after training.
+        use latent::nn::Module;
+        let mut seen = 0;
+        for p in t.model.params() {
+            let v = p.value().to_vec::<f32>().unwrap();
+            match p.name() {
+                "encoder.bn.weight" => assert!(v.iter().all(|&g| g == 1.0), "γ {v:?}"),
+                "encoder.bn.bias" => assert!(v.iter().all(|&b| b == 0.0), "β {v:?}"),
+                _ => continue,
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 2, "the codes' batch norm has γ and β");
     }
 }
 

@@ -104,9 +104,12 @@ impl Default for AaeConfig {
 /// Flattened encoder features: 64 channels of 7×7.
 const FEATURES: usize = 64 * 7 * 7;
 
-/// Encoder Conv(1→32, k4 s2 p1) ReLU, Conv(32→64) ReLU, Linear 3136→z, batch norm of z (the
-/// codes start with the prior's first two moments per dimension, and the discriminator is left
-/// to shape the rest: without it, 100 steps left every dimension's mean 1–3 away from 0);
+/// Encoder Conv(1→32, k4 s2 p1) ReLU, Conv(32→64) ReLU, Linear 3136→z, batch norm of z with
+/// no learned scale or shift (γ = 1, β = 0 frozen: the codes have the N(0, I) prior's first two
+/// moments per dimension by construction, and the discriminator shapes the rest; without the
+/// batch norm, 100 steps left every dimension's mean 1–3 away from 0, and with a learned γ, β
+/// the adversarial game left test-code means up to 0.13 and deviations down to 0.88 after 8
+/// epochs);
 /// decoder Linear(z [+ label] → 3136) ReLU, ConvT(64→32) ReLU, ConvT(32→1) → Bernoulli logits;
 /// discriminator z → h → h → 1 logit, ReLU between.
 pub struct Aae {
@@ -164,7 +167,12 @@ impl Aae {
             conv1: Conv2d::new(engine, "encoder.conv1", 1, 32, 4, 2, 1, s(1))?,
             conv2: Conv2d::new(engine, "encoder.conv2", 32, 64, 4, 2, 1, s(2))?,
             to_z: Linear::new(engine, "encoder.z", FEATURES, d, s(3))?,
-            bn: BatchNorm::new(engine, "encoder.bn", d)?,
+            bn: {
+                // No learned scale or shift: γ = 1 and β = 0 stay frozen.
+                let bn = BatchNorm::new(engine, "encoder.bn", d)?;
+                bn.params().iter().for_each(|p| p.set_frozen(true));
+                bn
+            },
             fc: Linear::new(engine, "decoder.fc", d + config.classes, FEATURES, s(4))?,
             deconv1: ConvTranspose2d::new(engine, "decoder.deconv1", 64, 32, 4, 2, 1, 0, s(5))?,
             deconv2: ConvTranspose2d::new(engine, "decoder.deconv2", 32, 1, 4, 2, 1, 0, s(6))?,
@@ -298,7 +306,6 @@ impl Aae {
             &self.conv1 as &dyn Module,
             &self.conv2,
             &self.to_z,
-            &self.bn,
         ]
         .iter()
         .flat_map(|m| m.params())
