@@ -302,14 +302,10 @@ impl Aae {
     }
 
     pub fn encoder_params(&self) -> Vec<crate::tape::Param> {
-        [
-            &self.conv1 as &dyn Module,
-            &self.conv2,
-            &self.to_z,
-        ]
-        .iter()
-        .flat_map(|m| m.params())
-        .collect()
+        [&self.conv1 as &dyn Module, &self.conv2, &self.to_z]
+            .iter()
+            .flat_map(|m| m.params())
+            .collect()
     }
 
     pub fn decoder_params(&self) -> Vec<crate::tape::Param> {
