@@ -1,5 +1,6 @@
-//! CPU twin of `shaders/random.wgsl` (Philox-4x32-10, uniform / normal / Bernoulli maps) checked
-//! against Random123's known answers, bit-exact GPU comparisons and statistical tests on 10⁶ draws.
+//! CPU twin of `shaders/random.wgsl` (Philox-4x32-10, uniform / normal / Bernoulli maps, shifts
+//! and flips) checked against Random123's known answers, bit-exact GPU comparisons and
+//! statistical tests on 10⁶ draws.
 
 use crate::{assert_close, error_kind, gpu, rng};
 use latent::kernels::random::{self, blocks};

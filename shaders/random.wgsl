@@ -1,5 +1,6 @@
-// Counter-based random numbers: Philox-4x32-10 words mapped to uniforms, Box–Muller normals and
-// Bernoulli draws. Launcher: src/kernels/random.rs; CPU twin and tests: kernels-tests/random.rs.
+// Counter-based random numbers: Philox-4x32-10 words mapped to uniforms, Box–Muller normals,
+// Bernoulli draws and random shifts and flips of images (augmentation). Launcher:
+// src/kernels/random.rs; CPU twin and tests: kernels-tests/random.rs.
 //
 // No state on the GPU: element i of a draw is word i % 4 of
 //   philox(counter = (offset + i / 4 as one 64-bit number in words 0-1, 0, 0), key = seed),

@@ -1,5 +1,6 @@
-//! Launchers for `shaders/random.wgsl`: counter-based Philox-4x32-10 uniforms, normals and
-//! Bernoulli draws. CPU twin, known answers and statistical tests: `kernels-tests/random.rs`.
+//! Launchers for `shaders/random.wgsl`: counter-based Philox-4x32-10 uniforms, normals,
+//! Bernoulli draws and random shifts and flips of images. CPU twin, known answers and
+//! statistical tests: `kernels-tests/random.rs`.
 //!
 //! # The (seed, offset) convention
 //! A draw is a pure function of `(seed, offset)` and the element index: element `i` is word
