@@ -36,6 +36,9 @@ struct Cli {
     /// (each dispatch waited for alone) and print where a step's time goes (0: no profile).
     #[arg(long, global = true, default_value_t = 0)]
     profile: usize,
+    /// kernels: measure only the rows whose name contains this text (the peak is always measured).
+    #[arg(long, global = true)]
+    only: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -169,10 +172,24 @@ const W2_CONV: [(usize, usize, usize); 2] = [(1, 28, 32), (32, 14, 64)];
 const W2_CONVT: [(usize, usize, usize); 2] = [(64, 7, 32), (32, 14, 1)];
 
 /// Forward, dX and dW of the W2 convolutions at `batch`; FLOPs = 2·B·H'·W'·Cout·Cin·16 each.
-fn bench_w2_conv(engine: &Engine, batch: usize, reps: u32) -> Result<Vec<Row>> {
+/// Only the rows whose name contains `only`; with `profile` > 0, each also profiled kernel by kernel.
+fn bench_w2_conv(
+    engine: &Engine,
+    batch: usize,
+    reps: u32,
+    only: &str,
+    profile: usize,
+) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut row = |name: String, flops: f64, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-        let secs = time_per_call(engine, reps, f)?;
+        if !name.contains(only) {
+            return Ok(());
+        }
+        let secs = time_per_call(engine, reps, &mut *f)?;
+        if profile > 0 {
+            println!("{name}:");
+            print_profile(engine, profile, |_| f())?;
+        }
         rows.push(Row {
             name,
             gflops: flops / secs / 1e9,
@@ -271,7 +288,7 @@ fn bench_vq(engine: &Engine, reps: u32) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
+fn kernels(engine: &Engine, reps: u32, json: bool, only: &str, profile: usize) -> Result<()> {
     let peak = measure_peak(engine)?;
     let one = Tensor::uninit(engine, &[1], DType::F32)?;
     let empty_us = 1e6 * time_per_call(engine, 1000, || elementwise::fill(&one, 0.0))?;
@@ -281,16 +298,20 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
         trans_a,
         trans_b,
     };
-    let mut rows = vec![bench_matmul(
-        engine,
-        product(
-            "matmul 1024x1024x1024".into(),
-            (1024, 1024, 1024),
-            false,
-            false,
-        ),
-        reps.min(4),
-    )?];
+    let mut rows = Vec::new();
+    if "matmul 1024x1024x1024".contains(only) {
+        rows.push(bench_matmul(
+            engine,
+            product(
+                "matmul 1024x1024x1024".into(),
+                (1024, 1024, 1024),
+                false,
+                false,
+            ),
+            reps.min(4),
+        )?);
+    }
+    let w1_start = rows.len();
     for (m, k, n) in W1 {
         // Forward X·W, then the backward products dX = dY·Wᵀ and dW = Xᵀ·dY.
         let cases = [
@@ -308,23 +329,30 @@ fn kernels(engine: &Engine, reps: u32, json: bool) -> Result<()> {
                 false,
             ),
         ];
-        for (name, mkn, ta, tb) in cases {
+        for (name, mkn, ta, tb) in cases.into_iter().filter(|c| c.0.contains(only)) {
             rows.push(bench_matmul(engine, product(name, mkn, ta, tb), reps)?);
         }
     }
     // All 18 products of one W1 training step, as the step would run them back to back.
-    let w1 = &rows[1..];
+    let w1 = &rows[w1_start..];
     let secs: f64 = w1.iter().map(|r| r.secs).sum();
     let flops: f64 = w1.iter().map(|r| r.gflops * r.secs).sum();
-    rows.push(Row {
-        name: "W1 step, all 18 products".into(),
-        gflops: flops / secs,
-        secs,
-    });
-    rows.extend(bench_w2_conv(engine, 128, reps)?);
-    rows.extend(bench_vq(engine, reps)?);
+    if only.is_empty() {
+        rows.push(Row {
+            name: "W1 step, all 18 products".into(),
+            gflops: flops / secs,
+            secs,
+        });
+    }
+    rows.extend(bench_w2_conv(engine, 128, reps, only, profile)?);
+    if "vq nearest".contains(only) {
+        rows.extend(bench_vq(engine, reps)?);
+    }
     let mut norms = Vec::new();
-    for shape in W2_BATCHNORM {
+    for shape in W2_BATCHNORM
+        .into_iter()
+        .filter(|_| "batchnorm".contains(only))
+    {
         norms.push((shape, bench_batchnorm(engine, shape, reps)?));
     }
     let adapter = engine.summary();
@@ -567,7 +595,13 @@ fn main() {
         cli.validate()?;
         let engine = Engine::new()?;
         match cli.workload {
-            Workload::Kernels => kernels(&engine, cli.reps, cli.json),
+            Workload::Kernels => kernels(
+                &engine,
+                cli.reps,
+                cli.json,
+                cli.only.as_deref().unwrap_or(""),
+                cli.profile,
+            ),
             Workload::Mlp { steps, batch } => {
                 train_bench(&engine, "mlp", steps, batch, cli.json, cli.profile)
             }

@@ -6,6 +6,7 @@ mod batchnorm;
 mod binding;
 mod categorical;
 mod conv2d;
+mod conv2d_igemm;
 mod conv_transpose2d;
 mod elementwise;
 mod engine;

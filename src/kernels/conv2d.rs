@@ -4,6 +4,7 @@
 //! `conv_transpose2d.rs`, `masked_conv.rs`; bench: `bench -- kernels`.
 
 use super::conv_transpose2d::{self, ConvTranspose2dParams};
+use super::conv2d_igemm;
 use super::layout::permute;
 use super::masked_conv::{self, Taps};
 use super::matmul::{Matmul, matmul_into, matmul_with};
@@ -83,7 +84,12 @@ pub(crate) struct Geometry {
 
 impl Geometry {
     /// Checks the shapes and computes the output size, H' = (H + 2p − d(k−1) − 1)/s + 1.
-    fn new(op: &'static str, x: &[usize], wt: &[usize], p: &Conv2dParams) -> Result<Self> {
+    pub(crate) fn new(
+        op: &'static str,
+        x: &[usize],
+        wt: &[usize],
+        p: &Conv2dParams,
+    ) -> Result<Self> {
         for s in [x, wt] {
             if s.len() != 4 {
                 return Err(Error::bad(op, format!("expected 4-D shapes, got {s:?}")));
@@ -145,7 +151,7 @@ impl Geometry {
     }
 
     /// Contraction length of the GEMM: taps per output value, C·kh·kw.
-    fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.c * self.kh * self.kw
     }
 
@@ -158,7 +164,7 @@ impl Geometry {
         [self.b, self.c, self.h, self.w]
     }
 
-    fn y_shape(&self) -> [usize; 4] {
+    pub(crate) fn y_shape(&self) -> [usize; 4] {
         [self.b, self.cout, self.oh, self.ow]
     }
 
@@ -230,7 +236,8 @@ pub struct Conv {
 }
 
 /// What [`Conv::forward`] keeps for the weight gradient: the column matrix of x (dense, tap
-/// list) or x channels-last (transposed), so that the backward pass does not gather it again.
+/// list) or x channels-last (transposed), so that the backward pass does not gather it again;
+/// or x itself when the forward ran as implicit GEMM and gathered no columns.
 #[derive(Clone, Debug)]
 pub struct Saved(Tensor);
 
@@ -294,12 +301,27 @@ impl Conv {
         if let Some(b) = bias {
             expect_f32(OP, b, &[self.y_shape()[1]])?;
         }
+        if let (TapSource::Dense(_), Some(p)) = (&self.source, self.implicit(x)) {
+            expect_f32(OP, x, &self.x_shape)?;
+            let y = conv2d_igemm::forward_with(x, w, bias, &self.g, &p)?;
+            return Ok((y, keep.then(|| Saved(x.clone()))));
+        }
         let saved = self.keep(x)?;
         let y = match self.source {
             TapSource::Transposed(_) => self.image(&saved.0, w, bias)?,
             _ => self.output_of_columns(&saved.0, w, bias)?,
         };
         Ok((y, keep.then_some(saved)))
+    }
+
+    /// The dense convolution of the GEMM's x when the implicit GEMM can run it on `img`.
+    fn implicit(&self, img: &Tensor) -> Option<Conv2dParams> {
+        let p = match &self.source {
+            TapSource::Dense(p) => *p,
+            TapSource::Transposed(p) => p.conv(),
+            TapSource::List(_) => return None,
+        };
+        conv2d_igemm::usable(img, &self.g, &p).then_some(p)
     }
 
     /// What [`Conv::forward`] keeps, from x alone (a weight gradient without a forward).
@@ -329,16 +351,27 @@ impl Conv {
             expect_f32(OP, dw.into, &self.w_shape)?;
         }
         let transposed = matches!(self.source, TapSource::Transposed(_));
+        if let (true, Some(w), None) = (transposed, w_for_dx, dw)
+            && let Some(p) = self.implicit(dy)
+        {
+            // dx alone: the dense convolution of dy, gathered inside the product.
+            return conv2d_igemm::forward_with(dy, w, None, &self.g, &p).map(Some);
+        }
         // Dense and lists: dy in rows meets x's columns; transposed: dy's columns meet x's rows.
         let (mine, kept_shape) = match transposed {
             true => (self.columns(dy)?, [self.g.pixels(), self.g.cout]),
             false => (self.rows(dy)?, [self.g.pixels(), self.g.k()]),
         };
         if let Some(dw) = dw {
-            dw.saved.0.expect_shape(OP, &kept_shape)?;
+            // An implicit-GEMM forward kept x: its columns are gathered now.
+            let kept = match dw.saved.0.shape() == self.x_shape && !transposed {
+                true => self.columns(&dw.saved.0)?,
+                false => dw.saved.0.clone(),
+            };
+            kept.expect_shape(OP, &kept_shape)?;
             let (rows, col) = match transposed {
-                true => (&dw.saved.0, &mine),
-                false => (&mine, &dw.saved.0),
+                true => (&kept, &mine),
+                false => (&mine, &kept),
             };
             let opts = Matmul {
                 trans_a: true,

@@ -5,6 +5,7 @@ pub mod adam;
 pub mod batchnorm;
 pub mod categorical;
 pub mod conv2d;
+pub mod conv2d_igemm;
 pub mod conv_transpose2d;
 pub mod elementwise;
 pub mod gated;
@@ -35,6 +36,8 @@ pub const SHADERS: &[Shader] = &[
     categorical::SHADER,
     conv2d::SHADERS[0],
     conv2d::SHADERS[1],
+    conv2d_igemm::SHADERS[0],
+    conv2d_igemm::SHADERS[1],
     elementwise::SHADER,
     gated::SHADERS[0],
     gated::SHADERS[1],

@@ -1,0 +1,85 @@
+//! The implicit-GEMM convolution against conv2d's CPU twin on awkward shapes (odd sizes,
+//! padding, strides, batch 3, channel counts off the tiles), and through `Conv`'s choices.
+
+use crate::conv2d::{Geo, cpu_conv2d, f32s, f64s, read, tol, upload};
+use crate::{assert_close, error_kind, gpu, rng, uniform};
+use latent::kernels::conv2d::Conv2dParams;
+use latent::kernels::conv2d_igemm;
+
+/// y and y + bias of `conv2d_igemm::forward` against the CPU twin.
+fn check(e: &latent::Engine, g: &Geo, seed: u64) {
+    let mut r = rng(seed);
+    let nx: usize = g.x_shape().iter().product();
+    let nw: usize = g.w_shape().iter().product();
+    let (x, w, b) = (
+        uniform(&mut r, nx, -1.0, 1.0),
+        uniform(&mut r, nw, -1.0, 1.0),
+        uniform(&mut r, g.cout, -1.0, 1.0),
+    );
+    let (xt, wt, bt) = (
+        upload(e, &x, &g.x_shape()),
+        upload(e, &w, &g.w_shape()),
+        upload(e, &b, &[g.cout]),
+    );
+    for bias in [None, Some((&bt, f64s(&b)))] {
+        let y = conv2d_igemm::forward(&xt, &wt, bias.as_ref().map(|b| b.0), &g.p).expect("igemm");
+        assert_eq!(y.shape(), g.y_shape());
+        let want = cpu_conv2d(g, &f64s(&x), &f64s(&w), bias.as_ref().map(|b| &b.1[..]));
+        let what = format!("conv2d igemm (bias {}) {g:?}", bias.is_some());
+        assert_close(&what, &read(&y), &f32s(&want), tol(g.k() + 1), 1e-5);
+    }
+}
+
+/// A geometry the kernel runs: kw ∈ {4, 8}, dilation 1 along x, C·kh·kw % 8 == 0, and an
+/// image of whole vec4s (H·W·C·B % 4 == 0).
+fn geo(b: usize, c: usize, hw: [usize; 2], cout: usize, k: [usize; 2], p: Conv2dParams) -> Geo {
+    Geo {
+        b,
+        c,
+        h: hw[0],
+        w: hw[1],
+        cout,
+        kh: k[0],
+        kw: k[1],
+        p,
+    }
+}
+
+#[test]
+fn conv2d_igemm_matches_cpu_on_awkward_shapes() {
+    let e = gpu!();
+    let p = |s: [usize; 2], pad: [usize; 2], dh: usize| Conv2dParams {
+        stride: s,
+        padding: pad,
+        dilation: [dh, 1],
+    };
+    let cases = [
+        // The W2 layers at batch 3: 1→32 on 28×28 and 32→64 on 14×14, k4 s2 p1.
+        geo(3, 1, [28, 28], 32, [4, 4], p([2, 2], [1, 1], 1)),
+        geo(3, 32, [14, 14], 64, [4, 4], p([2, 2], [1, 1], 1)),
+        // Odd sizes and channel counts off both tiles (5, 37, 70: one, two and three channel
+        // tiles with masked lanes), odd pixel counts, kh odd, padding wider than the stride.
+        geo(3, 2, [9, 6], 5, [3, 4], p([2, 1], [2, 3], 1)),
+        geo(1, 4, [7, 5], 37, [1, 4], p([1, 2], [0, 1], 1)),
+        geo(3, 1, [11, 12], 70, [2, 8], p([3, 2], [1, 3], 2)),
+        geo(2, 6, [5, 10], 9, [4, 4], p([1, 1], [3, 0], 2)),
+        geo(3, 8, [6, 6], 64, [1, 4], p([2, 2], [1, 2], 1)),
+    ];
+    for (i, g) in cases.iter().enumerate() {
+        assert!(g.out().is_some(), "case {i} has an output");
+        check(e, g, 500 + i as u64);
+    }
+}
+
+#[test]
+fn conv2d_igemm_refuses_what_it_cannot_run() {
+    let e = gpu!();
+    let p = Conv2dParams::square(1, 1, 1);
+    // kw = 3 (no runs of 4 taps) and C·kh·kw = 12 (not whole steps of 8 taps).
+    for (xs, ws) in [([1, 4, 8, 8], [2, 4, 3, 3]), ([1, 1, 8, 8], [2, 1, 3, 4])] {
+        let x = upload(e, &vec![0.0; xs.iter().product()], &xs);
+        let w = upload(e, &vec![0.0; ws.iter().product()], &ws);
+        let r = conv2d_igemm::forward(&x, &w, None, &p);
+        assert_eq!(error_kind(r), "BadInput", "{xs:?} * {ws:?}");
+    }
+}
