@@ -1,7 +1,7 @@
 //! The implicit-GEMM convolution against conv2d's CPU twin on awkward shapes (odd sizes,
 //! padding, strides, batch 3, channel counts off the tiles), and through `Conv`'s choices.
 
-use crate::conv2d::{Geo, cpu_conv2d, f32s, f64s, read, tol, upload};
+use crate::conv2d::{Geo, cpu_conv2d, cpu_conv2d_backward_weight, f32s, f64s, read, tol, upload};
 use crate::{assert_close, error_kind, gpu, rng, uniform};
 use latent::kernels::conv2d::Conv2dParams;
 use latent::kernels::conv2d_igemm;
@@ -68,6 +68,63 @@ fn conv2d_igemm_matches_cpu_on_awkward_shapes() {
     for (i, g) in cases.iter().enumerate() {
         assert!(g.out().is_some(), "case {i} has an output");
         check(e, g, 500 + i as u64);
+    }
+}
+
+/// dw from x and dy channels-last, written and accumulated, against the CPU twin.
+fn check_weight_grad(e: &latent::Engine, g: &Geo, seed: u64) {
+    let mut r = rng(seed);
+    let nx: usize = g.x_shape().iter().product();
+    let nw: usize = g.w_shape().iter().product();
+    let [b, cout, oh, ow] = g.y_shape();
+    let pixels = b * oh * ow;
+    let (x, dy, acc) = (
+        uniform(&mut r, nx, -1.0, 1.0),
+        uniform(&mut r, pixels * cout, -1.0, 1.0),
+        uniform(&mut r, nw, -1.0, 1.0),
+    );
+    // The twin takes dy [B, Cout, OH, OW]; the kernel its rows [B·OH·OW, Cout].
+    let mut dy_nchw = vec![0.0; dy.len()];
+    for (i, &v) in dy.iter().enumerate() {
+        let (pix, n) = (i / cout, i % cout);
+        let (bi, q) = (pix / (oh * ow), pix % (oh * ow));
+        dy_nchw[(bi * cout + n) * oh * ow + q] = v as f64;
+    }
+    let want = cpu_conv2d_backward_weight(g, &dy_nchw, &f64s(&x));
+    let (xt, rows) = (upload(e, &x, &g.x_shape()), upload(e, &dy, &[pixels, cout]));
+    for accumulate in [false, true] {
+        let into = upload(e, &acc, &g.w_shape());
+        conv2d_igemm::weight_grad(&xt, &rows, &into, accumulate, &g.p).expect("igemm dw");
+        let want: Vec<f64> = want
+            .iter()
+            .zip(&acc)
+            .map(|(d, &a)| d + if accumulate { a as f64 } else { 0.0 })
+            .collect();
+        let what = format!("conv2d igemm dw (accumulate {accumulate}) {g:?}");
+        assert_close(&what, &read(&into), &f32s(&want), tol(pixels + 1), 1e-5);
+    }
+}
+
+#[test]
+fn conv2d_igemm_weight_grad_matches_cpu_on_awkward_shapes() {
+    let e = gpu!();
+    let p = |s: [usize; 2], pad: [usize; 2], dh: usize| Conv2dParams {
+        stride: s,
+        padding: pad,
+        dilation: [dh, 1],
+    };
+    let cases = [
+        // The W2 32→64 layer at batch 3.
+        geo(3, 32, [14, 14], 64, [4, 4], p([2, 2], [1, 1], 1)),
+        // Odd sizes and pixel counts off the 8-pixel step; 72 channels (a masked second tile);
+        // C·kh·kw = 72 (a half tap tile); dilation 2 along y; padding wider than the stride.
+        geo(3, 4, [9, 7], 16, [4, 4], p([2, 1], [1, 2], 1)),
+        geo(3, 3, [11, 12], 72, [3, 8], p([3, 2], [1, 3], 2)),
+        geo(1, 8, [5, 10], 8, [2, 4], p([1, 1], [3, 0], 1)),
+    ];
+    for (i, g) in cases.iter().enumerate() {
+        assert!(g.out().is_some(), "case {i} has an output");
+        check_weight_grad(e, g, 600 + i as u64);
     }
 }
 

@@ -1,5 +1,5 @@
 // Implicit-GEMM convolution: y = conv(x, w) (+ bias) read straight from the image and written
-// straight in NCHW, with no column matrix and no permute. Needs subgroups (>= 8) and SHADER_INT64;
+// straight in NCHW, with no column matrix and no permute; and the weight gradient the same way. Needs subgroups (>= 8) and SHADER_INT64;
 // kw % 4 == 0, dilation 1 along x, C·kh·kw % 8 == 0 and x's length % 4 == 0 (the launcher checks).
 // Tests: kernels-tests/conv2d_igemm.rs; bench: `bench -- kernels --only conv`.
 //
@@ -22,6 +22,8 @@ struct Params {
     cout: u32,                  // output channels
     m: u32,                     // output pixels B·OH·OW
     tiles_n: u32, tiles: u32,   // channel tiles, all tiles (workgroups with work)
+    accumulate: u32,            // conv2d_igemm_dw: add to dw (a parameter's gradient)
+    _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 // Compiled after shaders/bias/no_bias.wgsl or bias.wgsl (bias_at(n), binding 2).
@@ -30,9 +32,24 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;    // y [B, Cout, OH, OW]
 @group(0) @binding(4) var<uniform> p: Params;
 
+// The weight gradient's views (conv2d_igemm_dw only): dy channels-last, dw, 8 floats a load.
+@group(0) @binding(1) var<storage, read> rows8: array<vec4<u64>>;   // dy [M, Cout]
+@group(0) @binding(3) var<storage, read_write> dst8: array<vec4<u64>>; // dw [Cout, C·kh·kw]
+
 // Floats 0, 2, 4, 6 and 1, 3, 5, 7 of an 8-float load (little-endian halves).
 fn lo(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x)); }
 fn hi(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x >> vec4<u32>(32u))); }
+
+// dw[n, k..k+7] = (e, o) interleaved (floats 0,2,4,6 and 1,3,5,7), added to the old value when
+// p.accumulate; nothing past Cout or K.
+fn store8(n: u32, k: u32, e_in: vec4<f32>, o_in: vec4<f32>) {
+    let K = p.c * p.kh * p.kw;
+    if (n >= p.cout || k >= K) { return; }
+    var e = e_in; var o = o_in;
+    let i = (n * K + k) / 8u;
+    if (p.accumulate != 0u) { let old = dst8[i]; e += lo(old); o += hi(old); }
+    dst8[i] = vec4<u64>(bitcast<vec4<u32>>(e)) | (vec4<u64>(bitcast<vec4<u32>>(o)) << vec4<u32>(32u));
+}
 
 // Taps ix..ix+3 of image row ih of the plane at `plane` (0 in the padding), cut out of the two
 // aligned vec4s that cover them; a clamped vec4 index only ever serves masked taps.
@@ -615,4 +632,213 @@ fn conv2d_igemm_32x32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if (m0 + 29u < p.m) { let yb = subgroupBroadcast(ybase3, 5u); if (ch0 < p.cout) { dst[yb + ch0 * ohw] = c3_5_0 + bias0; } if (ch1 < p.cout) { dst[yb + ch1 * ohw] = c3_5_1 + bias1; } if (ch2 < p.cout) { dst[yb + ch2 * ohw] = c3_5_2 + bias2; } if (ch3 < p.cout) { dst[yb + ch3 * ohw] = c3_5_3 + bias3; } }
     if (m0 + 30u < p.m) { let yb = subgroupBroadcast(ybase3, 6u); if (ch0 < p.cout) { dst[yb + ch0 * ohw] = c3_6_0 + bias0; } if (ch1 < p.cout) { dst[yb + ch1 * ohw] = c3_6_1 + bias1; } if (ch2 < p.cout) { dst[yb + ch2 * ohw] = c3_6_2 + bias2; } if (ch3 < p.cout) { dst[yb + ch3 * ohw] = c3_6_3 + bias3; } }
     if (m0 + 31u < p.m) { let yb = subgroupBroadcast(ybase3, 7u); if (ch0 < p.cout) { dst[yb + ch0 * ohw] = c3_7_0 + bias0; } if (ch1 < p.cout) { dst[yb + ch1 * ohw] = c3_7_1 + bias1; } if (ch2 < p.cout) { dst[yb + ch2 * ohw] = c3_7_2 + bias2; } if (ch3 < p.cout) { dst[yb + ch3 * ohw] = c3_7_3 + bias3; } }
+}
+
+// dw [Cout, C·kh·kw] (+)= rowsᵀ · col(x), the weight gradient with the columns gathered here:
+// rows = dy channels-last [M, Cout] (Cout % 8 == 0), x the image. Tile 16 taps x 64 channels,
+// summed over all M pixels, 8 a step: lane l gathers the 16 taps of pixel p0 + l and hands them
+// round; it loads dy of its own channels n0 + 8l .. n0 + 8l + 7 for each of the 8 pixels (one
+// 8-float load each). Accumulator d<j>_<k> is channel n0 + 8l + j, tap k0 + k.
+// T = ceil(K/16) * ceil(Cout/64).
+@compute @workgroup_size(8)
+fn conv2d_igemm_dw_16x64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lane: u32) {
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.tiles) { return; }  // uniform per workgroup
+    let K = p.c * p.kh * p.kw; let C8 = p.cout / 8u;
+    let k0 = (wid / p.tiles_n) * 16u; let n0 = (wid % p.tiles_n) * 64u;
+    let chan8 = min(n0 / 8u + lane, C8 - 1u);
+    // The tile's first run of 4 taps, (channel plane offset, kernel row, first column), then the next 3.
+    let runs_per_c = p.kh * p.kw / 4u; let r0 = k0 / 4u; let rem = r0 % runs_per_c;
+    let run0 = vec3(i32((r0 / runs_per_c) * p.h * p.w), i32(rem / (p.kw / 4u)), i32((rem % (p.kw / 4u)) * 4u));
+    let run1 = next_run(run0); let run2 = next_run(run1); let run3 = next_run(run2);
+    // This lane's pixel (b, oh, ow), stepped by 8 pixels along the loop.
+    var ow = lane % p.ow; var oh = (lane / p.ow) % p.oh; var b = lane / (p.ow * p.oh);
+    var d0_0 = 0.0; var d0_1 = 0.0; var d0_2 = 0.0; var d0_3 = 0.0; var d0_4 = 0.0; var d0_5 = 0.0; var d0_6 = 0.0; var d0_7 = 0.0; var d0_8 = 0.0; var d0_9 = 0.0; var d0_10 = 0.0; var d0_11 = 0.0; var d0_12 = 0.0; var d0_13 = 0.0; var d0_14 = 0.0; var d0_15 = 0.0;
+    var d1_0 = 0.0; var d1_1 = 0.0; var d1_2 = 0.0; var d1_3 = 0.0; var d1_4 = 0.0; var d1_5 = 0.0; var d1_6 = 0.0; var d1_7 = 0.0; var d1_8 = 0.0; var d1_9 = 0.0; var d1_10 = 0.0; var d1_11 = 0.0; var d1_12 = 0.0; var d1_13 = 0.0; var d1_14 = 0.0; var d1_15 = 0.0;
+    var d2_0 = 0.0; var d2_1 = 0.0; var d2_2 = 0.0; var d2_3 = 0.0; var d2_4 = 0.0; var d2_5 = 0.0; var d2_6 = 0.0; var d2_7 = 0.0; var d2_8 = 0.0; var d2_9 = 0.0; var d2_10 = 0.0; var d2_11 = 0.0; var d2_12 = 0.0; var d2_13 = 0.0; var d2_14 = 0.0; var d2_15 = 0.0;
+    var d3_0 = 0.0; var d3_1 = 0.0; var d3_2 = 0.0; var d3_3 = 0.0; var d3_4 = 0.0; var d3_5 = 0.0; var d3_6 = 0.0; var d3_7 = 0.0; var d3_8 = 0.0; var d3_9 = 0.0; var d3_10 = 0.0; var d3_11 = 0.0; var d3_12 = 0.0; var d3_13 = 0.0; var d3_14 = 0.0; var d3_15 = 0.0;
+    var d4_0 = 0.0; var d4_1 = 0.0; var d4_2 = 0.0; var d4_3 = 0.0; var d4_4 = 0.0; var d4_5 = 0.0; var d4_6 = 0.0; var d4_7 = 0.0; var d4_8 = 0.0; var d4_9 = 0.0; var d4_10 = 0.0; var d4_11 = 0.0; var d4_12 = 0.0; var d4_13 = 0.0; var d4_14 = 0.0; var d4_15 = 0.0;
+    var d5_0 = 0.0; var d5_1 = 0.0; var d5_2 = 0.0; var d5_3 = 0.0; var d5_4 = 0.0; var d5_5 = 0.0; var d5_6 = 0.0; var d5_7 = 0.0; var d5_8 = 0.0; var d5_9 = 0.0; var d5_10 = 0.0; var d5_11 = 0.0; var d5_12 = 0.0; var d5_13 = 0.0; var d5_14 = 0.0; var d5_15 = 0.0;
+    var d6_0 = 0.0; var d6_1 = 0.0; var d6_2 = 0.0; var d6_3 = 0.0; var d6_4 = 0.0; var d6_5 = 0.0; var d6_6 = 0.0; var d6_7 = 0.0; var d6_8 = 0.0; var d6_9 = 0.0; var d6_10 = 0.0; var d6_11 = 0.0; var d6_12 = 0.0; var d6_13 = 0.0; var d6_14 = 0.0; var d6_15 = 0.0;
+    var d7_0 = 0.0; var d7_1 = 0.0; var d7_2 = 0.0; var d7_3 = 0.0; var d7_4 = 0.0; var d7_5 = 0.0; var d7_6 = 0.0; var d7_7 = 0.0; var d7_8 = 0.0; var d7_9 = 0.0; var d7_10 = 0.0; var d7_11 = 0.0; var d7_12 = 0.0; var d7_13 = 0.0; var d7_14 = 0.0; var d7_15 = 0.0;
+    for (var p0 = 0u; p0 < p.m; p0 += 8u) {
+        let plane = i32(b * p.c * p.h * p.w);
+        let ih = i32(oh * p.sh) - i32(p.ph); let iw = i32(ow * p.sw) - i32(p.pw);
+        let live = p0 + lane < p.m;
+        let t0 = select(vec4(0.0), run4(plane + run0.x, ih + run0.y * i32(p.dh), iw + run0.z), live);
+        let t1 = select(vec4(0.0), run4(plane + run1.x, ih + run1.y * i32(p.dh), iw + run1.z), live);
+        let t2 = select(vec4(0.0), run4(plane + run2.x, ih + run2.y * i32(p.dh), iw + run2.z), live);
+        let t3 = select(vec4(0.0), run4(plane + run3.x, ih + run3.y * i32(p.dh), iw + run3.z), live);
+        { let xr = rows8[min(p0 + 0u, p.m - 1u) * C8 + chan8]; let keep = p0 + 0u < p.m;
+          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);
+          { let v = subgroupBroadcast(t0.x, 0u); d0_0 = fma(v, e.x, d0_0); d1_0 = fma(v, o.x, d1_0); d2_0 = fma(v, e.y, d2_0); d3_0 = fma(v, o.y, d3_0); d4_0 = fma(v, e.z, d4_0); d5_0 = fma(v, o.z, d5_0); d6_0 = fma(v, e.w, d6_0); d7_0 = fma(v, o.w, d7_0); }
+          { let v = subgroupBroadcast(t0.y, 0u); d0_1 = fma(v, e.x, d0_1); d1_1 = fma(v, o.x, d1_1); d2_1 = fma(v, e.y, d2_1); d3_1 = fma(v, o.y, d3_1); d4_1 = fma(v, e.z, d4_1); d5_1 = fma(v, o.z, d5_1); d6_1 = fma(v, e.w, d6_1); d7_1 = fma(v, o.w, d7_1); }
+          { let v = subgroupBroadcast(t0.z, 0u); d0_2 = fma(v, e.x, d0_2); d1_2 = fma(v, o.x, d1_2); d2_2 = fma(v, e.y, d2_2); d3_2 = fma(v, o.y, d3_2); d4_2 = fma(v, e.z, d4_2); d5_2 = fma(v, o.z, d5_2); d6_2 = fma(v, e.w, d6_2); d7_2 = fma(v, o.w, d7_2); }
+          { let v = subgroupBroadcast(t0.w, 0u); d0_3 = fma(v, e.x, d0_3); d1_3 = fma(v, o.x, d1_3); d2_3 = fma(v, e.y, d2_3); d3_3 = fma(v, o.y, d3_3); d4_3 = fma(v, e.z, d4_3); d5_3 = fma(v, o.z, d5_3); d6_3 = fma(v, e.w, d6_3); d7_3 = fma(v, o.w, d7_3); }
+          { let v = subgroupBroadcast(t1.x, 0u); d0_4 = fma(v, e.x, d0_4); d1_4 = fma(v, o.x, d1_4); d2_4 = fma(v, e.y, d2_4); d3_4 = fma(v, o.y, d3_4); d4_4 = fma(v, e.z, d4_4); d5_4 = fma(v, o.z, d5_4); d6_4 = fma(v, e.w, d6_4); d7_4 = fma(v, o.w, d7_4); }
+          { let v = subgroupBroadcast(t1.y, 0u); d0_5 = fma(v, e.x, d0_5); d1_5 = fma(v, o.x, d1_5); d2_5 = fma(v, e.y, d2_5); d3_5 = fma(v, o.y, d3_5); d4_5 = fma(v, e.z, d4_5); d5_5 = fma(v, o.z, d5_5); d6_5 = fma(v, e.w, d6_5); d7_5 = fma(v, o.w, d7_5); }
+          { let v = subgroupBroadcast(t1.z, 0u); d0_6 = fma(v, e.x, d0_6); d1_6 = fma(v, o.x, d1_6); d2_6 = fma(v, e.y, d2_6); d3_6 = fma(v, o.y, d3_6); d4_6 = fma(v, e.z, d4_6); d5_6 = fma(v, o.z, d5_6); d6_6 = fma(v, e.w, d6_6); d7_6 = fma(v, o.w, d7_6); }
+          { let v = subgroupBroadcast(t1.w, 0u); d0_7 = fma(v, e.x, d0_7); d1_7 = fma(v, o.x, d1_7); d2_7 = fma(v, e.y, d2_7); d3_7 = fma(v, o.y, d3_7); d4_7 = fma(v, e.z, d4_7); d5_7 = fma(v, o.z, d5_7); d6_7 = fma(v, e.w, d6_7); d7_7 = fma(v, o.w, d7_7); }
+          { let v = subgroupBroadcast(t2.x, 0u); d0_8 = fma(v, e.x, d0_8); d1_8 = fma(v, o.x, d1_8); d2_8 = fma(v, e.y, d2_8); d3_8 = fma(v, o.y, d3_8); d4_8 = fma(v, e.z, d4_8); d5_8 = fma(v, o.z, d5_8); d6_8 = fma(v, e.w, d6_8); d7_8 = fma(v, o.w, d7_8); }
+          { let v = subgroupBroadcast(t2.y, 0u); d0_9 = fma(v, e.x, d0_9); d1_9 = fma(v, o.x, d1_9); d2_9 = fma(v, e.y, d2_9); d3_9 = fma(v, o.y, d3_9); d4_9 = fma(v, e.z, d4_9); d5_9 = fma(v, o.z, d5_9); d6_9 = fma(v, e.w, d6_9); d7_9 = fma(v, o.w, d7_9); }
+          { let v = subgroupBroadcast(t2.z, 0u); d0_10 = fma(v, e.x, d0_10); d1_10 = fma(v, o.x, d1_10); d2_10 = fma(v, e.y, d2_10); d3_10 = fma(v, o.y, d3_10); d4_10 = fma(v, e.z, d4_10); d5_10 = fma(v, o.z, d5_10); d6_10 = fma(v, e.w, d6_10); d7_10 = fma(v, o.w, d7_10); }
+          { let v = subgroupBroadcast(t2.w, 0u); d0_11 = fma(v, e.x, d0_11); d1_11 = fma(v, o.x, d1_11); d2_11 = fma(v, e.y, d2_11); d3_11 = fma(v, o.y, d3_11); d4_11 = fma(v, e.z, d4_11); d5_11 = fma(v, o.z, d5_11); d6_11 = fma(v, e.w, d6_11); d7_11 = fma(v, o.w, d7_11); }
+          { let v = subgroupBroadcast(t3.x, 0u); d0_12 = fma(v, e.x, d0_12); d1_12 = fma(v, o.x, d1_12); d2_12 = fma(v, e.y, d2_12); d3_12 = fma(v, o.y, d3_12); d4_12 = fma(v, e.z, d4_12); d5_12 = fma(v, o.z, d5_12); d6_12 = fma(v, e.w, d6_12); d7_12 = fma(v, o.w, d7_12); }
+          { let v = subgroupBroadcast(t3.y, 0u); d0_13 = fma(v, e.x, d0_13); d1_13 = fma(v, o.x, d1_13); d2_13 = fma(v, e.y, d2_13); d3_13 = fma(v, o.y, d3_13); d4_13 = fma(v, e.z, d4_13); d5_13 = fma(v, o.z, d5_13); d6_13 = fma(v, e.w, d6_13); d7_13 = fma(v, o.w, d7_13); }
+          { let v = subgroupBroadcast(t3.z, 0u); d0_14 = fma(v, e.x, d0_14); d1_14 = fma(v, o.x, d1_14); d2_14 = fma(v, e.y, d2_14); d3_14 = fma(v, o.y, d3_14); d4_14 = fma(v, e.z, d4_14); d5_14 = fma(v, o.z, d5_14); d6_14 = fma(v, e.w, d6_14); d7_14 = fma(v, o.w, d7_14); }
+          { let v = subgroupBroadcast(t3.w, 0u); d0_15 = fma(v, e.x, d0_15); d1_15 = fma(v, o.x, d1_15); d2_15 = fma(v, e.y, d2_15); d3_15 = fma(v, o.y, d3_15); d4_15 = fma(v, e.z, d4_15); d5_15 = fma(v, o.z, d5_15); d6_15 = fma(v, e.w, d6_15); d7_15 = fma(v, o.w, d7_15); }
+        }
+        { let xr = rows8[min(p0 + 1u, p.m - 1u) * C8 + chan8]; let keep = p0 + 1u < p.m;
+          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);
+          { let v = subgroupBroadcast(t0.x, 1u); d0_0 = fma(v, e.x, d0_0); d1_0 = fma(v, o.x, d1_0); d2_0 = fma(v, e.y, d2_0); d3_0 = fma(v, o.y, d3_0); d4_0 = fma(v, e.z, d4_0); d5_0 = fma(v, o.z, d5_0); d6_0 = fma(v, e.w, d6_0); d7_0 = fma(v, o.w, d7_0); }
+          { let v = subgroupBroadcast(t0.y, 1u); d0_1 = fma(v, e.x, d0_1); d1_1 = fma(v, o.x, d1_1); d2_1 = fma(v, e.y, d2_1); d3_1 = fma(v, o.y, d3_1); d4_1 = fma(v, e.z, d4_1); d5_1 = fma(v, o.z, d5_1); d6_1 = fma(v, e.w, d6_1); d7_1 = fma(v, o.w, d7_1); }
+          { let v = subgroupBroadcast(t0.z, 1u); d0_2 = fma(v, e.x, d0_2); d1_2 = fma(v, o.x, d1_2); d2_2 = fma(v, e.y, d2_2); d3_2 = fma(v, o.y, d3_2); d4_2 = fma(v, e.z, d4_2); d5_2 = fma(v, o.z, d5_2); d6_2 = fma(v, e.w, d6_2); d7_2 = fma(v, o.w, d7_2); }
+          { let v = subgroupBroadcast(t0.w, 1u); d0_3 = fma(v, e.x, d0_3); d1_3 = fma(v, o.x, d1_3); d2_3 = fma(v, e.y, d2_3); d3_3 = fma(v, o.y, d3_3); d4_3 = fma(v, e.z, d4_3); d5_3 = fma(v, o.z, d5_3); d6_3 = fma(v, e.w, d6_3); d7_3 = fma(v, o.w, d7_3); }
+          { let v = subgroupBroadcast(t1.x, 1u); d0_4 = fma(v, e.x, d0_4); d1_4 = fma(v, o.x, d1_4); d2_4 = fma(v, e.y, d2_4); d3_4 = fma(v, o.y, d3_4); d4_4 = fma(v, e.z, d4_4); d5_4 = fma(v, o.z, d5_4); d6_4 = fma(v, e.w, d6_4); d7_4 = fma(v, o.w, d7_4); }
+          { let v = subgroupBroadcast(t1.y, 1u); d0_5 = fma(v, e.x, d0_5); d1_5 = fma(v, o.x, d1_5); d2_5 = fma(v, e.y, d2_5); d3_5 = fma(v, o.y, d3_5); d4_5 = fma(v, e.z, d4_5); d5_5 = fma(v, o.z, d5_5); d6_5 = fma(v, e.w, d6_5); d7_5 = fma(v, o.w, d7_5); }
+          { let v = subgroupBroadcast(t1.z, 1u); d0_6 = fma(v, e.x, d0_6); d1_6 = fma(v, o.x, d1_6); d2_6 = fma(v, e.y, d2_6); d3_6 = fma(v, o.y, d3_6); d4_6 = fma(v, e.z, d4_6); d5_6 = fma(v, o.z, d5_6); d6_6 = fma(v, e.w, d6_6); d7_6 = fma(v, o.w, d7_6); }
+          { let v = subgroupBroadcast(t1.w, 1u); d0_7 = fma(v, e.x, d0_7); d1_7 = fma(v, o.x, d1_7); d2_7 = fma(v, e.y, d2_7); d3_7 = fma(v, o.y, d3_7); d4_7 = fma(v, e.z, d4_7); d5_7 = fma(v, o.z, d5_7); d6_7 = fma(v, e.w, d6_7); d7_7 = fma(v, o.w, d7_7); }
+          { let v = subgroupBroadcast(t2.x, 1u); d0_8 = fma(v, e.x, d0_8); d1_8 = fma(v, o.x, d1_8); d2_8 = fma(v, e.y, d2_8); d3_8 = fma(v, o.y, d3_8); d4_8 = fma(v, e.z, d4_8); d5_8 = fma(v, o.z, d5_8); d6_8 = fma(v, e.w, d6_8); d7_8 = fma(v, o.w, d7_8); }
+          { let v = subgroupBroadcast(t2.y, 1u); d0_9 = fma(v, e.x, d0_9); d1_9 = fma(v, o.x, d1_9); d2_9 = fma(v, e.y, d2_9); d3_9 = fma(v, o.y, d3_9); d4_9 = fma(v, e.z, d4_9); d5_9 = fma(v, o.z, d5_9); d6_9 = fma(v, e.w, d6_9); d7_9 = fma(v, o.w, d7_9); }
+          { let v = subgroupBroadcast(t2.z, 1u); d0_10 = fma(v, e.x, d0_10); d1_10 = fma(v, o.x, d1_10); d2_10 = fma(v, e.y, d2_10); d3_10 = fma(v, o.y, d3_10); d4_10 = fma(v, e.z, d4_10); d5_10 = fma(v, o.z, d5_10); d6_10 = fma(v, e.w, d6_10); d7_10 = fma(v, o.w, d7_10); }
+          { let v = subgroupBroadcast(t2.w, 1u); d0_11 = fma(v, e.x, d0_11); d1_11 = fma(v, o.x, d1_11); d2_11 = fma(v, e.y, d2_11); d3_11 = fma(v, o.y, d3_11); d4_11 = fma(v, e.z, d4_11); d5_11 = fma(v, o.z, d5_11); d6_11 = fma(v, e.w, d6_11); d7_11 = fma(v, o.w, d7_11); }
+          { let v = subgroupBroadcast(t3.x, 1u); d0_12 = fma(v, e.x, d0_12); d1_12 = fma(v, o.x, d1_12); d2_12 = fma(v, e.y, d2_12); d3_12 = fma(v, o.y, d3_12); d4_12 = fma(v, e.z, d4_12); d5_12 = fma(v, o.z, d5_12); d6_12 = fma(v, e.w, d6_12); d7_12 = fma(v, o.w, d7_12); }
+          { let v = subgroupBroadcast(t3.y, 1u); d0_13 = fma(v, e.x, d0_13); d1_13 = fma(v, o.x, d1_13); d2_13 = fma(v, e.y, d2_13); d3_13 = fma(v, o.y, d3_13); d4_13 = fma(v, e.z, d4_13); d5_13 = fma(v, o.z, d5_13); d6_13 = fma(v, e.w, d6_13); d7_13 = fma(v, o.w, d7_13); }
+          { let v = subgroupBroadcast(t3.z, 1u); d0_14 = fma(v, e.x, d0_14); d1_14 = fma(v, o.x, d1_14); d2_14 = fma(v, e.y, d2_14); d3_14 = fma(v, o.y, d3_14); d4_14 = fma(v, e.z, d4_14); d5_14 = fma(v, o.z, d5_14); d6_14 = fma(v, e.w, d6_14); d7_14 = fma(v, o.w, d7_14); }
+          { let v = subgroupBroadcast(t3.w, 1u); d0_15 = fma(v, e.x, d0_15); d1_15 = fma(v, o.x, d1_15); d2_15 = fma(v, e.y, d2_15); d3_15 = fma(v, o.y, d3_15); d4_15 = fma(v, e.z, d4_15); d5_15 = fma(v, o.z, d5_15); d6_15 = fma(v, e.w, d6_15); d7_15 = fma(v, o.w, d7_15); }
+        }
+        { let xr = rows8[min(p0 + 2u, p.m - 1u) * C8 + chan8]; let keep = p0 + 2u < p.m;
+          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);
+          { let v = subgroupBroadcast(t0.x, 2u); d0_0 = fma(v, e.x, d0_0); d1_0 = fma(v, o.x, d1_0); d2_0 = fma(v, e.y, d2_0); d3_0 = fma(v, o.y, d3_0); d4_0 = fma(v, e.z, d4_0); d5_0 = fma(v, o.z, d5_0); d6_0 = fma(v, e.w, d6_0); d7_0 = fma(v, o.w, d7_0); }
+          { let v = subgroupBroadcast(t0.y, 2u); d0_1 = fma(v, e.x, d0_1); d1_1 = fma(v, o.x, d1_1); d2_1 = fma(v, e.y, d2_1); d3_1 = fma(v, o.y, d3_1); d4_1 = fma(v, e.z, d4_1); d5_1 = fma(v, o.z, d5_1); d6_1 = fma(v, e.w, d6_1); d7_1 = fma(v, o.w, d7_1); }
+          { let v = subgroupBroadcast(t0.z, 2u); d0_2 = fma(v, e.x, d0_2); d1_2 = fma(v, o.x, d1_2); d2_2 = fma(v, e.y, d2_2); d3_2 = fma(v, o.y, d3_2); d4_2 = fma(v, e.z, d4_2); d5_2 = fma(v, o.z, d5_2); d6_2 = fma(v, e.w, d6_2); d7_2 = fma(v, o.w, d7_2); }
+          { let v = subgroupBroadcast(t0.w, 2u); d0_3 = fma(v, e.x, d0_3); d1_3 = fma(v, o.x, d1_3); d2_3 = fma(v, e.y, d2_3); d3_3 = fma(v, o.y, d3_3); d4_3 = fma(v, e.z, d4_3); d5_3 = fma(v, o.z, d5_3); d6_3 = fma(v, e.w, d6_3); d7_3 = fma(v, o.w, d7_3); }
+          { let v = subgroupBroadcast(t1.x, 2u); d0_4 = fma(v, e.x, d0_4); d1_4 = fma(v, o.x, d1_4); d2_4 = fma(v, e.y, d2_4); d3_4 = fma(v, o.y, d3_4); d4_4 = fma(v, e.z, d4_4); d5_4 = fma(v, o.z, d5_4); d6_4 = fma(v, e.w, d6_4); d7_4 = fma(v, o.w, d7_4); }
+          { let v = subgroupBroadcast(t1.y, 2u); d0_5 = fma(v, e.x, d0_5); d1_5 = fma(v, o.x, d1_5); d2_5 = fma(v, e.y, d2_5); d3_5 = fma(v, o.y, d3_5); d4_5 = fma(v, e.z, d4_5); d5_5 = fma(v, o.z, d5_5); d6_5 = fma(v, e.w, d6_5); d7_5 = fma(v, o.w, d7_5); }
+          { let v = subgroupBroadcast(t1.z, 2u); d0_6 = fma(v, e.x, d0_6); d1_6 = fma(v, o.x, d1_6); d2_6 = fma(v, e.y, d2_6); d3_6 = fma(v, o.y, d3_6); d4_6 = fma(v, e.z, d4_6); d5_6 = fma(v, o.z, d5_6); d6_6 = fma(v, e.w, d6_6); d7_6 = fma(v, o.w, d7_6); }
+          { let v = subgroupBroadcast(t1.w, 2u); d0_7 = fma(v, e.x, d0_7); d1_7 = fma(v, o.x, d1_7); d2_7 = fma(v, e.y, d2_7); d3_7 = fma(v, o.y, d3_7); d4_7 = fma(v, e.z, d4_7); d5_7 = fma(v, o.z, d5_7); d6_7 = fma(v, e.w, d6_7); d7_7 = fma(v, o.w, d7_7); }
+          { let v = subgroupBroadcast(t2.x, 2u); d0_8 = fma(v, e.x, d0_8); d1_8 = fma(v, o.x, d1_8); d2_8 = fma(v, e.y, d2_8); d3_8 = fma(v, o.y, d3_8); d4_8 = fma(v, e.z, d4_8); d5_8 = fma(v, o.z, d5_8); d6_8 = fma(v, e.w, d6_8); d7_8 = fma(v, o.w, d7_8); }
+          { let v = subgroupBroadcast(t2.y, 2u); d0_9 = fma(v, e.x, d0_9); d1_9 = fma(v, o.x, d1_9); d2_9 = fma(v, e.y, d2_9); d3_9 = fma(v, o.y, d3_9); d4_9 = fma(v, e.z, d4_9); d5_9 = fma(v, o.z, d5_9); d6_9 = fma(v, e.w, d6_9); d7_9 = fma(v, o.w, d7_9); }
+          { let v = subgroupBroadcast(t2.z, 2u); d0_10 = fma(v, e.x, d0_10); d1_10 = fma(v, o.x, d1_10); d2_10 = fma(v, e.y, d2_10); d3_10 = fma(v, o.y, d3_10); d4_10 = fma(v, e.z, d4_10); d5_10 = fma(v, o.z, d5_10); d6_10 = fma(v, e.w, d6_10); d7_10 = fma(v, o.w, d7_10); }
+          { let v = subgroupBroadcast(t2.w, 2u); d0_11 = fma(v, e.x, d0_11); d1_11 = fma(v, o.x, d1_11); d2_11 = fma(v, e.y, d2_11); d3_11 = fma(v, o.y, d3_11); d4_11 = fma(v, e.z, d4_11); d5_11 = fma(v, o.z, d5_11); d6_11 = fma(v, e.w, d6_11); d7_11 = fma(v, o.w, d7_11); }
+          { let v = subgroupBroadcast(t3.x, 2u); d0_12 = fma(v, e.x, d0_12); d1_12 = fma(v, o.x, d1_12); d2_12 = fma(v, e.y, d2_12); d3_12 = fma(v, o.y, d3_12); d4_12 = fma(v, e.z, d4_12); d5_12 = fma(v, o.z, d5_12); d6_12 = fma(v, e.w, d6_12); d7_12 = fma(v, o.w, d7_12); }
+          { let v = subgroupBroadcast(t3.y, 2u); d0_13 = fma(v, e.x, d0_13); d1_13 = fma(v, o.x, d1_13); d2_13 = fma(v, e.y, d2_13); d3_13 = fma(v, o.y, d3_13); d4_13 = fma(v, e.z, d4_13); d5_13 = fma(v, o.z, d5_13); d6_13 = fma(v, e.w, d6_13); d7_13 = fma(v, o.w, d7_13); }
+          { let v = subgroupBroadcast(t3.z, 2u); d0_14 = fma(v, e.x, d0_14); d1_14 = fma(v, o.x, d1_14); d2_14 = fma(v, e.y, d2_14); d3_14 = fma(v, o.y, d3_14); d4_14 = fma(v, e.z, d4_14); d5_14 = fma(v, o.z, d5_14); d6_14 = fma(v, e.w, d6_14); d7_14 = fma(v, o.w, d7_14); }
+          { let v = subgroupBroadcast(t3.w, 2u); d0_15 = fma(v, e.x, d0_15); d1_15 = fma(v, o.x, d1_15); d2_15 = fma(v, e.y, d2_15); d3_15 = fma(v, o.y, d3_15); d4_15 = fma(v, e.z, d4_15); d5_15 = fma(v, o.z, d5_15); d6_15 = fma(v, e.w, d6_15); d7_15 = fma(v, o.w, d7_15); }
+        }
+        { let xr = rows8[min(p0 + 3u, p.m - 1u) * C8 + chan8]; let keep = p0 + 3u < p.m;
+          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);
+          { let v = subgroupBroadcast(t0.x, 3u); d0_0 = fma(v, e.x, d0_0); d1_0 = fma(v, o.x, d1_0); d2_0 = fma(v, e.y, d2_0); d3_0 = fma(v, o.y, d3_0); d4_0 = fma(v, e.z, d4_0); d5_0 = fma(v, o.z, d5_0); d6_0 = fma(v, e.w, d6_0); d7_0 = fma(v, o.w, d7_0); }
+          { let v = subgroupBroadcast(t0.y, 3u); d0_1 = fma(v, e.x, d0_1); d1_1 = fma(v, o.x, d1_1); d2_1 = fma(v, e.y, d2_1); d3_1 = fma(v, o.y, d3_1); d4_1 = fma(v, e.z, d4_1); d5_1 = fma(v, o.z, d5_1); d6_1 = fma(v, e.w, d6_1); d7_1 = fma(v, o.w, d7_1); }
+          { let v = subgroupBroadcast(t0.z, 3u); d0_2 = fma(v, e.x, d0_2); d1_2 = fma(v, o.x, d1_2); d2_2 = fma(v, e.y, d2_2); d3_2 = fma(v, o.y, d3_2); d4_2 = fma(v, e.z, d4_2); d5_2 = fma(v, o.z, d5_2); d6_2 = fma(v, e.w, d6_2); d7_2 = fma(v, o.w, d7_2); }
+          { let v = subgroupBroadcast(t0.w, 3u); d0_3 = fma(v, e.x, d0_3); d1_3 = fma(v, o.x, d1_3); d2_3 = fma(v, e.y, d2_3); d3_3 = fma(v, o.y, d3_3); d4_3 = fma(v, e.z, d4_3); d5_3 = fma(v, o.z, d5_3); d6_3 = fma(v, e.w, d6_3); d7_3 = fma(v, o.w, d7_3); }
+          { let v = subgroupBroadcast(t1.x, 3u); d0_4 = fma(v, e.x, d0_4); d1_4 = fma(v, o.x, d1_4); d2_4 = fma(v, e.y, d2_4); d3_4 = fma(v, o.y, d3_4); d4_4 = fma(v, e.z, d4_4); d5_4 = fma(v, o.z, d5_4); d6_4 = fma(v, e.w, d6_4); d7_4 = fma(v, o.w, d7_4); }
+          { let v = subgroupBroadcast(t1.y, 3u); d0_5 = fma(v, e.x, d0_5); d1_5 = fma(v, o.x, d1_5); d2_5 = fma(v, e.y, d2_5); d3_5 = fma(v, o.y, d3_5); d4_5 = fma(v, e.z, d4_5); d5_5 = fma(v, o.z, d5_5); d6_5 = fma(v, e.w, d6_5); d7_5 = fma(v, o.w, d7_5); }
+          { let v = subgroupBroadcast(t1.z, 3u); d0_6 = fma(v, e.x, d0_6); d1_6 = fma(v, o.x, d1_6); d2_6 = fma(v, e.y, d2_6); d3_6 = fma(v, o.y, d3_6); d4_6 = fma(v, e.z, d4_6); d5_6 = fma(v, o.z, d5_6); d6_6 = fma(v, e.w, d6_6); d7_6 = fma(v, o.w, d7_6); }
+          { let v = subgroupBroadcast(t1.w, 3u); d0_7 = fma(v, e.x, d0_7); d1_7 = fma(v, o.x, d1_7); d2_7 = fma(v, e.y, d2_7); d3_7 = fma(v, o.y, d3_7); d4_7 = fma(v, e.z, d4_7); d5_7 = fma(v, o.z, d5_7); d6_7 = fma(v, e.w, d6_7); d7_7 = fma(v, o.w, d7_7); }
+          { let v = subgroupBroadcast(t2.x, 3u); d0_8 = fma(v, e.x, d0_8); d1_8 = fma(v, o.x, d1_8); d2_8 = fma(v, e.y, d2_8); d3_8 = fma(v, o.y, d3_8); d4_8 = fma(v, e.z, d4_8); d5_8 = fma(v, o.z, d5_8); d6_8 = fma(v, e.w, d6_8); d7_8 = fma(v, o.w, d7_8); }
+          { let v = subgroupBroadcast(t2.y, 3u); d0_9 = fma(v, e.x, d0_9); d1_9 = fma(v, o.x, d1_9); d2_9 = fma(v, e.y, d2_9); d3_9 = fma(v, o.y, d3_9); d4_9 = fma(v, e.z, d4_9); d5_9 = fma(v, o.z, d5_9); d6_9 = fma(v, e.w, d6_9); d7_9 = fma(v, o.w, d7_9); }
+          { let v = subgroupBroadcast(t2.z, 3u); d0_10 = fma(v, e.x, d0_10); d1_10 = fma(v, o.x, d1_10); d2_10 = fma(v, e.y, d2_10); d3_10 = fma(v, o.y, d3_10); d4_10 = fma(v, e.z, d4_10); d5_10 = fma(v, o.z, d5_10); d6_10 = fma(v, e.w, d6_10); d7_10 = fma(v, o.w, d7_10); }
+          { let v = subgroupBroadcast(t2.w, 3u); d0_11 = fma(v, e.x, d0_11); d1_11 = fma(v, o.x, d1_11); d2_11 = fma(v, e.y, d2_11); d3_11 = fma(v, o.y, d3_11); d4_11 = fma(v, e.z, d4_11); d5_11 = fma(v, o.z, d5_11); d6_11 = fma(v, e.w, d6_11); d7_11 = fma(v, o.w, d7_11); }
+          { let v = subgroupBroadcast(t3.x, 3u); d0_12 = fma(v, e.x, d0_12); d1_12 = fma(v, o.x, d1_12); d2_12 = fma(v, e.y, d2_12); d3_12 = fma(v, o.y, d3_12); d4_12 = fma(v, e.z, d4_12); d5_12 = fma(v, o.z, d5_12); d6_12 = fma(v, e.w, d6_12); d7_12 = fma(v, o.w, d7_12); }
+          { let v = subgroupBroadcast(t3.y, 3u); d0_13 = fma(v, e.x, d0_13); d1_13 = fma(v, o.x, d1_13); d2_13 = fma(v, e.y, d2_13); d3_13 = fma(v, o.y, d3_13); d4_13 = fma(v, e.z, d4_13); d5_13 = fma(v, o.z, d5_13); d6_13 = fma(v, e.w, d6_13); d7_13 = fma(v, o.w, d7_13); }
+          { let v = subgroupBroadcast(t3.z, 3u); d0_14 = fma(v, e.x, d0_14); d1_14 = fma(v, o.x, d1_14); d2_14 = fma(v, e.y, d2_14); d3_14 = fma(v, o.y, d3_14); d4_14 = fma(v, e.z, d4_14); d5_14 = fma(v, o.z, d5_14); d6_14 = fma(v, e.w, d6_14); d7_14 = fma(v, o.w, d7_14); }
+          { let v = subgroupBroadcast(t3.w, 3u); d0_15 = fma(v, e.x, d0_15); d1_15 = fma(v, o.x, d1_15); d2_15 = fma(v, e.y, d2_15); d3_15 = fma(v, o.y, d3_15); d4_15 = fma(v, e.z, d4_15); d5_15 = fma(v, o.z, d5_15); d6_15 = fma(v, e.w, d6_15); d7_15 = fma(v, o.w, d7_15); }
+        }
+        { let xr = rows8[min(p0 + 4u, p.m - 1u) * C8 + chan8]; let keep = p0 + 4u < p.m;
+          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);
+          { let v = subgroupBroadcast(t0.x, 4u); d0_0 = fma(v, e.x, d0_0); d1_0 = fma(v, o.x, d1_0); d2_0 = fma(v, e.y, d2_0); d3_0 = fma(v, o.y, d3_0); d4_0 = fma(v, e.z, d4_0); d5_0 = fma(v, o.z, d5_0); d6_0 = fma(v, e.w, d6_0); d7_0 = fma(v, o.w, d7_0); }
+          { let v = subgroupBroadcast(t0.y, 4u); d0_1 = fma(v, e.x, d0_1); d1_1 = fma(v, o.x, d1_1); d2_1 = fma(v, e.y, d2_1); d3_1 = fma(v, o.y, d3_1); d4_1 = fma(v, e.z, d4_1); d5_1 = fma(v, o.z, d5_1); d6_1 = fma(v, e.w, d6_1); d7_1 = fma(v, o.w, d7_1); }
+          { let v = subgroupBroadcast(t0.z, 4u); d0_2 = fma(v, e.x, d0_2); d1_2 = fma(v, o.x, d1_2); d2_2 = fma(v, e.y, d2_2); d3_2 = fma(v, o.y, d3_2); d4_2 = fma(v, e.z, d4_2); d5_2 = fma(v, o.z, d5_2); d6_2 = fma(v, e.w, d6_2); d7_2 = fma(v, o.w, d7_2); }
+          { let v = subgroupBroadcast(t0.w, 4u); d0_3 = fma(v, e.x, d0_3); d1_3 = fma(v, o.x, d1_3); d2_3 = fma(v, e.y, d2_3); d3_3 = fma(v, o.y, d3_3); d4_3 = fma(v, e.z, d4_3); d5_3 = fma(v, o.z, d5_3); d6_3 = fma(v, e.w, d6_3); d7_3 = fma(v, o.w, d7_3); }
+          { let v = subgroupBroadcast(t1.x, 4u); d0_4 = fma(v, e.x, d0_4); d1_4 = fma(v, o.x, d1_4); d2_4 = fma(v, e.y, d2_4); d3_4 = fma(v, o.y, d3_4); d4_4 = fma(v, e.z, d4_4); d5_4 = fma(v, o.z, d5_4); d6_4 = fma(v, e.w, d6_4); d7_4 = fma(v, o.w, d7_4); }
+          { let v = subgroupBroadcast(t1.y, 4u); d0_5 = fma(v, e.x, d0_5); d1_5 = fma(v, o.x, d1_5); d2_5 = fma(v, e.y, d2_5); d3_5 = fma(v, o.y, d3_5); d4_5 = fma(v, e.z, d4_5); d5_5 = fma(v, o.z, d5_5); d6_5 = fma(v, e.w, d6_5); d7_5 = fma(v, o.w, d7_5); }
+          { let v = subgroupBroadcast(t1.z, 4u); d0_6 = fma(v, e.x, d0_6); d1_6 = fma(v, o.x, d1_6); d2_6 = fma(v, e.y, d2_6); d3_6 = fma(v, o.y, d3_6); d4_6 = fma(v, e.z, d4_6); d5_6 = fma(v, o.z, d5_6); d6_6 = fma(v, e.w, d6_6); d7_6 = fma(v, o.w, d7_6); }
+          { let v = subgroupBroadcast(t1.w, 4u); d0_7 = fma(v, e.x, d0_7); d1_7 = fma(v, o.x, d1_7); d2_7 = fma(v, e.y, d2_7); d3_7 = fma(v, o.y, d3_7); d4_7 = fma(v, e.z, d4_7); d5_7 = fma(v, o.z, d5_7); d6_7 = fma(v, e.w, d6_7); d7_7 = fma(v, o.w, d7_7); }
+          { let v = subgroupBroadcast(t2.x, 4u); d0_8 = fma(v, e.x, d0_8); d1_8 = fma(v, o.x, d1_8); d2_8 = fma(v, e.y, d2_8); d3_8 = fma(v, o.y, d3_8); d4_8 = fma(v, e.z, d4_8); d5_8 = fma(v, o.z, d5_8); d6_8 = fma(v, e.w, d6_8); d7_8 = fma(v, o.w, d7_8); }
+          { let v = subgroupBroadcast(t2.y, 4u); d0_9 = fma(v, e.x, d0_9); d1_9 = fma(v, o.x, d1_9); d2_9 = fma(v, e.y, d2_9); d3_9 = fma(v, o.y, d3_9); d4_9 = fma(v, e.z, d4_9); d5_9 = fma(v, o.z, d5_9); d6_9 = fma(v, e.w, d6_9); d7_9 = fma(v, o.w, d7_9); }
+          { let v = subgroupBroadcast(t2.z, 4u); d0_10 = fma(v, e.x, d0_10); d1_10 = fma(v, o.x, d1_10); d2_10 = fma(v, e.y, d2_10); d3_10 = fma(v, o.y, d3_10); d4_10 = fma(v, e.z, d4_10); d5_10 = fma(v, o.z, d5_10); d6_10 = fma(v, e.w, d6_10); d7_10 = fma(v, o.w, d7_10); }
+          { let v = subgroupBroadcast(t2.w, 4u); d0_11 = fma(v, e.x, d0_11); d1_11 = fma(v, o.x, d1_11); d2_11 = fma(v, e.y, d2_11); d3_11 = fma(v, o.y, d3_11); d4_11 = fma(v, e.z, d4_11); d5_11 = fma(v, o.z, d5_11); d6_11 = fma(v, e.w, d6_11); d7_11 = fma(v, o.w, d7_11); }
+          { let v = subgroupBroadcast(t3.x, 4u); d0_12 = fma(v, e.x, d0_12); d1_12 = fma(v, o.x, d1_12); d2_12 = fma(v, e.y, d2_12); d3_12 = fma(v, o.y, d3_12); d4_12 = fma(v, e.z, d4_12); d5_12 = fma(v, o.z, d5_12); d6_12 = fma(v, e.w, d6_12); d7_12 = fma(v, o.w, d7_12); }
+          { let v = subgroupBroadcast(t3.y, 4u); d0_13 = fma(v, e.x, d0_13); d1_13 = fma(v, o.x, d1_13); d2_13 = fma(v, e.y, d2_13); d3_13 = fma(v, o.y, d3_13); d4_13 = fma(v, e.z, d4_13); d5_13 = fma(v, o.z, d5_13); d6_13 = fma(v, e.w, d6_13); d7_13 = fma(v, o.w, d7_13); }
+          { let v = subgroupBroadcast(t3.z, 4u); d0_14 = fma(v, e.x, d0_14); d1_14 = fma(v, o.x, d1_14); d2_14 = fma(v, e.y, d2_14); d3_14 = fma(v, o.y, d3_14); d4_14 = fma(v, e.z, d4_14); d5_14 = fma(v, o.z, d5_14); d6_14 = fma(v, e.w, d6_14); d7_14 = fma(v, o.w, d7_14); }
+          { let v = subgroupBroadcast(t3.w, 4u); d0_15 = fma(v, e.x, d0_15); d1_15 = fma(v, o.x, d1_15); d2_15 = fma(v, e.y, d2_15); d3_15 = fma(v, o.y, d3_15); d4_15 = fma(v, e.z, d4_15); d5_15 = fma(v, o.z, d5_15); d6_15 = fma(v, e.w, d6_15); d7_15 = fma(v, o.w, d7_15); }
+        }
+        { let xr = rows8[min(p0 + 5u, p.m - 1u) * C8 + chan8]; let keep = p0 + 5u < p.m;
+          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);
+          { let v = subgroupBroadcast(t0.x, 5u); d0_0 = fma(v, e.x, d0_0); d1_0 = fma(v, o.x, d1_0); d2_0 = fma(v, e.y, d2_0); d3_0 = fma(v, o.y, d3_0); d4_0 = fma(v, e.z, d4_0); d5_0 = fma(v, o.z, d5_0); d6_0 = fma(v, e.w, d6_0); d7_0 = fma(v, o.w, d7_0); }
+          { let v = subgroupBroadcast(t0.y, 5u); d0_1 = fma(v, e.x, d0_1); d1_1 = fma(v, o.x, d1_1); d2_1 = fma(v, e.y, d2_1); d3_1 = fma(v, o.y, d3_1); d4_1 = fma(v, e.z, d4_1); d5_1 = fma(v, o.z, d5_1); d6_1 = fma(v, e.w, d6_1); d7_1 = fma(v, o.w, d7_1); }
+          { let v = subgroupBroadcast(t0.z, 5u); d0_2 = fma(v, e.x, d0_2); d1_2 = fma(v, o.x, d1_2); d2_2 = fma(v, e.y, d2_2); d3_2 = fma(v, o.y, d3_2); d4_2 = fma(v, e.z, d4_2); d5_2 = fma(v, o.z, d5_2); d6_2 = fma(v, e.w, d6_2); d7_2 = fma(v, o.w, d7_2); }
+          { let v = subgroupBroadcast(t0.w, 5u); d0_3 = fma(v, e.x, d0_3); d1_3 = fma(v, o.x, d1_3); d2_3 = fma(v, e.y, d2_3); d3_3 = fma(v, o.y, d3_3); d4_3 = fma(v, e.z, d4_3); d5_3 = fma(v, o.z, d5_3); d6_3 = fma(v, e.w, d6_3); d7_3 = fma(v, o.w, d7_3); }
+          { let v = subgroupBroadcast(t1.x, 5u); d0_4 = fma(v, e.x, d0_4); d1_4 = fma(v, o.x, d1_4); d2_4 = fma(v, e.y, d2_4); d3_4 = fma(v, o.y, d3_4); d4_4 = fma(v, e.z, d4_4); d5_4 = fma(v, o.z, d5_4); d6_4 = fma(v, e.w, d6_4); d7_4 = fma(v, o.w, d7_4); }
+          { let v = subgroupBroadcast(t1.y, 5u); d0_5 = fma(v, e.x, d0_5); d1_5 = fma(v, o.x, d1_5); d2_5 = fma(v, e.y, d2_5); d3_5 = fma(v, o.y, d3_5); d4_5 = fma(v, e.z, d4_5); d5_5 = fma(v, o.z, d5_5); d6_5 = fma(v, e.w, d6_5); d7_5 = fma(v, o.w, d7_5); }
+          { let v = subgroupBroadcast(t1.z, 5u); d0_6 = fma(v, e.x, d0_6); d1_6 = fma(v, o.x, d1_6); d2_6 = fma(v, e.y, d2_6); d3_6 = fma(v, o.y, d3_6); d4_6 = fma(v, e.z, d4_6); d5_6 = fma(v, o.z, d5_6); d6_6 = fma(v, e.w, d6_6); d7_6 = fma(v, o.w, d7_6); }
+          { let v = subgroupBroadcast(t1.w, 5u); d0_7 = fma(v, e.x, d0_7); d1_7 = fma(v, o.x, d1_7); d2_7 = fma(v, e.y, d2_7); d3_7 = fma(v, o.y, d3_7); d4_7 = fma(v, e.z, d4_7); d5_7 = fma(v, o.z, d5_7); d6_7 = fma(v, e.w, d6_7); d7_7 = fma(v, o.w, d7_7); }
+          { let v = subgroupBroadcast(t2.x, 5u); d0_8 = fma(v, e.x, d0_8); d1_8 = fma(v, o.x, d1_8); d2_8 = fma(v, e.y, d2_8); d3_8 = fma(v, o.y, d3_8); d4_8 = fma(v, e.z, d4_8); d5_8 = fma(v, o.z, d5_8); d6_8 = fma(v, e.w, d6_8); d7_8 = fma(v, o.w, d7_8); }
+          { let v = subgroupBroadcast(t2.y, 5u); d0_9 = fma(v, e.x, d0_9); d1_9 = fma(v, o.x, d1_9); d2_9 = fma(v, e.y, d2_9); d3_9 = fma(v, o.y, d3_9); d4_9 = fma(v, e.z, d4_9); d5_9 = fma(v, o.z, d5_9); d6_9 = fma(v, e.w, d6_9); d7_9 = fma(v, o.w, d7_9); }
+          { let v = subgroupBroadcast(t2.z, 5u); d0_10 = fma(v, e.x, d0_10); d1_10 = fma(v, o.x, d1_10); d2_10 = fma(v, e.y, d2_10); d3_10 = fma(v, o.y, d3_10); d4_10 = fma(v, e.z, d4_10); d5_10 = fma(v, o.z, d5_10); d6_10 = fma(v, e.w, d6_10); d7_10 = fma(v, o.w, d7_10); }
+          { let v = subgroupBroadcast(t2.w, 5u); d0_11 = fma(v, e.x, d0_11); d1_11 = fma(v, o.x, d1_11); d2_11 = fma(v, e.y, d2_11); d3_11 = fma(v, o.y, d3_11); d4_11 = fma(v, e.z, d4_11); d5_11 = fma(v, o.z, d5_11); d6_11 = fma(v, e.w, d6_11); d7_11 = fma(v, o.w, d7_11); }
+          { let v = subgroupBroadcast(t3.x, 5u); d0_12 = fma(v, e.x, d0_12); d1_12 = fma(v, o.x, d1_12); d2_12 = fma(v, e.y, d2_12); d3_12 = fma(v, o.y, d3_12); d4_12 = fma(v, e.z, d4_12); d5_12 = fma(v, o.z, d5_12); d6_12 = fma(v, e.w, d6_12); d7_12 = fma(v, o.w, d7_12); }
+          { let v = subgroupBroadcast(t3.y, 5u); d0_13 = fma(v, e.x, d0_13); d1_13 = fma(v, o.x, d1_13); d2_13 = fma(v, e.y, d2_13); d3_13 = fma(v, o.y, d3_13); d4_13 = fma(v, e.z, d4_13); d5_13 = fma(v, o.z, d5_13); d6_13 = fma(v, e.w, d6_13); d7_13 = fma(v, o.w, d7_13); }
+          { let v = subgroupBroadcast(t3.z, 5u); d0_14 = fma(v, e.x, d0_14); d1_14 = fma(v, o.x, d1_14); d2_14 = fma(v, e.y, d2_14); d3_14 = fma(v, o.y, d3_14); d4_14 = fma(v, e.z, d4_14); d5_14 = fma(v, o.z, d5_14); d6_14 = fma(v, e.w, d6_14); d7_14 = fma(v, o.w, d7_14); }
+          { let v = subgroupBroadcast(t3.w, 5u); d0_15 = fma(v, e.x, d0_15); d1_15 = fma(v, o.x, d1_15); d2_15 = fma(v, e.y, d2_15); d3_15 = fma(v, o.y, d3_15); d4_15 = fma(v, e.z, d4_15); d5_15 = fma(v, o.z, d5_15); d6_15 = fma(v, e.w, d6_15); d7_15 = fma(v, o.w, d7_15); }
+        }
+        { let xr = rows8[min(p0 + 6u, p.m - 1u) * C8 + chan8]; let keep = p0 + 6u < p.m;
+          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);
+          { let v = subgroupBroadcast(t0.x, 6u); d0_0 = fma(v, e.x, d0_0); d1_0 = fma(v, o.x, d1_0); d2_0 = fma(v, e.y, d2_0); d3_0 = fma(v, o.y, d3_0); d4_0 = fma(v, e.z, d4_0); d5_0 = fma(v, o.z, d5_0); d6_0 = fma(v, e.w, d6_0); d7_0 = fma(v, o.w, d7_0); }
+          { let v = subgroupBroadcast(t0.y, 6u); d0_1 = fma(v, e.x, d0_1); d1_1 = fma(v, o.x, d1_1); d2_1 = fma(v, e.y, d2_1); d3_1 = fma(v, o.y, d3_1); d4_1 = fma(v, e.z, d4_1); d5_1 = fma(v, o.z, d5_1); d6_1 = fma(v, e.w, d6_1); d7_1 = fma(v, o.w, d7_1); }
+          { let v = subgroupBroadcast(t0.z, 6u); d0_2 = fma(v, e.x, d0_2); d1_2 = fma(v, o.x, d1_2); d2_2 = fma(v, e.y, d2_2); d3_2 = fma(v, o.y, d3_2); d4_2 = fma(v, e.z, d4_2); d5_2 = fma(v, o.z, d5_2); d6_2 = fma(v, e.w, d6_2); d7_2 = fma(v, o.w, d7_2); }
+          { let v = subgroupBroadcast(t0.w, 6u); d0_3 = fma(v, e.x, d0_3); d1_3 = fma(v, o.x, d1_3); d2_3 = fma(v, e.y, d2_3); d3_3 = fma(v, o.y, d3_3); d4_3 = fma(v, e.z, d4_3); d5_3 = fma(v, o.z, d5_3); d6_3 = fma(v, e.w, d6_3); d7_3 = fma(v, o.w, d7_3); }
+          { let v = subgroupBroadcast(t1.x, 6u); d0_4 = fma(v, e.x, d0_4); d1_4 = fma(v, o.x, d1_4); d2_4 = fma(v, e.y, d2_4); d3_4 = fma(v, o.y, d3_4); d4_4 = fma(v, e.z, d4_4); d5_4 = fma(v, o.z, d5_4); d6_4 = fma(v, e.w, d6_4); d7_4 = fma(v, o.w, d7_4); }
+          { let v = subgroupBroadcast(t1.y, 6u); d0_5 = fma(v, e.x, d0_5); d1_5 = fma(v, o.x, d1_5); d2_5 = fma(v, e.y, d2_5); d3_5 = fma(v, o.y, d3_5); d4_5 = fma(v, e.z, d4_5); d5_5 = fma(v, o.z, d5_5); d6_5 = fma(v, e.w, d6_5); d7_5 = fma(v, o.w, d7_5); }
+          { let v = subgroupBroadcast(t1.z, 6u); d0_6 = fma(v, e.x, d0_6); d1_6 = fma(v, o.x, d1_6); d2_6 = fma(v, e.y, d2_6); d3_6 = fma(v, o.y, d3_6); d4_6 = fma(v, e.z, d4_6); d5_6 = fma(v, o.z, d5_6); d6_6 = fma(v, e.w, d6_6); d7_6 = fma(v, o.w, d7_6); }
+          { let v = subgroupBroadcast(t1.w, 6u); d0_7 = fma(v, e.x, d0_7); d1_7 = fma(v, o.x, d1_7); d2_7 = fma(v, e.y, d2_7); d3_7 = fma(v, o.y, d3_7); d4_7 = fma(v, e.z, d4_7); d5_7 = fma(v, o.z, d5_7); d6_7 = fma(v, e.w, d6_7); d7_7 = fma(v, o.w, d7_7); }
+          { let v = subgroupBroadcast(t2.x, 6u); d0_8 = fma(v, e.x, d0_8); d1_8 = fma(v, o.x, d1_8); d2_8 = fma(v, e.y, d2_8); d3_8 = fma(v, o.y, d3_8); d4_8 = fma(v, e.z, d4_8); d5_8 = fma(v, o.z, d5_8); d6_8 = fma(v, e.w, d6_8); d7_8 = fma(v, o.w, d7_8); }
+          { let v = subgroupBroadcast(t2.y, 6u); d0_9 = fma(v, e.x, d0_9); d1_9 = fma(v, o.x, d1_9); d2_9 = fma(v, e.y, d2_9); d3_9 = fma(v, o.y, d3_9); d4_9 = fma(v, e.z, d4_9); d5_9 = fma(v, o.z, d5_9); d6_9 = fma(v, e.w, d6_9); d7_9 = fma(v, o.w, d7_9); }
+          { let v = subgroupBroadcast(t2.z, 6u); d0_10 = fma(v, e.x, d0_10); d1_10 = fma(v, o.x, d1_10); d2_10 = fma(v, e.y, d2_10); d3_10 = fma(v, o.y, d3_10); d4_10 = fma(v, e.z, d4_10); d5_10 = fma(v, o.z, d5_10); d6_10 = fma(v, e.w, d6_10); d7_10 = fma(v, o.w, d7_10); }
+          { let v = subgroupBroadcast(t2.w, 6u); d0_11 = fma(v, e.x, d0_11); d1_11 = fma(v, o.x, d1_11); d2_11 = fma(v, e.y, d2_11); d3_11 = fma(v, o.y, d3_11); d4_11 = fma(v, e.z, d4_11); d5_11 = fma(v, o.z, d5_11); d6_11 = fma(v, e.w, d6_11); d7_11 = fma(v, o.w, d7_11); }
+          { let v = subgroupBroadcast(t3.x, 6u); d0_12 = fma(v, e.x, d0_12); d1_12 = fma(v, o.x, d1_12); d2_12 = fma(v, e.y, d2_12); d3_12 = fma(v, o.y, d3_12); d4_12 = fma(v, e.z, d4_12); d5_12 = fma(v, o.z, d5_12); d6_12 = fma(v, e.w, d6_12); d7_12 = fma(v, o.w, d7_12); }
+          { let v = subgroupBroadcast(t3.y, 6u); d0_13 = fma(v, e.x, d0_13); d1_13 = fma(v, o.x, d1_13); d2_13 = fma(v, e.y, d2_13); d3_13 = fma(v, o.y, d3_13); d4_13 = fma(v, e.z, d4_13); d5_13 = fma(v, o.z, d5_13); d6_13 = fma(v, e.w, d6_13); d7_13 = fma(v, o.w, d7_13); }
+          { let v = subgroupBroadcast(t3.z, 6u); d0_14 = fma(v, e.x, d0_14); d1_14 = fma(v, o.x, d1_14); d2_14 = fma(v, e.y, d2_14); d3_14 = fma(v, o.y, d3_14); d4_14 = fma(v, e.z, d4_14); d5_14 = fma(v, o.z, d5_14); d6_14 = fma(v, e.w, d6_14); d7_14 = fma(v, o.w, d7_14); }
+          { let v = subgroupBroadcast(t3.w, 6u); d0_15 = fma(v, e.x, d0_15); d1_15 = fma(v, o.x, d1_15); d2_15 = fma(v, e.y, d2_15); d3_15 = fma(v, o.y, d3_15); d4_15 = fma(v, e.z, d4_15); d5_15 = fma(v, o.z, d5_15); d6_15 = fma(v, e.w, d6_15); d7_15 = fma(v, o.w, d7_15); }
+        }
+        { let xr = rows8[min(p0 + 7u, p.m - 1u) * C8 + chan8]; let keep = p0 + 7u < p.m;
+          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);
+          { let v = subgroupBroadcast(t0.x, 7u); d0_0 = fma(v, e.x, d0_0); d1_0 = fma(v, o.x, d1_0); d2_0 = fma(v, e.y, d2_0); d3_0 = fma(v, o.y, d3_0); d4_0 = fma(v, e.z, d4_0); d5_0 = fma(v, o.z, d5_0); d6_0 = fma(v, e.w, d6_0); d7_0 = fma(v, o.w, d7_0); }
+          { let v = subgroupBroadcast(t0.y, 7u); d0_1 = fma(v, e.x, d0_1); d1_1 = fma(v, o.x, d1_1); d2_1 = fma(v, e.y, d2_1); d3_1 = fma(v, o.y, d3_1); d4_1 = fma(v, e.z, d4_1); d5_1 = fma(v, o.z, d5_1); d6_1 = fma(v, e.w, d6_1); d7_1 = fma(v, o.w, d7_1); }
+          { let v = subgroupBroadcast(t0.z, 7u); d0_2 = fma(v, e.x, d0_2); d1_2 = fma(v, o.x, d1_2); d2_2 = fma(v, e.y, d2_2); d3_2 = fma(v, o.y, d3_2); d4_2 = fma(v, e.z, d4_2); d5_2 = fma(v, o.z, d5_2); d6_2 = fma(v, e.w, d6_2); d7_2 = fma(v, o.w, d7_2); }
+          { let v = subgroupBroadcast(t0.w, 7u); d0_3 = fma(v, e.x, d0_3); d1_3 = fma(v, o.x, d1_3); d2_3 = fma(v, e.y, d2_3); d3_3 = fma(v, o.y, d3_3); d4_3 = fma(v, e.z, d4_3); d5_3 = fma(v, o.z, d5_3); d6_3 = fma(v, e.w, d6_3); d7_3 = fma(v, o.w, d7_3); }
+          { let v = subgroupBroadcast(t1.x, 7u); d0_4 = fma(v, e.x, d0_4); d1_4 = fma(v, o.x, d1_4); d2_4 = fma(v, e.y, d2_4); d3_4 = fma(v, o.y, d3_4); d4_4 = fma(v, e.z, d4_4); d5_4 = fma(v, o.z, d5_4); d6_4 = fma(v, e.w, d6_4); d7_4 = fma(v, o.w, d7_4); }
+          { let v = subgroupBroadcast(t1.y, 7u); d0_5 = fma(v, e.x, d0_5); d1_5 = fma(v, o.x, d1_5); d2_5 = fma(v, e.y, d2_5); d3_5 = fma(v, o.y, d3_5); d4_5 = fma(v, e.z, d4_5); d5_5 = fma(v, o.z, d5_5); d6_5 = fma(v, e.w, d6_5); d7_5 = fma(v, o.w, d7_5); }
+          { let v = subgroupBroadcast(t1.z, 7u); d0_6 = fma(v, e.x, d0_6); d1_6 = fma(v, o.x, d1_6); d2_6 = fma(v, e.y, d2_6); d3_6 = fma(v, o.y, d3_6); d4_6 = fma(v, e.z, d4_6); d5_6 = fma(v, o.z, d5_6); d6_6 = fma(v, e.w, d6_6); d7_6 = fma(v, o.w, d7_6); }
+          { let v = subgroupBroadcast(t1.w, 7u); d0_7 = fma(v, e.x, d0_7); d1_7 = fma(v, o.x, d1_7); d2_7 = fma(v, e.y, d2_7); d3_7 = fma(v, o.y, d3_7); d4_7 = fma(v, e.z, d4_7); d5_7 = fma(v, o.z, d5_7); d6_7 = fma(v, e.w, d6_7); d7_7 = fma(v, o.w, d7_7); }
+          { let v = subgroupBroadcast(t2.x, 7u); d0_8 = fma(v, e.x, d0_8); d1_8 = fma(v, o.x, d1_8); d2_8 = fma(v, e.y, d2_8); d3_8 = fma(v, o.y, d3_8); d4_8 = fma(v, e.z, d4_8); d5_8 = fma(v, o.z, d5_8); d6_8 = fma(v, e.w, d6_8); d7_8 = fma(v, o.w, d7_8); }
+          { let v = subgroupBroadcast(t2.y, 7u); d0_9 = fma(v, e.x, d0_9); d1_9 = fma(v, o.x, d1_9); d2_9 = fma(v, e.y, d2_9); d3_9 = fma(v, o.y, d3_9); d4_9 = fma(v, e.z, d4_9); d5_9 = fma(v, o.z, d5_9); d6_9 = fma(v, e.w, d6_9); d7_9 = fma(v, o.w, d7_9); }
+          { let v = subgroupBroadcast(t2.z, 7u); d0_10 = fma(v, e.x, d0_10); d1_10 = fma(v, o.x, d1_10); d2_10 = fma(v, e.y, d2_10); d3_10 = fma(v, o.y, d3_10); d4_10 = fma(v, e.z, d4_10); d5_10 = fma(v, o.z, d5_10); d6_10 = fma(v, e.w, d6_10); d7_10 = fma(v, o.w, d7_10); }
+          { let v = subgroupBroadcast(t2.w, 7u); d0_11 = fma(v, e.x, d0_11); d1_11 = fma(v, o.x, d1_11); d2_11 = fma(v, e.y, d2_11); d3_11 = fma(v, o.y, d3_11); d4_11 = fma(v, e.z, d4_11); d5_11 = fma(v, o.z, d5_11); d6_11 = fma(v, e.w, d6_11); d7_11 = fma(v, o.w, d7_11); }
+          { let v = subgroupBroadcast(t3.x, 7u); d0_12 = fma(v, e.x, d0_12); d1_12 = fma(v, o.x, d1_12); d2_12 = fma(v, e.y, d2_12); d3_12 = fma(v, o.y, d3_12); d4_12 = fma(v, e.z, d4_12); d5_12 = fma(v, o.z, d5_12); d6_12 = fma(v, e.w, d6_12); d7_12 = fma(v, o.w, d7_12); }
+          { let v = subgroupBroadcast(t3.y, 7u); d0_13 = fma(v, e.x, d0_13); d1_13 = fma(v, o.x, d1_13); d2_13 = fma(v, e.y, d2_13); d3_13 = fma(v, o.y, d3_13); d4_13 = fma(v, e.z, d4_13); d5_13 = fma(v, o.z, d5_13); d6_13 = fma(v, e.w, d6_13); d7_13 = fma(v, o.w, d7_13); }
+          { let v = subgroupBroadcast(t3.z, 7u); d0_14 = fma(v, e.x, d0_14); d1_14 = fma(v, o.x, d1_14); d2_14 = fma(v, e.y, d2_14); d3_14 = fma(v, o.y, d3_14); d4_14 = fma(v, e.z, d4_14); d5_14 = fma(v, o.z, d5_14); d6_14 = fma(v, e.w, d6_14); d7_14 = fma(v, o.w, d7_14); }
+          { let v = subgroupBroadcast(t3.w, 7u); d0_15 = fma(v, e.x, d0_15); d1_15 = fma(v, o.x, d1_15); d2_15 = fma(v, e.y, d2_15); d3_15 = fma(v, o.y, d3_15); d4_15 = fma(v, e.z, d4_15); d5_15 = fma(v, o.z, d5_15); d6_15 = fma(v, e.w, d6_15); d7_15 = fma(v, o.w, d7_15); }
+        }
+        ow += 8u;
+        while (ow >= p.ow) { ow -= p.ow; oh++; if (oh == p.oh) { oh = 0u; b++; } }
+    }
+    store8(n0 + 8u * lane + 0u, k0 + 0u, vec4(d0_0, d0_2, d0_4, d0_6), vec4(d0_1, d0_3, d0_5, d0_7));
+    store8(n0 + 8u * lane + 0u, k0 + 8u, vec4(d0_8, d0_10, d0_12, d0_14), vec4(d0_9, d0_11, d0_13, d0_15));
+    store8(n0 + 8u * lane + 1u, k0 + 0u, vec4(d1_0, d1_2, d1_4, d1_6), vec4(d1_1, d1_3, d1_5, d1_7));
+    store8(n0 + 8u * lane + 1u, k0 + 8u, vec4(d1_8, d1_10, d1_12, d1_14), vec4(d1_9, d1_11, d1_13, d1_15));
+    store8(n0 + 8u * lane + 2u, k0 + 0u, vec4(d2_0, d2_2, d2_4, d2_6), vec4(d2_1, d2_3, d2_5, d2_7));
+    store8(n0 + 8u * lane + 2u, k0 + 8u, vec4(d2_8, d2_10, d2_12, d2_14), vec4(d2_9, d2_11, d2_13, d2_15));
+    store8(n0 + 8u * lane + 3u, k0 + 0u, vec4(d3_0, d3_2, d3_4, d3_6), vec4(d3_1, d3_3, d3_5, d3_7));
+    store8(n0 + 8u * lane + 3u, k0 + 8u, vec4(d3_8, d3_10, d3_12, d3_14), vec4(d3_9, d3_11, d3_13, d3_15));
+    store8(n0 + 8u * lane + 4u, k0 + 0u, vec4(d4_0, d4_2, d4_4, d4_6), vec4(d4_1, d4_3, d4_5, d4_7));
+    store8(n0 + 8u * lane + 4u, k0 + 8u, vec4(d4_8, d4_10, d4_12, d4_14), vec4(d4_9, d4_11, d4_13, d4_15));
+    store8(n0 + 8u * lane + 5u, k0 + 0u, vec4(d5_0, d5_2, d5_4, d5_6), vec4(d5_1, d5_3, d5_5, d5_7));
+    store8(n0 + 8u * lane + 5u, k0 + 8u, vec4(d5_8, d5_10, d5_12, d5_14), vec4(d5_9, d5_11, d5_13, d5_15));
+    store8(n0 + 8u * lane + 6u, k0 + 0u, vec4(d6_0, d6_2, d6_4, d6_6), vec4(d6_1, d6_3, d6_5, d6_7));
+    store8(n0 + 8u * lane + 6u, k0 + 8u, vec4(d6_8, d6_10, d6_12, d6_14), vec4(d6_9, d6_11, d6_13, d6_15));
+    store8(n0 + 8u * lane + 7u, k0 + 0u, vec4(d7_0, d7_2, d7_4, d7_6), vec4(d7_1, d7_3, d7_5, d7_7));
+    store8(n0 + 8u * lane + 7u, k0 + 8u, vec4(d7_8, d7_10, d7_12, d7_14), vec4(d7_9, d7_11, d7_13, d7_15));
 }

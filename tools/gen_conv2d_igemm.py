@@ -6,7 +6,7 @@ TILES = [(2, 8), (4, 4)]
 comp = "xyzw"
 L = []; w = L.append
 w("""// Implicit-GEMM convolution: y = conv(x, w) (+ bias) read straight from the image and written
-// straight in NCHW, with no column matrix and no permute. Needs subgroups (>= 8) and SHADER_INT64;
+// straight in NCHW, with no column matrix and no permute; and the weight gradient the same way. Needs subgroups (>= 8) and SHADER_INT64;
 // kw % 4 == 0, dilation 1 along x, C·kh·kw % 8 == 0 and x's length % 4 == 0 (the launcher checks).
 // Tests: kernels-tests/conv2d_igemm.rs; bench: `bench -- kernels --only conv`.
 //
@@ -29,6 +29,8 @@ struct Params {
     cout: u32,                  // output channels
     m: u32,                     // output pixels B·OH·OW
     tiles_n: u32, tiles: u32,   // channel tiles, all tiles (workgroups with work)
+    accumulate: u32,            // conv2d_igemm_dw: add to dw (a parameter's gradient)
+    _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 // Compiled after shaders/bias/no_bias.wgsl or bias.wgsl (bias_at(n), binding 2).
@@ -37,9 +39,24 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;    // y [B, Cout, OH, OW]
 @group(0) @binding(4) var<uniform> p: Params;
 
+// The weight gradient's views (conv2d_igemm_dw only): dy channels-last, dw, 8 floats a load.
+@group(0) @binding(1) var<storage, read> rows8: array<vec4<u64>>;   // dy [M, Cout]
+@group(0) @binding(3) var<storage, read_write> dst8: array<vec4<u64>>; // dw [Cout, C·kh·kw]
+
 // Floats 0, 2, 4, 6 and 1, 3, 5, 7 of an 8-float load (little-endian halves).
 fn lo(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x)); }
 fn hi(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x >> vec4<u32>(32u))); }
+
+// dw[n, k..k+7] = (e, o) interleaved (floats 0,2,4,6 and 1,3,5,7), added to the old value when
+// p.accumulate; nothing past Cout or K.
+fn store8(n: u32, k: u32, e_in: vec4<f32>, o_in: vec4<f32>) {
+    let K = p.c * p.kh * p.kw;
+    if (n >= p.cout || k >= K) { return; }
+    var e = e_in; var o = o_in;
+    let i = (n * K + k) / 8u;
+    if (p.accumulate != 0u) { let old = dst8[i]; e += lo(old); o += hi(old); }
+    dst8[i] = vec4<u64>(bitcast<vec4<u32>>(e)) | (vec4<u64>(bitcast<vec4<u32>>(o)) << vec4<u32>(32u));
+}
 
 // Taps ix..ix+3 of image row ih of the plane at `plane` (0 in the padding), cut out of the two
 // aligned vec4s that cover them; a clamped vec4 index only ever serves masked taps.
@@ -113,6 +130,56 @@ fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
             w(f"    if (m0 + {8*r + t}u < p.m) {{ let yb = subgroupBroadcast(ybase{r}, {t}u); {st} }}")
     w("}")
 
+def weight_entry():
+    KT, J = 16, 8  # taps x channels per lane: tile 16 taps x 64 channels, 128 accumulators
+    name = f"conv2d_igemm_dw_{KT}x{8*J}"
+    w(f"""
+// dw [Cout, C·kh·kw] (+)= rowsᵀ · col(x), the weight gradient with the columns gathered here:
+// rows = dy channels-last [M, Cout] (Cout % 8 == 0), x the image. Tile {KT} taps x {8*J} channels,
+// summed over all M pixels, 8 a step: lane l gathers the {KT} taps of pixel p0 + l and hands them
+// round; it loads dy of its own channels n0 + 8l .. n0 + 8l + 7 for each of the 8 pixels (one
+// 8-float load each). Accumulator d<j>_<k> is channel n0 + 8l + j, tap k0 + k.
+// T = ceil(K/{KT}) * ceil(Cout/{8*J}).
+@compute @workgroup_size(8)
+fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lane: u32) {{
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.tiles) {{ return; }}  // uniform per workgroup
+    let K = p.c * p.kh * p.kw; let C8 = p.cout / 8u;
+    let k0 = (wid / p.tiles_n) * {KT}u; let n0 = (wid % p.tiles_n) * {8*J}u;
+    let chan8 = min(n0 / 8u + lane, C8 - 1u);
+    // The tile's first run of 4 taps, (channel plane offset, kernel row, first column), then the next 3.
+    let runs_per_c = p.kh * p.kw / 4u; let r0 = k0 / 4u; let rem = r0 % runs_per_c;
+    let run0 = vec3(i32((r0 / runs_per_c) * p.h * p.w), i32(rem / (p.kw / 4u)), i32((rem % (p.kw / 4u)) * 4u));
+    let run1 = next_run(run0); let run2 = next_run(run1); let run3 = next_run(run2);
+    // This lane's pixel (b, oh, ow), stepped by 8 pixels along the loop.
+    var ow = lane % p.ow; var oh = (lane / p.ow) % p.oh; var b = lane / (p.ow * p.oh);""")
+    for j in range(J):
+        w("    " + " ".join(f"var d{j}_{k} = 0.0;" for k in range(KT)))
+    w("""    for (var p0 = 0u; p0 < p.m; p0 += 8u) {
+        let plane = i32(b * p.c * p.h * p.w);
+        let ih = i32(oh * p.sh) - i32(p.ph); let iw = i32(ow * p.sw) - i32(p.pw);
+        let live = p0 + lane < p.m;""")
+    for r in range(4):
+        w(f"        let t{r} = select(vec4(0.0), run4(plane + run{r}.x, ih + run{r}.y * i32(p.dh), iw + run{r}.z), live);")
+    for q in range(8):
+        w(f"        {{ let xr = rows8[min(p0 + {q}u, p.m - 1u) * C8 + chan8]; let keep = p0 + {q}u < p.m;")
+        w(f"          let e = select(vec4(0.0), lo(xr), keep); let o = select(vec4(0.0), hi(xr), keep);")
+        for k in range(KT):
+            fm = " ".join(f"d{j}_{k} = fma(v, {'e' if j % 2 == 0 else 'o'}.{comp[j // 2]}, d{j}_{k});" for j in range(J))
+            w(f"          {{ let v = subgroupBroadcast(t{k // 4}.{comp[k % 4]}, {q}u); {fm} }}")
+        w("        }")
+    w("""        ow += 8u;
+        while (ow >= p.ow) { ow -= p.ow; oh++; if (oh == p.oh) { oh = 0u; b++; } }
+    }""")
+    for j in range(J):
+        for g in range(KT // 8):
+            ev = ", ".join(f"d{j}_{8*g + 2*i}" for i in range(4))
+            ov = ", ".join(f"d{j}_{8*g + 2*i + 1}" for i in range(4))
+            w(f"    store8(n0 + 8u * lane + {j}u, k0 + {8*g}u, vec4({ev}), vec4({ov}));")
+    w("}")
+
 for R, J in TILES:
     entry(R, J)
+weight_entry()
 open(sys.argv[1], "w").write("\n".join(L) + "\n")

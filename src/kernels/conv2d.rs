@@ -324,11 +324,19 @@ impl Conv {
         conv2d_igemm::usable(img, &self.g, &p).then_some(p)
     }
 
-    /// What [`Conv::forward`] keeps, from x alone (a weight gradient without a forward).
+    /// The dense convolution of the GEMM's x when the implicit weight gradient can run on `img`.
+    fn implicit_dw(&self, img: &Tensor) -> Option<Conv2dParams> {
+        self.implicit(img)
+            .filter(|p| conv2d_igemm::usable_dw(img, &self.g, p))
+    }
+
+    /// What [`Conv::forward`] keeps, from x alone (a weight gradient without a forward): x
+    /// itself where the implicit weight gradient will gather its taps.
     pub fn keep(&self, x: &Tensor) -> Result<Saved> {
         expect_f32("conv keep", x, &self.x_shape)?;
         Ok(Saved(match self.source {
             TapSource::Transposed(_) => self.rows(x)?,
+            TapSource::Dense(_) if self.implicit_dw(x).is_some() => x.clone(),
             _ => self.columns(x)?,
         }))
     }
@@ -351,47 +359,68 @@ impl Conv {
             expect_f32(OP, dw.into, &self.w_shape)?;
         }
         let transposed = matches!(self.source, TapSource::Transposed(_));
-        if let (true, Some(w), None) = (transposed, w_for_dx, dw)
-            && let Some(p) = self.implicit(dy)
-        {
-            // dx alone: the dense convolution of dy, gathered inside the product.
-            return conv2d_igemm::forward_with(dy, w, None, &self.g, &p).map(Some);
-        }
-        // Dense and lists: dy in rows meets x's columns; transposed: dy's columns meet x's rows.
-        let (mine, kept_shape) = match transposed {
-            true => (self.columns(dy)?, [self.g.pixels(), self.g.cout]),
-            false => (self.rows(dy)?, [self.g.pixels(), self.g.k()]),
-        };
+        // The image whose taps form the GEMM's columns, and the one that meets them in rows:
+        // dense and lists: x's taps, dy's rows; transposed: dy's taps, x's rows. Each is
+        // gathered at most once, and not at all where the implicit GEMM reads the image.
+        let mut col = None;
+        let mut rows = None;
         if let Some(dw) = dw {
-            // An implicit-GEMM forward kept x: its columns are gathered now.
-            let kept = match dw.saved.0.shape() == self.x_shape && !transposed {
-                true => self.columns(&dw.saved.0)?,
-                false => dw.saved.0.clone(),
+            let saved = &dw.saved.0;
+            let into = dw.into.reshape(&[self.g.cout, self.g.k()])?;
+            // Dense sources keep x itself where the implicit GEMM ran or can run.
+            let taps_of = match transposed {
+                true => Some(dy),
+                false => (saved.shape() == self.x_shape).then_some(saved),
             };
-            kept.expect_shape(OP, &kept_shape)?;
-            let (rows, col) = match transposed {
-                true => (&kept, &mine),
-                false => (&mine, &kept),
+            let implicit = taps_of.and_then(|img| self.implicit_dw(img).map(|p| (img, p)));
+            if !transposed {
+                rows = Some(self.rows(dy)?);
+            }
+            let (dy_rows, kept_rows) = match transposed {
+                true => (saved, [self.g.pixels(), self.g.cout]),
+                false => (
+                    rows.as_ref().expect("rows of dy"),
+                    [self.g.pixels(), self.g.cout],
+                ),
             };
-            let opts = Matmul {
-                trans_a: true,
-                accumulate: dw.accumulate,
-                ..Default::default()
-            };
-            // dw [Cout, K] (+)= rowsᵀ [Cout, pixels] · col [pixels, K].
-            matmul_into(
-                rows,
-                col,
-                &opts,
-                &dw.into.reshape(&[self.g.cout, self.g.k()])?,
-            )?;
+            dy_rows.expect_shape(OP, &kept_rows)?;
+            if let Some((img, p)) = implicit {
+                // dw [Cout, K] (+)= rowsᵀ · col, the columns gathered inside the product.
+                conv2d_igemm::weight_grad_with(img, dy_rows, &into, dw.accumulate, &self.g, &p)?;
+            } else {
+                let c = match (transposed, taps_of) {
+                    (true, _) => self.columns(dy)?,
+                    (false, Some(x)) => self.columns(x)?,
+                    (false, None) => saved.clone(),
+                };
+                c.expect_shape(OP, &[self.g.pixels(), self.g.k()])?;
+                let opts = Matmul {
+                    trans_a: true,
+                    accumulate: dw.accumulate,
+                    ..Default::default()
+                };
+                // dw [Cout, K] (+)= rowsᵀ [Cout, pixels] · col [pixels, K].
+                matmul_into(dy_rows, &c, &opts, &into)?;
+                col = transposed.then_some(c);
+            }
         }
-        w_for_dx
-            .map(|w| match transposed {
-                true => self.output_of_columns(&mine, w, None),
-                false => self.image(&mine, w, None),
-            })
-            .transpose()
+        let Some(w) = w_for_dx else { return Ok(None) };
+        let dx = match (transposed, col) {
+            (true, Some(col)) => self.output_of_columns(&col, w, None)?,
+            // dx: the dense convolution of dy, gathered inside the product when it can run.
+            (true, None) => match self.implicit(dy) {
+                Some(p) => conv2d_igemm::forward_with(dy, w, None, &self.g, &p)?,
+                None => self.output_of_columns(&self.columns(dy)?, w, None)?,
+            },
+            (false, _) => {
+                let rows = match rows {
+                    Some(r) => r,
+                    None => self.rows(dy)?,
+                };
+                self.image(&rows, w, None)?
+            }
+        };
+        Ok(Some(dx))
     }
 
     /// The column matrix `[pixels, K]` of an image shaped like the GEMM's x.

@@ -1,6 +1,7 @@
-//! Launcher for `shaders/conv2d_igemm.wgsl`: a dense convolution as implicit GEMM (taps gathered
-//! inside the product, y stored NCHW), which [`Conv`](super::conv2d::Conv) picks when it can run.
-//! Tests: `kernels-tests/conv2d_igemm.rs`; bench: `bench -- kernels --only conv`.
+//! Launcher for `shaders/conv2d_igemm.wgsl`: a dense convolution and its weight gradient as
+//! implicit GEMM (taps gathered inside the product, no column matrix), which
+//! [`Conv`](super::conv2d::Conv) picks when they can run. Tests: `kernels-tests/conv2d_igemm.rs`;
+//! bench: `bench -- kernels --only conv`.
 
 use super::conv2d::{Conv2dParams, Geometry, check_loops};
 use super::matmul_wide;
@@ -12,7 +13,10 @@ pub const SHADERS: [Shader; 2] = [
     shader!("conv2d_igemm_bias", "bias/bias.wgsl", "conv2d_igemm.wgsl"),
 ];
 
-const OP_NAME: &str = "conv2d igemm";
+const OP: &str = "conv2d igemm";
+
+/// Weight-gradient tile: taps × output channels.
+const DW_TILE: (usize, usize) = (16, 64);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -33,17 +37,58 @@ struct Params {
     m: u32,
     tiles_n: u32,
     tiles: u32,
+    accumulate: u32,
+    _pad: [u32; 3],
 }
 
-/// Whether the kernel runs this convolution on this device: the wide matmul's features, runs of
-/// 4 adjacent taps (kw % 4 == 0, no dilation along x), 8 taps a step (C·kh·kw % 8 == 0) and an
-/// image of whole vec4s.
-pub(crate) fn usable(x: &Tensor, g: &Geometry, p: &Conv2dParams) -> bool {
-    matmul_wide::usable(x.engine())
+impl Params {
+    fn new(g: &Geometry, p: &Conv2dParams, tiles_n: usize, tiles: usize, acc: bool) -> Params {
+        let u = |v: usize| v as u32;
+        Params {
+            c: u(g.c),
+            h: u(g.h),
+            w: u(g.w),
+            oh: u(g.oh),
+            ow: u(g.ow),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            sh: u(p.stride[0]),
+            sw: u(p.stride[1]),
+            ph: u(p.padding[0]),
+            pw: u(p.padding[1]),
+            dh: u(p.dilation[0]),
+            cout: u(g.cout),
+            m: u(g.pixels()),
+            tiles_n: u(tiles_n),
+            tiles: u(tiles),
+            accumulate: acc as u32,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// Whether the kernels run this convolution of `img` on this device: the wide matmul's
+/// features, runs of 4 adjacent taps (kw % 4 == 0, no dilation along x), 8 taps a step
+/// (C·kh·kw % 8 == 0) and an image of whole vec4s.
+pub(crate) fn usable(img: &Tensor, g: &Geometry, p: &Conv2dParams) -> bool {
+    matmul_wide::usable(img.engine())
         && g.kw.is_multiple_of(4)
         && p.dilation[1] == 1
         && g.k().is_multiple_of(8)
-        && x.numel().is_multiple_of(4)
+        && img.numel().is_multiple_of(4)
+}
+
+/// Loop steps per invocation of the weight gradient: 8 pixels a step, and the step's carry
+/// along the output rows.
+fn dw_steps(g: &Geometry) -> usize {
+    g.pixels().div_ceil(8) * (2 + 8 / g.ow)
+}
+
+/// Whether [`weight_grad`] runs: [`usable`], 8-float rows of dy (Cout % 8 == 0), enough tap
+/// tiles to keep the cores busy, and within the driver's loop limit.
+pub(crate) fn usable_dw(img: &Tensor, g: &Geometry, p: &Conv2dParams) -> bool {
+    let loops_ok = check_loops(img, OP, dw_steps(g)).is_ok();
+    usable(img, g, p) && g.cout.is_multiple_of(8) && g.k() >= 4 * DW_TILE.0 && loops_ok
 }
 
 /// Entry point and tile (pixels, channels). Measured on the W2 layers (lavapipe, % of the same-run
@@ -59,7 +104,6 @@ fn tile(cout: usize) -> (&'static str, usize, usize) {
 /// y `[B, Cout, H', W']` = conv(x `[B, C, H, W]`, w `[Cout, C, kh, kw]`) (+ bias `[Cout]`);
 /// an error where the kernel cannot run (see `Conv`, which falls back to im2col + matmul).
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
-    const OP: &str = OP_NAME;
     for t in [x, w].into_iter().chain(bias) {
         t.expect_dtype(OP, DType::F32)?;
     }
@@ -80,39 +124,64 @@ pub(crate) fn forward_with(
 ) -> Result<Tensor> {
     if !usable(x, g, p) {
         let why = format!("implicit GEMM cannot run {g:?} with {p:?} on this device");
-        return Err(Error::bad(OP_NAME, why));
+        return Err(Error::bad(OP, why));
     }
-    check_loops(x, OP_NAME, g.k() / 8)?;
+    check_loops(x, OP, g.k() / 8)?;
     let y = Tensor::uninit(x.engine(), &g.y_shape(), DType::F32)?;
     let (entry, tile_m, tile_n) = tile(g.cout);
     let tiles_n = g.cout.div_ceil(tile_n);
     let tiles = g.pixels().div_ceil(tile_m) * tiles_n;
-    let u = |v: usize| v as u32;
-    let params = Params {
-        c: u(g.c),
-        h: u(g.h),
-        w: u(g.w),
-        oh: u(g.oh),
-        ow: u(g.ow),
-        kh: u(g.kh),
-        kw: u(g.kw),
-        sh: u(p.stride[0]),
-        sw: u(p.stride[1]),
-        ph: u(p.padding[0]),
-        pw: u(p.padding[1]),
-        dh: u(p.dilation[0]),
-        cout: u(g.cout),
-        m: u(g.pixels()),
-        tiles_n: u(tiles_n),
-        tiles: u(tiles),
-    };
     let mut tensors = vec![
         Bind::read("src4", x),
         Bind::read("w8", w),
         Bind::write("dst", &y),
     ];
     tensors.extend(bias.map(|b| Bind::read("bias", b)));
+    let params = Params::new(g, p, tiles_n, tiles, false);
     let shader = &SHADERS[bias.is_some() as usize];
-    super::launch(shader, entry, &[], &tensors, &params, u(tiles))?;
+    super::launch(shader, entry, &[], &tensors, &params, tiles as u32)?;
     Ok(y)
+}
+
+/// dw `[Cout, C, kh, kw]` = Σ over pixels of dy ⊗ the taps of x, written into `into` (or added
+/// to it with `accumulate`), from x `[B, C, H, W]` and dy channels-last `[B·H'·W', Cout]`; an
+/// error where the kernel cannot run.
+pub fn weight_grad(
+    x: &Tensor,
+    dy_rows: &Tensor,
+    into: &Tensor,
+    accumulate: bool,
+    p: &Conv2dParams,
+) -> Result<()> {
+    for t in [x, dy_rows, into] {
+        t.expect_dtype(OP, DType::F32)?;
+    }
+    let g = Geometry::new(OP, x.shape(), into.shape(), p)?;
+    dy_rows.expect_shape(OP, &[g.pixels(), g.cout])?;
+    weight_grad_with(x, dy_rows, into, accumulate, &g, p)
+}
+
+/// [`weight_grad`] for a checked geometry (`into` may be any shape of Cout·K elements).
+pub(crate) fn weight_grad_with(
+    x: &Tensor,
+    dy_rows: &Tensor,
+    into: &Tensor,
+    accumulate: bool,
+    g: &Geometry,
+    p: &Conv2dParams,
+) -> Result<()> {
+    if !usable_dw(x, g, p) {
+        let why = format!("implicit GEMM cannot run the weight gradient of {g:?} with {p:?}");
+        return Err(Error::bad(OP, why));
+    }
+    let tiles_n = g.cout.div_ceil(DW_TILE.1);
+    let tiles = g.k().div_ceil(DW_TILE.0) * tiles_n;
+    let tensors = [
+        Bind::read("src4", x),
+        Bind::read("rows8", dy_rows),
+        Bind::write("dst8", into),
+    ];
+    let params = Params::new(g, p, tiles_n, tiles, accumulate);
+    let entry = "conv2d_igemm_dw_16x64";
+    super::launch(&SHADERS[0], entry, &[], &tensors, &params, tiles as u32)
 }
