@@ -3,6 +3,11 @@
 
 use crate::{assert_close, awkward, error_kind, gpu, rng, uniform};
 use latent::kernels::adam::{AdamConfig, SgdConfig, adam_step, sgd_step};
+use latent::models::conv_vae::ConvVae;
+use latent::models::vae::{Vae, VaeConfig};
+use latent::nn::Module;
+use latent::optim::{Adam, Optimizer, Sgd};
+use latent::tape::{Param, Tape, Var};
 use latent::{DType, Engine, Tensor};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -317,4 +322,229 @@ fn optimizers_refuse_bad_input_with_typed_errors() {
         "BadInput"
     );
     assert_eq!(sgd(Some(&f(&[2])), ok), "ShapeMismatch");
+}
+
+// ---- one launch per group -------------------------------------------------------------------
+
+/// Sizes that leave padding after every slice of an arena (1, 3, 257) beside one that fills a
+/// whole number of vec4s (1000): the group's one vec4 launch must give what each tensor's own
+/// launch gives (scalar or vec4).
+const SHAPES: [&[usize]; 5] = [&[1], &[3], &[257], &[10, 100], &[2, 3]];
+
+/// Parameters of [`SHAPES`], uniform in [−2, 2).
+fn params_of(e: &Engine, r: &mut StdRng) -> Vec<Param> {
+    SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let w = uniform(r, s.iter().product(), -2.0, 2.0);
+            Param::new(format!("p{i}"), Tensor::from_slice(e, &w, s).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+/// Writes `grads[i]` into parameter i's gradient by a backward of `Σ_i sum(p_i ⊙ c_i)` (exact:
+/// d/dp of sum(p ⊙ c) is 1·c), skipping the parameters where `grads` holds `None`.
+fn backward(e: &Engine, params: &[Param], grads: &[Option<Vec<f32>>]) {
+    let tape = Tape::new(e);
+    let mut loss: Option<Var> = None;
+    for (p, g) in params.iter().zip(grads) {
+        let Some(g) = g else { continue };
+        let c = tape.input(&Tensor::from_slice(e, g, p.value().shape()).unwrap());
+        let term = tape.param(p).mul(&c).unwrap().sum().unwrap();
+        loss = Some(match loss {
+            Some(l) => l.add(&term).unwrap(),
+            None => term,
+        });
+    }
+    tape.backward(&loss.expect("one gradient at least"))
+        .unwrap();
+}
+
+/// Gradients for [`SHAPES`] at step `t`: parameter 1 gets none at step 3 (the optimizer counts
+/// it as zero), the rest uniform in [−1, 1).
+fn grads_at(r: &mut StdRng, t: u64) -> Vec<Option<Vec<f32>>> {
+    SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (t != 3 || i != 1).then(|| uniform(r, s.iter().product(), -1.0, 1.0)))
+        .collect()
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+#[test]
+fn one_adam_launch_per_group_matches_the_per_tensor_kernel_bit_for_bit() {
+    let e = gpu!();
+    let mut r = rng(23);
+    let configs = [
+        AdamConfig::default(),
+        AdamConfig {
+            lr: 1e-2,
+            weight_decay: 0.1,
+            ..AdamConfig::default()
+        },
+        AdamConfig::adamw(),
+    ];
+    for (k, cfg) in configs.iter().enumerate() {
+        let params = params_of(e, &mut r);
+        // The reference: each tensor on its own, stepped by its own launch.
+        let own: Vec<[Tensor; 3]> = params
+            .iter()
+            .map(|p| {
+                let s = p.value().shape();
+                let w = Tensor::from_slice(e, &p.value().to_vec::<f32>().unwrap(), s).unwrap();
+                let zeros = || Tensor::zeros(e, s, DType::F32).unwrap();
+                [w, zeros(), zeros()]
+            })
+            .collect();
+        // A clone taken before the optimizer moves the parameters follows them.
+        let early = params[2].value().clone();
+        let mut adam = Adam::new(params.clone(), *cfg).unwrap();
+        assert_eq!(adam.launches(), 1, "config {k}");
+        assert!(
+            params
+                .iter()
+                .all(|p| p.value().same_buffer(params[0].value()))
+        );
+        for t in 1..=5 {
+            let grads = grads_at(&mut r, t);
+            backward(e, &params, &grads);
+            adam.step().unwrap();
+            for ([w, m, v], (g, s)) in own.iter().zip(grads.iter().zip(SHAPES)) {
+                let g = match g {
+                    Some(g) => Tensor::from_slice(e, g, s).unwrap(),
+                    None => Tensor::zeros(e, s, DType::F32).unwrap(),
+                };
+                adam_step(w, &g, m, v, t, cfg).unwrap();
+            }
+        }
+        let state = adam.state();
+        for (i, (p, [w, m, v])) in params.iter().zip(&own).enumerate() {
+            let what = format!("config {k} {:?}", p.value().shape());
+            assert_eq!(bits(p.value()), bits(w), "w {what}");
+            assert_eq!(state[2 * i].0, format!("adam.m.p{i}"));
+            assert_eq!(bits(&state[2 * i].1), bits(m), "m {what}");
+            assert_eq!(bits(&state[2 * i + 1].1), bits(v), "v {what}");
+        }
+        assert_eq!(
+            bits(&early),
+            bits(params[2].value()),
+            "a clone before the move"
+        );
+    }
+}
+
+#[test]
+fn one_sgd_launch_per_group_matches_the_per_tensor_kernel_bit_for_bit() {
+    let e = gpu!();
+    let mut r = rng(24);
+    let momentum = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 1e-3,
+        nesterov: true,
+    };
+    for cfg in [
+        SgdConfig {
+            lr: 0.1,
+            ..SgdConfig::default()
+        },
+        momentum,
+    ] {
+        let params = params_of(e, &mut r);
+        let own: Vec<[Tensor; 2]> = params
+            .iter()
+            .map(|p| {
+                let s = p.value().shape();
+                let w = Tensor::from_slice(e, &p.value().to_vec::<f32>().unwrap(), s).unwrap();
+                [w, Tensor::zeros(e, s, DType::F32).unwrap()]
+            })
+            .collect();
+        let mut sgd = Sgd::new(params.clone(), cfg).unwrap();
+        for t in 1..=4 {
+            let grads = grads_at(&mut r, t);
+            backward(e, &params, &grads);
+            sgd.step().unwrap();
+            for ([w, buf], (g, s)) in own.iter().zip(grads.iter().zip(SHAPES)) {
+                let g = match g {
+                    Some(g) => Tensor::from_slice(e, g, s).unwrap(),
+                    None => Tensor::zeros(e, s, DType::F32).unwrap(),
+                };
+                let buf = (cfg.momentum > 0.0).then_some(buf);
+                sgd_step(w, &g, buf, &cfg).unwrap();
+            }
+        }
+        let state = sgd.state();
+        for (i, (p, [w, buf])) in params.iter().zip(&own).enumerate() {
+            assert_eq!(bits(p.value()), bits(w), "w {cfg:?} {i}");
+            if cfg.momentum > 0.0 {
+                assert_eq!(state[i].0, format!("sgd.momentum.p{i}"));
+                assert_eq!(bits(&state[i].1), bits(buf), "buf {cfg:?} {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_group_inside_an_earlier_group_steps_its_part_of_that_arena_in_one_launch() {
+    let e = gpu!();
+    let mut r = rng(25);
+    let params = params_of(e, &mut r);
+    let whole = Adam::new(params.clone(), AdamConfig::default()).unwrap();
+    // The AAE's third phase steps the encoder, a prefix of the first phase's group.
+    let prefix = Adam::new(params[..3].to_vec(), AdamConfig::default()).unwrap();
+    assert_eq!((whole.launches(), prefix.launches()), (1, 1));
+    // Out of order, the parameters are not one run.
+    let shuffled = vec![params[3].clone(), params[0].clone()];
+    assert_eq!(
+        Adam::new(shuffled, AdamConfig::default())
+            .unwrap()
+            .launches(),
+        2
+    );
+    // A parameter on a view of another buffer stays there and is stepped alone.
+    let a = e.view_align();
+    let host = Tensor::zeros(e, &[4 * a], DType::F32).unwrap();
+    let pinned = Param::new("pinned", host.view(a, &[a + 1]).unwrap()).unwrap();
+    let mixed = Adam::new(
+        vec![pinned.clone(), params[4].clone()],
+        AdamConfig::default(),
+    );
+    assert_eq!(mixed.unwrap().launches(), 2);
+    assert_eq!(pinned.value().byte_offset(), 4 * a as u64);
+}
+
+#[test]
+fn an_adam_step_of_the_vae_and_the_conv_vae_is_one_dispatch() {
+    gpu!();
+    // An engine of its own: the shared one counts the dispatches of tests running beside.
+    let e = Engine::new().unwrap();
+    let models: [(&str, Box<dyn Module>); 2] = [
+        (
+            "vae",
+            Box::new(Vae::new(&e, VaeConfig::default(), 3).unwrap()),
+        ),
+        ("conv_vae", Box::new(ConvVae::new(&e, 16, 3).unwrap())),
+    ];
+    for (name, model) in models {
+        let params = model.params();
+        let mut adam = Adam::new(params.clone(), AdamConfig::default()).unwrap();
+        e.sync().unwrap();
+        let before = e.stats().dispatches;
+        adam.step().unwrap();
+        let dispatches = e.stats().dispatches - before;
+        // Before arenas: one per parameter tensor.
+        eprintln!(
+            "{name}: {} parameter tensors, {dispatches} Adam dispatch",
+            params.len()
+        );
+        assert_eq!(dispatches, 1, "{name}");
+    }
 }

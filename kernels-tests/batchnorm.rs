@@ -415,6 +415,51 @@ fn backward_matches_cpu(e: &Engine, case: &Case, dy: &[f32], what: &str) {
     }
 }
 
+/// The batch norm fused with its ReLU gives exactly the unfused pair: y = relu(BN(x)) bit for
+/// bit, and (dx, dγ, dβ) bit for bit those of the plain backward given the ReLU's masked dy
+/// (the mask is the same select, the sums run over the same values in the same order).
+#[test]
+fn batchnorm_relu_equals_the_unfused_pair_bit_for_bit() {
+    use latent::kernels::elementwise::{self as ew, Binary, Unary};
+    let e = gpu!();
+    let cfg = BatchNormConfig::default();
+    let (mut cut, mut kept) = (0, 0);
+    for (i, shape) in random_shapes(36).iter().enumerate() {
+        let case = Case::random(360 + i as u64, shape, 0.2, 1.5);
+        let dy = upload(e, &uniform(&mut rng(370 + i as u64), case.x.len(), -1.0, 1.0), shape);
+        let [x, gamma, beta, rm, rv] = case.upload(e);
+        let (y, saved) = bn::batchnorm_train(&x, &gamma, &beta, &rm, &rv, &cfg).unwrap();
+        let relu = ew::unary(Unary::Relu, &y).unwrap();
+        let masked = ew::binary(Binary::MaskPositive, &dy, &relu).unwrap();
+        let (dx, dg, db) = bn::batchnorm_backward(&masked, &x, &gamma, &saved).unwrap();
+        let [x, gamma, beta, rm, rv] = case.upload(e);
+        let (fused, fsaved) = bn::batchnorm_relu_train(&x, &gamma, &beta, &rm, &rv, &cfg).unwrap();
+        let (fdx, fdg, fdb) = bn::batchnorm_relu_backward(&dy, &fused, &x, &gamma, &fsaved).unwrap();
+        let what = format!("{shape:?}");
+        let bits = |t: &Tensor| read(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        cut += read(&fused).iter().filter(|&&v| v == 0.0).count();
+        kept += read(&fused).iter().filter(|&&v| v > 0.0).count();
+        assert_eq!(bits(&fused), bits(&relu), "y {what}");
+        assert_eq!(bits(&fdx), bits(&dx), "dx {what}");
+        assert_eq!(bits(&fdg), bits(&dg), "dγ {what}");
+        assert_eq!(bits(&fdb), bits(&db), "dβ {what}");
+    }
+    // Both sides of the ReLU are exercised, in quantity.
+    assert!(cut > 100_000 && kept > 100_000, "{cut} cut, {kept} kept");
+}
+
+#[test]
+fn batchnorm_relu_backward_refuses_an_output_of_another_shape() {
+    let e = gpu!();
+    let case = Case::random(380, &[3, 2, 2, 3], 0.0, 1.0);
+    let [x, gamma, beta, rm, rv] = case.upload(e);
+    let cfg = BatchNormConfig::default();
+    let (y, saved) = bn::batchnorm_relu_train(&x, &gamma, &beta, &rm, &rv, &cfg).unwrap();
+    let short = Tensor::zeros(e, &[3, 2, 2, 2], DType::F32).unwrap();
+    let err = bn::batchnorm_relu_backward(&y, &short, &x, &gamma, &saved);
+    assert_eq!(error_kind(err), "ShapeMismatch");
+}
+
 #[test]
 fn batchnorm_backward_matches_cpu_on_random_shapes() {
     let e = gpu!();

@@ -25,6 +25,7 @@ mod reduce;
 mod shaders;
 mod softmax;
 mod tape;
+mod views;
 mod vq;
 
 #[path = "../tests/common/mod.rs"]

@@ -635,6 +635,40 @@ fn batchnorm_gradients_match_finite_differences() {
     );
 }
 
+/// The batch norm fused with its ReLU against relu(twin), by finite differences; x centred so
+/// that about half the outputs are cut, none within the differences' step of the kink.
+#[test]
+fn batchnorm_relu_gradients_match_finite_differences() {
+    use crate::batchnorm::cpu_train;
+    use latent::kernels::batchnorm::BatchNormConfig;
+    let e = gpu!();
+    let shape = [3usize, 2, 2, 3];
+    let inputs = [
+        rand_input(53, &shape, -2.0, 2.0),
+        rand_input(54, &[2], 0.5, 1.5),
+        rand_input(55, &[2], -0.5, 0.5),
+    ];
+    let cpu = move |x: &[Vec<f64>]| {
+        let y = cpu_train(&x[0], &shape, &x[1], &x[2], 1e-5).0;
+        y.into_iter().map(|v| v.max(0.0)).collect()
+    };
+    let (rm, rv) = (
+        Tensor::zeros(e, &[2], latent::DType::F32).unwrap(),
+        Tensor::full(e, &[2], 1.0).unwrap(),
+    );
+    let cfg = BatchNormConfig {
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+    check(
+        e,
+        "batchnorm_relu",
+        &inputs,
+        |v| v[0].batchnorm_relu_train(&v[1], &v[2], &rm, &rv, &cfg).unwrap(),
+        &cpu,
+    );
+}
+
 /// Evaluation mode: the running statistics are constants, so y is affine in x per channel.
 /// Checked with x, γ and β all trainable, with x alone (a frozen feature network inside a
 /// perceptual loss: γ, β constants) and with γ, β alone (x a constant), on `[B, C, H, W]`

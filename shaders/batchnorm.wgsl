@@ -14,7 +14,8 @@
 // because the host keeps a chunk at most 8,192 values long.
 //
 // Passes: train = stats, finalize, apply; eval = eval_coefs, apply;
-//         backward = grad_stats, grad_finalize, apply (GRAD);
+//         backward = grad_stats, grad_finalize, apply (GRAD), each reading dy through dy_at
+//         (batchnorm/backward_relu.wgsl masks it for a batch norm fused with its ReLU);
 //         eval with a backward = eval_coefs_saving, apply; its backward = apply on dy (dx), and
 //         grad_stats, grad_finalize (dγ, dβ).
 
@@ -53,6 +54,9 @@ struct Params {
 // dy_at by shaders/batchnorm/{forward,backward}.wgsl, compiled in front of this file).
 // grad_finalize: add dγ, dβ to the gradient buffers instead of overwriting them.
 override ACCUMULATE: bool = false;
+// apply (forward): y = max(BN(x), 0), the ReLU after a batch norm fused into its last pass
+// (max as elementwise.wgsl's ReLU, so the fused output is the unfused one bit for bit).
+override RELU: bool = false;
 
 const WG: u32 = 64u;
 
@@ -217,6 +221,8 @@ fn apply(ids: Ids) {
             var v = (x[u] - mean) * slope + select(V(next.z), V(here.z), m);
             if GRAD {
                 v += select(V(next.w), V(here.w), m) * dy_at(u);
+            } else if RELU {
+                v = max(v, V(0.0));
             }
             out[u] = v;
         }
@@ -242,7 +248,7 @@ fn grad_stats(ids: Ids) {
         var run_dyx = V(0.0);
         for (var u = r.lo / LANES; u * LANES < r.hi; u++) {
             let m = inside(u, r.lo, r.hi);
-            let g = select(V(0.0), dy[u], m);
+            let g = select(V(0.0), dy_at(u), m);
             run_dy += g;
             run_dyx += g * (select(V(mean), x[u], m) - mean);
         }

@@ -70,6 +70,19 @@ pub enum Error {
         missing: wgpu::BufferUsages,
     },
 
+    #[error(
+        "{op}: a view of {len} elements at element {at} of a tensor of {numel}: a view lies \
+         inside its tensor and starts a multiple of {align} elements (the device's \
+         storage-offset alignment) from its buffer's start"
+    )]
+    BadView {
+        op: &'static str,
+        at: usize,
+        len: usize,
+        numel: usize,
+        align: usize,
+    },
+
     #[error("out of GPU memory while allocating {bytes} bytes")]
     OutOfMemory { bytes: u64 },
 

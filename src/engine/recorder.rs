@@ -260,7 +260,7 @@ impl Engine {
                 }),
                 Some(t) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: t.buffer(),
-                    offset: 0,
+                    offset: t.byte_offset(),
                     size: NonZeroU64::new(t.byte_len()),
                 }),
             };
@@ -338,8 +338,11 @@ impl Engine {
     pub fn clear(&self, t: &Tensor) -> Result<()> {
         self.check_owner("clear", &[t])?;
         let mut rec = self.inner.rec.lock().unwrap();
-        rec.encoder(&self.inner.device)
-            .clear_buffer(t.buffer(), 0, Some(t.byte_len()));
+        rec.encoder(&self.inner.device).clear_buffer(
+            t.buffer(),
+            t.byte_offset(),
+            Some(t.byte_len()),
+        );
         Ok(())
     }
 
@@ -354,15 +357,7 @@ impl Engine {
                 rhs: dst.shape().to_vec(),
             });
         }
-        let mut rec = self.inner.rec.lock().unwrap();
-        rec.encoder(&self.inner.device).copy_buffer_to_buffer(
-            src.buffer(),
-            0,
-            dst.buffer(),
-            0,
-            src.byte_len(),
-        );
-        Ok(())
+        self.copy_region(src, 0, dst, 0, src.numel())
     }
 
     /// Records a copy of `len` elements from `src` at element `src_at` into `dst` at `dst_at`
@@ -393,12 +388,19 @@ impl Engine {
                 ),
             ));
         }
+        if len > 0 && src.same_buffer(dst) {
+            // wgpu refuses a copy within one buffer (two views of one arena): go through a
+            // scratch tensor.
+            let scratch = Tensor::uninit(self, &[len], src.dtype())?;
+            self.copy_region(src, src_at, &scratch, 0, len)?;
+            return self.copy_region(&scratch, 0, dst, dst_at, len);
+        }
         let mut rec = self.inner.rec.lock().unwrap();
         rec.encoder(&self.inner.device).copy_buffer_to_buffer(
             src.buffer(),
-            4 * src_at as u64,
+            src.byte_offset() + 4 * src_at as u64,
             dst.buffer(),
-            4 * dst_at as u64,
+            dst.byte_offset() + 4 * dst_at as u64,
             4 * len as u64,
         );
         Ok(())
@@ -424,8 +426,10 @@ impl Engine {
         self.check_fault()
     }
 
-    /// Copies `len` bytes of `buffer` to the host: submits pending work and waits for it.
-    pub(crate) fn read_bytes(&self, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+    /// Copies the bytes of `t` (its range of its buffer) to the host: submits pending work
+    /// and waits for it.
+    pub(crate) fn read_bytes(&self, t: &Tensor) -> Result<Vec<u8>> {
+        let len = t.byte_len();
         let mut rec = self.inner.rec.lock().unwrap();
         let size = super::pool::size_class(len);
         if rec.staging.as_ref().is_none_or(|s| s.size() < size) {
@@ -437,8 +441,13 @@ impl Engine {
             }));
         }
         let staging = rec.staging.clone().unwrap();
-        rec.encoder(&self.inner.device)
-            .copy_buffer_to_buffer(buffer, 0, &staging, 0, len);
+        rec.encoder(&self.inner.device).copy_buffer_to_buffer(
+            t.buffer(),
+            t.byte_offset(),
+            &staging,
+            0,
+            len,
+        );
         rec.submit(self);
         rec.stats.readbacks += 1;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -518,10 +527,14 @@ fn match_bindings<'t>(
                 bytes: t.tensor.byte_len(),
             });
         }
+        // Views of one buffer may both be written when their bytes are disjoint; wgpu refuses
+        // any read-only binding of a buffer that a dispatch writes.
+        let clash = |u: &Bind| {
+            u.tensor.overlaps(t.tensor)
+                || (u.access == Access::Read && u.tensor.same_buffer(t.tensor))
+        };
         if t.access == Access::ReadWrite
-            && let Some(u) = tensors
-                .iter()
-                .find(|u| u.name != t.name && u.tensor.same_buffer(t.tensor))
+            && let Some(u) = tensors.iter().find(|u| u.name != t.name && clash(u))
         {
             return Err(BindingProblem::Aliased {
                 variable: t.name.to_string(),

@@ -25,7 +25,7 @@ impl Ring {
 }
 
 impl Engine {
-    /// Writes `data` into `dst` from element 0, ordered after the work recorded so far.
+    /// Writes `data` into `dst` (its range of its buffer) from element 0, ordered after the work recorded so far.
     ///
     /// `queue.write_buffer` lands at the start of the next submission, before the pending
     /// kernels, so it may only target memory that no pending command uses: a fresh part of the
@@ -40,7 +40,9 @@ impl Engine {
             ring.cursor = 0;
         }
         if len > RING_BYTES {
-            self.inner.queue.write_buffer(dst.buffer(), 0, data);
+            self.inner
+                .queue
+                .write_buffer(dst.buffer(), dst.byte_offset(), data);
             return Ok(());
         }
         let at = ring.cursor;

@@ -95,7 +95,7 @@ pub fn save<S: AsRef<str>>(
                 DType::U32 => Dtype::U32,
             },
             shape: t.shape().to_vec(),
-            bytes: t.engine().read_bytes(t.buffer(), t.byte_len())?,
+            bytes: t.engine().read_bytes(t)?,
         };
         if raws.insert(name, raw).is_some() {
             return Err(Error::Checkpoint {

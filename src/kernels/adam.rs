@@ -1,5 +1,6 @@
 //! Launchers for `shaders/adam.wgsl`: in-place Adam / AdamW and SGD (plain, momentum,
-//! Nesterov) updates of one parameter tensor. CPU twin and tests: `kernels-tests/adam.rs`.
+//! Nesterov) updates of one parameter tensor, or of a whole optimizer group at once through
+//! flat views of its arenas (`optim`). CPU twin and tests: `kernels-tests/adam.rs`.
 
 use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
@@ -71,7 +72,10 @@ pub struct SgdConfig {
 }
 
 /// One Adam / AdamW step at step number `t ≥ 1`, updating `param`, `m` and `v` in place.
-/// `m` and `v` start at zero; all four tensors are f32 of one shape.
+/// `m` and `v` start at zero; all four tensors are f32 of one shape. Each element's update
+/// depends on that element alone, so one launch over flat views `[N]` of a group's arenas
+/// gives every parameter in them what its own launch would, bit for bit (zero padding stays
+/// zero: a zero weight, gradient and moments give a zero update).
 pub fn adam_step(
     param: &Tensor,
     grad: &Tensor,

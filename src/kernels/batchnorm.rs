@@ -3,9 +3,10 @@
 
 use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
-/// `batchnorm.wgsl`, `[pass][lanes]`: forward passes (`apply` without dy) and the backward
-/// pass (`apply` adds the dy term); f32 lanes (any shape) and vec4 lanes (H·W ≥ 4, numel % 4 == 0).
-pub const SHADERS: [[Shader; 2]; 2] = [
+/// `batchnorm.wgsl`, `[pass][lanes]`: forward passes (`apply` without dy), the backward pass
+/// (`apply` adds the dy term) and the backward of a batch norm fused with its ReLU (dy masked
+/// by the output); f32 lanes (any shape) and vec4 lanes (H·W ≥ 4, numel % 4 == 0).
+pub const SHADERS: [[Shader; 2]; 3] = [
     [
         shader!(
             "batchnorm",
@@ -34,7 +35,37 @@ pub const SHADERS: [[Shader; 2]; 2] = [
             "batchnorm.wgsl"
         ),
     ],
+    [
+        shader!(
+            "batchnorm_relu_grad",
+            "rows/lanes_f32.wgsl",
+            "batchnorm/backward_relu.wgsl",
+            "batchnorm.wgsl"
+        ),
+        shader!(
+            "batchnorm_relu_grad_v4",
+            "rows/lanes_vec4.wgsl",
+            "batchnorm/backward_relu.wgsl",
+            "batchnorm.wgsl"
+        ),
+    ],
 ];
+
+/// Which `SHADERS` row a pass runs in.
+#[derive(Clone, Copy)]
+enum Pass {
+    Forward,
+    Backward,
+    /// The backward of a batch norm fused with its ReLU; the fused output masks dy.
+    BackwardRelu,
+}
+
+/// What follows the normalisation in a forward `apply`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    None,
+    Relu,
+}
 
 const WG: usize = 64;
 /// Values of a channel one invocation reduces or writes at least (when the channel has them):
@@ -154,20 +185,20 @@ impl Plan {
         Tensor::uninit(x.engine(), &[self.channels(), width], DType::F32)
     }
 
-    /// Records `entry` with one invocation per (channel, chunk), or per channel when `channels`;
-    /// `grad` picks the shader whose `apply` adds the dy term.
+    /// Records `entry` of `pass`'s shader with one invocation per (channel, chunk), or per
+    /// channel when `channels`.
     fn launch(
         &self,
         entry: &'static str,
         constants: &[(&'static str, f64)],
         tensors: &[Bind],
         channels: bool,
-        grad: bool,
+        pass: Pass,
     ) -> Result<()> {
         let per_channel = if channels { 1 } else { self.params.chunks };
         let n = self.channels() * per_channel as usize;
         super::launch(
-            &SHADERS[grad as usize][self.lanes],
+            &SHADERS[pass as usize][self.lanes],
             entry,
             constants,
             tensors,
@@ -176,17 +207,46 @@ impl Plan {
         )
     }
 
-    /// `(x − mean)·slope + offset (+ dy_scale·dy)` with `coefs` per channel -> a new tensor.
-    fn apply(&self, x: &Tensor, dy: Option<&Tensor>, coefs: &Tensor) -> Result<Tensor> {
+    /// `(x − mean)·slope + offset` with `coefs` per channel, then `activation` -> a new tensor.
+    fn apply(&self, x: &Tensor, coefs: &Tensor, activation: Activation) -> Result<Tensor> {
         let out = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
-        let mut tensors = vec![
+        let tensors = [
             Bind::read("x", x),
             Bind::read("coefs", coefs),
             Bind::write("out", &out),
         ];
-        tensors.extend(dy.map(|dy| Bind::read("dy", dy)));
-        self.launch("apply", &[], &tensors, false, dy.is_some())?;
+        let relu = [("RELU", (activation == Activation::Relu) as u8 as f64)];
+        self.launch("apply", &relu, &tensors, false, Pass::Forward)?;
         Ok(out)
+    }
+
+    /// The backward's `(x − mean)·c1 + c2 + a·dy` with `coefs` per channel, dy masked by the
+    /// fused ReLU's output `relu_out` when there is one -> dx.
+    fn apply_grad(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        relu_out: Option<&Tensor>,
+        coefs: &Tensor,
+    ) -> Result<Tensor> {
+        let out = Tensor::uninit(x.engine(), x.shape(), DType::F32)?;
+        let mut tensors = vec![
+            Bind::read("x", x),
+            Bind::read("dy", dy),
+            Bind::read("coefs", coefs),
+            Bind::write("out", &out),
+        ];
+        tensors.extend(relu_out.map(|y| Bind::read("y", y)));
+        self.launch("apply", &[], &tensors, false, backward_pass(relu_out))?;
+        Ok(out)
+    }
+}
+
+/// The backward shader for a batch norm with (`Some(y)`) or without a fused ReLU.
+fn backward_pass(relu_out: Option<&Tensor>) -> Pass {
+    match relu_out {
+        Some(_) => Pass::BackwardRelu,
+        None => Pass::Backward,
     }
 }
 
@@ -218,7 +278,34 @@ pub fn batchnorm_train(
     running_var: &Tensor,
     cfg: &BatchNormConfig,
 ) -> Result<(Tensor, BatchNormSaved)> {
-    let op = "batchnorm_train";
+    let stats = (running_mean, running_var);
+    train("batchnorm_train", x, (gamma, beta), stats, cfg, Activation::None)
+}
+
+/// [`batchnorm_train`] followed by a ReLU in the same passes: `y = max(BN(x), 0)`, bit for bit
+/// the unfused pair, without the ReLU's extra pass over the activations. Its backward is
+/// [`batchnorm_relu_backward`].
+pub fn batchnorm_relu_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    cfg: &BatchNormConfig,
+) -> Result<(Tensor, BatchNormSaved)> {
+    let stats = (running_mean, running_var);
+    train("batchnorm_relu_train", x, (gamma, beta), stats, cfg, Activation::Relu)
+}
+
+/// The training forward: statistics, finalize, then apply with `activation`.
+fn train(
+    op: &'static str,
+    x: &Tensor,
+    (gamma, beta): (&Tensor, &Tensor),
+    (running_mean, running_var): (&Tensor, &Tensor),
+    cfg: &BatchNormConfig,
+    activation: Activation,
+) -> Result<(Tensor, BatchNormSaved)> {
     let mut plan = Plan::new(op, x, &[gamma, beta, running_mean, running_var])?;
     check_config(op, cfg.eps, cfg.momentum)?;
     if plan.params.count < 2 {
@@ -234,7 +321,7 @@ pub fn batchnorm_train(
     plan.params.momentum = cfg.momentum as f32;
     let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
     let tensors = [Bind::read("x", x), Bind::write("part_out", &partials)];
-    plan.launch("stats", &[], &tensors, false, false)?;
+    plan.launch("stats", &[], &tensors, false, Pass::Forward)?;
     let coefs = plan.per_channel(x, 4)?;
     let mean = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
     let inv_std = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
@@ -248,8 +335,8 @@ pub fn batchnorm_train(
         Bind::write("saved_mean", &mean),
         Bind::write("saved_inv_std", &inv_std),
     ];
-    plan.launch("finalize", &[], &tensors, true, false)?;
-    let y = plan.apply(x, None, &coefs)?;
+    plan.launch("finalize", &[], &tensors, true, Pass::Forward)?;
+    let y = plan.apply(x, &coefs, activation)?;
     Ok((y, BatchNormSaved { mean, inv_std }))
 }
 
@@ -274,8 +361,8 @@ pub fn batchnorm_eval(
         Bind::read("var_in", running_var),
         Bind::write("coef_out", &coefs),
     ];
-    plan.launch("eval_coefs", &[], &tensors, true, false)?;
-    plan.apply(x, None, &coefs)
+    plan.launch("eval_coefs", &[], &tensors, true, Pass::Forward)?;
+    plan.apply(x, &coefs, Activation::None)
 }
 
 /// Backward of [`batchnorm_train`] given `dy`: `(dx, dγ, dβ)` with `dβ = Σ dy`,
@@ -305,16 +392,38 @@ pub fn batchnorm_backward_into(
 ) -> Result<Tensor> {
     let grads = (dgamma, dbeta);
     let op = "batchnorm_backward";
-    let (plan, coefs) = grad_params(op, (x, dy, gamma, saved), grads, accumulate)?;
-    plan.apply(x, Some(dy), &coefs)
+    let (plan, coefs) = grad_params(op, (x, dy, gamma, saved), None, grads, accumulate)?;
+    plan.apply_grad(x, dy, None, &coefs)
+}
+
+/// Backward of [`batchnorm_relu_train`] given `dy` and its output `y`: [`batchnorm_backward`]
+/// of dy masked where y > 0, in the batch norm backward's own passes -> `(dx, dγ, dβ)`.
+pub fn batchnorm_relu_backward(
+    dy: &Tensor,
+    y: &Tensor,
+    x: &Tensor,
+    gamma: &Tensor,
+    saved: &BatchNormSaved,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = "batchnorm_relu_backward";
+    y.expect_dtype(op, DType::F32)?;
+    y.expect_shape(op, x.shape())?;
+    let dgamma = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
+    let dbeta = Tensor::uninit(x.engine(), gamma.shape(), DType::F32)?;
+    let grads = (&dgamma, &dbeta);
+    let (plan, coefs) = grad_params(op, (x, dy, gamma, saved), Some(y), grads, false)?;
+    let dx = plan.apply_grad(x, dy, Some(y), &coefs)?;
+    Ok((dx, dgamma, dbeta))
 }
 
 /// The two statistics passes of a backward, after its shape checks: per-chunk sums of dy and
-/// dy·x̂, then per channel dγ and dβ (written, or added when `accumulate`); returns the plan and
-/// the training dx's coefficients (`[C, 4]`) that the second pass also writes.
+/// dy·x̂ (dy masked by a fused ReLU's output `relu_out`), then per channel dγ and dβ (written,
+/// or added when `accumulate`); returns the plan and the training dx's coefficients (`[C, 4]`)
+/// that the second pass also writes.
 fn grad_params(
     op: &'static str,
     (x, dy, gamma, saved): (&Tensor, &Tensor, &Tensor, &BatchNormSaved),
+    relu_out: Option<&Tensor>,
     (dgamma, dbeta): (&Tensor, &Tensor),
     accumulate: bool,
 ) -> Result<(Plan, Tensor)> {
@@ -324,14 +433,16 @@ fn grad_params(
     dy.expect_shape(op, x.shape())?;
     let coefs = plan.per_channel(x, 4)?;
     let partials = plan.per_channel(x, 4 * plan.params.chunks as usize)?;
-    let tensors = [
+    let mut tensors = vec![
         Bind::read("x", x),
         Bind::read("dy", dy),
         Bind::read("mean_in", &saved.mean),
         Bind::read("inv_std_in", &saved.inv_std),
         Bind::write("part_out", &partials),
     ];
-    plan.launch("grad_stats", &[], &tensors, false, true)?;
+    tensors.extend(relu_out.map(|y| Bind::read("y", y)));
+    let pass = backward_pass(relu_out);
+    plan.launch("grad_stats", &[], &tensors, false, pass)?;
     let acc = [("ACCUMULATE", accumulate as u8 as f64)];
     let tensors = [
         Bind::read("gamma", gamma),
@@ -342,7 +453,7 @@ fn grad_params(
         Bind::write("dgamma", dgamma),
         Bind::write("dbeta", dbeta),
     ];
-    plan.launch("grad_finalize", &acc, &tensors, true, true)?;
+    plan.launch("grad_finalize", &acc, &tensors, true, pass)?;
     Ok((plan, coefs))
 }
 
@@ -384,8 +495,8 @@ pub fn batchnorm_eval_saving(
         Bind::write("saved_mean", &mean),
         Bind::write("saved_inv_std", &inv_std),
     ];
-    plan.launch("eval_coefs_saving", &[], &tensors, true, false)?;
-    let y = plan.apply(x, None, &coefs)?;
+    plan.launch("eval_coefs_saving", &[], &tensors, true, Pass::Forward)?;
+    let y = plan.apply(x, &coefs, Activation::None)?;
     let stats = BatchNormSaved { mean, inv_std };
     Ok((y, BatchNormEvalSaved { stats, dx_coefs }))
 }
@@ -396,7 +507,7 @@ pub fn batchnorm_eval_saving(
 pub fn batchnorm_eval_backward_input(dy: &Tensor, saved: &BatchNormEvalSaved) -> Result<Tensor> {
     let plan = Plan::new("batchnorm_eval_backward", dy, &[&saved.stats.mean])?;
     // apply computes (x − 0)·slope + 0 with dy in x's place.
-    plan.apply(dy, None, &saved.dx_coefs)
+    plan.apply(dy, &saved.dx_coefs, Activation::None)
 }
 
 /// Parameter gradients of the eval forward given `dy` and its input `x`: `dβ = Σ dy` and
@@ -415,5 +526,5 @@ pub fn batchnorm_eval_backward_params_into(
     // The training dx's coefficients that grad_finalize also writes are unused here.
     let op = "batchnorm_eval_backward";
     let inputs = (x, dy, gamma, &saved.stats);
-    grad_params(op, inputs, (dgamma, dbeta), accumulate).map(|_| ())
+    grad_params(op, inputs, None, (dgamma, dbeta), accumulate).map(|_| ())
 }

@@ -33,6 +33,8 @@ pub const SHADERS: &[Shader] = &[
     batchnorm::SHADERS[0][1],
     batchnorm::SHADERS[1][0],
     batchnorm::SHADERS[1][1],
+    batchnorm::SHADERS[2][0],
+    batchnorm::SHADERS[2][1],
     categorical::SHADER,
     conv2d::SHADERS[0],
     conv2d::SHADERS[1],

@@ -72,8 +72,8 @@ impl Autoencoder for ConvVae {
         unconditional(c)?;
         let b = x.shape()[0];
         let h = x.reshape(&[b, 1, 28, 28])?;
-        let h = self.bn1.forward(&self.conv1.forward(&h)?)?.relu()?;
-        let h = self.bn2.forward(&self.conv2.forward(&h)?)?.relu()?;
+        let h = self.bn1.forward_relu(&self.conv1.forward(&h)?)?;
+        let h = self.bn2.forward_relu(&self.conv2.forward(&h)?)?;
         let h = h.reshape(&[b, FEATURES])?;
         Ok((self.mu.forward(&h, false)?, self.logvar.forward(&h, false)?))
     }
@@ -82,7 +82,7 @@ impl Autoencoder for ConvVae {
         unconditional(c)?;
         let b = z.shape()[0];
         let h = self.fc.forward(z, true)?.reshape(&[b, 64, 7, 7])?;
-        let h = self.bn3.forward(&self.deconv1.forward(&h)?)?.relu()?;
+        let h = self.bn3.forward_relu(&self.deconv1.forward(&h)?)?;
         self.deconv2.forward(&h)?.reshape(&[b, 784])
     }
 

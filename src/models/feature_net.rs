@@ -186,7 +186,7 @@ impl FeatureNet {
         let mut h = x.reshape(&[b, 1, side, side])?;
         let mut out = Vec::with_capacity(upto);
         for (conv, bn) in self.convs.iter().take(upto) {
-            h = bn.forward(&conv.forward(&h)?)?.relu()?;
+            h = bn.forward_relu(&conv.forward(&h)?)?;
             out.push(h.clone());
         }
         if upto > 3 {

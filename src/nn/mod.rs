@@ -272,6 +272,17 @@ impl BatchNorm {
         })
     }
 
+    /// `relu(forward(x))`; in training mode one fused op (fewer passes over the activations).
+    pub fn forward_relu(&self, x: &Var) -> Result<Var> {
+        if !self.training.get() {
+            return self.forward(x)?.relu();
+        }
+        let tape = x.tape();
+        let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));
+        let stats = (&self.running_mean, &self.running_var);
+        x.batchnorm_relu_train(&g, &b, stats.0, stats.1, &self.config)
+    }
+
     pub fn forward(&self, x: &Var) -> Result<Var> {
         let tape = x.tape();
         let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));

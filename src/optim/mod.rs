@@ -1,7 +1,10 @@
-//! Optimizers stepping every parameter with the fused kernels of `kernels::adam`, the KL weight
-//! schedules (β, linear warm-up), the GPU-side log of step losses, and the one [`Trainer`].
+//! Optimizers stepping each group's parameters with one launch of the fused kernels of
+//! `kernels::adam` over the group's arena (`arena`: the design and its trade-off), the KL
+//! weight schedules (β, linear warm-up), the GPU-side log of step losses, and the one
+//! [`Trainer`].
 //! Tests: `kernels-tests/tape.rs`, `tests/trainer.rs`.
 
+mod arena;
 #[cfg(feature = "mpi")]
 mod replicas;
 mod trainer;
@@ -13,8 +16,9 @@ pub use trainer::{
 };
 
 use crate::engine::{DType, Engine, Error, Result, Tensor};
-use crate::kernels::adam::{self, AdamConfig};
+use crate::kernels::adam::{self, AdamConfig, SgdConfig};
 use crate::tape::Param;
+use arena::Run;
 
 /// What the trainer needs of an optimizer over a fixed list of parameters.
 pub trait Optimizer {
@@ -28,30 +32,39 @@ pub trait Optimizer {
     fn set_steps(&mut self, step: u64);
 }
 
-/// Adam / AdamW over a fixed list of parameters (moments live on the GPU).
+/// Adam / AdamW over a fixed list of parameters: one fused launch per run of parameters
+/// (one per group, usually: see `arena`), moments on the GPU laid out as the runs.
 pub struct Adam {
     pub config: AdamConfig,
     params: Vec<Param>,
+    runs: Vec<Run>,
+    /// Each run's first and second moments, flat.
     moments: Vec<(Tensor, Tensor)>,
+    /// Each parameter's moments by name: views of `moments`.
+    named: Vec<(String, Tensor)>,
     step: u64,
 }
 
 impl Adam {
+    /// Moves the parameters into arenas (see `arena`) and makes zero moments.
     pub fn new(params: Vec<Param>, config: AdamConfig) -> Result<Adam> {
-        let moments = params
+        let arena::Layout { runs, slots } = arena::layout(&params)?;
+        let moments: Vec<(Tensor, Tensor)> = runs
             .iter()
-            .map(|p| {
-                let e = p.value().engine();
-                Ok((
-                    Tensor::zeros(e, p.value().shape(), DType::F32)?,
-                    Tensor::zeros(e, p.value().shape(), DType::F32)?,
-                ))
-            })
+            .map(|r| Ok((zeros_like(&r.value)?, zeros_like(&r.value)?)))
             .collect::<Result<_>>()?;
+        let mut named = Vec::new();
+        for (p, &(run, at)) in params.iter().zip(&slots) {
+            let (m, v) = &moments[run];
+            named.push((format!("adam.m.{}", p.name()), slice(m, at, p)?));
+            named.push((format!("adam.v.{}", p.name()), slice(v, at, p)?));
+        }
         Ok(Adam {
             config,
             params,
+            runs,
             moments,
+            named,
             step: 0,
         })
     }
@@ -60,6 +73,11 @@ impl Adam {
     pub fn steps(&self) -> u64 {
         self.step
     }
+
+    /// Kernel launches per step (one per run of parameters).
+    pub fn launches(&self) -> usize {
+        self.runs.len()
+    }
 }
 
 impl Optimizer for Adam {
@@ -67,27 +85,43 @@ impl Optimizer for Adam {
     /// counts as having a zero gradient), then forgets the gradients.
     fn step(&mut self) -> Result<()> {
         self.step += 1;
-        for (p, (m, v)) in self.params.iter().zip(&self.moments) {
-            p.materialize_grad()?;
-            adam::adam_step(p.value(), p.grad(), m, v, self.step, &self.config)?;
-            p.zero_grad();
+        materialize(&self.params)?;
+        for (r, (m, v)) in self.runs.iter().zip(&self.moments) {
+            adam::adam_step(&r.value, &r.grad, m, v, self.step, &self.config)?;
         }
+        forget(&self.params);
         Ok(())
     }
 
-    /// Every first and second moment: `adam.m.<param>`, `adam.v.<param>`.
+    /// Every first and second moment: `adam.m.<param>`, `adam.v.<param>` (views of the runs'
+    /// moments).
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (p, (m, v)) in self.params.iter().zip(&self.moments) {
-            out.push((format!("adam.m.{}", p.name()), m.clone()));
-            out.push((format!("adam.v.{}", p.name()), v.clone()));
-        }
-        out
+        self.named.clone()
     }
 
     fn set_steps(&mut self, step: u64) {
         self.step = step;
     }
+}
+
+/// Zeros shaped as `t` (f32).
+fn zeros_like(t: &Tensor) -> Result<Tensor> {
+    Tensor::zeros(t.engine(), t.shape(), DType::F32)
+}
+
+/// Parameter `p`'s part of a run's state tensor `state`, from element `at`.
+fn slice(state: &Tensor, at: usize, p: &Param) -> Result<Tensor> {
+    state.view(at, p.value().shape())
+}
+
+/// Makes every gradient no backward wrote hold zeros.
+fn materialize(params: &[Param]) -> Result<()> {
+    params.iter().try_for_each(Param::materialize_grad)
+}
+
+/// Forgets every gradient (the next backward overwrites it).
+fn forget(params: &[Param]) {
+    params.iter().for_each(Param::zero_grad);
 }
 
 /// The KL weight at a training step: β, ramped linearly from 0 over `warmup` steps
@@ -108,52 +142,60 @@ impl KlSchedule {
     }
 }
 
-/// SGD (momentum, Nesterov, weight decay; PyTorch semantics) over a fixed list of parameters.
+/// SGD (momentum, Nesterov, weight decay; PyTorch semantics) over a fixed list of
+/// parameters, one launch per run of parameters as [`Adam`].
 pub struct Sgd {
-    pub config: crate::kernels::adam::SgdConfig,
+    pub config: SgdConfig,
     params: Vec<Param>,
-    /// Momentum buffers, when momentum > 0.
+    runs: Vec<Run>,
+    /// Each run's momentum buffer, when momentum > 0.
     buffers: Option<Vec<Tensor>>,
+    /// Each parameter's momentum buffer by name: views of `buffers`.
+    named: Vec<(String, Tensor)>,
 }
 
 impl Sgd {
-    pub fn new(params: Vec<Param>, config: crate::kernels::adam::SgdConfig) -> Result<Sgd> {
-        let buffers = if config.momentum > 0.0 {
-            let zeros =
-                |p: &Param| Tensor::zeros(p.value().engine(), p.value().shape(), DType::F32);
-            Some(params.iter().map(zeros).collect::<Result<_>>()?)
-        } else {
-            None
+    /// Moves the parameters into arenas (see `arena`) and makes zero momentum buffers.
+    pub fn new(params: Vec<Param>, config: SgdConfig) -> Result<Sgd> {
+        let arena::Layout { runs, slots } = arena::layout(&params)?;
+        let buffers: Option<Vec<Tensor>> = match config.momentum > 0.0 {
+            true => Some(
+                runs.iter()
+                    .map(|r| zeros_like(&r.value))
+                    .collect::<Result<_>>()?,
+            ),
+            false => None,
         };
+        let mut named = Vec::new();
+        for (p, &(run, at)) in params.iter().zip(&slots) {
+            if let Some(b) = &buffers {
+                named.push((format!("sgd.momentum.{}", p.name()), slice(&b[run], at, p)?));
+            }
+        }
         Ok(Sgd {
             config,
             params,
+            runs,
             buffers,
+            named,
         })
     }
 }
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        for (i, p) in self.params.iter().enumerate() {
-            p.materialize_grad()?;
+        materialize(&self.params)?;
+        for (i, r) in self.runs.iter().enumerate() {
             let buf = self.buffers.as_ref().map(|b| &b[i]);
-            adam::sgd_step(p.value(), p.grad(), buf, &self.config)?;
-            p.zero_grad();
+            adam::sgd_step(&r.value, &r.grad, buf, &self.config)?;
         }
+        forget(&self.params);
         Ok(())
     }
 
     /// The momentum buffers: `sgd.momentum.<param>`.
     fn state(&self) -> Vec<(String, Tensor)> {
-        let Some(bufs) = &self.buffers else {
-            return Vec::new();
-        };
-        self.params
-            .iter()
-            .zip(bufs)
-            .map(|(p, b)| (format!("sgd.momentum.{}", p.name()), b.clone()))
-            .collect()
+        self.named.clone()
     }
 
     /// SGD has no step count.

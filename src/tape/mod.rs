@@ -85,6 +85,23 @@ impl Param {
         Ok(())
     }
 
+    /// Whether [`Param::relocate`] can move the value and gradient (each is a whole pooled
+    /// tensor that has not moved).
+    pub(crate) fn movable(&self) -> bool {
+        self.0.value.movable() && self.0.grad.movable()
+    }
+
+    /// Moves the value and the gradient into `value` and `grad` (views of an optimizer's
+    /// arenas, see `optim`): the data is copied, and from then on every holder of the
+    /// parameter, or of a clone of its value, reads and writes there.
+    pub(crate) fn relocate(&self, value: &Tensor, grad: &Tensor) -> Result<()> {
+        if !self.movable() {
+            return Err(Error::bad("Param::relocate", "the parameter cannot move"));
+        }
+        self.0.value.relocate(value)?;
+        self.0.grad.relocate(grad)
+    }
+
     /// Hands the gradient slot to `write(target, accumulate)`: overwrite after `zero_grad`,
     /// add otherwise.
     fn write_grad(&self, write: impl FnOnce(&Tensor, bool) -> Result<()>) -> Result<()> {
