@@ -426,7 +426,11 @@ fn batchnorm_relu_equals_the_unfused_pair_bit_for_bit() {
     let (mut cut, mut kept) = (0, 0);
     for (i, shape) in random_shapes(36).iter().enumerate() {
         let case = Case::random(360 + i as u64, shape, 0.2, 1.5);
-        let dy = upload(e, &uniform(&mut rng(370 + i as u64), case.x.len(), -1.0, 1.0), shape);
+        let dy = upload(
+            e,
+            &uniform(&mut rng(370 + i as u64), case.x.len(), -1.0, 1.0),
+            shape,
+        );
         let [x, gamma, beta, rm, rv] = case.upload(e);
         let (y, saved) = bn::batchnorm_train(&x, &gamma, &beta, &rm, &rv, &cfg).unwrap();
         let relu = ew::unary(Unary::Relu, &y).unwrap();
@@ -434,7 +438,8 @@ fn batchnorm_relu_equals_the_unfused_pair_bit_for_bit() {
         let (dx, dg, db) = bn::batchnorm_backward(&masked, &x, &gamma, &saved).unwrap();
         let [x, gamma, beta, rm, rv] = case.upload(e);
         let (fused, fsaved) = bn::batchnorm_relu_train(&x, &gamma, &beta, &rm, &rv, &cfg).unwrap();
-        let (fdx, fdg, fdb) = bn::batchnorm_relu_backward(&dy, &fused, &x, &gamma, &fsaved).unwrap();
+        let (fdx, fdg, fdb) =
+            bn::batchnorm_relu_backward(&dy, &fused, &x, &gamma, &fsaved).unwrap();
         let what = format!("{shape:?}");
         let bits = |t: &Tensor| read(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         cut += read(&fused).iter().filter(|&&v| v == 0.0).count();

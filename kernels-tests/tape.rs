@@ -664,7 +664,10 @@ fn batchnorm_relu_gradients_match_finite_differences() {
         e,
         "batchnorm_relu",
         &inputs,
-        |v| v[0].batchnorm_relu_train(&v[1], &v[2], &rm, &rv, &cfg).unwrap(),
+        |v| {
+            v[0].batchnorm_relu_train(&v[1], &v[2], &rm, &rv, &cfg)
+                .unwrap()
+        },
         &cpu,
     );
 }

@@ -279,7 +279,14 @@ pub fn batchnorm_train(
     cfg: &BatchNormConfig,
 ) -> Result<(Tensor, BatchNormSaved)> {
     let stats = (running_mean, running_var);
-    train("batchnorm_train", x, (gamma, beta), stats, cfg, Activation::None)
+    train(
+        "batchnorm_train",
+        x,
+        (gamma, beta),
+        stats,
+        cfg,
+        Activation::None,
+    )
 }
 
 /// [`batchnorm_train`] followed by a ReLU in the same passes: `y = max(BN(x), 0)`, bit for bit
@@ -294,7 +301,14 @@ pub fn batchnorm_relu_train(
     cfg: &BatchNormConfig,
 ) -> Result<(Tensor, BatchNormSaved)> {
     let stats = (running_mean, running_var);
-    train("batchnorm_relu_train", x, (gamma, beta), stats, cfg, Activation::Relu)
+    train(
+        "batchnorm_relu_train",
+        x,
+        (gamma, beta),
+        stats,
+        cfg,
+        Activation::Relu,
+    )
 }
 
 /// The training forward: statistics, finalize, then apply with `activation`.
