@@ -9,7 +9,7 @@ mod shared;
 
 use clap::{Parser, ValueEnum};
 use latent::Result;
-use latent::data::{CLASS_NAMES, FashionMnist, Split};
+use latent::data::{CLASS_NAMES, DeviceSplit, FashionMnist, Split};
 use latent::models::aae::{self, Aae, AaeConfig, PriorKind};
 use latent::nn::Module;
 use latent::optim::Trainable;
@@ -199,8 +199,10 @@ fn run(a: Args) -> Result<()> {
     };
     let mut t = shared::start(model, config, train.len(), a.common.run.resume)?;
     let mut curves = shared::Curves::default();
+    // The training images on the device: each step gathers its batch there, uploading nothing.
+    let on_device = DeviceSplit::new(&engine, &train)?;
     while t.epoch < a.epochs {
-        let s = t.train_epoch(&train)?;
+        let s = t.train_epoch(&on_device)?;
         curves.push(&s);
         println!(
             "aae epoch {}: recon {:.2} nats  discriminator {:.4}  generator {:.4}  {:.0} img/s",

@@ -415,10 +415,10 @@ fn train_bench(
     json: bool,
     profile: usize,
 ) -> Result<()> {
-    use latent::data::FashionMnist;
+    use latent::data::{DeviceSplit, FashionMnist};
     use latent::models::conv_vae::ConvVae;
     use latent::models::vae::{self, Autoencoder, Objective, TrainSettings, Vae, VaeConfig};
-    use latent::optim::{Batch, Terms};
+    use latent::optim::{Batch, Examples, Terms};
     const WARMUP: usize = 20;
     if steps <= WARMUP {
         return Err(latent::Error::bad(
@@ -445,15 +445,15 @@ fn train_bench(
     let mut trainer = vae::trainer(model, &settings, config, data.train.len())?;
     let batches = latent::data::Batches::new(data.train.len(), batch, 0)?.drop_last(true);
     let epoch = batches.epoch(0);
-    let mut host = Vec::new();
+    // The training images on the device and the epoch's order uploaded once, here: a step
+    // uploads nothing, its batch gathered and converted there.
+    let train = DeviceSplit::new(engine, &data.train)?;
+    train.start_epoch(engine, &epoch)?;
     // Steps all-reduced and their seconds so far, in a data-parallel run (feature `mpi`).
     let reduced = std::cell::Cell::new(None::<(u64, f64, f64)>);
     // The trainer's own step (phases, tape, Adam), without its epoch loop and step log.
     let mut step = |s: usize| -> Result<Terms> {
-        let indices = epoch
-            .gather(&data.train, s % epoch.len(), &mut host)
-            .to_vec();
-        let x = Tensor::from_slice(engine, &host, &[batch, 784])?;
+        let Batch { x, indices, .. } = train.batch(engine, &epoch, s % epoch.len())?;
         let labels = vec![0; batch];
         let mut phases = trainer.train_step(&Batch { x, labels, indices })?;
         engine.flush()?;

@@ -8,7 +8,7 @@ mod flags;
 mod shared;
 
 use clap::{Parser, ValueEnum};
-use latent::data::FashionMnist;
+use latent::data::{DeviceSplit, FashionMnist};
 use latent::io::{self, GridLabels, Metrics};
 use latent::kernels::random;
 use latent::models::conv_vae::ConvVae;
@@ -161,8 +161,10 @@ fn pixel_vae(
         true => vae::resume(Box::new(model), &s, config, train.len(), &path)?,
         false => vae::trainer(Box::new(model), &s, config, train.len())?,
     };
+    // The training images on the device: each step gathers its batch there, uploading nothing.
+    let on_device = DeviceSplit::new(engine, train)?;
     while t.epoch < a.epochs {
-        let e = t.train_epoch(train)?;
+        let e = t.train_epoch(&on_device)?;
         println!(
             "conv vae {:>3}/{}  loss {:8.3}  recon {:8.3}  KL {:7.3}  {:5.0} img/s",
             e.epoch,
@@ -240,8 +242,10 @@ fn run(a: &Args) -> Result<()> {
     };
     let mut curves = shared::Curves::default();
     let start = std::time::Instant::now();
+    // The training images on the device: each step gathers its batch there, uploading nothing.
+    let on_device = DeviceSplit::new(&engine, &train)?;
     while t.epoch < a.epochs {
-        let e = t.train_epoch(&train)?;
+        let e = t.train_epoch(&on_device)?;
         curves.push(&e);
         println!(
             "dfc vae {:>3}/{}  loss {:9.3}  perceptual {:9.3}  KL {:7.3}  {:5.0} img/s",

@@ -9,7 +9,7 @@ mod shared;
 mod vq_run;
 
 use clap::Parser;
-use latent::data::{FashionMnist, Split};
+use latent::data::{DeviceSplit, FashionMnist, Split};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
 use latent::models::prior::{self, CodeMaps, Prior, PriorTraining};
 use latent::models::vqvae::{self, VqVae, VqVaeConfig};
@@ -152,8 +152,10 @@ fn train_vqvae(
     let mut t = vq_run::vq_trainer(model, "vqvae", (data, train), run, out, a.common.run.resume)?;
     let mut usage = f64::NAN;
     let mut curves = shared::Curves::default();
+    // The training images on the device: each step gathers its batch there, uploading nothing.
+    let on_device = DeviceSplit::new(engine, train)?;
     while t.epoch < a.epochs {
-        let s = t.train_epoch(train)?;
+        let s = t.train_epoch(&on_device)?;
         curves.push(&s);
         let health = t.model.health()?.remove(0);
         println!(

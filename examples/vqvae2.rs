@@ -9,7 +9,7 @@ mod shared;
 mod vq_run;
 
 use clap::Parser;
-use latent::data::{FashionMnist, Split};
+use latent::data::{DeviceSplit, FashionMnist, Split};
 use latent::models::pixelcnn::{Conditioning, PixelCnn, PixelCnnConfig};
 use latent::models::prior::{self, CodeMaps, Prior, PriorTraining};
 use latent::models::vqvae2::{self, VqVae2, VqVae2Config};
@@ -194,8 +194,10 @@ fn train_model(
         a.common.run.resume,
     )?;
     let mut curves = shared::Curves::default();
+    // The training images on the device: each step gathers its batch there, uploading nothing.
+    let on_device = DeviceSplit::new(engine, train)?;
     while t.epoch < a.epochs {
-        let s = t.train_epoch(train)?;
+        let s = t.train_epoch(&on_device)?;
         curves.push(&s);
         let levels = t.model.health()?;
         let (top, bottom) = (&levels[0], &levels[1]);

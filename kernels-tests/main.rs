@@ -11,6 +11,7 @@ mod conv_transpose2d;
 mod elementwise;
 mod engine;
 mod gated;
+mod gather;
 mod kl;
 mod layout;
 mod losses;

@@ -1,6 +1,6 @@
-// Counter-based random numbers: Philox-4x32-10 words mapped to uniforms, Box–Muller normals,
-// Bernoulli draws and random shifts and flips of images (augmentation). Launcher:
-// src/kernels/random.rs; CPU twin and tests: kernels-tests/random.rs.
+// Counter-based random numbers: Philox-4x32-10 words (philox/philox.wgsl, prepended) mapped to
+// uniforms, Box–Muller normals, Bernoulli draws and random shifts and flips of images
+// (augmentation). Launcher: src/kernels/random.rs; CPU twin and tests: kernels-tests/random.rs.
 //
 // No state on the GPU: element i of a draw is word i % 4 of
 //   philox(counter = (offset + i / 4 as one 64-bit number in words 0-1, 0, 0), key = seed),
@@ -33,66 +33,9 @@ override NORMAL: bool = false;
 
 const WG: u32 = 64u;
 
-// Random123's Philox-4x32 multipliers and Weyl key increments (Salmon et al. 2011, table 2).
-const M0: u32 = 0xD2511F53u;
-const M1: u32 = 0xCD9E8D57u;
-const W0: u32 = 0x9E3779B9u;
-const W1: u32 = 0xBB67AE85u;
-
-struct HiLo {
-    hi: vec2<u32>,
-    lo: vec2<u32>,
-}
-
-// The high and low words of the 64-bit products a·b, lane-wise. WGSL has no 64-bit integers
-// without an optional feature, but each product of 16-bit halves fits in 32 bits, and `mid`
-// (at most 3·(2^16 - 1)) collects the carries into the high word exactly.
-fn mulhilo(a: vec2<u32>, b: vec2<u32>) -> HiLo {
-    let al = a & vec2(0xffffu);
-    let ah = a >> vec2(16u);
-    let bl = b & vec2(0xffffu);
-    let bh = b >> vec2(16u);
-    let ll = al * bl;
-    let lh = al * bh;
-    let hl = ah * bl;
-    let mid = (ll >> vec2(16u)) + (lh & vec2(0xffffu)) + (hl & vec2(0xffffu));
-    let hi = ah * bh + (lh >> vec2(16u)) + (hl >> vec2(16u)) + (mid >> vec2(16u));
-    return HiLo(hi, a * b);
-}
-
-// One Philox round: two multiplies, the high words xored with the other words and the key,
-// and the word shuffle (Random123's philox4x32round).
-fn philox_round(c: vec4<u32>, k: vec2<u32>) -> vec4<u32> {
-    let m = mulhilo(vec2(M0, M1), c.xz);
-    return vec4(m.hi.y ^ c.y ^ k.x, m.lo.y, m.hi.x ^ c.w ^ k.y, m.lo.x);
-}
-
-// Philox-4x32-10: round r uses key + r·(W0, W1). Unrolled by hand: the 10-iteration loop ran
-// 1.6x slower on lavapipe (and loop iterations count towards its 65,535-per-invocation limit).
-fn philox(ctr: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
-    let w = vec2(W0, W1);
-    var c = philox_round(ctr, key);
-    c = philox_round(c, key + w);
-    c = philox_round(c, key + 2u * w);
-    c = philox_round(c, key + 3u * w);
-    c = philox_round(c, key + 4u * w);
-    c = philox_round(c, key + 5u * w);
-    c = philox_round(c, key + 6u * w);
-    c = philox_round(c, key + 7u * w);
-    c = philox_round(c, key + 8u * w);
-    return philox_round(c, key + 9u * w);
-}
-
-// The 4 words of block q: counter = offset + q with the carry into the high word.
+// The 4 words of block q of this draw.
 fn block(q: u32) -> vec4<u32> {
-    let lo = p.off0 + q;
-    let hi = p.off1 + select(0u, 1u, lo < q);
-    return philox(vec4(lo, hi, 0u, 0u), vec2(p.key0, p.key1));
-}
-
-// [0, 1) from the top 24 bits: every value k·2^-24 is an exact f32.
-fn unit(x: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(x >> vec4(8u)) * 0x1p-24f;
+    return philox_at(vec2(p.key0, p.key1), vec2(p.off0, p.off1), q);
 }
 
 // ln u1 for u1 = (k + 1)·2^-24 in (0, 1]. Near 1 a library log has an absolute error of about
@@ -212,9 +155,7 @@ fn shift_flip(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let b = i / area;
     let y = i32((i % area) / a.side);
     let x = i32(i % a.side);
-    let lo = a.off.x + b;
-    let hi = a.off.y + select(0u, 1u, lo < b);
-    let w = philox(vec4(lo, hi, 0u, 0u), a.key);
+    let w = philox_at(a.key, a.off, b);
     let span = 2u * a.max_shift + 1u;
     let dy = i32(w.x % span) - i32(a.max_shift);
     let dx = i32(w.y % span) - i32(a.max_shift);

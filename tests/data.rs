@@ -523,3 +523,148 @@ fn the_parts_of_an_epoch_make_up_its_batches_binarised_as_the_whole() {
         assert_eq!(joined_pixels, pixels, "step {step}");
     }
 }
+
+/// An 8-bit split of `n` images of `side`×`side` pixels, labelled `i % 10`: pixels v/255 as the
+/// loader makes them.
+fn byte_split(n: usize, side: usize) -> data::Split {
+    let images = pixels(n, side).iter().map(|&v| v as f32 / 255.0).collect();
+    data::Split::new(images, labels(n), side, side).unwrap()
+}
+
+#[test]
+fn device_split_batches_are_the_splits_bit_for_bit_whole_and_in_parts() {
+    // 10 batches of 13 and a last one of 2; parts of 3 ranks; 3×3 images, so a part's first
+    // pixel is often inside a 4-draw Philox block. Epochs 0 and 2, binarised or not.
+    let e = gpu!();
+    let n = 132;
+    let split = byte_split(n, 3);
+    let device = data::DeviceSplit::new(e, &split).unwrap();
+    assert_eq!((device.count(), device.dims()), (n, (3, 3)));
+    for binarize in [false, true] {
+        let batches = Batches::new(n, 13, 5).unwrap().binarize(binarize);
+        for epoch in [0, 2] {
+            let whole = batches.epoch(epoch);
+            let parts = (0..3).map(|r| batches.epoch(epoch).part(r, 3));
+            for order in std::iter::once(whole).chain(parts) {
+                device.start_epoch(e, &order).unwrap();
+                for step in 0..order.len() {
+                    if order.batch(step).is_empty() {
+                        continue; // a rank without rows in this batch: no tensor
+                    }
+                    let host = split.batch(e, &order, step).unwrap();
+                    let dev = device.batch(e, &order, step).unwrap();
+                    let bits = |t: &latent::Tensor| -> Vec<u32> {
+                        t.to_vec::<f32>()
+                            .unwrap()
+                            .iter()
+                            .map(|x| x.to_bits())
+                            .collect()
+                    };
+                    let at = format!("binarize {binarize}, epoch {epoch}, step {step}");
+                    assert_eq!(dev.x.shape(), host.x.shape(), "{at}");
+                    assert_eq!(bits(&dev.x), bits(&host.x), "{at}");
+                    assert_eq!((dev.labels, dev.indices), (host.labels, host.indices));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn device_split_uploads_each_epochs_order_once() {
+    let e = gpu!();
+    let split = byte_split(20, 2);
+    let device = data::DeviceSplit::new(e, &split).unwrap();
+    let batches = Batches::new(20, 6, 1).unwrap();
+    let (first, second) = (batches.epoch(0), batches.epoch(1));
+    let a = device.order(e, &first).unwrap();
+    assert!(device.order(e, &first).unwrap().same_buffer(&a));
+    assert!(
+        device
+            .order(e, &first.clone().part(1, 2))
+            .unwrap()
+            .same_buffer(&a)
+    );
+    let b = device.order(e, &second).unwrap();
+    assert!(!b.same_buffer(&a));
+    let want: Vec<u32> = second.order().iter().map(|&i| i as u32).collect();
+    assert_eq!(b.to_vec::<u32>().unwrap(), want);
+    // An epoch of another data set's size is refused.
+    let other = Batches::new(21, 6, 1).unwrap().epoch(0);
+    match device.batch(e, &other, 0) {
+        Err(Error::ShapeMismatch { lhs, rhs, .. }) => assert_eq!((lhs, rhs), (vec![21], vec![20])),
+        r => panic!("expected a shape mismatch, got {:?}", r.map(|b| b.indices)),
+    }
+}
+
+#[test]
+fn device_split_refuses_pixels_that_are_not_8_bit() {
+    let e = gpu!();
+    let mut images: Vec<f32> = pixels(3, 2).iter().map(|&v| v as f32 / 255.0).collect();
+    // A multiply by 1/255 is off by one bit for some levels: not what the loader stores.
+    let k = (0..=255u8)
+        .find(|&v| v as f32 * (1.0 / 255.0) != v as f32 / 255.0)
+        .unwrap();
+    images[5] = k as f32 * (1.0 / 255.0);
+    images[7] = 0.5;
+    let split = data::Split::new(images, labels(3), 2, 2).unwrap();
+    match data::DeviceSplit::new(e, &split) {
+        Err(Error::NotEightBit { index, .. }) => assert_eq!(index, 5),
+        Err(other) => panic!("expected NotEightBit, got {other}"),
+        Ok(_) => panic!("accepted a pixel that is no byte"),
+    }
+}
+
+/// Above the device's storage-binding limit the split is refused before any upload, naming
+/// the bytes and the limit (an engine opened with a 4 KiB limit stands for a small device).
+#[test]
+fn device_split_above_the_binding_limit_is_a_typed_error() {
+    gpu!();
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default())).unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: wgpu::Limits {
+            max_storage_buffer_binding_size: 4096,
+            ..wgpu::Limits::downlevel_defaults()
+        },
+        ..Default::default()
+    }))
+    .unwrap();
+    let small = latent::Engine::from_device(&adapter, device, queue);
+    let split = byte_split(6, 28); // 4,704 bytes
+    match data::DeviceSplit::new(&small, &split) {
+        Err(Error::BindingTooLarge { bytes, limit, .. }) => {
+            assert_eq!((bytes, limit), (4704, 4096))
+        }
+        Err(other) => panic!("expected BindingTooLarge, got {other}"),
+        Ok(_) => panic!("accepted a split above the limit"),
+    }
+    assert!(data::DeviceSplit::new(&small, &byte_split(5, 28)).is_ok());
+}
+
+/// The whole Fashion-MNIST training set (47 MB of bytes) fits one binding, and its first and
+/// last (96-row) batches at B = 128 are the host's.
+#[test]
+fn the_fashion_training_set_on_the_device_gives_the_host_batches() {
+    let Some((e, train)) = common::fashion_train(60_000) else {
+        return;
+    };
+    let device = data::DeviceSplit::new(e, &train).unwrap();
+    assert_eq!(device.bytes().byte_len(), 60_000 * 784);
+    let batches = Batches::new(train.len(), 128, 3).unwrap().binarize(true);
+    let epoch = batches.epoch(1);
+    for step in [0, epoch.len() - 1] {
+        let host = train.batch(e, &epoch, step).unwrap();
+        let dev = device.batch(e, &epoch, step).unwrap();
+        let rows = if step == 0 { 128 } else { 96 };
+        assert_eq!(dev.x.shape(), &[rows, 784]);
+        let (h, d) = (
+            host.x.to_vec::<f32>().unwrap(),
+            dev.x.to_vec::<f32>().unwrap(),
+        );
+        assert!(
+            h.iter().zip(&d).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "step {step}"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 use crate::flags;
 use crate::shared::{Curves, data_identity, output_folder};
-use latent::data::FashionMnist;
+use latent::data::{DeviceSplit, FashionMnist};
 use latent::io::{self, Labels};
 use latent::models::hierarchy::{self, Hierarchy, HierarchyElbo, Variance};
 use latent::models::likelihood::{self, LayerReport, Report};
@@ -160,8 +160,10 @@ pub fn run<M: Hierarchy>(
     let kl_terms = trainer.model.model.kl_terms();
     let mut curves = Curves::default();
     let start = std::time::Instant::now();
+    // The training images on the device: each step gathers its batch there, uploading nothing.
+    let on_device = DeviceSplit::new(&engine, &train)?;
     while trainer.epoch < args.epochs {
-        let s = trainer.train_epoch(&train)?;
+        let s = trainer.train_epoch(&on_device)?;
         curves.push(&s);
         let per_level: Vec<String> = kl_terms
             .iter()

@@ -5,7 +5,7 @@
 // Each example uses some of these.
 #![allow(dead_code)]
 
-use latent::data::{FashionMnist, Split};
+use latent::data::{DeviceSplit, FashionMnist, Split};
 use latent::models::feature_net::{FeatureNet, FeatureNetConfig, FeatureNetTraining};
 use latent::models::fid::{FID_IMAGES, Fid, FidReference, fid_of_samples};
 use latent::optim::{EpochStats, Examples, TrainConfig, Trainable, Trainer};
@@ -51,8 +51,10 @@ pub fn train_feature_net(
         Some(p) => Trainer::resume(net, config, data.train.len(), p)?,
         None => Trainer::new(net, config, data.train.len())?,
     };
+    // The training images on the device: each step gathers its batch there, uploading nothing.
+    let on_device = DeviceSplit::new(engine, &data.train)?;
     while t.epoch < training.epochs {
-        let s = t.train_epoch(&data.train)?;
+        let s = t.train_epoch(&on_device)?;
         curves.push(&s);
         println!(
             "feature net {:>2}/{}  loss {:.4}  {:7.0} img/s",

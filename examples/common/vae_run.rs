@@ -3,7 +3,7 @@
 
 use crate::flags;
 use clap::{Parser, ValueEnum};
-use latent::data::FashionMnist;
+use latent::data::{DeviceSplit, FashionMnist};
 use latent::models::conv_vae::ConvVae;
 use latent::models::likelihood;
 use latent::models::vae::{self, Autoencoder, Objective, Vae, VaeConfig};
@@ -185,9 +185,11 @@ fn run(args: &Args, kind: Kind) -> Result<()> {
         vae::trainer(model, &settings, config, train.len())?
     };
     let mut curves = crate::shared::Curves::default();
+    // The training images on the device: each step gathers its batch there, uploading nothing.
+    let on_device = DeviceSplit::new(&engine, &train)?;
     while trainer.epoch < args.epochs {
         // Checkpointed atomically after the epoch, once every tensor is checked finite.
-        let s = trainer.train_epoch(&train)?;
+        let s = trainer.train_epoch(&on_device)?;
         let (loss, recon, kl) = (s.term("loss"), s.term("recon"), s.term("kl"));
         curves.push(&s);
         println!(

@@ -127,36 +127,44 @@ impl Epoch {
 
     /// The whole batch `step` (every rank's part).
     pub(crate) fn whole(&self, step: usize) -> &[usize] {
+        &self.order[self.whole_span(step)]
+    }
+
+    /// Where the whole batch `step` lies in [`Epoch::order`].
+    fn whole_span(&self, step: usize) -> std::ops::Range<usize> {
         assert!(
             step < self.len(),
             "batch {step} of an epoch of {}",
             self.len()
         );
         let b = self.config.batch_size;
-        &self.order[step * b..((step + 1) * b).min(self.order.len())]
+        step * b..((step + 1) * b).min(self.order.len())
+    }
+
+    /// Where batch `step`, or this rank's part of it, lies in [`Epoch::order`]: the positions
+    /// of [`Epoch::batch`]'s indices (panics if `step >= len()`).
+    pub fn span(&self, step: usize) -> std::ops::Range<usize> {
+        let whole = self.whole_span(step);
+        match self.part {
+            None => whole,
+            Some((rank, ranks)) => {
+                let n = whole.len();
+                whole.start + rank * n / ranks..whole.start + (rank + 1) * n / ranks
+            }
+        }
     }
 
     /// Where batch `step` of this (part of an) epoch lies in the whole batch: its first row and
     /// the whole batch's rows (`(0, len)` for a whole epoch).
     pub fn share(&self, step: usize) -> (usize, usize) {
-        let rows = self.whole(step).len();
-        match self.part {
-            None => (0, rows),
-            Some((rank, ranks)) => (rank * rows / ranks, rows),
-        }
+        let (whole, mine) = (self.whole_span(step), self.span(step));
+        (mine.start - whole.start, whole.len())
     }
 
     /// The example indices of batch `step`, or of this rank's part of it (panics if
     /// `step >= len()`).
     pub fn batch(&self, step: usize) -> &[usize] {
-        let whole = self.whole(step);
-        match self.part {
-            None => whole,
-            Some((rank, ranks)) => {
-                let n = whole.len();
-                &whole[rank * n / ranks..(rank + 1) * n / ranks]
-            }
-        }
+        &self.order[self.span(step)]
     }
 
     /// The batches in order; `.skip(s)` resumes at step `s`.

@@ -1,5 +1,6 @@
-//! Data: the IDX reader, the Fashion-MNIST loader (train/test splits as f32 in [0, 1]) and
-//! seeded mini-batching with dynamic binarisation on the GPU. Tested by `tests/data.rs` (`cargo test --release --test data`).
+//! Data: the IDX reader, the Fashion-MNIST loader (train/test splits as f32 in [0, 1]), seeded
+//! mini-batching with dynamic binarisation on the GPU, and the training set held on the device
+//! as bytes (`DeviceSplit`). Tested by `tests/data.rs` (`cargo test --release --test data`).
 //!
 //! ```no_run
 //! use latent::data::{Batches, FashionMnist};
@@ -18,6 +19,7 @@
 mod batches;
 mod binarize;
 pub mod colour;
+mod device;
 mod fashion;
 pub mod idx;
 pub mod motion;
@@ -25,4 +27,5 @@ pub mod photos;
 
 pub use batches::{Batches, Epoch};
 pub use binarize::{TEST_SEED, TRAIN_STREAM, binarized};
+pub use device::DeviceSplit;
 pub use fashion::{CLASS_NAMES, DATA_ENV, FashionMnist, PIXELS, SIDE, SYSTEM_DIR, Split};

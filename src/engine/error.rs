@@ -92,6 +92,16 @@ pub enum Error {
     #[error("{op}: {reason}")]
     BadInput { op: &'static str, reason: String },
 
+    #[error(
+        "{op}: pixel {index} is {value}, not a grey level v/255 of an 8-bit image; only 8-bit \
+         images are held on the device as bytes (train on the host split instead)"
+    )]
+    NotEightBit {
+        op: &'static str,
+        index: usize,
+        value: f32,
+    },
+
     #[error("{shader}::{entry}: {problem}")]
     Binding {
         shader: &'static str,

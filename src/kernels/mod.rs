@@ -9,6 +9,7 @@ pub mod conv2d_igemm;
 pub mod conv_transpose2d;
 pub mod elementwise;
 pub mod gated;
+pub mod gather;
 pub mod kl;
 pub mod layout;
 pub mod losses;
@@ -43,6 +44,7 @@ pub const SHADERS: &[Shader] = &[
     elementwise::SHADER,
     gated::SHADERS[0],
     gated::SHADERS[1],
+    gather::SHADER,
     kl::SHADERS[0][0],
     kl::SHADERS[0][1],
     kl::SHADERS[1][0],

@@ -13,7 +13,7 @@
 
 use crate::engine::{Bind, DType, Engine, Result, Shader, Tensor, shader};
 
-pub const SHADER: Shader = shader!("random", "random.wgsl");
+pub const SHADER: Shader = shader!("random", "philox/philox.wgsl", "random.wgsl");
 
 /// Invocations per workgroup; each computes one Philox block of 4 values.
 const WG: usize = 64;

@@ -25,6 +25,12 @@ pub struct Batch {
 pub trait Examples {
     fn count(&self) -> usize;
 
+    /// Called once before `epoch`'s first step, outside the steps: what the epoch needs on the
+    /// device goes there (`DeviceSplit` uploads the permutation). Default: nothing.
+    fn start_epoch(&self, _engine: &Engine, _epoch: &Epoch) -> Result<()> {
+        Ok(())
+    }
+
     /// Batch `step` of `epoch`'s order.
     fn batch(&self, engine: &Engine, epoch: &Epoch, step: usize) -> Result<Batch>;
 }
@@ -553,6 +559,7 @@ impl<M: Trainable> Trainer<M> {
             }
         }
         self.model.start_epoch()?;
+        data.start_epoch(&engine, &epoch)?;
         let label = format!("{} epoch {}", self.config.name, self.epoch + 1);
         // Progress and speed count the global batches.
         let total = (0..steps).map(|s| epoch.share(s).1 as u64).sum();
