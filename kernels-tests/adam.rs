@@ -87,13 +87,9 @@ fn random_grad(r: &mut StdRng, n: usize) -> Vec<f64> {
         .collect()
 }
 
-// ---- tests ----------------------------------------------------------------------------------
-
-#[test]
-fn adam_and_adamw_match_a_float64_twin_over_several_steps_on_random_shapes() {
-    let e = gpu!();
-    let mut r = rng(21);
-    let configs = [
+/// Adam with PyTorch's defaults, Adam with L2 decay, AdamW, and AdamW with other betas.
+fn configs() -> [AdamConfig; 4] {
+    [
         AdamConfig::default(),
         AdamConfig {
             lr: 1e-2,
@@ -108,8 +104,16 @@ fn adam_and_adamw_match_a_float64_twin_over_several_steps_on_random_shapes() {
             eps: 1e-6,
             ..AdamConfig::adamw()
         },
-    ];
-    for (k, cfg) in configs.iter().enumerate() {
+    ]
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+#[test]
+fn adam_and_adamw_match_a_float64_twin_over_several_steps_on_random_shapes() {
+    let e = gpu!();
+    let mut r = rng(21);
+    for (k, cfg) in configs().iter().enumerate() {
         for case in 0..6 {
             // Cases 4 and 5 pin both launch paths: a length that is a multiple of 4 (vec4
             // entry) and one that is not (scalar entry).
@@ -371,6 +375,25 @@ fn grads_at(r: &mut StdRng, t: u64) -> Vec<Option<Vec<f32>>> {
         .collect()
 }
 
+/// A copy of `p`'s value in a tensor of its own.
+fn copy(e: &Engine, p: &Param) -> Tensor {
+    let w = p.value().to_vec::<f32>().unwrap();
+    Tensor::from_slice(e, &w, p.value().shape()).unwrap()
+}
+
+/// Zeros of `p`'s shape.
+fn zeros(e: &Engine, p: &Param) -> Tensor {
+    Tensor::zeros(e, p.value().shape(), DType::F32).unwrap()
+}
+
+/// The gradient [`backward`] writes for `g`: `g`, or zeros where there is none.
+fn grad_tensor(e: &Engine, g: &Option<Vec<f32>>, shape: &[usize]) -> Tensor {
+    match g {
+        Some(g) => Tensor::from_slice(e, g, shape).unwrap(),
+        None => Tensor::zeros(e, shape, DType::F32).unwrap(),
+    }
+}
+
 fn bits(t: &Tensor) -> Vec<u32> {
     t.to_vec::<f32>()
         .unwrap()
@@ -383,26 +406,12 @@ fn bits(t: &Tensor) -> Vec<u32> {
 fn one_adam_launch_per_group_matches_the_per_tensor_kernel_bit_for_bit() {
     let e = gpu!();
     let mut r = rng(23);
-    let configs = [
-        AdamConfig::default(),
-        AdamConfig {
-            lr: 1e-2,
-            weight_decay: 0.1,
-            ..AdamConfig::default()
-        },
-        AdamConfig::adamw(),
-    ];
-    for (k, cfg) in configs.iter().enumerate() {
+    for (k, cfg) in configs().iter().enumerate() {
         let params = params_of(e, &mut r);
         // The reference: each tensor on its own, stepped by its own launch.
         let own: Vec<[Tensor; 3]> = params
             .iter()
-            .map(|p| {
-                let s = p.value().shape();
-                let w = Tensor::from_slice(e, &p.value().to_vec::<f32>().unwrap(), s).unwrap();
-                let zeros = || Tensor::zeros(e, s, DType::F32).unwrap();
-                [w, zeros(), zeros()]
-            })
+            .map(|p| [copy(e, p), zeros(e, p), zeros(e, p)])
             .collect();
         // A clone taken before the optimizer moves the parameters follows them.
         let early = params[2].value().clone();
@@ -418,10 +427,7 @@ fn one_adam_launch_per_group_matches_the_per_tensor_kernel_bit_for_bit() {
             backward(e, &params, &grads);
             adam.step().unwrap();
             for ([w, m, v], (g, s)) in own.iter().zip(grads.iter().zip(SHAPES)) {
-                let g = match g {
-                    Some(g) => Tensor::from_slice(e, g, s).unwrap(),
-                    None => Tensor::zeros(e, s, DType::F32).unwrap(),
-                };
+                let g = grad_tensor(e, g, s);
                 adam_step(w, &g, m, v, t, cfg).unwrap();
             }
         }
@@ -459,24 +465,14 @@ fn one_sgd_launch_per_group_matches_the_per_tensor_kernel_bit_for_bit() {
         momentum,
     ] {
         let params = params_of(e, &mut r);
-        let own: Vec<[Tensor; 2]> = params
-            .iter()
-            .map(|p| {
-                let s = p.value().shape();
-                let w = Tensor::from_slice(e, &p.value().to_vec::<f32>().unwrap(), s).unwrap();
-                [w, Tensor::zeros(e, s, DType::F32).unwrap()]
-            })
-            .collect();
+        let own: Vec<[Tensor; 2]> = params.iter().map(|p| [copy(e, p), zeros(e, p)]).collect();
         let mut sgd = Sgd::new(params.clone(), cfg).unwrap();
         for t in 1..=4 {
             let grads = grads_at(&mut r, t);
             backward(e, &params, &grads);
             sgd.step().unwrap();
             for ([w, buf], (g, s)) in own.iter().zip(grads.iter().zip(SHAPES)) {
-                let g = match g {
-                    Some(g) => Tensor::from_slice(e, g, s).unwrap(),
-                    None => Tensor::zeros(e, s, DType::F32).unwrap(),
-                };
+                let g = grad_tensor(e, g, s);
                 let buf = (cfg.momentum > 0.0).then_some(buf);
                 sgd_step(w, &g, buf, &cfg).unwrap();
             }

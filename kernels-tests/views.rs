@@ -19,13 +19,19 @@ fn expect(what: &str, buf: &Tensor, at: usize, len: usize, inside: impl Fn(usize
     }
 }
 
+/// `[0, 1, …, n − 1]` on the shared engine.
+fn ramp(n: usize) -> Tensor {
+    let e = crate::engine().expect("the tests' engine");
+    Tensor::from_slice(e, &(0..n).map(|i| i as f32).collect::<Vec<_>>(), &[n]).unwrap()
+}
+
 #[test]
 fn a_view_in_the_middle_of_a_buffer_is_read_written_cleared_copied_and_bound_alone() {
     let e = gpu!();
     let a = e.view_align();
     // Neighbours on both sides, and a length that is not a multiple of 4 (scalar kernel paths).
     let (n, at, len) = (4 * a + 7, a, 2 * a + 3);
-    let buf = Tensor::from_slice(e, &(0..n).map(|i| i as f32).collect::<Vec<_>>(), &[n]).unwrap();
+    let buf = ramp(n);
     let v = buf.view(at, &[len]).unwrap();
     assert_eq!(v.byte_offset(), 4 * at as u64);
     assert_eq!(v.byte_len(), 4 * len as u64);
@@ -40,13 +46,13 @@ fn a_view_in_the_middle_of_a_buffer_is_read_written_cleared_copied_and_bound_alo
     e.clear(&v).unwrap();
     expect("clear", &buf, at, len, |_| 0.0);
 
-    let ramp: Vec<f32> = (0..len).map(|i| 100.0 + i as f32).collect();
-    let src = Tensor::from_slice(e, &ramp, &[len]).unwrap();
+    let values: Vec<f32> = (0..len).map(|i| 100.0 + i as f32).collect();
+    let src = Tensor::from_slice(e, &values, &[len]).unwrap();
     e.copy(&src, &v).unwrap();
     expect("copy in", &buf, at, len, |i| 100.0 + i as f32);
     let out = Tensor::zeros(e, &[len], DType::F32).unwrap();
     e.copy(&v, &out).unwrap();
-    assert_eq!(out.to_vec::<f32>().unwrap(), ramp, "copy out");
+    assert_eq!(out.to_vec::<f32>().unwrap(), values, "copy out");
 
     // Bound by kernels: written (fill), updated in place (accumulate), read (accumulate's x).
     ew::fill(&v, 7.0).unwrap();
@@ -67,7 +73,7 @@ fn a_copy_between_two_views_of_one_buffer_moves_only_their_bytes() {
     let e = gpu!();
     let a = e.view_align();
     let n = 4 * a;
-    let buf = Tensor::from_slice(e, &(0..n).map(|i| i as f32).collect::<Vec<_>>(), &[n]).unwrap();
+    let buf = ramp(n);
     let (from, to) = (
         buf.view(0, &[a + 1]).unwrap(),
         buf.view(2 * a, &[a + 1]).unwrap(),
@@ -75,7 +81,7 @@ fn a_copy_between_two_views_of_one_buffer_moves_only_their_bytes() {
     e.copy(&from, &to).unwrap();
     expect("copy within a buffer", &buf, 2 * a, a + 1, |i| i as f32);
     // Overlapping ranges: the source is read before the destination is written.
-    let buf = Tensor::from_slice(e, &(0..n).map(|i| i as f32).collect::<Vec<_>>(), &[n]).unwrap();
+    let buf = ramp(n);
     let (from, to) = (
         buf.view(0, &[2 * a]).unwrap(),
         buf.view(a, &[2 * a]).unwrap(),
