@@ -80,23 +80,9 @@ impl DeviceSplit {
         })
     }
 
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Image side lengths (rows, cols).
+    /// Image side lengths (rows, cols); the number of images is [`Examples::count`].
     pub fn dims(&self) -> (usize, usize) {
         (self.rows, self.cols)
-    }
-
-    /// Pixels per image.
-    pub fn pixels_per_image(&self) -> usize {
-        self.rows * self.cols
     }
 
     /// All labels, `[n]`.
@@ -113,11 +99,11 @@ impl DeviceSplit {
     /// epoch, then the same tensor until another epoch is asked for.
     pub fn order(&self, engine: &Engine, epoch: &Epoch) -> Result<Tensor> {
         let n = epoch.order().len();
-        if n != self.len() {
+        if n != self.labels.len() {
             return Err(Error::ShapeMismatch {
                 op: "DeviceSplit::order",
                 lhs: vec![n],
-                rhs: vec![self.len()],
+                rhs: vec![self.labels.len()],
             });
         }
         let key = (epoch.settings().0, epoch.index(), n);
@@ -142,7 +128,7 @@ impl DeviceSplit {
     pub fn gather(&self, engine: &Engine, epoch: &Epoch, step: usize) -> Result<Tensor> {
         let order = self.order(engine, epoch)?;
         let span = epoch.span(step);
-        let pixels = self.pixels_per_image();
+        let pixels = self.rows * self.cols;
         // A rank's part draws what its rows draw in the whole batch: from its first element.
         let binarize = epoch
             .binarization(step, pixels)
@@ -157,8 +143,9 @@ impl DeviceSplit {
 }
 
 impl Examples for DeviceSplit {
+    /// Number of images.
     fn count(&self) -> usize {
-        self.len()
+        self.labels.len()
     }
 
     /// The permutation's one upload of the epoch.
