@@ -1,9 +1,12 @@
 //! The implicit-GEMM convolution against conv2d's CPU twin on awkward shapes (odd sizes,
 //! padding, strides, batch 3, channel counts off the tiles), and through `Conv`'s choices.
 
-use crate::conv2d::{Geo, cpu_conv2d, cpu_conv2d_backward_weight, f32s, f64s, read, tol, upload};
+use crate::conv2d::{
+    Geo, cpu_conv2d, cpu_conv2d_backward_input, cpu_conv2d_backward_weight, f32s, f64s, input_grad,
+    read, tol, upload,
+};
 use crate::{assert_close, error_kind, gpu, rng, uniform};
-use latent::kernels::conv2d::Conv2dParams;
+use latent::kernels::conv2d::{Conv2dParams, TapSource};
 use latent::kernels::conv2d_igemm;
 
 /// y and y + bias of `conv2d_igemm::forward` against the CPU twin.
@@ -125,6 +128,46 @@ fn conv2d_igemm_weight_grad_matches_cpu_on_awkward_shapes() {
     for (i, g) in cases.iter().enumerate() {
         assert!(g.out().is_some(), "case {i} has an output");
         check_weight_grad(e, g, 600 + i as u64);
+    }
+}
+
+#[test]
+fn conv2d_input_grad_matches_cpu_on_the_sub_pixel_path() {
+    // dx through `Conv` where the sub-pixel gather runs (C ≥ 16, Cout % 8 == 0, kernel a
+    // multiple of the stride, no dilation): batch 3, odd sizes, padding, strides 1 to 3.
+    let e = gpu!();
+    let cases = [
+        geo(3, 32, [14, 14], 64, [4, 4], Conv2dParams::square(2, 1, 1)),
+        geo(3, 17, [9, 11], 8, [4, 4], Conv2dParams::square(2, 2, 1)),
+        geo(
+            3,
+            40,
+            [7, 5],
+            16,
+            [3, 2],
+            Conv2dParams {
+                stride: [3, 1],
+                padding: [1, 0],
+                dilation: [1, 1],
+            },
+        ),
+    ];
+    for (i, g) in cases.iter().enumerate() {
+        let mut r = rng(700 + i as u64);
+        let [b, cout, oh, ow] = g.y_shape();
+        let dy = uniform(&mut r, b * cout * oh * ow, -1.0, 1.0);
+        let w = uniform(&mut r, g.w_shape().iter().product(), -1.0, 1.0);
+        let (dyt, wt) = (upload(e, &dy, &g.y_shape()), upload(e, &w, &g.w_shape()));
+        let dx = input_grad(TapSource::Dense(g.p), &dyt, &wt, &g.x_shape()).expect("dx");
+        let want = cpu_conv2d_backward_input(g, &f64s(&dy), &f64s(&w));
+        let what = format!("conv2d dx {g:?}");
+        assert_close(
+            &what,
+            &read(&dx),
+            &f32s(&want),
+            tol(cout * g.kh * g.kw),
+            1e-5,
+        );
     }
 }
 

@@ -175,6 +175,29 @@ fn conv_transpose2d_matches_cpu_on_the_w2_decoder_shapes() {
 }
 
 #[test]
+fn conv_transpose2d_matches_cpu_on_the_implicit_gemm_paths() {
+    // Shapes the sub-pixel forward (output channels ≥ 16, input channels % 8 == 0, kernel a
+    // multiple of the stride, no dilation) and the implicit-GEMM dx and dw (kw % 4 == 0) run:
+    // batch 3, odd sizes, output padding, stride 1, 2 and 4, a second channel tile (40 outputs).
+    let e = gpu!();
+    let p = |s: [usize; 2], pad: [usize; 2], out: [usize; 2]| ConvTranspose2dParams {
+        stride: s,
+        padding: pad,
+        dilation: [1, 1],
+        output_padding: out,
+    };
+    let cases = [
+        Case::new(3, 64, [7, 7], 32, [4, 4], &p([2, 2], [1, 1], [0, 0])),
+        Case::new(3, 16, [5, 3], 17, [4, 4], &p([2, 2], [1, 2], [1, 1])),
+        Case::new(3, 8, [3, 6], 40, [2, 8], &p([1, 4], [0, 3], [0, 2])),
+        Case::new(1, 24, [4, 5], 16, [6, 4], &p([3, 2], [2, 0], [2, 1])),
+    ];
+    for (i, c) in cases.into_iter().enumerate() {
+        check(e, &c.expect("a non-empty output"), 90 + i as u64);
+    }
+}
+
+#[test]
 fn conv_transpose2d_gradients_match_finite_differences() {
     let e = gpu!();
     let params = [

@@ -1,5 +1,6 @@
 // Implicit-GEMM convolution: y = conv(x, w) (+ bias) read straight from the image and written
-// straight in NCHW, with no column matrix and no permute; and the weight gradient the same way. Needs subgroups (>= 8) and SHADER_INT64;
+// straight in NCHW, with no column matrix and no permute; the weight gradient the same way; and
+// the adjoint (dx, or a transposed convolution) by sub-pixel phases, with no col2im. Needs subgroups (>= 8) and SHADER_INT64;
 // kw % 4 == 0, dilation 1 along x, C·kh·kw % 8 == 0 and x's length % 4 == 0 (the launcher checks).
 // Tests: kernels-tests/conv2d_igemm.rs; bench: `bench -- kernels --only conv`.
 //
@@ -32,6 +33,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;    // y [B, Cout, OH, OW]
 @group(0) @binding(4) var<uniform> p: Params;
 
+// The transposed entries' view of dy channels-last [M, Cout], 8 floats a load.
+@group(0) @binding(0) var<storage, read> t8: array<vec4<u64>>;
 // The weight gradient's views (conv2d_igemm_dw only): dy channels-last, dw, 8 floats a load.
 @group(0) @binding(1) var<storage, read> rows8: array<vec4<u64>>;   // dy [M, Cout]
 @group(0) @binding(3) var<storage, read_write> dst8: array<vec4<u64>>; // dw [Cout, C·kh·kw]
@@ -841,4 +844,397 @@ fn conv2d_igemm_dw_16x64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     store8(n0 + 8u * lane + 6u, k0 + 8u, vec4(d6_8, d6_10, d6_12, d6_14), vec4(d6_9, d6_11, d6_13, d6_15));
     store8(n0 + 8u * lane + 7u, k0 + 0u, vec4(d7_0, d7_2, d7_4, d7_6), vec4(d7_1, d7_3, d7_5, d7_7));
     store8(n0 + 8u * lane + 7u, k0 + 8u, vec4(d7_8, d7_10, d7_12, d7_14), vec4(d7_9, d7_11, d7_13, d7_15));
+}
+
+// The adjoint of a dense convolution (its dx, or a ConvTranspose2d forward) as a gather, by
+// sub-pixel phases: output pixel (y, x) = (Y·sh + ry, X·sw + rx) reads rows (dy channels-last
+// [B·OH·OW, Cout], 8 channels a load) at (Y + qy − a, X + qx − b) for the kh/sh × kw/sw taps
+// i = i0 + a·sh, j = j0 + b·sw of its phase (dilation 1, kh % sh == kw % sw == 0), with weights
+// wt = w permuted to [C, kh, kw, Cout]. A workgroup stays in one phase, so its taps are uniform.
+// Tile 32 pixels x 32 channels: lane l loads pixels m0 + l + 8r (r < 4) of the phase and owns
+// channels n0 + l + 8j (j < 4). T = sh·sw · ceil(B·ceil(H/sh)·ceil(W/sw) / 32) · ceil(C/32).
+@compute @workgroup_size(8)
+fn conv2d_igemm_t_32x32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lane: u32) {
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.tiles) { return; }  // uniform per workgroup
+    let per_phase = p.tiles / (p.sh * p.sw);
+    let phase = wid / per_phase; let wt = wid % per_phase;
+    let ry = phase / p.sw; let rx = phase % p.sw;
+    let m0 = (wt / p.tiles_n) * 32u; let n0 = (wt % p.tiles_n) * 32u;
+    let hp = (p.h + p.sh - 1u) / p.sh; let wp = (p.w + p.sw - 1u) / p.sw;
+    let i0 = (ry + p.ph) % p.sh; let j0 = (rx + p.pw) % p.sw;
+    let qy = i32((ry + p.ph - i0) / p.sh); let qx = i32((rx + p.pw - j0) / p.sw);
+    let ta = p.kh / p.sh; let tb = p.kw / p.sw; let C8 = p.cout / 8u;
+    let K8 = ta * tb * C8;
+    let px0 = min(m0 + 0u + lane, p.m - 1u);
+    let X0 = px0 % wp; let Y0 = (px0 / wp) % hp; let b0 = px0 / (wp * hp);
+    let y0 = Y0 * p.sh + ry; let x0 = X0 * p.sw + rx;
+    let live0 = m0 + 0u + lane < p.m && y0 < p.h && x0 < p.w;
+    let oy0 = i32(Y0) + qy; let ox0 = i32(X0) + qx; let rowb0 = b0 * p.oh * p.ow;
+    let ybase0 = ((b0 * p.c) * p.h + y0) * p.w + x0;
+    let px1 = min(m0 + 8u + lane, p.m - 1u);
+    let X1 = px1 % wp; let Y1 = (px1 / wp) % hp; let b1 = px1 / (wp * hp);
+    let y1 = Y1 * p.sh + ry; let x1 = X1 * p.sw + rx;
+    let live1 = m0 + 8u + lane < p.m && y1 < p.h && x1 < p.w;
+    let oy1 = i32(Y1) + qy; let ox1 = i32(X1) + qx; let rowb1 = b1 * p.oh * p.ow;
+    let ybase1 = ((b1 * p.c) * p.h + y1) * p.w + x1;
+    let px2 = min(m0 + 16u + lane, p.m - 1u);
+    let X2 = px2 % wp; let Y2 = (px2 / wp) % hp; let b2 = px2 / (wp * hp);
+    let y2 = Y2 * p.sh + ry; let x2 = X2 * p.sw + rx;
+    let live2 = m0 + 16u + lane < p.m && y2 < p.h && x2 < p.w;
+    let oy2 = i32(Y2) + qy; let ox2 = i32(X2) + qx; let rowb2 = b2 * p.oh * p.ow;
+    let ybase2 = ((b2 * p.c) * p.h + y2) * p.w + x2;
+    let px3 = min(m0 + 24u + lane, p.m - 1u);
+    let X3 = px3 % wp; let Y3 = (px3 / wp) % hp; let b3 = px3 / (wp * hp);
+    let y3 = Y3 * p.sh + ry; let x3 = X3 * p.sw + rx;
+    let live3 = m0 + 24u + lane < p.m && y3 < p.h && x3 < p.w;
+    let oy3 = i32(Y3) + qy; let ox3 = i32(X3) + qx; let rowb3 = b3 * p.oh * p.ow;
+    let ybase3 = ((b3 * p.c) * p.h + y3) * p.w + x3;
+    let wr0 = min(n0 + lane + 0u, p.c - 1u) * p.kh; let wr1 = min(n0 + lane + 8u, p.c - 1u) * p.kh; let wr2 = min(n0 + lane + 16u, p.c - 1u) * p.kh; let wr3 = min(n0 + lane + 24u, p.c - 1u) * p.kh;
+    var c0_0_0 = 0.0; var c0_0_1 = 0.0; var c0_0_2 = 0.0; var c0_0_3 = 0.0;
+    var c0_1_0 = 0.0; var c0_1_1 = 0.0; var c0_1_2 = 0.0; var c0_1_3 = 0.0;
+    var c0_2_0 = 0.0; var c0_2_1 = 0.0; var c0_2_2 = 0.0; var c0_2_3 = 0.0;
+    var c0_3_0 = 0.0; var c0_3_1 = 0.0; var c0_3_2 = 0.0; var c0_3_3 = 0.0;
+    var c0_4_0 = 0.0; var c0_4_1 = 0.0; var c0_4_2 = 0.0; var c0_4_3 = 0.0;
+    var c0_5_0 = 0.0; var c0_5_1 = 0.0; var c0_5_2 = 0.0; var c0_5_3 = 0.0;
+    var c0_6_0 = 0.0; var c0_6_1 = 0.0; var c0_6_2 = 0.0; var c0_6_3 = 0.0;
+    var c0_7_0 = 0.0; var c0_7_1 = 0.0; var c0_7_2 = 0.0; var c0_7_3 = 0.0;
+    var c1_0_0 = 0.0; var c1_0_1 = 0.0; var c1_0_2 = 0.0; var c1_0_3 = 0.0;
+    var c1_1_0 = 0.0; var c1_1_1 = 0.0; var c1_1_2 = 0.0; var c1_1_3 = 0.0;
+    var c1_2_0 = 0.0; var c1_2_1 = 0.0; var c1_2_2 = 0.0; var c1_2_3 = 0.0;
+    var c1_3_0 = 0.0; var c1_3_1 = 0.0; var c1_3_2 = 0.0; var c1_3_3 = 0.0;
+    var c1_4_0 = 0.0; var c1_4_1 = 0.0; var c1_4_2 = 0.0; var c1_4_3 = 0.0;
+    var c1_5_0 = 0.0; var c1_5_1 = 0.0; var c1_5_2 = 0.0; var c1_5_3 = 0.0;
+    var c1_6_0 = 0.0; var c1_6_1 = 0.0; var c1_6_2 = 0.0; var c1_6_3 = 0.0;
+    var c1_7_0 = 0.0; var c1_7_1 = 0.0; var c1_7_2 = 0.0; var c1_7_3 = 0.0;
+    var c2_0_0 = 0.0; var c2_0_1 = 0.0; var c2_0_2 = 0.0; var c2_0_3 = 0.0;
+    var c2_1_0 = 0.0; var c2_1_1 = 0.0; var c2_1_2 = 0.0; var c2_1_3 = 0.0;
+    var c2_2_0 = 0.0; var c2_2_1 = 0.0; var c2_2_2 = 0.0; var c2_2_3 = 0.0;
+    var c2_3_0 = 0.0; var c2_3_1 = 0.0; var c2_3_2 = 0.0; var c2_3_3 = 0.0;
+    var c2_4_0 = 0.0; var c2_4_1 = 0.0; var c2_4_2 = 0.0; var c2_4_3 = 0.0;
+    var c2_5_0 = 0.0; var c2_5_1 = 0.0; var c2_5_2 = 0.0; var c2_5_3 = 0.0;
+    var c2_6_0 = 0.0; var c2_6_1 = 0.0; var c2_6_2 = 0.0; var c2_6_3 = 0.0;
+    var c2_7_0 = 0.0; var c2_7_1 = 0.0; var c2_7_2 = 0.0; var c2_7_3 = 0.0;
+    var c3_0_0 = 0.0; var c3_0_1 = 0.0; var c3_0_2 = 0.0; var c3_0_3 = 0.0;
+    var c3_1_0 = 0.0; var c3_1_1 = 0.0; var c3_1_2 = 0.0; var c3_1_3 = 0.0;
+    var c3_2_0 = 0.0; var c3_2_1 = 0.0; var c3_2_2 = 0.0; var c3_2_3 = 0.0;
+    var c3_3_0 = 0.0; var c3_3_1 = 0.0; var c3_3_2 = 0.0; var c3_3_3 = 0.0;
+    var c3_4_0 = 0.0; var c3_4_1 = 0.0; var c3_4_2 = 0.0; var c3_4_3 = 0.0;
+    var c3_5_0 = 0.0; var c3_5_1 = 0.0; var c3_5_2 = 0.0; var c3_5_3 = 0.0;
+    var c3_6_0 = 0.0; var c3_6_1 = 0.0; var c3_6_2 = 0.0; var c3_6_3 = 0.0;
+    var c3_7_0 = 0.0; var c3_7_1 = 0.0; var c3_7_2 = 0.0; var c3_7_3 = 0.0;
+    var ta_a = 0u; var tb_b = 0u; var ng = 0u;   // tap (a, b) and channel group of the step
+    for (var kk = 0u; kk < K8; kk++) {
+        let i = i0 + ta_a * p.sh; let j = j0 + tb_b * p.sw;
+        let sy0 = oy0 - i32(ta_a); let sx0 = ox0 - i32(tb_b);
+        let ok0 = live0 && sy0 >= 0 && sy0 < i32(p.oh) && sx0 >= 0 && sx0 < i32(p.ow);
+        let xa0 = t8[select(0u, (rowb0 + u32(sy0) * p.ow + u32(sx0)) * C8 + ng, ok0)];
+        let al0 = select(vec4(0.0), lo(xa0), ok0); let ah0 = select(vec4(0.0), hi(xa0), ok0);
+        let sy1 = oy1 - i32(ta_a); let sx1 = ox1 - i32(tb_b);
+        let ok1 = live1 && sy1 >= 0 && sy1 < i32(p.oh) && sx1 >= 0 && sx1 < i32(p.ow);
+        let xa1 = t8[select(0u, (rowb1 + u32(sy1) * p.ow + u32(sx1)) * C8 + ng, ok1)];
+        let al1 = select(vec4(0.0), lo(xa1), ok1); let ah1 = select(vec4(0.0), hi(xa1), ok1);
+        let sy2 = oy2 - i32(ta_a); let sx2 = ox2 - i32(tb_b);
+        let ok2 = live2 && sy2 >= 0 && sy2 < i32(p.oh) && sx2 >= 0 && sx2 < i32(p.ow);
+        let xa2 = t8[select(0u, (rowb2 + u32(sy2) * p.ow + u32(sx2)) * C8 + ng, ok2)];
+        let al2 = select(vec4(0.0), lo(xa2), ok2); let ah2 = select(vec4(0.0), hi(xa2), ok2);
+        let sy3 = oy3 - i32(ta_a); let sx3 = ox3 - i32(tb_b);
+        let ok3 = live3 && sy3 >= 0 && sy3 < i32(p.oh) && sx3 >= 0 && sx3 < i32(p.ow);
+        let xa3 = t8[select(0u, (rowb3 + u32(sy3) * p.ow + u32(sx3)) * C8 + ng, ok3)];
+        let al3 = select(vec4(0.0), lo(xa3), ok3); let ah3 = select(vec4(0.0), hi(xa3), ok3);
+        let xw0 = w8[((wr0 + i) * p.kw + j) * C8 + ng]; let wl0 = lo(xw0); let wh0 = hi(xw0); let xw1 = w8[((wr1 + i) * p.kw + j) * C8 + ng]; let wl1 = lo(xw1); let wh1 = hi(xw1); let xw2 = w8[((wr2 + i) * p.kw + j) * C8 + ng]; let wl2 = lo(xw2); let wh2 = hi(xw2); let xw3 = w8[((wr3 + i) * p.kw + j) * C8 + ng]; let wl3 = lo(xw3); let wh3 = hi(xw3);
+        { let v = subgroupBroadcast(al0.x, 0u); c0_0_0 = fma(v, wl0.x, c0_0_0); c0_0_1 = fma(v, wl1.x, c0_0_1); c0_0_2 = fma(v, wl2.x, c0_0_2); c0_0_3 = fma(v, wl3.x, c0_0_3); }
+        { let v = subgroupBroadcast(al0.x, 1u); c0_1_0 = fma(v, wl0.x, c0_1_0); c0_1_1 = fma(v, wl1.x, c0_1_1); c0_1_2 = fma(v, wl2.x, c0_1_2); c0_1_3 = fma(v, wl3.x, c0_1_3); }
+        { let v = subgroupBroadcast(al0.x, 2u); c0_2_0 = fma(v, wl0.x, c0_2_0); c0_2_1 = fma(v, wl1.x, c0_2_1); c0_2_2 = fma(v, wl2.x, c0_2_2); c0_2_3 = fma(v, wl3.x, c0_2_3); }
+        { let v = subgroupBroadcast(al0.x, 3u); c0_3_0 = fma(v, wl0.x, c0_3_0); c0_3_1 = fma(v, wl1.x, c0_3_1); c0_3_2 = fma(v, wl2.x, c0_3_2); c0_3_3 = fma(v, wl3.x, c0_3_3); }
+        { let v = subgroupBroadcast(al0.x, 4u); c0_4_0 = fma(v, wl0.x, c0_4_0); c0_4_1 = fma(v, wl1.x, c0_4_1); c0_4_2 = fma(v, wl2.x, c0_4_2); c0_4_3 = fma(v, wl3.x, c0_4_3); }
+        { let v = subgroupBroadcast(al0.x, 5u); c0_5_0 = fma(v, wl0.x, c0_5_0); c0_5_1 = fma(v, wl1.x, c0_5_1); c0_5_2 = fma(v, wl2.x, c0_5_2); c0_5_3 = fma(v, wl3.x, c0_5_3); }
+        { let v = subgroupBroadcast(al0.x, 6u); c0_6_0 = fma(v, wl0.x, c0_6_0); c0_6_1 = fma(v, wl1.x, c0_6_1); c0_6_2 = fma(v, wl2.x, c0_6_2); c0_6_3 = fma(v, wl3.x, c0_6_3); }
+        { let v = subgroupBroadcast(al0.x, 7u); c0_7_0 = fma(v, wl0.x, c0_7_0); c0_7_1 = fma(v, wl1.x, c0_7_1); c0_7_2 = fma(v, wl2.x, c0_7_2); c0_7_3 = fma(v, wl3.x, c0_7_3); }
+        { let v = subgroupBroadcast(al1.x, 0u); c1_0_0 = fma(v, wl0.x, c1_0_0); c1_0_1 = fma(v, wl1.x, c1_0_1); c1_0_2 = fma(v, wl2.x, c1_0_2); c1_0_3 = fma(v, wl3.x, c1_0_3); }
+        { let v = subgroupBroadcast(al1.x, 1u); c1_1_0 = fma(v, wl0.x, c1_1_0); c1_1_1 = fma(v, wl1.x, c1_1_1); c1_1_2 = fma(v, wl2.x, c1_1_2); c1_1_3 = fma(v, wl3.x, c1_1_3); }
+        { let v = subgroupBroadcast(al1.x, 2u); c1_2_0 = fma(v, wl0.x, c1_2_0); c1_2_1 = fma(v, wl1.x, c1_2_1); c1_2_2 = fma(v, wl2.x, c1_2_2); c1_2_3 = fma(v, wl3.x, c1_2_3); }
+        { let v = subgroupBroadcast(al1.x, 3u); c1_3_0 = fma(v, wl0.x, c1_3_0); c1_3_1 = fma(v, wl1.x, c1_3_1); c1_3_2 = fma(v, wl2.x, c1_3_2); c1_3_3 = fma(v, wl3.x, c1_3_3); }
+        { let v = subgroupBroadcast(al1.x, 4u); c1_4_0 = fma(v, wl0.x, c1_4_0); c1_4_1 = fma(v, wl1.x, c1_4_1); c1_4_2 = fma(v, wl2.x, c1_4_2); c1_4_3 = fma(v, wl3.x, c1_4_3); }
+        { let v = subgroupBroadcast(al1.x, 5u); c1_5_0 = fma(v, wl0.x, c1_5_0); c1_5_1 = fma(v, wl1.x, c1_5_1); c1_5_2 = fma(v, wl2.x, c1_5_2); c1_5_3 = fma(v, wl3.x, c1_5_3); }
+        { let v = subgroupBroadcast(al1.x, 6u); c1_6_0 = fma(v, wl0.x, c1_6_0); c1_6_1 = fma(v, wl1.x, c1_6_1); c1_6_2 = fma(v, wl2.x, c1_6_2); c1_6_3 = fma(v, wl3.x, c1_6_3); }
+        { let v = subgroupBroadcast(al1.x, 7u); c1_7_0 = fma(v, wl0.x, c1_7_0); c1_7_1 = fma(v, wl1.x, c1_7_1); c1_7_2 = fma(v, wl2.x, c1_7_2); c1_7_3 = fma(v, wl3.x, c1_7_3); }
+        { let v = subgroupBroadcast(al2.x, 0u); c2_0_0 = fma(v, wl0.x, c2_0_0); c2_0_1 = fma(v, wl1.x, c2_0_1); c2_0_2 = fma(v, wl2.x, c2_0_2); c2_0_3 = fma(v, wl3.x, c2_0_3); }
+        { let v = subgroupBroadcast(al2.x, 1u); c2_1_0 = fma(v, wl0.x, c2_1_0); c2_1_1 = fma(v, wl1.x, c2_1_1); c2_1_2 = fma(v, wl2.x, c2_1_2); c2_1_3 = fma(v, wl3.x, c2_1_3); }
+        { let v = subgroupBroadcast(al2.x, 2u); c2_2_0 = fma(v, wl0.x, c2_2_0); c2_2_1 = fma(v, wl1.x, c2_2_1); c2_2_2 = fma(v, wl2.x, c2_2_2); c2_2_3 = fma(v, wl3.x, c2_2_3); }
+        { let v = subgroupBroadcast(al2.x, 3u); c2_3_0 = fma(v, wl0.x, c2_3_0); c2_3_1 = fma(v, wl1.x, c2_3_1); c2_3_2 = fma(v, wl2.x, c2_3_2); c2_3_3 = fma(v, wl3.x, c2_3_3); }
+        { let v = subgroupBroadcast(al2.x, 4u); c2_4_0 = fma(v, wl0.x, c2_4_0); c2_4_1 = fma(v, wl1.x, c2_4_1); c2_4_2 = fma(v, wl2.x, c2_4_2); c2_4_3 = fma(v, wl3.x, c2_4_3); }
+        { let v = subgroupBroadcast(al2.x, 5u); c2_5_0 = fma(v, wl0.x, c2_5_0); c2_5_1 = fma(v, wl1.x, c2_5_1); c2_5_2 = fma(v, wl2.x, c2_5_2); c2_5_3 = fma(v, wl3.x, c2_5_3); }
+        { let v = subgroupBroadcast(al2.x, 6u); c2_6_0 = fma(v, wl0.x, c2_6_0); c2_6_1 = fma(v, wl1.x, c2_6_1); c2_6_2 = fma(v, wl2.x, c2_6_2); c2_6_3 = fma(v, wl3.x, c2_6_3); }
+        { let v = subgroupBroadcast(al2.x, 7u); c2_7_0 = fma(v, wl0.x, c2_7_0); c2_7_1 = fma(v, wl1.x, c2_7_1); c2_7_2 = fma(v, wl2.x, c2_7_2); c2_7_3 = fma(v, wl3.x, c2_7_3); }
+        { let v = subgroupBroadcast(al3.x, 0u); c3_0_0 = fma(v, wl0.x, c3_0_0); c3_0_1 = fma(v, wl1.x, c3_0_1); c3_0_2 = fma(v, wl2.x, c3_0_2); c3_0_3 = fma(v, wl3.x, c3_0_3); }
+        { let v = subgroupBroadcast(al3.x, 1u); c3_1_0 = fma(v, wl0.x, c3_1_0); c3_1_1 = fma(v, wl1.x, c3_1_1); c3_1_2 = fma(v, wl2.x, c3_1_2); c3_1_3 = fma(v, wl3.x, c3_1_3); }
+        { let v = subgroupBroadcast(al3.x, 2u); c3_2_0 = fma(v, wl0.x, c3_2_0); c3_2_1 = fma(v, wl1.x, c3_2_1); c3_2_2 = fma(v, wl2.x, c3_2_2); c3_2_3 = fma(v, wl3.x, c3_2_3); }
+        { let v = subgroupBroadcast(al3.x, 3u); c3_3_0 = fma(v, wl0.x, c3_3_0); c3_3_1 = fma(v, wl1.x, c3_3_1); c3_3_2 = fma(v, wl2.x, c3_3_2); c3_3_3 = fma(v, wl3.x, c3_3_3); }
+        { let v = subgroupBroadcast(al3.x, 4u); c3_4_0 = fma(v, wl0.x, c3_4_0); c3_4_1 = fma(v, wl1.x, c3_4_1); c3_4_2 = fma(v, wl2.x, c3_4_2); c3_4_3 = fma(v, wl3.x, c3_4_3); }
+        { let v = subgroupBroadcast(al3.x, 5u); c3_5_0 = fma(v, wl0.x, c3_5_0); c3_5_1 = fma(v, wl1.x, c3_5_1); c3_5_2 = fma(v, wl2.x, c3_5_2); c3_5_3 = fma(v, wl3.x, c3_5_3); }
+        { let v = subgroupBroadcast(al3.x, 6u); c3_6_0 = fma(v, wl0.x, c3_6_0); c3_6_1 = fma(v, wl1.x, c3_6_1); c3_6_2 = fma(v, wl2.x, c3_6_2); c3_6_3 = fma(v, wl3.x, c3_6_3); }
+        { let v = subgroupBroadcast(al3.x, 7u); c3_7_0 = fma(v, wl0.x, c3_7_0); c3_7_1 = fma(v, wl1.x, c3_7_1); c3_7_2 = fma(v, wl2.x, c3_7_2); c3_7_3 = fma(v, wl3.x, c3_7_3); }
+        { let v = subgroupBroadcast(ah0.x, 0u); c0_0_0 = fma(v, wh0.x, c0_0_0); c0_0_1 = fma(v, wh1.x, c0_0_1); c0_0_2 = fma(v, wh2.x, c0_0_2); c0_0_3 = fma(v, wh3.x, c0_0_3); }
+        { let v = subgroupBroadcast(ah0.x, 1u); c0_1_0 = fma(v, wh0.x, c0_1_0); c0_1_1 = fma(v, wh1.x, c0_1_1); c0_1_2 = fma(v, wh2.x, c0_1_2); c0_1_3 = fma(v, wh3.x, c0_1_3); }
+        { let v = subgroupBroadcast(ah0.x, 2u); c0_2_0 = fma(v, wh0.x, c0_2_0); c0_2_1 = fma(v, wh1.x, c0_2_1); c0_2_2 = fma(v, wh2.x, c0_2_2); c0_2_3 = fma(v, wh3.x, c0_2_3); }
+        { let v = subgroupBroadcast(ah0.x, 3u); c0_3_0 = fma(v, wh0.x, c0_3_0); c0_3_1 = fma(v, wh1.x, c0_3_1); c0_3_2 = fma(v, wh2.x, c0_3_2); c0_3_3 = fma(v, wh3.x, c0_3_3); }
+        { let v = subgroupBroadcast(ah0.x, 4u); c0_4_0 = fma(v, wh0.x, c0_4_0); c0_4_1 = fma(v, wh1.x, c0_4_1); c0_4_2 = fma(v, wh2.x, c0_4_2); c0_4_3 = fma(v, wh3.x, c0_4_3); }
+        { let v = subgroupBroadcast(ah0.x, 5u); c0_5_0 = fma(v, wh0.x, c0_5_0); c0_5_1 = fma(v, wh1.x, c0_5_1); c0_5_2 = fma(v, wh2.x, c0_5_2); c0_5_3 = fma(v, wh3.x, c0_5_3); }
+        { let v = subgroupBroadcast(ah0.x, 6u); c0_6_0 = fma(v, wh0.x, c0_6_0); c0_6_1 = fma(v, wh1.x, c0_6_1); c0_6_2 = fma(v, wh2.x, c0_6_2); c0_6_3 = fma(v, wh3.x, c0_6_3); }
+        { let v = subgroupBroadcast(ah0.x, 7u); c0_7_0 = fma(v, wh0.x, c0_7_0); c0_7_1 = fma(v, wh1.x, c0_7_1); c0_7_2 = fma(v, wh2.x, c0_7_2); c0_7_3 = fma(v, wh3.x, c0_7_3); }
+        { let v = subgroupBroadcast(ah1.x, 0u); c1_0_0 = fma(v, wh0.x, c1_0_0); c1_0_1 = fma(v, wh1.x, c1_0_1); c1_0_2 = fma(v, wh2.x, c1_0_2); c1_0_3 = fma(v, wh3.x, c1_0_3); }
+        { let v = subgroupBroadcast(ah1.x, 1u); c1_1_0 = fma(v, wh0.x, c1_1_0); c1_1_1 = fma(v, wh1.x, c1_1_1); c1_1_2 = fma(v, wh2.x, c1_1_2); c1_1_3 = fma(v, wh3.x, c1_1_3); }
+        { let v = subgroupBroadcast(ah1.x, 2u); c1_2_0 = fma(v, wh0.x, c1_2_0); c1_2_1 = fma(v, wh1.x, c1_2_1); c1_2_2 = fma(v, wh2.x, c1_2_2); c1_2_3 = fma(v, wh3.x, c1_2_3); }
+        { let v = subgroupBroadcast(ah1.x, 3u); c1_3_0 = fma(v, wh0.x, c1_3_0); c1_3_1 = fma(v, wh1.x, c1_3_1); c1_3_2 = fma(v, wh2.x, c1_3_2); c1_3_3 = fma(v, wh3.x, c1_3_3); }
+        { let v = subgroupBroadcast(ah1.x, 4u); c1_4_0 = fma(v, wh0.x, c1_4_0); c1_4_1 = fma(v, wh1.x, c1_4_1); c1_4_2 = fma(v, wh2.x, c1_4_2); c1_4_3 = fma(v, wh3.x, c1_4_3); }
+        { let v = subgroupBroadcast(ah1.x, 5u); c1_5_0 = fma(v, wh0.x, c1_5_0); c1_5_1 = fma(v, wh1.x, c1_5_1); c1_5_2 = fma(v, wh2.x, c1_5_2); c1_5_3 = fma(v, wh3.x, c1_5_3); }
+        { let v = subgroupBroadcast(ah1.x, 6u); c1_6_0 = fma(v, wh0.x, c1_6_0); c1_6_1 = fma(v, wh1.x, c1_6_1); c1_6_2 = fma(v, wh2.x, c1_6_2); c1_6_3 = fma(v, wh3.x, c1_6_3); }
+        { let v = subgroupBroadcast(ah1.x, 7u); c1_7_0 = fma(v, wh0.x, c1_7_0); c1_7_1 = fma(v, wh1.x, c1_7_1); c1_7_2 = fma(v, wh2.x, c1_7_2); c1_7_3 = fma(v, wh3.x, c1_7_3); }
+        { let v = subgroupBroadcast(ah2.x, 0u); c2_0_0 = fma(v, wh0.x, c2_0_0); c2_0_1 = fma(v, wh1.x, c2_0_1); c2_0_2 = fma(v, wh2.x, c2_0_2); c2_0_3 = fma(v, wh3.x, c2_0_3); }
+        { let v = subgroupBroadcast(ah2.x, 1u); c2_1_0 = fma(v, wh0.x, c2_1_0); c2_1_1 = fma(v, wh1.x, c2_1_1); c2_1_2 = fma(v, wh2.x, c2_1_2); c2_1_3 = fma(v, wh3.x, c2_1_3); }
+        { let v = subgroupBroadcast(ah2.x, 2u); c2_2_0 = fma(v, wh0.x, c2_2_0); c2_2_1 = fma(v, wh1.x, c2_2_1); c2_2_2 = fma(v, wh2.x, c2_2_2); c2_2_3 = fma(v, wh3.x, c2_2_3); }
+        { let v = subgroupBroadcast(ah2.x, 3u); c2_3_0 = fma(v, wh0.x, c2_3_0); c2_3_1 = fma(v, wh1.x, c2_3_1); c2_3_2 = fma(v, wh2.x, c2_3_2); c2_3_3 = fma(v, wh3.x, c2_3_3); }
+        { let v = subgroupBroadcast(ah2.x, 4u); c2_4_0 = fma(v, wh0.x, c2_4_0); c2_4_1 = fma(v, wh1.x, c2_4_1); c2_4_2 = fma(v, wh2.x, c2_4_2); c2_4_3 = fma(v, wh3.x, c2_4_3); }
+        { let v = subgroupBroadcast(ah2.x, 5u); c2_5_0 = fma(v, wh0.x, c2_5_0); c2_5_1 = fma(v, wh1.x, c2_5_1); c2_5_2 = fma(v, wh2.x, c2_5_2); c2_5_3 = fma(v, wh3.x, c2_5_3); }
+        { let v = subgroupBroadcast(ah2.x, 6u); c2_6_0 = fma(v, wh0.x, c2_6_0); c2_6_1 = fma(v, wh1.x, c2_6_1); c2_6_2 = fma(v, wh2.x, c2_6_2); c2_6_3 = fma(v, wh3.x, c2_6_3); }
+        { let v = subgroupBroadcast(ah2.x, 7u); c2_7_0 = fma(v, wh0.x, c2_7_0); c2_7_1 = fma(v, wh1.x, c2_7_1); c2_7_2 = fma(v, wh2.x, c2_7_2); c2_7_3 = fma(v, wh3.x, c2_7_3); }
+        { let v = subgroupBroadcast(ah3.x, 0u); c3_0_0 = fma(v, wh0.x, c3_0_0); c3_0_1 = fma(v, wh1.x, c3_0_1); c3_0_2 = fma(v, wh2.x, c3_0_2); c3_0_3 = fma(v, wh3.x, c3_0_3); }
+        { let v = subgroupBroadcast(ah3.x, 1u); c3_1_0 = fma(v, wh0.x, c3_1_0); c3_1_1 = fma(v, wh1.x, c3_1_1); c3_1_2 = fma(v, wh2.x, c3_1_2); c3_1_3 = fma(v, wh3.x, c3_1_3); }
+        { let v = subgroupBroadcast(ah3.x, 2u); c3_2_0 = fma(v, wh0.x, c3_2_0); c3_2_1 = fma(v, wh1.x, c3_2_1); c3_2_2 = fma(v, wh2.x, c3_2_2); c3_2_3 = fma(v, wh3.x, c3_2_3); }
+        { let v = subgroupBroadcast(ah3.x, 3u); c3_3_0 = fma(v, wh0.x, c3_3_0); c3_3_1 = fma(v, wh1.x, c3_3_1); c3_3_2 = fma(v, wh2.x, c3_3_2); c3_3_3 = fma(v, wh3.x, c3_3_3); }
+        { let v = subgroupBroadcast(ah3.x, 4u); c3_4_0 = fma(v, wh0.x, c3_4_0); c3_4_1 = fma(v, wh1.x, c3_4_1); c3_4_2 = fma(v, wh2.x, c3_4_2); c3_4_3 = fma(v, wh3.x, c3_4_3); }
+        { let v = subgroupBroadcast(ah3.x, 5u); c3_5_0 = fma(v, wh0.x, c3_5_0); c3_5_1 = fma(v, wh1.x, c3_5_1); c3_5_2 = fma(v, wh2.x, c3_5_2); c3_5_3 = fma(v, wh3.x, c3_5_3); }
+        { let v = subgroupBroadcast(ah3.x, 6u); c3_6_0 = fma(v, wh0.x, c3_6_0); c3_6_1 = fma(v, wh1.x, c3_6_1); c3_6_2 = fma(v, wh2.x, c3_6_2); c3_6_3 = fma(v, wh3.x, c3_6_3); }
+        { let v = subgroupBroadcast(ah3.x, 7u); c3_7_0 = fma(v, wh0.x, c3_7_0); c3_7_1 = fma(v, wh1.x, c3_7_1); c3_7_2 = fma(v, wh2.x, c3_7_2); c3_7_3 = fma(v, wh3.x, c3_7_3); }
+        { let v = subgroupBroadcast(al0.y, 0u); c0_0_0 = fma(v, wl0.y, c0_0_0); c0_0_1 = fma(v, wl1.y, c0_0_1); c0_0_2 = fma(v, wl2.y, c0_0_2); c0_0_3 = fma(v, wl3.y, c0_0_3); }
+        { let v = subgroupBroadcast(al0.y, 1u); c0_1_0 = fma(v, wl0.y, c0_1_0); c0_1_1 = fma(v, wl1.y, c0_1_1); c0_1_2 = fma(v, wl2.y, c0_1_2); c0_1_3 = fma(v, wl3.y, c0_1_3); }
+        { let v = subgroupBroadcast(al0.y, 2u); c0_2_0 = fma(v, wl0.y, c0_2_0); c0_2_1 = fma(v, wl1.y, c0_2_1); c0_2_2 = fma(v, wl2.y, c0_2_2); c0_2_3 = fma(v, wl3.y, c0_2_3); }
+        { let v = subgroupBroadcast(al0.y, 3u); c0_3_0 = fma(v, wl0.y, c0_3_0); c0_3_1 = fma(v, wl1.y, c0_3_1); c0_3_2 = fma(v, wl2.y, c0_3_2); c0_3_3 = fma(v, wl3.y, c0_3_3); }
+        { let v = subgroupBroadcast(al0.y, 4u); c0_4_0 = fma(v, wl0.y, c0_4_0); c0_4_1 = fma(v, wl1.y, c0_4_1); c0_4_2 = fma(v, wl2.y, c0_4_2); c0_4_3 = fma(v, wl3.y, c0_4_3); }
+        { let v = subgroupBroadcast(al0.y, 5u); c0_5_0 = fma(v, wl0.y, c0_5_0); c0_5_1 = fma(v, wl1.y, c0_5_1); c0_5_2 = fma(v, wl2.y, c0_5_2); c0_5_3 = fma(v, wl3.y, c0_5_3); }
+        { let v = subgroupBroadcast(al0.y, 6u); c0_6_0 = fma(v, wl0.y, c0_6_0); c0_6_1 = fma(v, wl1.y, c0_6_1); c0_6_2 = fma(v, wl2.y, c0_6_2); c0_6_3 = fma(v, wl3.y, c0_6_3); }
+        { let v = subgroupBroadcast(al0.y, 7u); c0_7_0 = fma(v, wl0.y, c0_7_0); c0_7_1 = fma(v, wl1.y, c0_7_1); c0_7_2 = fma(v, wl2.y, c0_7_2); c0_7_3 = fma(v, wl3.y, c0_7_3); }
+        { let v = subgroupBroadcast(al1.y, 0u); c1_0_0 = fma(v, wl0.y, c1_0_0); c1_0_1 = fma(v, wl1.y, c1_0_1); c1_0_2 = fma(v, wl2.y, c1_0_2); c1_0_3 = fma(v, wl3.y, c1_0_3); }
+        { let v = subgroupBroadcast(al1.y, 1u); c1_1_0 = fma(v, wl0.y, c1_1_0); c1_1_1 = fma(v, wl1.y, c1_1_1); c1_1_2 = fma(v, wl2.y, c1_1_2); c1_1_3 = fma(v, wl3.y, c1_1_3); }
+        { let v = subgroupBroadcast(al1.y, 2u); c1_2_0 = fma(v, wl0.y, c1_2_0); c1_2_1 = fma(v, wl1.y, c1_2_1); c1_2_2 = fma(v, wl2.y, c1_2_2); c1_2_3 = fma(v, wl3.y, c1_2_3); }
+        { let v = subgroupBroadcast(al1.y, 3u); c1_3_0 = fma(v, wl0.y, c1_3_0); c1_3_1 = fma(v, wl1.y, c1_3_1); c1_3_2 = fma(v, wl2.y, c1_3_2); c1_3_3 = fma(v, wl3.y, c1_3_3); }
+        { let v = subgroupBroadcast(al1.y, 4u); c1_4_0 = fma(v, wl0.y, c1_4_0); c1_4_1 = fma(v, wl1.y, c1_4_1); c1_4_2 = fma(v, wl2.y, c1_4_2); c1_4_3 = fma(v, wl3.y, c1_4_3); }
+        { let v = subgroupBroadcast(al1.y, 5u); c1_5_0 = fma(v, wl0.y, c1_5_0); c1_5_1 = fma(v, wl1.y, c1_5_1); c1_5_2 = fma(v, wl2.y, c1_5_2); c1_5_3 = fma(v, wl3.y, c1_5_3); }
+        { let v = subgroupBroadcast(al1.y, 6u); c1_6_0 = fma(v, wl0.y, c1_6_0); c1_6_1 = fma(v, wl1.y, c1_6_1); c1_6_2 = fma(v, wl2.y, c1_6_2); c1_6_3 = fma(v, wl3.y, c1_6_3); }
+        { let v = subgroupBroadcast(al1.y, 7u); c1_7_0 = fma(v, wl0.y, c1_7_0); c1_7_1 = fma(v, wl1.y, c1_7_1); c1_7_2 = fma(v, wl2.y, c1_7_2); c1_7_3 = fma(v, wl3.y, c1_7_3); }
+        { let v = subgroupBroadcast(al2.y, 0u); c2_0_0 = fma(v, wl0.y, c2_0_0); c2_0_1 = fma(v, wl1.y, c2_0_1); c2_0_2 = fma(v, wl2.y, c2_0_2); c2_0_3 = fma(v, wl3.y, c2_0_3); }
+        { let v = subgroupBroadcast(al2.y, 1u); c2_1_0 = fma(v, wl0.y, c2_1_0); c2_1_1 = fma(v, wl1.y, c2_1_1); c2_1_2 = fma(v, wl2.y, c2_1_2); c2_1_3 = fma(v, wl3.y, c2_1_3); }
+        { let v = subgroupBroadcast(al2.y, 2u); c2_2_0 = fma(v, wl0.y, c2_2_0); c2_2_1 = fma(v, wl1.y, c2_2_1); c2_2_2 = fma(v, wl2.y, c2_2_2); c2_2_3 = fma(v, wl3.y, c2_2_3); }
+        { let v = subgroupBroadcast(al2.y, 3u); c2_3_0 = fma(v, wl0.y, c2_3_0); c2_3_1 = fma(v, wl1.y, c2_3_1); c2_3_2 = fma(v, wl2.y, c2_3_2); c2_3_3 = fma(v, wl3.y, c2_3_3); }
+        { let v = subgroupBroadcast(al2.y, 4u); c2_4_0 = fma(v, wl0.y, c2_4_0); c2_4_1 = fma(v, wl1.y, c2_4_1); c2_4_2 = fma(v, wl2.y, c2_4_2); c2_4_3 = fma(v, wl3.y, c2_4_3); }
+        { let v = subgroupBroadcast(al2.y, 5u); c2_5_0 = fma(v, wl0.y, c2_5_0); c2_5_1 = fma(v, wl1.y, c2_5_1); c2_5_2 = fma(v, wl2.y, c2_5_2); c2_5_3 = fma(v, wl3.y, c2_5_3); }
+        { let v = subgroupBroadcast(al2.y, 6u); c2_6_0 = fma(v, wl0.y, c2_6_0); c2_6_1 = fma(v, wl1.y, c2_6_1); c2_6_2 = fma(v, wl2.y, c2_6_2); c2_6_3 = fma(v, wl3.y, c2_6_3); }
+        { let v = subgroupBroadcast(al2.y, 7u); c2_7_0 = fma(v, wl0.y, c2_7_0); c2_7_1 = fma(v, wl1.y, c2_7_1); c2_7_2 = fma(v, wl2.y, c2_7_2); c2_7_3 = fma(v, wl3.y, c2_7_3); }
+        { let v = subgroupBroadcast(al3.y, 0u); c3_0_0 = fma(v, wl0.y, c3_0_0); c3_0_1 = fma(v, wl1.y, c3_0_1); c3_0_2 = fma(v, wl2.y, c3_0_2); c3_0_3 = fma(v, wl3.y, c3_0_3); }
+        { let v = subgroupBroadcast(al3.y, 1u); c3_1_0 = fma(v, wl0.y, c3_1_0); c3_1_1 = fma(v, wl1.y, c3_1_1); c3_1_2 = fma(v, wl2.y, c3_1_2); c3_1_3 = fma(v, wl3.y, c3_1_3); }
+        { let v = subgroupBroadcast(al3.y, 2u); c3_2_0 = fma(v, wl0.y, c3_2_0); c3_2_1 = fma(v, wl1.y, c3_2_1); c3_2_2 = fma(v, wl2.y, c3_2_2); c3_2_3 = fma(v, wl3.y, c3_2_3); }
+        { let v = subgroupBroadcast(al3.y, 3u); c3_3_0 = fma(v, wl0.y, c3_3_0); c3_3_1 = fma(v, wl1.y, c3_3_1); c3_3_2 = fma(v, wl2.y, c3_3_2); c3_3_3 = fma(v, wl3.y, c3_3_3); }
+        { let v = subgroupBroadcast(al3.y, 4u); c3_4_0 = fma(v, wl0.y, c3_4_0); c3_4_1 = fma(v, wl1.y, c3_4_1); c3_4_2 = fma(v, wl2.y, c3_4_2); c3_4_3 = fma(v, wl3.y, c3_4_3); }
+        { let v = subgroupBroadcast(al3.y, 5u); c3_5_0 = fma(v, wl0.y, c3_5_0); c3_5_1 = fma(v, wl1.y, c3_5_1); c3_5_2 = fma(v, wl2.y, c3_5_2); c3_5_3 = fma(v, wl3.y, c3_5_3); }
+        { let v = subgroupBroadcast(al3.y, 6u); c3_6_0 = fma(v, wl0.y, c3_6_0); c3_6_1 = fma(v, wl1.y, c3_6_1); c3_6_2 = fma(v, wl2.y, c3_6_2); c3_6_3 = fma(v, wl3.y, c3_6_3); }
+        { let v = subgroupBroadcast(al3.y, 7u); c3_7_0 = fma(v, wl0.y, c3_7_0); c3_7_1 = fma(v, wl1.y, c3_7_1); c3_7_2 = fma(v, wl2.y, c3_7_2); c3_7_3 = fma(v, wl3.y, c3_7_3); }
+        { let v = subgroupBroadcast(ah0.y, 0u); c0_0_0 = fma(v, wh0.y, c0_0_0); c0_0_1 = fma(v, wh1.y, c0_0_1); c0_0_2 = fma(v, wh2.y, c0_0_2); c0_0_3 = fma(v, wh3.y, c0_0_3); }
+        { let v = subgroupBroadcast(ah0.y, 1u); c0_1_0 = fma(v, wh0.y, c0_1_0); c0_1_1 = fma(v, wh1.y, c0_1_1); c0_1_2 = fma(v, wh2.y, c0_1_2); c0_1_3 = fma(v, wh3.y, c0_1_3); }
+        { let v = subgroupBroadcast(ah0.y, 2u); c0_2_0 = fma(v, wh0.y, c0_2_0); c0_2_1 = fma(v, wh1.y, c0_2_1); c0_2_2 = fma(v, wh2.y, c0_2_2); c0_2_3 = fma(v, wh3.y, c0_2_3); }
+        { let v = subgroupBroadcast(ah0.y, 3u); c0_3_0 = fma(v, wh0.y, c0_3_0); c0_3_1 = fma(v, wh1.y, c0_3_1); c0_3_2 = fma(v, wh2.y, c0_3_2); c0_3_3 = fma(v, wh3.y, c0_3_3); }
+        { let v = subgroupBroadcast(ah0.y, 4u); c0_4_0 = fma(v, wh0.y, c0_4_0); c0_4_1 = fma(v, wh1.y, c0_4_1); c0_4_2 = fma(v, wh2.y, c0_4_2); c0_4_3 = fma(v, wh3.y, c0_4_3); }
+        { let v = subgroupBroadcast(ah0.y, 5u); c0_5_0 = fma(v, wh0.y, c0_5_0); c0_5_1 = fma(v, wh1.y, c0_5_1); c0_5_2 = fma(v, wh2.y, c0_5_2); c0_5_3 = fma(v, wh3.y, c0_5_3); }
+        { let v = subgroupBroadcast(ah0.y, 6u); c0_6_0 = fma(v, wh0.y, c0_6_0); c0_6_1 = fma(v, wh1.y, c0_6_1); c0_6_2 = fma(v, wh2.y, c0_6_2); c0_6_3 = fma(v, wh3.y, c0_6_3); }
+        { let v = subgroupBroadcast(ah0.y, 7u); c0_7_0 = fma(v, wh0.y, c0_7_0); c0_7_1 = fma(v, wh1.y, c0_7_1); c0_7_2 = fma(v, wh2.y, c0_7_2); c0_7_3 = fma(v, wh3.y, c0_7_3); }
+        { let v = subgroupBroadcast(ah1.y, 0u); c1_0_0 = fma(v, wh0.y, c1_0_0); c1_0_1 = fma(v, wh1.y, c1_0_1); c1_0_2 = fma(v, wh2.y, c1_0_2); c1_0_3 = fma(v, wh3.y, c1_0_3); }
+        { let v = subgroupBroadcast(ah1.y, 1u); c1_1_0 = fma(v, wh0.y, c1_1_0); c1_1_1 = fma(v, wh1.y, c1_1_1); c1_1_2 = fma(v, wh2.y, c1_1_2); c1_1_3 = fma(v, wh3.y, c1_1_3); }
+        { let v = subgroupBroadcast(ah1.y, 2u); c1_2_0 = fma(v, wh0.y, c1_2_0); c1_2_1 = fma(v, wh1.y, c1_2_1); c1_2_2 = fma(v, wh2.y, c1_2_2); c1_2_3 = fma(v, wh3.y, c1_2_3); }
+        { let v = subgroupBroadcast(ah1.y, 3u); c1_3_0 = fma(v, wh0.y, c1_3_0); c1_3_1 = fma(v, wh1.y, c1_3_1); c1_3_2 = fma(v, wh2.y, c1_3_2); c1_3_3 = fma(v, wh3.y, c1_3_3); }
+        { let v = subgroupBroadcast(ah1.y, 4u); c1_4_0 = fma(v, wh0.y, c1_4_0); c1_4_1 = fma(v, wh1.y, c1_4_1); c1_4_2 = fma(v, wh2.y, c1_4_2); c1_4_3 = fma(v, wh3.y, c1_4_3); }
+        { let v = subgroupBroadcast(ah1.y, 5u); c1_5_0 = fma(v, wh0.y, c1_5_0); c1_5_1 = fma(v, wh1.y, c1_5_1); c1_5_2 = fma(v, wh2.y, c1_5_2); c1_5_3 = fma(v, wh3.y, c1_5_3); }
+        { let v = subgroupBroadcast(ah1.y, 6u); c1_6_0 = fma(v, wh0.y, c1_6_0); c1_6_1 = fma(v, wh1.y, c1_6_1); c1_6_2 = fma(v, wh2.y, c1_6_2); c1_6_3 = fma(v, wh3.y, c1_6_3); }
+        { let v = subgroupBroadcast(ah1.y, 7u); c1_7_0 = fma(v, wh0.y, c1_7_0); c1_7_1 = fma(v, wh1.y, c1_7_1); c1_7_2 = fma(v, wh2.y, c1_7_2); c1_7_3 = fma(v, wh3.y, c1_7_3); }
+        { let v = subgroupBroadcast(ah2.y, 0u); c2_0_0 = fma(v, wh0.y, c2_0_0); c2_0_1 = fma(v, wh1.y, c2_0_1); c2_0_2 = fma(v, wh2.y, c2_0_2); c2_0_3 = fma(v, wh3.y, c2_0_3); }
+        { let v = subgroupBroadcast(ah2.y, 1u); c2_1_0 = fma(v, wh0.y, c2_1_0); c2_1_1 = fma(v, wh1.y, c2_1_1); c2_1_2 = fma(v, wh2.y, c2_1_2); c2_1_3 = fma(v, wh3.y, c2_1_3); }
+        { let v = subgroupBroadcast(ah2.y, 2u); c2_2_0 = fma(v, wh0.y, c2_2_0); c2_2_1 = fma(v, wh1.y, c2_2_1); c2_2_2 = fma(v, wh2.y, c2_2_2); c2_2_3 = fma(v, wh3.y, c2_2_3); }
+        { let v = subgroupBroadcast(ah2.y, 3u); c2_3_0 = fma(v, wh0.y, c2_3_0); c2_3_1 = fma(v, wh1.y, c2_3_1); c2_3_2 = fma(v, wh2.y, c2_3_2); c2_3_3 = fma(v, wh3.y, c2_3_3); }
+        { let v = subgroupBroadcast(ah2.y, 4u); c2_4_0 = fma(v, wh0.y, c2_4_0); c2_4_1 = fma(v, wh1.y, c2_4_1); c2_4_2 = fma(v, wh2.y, c2_4_2); c2_4_3 = fma(v, wh3.y, c2_4_3); }
+        { let v = subgroupBroadcast(ah2.y, 5u); c2_5_0 = fma(v, wh0.y, c2_5_0); c2_5_1 = fma(v, wh1.y, c2_5_1); c2_5_2 = fma(v, wh2.y, c2_5_2); c2_5_3 = fma(v, wh3.y, c2_5_3); }
+        { let v = subgroupBroadcast(ah2.y, 6u); c2_6_0 = fma(v, wh0.y, c2_6_0); c2_6_1 = fma(v, wh1.y, c2_6_1); c2_6_2 = fma(v, wh2.y, c2_6_2); c2_6_3 = fma(v, wh3.y, c2_6_3); }
+        { let v = subgroupBroadcast(ah2.y, 7u); c2_7_0 = fma(v, wh0.y, c2_7_0); c2_7_1 = fma(v, wh1.y, c2_7_1); c2_7_2 = fma(v, wh2.y, c2_7_2); c2_7_3 = fma(v, wh3.y, c2_7_3); }
+        { let v = subgroupBroadcast(ah3.y, 0u); c3_0_0 = fma(v, wh0.y, c3_0_0); c3_0_1 = fma(v, wh1.y, c3_0_1); c3_0_2 = fma(v, wh2.y, c3_0_2); c3_0_3 = fma(v, wh3.y, c3_0_3); }
+        { let v = subgroupBroadcast(ah3.y, 1u); c3_1_0 = fma(v, wh0.y, c3_1_0); c3_1_1 = fma(v, wh1.y, c3_1_1); c3_1_2 = fma(v, wh2.y, c3_1_2); c3_1_3 = fma(v, wh3.y, c3_1_3); }
+        { let v = subgroupBroadcast(ah3.y, 2u); c3_2_0 = fma(v, wh0.y, c3_2_0); c3_2_1 = fma(v, wh1.y, c3_2_1); c3_2_2 = fma(v, wh2.y, c3_2_2); c3_2_3 = fma(v, wh3.y, c3_2_3); }
+        { let v = subgroupBroadcast(ah3.y, 3u); c3_3_0 = fma(v, wh0.y, c3_3_0); c3_3_1 = fma(v, wh1.y, c3_3_1); c3_3_2 = fma(v, wh2.y, c3_3_2); c3_3_3 = fma(v, wh3.y, c3_3_3); }
+        { let v = subgroupBroadcast(ah3.y, 4u); c3_4_0 = fma(v, wh0.y, c3_4_0); c3_4_1 = fma(v, wh1.y, c3_4_1); c3_4_2 = fma(v, wh2.y, c3_4_2); c3_4_3 = fma(v, wh3.y, c3_4_3); }
+        { let v = subgroupBroadcast(ah3.y, 5u); c3_5_0 = fma(v, wh0.y, c3_5_0); c3_5_1 = fma(v, wh1.y, c3_5_1); c3_5_2 = fma(v, wh2.y, c3_5_2); c3_5_3 = fma(v, wh3.y, c3_5_3); }
+        { let v = subgroupBroadcast(ah3.y, 6u); c3_6_0 = fma(v, wh0.y, c3_6_0); c3_6_1 = fma(v, wh1.y, c3_6_1); c3_6_2 = fma(v, wh2.y, c3_6_2); c3_6_3 = fma(v, wh3.y, c3_6_3); }
+        { let v = subgroupBroadcast(ah3.y, 7u); c3_7_0 = fma(v, wh0.y, c3_7_0); c3_7_1 = fma(v, wh1.y, c3_7_1); c3_7_2 = fma(v, wh2.y, c3_7_2); c3_7_3 = fma(v, wh3.y, c3_7_3); }
+        { let v = subgroupBroadcast(al0.z, 0u); c0_0_0 = fma(v, wl0.z, c0_0_0); c0_0_1 = fma(v, wl1.z, c0_0_1); c0_0_2 = fma(v, wl2.z, c0_0_2); c0_0_3 = fma(v, wl3.z, c0_0_3); }
+        { let v = subgroupBroadcast(al0.z, 1u); c0_1_0 = fma(v, wl0.z, c0_1_0); c0_1_1 = fma(v, wl1.z, c0_1_1); c0_1_2 = fma(v, wl2.z, c0_1_2); c0_1_3 = fma(v, wl3.z, c0_1_3); }
+        { let v = subgroupBroadcast(al0.z, 2u); c0_2_0 = fma(v, wl0.z, c0_2_0); c0_2_1 = fma(v, wl1.z, c0_2_1); c0_2_2 = fma(v, wl2.z, c0_2_2); c0_2_3 = fma(v, wl3.z, c0_2_3); }
+        { let v = subgroupBroadcast(al0.z, 3u); c0_3_0 = fma(v, wl0.z, c0_3_0); c0_3_1 = fma(v, wl1.z, c0_3_1); c0_3_2 = fma(v, wl2.z, c0_3_2); c0_3_3 = fma(v, wl3.z, c0_3_3); }
+        { let v = subgroupBroadcast(al0.z, 4u); c0_4_0 = fma(v, wl0.z, c0_4_0); c0_4_1 = fma(v, wl1.z, c0_4_1); c0_4_2 = fma(v, wl2.z, c0_4_2); c0_4_3 = fma(v, wl3.z, c0_4_3); }
+        { let v = subgroupBroadcast(al0.z, 5u); c0_5_0 = fma(v, wl0.z, c0_5_0); c0_5_1 = fma(v, wl1.z, c0_5_1); c0_5_2 = fma(v, wl2.z, c0_5_2); c0_5_3 = fma(v, wl3.z, c0_5_3); }
+        { let v = subgroupBroadcast(al0.z, 6u); c0_6_0 = fma(v, wl0.z, c0_6_0); c0_6_1 = fma(v, wl1.z, c0_6_1); c0_6_2 = fma(v, wl2.z, c0_6_2); c0_6_3 = fma(v, wl3.z, c0_6_3); }
+        { let v = subgroupBroadcast(al0.z, 7u); c0_7_0 = fma(v, wl0.z, c0_7_0); c0_7_1 = fma(v, wl1.z, c0_7_1); c0_7_2 = fma(v, wl2.z, c0_7_2); c0_7_3 = fma(v, wl3.z, c0_7_3); }
+        { let v = subgroupBroadcast(al1.z, 0u); c1_0_0 = fma(v, wl0.z, c1_0_0); c1_0_1 = fma(v, wl1.z, c1_0_1); c1_0_2 = fma(v, wl2.z, c1_0_2); c1_0_3 = fma(v, wl3.z, c1_0_3); }
+        { let v = subgroupBroadcast(al1.z, 1u); c1_1_0 = fma(v, wl0.z, c1_1_0); c1_1_1 = fma(v, wl1.z, c1_1_1); c1_1_2 = fma(v, wl2.z, c1_1_2); c1_1_3 = fma(v, wl3.z, c1_1_3); }
+        { let v = subgroupBroadcast(al1.z, 2u); c1_2_0 = fma(v, wl0.z, c1_2_0); c1_2_1 = fma(v, wl1.z, c1_2_1); c1_2_2 = fma(v, wl2.z, c1_2_2); c1_2_3 = fma(v, wl3.z, c1_2_3); }
+        { let v = subgroupBroadcast(al1.z, 3u); c1_3_0 = fma(v, wl0.z, c1_3_0); c1_3_1 = fma(v, wl1.z, c1_3_1); c1_3_2 = fma(v, wl2.z, c1_3_2); c1_3_3 = fma(v, wl3.z, c1_3_3); }
+        { let v = subgroupBroadcast(al1.z, 4u); c1_4_0 = fma(v, wl0.z, c1_4_0); c1_4_1 = fma(v, wl1.z, c1_4_1); c1_4_2 = fma(v, wl2.z, c1_4_2); c1_4_3 = fma(v, wl3.z, c1_4_3); }
+        { let v = subgroupBroadcast(al1.z, 5u); c1_5_0 = fma(v, wl0.z, c1_5_0); c1_5_1 = fma(v, wl1.z, c1_5_1); c1_5_2 = fma(v, wl2.z, c1_5_2); c1_5_3 = fma(v, wl3.z, c1_5_3); }
+        { let v = subgroupBroadcast(al1.z, 6u); c1_6_0 = fma(v, wl0.z, c1_6_0); c1_6_1 = fma(v, wl1.z, c1_6_1); c1_6_2 = fma(v, wl2.z, c1_6_2); c1_6_3 = fma(v, wl3.z, c1_6_3); }
+        { let v = subgroupBroadcast(al1.z, 7u); c1_7_0 = fma(v, wl0.z, c1_7_0); c1_7_1 = fma(v, wl1.z, c1_7_1); c1_7_2 = fma(v, wl2.z, c1_7_2); c1_7_3 = fma(v, wl3.z, c1_7_3); }
+        { let v = subgroupBroadcast(al2.z, 0u); c2_0_0 = fma(v, wl0.z, c2_0_0); c2_0_1 = fma(v, wl1.z, c2_0_1); c2_0_2 = fma(v, wl2.z, c2_0_2); c2_0_3 = fma(v, wl3.z, c2_0_3); }
+        { let v = subgroupBroadcast(al2.z, 1u); c2_1_0 = fma(v, wl0.z, c2_1_0); c2_1_1 = fma(v, wl1.z, c2_1_1); c2_1_2 = fma(v, wl2.z, c2_1_2); c2_1_3 = fma(v, wl3.z, c2_1_3); }
+        { let v = subgroupBroadcast(al2.z, 2u); c2_2_0 = fma(v, wl0.z, c2_2_0); c2_2_1 = fma(v, wl1.z, c2_2_1); c2_2_2 = fma(v, wl2.z, c2_2_2); c2_2_3 = fma(v, wl3.z, c2_2_3); }
+        { let v = subgroupBroadcast(al2.z, 3u); c2_3_0 = fma(v, wl0.z, c2_3_0); c2_3_1 = fma(v, wl1.z, c2_3_1); c2_3_2 = fma(v, wl2.z, c2_3_2); c2_3_3 = fma(v, wl3.z, c2_3_3); }
+        { let v = subgroupBroadcast(al2.z, 4u); c2_4_0 = fma(v, wl0.z, c2_4_0); c2_4_1 = fma(v, wl1.z, c2_4_1); c2_4_2 = fma(v, wl2.z, c2_4_2); c2_4_3 = fma(v, wl3.z, c2_4_3); }
+        { let v = subgroupBroadcast(al2.z, 5u); c2_5_0 = fma(v, wl0.z, c2_5_0); c2_5_1 = fma(v, wl1.z, c2_5_1); c2_5_2 = fma(v, wl2.z, c2_5_2); c2_5_3 = fma(v, wl3.z, c2_5_3); }
+        { let v = subgroupBroadcast(al2.z, 6u); c2_6_0 = fma(v, wl0.z, c2_6_0); c2_6_1 = fma(v, wl1.z, c2_6_1); c2_6_2 = fma(v, wl2.z, c2_6_2); c2_6_3 = fma(v, wl3.z, c2_6_3); }
+        { let v = subgroupBroadcast(al2.z, 7u); c2_7_0 = fma(v, wl0.z, c2_7_0); c2_7_1 = fma(v, wl1.z, c2_7_1); c2_7_2 = fma(v, wl2.z, c2_7_2); c2_7_3 = fma(v, wl3.z, c2_7_3); }
+        { let v = subgroupBroadcast(al3.z, 0u); c3_0_0 = fma(v, wl0.z, c3_0_0); c3_0_1 = fma(v, wl1.z, c3_0_1); c3_0_2 = fma(v, wl2.z, c3_0_2); c3_0_3 = fma(v, wl3.z, c3_0_3); }
+        { let v = subgroupBroadcast(al3.z, 1u); c3_1_0 = fma(v, wl0.z, c3_1_0); c3_1_1 = fma(v, wl1.z, c3_1_1); c3_1_2 = fma(v, wl2.z, c3_1_2); c3_1_3 = fma(v, wl3.z, c3_1_3); }
+        { let v = subgroupBroadcast(al3.z, 2u); c3_2_0 = fma(v, wl0.z, c3_2_0); c3_2_1 = fma(v, wl1.z, c3_2_1); c3_2_2 = fma(v, wl2.z, c3_2_2); c3_2_3 = fma(v, wl3.z, c3_2_3); }
+        { let v = subgroupBroadcast(al3.z, 3u); c3_3_0 = fma(v, wl0.z, c3_3_0); c3_3_1 = fma(v, wl1.z, c3_3_1); c3_3_2 = fma(v, wl2.z, c3_3_2); c3_3_3 = fma(v, wl3.z, c3_3_3); }
+        { let v = subgroupBroadcast(al3.z, 4u); c3_4_0 = fma(v, wl0.z, c3_4_0); c3_4_1 = fma(v, wl1.z, c3_4_1); c3_4_2 = fma(v, wl2.z, c3_4_2); c3_4_3 = fma(v, wl3.z, c3_4_3); }
+        { let v = subgroupBroadcast(al3.z, 5u); c3_5_0 = fma(v, wl0.z, c3_5_0); c3_5_1 = fma(v, wl1.z, c3_5_1); c3_5_2 = fma(v, wl2.z, c3_5_2); c3_5_3 = fma(v, wl3.z, c3_5_3); }
+        { let v = subgroupBroadcast(al3.z, 6u); c3_6_0 = fma(v, wl0.z, c3_6_0); c3_6_1 = fma(v, wl1.z, c3_6_1); c3_6_2 = fma(v, wl2.z, c3_6_2); c3_6_3 = fma(v, wl3.z, c3_6_3); }
+        { let v = subgroupBroadcast(al3.z, 7u); c3_7_0 = fma(v, wl0.z, c3_7_0); c3_7_1 = fma(v, wl1.z, c3_7_1); c3_7_2 = fma(v, wl2.z, c3_7_2); c3_7_3 = fma(v, wl3.z, c3_7_3); }
+        { let v = subgroupBroadcast(ah0.z, 0u); c0_0_0 = fma(v, wh0.z, c0_0_0); c0_0_1 = fma(v, wh1.z, c0_0_1); c0_0_2 = fma(v, wh2.z, c0_0_2); c0_0_3 = fma(v, wh3.z, c0_0_3); }
+        { let v = subgroupBroadcast(ah0.z, 1u); c0_1_0 = fma(v, wh0.z, c0_1_0); c0_1_1 = fma(v, wh1.z, c0_1_1); c0_1_2 = fma(v, wh2.z, c0_1_2); c0_1_3 = fma(v, wh3.z, c0_1_3); }
+        { let v = subgroupBroadcast(ah0.z, 2u); c0_2_0 = fma(v, wh0.z, c0_2_0); c0_2_1 = fma(v, wh1.z, c0_2_1); c0_2_2 = fma(v, wh2.z, c0_2_2); c0_2_3 = fma(v, wh3.z, c0_2_3); }
+        { let v = subgroupBroadcast(ah0.z, 3u); c0_3_0 = fma(v, wh0.z, c0_3_0); c0_3_1 = fma(v, wh1.z, c0_3_1); c0_3_2 = fma(v, wh2.z, c0_3_2); c0_3_3 = fma(v, wh3.z, c0_3_3); }
+        { let v = subgroupBroadcast(ah0.z, 4u); c0_4_0 = fma(v, wh0.z, c0_4_0); c0_4_1 = fma(v, wh1.z, c0_4_1); c0_4_2 = fma(v, wh2.z, c0_4_2); c0_4_3 = fma(v, wh3.z, c0_4_3); }
+        { let v = subgroupBroadcast(ah0.z, 5u); c0_5_0 = fma(v, wh0.z, c0_5_0); c0_5_1 = fma(v, wh1.z, c0_5_1); c0_5_2 = fma(v, wh2.z, c0_5_2); c0_5_3 = fma(v, wh3.z, c0_5_3); }
+        { let v = subgroupBroadcast(ah0.z, 6u); c0_6_0 = fma(v, wh0.z, c0_6_0); c0_6_1 = fma(v, wh1.z, c0_6_1); c0_6_2 = fma(v, wh2.z, c0_6_2); c0_6_3 = fma(v, wh3.z, c0_6_3); }
+        { let v = subgroupBroadcast(ah0.z, 7u); c0_7_0 = fma(v, wh0.z, c0_7_0); c0_7_1 = fma(v, wh1.z, c0_7_1); c0_7_2 = fma(v, wh2.z, c0_7_2); c0_7_3 = fma(v, wh3.z, c0_7_3); }
+        { let v = subgroupBroadcast(ah1.z, 0u); c1_0_0 = fma(v, wh0.z, c1_0_0); c1_0_1 = fma(v, wh1.z, c1_0_1); c1_0_2 = fma(v, wh2.z, c1_0_2); c1_0_3 = fma(v, wh3.z, c1_0_3); }
+        { let v = subgroupBroadcast(ah1.z, 1u); c1_1_0 = fma(v, wh0.z, c1_1_0); c1_1_1 = fma(v, wh1.z, c1_1_1); c1_1_2 = fma(v, wh2.z, c1_1_2); c1_1_3 = fma(v, wh3.z, c1_1_3); }
+        { let v = subgroupBroadcast(ah1.z, 2u); c1_2_0 = fma(v, wh0.z, c1_2_0); c1_2_1 = fma(v, wh1.z, c1_2_1); c1_2_2 = fma(v, wh2.z, c1_2_2); c1_2_3 = fma(v, wh3.z, c1_2_3); }
+        { let v = subgroupBroadcast(ah1.z, 3u); c1_3_0 = fma(v, wh0.z, c1_3_0); c1_3_1 = fma(v, wh1.z, c1_3_1); c1_3_2 = fma(v, wh2.z, c1_3_2); c1_3_3 = fma(v, wh3.z, c1_3_3); }
+        { let v = subgroupBroadcast(ah1.z, 4u); c1_4_0 = fma(v, wh0.z, c1_4_0); c1_4_1 = fma(v, wh1.z, c1_4_1); c1_4_2 = fma(v, wh2.z, c1_4_2); c1_4_3 = fma(v, wh3.z, c1_4_3); }
+        { let v = subgroupBroadcast(ah1.z, 5u); c1_5_0 = fma(v, wh0.z, c1_5_0); c1_5_1 = fma(v, wh1.z, c1_5_1); c1_5_2 = fma(v, wh2.z, c1_5_2); c1_5_3 = fma(v, wh3.z, c1_5_3); }
+        { let v = subgroupBroadcast(ah1.z, 6u); c1_6_0 = fma(v, wh0.z, c1_6_0); c1_6_1 = fma(v, wh1.z, c1_6_1); c1_6_2 = fma(v, wh2.z, c1_6_2); c1_6_3 = fma(v, wh3.z, c1_6_3); }
+        { let v = subgroupBroadcast(ah1.z, 7u); c1_7_0 = fma(v, wh0.z, c1_7_0); c1_7_1 = fma(v, wh1.z, c1_7_1); c1_7_2 = fma(v, wh2.z, c1_7_2); c1_7_3 = fma(v, wh3.z, c1_7_3); }
+        { let v = subgroupBroadcast(ah2.z, 0u); c2_0_0 = fma(v, wh0.z, c2_0_0); c2_0_1 = fma(v, wh1.z, c2_0_1); c2_0_2 = fma(v, wh2.z, c2_0_2); c2_0_3 = fma(v, wh3.z, c2_0_3); }
+        { let v = subgroupBroadcast(ah2.z, 1u); c2_1_0 = fma(v, wh0.z, c2_1_0); c2_1_1 = fma(v, wh1.z, c2_1_1); c2_1_2 = fma(v, wh2.z, c2_1_2); c2_1_3 = fma(v, wh3.z, c2_1_3); }
+        { let v = subgroupBroadcast(ah2.z, 2u); c2_2_0 = fma(v, wh0.z, c2_2_0); c2_2_1 = fma(v, wh1.z, c2_2_1); c2_2_2 = fma(v, wh2.z, c2_2_2); c2_2_3 = fma(v, wh3.z, c2_2_3); }
+        { let v = subgroupBroadcast(ah2.z, 3u); c2_3_0 = fma(v, wh0.z, c2_3_0); c2_3_1 = fma(v, wh1.z, c2_3_1); c2_3_2 = fma(v, wh2.z, c2_3_2); c2_3_3 = fma(v, wh3.z, c2_3_3); }
+        { let v = subgroupBroadcast(ah2.z, 4u); c2_4_0 = fma(v, wh0.z, c2_4_0); c2_4_1 = fma(v, wh1.z, c2_4_1); c2_4_2 = fma(v, wh2.z, c2_4_2); c2_4_3 = fma(v, wh3.z, c2_4_3); }
+        { let v = subgroupBroadcast(ah2.z, 5u); c2_5_0 = fma(v, wh0.z, c2_5_0); c2_5_1 = fma(v, wh1.z, c2_5_1); c2_5_2 = fma(v, wh2.z, c2_5_2); c2_5_3 = fma(v, wh3.z, c2_5_3); }
+        { let v = subgroupBroadcast(ah2.z, 6u); c2_6_0 = fma(v, wh0.z, c2_6_0); c2_6_1 = fma(v, wh1.z, c2_6_1); c2_6_2 = fma(v, wh2.z, c2_6_2); c2_6_3 = fma(v, wh3.z, c2_6_3); }
+        { let v = subgroupBroadcast(ah2.z, 7u); c2_7_0 = fma(v, wh0.z, c2_7_0); c2_7_1 = fma(v, wh1.z, c2_7_1); c2_7_2 = fma(v, wh2.z, c2_7_2); c2_7_3 = fma(v, wh3.z, c2_7_3); }
+        { let v = subgroupBroadcast(ah3.z, 0u); c3_0_0 = fma(v, wh0.z, c3_0_0); c3_0_1 = fma(v, wh1.z, c3_0_1); c3_0_2 = fma(v, wh2.z, c3_0_2); c3_0_3 = fma(v, wh3.z, c3_0_3); }
+        { let v = subgroupBroadcast(ah3.z, 1u); c3_1_0 = fma(v, wh0.z, c3_1_0); c3_1_1 = fma(v, wh1.z, c3_1_1); c3_1_2 = fma(v, wh2.z, c3_1_2); c3_1_3 = fma(v, wh3.z, c3_1_3); }
+        { let v = subgroupBroadcast(ah3.z, 2u); c3_2_0 = fma(v, wh0.z, c3_2_0); c3_2_1 = fma(v, wh1.z, c3_2_1); c3_2_2 = fma(v, wh2.z, c3_2_2); c3_2_3 = fma(v, wh3.z, c3_2_3); }
+        { let v = subgroupBroadcast(ah3.z, 3u); c3_3_0 = fma(v, wh0.z, c3_3_0); c3_3_1 = fma(v, wh1.z, c3_3_1); c3_3_2 = fma(v, wh2.z, c3_3_2); c3_3_3 = fma(v, wh3.z, c3_3_3); }
+        { let v = subgroupBroadcast(ah3.z, 4u); c3_4_0 = fma(v, wh0.z, c3_4_0); c3_4_1 = fma(v, wh1.z, c3_4_1); c3_4_2 = fma(v, wh2.z, c3_4_2); c3_4_3 = fma(v, wh3.z, c3_4_3); }
+        { let v = subgroupBroadcast(ah3.z, 5u); c3_5_0 = fma(v, wh0.z, c3_5_0); c3_5_1 = fma(v, wh1.z, c3_5_1); c3_5_2 = fma(v, wh2.z, c3_5_2); c3_5_3 = fma(v, wh3.z, c3_5_3); }
+        { let v = subgroupBroadcast(ah3.z, 6u); c3_6_0 = fma(v, wh0.z, c3_6_0); c3_6_1 = fma(v, wh1.z, c3_6_1); c3_6_2 = fma(v, wh2.z, c3_6_2); c3_6_3 = fma(v, wh3.z, c3_6_3); }
+        { let v = subgroupBroadcast(ah3.z, 7u); c3_7_0 = fma(v, wh0.z, c3_7_0); c3_7_1 = fma(v, wh1.z, c3_7_1); c3_7_2 = fma(v, wh2.z, c3_7_2); c3_7_3 = fma(v, wh3.z, c3_7_3); }
+        { let v = subgroupBroadcast(al0.w, 0u); c0_0_0 = fma(v, wl0.w, c0_0_0); c0_0_1 = fma(v, wl1.w, c0_0_1); c0_0_2 = fma(v, wl2.w, c0_0_2); c0_0_3 = fma(v, wl3.w, c0_0_3); }
+        { let v = subgroupBroadcast(al0.w, 1u); c0_1_0 = fma(v, wl0.w, c0_1_0); c0_1_1 = fma(v, wl1.w, c0_1_1); c0_1_2 = fma(v, wl2.w, c0_1_2); c0_1_3 = fma(v, wl3.w, c0_1_3); }
+        { let v = subgroupBroadcast(al0.w, 2u); c0_2_0 = fma(v, wl0.w, c0_2_0); c0_2_1 = fma(v, wl1.w, c0_2_1); c0_2_2 = fma(v, wl2.w, c0_2_2); c0_2_3 = fma(v, wl3.w, c0_2_3); }
+        { let v = subgroupBroadcast(al0.w, 3u); c0_3_0 = fma(v, wl0.w, c0_3_0); c0_3_1 = fma(v, wl1.w, c0_3_1); c0_3_2 = fma(v, wl2.w, c0_3_2); c0_3_3 = fma(v, wl3.w, c0_3_3); }
+        { let v = subgroupBroadcast(al0.w, 4u); c0_4_0 = fma(v, wl0.w, c0_4_0); c0_4_1 = fma(v, wl1.w, c0_4_1); c0_4_2 = fma(v, wl2.w, c0_4_2); c0_4_3 = fma(v, wl3.w, c0_4_3); }
+        { let v = subgroupBroadcast(al0.w, 5u); c0_5_0 = fma(v, wl0.w, c0_5_0); c0_5_1 = fma(v, wl1.w, c0_5_1); c0_5_2 = fma(v, wl2.w, c0_5_2); c0_5_3 = fma(v, wl3.w, c0_5_3); }
+        { let v = subgroupBroadcast(al0.w, 6u); c0_6_0 = fma(v, wl0.w, c0_6_0); c0_6_1 = fma(v, wl1.w, c0_6_1); c0_6_2 = fma(v, wl2.w, c0_6_2); c0_6_3 = fma(v, wl3.w, c0_6_3); }
+        { let v = subgroupBroadcast(al0.w, 7u); c0_7_0 = fma(v, wl0.w, c0_7_0); c0_7_1 = fma(v, wl1.w, c0_7_1); c0_7_2 = fma(v, wl2.w, c0_7_2); c0_7_3 = fma(v, wl3.w, c0_7_3); }
+        { let v = subgroupBroadcast(al1.w, 0u); c1_0_0 = fma(v, wl0.w, c1_0_0); c1_0_1 = fma(v, wl1.w, c1_0_1); c1_0_2 = fma(v, wl2.w, c1_0_2); c1_0_3 = fma(v, wl3.w, c1_0_3); }
+        { let v = subgroupBroadcast(al1.w, 1u); c1_1_0 = fma(v, wl0.w, c1_1_0); c1_1_1 = fma(v, wl1.w, c1_1_1); c1_1_2 = fma(v, wl2.w, c1_1_2); c1_1_3 = fma(v, wl3.w, c1_1_3); }
+        { let v = subgroupBroadcast(al1.w, 2u); c1_2_0 = fma(v, wl0.w, c1_2_0); c1_2_1 = fma(v, wl1.w, c1_2_1); c1_2_2 = fma(v, wl2.w, c1_2_2); c1_2_3 = fma(v, wl3.w, c1_2_3); }
+        { let v = subgroupBroadcast(al1.w, 3u); c1_3_0 = fma(v, wl0.w, c1_3_0); c1_3_1 = fma(v, wl1.w, c1_3_1); c1_3_2 = fma(v, wl2.w, c1_3_2); c1_3_3 = fma(v, wl3.w, c1_3_3); }
+        { let v = subgroupBroadcast(al1.w, 4u); c1_4_0 = fma(v, wl0.w, c1_4_0); c1_4_1 = fma(v, wl1.w, c1_4_1); c1_4_2 = fma(v, wl2.w, c1_4_2); c1_4_3 = fma(v, wl3.w, c1_4_3); }
+        { let v = subgroupBroadcast(al1.w, 5u); c1_5_0 = fma(v, wl0.w, c1_5_0); c1_5_1 = fma(v, wl1.w, c1_5_1); c1_5_2 = fma(v, wl2.w, c1_5_2); c1_5_3 = fma(v, wl3.w, c1_5_3); }
+        { let v = subgroupBroadcast(al1.w, 6u); c1_6_0 = fma(v, wl0.w, c1_6_0); c1_6_1 = fma(v, wl1.w, c1_6_1); c1_6_2 = fma(v, wl2.w, c1_6_2); c1_6_3 = fma(v, wl3.w, c1_6_3); }
+        { let v = subgroupBroadcast(al1.w, 7u); c1_7_0 = fma(v, wl0.w, c1_7_0); c1_7_1 = fma(v, wl1.w, c1_7_1); c1_7_2 = fma(v, wl2.w, c1_7_2); c1_7_3 = fma(v, wl3.w, c1_7_3); }
+        { let v = subgroupBroadcast(al2.w, 0u); c2_0_0 = fma(v, wl0.w, c2_0_0); c2_0_1 = fma(v, wl1.w, c2_0_1); c2_0_2 = fma(v, wl2.w, c2_0_2); c2_0_3 = fma(v, wl3.w, c2_0_3); }
+        { let v = subgroupBroadcast(al2.w, 1u); c2_1_0 = fma(v, wl0.w, c2_1_0); c2_1_1 = fma(v, wl1.w, c2_1_1); c2_1_2 = fma(v, wl2.w, c2_1_2); c2_1_3 = fma(v, wl3.w, c2_1_3); }
+        { let v = subgroupBroadcast(al2.w, 2u); c2_2_0 = fma(v, wl0.w, c2_2_0); c2_2_1 = fma(v, wl1.w, c2_2_1); c2_2_2 = fma(v, wl2.w, c2_2_2); c2_2_3 = fma(v, wl3.w, c2_2_3); }
+        { let v = subgroupBroadcast(al2.w, 3u); c2_3_0 = fma(v, wl0.w, c2_3_0); c2_3_1 = fma(v, wl1.w, c2_3_1); c2_3_2 = fma(v, wl2.w, c2_3_2); c2_3_3 = fma(v, wl3.w, c2_3_3); }
+        { let v = subgroupBroadcast(al2.w, 4u); c2_4_0 = fma(v, wl0.w, c2_4_0); c2_4_1 = fma(v, wl1.w, c2_4_1); c2_4_2 = fma(v, wl2.w, c2_4_2); c2_4_3 = fma(v, wl3.w, c2_4_3); }
+        { let v = subgroupBroadcast(al2.w, 5u); c2_5_0 = fma(v, wl0.w, c2_5_0); c2_5_1 = fma(v, wl1.w, c2_5_1); c2_5_2 = fma(v, wl2.w, c2_5_2); c2_5_3 = fma(v, wl3.w, c2_5_3); }
+        { let v = subgroupBroadcast(al2.w, 6u); c2_6_0 = fma(v, wl0.w, c2_6_0); c2_6_1 = fma(v, wl1.w, c2_6_1); c2_6_2 = fma(v, wl2.w, c2_6_2); c2_6_3 = fma(v, wl3.w, c2_6_3); }
+        { let v = subgroupBroadcast(al2.w, 7u); c2_7_0 = fma(v, wl0.w, c2_7_0); c2_7_1 = fma(v, wl1.w, c2_7_1); c2_7_2 = fma(v, wl2.w, c2_7_2); c2_7_3 = fma(v, wl3.w, c2_7_3); }
+        { let v = subgroupBroadcast(al3.w, 0u); c3_0_0 = fma(v, wl0.w, c3_0_0); c3_0_1 = fma(v, wl1.w, c3_0_1); c3_0_2 = fma(v, wl2.w, c3_0_2); c3_0_3 = fma(v, wl3.w, c3_0_3); }
+        { let v = subgroupBroadcast(al3.w, 1u); c3_1_0 = fma(v, wl0.w, c3_1_0); c3_1_1 = fma(v, wl1.w, c3_1_1); c3_1_2 = fma(v, wl2.w, c3_1_2); c3_1_3 = fma(v, wl3.w, c3_1_3); }
+        { let v = subgroupBroadcast(al3.w, 2u); c3_2_0 = fma(v, wl0.w, c3_2_0); c3_2_1 = fma(v, wl1.w, c3_2_1); c3_2_2 = fma(v, wl2.w, c3_2_2); c3_2_3 = fma(v, wl3.w, c3_2_3); }
+        { let v = subgroupBroadcast(al3.w, 3u); c3_3_0 = fma(v, wl0.w, c3_3_0); c3_3_1 = fma(v, wl1.w, c3_3_1); c3_3_2 = fma(v, wl2.w, c3_3_2); c3_3_3 = fma(v, wl3.w, c3_3_3); }
+        { let v = subgroupBroadcast(al3.w, 4u); c3_4_0 = fma(v, wl0.w, c3_4_0); c3_4_1 = fma(v, wl1.w, c3_4_1); c3_4_2 = fma(v, wl2.w, c3_4_2); c3_4_3 = fma(v, wl3.w, c3_4_3); }
+        { let v = subgroupBroadcast(al3.w, 5u); c3_5_0 = fma(v, wl0.w, c3_5_0); c3_5_1 = fma(v, wl1.w, c3_5_1); c3_5_2 = fma(v, wl2.w, c3_5_2); c3_5_3 = fma(v, wl3.w, c3_5_3); }
+        { let v = subgroupBroadcast(al3.w, 6u); c3_6_0 = fma(v, wl0.w, c3_6_0); c3_6_1 = fma(v, wl1.w, c3_6_1); c3_6_2 = fma(v, wl2.w, c3_6_2); c3_6_3 = fma(v, wl3.w, c3_6_3); }
+        { let v = subgroupBroadcast(al3.w, 7u); c3_7_0 = fma(v, wl0.w, c3_7_0); c3_7_1 = fma(v, wl1.w, c3_7_1); c3_7_2 = fma(v, wl2.w, c3_7_2); c3_7_3 = fma(v, wl3.w, c3_7_3); }
+        { let v = subgroupBroadcast(ah0.w, 0u); c0_0_0 = fma(v, wh0.w, c0_0_0); c0_0_1 = fma(v, wh1.w, c0_0_1); c0_0_2 = fma(v, wh2.w, c0_0_2); c0_0_3 = fma(v, wh3.w, c0_0_3); }
+        { let v = subgroupBroadcast(ah0.w, 1u); c0_1_0 = fma(v, wh0.w, c0_1_0); c0_1_1 = fma(v, wh1.w, c0_1_1); c0_1_2 = fma(v, wh2.w, c0_1_2); c0_1_3 = fma(v, wh3.w, c0_1_3); }
+        { let v = subgroupBroadcast(ah0.w, 2u); c0_2_0 = fma(v, wh0.w, c0_2_0); c0_2_1 = fma(v, wh1.w, c0_2_1); c0_2_2 = fma(v, wh2.w, c0_2_2); c0_2_3 = fma(v, wh3.w, c0_2_3); }
+        { let v = subgroupBroadcast(ah0.w, 3u); c0_3_0 = fma(v, wh0.w, c0_3_0); c0_3_1 = fma(v, wh1.w, c0_3_1); c0_3_2 = fma(v, wh2.w, c0_3_2); c0_3_3 = fma(v, wh3.w, c0_3_3); }
+        { let v = subgroupBroadcast(ah0.w, 4u); c0_4_0 = fma(v, wh0.w, c0_4_0); c0_4_1 = fma(v, wh1.w, c0_4_1); c0_4_2 = fma(v, wh2.w, c0_4_2); c0_4_3 = fma(v, wh3.w, c0_4_3); }
+        { let v = subgroupBroadcast(ah0.w, 5u); c0_5_0 = fma(v, wh0.w, c0_5_0); c0_5_1 = fma(v, wh1.w, c0_5_1); c0_5_2 = fma(v, wh2.w, c0_5_2); c0_5_3 = fma(v, wh3.w, c0_5_3); }
+        { let v = subgroupBroadcast(ah0.w, 6u); c0_6_0 = fma(v, wh0.w, c0_6_0); c0_6_1 = fma(v, wh1.w, c0_6_1); c0_6_2 = fma(v, wh2.w, c0_6_2); c0_6_3 = fma(v, wh3.w, c0_6_3); }
+        { let v = subgroupBroadcast(ah0.w, 7u); c0_7_0 = fma(v, wh0.w, c0_7_0); c0_7_1 = fma(v, wh1.w, c0_7_1); c0_7_2 = fma(v, wh2.w, c0_7_2); c0_7_3 = fma(v, wh3.w, c0_7_3); }
+        { let v = subgroupBroadcast(ah1.w, 0u); c1_0_0 = fma(v, wh0.w, c1_0_0); c1_0_1 = fma(v, wh1.w, c1_0_1); c1_0_2 = fma(v, wh2.w, c1_0_2); c1_0_3 = fma(v, wh3.w, c1_0_3); }
+        { let v = subgroupBroadcast(ah1.w, 1u); c1_1_0 = fma(v, wh0.w, c1_1_0); c1_1_1 = fma(v, wh1.w, c1_1_1); c1_1_2 = fma(v, wh2.w, c1_1_2); c1_1_3 = fma(v, wh3.w, c1_1_3); }
+        { let v = subgroupBroadcast(ah1.w, 2u); c1_2_0 = fma(v, wh0.w, c1_2_0); c1_2_1 = fma(v, wh1.w, c1_2_1); c1_2_2 = fma(v, wh2.w, c1_2_2); c1_2_3 = fma(v, wh3.w, c1_2_3); }
+        { let v = subgroupBroadcast(ah1.w, 3u); c1_3_0 = fma(v, wh0.w, c1_3_0); c1_3_1 = fma(v, wh1.w, c1_3_1); c1_3_2 = fma(v, wh2.w, c1_3_2); c1_3_3 = fma(v, wh3.w, c1_3_3); }
+        { let v = subgroupBroadcast(ah1.w, 4u); c1_4_0 = fma(v, wh0.w, c1_4_0); c1_4_1 = fma(v, wh1.w, c1_4_1); c1_4_2 = fma(v, wh2.w, c1_4_2); c1_4_3 = fma(v, wh3.w, c1_4_3); }
+        { let v = subgroupBroadcast(ah1.w, 5u); c1_5_0 = fma(v, wh0.w, c1_5_0); c1_5_1 = fma(v, wh1.w, c1_5_1); c1_5_2 = fma(v, wh2.w, c1_5_2); c1_5_3 = fma(v, wh3.w, c1_5_3); }
+        { let v = subgroupBroadcast(ah1.w, 6u); c1_6_0 = fma(v, wh0.w, c1_6_0); c1_6_1 = fma(v, wh1.w, c1_6_1); c1_6_2 = fma(v, wh2.w, c1_6_2); c1_6_3 = fma(v, wh3.w, c1_6_3); }
+        { let v = subgroupBroadcast(ah1.w, 7u); c1_7_0 = fma(v, wh0.w, c1_7_0); c1_7_1 = fma(v, wh1.w, c1_7_1); c1_7_2 = fma(v, wh2.w, c1_7_2); c1_7_3 = fma(v, wh3.w, c1_7_3); }
+        { let v = subgroupBroadcast(ah2.w, 0u); c2_0_0 = fma(v, wh0.w, c2_0_0); c2_0_1 = fma(v, wh1.w, c2_0_1); c2_0_2 = fma(v, wh2.w, c2_0_2); c2_0_3 = fma(v, wh3.w, c2_0_3); }
+        { let v = subgroupBroadcast(ah2.w, 1u); c2_1_0 = fma(v, wh0.w, c2_1_0); c2_1_1 = fma(v, wh1.w, c2_1_1); c2_1_2 = fma(v, wh2.w, c2_1_2); c2_1_3 = fma(v, wh3.w, c2_1_3); }
+        { let v = subgroupBroadcast(ah2.w, 2u); c2_2_0 = fma(v, wh0.w, c2_2_0); c2_2_1 = fma(v, wh1.w, c2_2_1); c2_2_2 = fma(v, wh2.w, c2_2_2); c2_2_3 = fma(v, wh3.w, c2_2_3); }
+        { let v = subgroupBroadcast(ah2.w, 3u); c2_3_0 = fma(v, wh0.w, c2_3_0); c2_3_1 = fma(v, wh1.w, c2_3_1); c2_3_2 = fma(v, wh2.w, c2_3_2); c2_3_3 = fma(v, wh3.w, c2_3_3); }
+        { let v = subgroupBroadcast(ah2.w, 4u); c2_4_0 = fma(v, wh0.w, c2_4_0); c2_4_1 = fma(v, wh1.w, c2_4_1); c2_4_2 = fma(v, wh2.w, c2_4_2); c2_4_3 = fma(v, wh3.w, c2_4_3); }
+        { let v = subgroupBroadcast(ah2.w, 5u); c2_5_0 = fma(v, wh0.w, c2_5_0); c2_5_1 = fma(v, wh1.w, c2_5_1); c2_5_2 = fma(v, wh2.w, c2_5_2); c2_5_3 = fma(v, wh3.w, c2_5_3); }
+        { let v = subgroupBroadcast(ah2.w, 6u); c2_6_0 = fma(v, wh0.w, c2_6_0); c2_6_1 = fma(v, wh1.w, c2_6_1); c2_6_2 = fma(v, wh2.w, c2_6_2); c2_6_3 = fma(v, wh3.w, c2_6_3); }
+        { let v = subgroupBroadcast(ah2.w, 7u); c2_7_0 = fma(v, wh0.w, c2_7_0); c2_7_1 = fma(v, wh1.w, c2_7_1); c2_7_2 = fma(v, wh2.w, c2_7_2); c2_7_3 = fma(v, wh3.w, c2_7_3); }
+        { let v = subgroupBroadcast(ah3.w, 0u); c3_0_0 = fma(v, wh0.w, c3_0_0); c3_0_1 = fma(v, wh1.w, c3_0_1); c3_0_2 = fma(v, wh2.w, c3_0_2); c3_0_3 = fma(v, wh3.w, c3_0_3); }
+        { let v = subgroupBroadcast(ah3.w, 1u); c3_1_0 = fma(v, wh0.w, c3_1_0); c3_1_1 = fma(v, wh1.w, c3_1_1); c3_1_2 = fma(v, wh2.w, c3_1_2); c3_1_3 = fma(v, wh3.w, c3_1_3); }
+        { let v = subgroupBroadcast(ah3.w, 2u); c3_2_0 = fma(v, wh0.w, c3_2_0); c3_2_1 = fma(v, wh1.w, c3_2_1); c3_2_2 = fma(v, wh2.w, c3_2_2); c3_2_3 = fma(v, wh3.w, c3_2_3); }
+        { let v = subgroupBroadcast(ah3.w, 3u); c3_3_0 = fma(v, wh0.w, c3_3_0); c3_3_1 = fma(v, wh1.w, c3_3_1); c3_3_2 = fma(v, wh2.w, c3_3_2); c3_3_3 = fma(v, wh3.w, c3_3_3); }
+        { let v = subgroupBroadcast(ah3.w, 4u); c3_4_0 = fma(v, wh0.w, c3_4_0); c3_4_1 = fma(v, wh1.w, c3_4_1); c3_4_2 = fma(v, wh2.w, c3_4_2); c3_4_3 = fma(v, wh3.w, c3_4_3); }
+        { let v = subgroupBroadcast(ah3.w, 5u); c3_5_0 = fma(v, wh0.w, c3_5_0); c3_5_1 = fma(v, wh1.w, c3_5_1); c3_5_2 = fma(v, wh2.w, c3_5_2); c3_5_3 = fma(v, wh3.w, c3_5_3); }
+        { let v = subgroupBroadcast(ah3.w, 6u); c3_6_0 = fma(v, wh0.w, c3_6_0); c3_6_1 = fma(v, wh1.w, c3_6_1); c3_6_2 = fma(v, wh2.w, c3_6_2); c3_6_3 = fma(v, wh3.w, c3_6_3); }
+        { let v = subgroupBroadcast(ah3.w, 7u); c3_7_0 = fma(v, wh0.w, c3_7_0); c3_7_1 = fma(v, wh1.w, c3_7_1); c3_7_2 = fma(v, wh2.w, c3_7_2); c3_7_3 = fma(v, wh3.w, c3_7_3); }
+        ng++;
+        if (ng == C8) { ng = 0u; tb_b++; if (tb_b == tb) { tb_b = 0u; ta_a++; } }
+    }
+    let plane = p.h * p.w;
+    let ch0 = n0 + lane + 0u; let bias0 = bias_at(min(ch0, p.c - 1u)); let ch1 = n0 + lane + 8u; let bias1 = bias_at(min(ch1, p.c - 1u)); let ch2 = n0 + lane + 16u; let bias2 = bias_at(min(ch2, p.c - 1u)); let ch3 = n0 + lane + 24u; let bias3 = bias_at(min(ch3, p.c - 1u));
+    { let yb = subgroupBroadcast(ybase0, 0u); let lv = subgroupBroadcast(u32(live0), 0u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c0_0_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c0_0_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c0_0_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c0_0_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase0, 1u); let lv = subgroupBroadcast(u32(live0), 1u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c0_1_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c0_1_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c0_1_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c0_1_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase0, 2u); let lv = subgroupBroadcast(u32(live0), 2u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c0_2_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c0_2_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c0_2_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c0_2_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase0, 3u); let lv = subgroupBroadcast(u32(live0), 3u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c0_3_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c0_3_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c0_3_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c0_3_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase0, 4u); let lv = subgroupBroadcast(u32(live0), 4u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c0_4_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c0_4_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c0_4_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c0_4_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase0, 5u); let lv = subgroupBroadcast(u32(live0), 5u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c0_5_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c0_5_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c0_5_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c0_5_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase0, 6u); let lv = subgroupBroadcast(u32(live0), 6u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c0_6_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c0_6_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c0_6_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c0_6_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase0, 7u); let lv = subgroupBroadcast(u32(live0), 7u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c0_7_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c0_7_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c0_7_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c0_7_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase1, 0u); let lv = subgroupBroadcast(u32(live1), 0u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c1_0_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c1_0_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c1_0_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c1_0_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase1, 1u); let lv = subgroupBroadcast(u32(live1), 1u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c1_1_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c1_1_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c1_1_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c1_1_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase1, 2u); let lv = subgroupBroadcast(u32(live1), 2u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c1_2_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c1_2_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c1_2_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c1_2_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase1, 3u); let lv = subgroupBroadcast(u32(live1), 3u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c1_3_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c1_3_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c1_3_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c1_3_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase1, 4u); let lv = subgroupBroadcast(u32(live1), 4u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c1_4_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c1_4_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c1_4_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c1_4_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase1, 5u); let lv = subgroupBroadcast(u32(live1), 5u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c1_5_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c1_5_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c1_5_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c1_5_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase1, 6u); let lv = subgroupBroadcast(u32(live1), 6u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c1_6_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c1_6_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c1_6_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c1_6_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase1, 7u); let lv = subgroupBroadcast(u32(live1), 7u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c1_7_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c1_7_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c1_7_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c1_7_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase2, 0u); let lv = subgroupBroadcast(u32(live2), 0u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c2_0_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c2_0_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c2_0_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c2_0_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase2, 1u); let lv = subgroupBroadcast(u32(live2), 1u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c2_1_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c2_1_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c2_1_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c2_1_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase2, 2u); let lv = subgroupBroadcast(u32(live2), 2u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c2_2_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c2_2_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c2_2_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c2_2_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase2, 3u); let lv = subgroupBroadcast(u32(live2), 3u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c2_3_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c2_3_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c2_3_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c2_3_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase2, 4u); let lv = subgroupBroadcast(u32(live2), 4u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c2_4_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c2_4_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c2_4_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c2_4_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase2, 5u); let lv = subgroupBroadcast(u32(live2), 5u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c2_5_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c2_5_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c2_5_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c2_5_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase2, 6u); let lv = subgroupBroadcast(u32(live2), 6u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c2_6_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c2_6_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c2_6_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c2_6_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase2, 7u); let lv = subgroupBroadcast(u32(live2), 7u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c2_7_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c2_7_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c2_7_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c2_7_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase3, 0u); let lv = subgroupBroadcast(u32(live3), 0u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c3_0_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c3_0_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c3_0_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c3_0_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase3, 1u); let lv = subgroupBroadcast(u32(live3), 1u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c3_1_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c3_1_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c3_1_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c3_1_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase3, 2u); let lv = subgroupBroadcast(u32(live3), 2u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c3_2_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c3_2_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c3_2_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c3_2_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase3, 3u); let lv = subgroupBroadcast(u32(live3), 3u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c3_3_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c3_3_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c3_3_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c3_3_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase3, 4u); let lv = subgroupBroadcast(u32(live3), 4u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c3_4_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c3_4_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c3_4_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c3_4_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase3, 5u); let lv = subgroupBroadcast(u32(live3), 5u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c3_5_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c3_5_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c3_5_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c3_5_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase3, 6u); let lv = subgroupBroadcast(u32(live3), 6u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c3_6_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c3_6_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c3_6_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c3_6_3 + bias3; } } }
+    { let yb = subgroupBroadcast(ybase3, 7u); let lv = subgroupBroadcast(u32(live3), 7u); if (lv != 0u) { if (ch0 < p.c) { dst[yb + ch0 * plane] = c3_7_0 + bias0; } if (ch1 < p.c) { dst[yb + ch1 * plane] = c3_7_1 + bias1; } if (ch2 < p.c) { dst[yb + ch2 * plane] = c3_7_2 + bias2; } if (ch3 < p.c) { dst[yb + ch3 * plane] = c3_7_3 + bias3; } } }
 }

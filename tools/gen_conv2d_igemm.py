@@ -6,7 +6,8 @@ TILES = [(2, 8), (4, 4)]
 comp = "xyzw"
 L = []; w = L.append
 w("""// Implicit-GEMM convolution: y = conv(x, w) (+ bias) read straight from the image and written
-// straight in NCHW, with no column matrix and no permute; and the weight gradient the same way. Needs subgroups (>= 8) and SHADER_INT64;
+// straight in NCHW, with no column matrix and no permute; the weight gradient the same way; and
+// the adjoint (dx, or a transposed convolution) by sub-pixel phases, with no col2im. Needs subgroups (>= 8) and SHADER_INT64;
 // kw % 4 == 0, dilation 1 along x, C·kh·kw % 8 == 0 and x's length % 4 == 0 (the launcher checks).
 // Tests: kernels-tests/conv2d_igemm.rs; bench: `bench -- kernels --only conv`.
 //
@@ -39,6 +40,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;    // y [B, Cout, OH, OW]
 @group(0) @binding(4) var<uniform> p: Params;
 
+// The transposed entries' view of dy channels-last [M, Cout], 8 floats a load.
+@group(0) @binding(0) var<storage, read> t8: array<vec4<u64>>;
 // The weight gradient's views (conv2d_igemm_dw only): dy channels-last, dw, 8 floats a load.
 @group(0) @binding(1) var<storage, read> rows8: array<vec4<u64>>;   // dy [M, Cout]
 @group(0) @binding(3) var<storage, read_write> dst8: array<vec4<u64>>; // dw [Cout, C·kh·kw]
@@ -179,7 +182,75 @@ fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
             w(f"    store8(n0 + 8u * lane + {j}u, k0 + {8*g}u, vec4({ev}), vec4({ov}));")
     w("}")
 
+# (pixels per lane R, channels per lane J) of the transposed (sub-pixel) entries.
+TILES_T = [(4, 4)]
+
+def transposed_entry(R, J):
+    P, N = 8 * R, 8 * J
+    name = f"conv2d_igemm_t_{P}x{N}"
+    w(f"""
+// The adjoint of a dense convolution (its dx, or a ConvTranspose2d forward) as a gather, by
+// sub-pixel phases: output pixel (y, x) = (Y·sh + ry, X·sw + rx) reads rows (dy channels-last
+// [B·OH·OW, Cout], 8 channels a load) at (Y + qy − a, X + qx − b) for the kh/sh × kw/sw taps
+// i = i0 + a·sh, j = j0 + b·sw of its phase (dilation 1, kh % sh == kw % sw == 0), with weights
+// wt = w permuted to [C, kh, kw, Cout]. A workgroup stays in one phase, so its taps are uniform.
+// Tile {P} pixels x {N} channels: lane l loads pixels m0 + l + 8r (r < {R}) of the phase and owns
+// channels n0 + l + 8j (j < {J}). T = sh·sw · ceil(B·ceil(H/sh)·ceil(W/sw) / {P}) · ceil(C/{N}).
+@compute @workgroup_size(8)
+fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lane: u32) {{
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.tiles) {{ return; }}  // uniform per workgroup
+    let per_phase = p.tiles / (p.sh * p.sw);
+    let phase = wid / per_phase; let wt = wid % per_phase;
+    let ry = phase / p.sw; let rx = phase % p.sw;
+    let m0 = (wt / p.tiles_n) * {P}u; let n0 = (wt % p.tiles_n) * {N}u;
+    let hp = (p.h + p.sh - 1u) / p.sh; let wp = (p.w + p.sw - 1u) / p.sw;
+    let i0 = (ry + p.ph) % p.sh; let j0 = (rx + p.pw) % p.sw;
+    let qy = i32((ry + p.ph - i0) / p.sh); let qx = i32((rx + p.pw - j0) / p.sw);
+    let ta = p.kh / p.sh; let tb = p.kw / p.sw; let C8 = p.cout / 8u;
+    let K8 = ta * tb * C8;""")
+    for r in range(R):
+        w(f"""    let px{r} = min(m0 + {8*r}u + lane, p.m - 1u);
+    let X{r} = px{r} % wp; let Y{r} = (px{r} / wp) % hp; let b{r} = px{r} / (wp * hp);
+    let y{r} = Y{r} * p.sh + ry; let x{r} = X{r} * p.sw + rx;
+    let live{r} = m0 + {8*r}u + lane < p.m && y{r} < p.h && x{r} < p.w;
+    let oy{r} = i32(Y{r}) + qy; let ox{r} = i32(X{r}) + qx; let rowb{r} = b{r} * p.oh * p.ow;
+    let ybase{r} = ((b{r} * p.c) * p.h + y{r}) * p.w + x{r};""")
+    w("    " + " ".join(f"let wr{j} = min(n0 + lane + {8*j}u, p.c - 1u) * p.kh;" for j in range(J)))
+    for r in range(R):
+        for t in range(8):
+            w("    " + " ".join(f"var c{r}_{t}_{j} = 0.0;" for j in range(J)))
+    w("""    var ta_a = 0u; var tb_b = 0u; var ng = 0u;   // tap (a, b) and channel group of the step
+    for (var kk = 0u; kk < K8; kk++) {
+        let i = i0 + ta_a * p.sh; let j = j0 + tb_b * p.sw;""")
+    for r in range(R):
+        w(f"""        let sy{r} = oy{r} - i32(ta_a); let sx{r} = ox{r} - i32(tb_b);
+        let ok{r} = live{r} && sy{r} >= 0 && sy{r} < i32(p.oh) && sx{r} >= 0 && sx{r} < i32(p.ow);
+        let xa{r} = t8[select(0u, (rowb{r} + u32(sy{r}) * p.ow + u32(sx{r})) * C8 + ng, ok{r})];
+        let al{r} = select(vec4(0.0), lo(xa{r}), ok{r}); let ah{r} = select(vec4(0.0), hi(xa{r}), ok{r});""")
+    w("        " + " ".join(f"let xw{j} = w8[((wr{j} + i) * p.kw + j) * C8 + ng]; let wl{j} = lo(xw{j}); let wh{j} = hi(xw{j});" for j in range(J)))
+    for q in range(8):
+        wv = lambda j: f"w{'l' if q % 2 == 0 else 'h'}{j}.{comp[q // 2]}"
+        for r in range(R):
+            a = f"a{'l' if q % 2 == 0 else 'h'}{r}.{comp[q // 2]}"
+            for t in range(8):
+                fm = " ".join(f"c{r}_{t}_{j} = fma(v, {wv(j)}, c{r}_{t}_{j});" for j in range(J))
+                w(f"        {{ let v = subgroupBroadcast({a}, {t}u); {fm} }}")
+    w("""        ng++;
+        if (ng == C8) { ng = 0u; tb_b++; if (tb_b == tb) { tb_b = 0u; ta_a++; } }
+    }""")
+    w("    let plane = p.h * p.w;")
+    w("    " + " ".join(f"let ch{j} = n0 + lane + {8*j}u; let bias{j} = bias_at(min(ch{j}, p.c - 1u));" for j in range(J)))
+    for r in range(R):
+        for t in range(8):
+            st = " ".join(f"if (ch{j} < p.c) {{ dst[yb + ch{j} * plane] = c{r}_{t}_{j} + bias{j}; }}" for j in range(J))
+            w(f"    {{ let yb = subgroupBroadcast(ybase{r}, {t}u); let lv = subgroupBroadcast(u32(live{r}), {t}u); if (lv != 0u) {{ {st} }} }}")
+    w("}")
+
 for R, J in TILES:
     entry(R, J)
 weight_entry()
+for R, J in TILES_T:
+    transposed_entry(R, J)
 open(sys.argv[1], "w").write("\n".join(L) + "\n")

@@ -468,6 +468,9 @@ impl Conv {
                 return masked_conv::col2im(&dcol, g, taps);
             }
         };
+        if conv2d_igemm::usable_transposed(rows, g, &dense) {
+            return conv2d_igemm::transposed(rows, w, bias, g, &dense);
+        }
         let w_k = match channels_last_taps(g) {
             true => permute(w, [g.cout, g.c, g.kh * g.kw], true)?,
             false => w.clone(),
