@@ -3,7 +3,7 @@
 
 use crate::conv2d::{
     Geo, cpu_conv2d, cpu_conv2d_backward_input, cpu_conv2d_backward_weight, f32s, f64s, input_grad,
-    read, tol, upload,
+    read, tol, upload, weight_grad,
 };
 use crate::{assert_close, error_kind, gpu, rng, uniform};
 use latent::kernels::conv2d::{Conv2dParams, TapSource};
@@ -168,6 +168,43 @@ fn conv2d_input_grad_matches_cpu_on_the_sub_pixel_path() {
             tol(cout * g.kh * g.kw),
             1e-5,
         );
+    }
+}
+
+#[test]
+fn conv2d_weight_grad_matches_cpu_on_the_split_path() {
+    // dw through `Conv` where the split kernel runs (C·kh·kw < 64, H'·W' % 4 == 0), added to an
+    // old gradient: the W2 first layer at batch 3, 12 channels (a masked tile), a half tap tile
+    // (C·kh·kw = 24) with two channel tiles, dilation along y, odd sizes.
+    let e = gpu!();
+    let p = |s: [usize; 2], pad: [usize; 2], dh: usize| Conv2dParams {
+        stride: s,
+        padding: pad,
+        dilation: [dh, 1],
+    };
+    let cases = [
+        geo(3, 1, [28, 28], 32, [4, 4], p([2, 2], [1, 1], 1)),
+        geo(3, 2, [8, 9], 12, [2, 4], p([1, 1], [0, 1], 1)),
+        geo(2, 3, [10, 7], 40, [2, 4], p([2, 1], [1, 2], 2)),
+    ];
+    for (i, g) in cases.iter().enumerate() {
+        let mut r = rng(800 + i as u64);
+        let [b, cout, oh, ow] = g.y_shape();
+        let nw: usize = g.w_shape().iter().product();
+        let x = uniform(&mut r, g.x_shape().iter().product(), -1.0, 1.0);
+        let dy = uniform(&mut r, b * cout * oh * ow, -1.0, 1.0);
+        let old = uniform(&mut r, nw, -1.0, 1.0);
+        let (xt, dyt) = (upload(e, &x, &g.x_shape()), upload(e, &dy, &g.y_shape()));
+        let into = upload(e, &old, &g.w_shape());
+        let dw =
+            weight_grad(TapSource::Dense(g.p), &dyt, &xt, &g.w_shape(), Some(&into)).expect("dw");
+        let want: Vec<f64> = cpu_conv2d_backward_weight(g, &f64s(&dy), &f64s(&x))
+            .iter()
+            .zip(&old)
+            .map(|(d, &o)| d + o as f64)
+            .collect();
+        let what = format!("conv2d dw (split) {g:?}");
+        assert_close(&what, &read(&dw), &f32s(&want), tol(b * oh * ow + 1), 1e-5);
     }
 }
 

@@ -23,8 +23,9 @@ struct Params {
     cout: u32,                  // output channels
     m: u32,                     // output pixels B·OH·OW
     tiles_n: u32, tiles: u32,   // channel tiles, all tiles (workgroups with work)
-    accumulate: u32,            // conv2d_igemm_dw: add to dw (a parameter's gradient)
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    accumulate: u32,            // conv2d_igemm_dw*: add to dw (a parameter's gradient)
+    split: u32,                 // conv2d_igemm_dw_split: workgroups sharing the pixels
+    _pad1: u32, _pad2: u32,
 }
 
 // Compiled after shaders/bias/no_bias.wgsl or bias.wgsl (bias_at(n), binding 2).
@@ -33,6 +34,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;    // y [B, Cout, OH, OW]
 @group(0) @binding(4) var<uniform> p: Params;
 
+// The split weight gradient's dy [B, Cout, OH, OW] as vec4s, and the old dw it adds to.
+@group(0) @binding(1) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> old8: array<vec4<u64>>;
 // The transposed entries' view of dy channels-last [M, Cout], 8 floats a load.
 @group(0) @binding(0) var<storage, read> t8: array<vec4<u64>>;
 // The weight gradient's views (conv2d_igemm_dw only): dy channels-last, dw, 8 floats a load.
@@ -52,6 +56,17 @@ fn store8(n: u32, k: u32, e_in: vec4<f32>, o_in: vec4<f32>) {
     let i = (n * K + k) / 8u;
     if (p.accumulate != 0u) { let old = dst8[i]; e += lo(old); o += hi(old); }
     dst8[i] = vec4<u64>(bitcast<vec4<u32>>(e)) | (vec4<u64>(bitcast<vec4<u32>>(o)) << vec4<u32>(32u));
+}
+
+// The split weight gradient's partial sums dst8 [split, Cout, K]: dw[n, k..k+7] of split `part`,
+// plus the old dw (old8) in split 0 when p.accumulate; nothing past Cout or K.
+fn store8_part(part: u32, n: u32, k: u32, e_in: vec4<f32>, o_in: vec4<f32>) {
+    let K = p.c * p.kh * p.kw;
+    if (n >= p.cout || k >= K) { return; }
+    var e = e_in; var o = o_in;
+    let i = (n * K + k) / 8u;
+    if (p.accumulate != 0u && part == 0u) { let old = old8[i]; e += lo(old); o += hi(old); }
+    dst8[part * p.cout * K / 8u + i] = vec4<u64>(bitcast<vec4<u32>>(e)) | (vec4<u64>(bitcast<vec4<u32>>(o)) << vec4<u32>(32u));
 }
 
 // Taps ix..ix+3 of image row ih of the plane at `plane` (0 in the padding), cut out of the two
@@ -844,6 +859,193 @@ fn conv2d_igemm_dw_16x64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     store8(n0 + 8u * lane + 6u, k0 + 8u, vec4(d6_8, d6_10, d6_12, d6_14), vec4(d6_9, d6_11, d6_13, d6_15));
     store8(n0 + 8u * lane + 7u, k0 + 0u, vec4(d7_0, d7_2, d7_4, d7_6), vec4(d7_1, d7_3, d7_5, d7_7));
     store8(n0 + 8u * lane + 7u, k0 + 8u, vec4(d7_8, d7_10, d7_12, d7_14), vec4(d7_9, d7_11, d7_13, d7_15));
+}
+
+// The weight gradient for few taps (C·kh·kw < 64, one or two tap tiles: the first layer of an
+// encoder, the last of a decoder), reading dy channels-first, 4 pixels a vec4 (H'·W' % 4 == 0),
+// so no permute pass; the pixels are split over p.split workgroups (the tiles alone would keep
+// one core busy), each summing its share into partial sums dst8 [split, Cout, K] that a
+// reduction adds up (split 0 adds the old dw with p.accumulate). Tile 16 taps x 32 channels:
+// lane l gathers the taps of pixel p0 + l and owns channels n0 + l + 8j (j < 4).
+// T = split * ceil(K/16) * ceil(Cout/32).
+@compute @workgroup_size(8)
+fn conv2d_igemm_dw_split_16x32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lane: u32) {
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.tiles) { return; }  // uniform per workgroup
+    let K = p.c * p.kh * p.kw; let ohw = p.oh * p.ow;
+    let per_split = p.tiles / p.split; let part = wid / per_split; let wt = wid % per_split;
+    let k0 = (wt / p.tiles_n) * 16u; let n0 = (wt % p.tiles_n) * 32u;
+    let runs_per_c = p.kh * p.kw / 4u; let r0 = k0 / 4u; let rem = r0 % runs_per_c;
+    let run0 = vec3(i32((r0 / runs_per_c) * p.h * p.w), i32(rem / (p.kw / 4u)), i32((rem % (p.kw / 4u)) * 4u));
+    let run1 = next_run(run0); let run2 = next_run(run1); let run3 = next_run(run2);
+    // This split's pixels [begin, end), 8 a step.
+    let steps = (p.m + 7u) / 8u; let share = (steps + p.split - 1u) / p.split;
+    let begin = min(part * share * 8u, p.m); let end = min(begin + share * 8u, p.m);
+    let first = begin + lane;
+    var ow = first % p.ow; var oh = (first / p.ow) % p.oh; var b = first / ohw;
+    var qb = begin / ohw; var qq = begin % ohw;   // (image, pixel) of the step's first pixel
+    let ch0 = min(n0 + lane + 0u, p.cout - 1u); let ch1 = min(n0 + lane + 8u, p.cout - 1u); let ch2 = min(n0 + lane + 16u, p.cout - 1u); let ch3 = min(n0 + lane + 24u, p.cout - 1u);
+    var d0_0 = 0.0; var d0_1 = 0.0; var d0_2 = 0.0; var d0_3 = 0.0; var d0_4 = 0.0; var d0_5 = 0.0; var d0_6 = 0.0; var d0_7 = 0.0; var d0_8 = 0.0; var d0_9 = 0.0; var d0_10 = 0.0; var d0_11 = 0.0; var d0_12 = 0.0; var d0_13 = 0.0; var d0_14 = 0.0; var d0_15 = 0.0;
+    var d1_0 = 0.0; var d1_1 = 0.0; var d1_2 = 0.0; var d1_3 = 0.0; var d1_4 = 0.0; var d1_5 = 0.0; var d1_6 = 0.0; var d1_7 = 0.0; var d1_8 = 0.0; var d1_9 = 0.0; var d1_10 = 0.0; var d1_11 = 0.0; var d1_12 = 0.0; var d1_13 = 0.0; var d1_14 = 0.0; var d1_15 = 0.0;
+    var d2_0 = 0.0; var d2_1 = 0.0; var d2_2 = 0.0; var d2_3 = 0.0; var d2_4 = 0.0; var d2_5 = 0.0; var d2_6 = 0.0; var d2_7 = 0.0; var d2_8 = 0.0; var d2_9 = 0.0; var d2_10 = 0.0; var d2_11 = 0.0; var d2_12 = 0.0; var d2_13 = 0.0; var d2_14 = 0.0; var d2_15 = 0.0;
+    var d3_0 = 0.0; var d3_1 = 0.0; var d3_2 = 0.0; var d3_3 = 0.0; var d3_4 = 0.0; var d3_5 = 0.0; var d3_6 = 0.0; var d3_7 = 0.0; var d3_8 = 0.0; var d3_9 = 0.0; var d3_10 = 0.0; var d3_11 = 0.0; var d3_12 = 0.0; var d3_13 = 0.0; var d3_14 = 0.0; var d3_15 = 0.0;
+    for (var p0 = begin; p0 < end; p0 += 8u) {
+        let plane = i32(b * p.c * p.h * p.w);
+        let ih = i32(oh * p.sh) - i32(p.ph); let iw = i32(ow * p.sw) - i32(p.pw);
+        let live = p0 + lane < end;
+        let t0 = select(vec4(0.0), run4(plane + run0.x, ih + run0.y * i32(p.dh), iw + run0.z), live);
+        let t1 = select(vec4(0.0), run4(plane + run1.x, ih + run1.y * i32(p.dh), iw + run1.z), live);
+        let t2 = select(vec4(0.0), run4(plane + run2.x, ih + run2.y * i32(p.dh), iw + run2.z), live);
+        let t3 = select(vec4(0.0), run4(plane + run3.x, ih + run3.y * i32(p.dh), iw + run3.z), live);
+        // dy of this lane's channels at the step's 8 pixels: two vec4s, each inside one image.
+        let qb1 = select(qb, qb + 1u, qq + 4u >= ohw); let qq1 = select(qq + 4u, qq + 4u - ohw, qq + 4u >= ohw);
+        let in0 = vec4(p0) + vec4(0u, 1u, 2u, 3u) < vec4(end); let in1 = vec4(p0 + 4u) + vec4(0u, 1u, 2u, 3u) < vec4(end);
+        let g0a = select(vec4(0.0), dy4[((qb * p.cout + ch0) * ohw + qq) / 4u], in0); let g0b = select(vec4(0.0), dy4[((qb1 * p.cout + ch0) * ohw + qq1) / 4u], in1);
+        let g1a = select(vec4(0.0), dy4[((qb * p.cout + ch1) * ohw + qq) / 4u], in0); let g1b = select(vec4(0.0), dy4[((qb1 * p.cout + ch1) * ohw + qq1) / 4u], in1);
+        let g2a = select(vec4(0.0), dy4[((qb * p.cout + ch2) * ohw + qq) / 4u], in0); let g2b = select(vec4(0.0), dy4[((qb1 * p.cout + ch2) * ohw + qq1) / 4u], in1);
+        let g3a = select(vec4(0.0), dy4[((qb * p.cout + ch3) * ohw + qq) / 4u], in0); let g3b = select(vec4(0.0), dy4[((qb1 * p.cout + ch3) * ohw + qq1) / 4u], in1);
+        { let v = subgroupBroadcast(t0.x, 0u); d0_0 = fma(v, g0a.x, d0_0); d1_0 = fma(v, g1a.x, d1_0); d2_0 = fma(v, g2a.x, d2_0); d3_0 = fma(v, g3a.x, d3_0); }
+        { let v = subgroupBroadcast(t0.y, 0u); d0_1 = fma(v, g0a.x, d0_1); d1_1 = fma(v, g1a.x, d1_1); d2_1 = fma(v, g2a.x, d2_1); d3_1 = fma(v, g3a.x, d3_1); }
+        { let v = subgroupBroadcast(t0.z, 0u); d0_2 = fma(v, g0a.x, d0_2); d1_2 = fma(v, g1a.x, d1_2); d2_2 = fma(v, g2a.x, d2_2); d3_2 = fma(v, g3a.x, d3_2); }
+        { let v = subgroupBroadcast(t0.w, 0u); d0_3 = fma(v, g0a.x, d0_3); d1_3 = fma(v, g1a.x, d1_3); d2_3 = fma(v, g2a.x, d2_3); d3_3 = fma(v, g3a.x, d3_3); }
+        { let v = subgroupBroadcast(t1.x, 0u); d0_4 = fma(v, g0a.x, d0_4); d1_4 = fma(v, g1a.x, d1_4); d2_4 = fma(v, g2a.x, d2_4); d3_4 = fma(v, g3a.x, d3_4); }
+        { let v = subgroupBroadcast(t1.y, 0u); d0_5 = fma(v, g0a.x, d0_5); d1_5 = fma(v, g1a.x, d1_5); d2_5 = fma(v, g2a.x, d2_5); d3_5 = fma(v, g3a.x, d3_5); }
+        { let v = subgroupBroadcast(t1.z, 0u); d0_6 = fma(v, g0a.x, d0_6); d1_6 = fma(v, g1a.x, d1_6); d2_6 = fma(v, g2a.x, d2_6); d3_6 = fma(v, g3a.x, d3_6); }
+        { let v = subgroupBroadcast(t1.w, 0u); d0_7 = fma(v, g0a.x, d0_7); d1_7 = fma(v, g1a.x, d1_7); d2_7 = fma(v, g2a.x, d2_7); d3_7 = fma(v, g3a.x, d3_7); }
+        { let v = subgroupBroadcast(t2.x, 0u); d0_8 = fma(v, g0a.x, d0_8); d1_8 = fma(v, g1a.x, d1_8); d2_8 = fma(v, g2a.x, d2_8); d3_8 = fma(v, g3a.x, d3_8); }
+        { let v = subgroupBroadcast(t2.y, 0u); d0_9 = fma(v, g0a.x, d0_9); d1_9 = fma(v, g1a.x, d1_9); d2_9 = fma(v, g2a.x, d2_9); d3_9 = fma(v, g3a.x, d3_9); }
+        { let v = subgroupBroadcast(t2.z, 0u); d0_10 = fma(v, g0a.x, d0_10); d1_10 = fma(v, g1a.x, d1_10); d2_10 = fma(v, g2a.x, d2_10); d3_10 = fma(v, g3a.x, d3_10); }
+        { let v = subgroupBroadcast(t2.w, 0u); d0_11 = fma(v, g0a.x, d0_11); d1_11 = fma(v, g1a.x, d1_11); d2_11 = fma(v, g2a.x, d2_11); d3_11 = fma(v, g3a.x, d3_11); }
+        { let v = subgroupBroadcast(t3.x, 0u); d0_12 = fma(v, g0a.x, d0_12); d1_12 = fma(v, g1a.x, d1_12); d2_12 = fma(v, g2a.x, d2_12); d3_12 = fma(v, g3a.x, d3_12); }
+        { let v = subgroupBroadcast(t3.y, 0u); d0_13 = fma(v, g0a.x, d0_13); d1_13 = fma(v, g1a.x, d1_13); d2_13 = fma(v, g2a.x, d2_13); d3_13 = fma(v, g3a.x, d3_13); }
+        { let v = subgroupBroadcast(t3.z, 0u); d0_14 = fma(v, g0a.x, d0_14); d1_14 = fma(v, g1a.x, d1_14); d2_14 = fma(v, g2a.x, d2_14); d3_14 = fma(v, g3a.x, d3_14); }
+        { let v = subgroupBroadcast(t3.w, 0u); d0_15 = fma(v, g0a.x, d0_15); d1_15 = fma(v, g1a.x, d1_15); d2_15 = fma(v, g2a.x, d2_15); d3_15 = fma(v, g3a.x, d3_15); }
+        { let v = subgroupBroadcast(t0.x, 1u); d0_0 = fma(v, g0a.y, d0_0); d1_0 = fma(v, g1a.y, d1_0); d2_0 = fma(v, g2a.y, d2_0); d3_0 = fma(v, g3a.y, d3_0); }
+        { let v = subgroupBroadcast(t0.y, 1u); d0_1 = fma(v, g0a.y, d0_1); d1_1 = fma(v, g1a.y, d1_1); d2_1 = fma(v, g2a.y, d2_1); d3_1 = fma(v, g3a.y, d3_1); }
+        { let v = subgroupBroadcast(t0.z, 1u); d0_2 = fma(v, g0a.y, d0_2); d1_2 = fma(v, g1a.y, d1_2); d2_2 = fma(v, g2a.y, d2_2); d3_2 = fma(v, g3a.y, d3_2); }
+        { let v = subgroupBroadcast(t0.w, 1u); d0_3 = fma(v, g0a.y, d0_3); d1_3 = fma(v, g1a.y, d1_3); d2_3 = fma(v, g2a.y, d2_3); d3_3 = fma(v, g3a.y, d3_3); }
+        { let v = subgroupBroadcast(t1.x, 1u); d0_4 = fma(v, g0a.y, d0_4); d1_4 = fma(v, g1a.y, d1_4); d2_4 = fma(v, g2a.y, d2_4); d3_4 = fma(v, g3a.y, d3_4); }
+        { let v = subgroupBroadcast(t1.y, 1u); d0_5 = fma(v, g0a.y, d0_5); d1_5 = fma(v, g1a.y, d1_5); d2_5 = fma(v, g2a.y, d2_5); d3_5 = fma(v, g3a.y, d3_5); }
+        { let v = subgroupBroadcast(t1.z, 1u); d0_6 = fma(v, g0a.y, d0_6); d1_6 = fma(v, g1a.y, d1_6); d2_6 = fma(v, g2a.y, d2_6); d3_6 = fma(v, g3a.y, d3_6); }
+        { let v = subgroupBroadcast(t1.w, 1u); d0_7 = fma(v, g0a.y, d0_7); d1_7 = fma(v, g1a.y, d1_7); d2_7 = fma(v, g2a.y, d2_7); d3_7 = fma(v, g3a.y, d3_7); }
+        { let v = subgroupBroadcast(t2.x, 1u); d0_8 = fma(v, g0a.y, d0_8); d1_8 = fma(v, g1a.y, d1_8); d2_8 = fma(v, g2a.y, d2_8); d3_8 = fma(v, g3a.y, d3_8); }
+        { let v = subgroupBroadcast(t2.y, 1u); d0_9 = fma(v, g0a.y, d0_9); d1_9 = fma(v, g1a.y, d1_9); d2_9 = fma(v, g2a.y, d2_9); d3_9 = fma(v, g3a.y, d3_9); }
+        { let v = subgroupBroadcast(t2.z, 1u); d0_10 = fma(v, g0a.y, d0_10); d1_10 = fma(v, g1a.y, d1_10); d2_10 = fma(v, g2a.y, d2_10); d3_10 = fma(v, g3a.y, d3_10); }
+        { let v = subgroupBroadcast(t2.w, 1u); d0_11 = fma(v, g0a.y, d0_11); d1_11 = fma(v, g1a.y, d1_11); d2_11 = fma(v, g2a.y, d2_11); d3_11 = fma(v, g3a.y, d3_11); }
+        { let v = subgroupBroadcast(t3.x, 1u); d0_12 = fma(v, g0a.y, d0_12); d1_12 = fma(v, g1a.y, d1_12); d2_12 = fma(v, g2a.y, d2_12); d3_12 = fma(v, g3a.y, d3_12); }
+        { let v = subgroupBroadcast(t3.y, 1u); d0_13 = fma(v, g0a.y, d0_13); d1_13 = fma(v, g1a.y, d1_13); d2_13 = fma(v, g2a.y, d2_13); d3_13 = fma(v, g3a.y, d3_13); }
+        { let v = subgroupBroadcast(t3.z, 1u); d0_14 = fma(v, g0a.y, d0_14); d1_14 = fma(v, g1a.y, d1_14); d2_14 = fma(v, g2a.y, d2_14); d3_14 = fma(v, g3a.y, d3_14); }
+        { let v = subgroupBroadcast(t3.w, 1u); d0_15 = fma(v, g0a.y, d0_15); d1_15 = fma(v, g1a.y, d1_15); d2_15 = fma(v, g2a.y, d2_15); d3_15 = fma(v, g3a.y, d3_15); }
+        { let v = subgroupBroadcast(t0.x, 2u); d0_0 = fma(v, g0a.z, d0_0); d1_0 = fma(v, g1a.z, d1_0); d2_0 = fma(v, g2a.z, d2_0); d3_0 = fma(v, g3a.z, d3_0); }
+        { let v = subgroupBroadcast(t0.y, 2u); d0_1 = fma(v, g0a.z, d0_1); d1_1 = fma(v, g1a.z, d1_1); d2_1 = fma(v, g2a.z, d2_1); d3_1 = fma(v, g3a.z, d3_1); }
+        { let v = subgroupBroadcast(t0.z, 2u); d0_2 = fma(v, g0a.z, d0_2); d1_2 = fma(v, g1a.z, d1_2); d2_2 = fma(v, g2a.z, d2_2); d3_2 = fma(v, g3a.z, d3_2); }
+        { let v = subgroupBroadcast(t0.w, 2u); d0_3 = fma(v, g0a.z, d0_3); d1_3 = fma(v, g1a.z, d1_3); d2_3 = fma(v, g2a.z, d2_3); d3_3 = fma(v, g3a.z, d3_3); }
+        { let v = subgroupBroadcast(t1.x, 2u); d0_4 = fma(v, g0a.z, d0_4); d1_4 = fma(v, g1a.z, d1_4); d2_4 = fma(v, g2a.z, d2_4); d3_4 = fma(v, g3a.z, d3_4); }
+        { let v = subgroupBroadcast(t1.y, 2u); d0_5 = fma(v, g0a.z, d0_5); d1_5 = fma(v, g1a.z, d1_5); d2_5 = fma(v, g2a.z, d2_5); d3_5 = fma(v, g3a.z, d3_5); }
+        { let v = subgroupBroadcast(t1.z, 2u); d0_6 = fma(v, g0a.z, d0_6); d1_6 = fma(v, g1a.z, d1_6); d2_6 = fma(v, g2a.z, d2_6); d3_6 = fma(v, g3a.z, d3_6); }
+        { let v = subgroupBroadcast(t1.w, 2u); d0_7 = fma(v, g0a.z, d0_7); d1_7 = fma(v, g1a.z, d1_7); d2_7 = fma(v, g2a.z, d2_7); d3_7 = fma(v, g3a.z, d3_7); }
+        { let v = subgroupBroadcast(t2.x, 2u); d0_8 = fma(v, g0a.z, d0_8); d1_8 = fma(v, g1a.z, d1_8); d2_8 = fma(v, g2a.z, d2_8); d3_8 = fma(v, g3a.z, d3_8); }
+        { let v = subgroupBroadcast(t2.y, 2u); d0_9 = fma(v, g0a.z, d0_9); d1_9 = fma(v, g1a.z, d1_9); d2_9 = fma(v, g2a.z, d2_9); d3_9 = fma(v, g3a.z, d3_9); }
+        { let v = subgroupBroadcast(t2.z, 2u); d0_10 = fma(v, g0a.z, d0_10); d1_10 = fma(v, g1a.z, d1_10); d2_10 = fma(v, g2a.z, d2_10); d3_10 = fma(v, g3a.z, d3_10); }
+        { let v = subgroupBroadcast(t2.w, 2u); d0_11 = fma(v, g0a.z, d0_11); d1_11 = fma(v, g1a.z, d1_11); d2_11 = fma(v, g2a.z, d2_11); d3_11 = fma(v, g3a.z, d3_11); }
+        { let v = subgroupBroadcast(t3.x, 2u); d0_12 = fma(v, g0a.z, d0_12); d1_12 = fma(v, g1a.z, d1_12); d2_12 = fma(v, g2a.z, d2_12); d3_12 = fma(v, g3a.z, d3_12); }
+        { let v = subgroupBroadcast(t3.y, 2u); d0_13 = fma(v, g0a.z, d0_13); d1_13 = fma(v, g1a.z, d1_13); d2_13 = fma(v, g2a.z, d2_13); d3_13 = fma(v, g3a.z, d3_13); }
+        { let v = subgroupBroadcast(t3.z, 2u); d0_14 = fma(v, g0a.z, d0_14); d1_14 = fma(v, g1a.z, d1_14); d2_14 = fma(v, g2a.z, d2_14); d3_14 = fma(v, g3a.z, d3_14); }
+        { let v = subgroupBroadcast(t3.w, 2u); d0_15 = fma(v, g0a.z, d0_15); d1_15 = fma(v, g1a.z, d1_15); d2_15 = fma(v, g2a.z, d2_15); d3_15 = fma(v, g3a.z, d3_15); }
+        { let v = subgroupBroadcast(t0.x, 3u); d0_0 = fma(v, g0a.w, d0_0); d1_0 = fma(v, g1a.w, d1_0); d2_0 = fma(v, g2a.w, d2_0); d3_0 = fma(v, g3a.w, d3_0); }
+        { let v = subgroupBroadcast(t0.y, 3u); d0_1 = fma(v, g0a.w, d0_1); d1_1 = fma(v, g1a.w, d1_1); d2_1 = fma(v, g2a.w, d2_1); d3_1 = fma(v, g3a.w, d3_1); }
+        { let v = subgroupBroadcast(t0.z, 3u); d0_2 = fma(v, g0a.w, d0_2); d1_2 = fma(v, g1a.w, d1_2); d2_2 = fma(v, g2a.w, d2_2); d3_2 = fma(v, g3a.w, d3_2); }
+        { let v = subgroupBroadcast(t0.w, 3u); d0_3 = fma(v, g0a.w, d0_3); d1_3 = fma(v, g1a.w, d1_3); d2_3 = fma(v, g2a.w, d2_3); d3_3 = fma(v, g3a.w, d3_3); }
+        { let v = subgroupBroadcast(t1.x, 3u); d0_4 = fma(v, g0a.w, d0_4); d1_4 = fma(v, g1a.w, d1_4); d2_4 = fma(v, g2a.w, d2_4); d3_4 = fma(v, g3a.w, d3_4); }
+        { let v = subgroupBroadcast(t1.y, 3u); d0_5 = fma(v, g0a.w, d0_5); d1_5 = fma(v, g1a.w, d1_5); d2_5 = fma(v, g2a.w, d2_5); d3_5 = fma(v, g3a.w, d3_5); }
+        { let v = subgroupBroadcast(t1.z, 3u); d0_6 = fma(v, g0a.w, d0_6); d1_6 = fma(v, g1a.w, d1_6); d2_6 = fma(v, g2a.w, d2_6); d3_6 = fma(v, g3a.w, d3_6); }
+        { let v = subgroupBroadcast(t1.w, 3u); d0_7 = fma(v, g0a.w, d0_7); d1_7 = fma(v, g1a.w, d1_7); d2_7 = fma(v, g2a.w, d2_7); d3_7 = fma(v, g3a.w, d3_7); }
+        { let v = subgroupBroadcast(t2.x, 3u); d0_8 = fma(v, g0a.w, d0_8); d1_8 = fma(v, g1a.w, d1_8); d2_8 = fma(v, g2a.w, d2_8); d3_8 = fma(v, g3a.w, d3_8); }
+        { let v = subgroupBroadcast(t2.y, 3u); d0_9 = fma(v, g0a.w, d0_9); d1_9 = fma(v, g1a.w, d1_9); d2_9 = fma(v, g2a.w, d2_9); d3_9 = fma(v, g3a.w, d3_9); }
+        { let v = subgroupBroadcast(t2.z, 3u); d0_10 = fma(v, g0a.w, d0_10); d1_10 = fma(v, g1a.w, d1_10); d2_10 = fma(v, g2a.w, d2_10); d3_10 = fma(v, g3a.w, d3_10); }
+        { let v = subgroupBroadcast(t2.w, 3u); d0_11 = fma(v, g0a.w, d0_11); d1_11 = fma(v, g1a.w, d1_11); d2_11 = fma(v, g2a.w, d2_11); d3_11 = fma(v, g3a.w, d3_11); }
+        { let v = subgroupBroadcast(t3.x, 3u); d0_12 = fma(v, g0a.w, d0_12); d1_12 = fma(v, g1a.w, d1_12); d2_12 = fma(v, g2a.w, d2_12); d3_12 = fma(v, g3a.w, d3_12); }
+        { let v = subgroupBroadcast(t3.y, 3u); d0_13 = fma(v, g0a.w, d0_13); d1_13 = fma(v, g1a.w, d1_13); d2_13 = fma(v, g2a.w, d2_13); d3_13 = fma(v, g3a.w, d3_13); }
+        { let v = subgroupBroadcast(t3.z, 3u); d0_14 = fma(v, g0a.w, d0_14); d1_14 = fma(v, g1a.w, d1_14); d2_14 = fma(v, g2a.w, d2_14); d3_14 = fma(v, g3a.w, d3_14); }
+        { let v = subgroupBroadcast(t3.w, 3u); d0_15 = fma(v, g0a.w, d0_15); d1_15 = fma(v, g1a.w, d1_15); d2_15 = fma(v, g2a.w, d2_15); d3_15 = fma(v, g3a.w, d3_15); }
+        { let v = subgroupBroadcast(t0.x, 4u); d0_0 = fma(v, g0b.x, d0_0); d1_0 = fma(v, g1b.x, d1_0); d2_0 = fma(v, g2b.x, d2_0); d3_0 = fma(v, g3b.x, d3_0); }
+        { let v = subgroupBroadcast(t0.y, 4u); d0_1 = fma(v, g0b.x, d0_1); d1_1 = fma(v, g1b.x, d1_1); d2_1 = fma(v, g2b.x, d2_1); d3_1 = fma(v, g3b.x, d3_1); }
+        { let v = subgroupBroadcast(t0.z, 4u); d0_2 = fma(v, g0b.x, d0_2); d1_2 = fma(v, g1b.x, d1_2); d2_2 = fma(v, g2b.x, d2_2); d3_2 = fma(v, g3b.x, d3_2); }
+        { let v = subgroupBroadcast(t0.w, 4u); d0_3 = fma(v, g0b.x, d0_3); d1_3 = fma(v, g1b.x, d1_3); d2_3 = fma(v, g2b.x, d2_3); d3_3 = fma(v, g3b.x, d3_3); }
+        { let v = subgroupBroadcast(t1.x, 4u); d0_4 = fma(v, g0b.x, d0_4); d1_4 = fma(v, g1b.x, d1_4); d2_4 = fma(v, g2b.x, d2_4); d3_4 = fma(v, g3b.x, d3_4); }
+        { let v = subgroupBroadcast(t1.y, 4u); d0_5 = fma(v, g0b.x, d0_5); d1_5 = fma(v, g1b.x, d1_5); d2_5 = fma(v, g2b.x, d2_5); d3_5 = fma(v, g3b.x, d3_5); }
+        { let v = subgroupBroadcast(t1.z, 4u); d0_6 = fma(v, g0b.x, d0_6); d1_6 = fma(v, g1b.x, d1_6); d2_6 = fma(v, g2b.x, d2_6); d3_6 = fma(v, g3b.x, d3_6); }
+        { let v = subgroupBroadcast(t1.w, 4u); d0_7 = fma(v, g0b.x, d0_7); d1_7 = fma(v, g1b.x, d1_7); d2_7 = fma(v, g2b.x, d2_7); d3_7 = fma(v, g3b.x, d3_7); }
+        { let v = subgroupBroadcast(t2.x, 4u); d0_8 = fma(v, g0b.x, d0_8); d1_8 = fma(v, g1b.x, d1_8); d2_8 = fma(v, g2b.x, d2_8); d3_8 = fma(v, g3b.x, d3_8); }
+        { let v = subgroupBroadcast(t2.y, 4u); d0_9 = fma(v, g0b.x, d0_9); d1_9 = fma(v, g1b.x, d1_9); d2_9 = fma(v, g2b.x, d2_9); d3_9 = fma(v, g3b.x, d3_9); }
+        { let v = subgroupBroadcast(t2.z, 4u); d0_10 = fma(v, g0b.x, d0_10); d1_10 = fma(v, g1b.x, d1_10); d2_10 = fma(v, g2b.x, d2_10); d3_10 = fma(v, g3b.x, d3_10); }
+        { let v = subgroupBroadcast(t2.w, 4u); d0_11 = fma(v, g0b.x, d0_11); d1_11 = fma(v, g1b.x, d1_11); d2_11 = fma(v, g2b.x, d2_11); d3_11 = fma(v, g3b.x, d3_11); }
+        { let v = subgroupBroadcast(t3.x, 4u); d0_12 = fma(v, g0b.x, d0_12); d1_12 = fma(v, g1b.x, d1_12); d2_12 = fma(v, g2b.x, d2_12); d3_12 = fma(v, g3b.x, d3_12); }
+        { let v = subgroupBroadcast(t3.y, 4u); d0_13 = fma(v, g0b.x, d0_13); d1_13 = fma(v, g1b.x, d1_13); d2_13 = fma(v, g2b.x, d2_13); d3_13 = fma(v, g3b.x, d3_13); }
+        { let v = subgroupBroadcast(t3.z, 4u); d0_14 = fma(v, g0b.x, d0_14); d1_14 = fma(v, g1b.x, d1_14); d2_14 = fma(v, g2b.x, d2_14); d3_14 = fma(v, g3b.x, d3_14); }
+        { let v = subgroupBroadcast(t3.w, 4u); d0_15 = fma(v, g0b.x, d0_15); d1_15 = fma(v, g1b.x, d1_15); d2_15 = fma(v, g2b.x, d2_15); d3_15 = fma(v, g3b.x, d3_15); }
+        { let v = subgroupBroadcast(t0.x, 5u); d0_0 = fma(v, g0b.y, d0_0); d1_0 = fma(v, g1b.y, d1_0); d2_0 = fma(v, g2b.y, d2_0); d3_0 = fma(v, g3b.y, d3_0); }
+        { let v = subgroupBroadcast(t0.y, 5u); d0_1 = fma(v, g0b.y, d0_1); d1_1 = fma(v, g1b.y, d1_1); d2_1 = fma(v, g2b.y, d2_1); d3_1 = fma(v, g3b.y, d3_1); }
+        { let v = subgroupBroadcast(t0.z, 5u); d0_2 = fma(v, g0b.y, d0_2); d1_2 = fma(v, g1b.y, d1_2); d2_2 = fma(v, g2b.y, d2_2); d3_2 = fma(v, g3b.y, d3_2); }
+        { let v = subgroupBroadcast(t0.w, 5u); d0_3 = fma(v, g0b.y, d0_3); d1_3 = fma(v, g1b.y, d1_3); d2_3 = fma(v, g2b.y, d2_3); d3_3 = fma(v, g3b.y, d3_3); }
+        { let v = subgroupBroadcast(t1.x, 5u); d0_4 = fma(v, g0b.y, d0_4); d1_4 = fma(v, g1b.y, d1_4); d2_4 = fma(v, g2b.y, d2_4); d3_4 = fma(v, g3b.y, d3_4); }
+        { let v = subgroupBroadcast(t1.y, 5u); d0_5 = fma(v, g0b.y, d0_5); d1_5 = fma(v, g1b.y, d1_5); d2_5 = fma(v, g2b.y, d2_5); d3_5 = fma(v, g3b.y, d3_5); }
+        { let v = subgroupBroadcast(t1.z, 5u); d0_6 = fma(v, g0b.y, d0_6); d1_6 = fma(v, g1b.y, d1_6); d2_6 = fma(v, g2b.y, d2_6); d3_6 = fma(v, g3b.y, d3_6); }
+        { let v = subgroupBroadcast(t1.w, 5u); d0_7 = fma(v, g0b.y, d0_7); d1_7 = fma(v, g1b.y, d1_7); d2_7 = fma(v, g2b.y, d2_7); d3_7 = fma(v, g3b.y, d3_7); }
+        { let v = subgroupBroadcast(t2.x, 5u); d0_8 = fma(v, g0b.y, d0_8); d1_8 = fma(v, g1b.y, d1_8); d2_8 = fma(v, g2b.y, d2_8); d3_8 = fma(v, g3b.y, d3_8); }
+        { let v = subgroupBroadcast(t2.y, 5u); d0_9 = fma(v, g0b.y, d0_9); d1_9 = fma(v, g1b.y, d1_9); d2_9 = fma(v, g2b.y, d2_9); d3_9 = fma(v, g3b.y, d3_9); }
+        { let v = subgroupBroadcast(t2.z, 5u); d0_10 = fma(v, g0b.y, d0_10); d1_10 = fma(v, g1b.y, d1_10); d2_10 = fma(v, g2b.y, d2_10); d3_10 = fma(v, g3b.y, d3_10); }
+        { let v = subgroupBroadcast(t2.w, 5u); d0_11 = fma(v, g0b.y, d0_11); d1_11 = fma(v, g1b.y, d1_11); d2_11 = fma(v, g2b.y, d2_11); d3_11 = fma(v, g3b.y, d3_11); }
+        { let v = subgroupBroadcast(t3.x, 5u); d0_12 = fma(v, g0b.y, d0_12); d1_12 = fma(v, g1b.y, d1_12); d2_12 = fma(v, g2b.y, d2_12); d3_12 = fma(v, g3b.y, d3_12); }
+        { let v = subgroupBroadcast(t3.y, 5u); d0_13 = fma(v, g0b.y, d0_13); d1_13 = fma(v, g1b.y, d1_13); d2_13 = fma(v, g2b.y, d2_13); d3_13 = fma(v, g3b.y, d3_13); }
+        { let v = subgroupBroadcast(t3.z, 5u); d0_14 = fma(v, g0b.y, d0_14); d1_14 = fma(v, g1b.y, d1_14); d2_14 = fma(v, g2b.y, d2_14); d3_14 = fma(v, g3b.y, d3_14); }
+        { let v = subgroupBroadcast(t3.w, 5u); d0_15 = fma(v, g0b.y, d0_15); d1_15 = fma(v, g1b.y, d1_15); d2_15 = fma(v, g2b.y, d2_15); d3_15 = fma(v, g3b.y, d3_15); }
+        { let v = subgroupBroadcast(t0.x, 6u); d0_0 = fma(v, g0b.z, d0_0); d1_0 = fma(v, g1b.z, d1_0); d2_0 = fma(v, g2b.z, d2_0); d3_0 = fma(v, g3b.z, d3_0); }
+        { let v = subgroupBroadcast(t0.y, 6u); d0_1 = fma(v, g0b.z, d0_1); d1_1 = fma(v, g1b.z, d1_1); d2_1 = fma(v, g2b.z, d2_1); d3_1 = fma(v, g3b.z, d3_1); }
+        { let v = subgroupBroadcast(t0.z, 6u); d0_2 = fma(v, g0b.z, d0_2); d1_2 = fma(v, g1b.z, d1_2); d2_2 = fma(v, g2b.z, d2_2); d3_2 = fma(v, g3b.z, d3_2); }
+        { let v = subgroupBroadcast(t0.w, 6u); d0_3 = fma(v, g0b.z, d0_3); d1_3 = fma(v, g1b.z, d1_3); d2_3 = fma(v, g2b.z, d2_3); d3_3 = fma(v, g3b.z, d3_3); }
+        { let v = subgroupBroadcast(t1.x, 6u); d0_4 = fma(v, g0b.z, d0_4); d1_4 = fma(v, g1b.z, d1_4); d2_4 = fma(v, g2b.z, d2_4); d3_4 = fma(v, g3b.z, d3_4); }
+        { let v = subgroupBroadcast(t1.y, 6u); d0_5 = fma(v, g0b.z, d0_5); d1_5 = fma(v, g1b.z, d1_5); d2_5 = fma(v, g2b.z, d2_5); d3_5 = fma(v, g3b.z, d3_5); }
+        { let v = subgroupBroadcast(t1.z, 6u); d0_6 = fma(v, g0b.z, d0_6); d1_6 = fma(v, g1b.z, d1_6); d2_6 = fma(v, g2b.z, d2_6); d3_6 = fma(v, g3b.z, d3_6); }
+        { let v = subgroupBroadcast(t1.w, 6u); d0_7 = fma(v, g0b.z, d0_7); d1_7 = fma(v, g1b.z, d1_7); d2_7 = fma(v, g2b.z, d2_7); d3_7 = fma(v, g3b.z, d3_7); }
+        { let v = subgroupBroadcast(t2.x, 6u); d0_8 = fma(v, g0b.z, d0_8); d1_8 = fma(v, g1b.z, d1_8); d2_8 = fma(v, g2b.z, d2_8); d3_8 = fma(v, g3b.z, d3_8); }
+        { let v = subgroupBroadcast(t2.y, 6u); d0_9 = fma(v, g0b.z, d0_9); d1_9 = fma(v, g1b.z, d1_9); d2_9 = fma(v, g2b.z, d2_9); d3_9 = fma(v, g3b.z, d3_9); }
+        { let v = subgroupBroadcast(t2.z, 6u); d0_10 = fma(v, g0b.z, d0_10); d1_10 = fma(v, g1b.z, d1_10); d2_10 = fma(v, g2b.z, d2_10); d3_10 = fma(v, g3b.z, d3_10); }
+        { let v = subgroupBroadcast(t2.w, 6u); d0_11 = fma(v, g0b.z, d0_11); d1_11 = fma(v, g1b.z, d1_11); d2_11 = fma(v, g2b.z, d2_11); d3_11 = fma(v, g3b.z, d3_11); }
+        { let v = subgroupBroadcast(t3.x, 6u); d0_12 = fma(v, g0b.z, d0_12); d1_12 = fma(v, g1b.z, d1_12); d2_12 = fma(v, g2b.z, d2_12); d3_12 = fma(v, g3b.z, d3_12); }
+        { let v = subgroupBroadcast(t3.y, 6u); d0_13 = fma(v, g0b.z, d0_13); d1_13 = fma(v, g1b.z, d1_13); d2_13 = fma(v, g2b.z, d2_13); d3_13 = fma(v, g3b.z, d3_13); }
+        { let v = subgroupBroadcast(t3.z, 6u); d0_14 = fma(v, g0b.z, d0_14); d1_14 = fma(v, g1b.z, d1_14); d2_14 = fma(v, g2b.z, d2_14); d3_14 = fma(v, g3b.z, d3_14); }
+        { let v = subgroupBroadcast(t3.w, 6u); d0_15 = fma(v, g0b.z, d0_15); d1_15 = fma(v, g1b.z, d1_15); d2_15 = fma(v, g2b.z, d2_15); d3_15 = fma(v, g3b.z, d3_15); }
+        { let v = subgroupBroadcast(t0.x, 7u); d0_0 = fma(v, g0b.w, d0_0); d1_0 = fma(v, g1b.w, d1_0); d2_0 = fma(v, g2b.w, d2_0); d3_0 = fma(v, g3b.w, d3_0); }
+        { let v = subgroupBroadcast(t0.y, 7u); d0_1 = fma(v, g0b.w, d0_1); d1_1 = fma(v, g1b.w, d1_1); d2_1 = fma(v, g2b.w, d2_1); d3_1 = fma(v, g3b.w, d3_1); }
+        { let v = subgroupBroadcast(t0.z, 7u); d0_2 = fma(v, g0b.w, d0_2); d1_2 = fma(v, g1b.w, d1_2); d2_2 = fma(v, g2b.w, d2_2); d3_2 = fma(v, g3b.w, d3_2); }
+        { let v = subgroupBroadcast(t0.w, 7u); d0_3 = fma(v, g0b.w, d0_3); d1_3 = fma(v, g1b.w, d1_3); d2_3 = fma(v, g2b.w, d2_3); d3_3 = fma(v, g3b.w, d3_3); }
+        { let v = subgroupBroadcast(t1.x, 7u); d0_4 = fma(v, g0b.w, d0_4); d1_4 = fma(v, g1b.w, d1_4); d2_4 = fma(v, g2b.w, d2_4); d3_4 = fma(v, g3b.w, d3_4); }
+        { let v = subgroupBroadcast(t1.y, 7u); d0_5 = fma(v, g0b.w, d0_5); d1_5 = fma(v, g1b.w, d1_5); d2_5 = fma(v, g2b.w, d2_5); d3_5 = fma(v, g3b.w, d3_5); }
+        { let v = subgroupBroadcast(t1.z, 7u); d0_6 = fma(v, g0b.w, d0_6); d1_6 = fma(v, g1b.w, d1_6); d2_6 = fma(v, g2b.w, d2_6); d3_6 = fma(v, g3b.w, d3_6); }
+        { let v = subgroupBroadcast(t1.w, 7u); d0_7 = fma(v, g0b.w, d0_7); d1_7 = fma(v, g1b.w, d1_7); d2_7 = fma(v, g2b.w, d2_7); d3_7 = fma(v, g3b.w, d3_7); }
+        { let v = subgroupBroadcast(t2.x, 7u); d0_8 = fma(v, g0b.w, d0_8); d1_8 = fma(v, g1b.w, d1_8); d2_8 = fma(v, g2b.w, d2_8); d3_8 = fma(v, g3b.w, d3_8); }
+        { let v = subgroupBroadcast(t2.y, 7u); d0_9 = fma(v, g0b.w, d0_9); d1_9 = fma(v, g1b.w, d1_9); d2_9 = fma(v, g2b.w, d2_9); d3_9 = fma(v, g3b.w, d3_9); }
+        { let v = subgroupBroadcast(t2.z, 7u); d0_10 = fma(v, g0b.w, d0_10); d1_10 = fma(v, g1b.w, d1_10); d2_10 = fma(v, g2b.w, d2_10); d3_10 = fma(v, g3b.w, d3_10); }
+        { let v = subgroupBroadcast(t2.w, 7u); d0_11 = fma(v, g0b.w, d0_11); d1_11 = fma(v, g1b.w, d1_11); d2_11 = fma(v, g2b.w, d2_11); d3_11 = fma(v, g3b.w, d3_11); }
+        { let v = subgroupBroadcast(t3.x, 7u); d0_12 = fma(v, g0b.w, d0_12); d1_12 = fma(v, g1b.w, d1_12); d2_12 = fma(v, g2b.w, d2_12); d3_12 = fma(v, g3b.w, d3_12); }
+        { let v = subgroupBroadcast(t3.y, 7u); d0_13 = fma(v, g0b.w, d0_13); d1_13 = fma(v, g1b.w, d1_13); d2_13 = fma(v, g2b.w, d2_13); d3_13 = fma(v, g3b.w, d3_13); }
+        { let v = subgroupBroadcast(t3.z, 7u); d0_14 = fma(v, g0b.w, d0_14); d1_14 = fma(v, g1b.w, d1_14); d2_14 = fma(v, g2b.w, d2_14); d3_14 = fma(v, g3b.w, d3_14); }
+        { let v = subgroupBroadcast(t3.w, 7u); d0_15 = fma(v, g0b.w, d0_15); d1_15 = fma(v, g1b.w, d1_15); d2_15 = fma(v, g2b.w, d2_15); d3_15 = fma(v, g3b.w, d3_15); }
+        qq += 8u;
+        while (qq >= ohw) { qq -= ohw; qb++; }
+        ow += 8u;
+        while (ow >= p.ow) { ow -= p.ow; oh++; if (oh == p.oh) { oh = 0u; b++; } }
+    }
+    store8_part(part, n0 + lane + 0u, k0 + 0u, vec4(d0_0, d0_2, d0_4, d0_6), vec4(d0_1, d0_3, d0_5, d0_7));
+    store8_part(part, n0 + lane + 0u, k0 + 8u, vec4(d0_8, d0_10, d0_12, d0_14), vec4(d0_9, d0_11, d0_13, d0_15));
+    store8_part(part, n0 + lane + 8u, k0 + 0u, vec4(d1_0, d1_2, d1_4, d1_6), vec4(d1_1, d1_3, d1_5, d1_7));
+    store8_part(part, n0 + lane + 8u, k0 + 8u, vec4(d1_8, d1_10, d1_12, d1_14), vec4(d1_9, d1_11, d1_13, d1_15));
+    store8_part(part, n0 + lane + 16u, k0 + 0u, vec4(d2_0, d2_2, d2_4, d2_6), vec4(d2_1, d2_3, d2_5, d2_7));
+    store8_part(part, n0 + lane + 16u, k0 + 8u, vec4(d2_8, d2_10, d2_12, d2_14), vec4(d2_9, d2_11, d2_13, d2_15));
+    store8_part(part, n0 + lane + 24u, k0 + 0u, vec4(d3_0, d3_2, d3_4, d3_6), vec4(d3_1, d3_3, d3_5, d3_7));
+    store8_part(part, n0 + lane + 24u, k0 + 8u, vec4(d3_8, d3_10, d3_12, d3_14), vec4(d3_9, d3_11, d3_13, d3_15));
 }
 
 // The adjoint of a dense convolution (its dx, or a ConvTranspose2d forward) as a gather, by

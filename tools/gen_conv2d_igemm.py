@@ -30,8 +30,9 @@ struct Params {
     cout: u32,                  // output channels
     m: u32,                     // output pixels B·OH·OW
     tiles_n: u32, tiles: u32,   // channel tiles, all tiles (workgroups with work)
-    accumulate: u32,            // conv2d_igemm_dw: add to dw (a parameter's gradient)
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    accumulate: u32,            // conv2d_igemm_dw*: add to dw (a parameter's gradient)
+    split: u32,                 // conv2d_igemm_dw_split: workgroups sharing the pixels
+    _pad1: u32, _pad2: u32,
 }
 
 // Compiled after shaders/bias/no_bias.wgsl or bias.wgsl (bias_at(n), binding 2).
@@ -40,6 +41,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;    // y [B, Cout, OH, OW]
 @group(0) @binding(4) var<uniform> p: Params;
 
+// The split weight gradient's dy [B, Cout, OH, OW] as vec4s, and the old dw it adds to.
+@group(0) @binding(1) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> old8: array<vec4<u64>>;
 // The transposed entries' view of dy channels-last [M, Cout], 8 floats a load.
 @group(0) @binding(0) var<storage, read> t8: array<vec4<u64>>;
 // The weight gradient's views (conv2d_igemm_dw only): dy channels-last, dw, 8 floats a load.
@@ -59,6 +63,17 @@ fn store8(n: u32, k: u32, e_in: vec4<f32>, o_in: vec4<f32>) {
     let i = (n * K + k) / 8u;
     if (p.accumulate != 0u) { let old = dst8[i]; e += lo(old); o += hi(old); }
     dst8[i] = vec4<u64>(bitcast<vec4<u32>>(e)) | (vec4<u64>(bitcast<vec4<u32>>(o)) << vec4<u32>(32u));
+}
+
+// The split weight gradient's partial sums dst8 [split, Cout, K]: dw[n, k..k+7] of split `part`,
+// plus the old dw (old8) in split 0 when p.accumulate; nothing past Cout or K.
+fn store8_part(part: u32, n: u32, k: u32, e_in: vec4<f32>, o_in: vec4<f32>) {
+    let K = p.c * p.kh * p.kw;
+    if (n >= p.cout || k >= K) { return; }
+    var e = e_in; var o = o_in;
+    let i = (n * K + k) / 8u;
+    if (p.accumulate != 0u && part == 0u) { let old = old8[i]; e += lo(old); o += hi(old); }
+    dst8[part * p.cout * K / 8u + i] = vec4<u64>(bitcast<vec4<u32>>(e)) | (vec4<u64>(bitcast<vec4<u32>>(o)) << vec4<u32>(32u));
 }
 
 // Taps ix..ix+3 of image row ih of the plane at `plane` (0 in the padding), cut out of the two
@@ -248,9 +263,68 @@ fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
             w(f"    {{ let yb = subgroupBroadcast(ybase{r}, {t}u); let lv = subgroupBroadcast(u32(live{r}), {t}u); if (lv != 0u) {{ {st} }} }}")
     w("}")
 
+def weight_entry_split():
+    KT, J = 16, 4  # tile 16 taps x 32 channels, 64 accumulators
+    name = f"conv2d_igemm_dw_split_{KT}x{8*J}"
+    w(f"""
+// The weight gradient for few taps (C·kh·kw < 64, one or two tap tiles: the first layer of an
+// encoder, the last of a decoder), reading dy channels-first, 4 pixels a vec4 (H'·W' % 4 == 0),
+// so no permute pass; the pixels are split over p.split workgroups (the tiles alone would keep
+// one core busy), each summing its share into partial sums dst8 [split, Cout, K] that a
+// reduction adds up (split 0 adds the old dw with p.accumulate). Tile {KT} taps x {8*J} channels:
+// lane l gathers the taps of pixel p0 + l and owns channels n0 + l + 8j (j < {J}).
+// T = split * ceil(K/{KT}) * ceil(Cout/{8*J}).
+@compute @workgroup_size(8)
+fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lane: u32) {{
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.tiles) {{ return; }}  // uniform per workgroup
+    let K = p.c * p.kh * p.kw; let ohw = p.oh * p.ow;
+    let per_split = p.tiles / p.split; let part = wid / per_split; let wt = wid % per_split;
+    let k0 = (wt / p.tiles_n) * {KT}u; let n0 = (wt % p.tiles_n) * {8*J}u;
+    let runs_per_c = p.kh * p.kw / 4u; let r0 = k0 / 4u; let rem = r0 % runs_per_c;
+    let run0 = vec3(i32((r0 / runs_per_c) * p.h * p.w), i32(rem / (p.kw / 4u)), i32((rem % (p.kw / 4u)) * 4u));
+    let run1 = next_run(run0); let run2 = next_run(run1); let run3 = next_run(run2);
+    // This split's pixels [begin, end), 8 a step.
+    let steps = (p.m + 7u) / 8u; let share = (steps + p.split - 1u) / p.split;
+    let begin = min(part * share * 8u, p.m); let end = min(begin + share * 8u, p.m);
+    let first = begin + lane;
+    var ow = first % p.ow; var oh = (first / p.ow) % p.oh; var b = first / ohw;
+    var qb = begin / ohw; var qq = begin % ohw;   // (image, pixel) of the step's first pixel""")
+    w("    " + " ".join(f"let ch{j} = min(n0 + lane + {8*j}u, p.cout - 1u);" for j in range(J)))
+    for j in range(J):
+        w("    " + " ".join(f"var d{j}_{k} = 0.0;" for k in range(KT)))
+    w("""    for (var p0 = begin; p0 < end; p0 += 8u) {
+        let plane = i32(b * p.c * p.h * p.w);
+        let ih = i32(oh * p.sh) - i32(p.ph); let iw = i32(ow * p.sw) - i32(p.pw);
+        let live = p0 + lane < end;""")
+    for r in range(4):
+        w(f"        let t{r} = select(vec4(0.0), run4(plane + run{r}.x, ih + run{r}.y * i32(p.dh), iw + run{r}.z), live);")
+    w("""        // dy of this lane's channels at the step's 8 pixels: two vec4s, each inside one image.
+        let qb1 = select(qb, qb + 1u, qq + 4u >= ohw); let qq1 = select(qq + 4u, qq + 4u - ohw, qq + 4u >= ohw);
+        let in0 = vec4(p0) + vec4(0u, 1u, 2u, 3u) < vec4(end); let in1 = vec4(p0 + 4u) + vec4(0u, 1u, 2u, 3u) < vec4(end);""")
+    for j in range(J):
+        w(f"        let g{j}a = select(vec4(0.0), dy4[((qb * p.cout + ch{j}) * ohw + qq) / 4u], in0); let g{j}b = select(vec4(0.0), dy4[((qb1 * p.cout + ch{j}) * ohw + qq1) / 4u], in1);")
+    for q in range(8):
+        for k in range(KT):
+            fm = " ".join(f"d{j}_{k} = fma(v, g{j}{'a' if q < 4 else 'b'}.{comp[q % 4]}, d{j}_{k});" for j in range(J))
+            w(f"        {{ let v = subgroupBroadcast(t{k // 4}.{comp[k % 4]}, {q}u); {fm} }}")
+    w("""        qq += 8u;
+        while (qq >= ohw) { qq -= ohw; qb++; }
+        ow += 8u;
+        while (ow >= p.ow) { ow -= p.ow; oh++; if (oh == p.oh) { oh = 0u; b++; } }
+    }""")
+    for j in range(J):
+        for g in range(KT // 8):
+            ev = ", ".join(f"d{j}_{8*g + 2*i}" for i in range(4))
+            ov = ", ".join(f"d{j}_{8*g + 2*i + 1}" for i in range(4))
+            w(f"    store8_part(part, n0 + lane + {8*j}u, k0 + {8*g}u, vec4({ev}), vec4({ov}));")
+    w("}")
+
 for R, J in TILES:
     entry(R, J)
 weight_entry()
+weight_entry_split()
 for R, J in TILES_T:
     transposed_entry(R, J)
 open(sys.argv[1], "w").write("\n".join(L) + "\n")

@@ -4,12 +4,12 @@
 //! `conv_transpose2d.rs`, `masked_conv.rs`; bench: `bench -- kernels`.
 
 use super::conv_transpose2d::{self, ConvTranspose2dParams};
-use super::conv2d_igemm;
+use super::conv2d_igemm::{self, WeightPlan};
 use super::layout::permute;
 use super::masked_conv::{self, Taps};
 use super::matmul::{Matmul, matmul_into, matmul_with};
 use super::reduce::{Reduce, reduce_first, reduce_last};
-use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
+use crate::engine::{Bind, DType, Engine, Error, Result, Shader, Tensor, shader};
 
 /// Without and with a bias added by col2im (`shaders/bias/{no_bias,bias}.wgsl` in front).
 pub const SHADERS: [Shader; 2] = [
@@ -307,8 +307,10 @@ impl Conv {
             return Ok((y, keep.then(|| Saved(x.clone()))));
         }
         let saved = self.keep(x)?;
-        let y = match self.source {
-            TapSource::Transposed(_) => self.image(&saved.0, w, bias)?,
+        let y = match (&self.source, saved.0.shape().len()) {
+            // The split plan keeps x channels-first; the forward still reads its rows.
+            (TapSource::Transposed(_), 4) => self.image(&self.rows(x)?, w, bias)?,
+            (TapSource::Transposed(_), _) => self.image(&saved.0, w, bias)?,
             _ => self.output_of_columns(&saved.0, w, bias)?,
         };
         Ok((y, keep.then_some(saved)))
@@ -324,19 +326,27 @@ impl Conv {
         conv2d_igemm::usable(img, &self.g, &p).then_some(p)
     }
 
-    /// The dense convolution of the GEMM's x when the implicit weight gradient can run on `img`.
-    fn implicit_dw(&self, img: &Tensor) -> Option<Conv2dParams> {
-        self.implicit(img)
-            .filter(|p| conv2d_igemm::usable_dw(img, &self.g, p))
+    /// How the weight gradient runs (with the dense convolution's parameters): the taps come
+    /// from x (dense) or dy (transposed; the GEMM's x, of `g.x_shape()`).
+    fn weight_plan(&self, engine: &Engine) -> (WeightPlan, Conv2dParams) {
+        let (p, numel) = match &self.source {
+            TapSource::Dense(p) => (*p, self.x_shape.iter().product()),
+            TapSource::Transposed(p) => (p.conv(), self.g.x_shape().iter().product()),
+            TapSource::List(_) => return (WeightPlan::Matmul, Conv2dParams::default()),
+        };
+        (conv2d_igemm::weight_plan(engine, numel, &self.g, &p), p)
     }
 
     /// What [`Conv::forward`] keeps, from x alone (a weight gradient without a forward): x
-    /// itself where the implicit weight gradient will gather its taps.
+    /// itself where an implicit weight gradient will gather its taps (dense) or read it
+    /// channels-first (transposed, split plan).
     pub fn keep(&self, x: &Tensor) -> Result<Saved> {
         expect_f32("conv keep", x, &self.x_shape)?;
+        let plan = self.weight_plan(x.engine()).0;
         Ok(Saved(match self.source {
+            TapSource::Transposed(_) if plan == WeightPlan::Split => x.clone(),
             TapSource::Transposed(_) => self.rows(x)?,
-            TapSource::Dense(_) if self.implicit_dw(x).is_some() => x.clone(),
+            TapSource::Dense(_) if plan != WeightPlan::Matmul => x.clone(),
             _ => self.columns(x)?,
         }))
     }
@@ -367,24 +377,33 @@ impl Conv {
         if let Some(dw) = dw {
             let saved = &dw.saved.0;
             let into = dw.into.reshape(&[self.g.cout, self.g.k()])?;
-            // Dense sources keep x itself where the implicit GEMM ran or can run.
+            // Dense sources keep x itself where an implicit GEMM ran or can run; transposed
+            // ones keep x channels-first for the split plan, else channels-last.
             let taps_of = match transposed {
                 true => Some(dy),
                 false => (saved.shape() == self.x_shape).then_some(saved),
             };
-            let implicit = taps_of.and_then(|img| self.implicit_dw(img).map(|p| (img, p)));
+            let (plan, p) = self.weight_plan(dy.engine());
+            let channels_first = match transposed {
+                true => (saved.shape() == self.g.y_shape()).then_some(saved),
+                false => Some(dy),
+            };
+            if let (WeightPlan::Split, Some(img), Some(other)) = (plan, taps_of, channels_first) {
+                conv2d_igemm::weight_grad_split(img, other, &into, dw.accumulate, &self.g, &p)?;
+                return match w_for_dx {
+                    Some(w) => self.input_grad(dy, w, None, None).map(Some),
+                    None => Ok(None),
+                };
+            }
             if !transposed {
                 rows = Some(self.rows(dy)?);
             }
-            let (dy_rows, kept_rows) = match transposed {
-                true => (saved, [self.g.pixels(), self.g.cout]),
-                false => (
-                    rows.as_ref().expect("rows of dy"),
-                    [self.g.pixels(), self.g.cout],
-                ),
+            let dy_rows = match transposed {
+                true => saved,
+                false => rows.as_ref().expect("rows of dy"),
             };
-            dy_rows.expect_shape(OP, &kept_rows)?;
-            if let Some((img, p)) = implicit {
+            dy_rows.expect_shape(OP, &[self.g.pixels(), self.g.cout])?;
+            if let (WeightPlan::Rows, Some(img)) = (plan, taps_of) {
                 // dw [Cout, K] (+)= rowsᵀ · col, the columns gathered inside the product.
                 conv2d_igemm::weight_grad_with(img, dy_rows, &into, dw.accumulate, &self.g, &p)?;
             } else {
@@ -404,7 +423,22 @@ impl Conv {
                 col = transposed.then_some(c);
             }
         }
-        let Some(w) = w_for_dx else { return Ok(None) };
+        match w_for_dx {
+            Some(w) => self.input_grad(dy, w, col, rows).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// dx from dy, reusing dy's columns (transposed) or rows (dense) where the weight gradient
+    /// gathered them.
+    fn input_grad(
+        &self,
+        dy: &Tensor,
+        w: &Tensor,
+        col: Option<Tensor>,
+        rows: Option<Tensor>,
+    ) -> Result<Tensor> {
+        let transposed = matches!(self.source, TapSource::Transposed(_));
         let dx = match (transposed, col) {
             (true, Some(col)) => self.output_of_columns(&col, w, None)?,
             // dx: the dense convolution of dy, gathered inside the product when it can run.
@@ -420,7 +454,7 @@ impl Conv {
                 self.image(&rows, w, None)?
             }
         };
-        Ok(Some(dx))
+        Ok(dx)
     }
 
     /// The column matrix `[pixels, K]` of an image shaped like the GEMM's x.

@@ -7,7 +7,8 @@
 use super::conv2d::{Conv2dParams, Geometry, check_loops};
 use super::layout::permute;
 use super::matmul_wide;
-use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
+use super::reduce::{Reduce, reduce_first_into};
+use crate::engine::{Bind, DType, Engine, Error, Result, Shader, Tensor, shader};
 
 /// Without and with a bias per output channel.
 pub const SHADERS: [Shader; 2] = [
@@ -40,7 +41,8 @@ struct Params {
     tiles_n: u32,
     tiles: u32,
     accumulate: u32,
-    _pad: [u32; 3],
+    split: u32,
+    _pad: [u32; 2],
 }
 
 impl Params {
@@ -64,7 +66,8 @@ impl Params {
             tiles_n: u(tiles_n),
             tiles: u(tiles),
             accumulate: acc as u32,
-            _pad: [0; 3],
+            split: 1,
+            _pad: [0; 2],
         }
     }
 }
@@ -73,24 +76,55 @@ impl Params {
 /// features, runs of 4 adjacent taps (kw % 4 == 0, no dilation along x), 8 taps a step
 /// (C·kh·kw % 8 == 0) and an image of whole vec4s.
 pub(crate) fn usable(img: &Tensor, g: &Geometry, p: &Conv2dParams) -> bool {
-    matmul_wide::usable(img.engine())
+    usable_on(img.engine(), img.numel(), g, p)
+}
+
+/// [`usable`] for an image of `numel` elements.
+fn usable_on(engine: &Engine, numel: usize, g: &Geometry, p: &Conv2dParams) -> bool {
+    matmul_wide::usable(engine)
         && g.kw.is_multiple_of(4)
         && p.dilation[1] == 1
         && g.k().is_multiple_of(8)
-        && img.numel().is_multiple_of(4)
+        && numel.is_multiple_of(4)
 }
 
-/// Loop steps per invocation of the weight gradient: 8 pixels a step, and the step's carry
-/// along the output rows.
-fn dw_steps(g: &Geometry) -> usize {
-    g.pixels().div_ceil(8) * (2 + 8 / g.ow)
+/// Whether `steps` loop steps per invocation stay within the driver's limit.
+fn loops_ok(engine: &Engine, steps: usize) -> bool {
+    engine
+        .max_loop_iterations()
+        .is_none_or(|limit| steps + 64 <= limit as usize)
 }
 
-/// Whether [`weight_grad`] runs: [`usable`], 8-float rows of dy (Cout % 8 == 0), enough tap
-/// tiles to keep the cores busy, and within the driver's loop limit.
-pub(crate) fn usable_dw(img: &Tensor, g: &Geometry, p: &Conv2dParams) -> bool {
-    let loops_ok = check_loops(img, OP, dw_steps(g)).is_ok();
-    usable(img, g, p) && g.cout.is_multiple_of(8) && g.k() >= 4 * DW_TILE.0 && loops_ok
+/// How a weight gradient runs, given the image its taps come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WeightPlan {
+    /// [`weight_grad`]: dy channels-last, tiles of 16 taps × 64 channels (C·kh·kw ≥ 64).
+    Rows,
+    /// The split kernel for few taps: dy channels-first, pixels shared by several workgroups
+    /// and their partial sums added by a reduction.
+    Split,
+    /// Neither: im2col and the matmul.
+    Matmul,
+}
+
+/// The weight-gradient plan of `g` whose taps come from an image of `numel` elements.
+pub(crate) fn weight_plan(
+    engine: &Engine,
+    numel: usize,
+    g: &Geometry,
+    p: &Conv2dParams,
+) -> WeightPlan {
+    // 8 pixels a step, and the step's carries along the rows and images.
+    let steps = g.pixels().div_ceil(8) * (3 + 8 / g.ow + 8 / (g.oh * g.ow));
+    if !usable_on(engine, numel, g, p) || !loops_ok(engine, steps) {
+        WeightPlan::Matmul
+    } else if g.cout.is_multiple_of(8) && g.k() >= 4 * DW_TILE.0 {
+        WeightPlan::Rows
+    } else if (g.oh * g.ow).is_multiple_of(4) {
+        WeightPlan::Split
+    } else {
+        WeightPlan::Matmul
+    }
 }
 
 /// Entry point and tile (pixels, channels). Measured on the W2 layers (lavapipe, % of the same-run
@@ -172,7 +206,7 @@ pub(crate) fn weight_grad_with(
     g: &Geometry,
     p: &Conv2dParams,
 ) -> Result<()> {
-    if !usable_dw(x, g, p) {
+    if weight_plan(x.engine(), x.numel(), g, p) != WeightPlan::Rows {
         let why = format!("implicit GEMM cannot run the weight gradient of {g:?} with {p:?}");
         return Err(Error::bad(OP, why));
     }
@@ -243,4 +277,43 @@ pub(crate) fn transposed(
     let shader = &SHADERS[bias.is_some() as usize];
     super::launch(shader, entry, &[], &tensors, &params, tiles as u32)?;
     Ok(x)
+}
+
+/// Workgroups that share the pixels of a split weight gradient: about 32 in all (a few per
+/// core), each with at least 64 steps of 8 pixels.
+fn splits(g: &Geometry, tiles: usize) -> usize {
+    let steps = g.pixels().div_ceil(8);
+    (32 / tiles).clamp(1, steps.div_ceil(64).max(1))
+}
+
+/// dw (+)= the weight gradient from x `[B, C, H, W]` (its taps) and dy `[B, Cout, H', W']`
+/// channels-first, for convolutions with few taps ([`WeightPlan::Split`]).
+pub(crate) fn weight_grad_split(
+    x: &Tensor,
+    dy: &Tensor,
+    into: &Tensor,
+    accumulate: bool,
+    g: &Geometry,
+    p: &Conv2dParams,
+) -> Result<()> {
+    if weight_plan(x.engine(), x.numel(), g, p) != WeightPlan::Split {
+        let why = format!("the split weight gradient cannot run {g:?} with {p:?}");
+        return Err(Error::bad(OP, why));
+    }
+    let tiles_n = g.cout.div_ceil(32);
+    let per_split = g.k().div_ceil(16) * tiles_n;
+    let split = splits(g, per_split);
+    let parts = Tensor::uninit(x.engine(), &[split, g.cout * g.k()], DType::F32)?;
+    let mut params = Params::new(g, p, tiles_n, split * per_split, accumulate);
+    params.split = split as u32;
+    let tensors = [
+        Bind::read("src4", x),
+        Bind::read("dy4", dy),
+        Bind::read("old8", into),
+        Bind::write("dst8", &parts),
+    ];
+    let entry = "conv2d_igemm_dw_split_16x32";
+    let tiles = (split * per_split) as u32;
+    super::launch(&SHADERS[0], entry, &[], &tensors, &params, tiles)?;
+    reduce_first_into(Reduce::Sum, &parts, &into.reshape(&[g.cout * g.k()])?)
 }
