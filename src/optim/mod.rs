@@ -2,7 +2,7 @@
 //! `kernels::adam` over the group's arena (`arena`: the design and its trade-off), the KL
 //! weight schedules (β, linear warm-up), the GPU-side log of step losses, and the one
 //! [`Trainer`].
-//! Tests: `kernels-tests/tape.rs`, `tests/trainer.rs`.
+//! Tests: `kernels-tests/adam.rs`, `kernels-tests/tape.rs`, `tests/trainer.rs`.
 
 mod arena;
 #[cfg(feature = "mpi")]
