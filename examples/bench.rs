@@ -451,37 +451,53 @@ fn train_bench(
     train.start_epoch(engine, &epoch)?;
     // Steps all-reduced and their seconds so far, in a data-parallel run (feature `mpi`).
     let reduced = std::cell::Cell::new(None::<(u64, f64, f64)>);
+    // Host seconds spent recording steps (the tape, kernel launches, Adam): the submission
+    // is left out, since a driver may block there until the device has room.
+    let recording = std::cell::Cell::new(0.0);
     // The trainer's own step (phases, tape, Adam), without its epoch loop and step log.
     let mut step = |s: usize| -> Result<Terms> {
         let Batch { x, indices, .. } = train.batch(engine, &epoch, s % epoch.len())?;
         let labels = vec![0; batch];
+        let t = Instant::now();
         let mut phases = trainer.train_step(&Batch { x, labels, indices })?;
+        recording.set(recording.get() + t.elapsed().as_secs_f64());
         engine.flush()?;
         #[cfg(feature = "mpi")]
         reduced.set((trainer.all_reduce_time()).map(|r| (r.steps, r.seconds, r.mpi_seconds)));
         Ok(phases.remove(0))
     };
+    // Every step keeps the previous step's loss alive, as the timed loop does, so the pool
+    // holds what the timed steps need before memory is counted.
+    let mut last: Option<Tensor> = None;
     for s in 0..WARMUP {
-        step(s)?;
+        last.replace(step(s)?[0].1.value().clone());
     }
     engine.sync()?;
     engine.reset_stats();
     let counted = step(WARMUP)?;
     let per_step = engine.stats();
+    last.replace(counted[0].1.value().clone());
     drop(counted);
+    let memory_before = engine.allocated_bytes();
     let start = Instant::now();
     let reduced_before = reduced.get();
-    let mut last = None;
+    let recorded_before = recording.get();
     for s in WARMUP + 1..steps {
-        last = Some(step(s)?);
+        // Keep the loss tensor only: a step's terms hold its whole tape, whose buffers the
+        // next step would otherwise have to allocate afresh.
+        last.replace(step(s)?[0].1.value().clone());
     }
+    let host_secs = recording.get() - recorded_before;
     // Timing ends when the device has finished: read the last loss back.
     let loss = last
-        .map(|terms| terms[0].1.value().to_vec::<f32>())
+        .map(|loss| loss.to_vec::<f32>())
         .transpose()?
         .map_or(f32::NAN, |v| v[0]);
     let secs = start.elapsed().as_secs_f64();
     let timed = steps - WARMUP - 1;
+    let memory_growth = engine.allocated_bytes() - memory_before;
+    let host_ms = host_secs / timed as f64 * 1e3;
+    let us_per_dispatch = host_ms * 1e3 / per_step.dispatches.max(1) as f64;
     let throughput = (timed * batch) as f64 / secs;
     // In a data-parallel run: the all-reduce's milliseconds per step (in all, and inside MPI)
     // and its share of the step.
@@ -494,16 +510,25 @@ fn train_bench(
         _ => None,
     };
     // Median step time: a few more steps, each waited for.
+    // Each step's recording is timed too: with the device idle, the host has the machine to
+    // itself (on a CPU adapter the running device competes with it for the cores).
+    let mut recorded = Vec::new();
     let mut times: Vec<f64> = (0..21)
         .map(|i| {
             let t = Instant::now();
-            step(steps + i)
+            let before = recording.get();
+            let out = step(steps + i)
                 .and_then(|_| engine.sync())
-                .map(|_| t.elapsed().as_secs_f64() * 1e3)
+                .map(|_| t.elapsed().as_secs_f64() * 1e3);
+            recorded.push((recording.get() - before) * 1e3);
+            out
         })
         .collect::<Result<_>>()?;
     times.sort_by(f64::total_cmp);
+    recorded.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let idle_host_ms = recorded[recorded.len() / 2];
+    let idle_us_per_dispatch = idle_host_ms * 1e3 / per_step.dispatches.max(1) as f64;
     if profile > 0 {
         print_profile(engine, profile, |i| step(steps + 21 + i).map(drop))?;
     }
@@ -516,11 +541,14 @@ fn train_bench(
     };
     if json {
         println!(
-            "{{\"workload\":\"{workload}\",\"throughput_img_s\":{throughput:.1},\"step_ms_median\":{median:.3},\"adapter\":\"{}\",\"steps\":{steps},\"batch\":{batch},\"dispatches_per_step\":{},\"submits_per_step\":{},\"readbacks_per_step\":{},\"last_loss\":{loss:.3}{extra}}}",
+            "{{\"workload\":\"{workload}\",\"throughput_img_s\":{throughput:.1},\"step_ms_median\":{median:.3},\"adapter\":\"{}\",\"steps\":{steps},\"batch\":{batch},\"dispatches_per_step\":{},\"submits_per_step\":{},\"readbacks_per_step\":{},\"uploads_per_step\":{},\"bind_groups_per_step\":{},\"param_bytes_per_step\":{},\"host_ms_per_step\":{idle_host_ms:.3},\"host_us_per_dispatch\":{idle_us_per_dispatch:.2},\"host_ms_per_step_busy\":{host_ms:.3},\"memory_growth_bytes\":{memory_growth},\"last_loss\":{loss:.3}{extra}}}",
             adapter.replace('"', "'"),
             per_step.dispatches,
             per_step.submits,
-            per_step.readbacks
+            per_step.readbacks,
+            per_step.uploads,
+            per_step.bind_groups,
+            per_step.param_bytes
         );
     } else {
         println!("adapter: {adapter}");
@@ -531,6 +559,15 @@ fn train_bench(
             "per step: {} dispatches, {} submits, {} readbacks; last loss {loss:.3}",
             per_step.dispatches, per_step.submits, per_step.readbacks
         );
+        println!(
+            "per step: {} host uploads, {} new bind groups, {} bytes of kernel parameters written",
+            per_step.uploads, per_step.bind_groups, per_step.param_bytes
+        );
+        println!(
+            "host: {idle_host_ms:.2} ms to record a step ({idle_us_per_dispatch:.1} µs per dispatch) \
+             with the device idle, {host_ms:.2} ms ({us_per_dispatch:.1} µs) while it runs"
+        );
+        println!("device memory grew by {memory_growth} bytes over the timed steps");
         if let Some((ms, mpi, share)) = all_reduce {
             println!(
                 "all-reduce of the gradients: {ms:.2} ms per step ({mpi:.2} ms inside MPI), {:.1} % of the step",

@@ -75,6 +75,60 @@ fn pool_reuses_freed_buffers_and_stats_count_work() {
     assert_eq!((s.dispatches, s.submits, s.readbacks), (3, 1, 1));
 }
 
+/// A step recorded again (same shapes, so the pool hands out the same buffers) reuses every
+/// bind group and writes only the kernel parameters that changed; the new values are the ones
+/// the kernels read. Trimming the pool empties the cache, and the results stay right.
+#[test]
+fn a_repeated_step_reuses_its_bind_groups_and_writes_only_changed_parameters() {
+    let e = Engine::new().unwrap();
+    let x = Tensor::from_slice(&e, &[1.0f32, 2.0, 3.0, 4.0, 5.0], &[5]).unwrap();
+    // One "step": two kernels with parameters, one submission; `scale` plays a step counter.
+    let step = |scale: f32| -> Vec<f32> {
+        let y = ew::affine(&x, scale, 1.0).unwrap();
+        let z = ew::unary(Unary::Square, &y).unwrap();
+        let out = ew::affine(&z, 1.0, -1.0).unwrap();
+        out.to_vec::<f32>().unwrap()
+    };
+    let want = |scale: f32| -> Vec<f32> {
+        [1.0f32, 2.0, 3.0, 4.0, 5.0]
+            .iter()
+            .map(|v| (v * scale + 1.0).powi(2) - 1.0)
+            .collect()
+    };
+    assert_eq!(step(2.0), want(2.0));
+    e.reset_stats();
+    assert_eq!(step(2.0), want(2.0));
+    let same = e.stats();
+    assert_eq!(
+        same.bind_groups, 0,
+        "an identical step creates no bind group"
+    );
+    assert_eq!(same.param_bytes, 0, "an identical step writes no parameter");
+    e.reset_stats();
+    assert_eq!(
+        step(3.0),
+        want(3.0),
+        "the changed parameter reaches the kernel"
+    );
+    let moved = e.stats();
+    assert_eq!(moved.bind_groups, 0);
+    assert!(
+        (4..=16).contains(&moved.param_bytes),
+        "only the changed scale is written: {} bytes",
+        moved.param_bytes
+    );
+    e.trim_pool();
+    e.reset_stats();
+    assert_eq!(step(4.0), want(4.0));
+    assert!(
+        e.stats().bind_groups > 0,
+        "a trimmed pool starts the cache over"
+    );
+    assert_eq!(e.stats().uploads, 0, "no host data in a step");
+    Tensor::from_slice(&e, &[1.0f32], &[1]).unwrap();
+    assert_eq!(e.stats().uploads, 1);
+}
+
 #[test]
 fn grid_folding_keeps_every_dimension_within_the_limit() {
     assert_eq!(latent::engine::fold(10, 65_535), [10, 1, 1]);

@@ -22,6 +22,11 @@ pub(crate) struct Pool {
     cap: u64,
     /// Buffers created (pool misses), for statistics.
     pub(crate) created: u64,
+    /// Bytes of the buffers created, for statistics (device memory grows only with these).
+    pub(crate) created_bytes: u64,
+    /// Idle buffers dropped so far: caches holding buffers (bind groups) start over when
+    /// this moves, so that a dropped buffer is really freed.
+    pub(crate) evictions: u64,
 }
 
 impl Default for Pool {
@@ -33,6 +38,8 @@ impl Default for Pool {
             idle_bytes: 0,
             cap: DEFAULT_CAP,
             created: 0,
+            created_bytes: 0,
+            evictions: 0,
         }
     }
 }
@@ -87,6 +94,7 @@ impl Pool {
                 .expect("ordered buffers are pooled");
             list.remove(0);
             self.idle_bytes -= class;
+            self.evictions += 1;
         }
     }
 
@@ -95,6 +103,7 @@ impl Pool {
         self.free.clear();
         self.order.clear();
         self.idle_bytes = 0;
+        self.evictions += 1;
     }
 }
 

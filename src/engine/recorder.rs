@@ -21,12 +21,30 @@ pub enum Grid {
     Dims([u32; 3]),
 }
 
+/// Bind groups kept for reuse; past this many the cache starts over (a step uses ~100).
+const MAX_BIND_GROUPS: usize = 4096;
+
 /// Counts of GPU work, for "dispatches / submits / readbacks per step" reporting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub dispatches: u64,
     pub submits: u64,
     pub readbacks: u64,
+    /// Host data written into tensors ([`crate::Tensor::from_slice`], `write_from_slice`).
+    pub uploads: u64,
+    /// Bind groups created; a replayed step finds every one of its own in the cache.
+    pub bind_groups: u64,
+    /// Bytes of kernel parameters written: only the bytes that changed since the last
+    /// submission, so a replayed step writes only what moved (a counter, a seed).
+    pub param_bytes: u64,
+}
+
+/// A bind group's identity: its pipeline and, per binding, the buffer range bound. Holding
+/// the buffers keeps their addresses (and so the key) unique while the entry lives.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    pipeline: wgpu::ComputePipeline,
+    ranges: Vec<(u32, wgpu::Buffer, u64, u64)>,
 }
 
 pub(crate) struct Recorder {
@@ -34,11 +52,19 @@ pub(crate) struct Recorder {
     pass: Option<wgpu::ComputePass<'static>>,
     /// Host image of the uniform arena for the pending submission.
     params: Vec<u8>,
+    /// What the arena holds now (the bytes last written), so a submit writes only changes.
+    written: Vec<u8>,
     arena: wgpu::Buffer,
+    /// Bind groups by what they bind: a step recorded again with the same buffers (the pool
+    /// hands them out in the same order) and the same parameter offsets reuses them all.
+    groups: std::collections::HashMap<GroupKey, wgpu::BindGroup>,
+    /// The pool's eviction count when `groups` was last checked: a cached group would keep
+    /// an evicted buffer alive, so any eviction empties the cache.
+    evictions: u64,
     align: usize,
     pending: u32,
     staging: Option<wgpu::Buffer>,
-    stats: Stats,
+    pub(crate) stats: Stats,
     /// Per-kernel host-timed totals while profiling (see [`Engine::set_profiling`]).
     profile: Option<Vec<ProfileRow>>,
 }
@@ -75,7 +101,10 @@ impl Recorder {
             encoder: None,
             pass: None,
             params: Vec::new(),
+            written: Vec::new(),
             arena,
+            groups: Default::default(),
+            evictions: 0,
             align: limits.min_uniform_buffer_offset_alignment.max(16) as usize,
             pending: 0,
             staging: None,
@@ -106,13 +135,17 @@ impl Recorder {
         let Some(encoder) = self.encoder.take() else {
             return;
         };
-        if !self.params.is_empty() {
+        if let Some((from, to)) = changed(&self.written, &self.params) {
+            let bytes = &self.params[from..to];
             engine
                 .inner
                 .queue
-                .write_buffer(&self.arena, 0, &self.params);
-            self.params.clear();
+                .write_buffer(&self.arena, from as u64, bytes);
+            self.stats.param_bytes += bytes.len() as u64;
+            self.written.resize(self.written.len().max(to), 0);
+            self.written[from..to].copy_from_slice(bytes);
         }
+        self.params.clear();
         engine.inner.queue.submit([encoder.finish()]);
         self.pending = 0;
         self.stats.submits += 1;
@@ -250,11 +283,12 @@ impl Engine {
             rec.submit(self);
             offset = 0;
         }
+        let arena = rec.arena.clone();
         let mut entries = Vec::with_capacity(pipe.bindings.len());
         for (b, t) in pipe.bindings.iter().zip(&bound) {
             let resource = match t {
                 None => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &rec.arena,
+                    buffer: &arena,
                     offset: offset as u64,
                     size: NonZeroU64::new(padded as u64),
                 }),
@@ -269,11 +303,39 @@ impl Engine {
                 resource,
             });
         }
-        let bind_group = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(entry),
-            layout: &pipe.layout,
-            entries: &entries,
-        });
+        let key = GroupKey {
+            pipeline: pipe.pipeline.clone(),
+            ranges: entries
+                .iter()
+                .map(|e| match &e.resource {
+                    wgpu::BindingResource::Buffer(b) => (
+                        e.binding,
+                        b.buffer.clone(),
+                        b.offset,
+                        b.size.map_or(0, NonZeroU64::get),
+                    ),
+                    _ => unreachable!("the engine binds buffers only"),
+                })
+                .collect(),
+        };
+        let evictions = inner.pool.lock().unwrap().evictions;
+        if rec.evictions != evictions || rec.groups.len() >= MAX_BIND_GROUPS {
+            rec.groups.clear();
+            rec.evictions = evictions;
+        }
+        let bind_group = match rec.groups.get(&key) {
+            Some(g) => g.clone(),
+            None => {
+                let g = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(entry),
+                    layout: &pipe.layout,
+                    entries: &entries,
+                });
+                rec.stats.bind_groups += 1;
+                rec.groups.insert(key, g.clone());
+                g
+            }
+        };
         if wants_params {
             rec.params.resize(offset, 0);
             rec.params.extend_from_slice(params);
@@ -472,9 +534,30 @@ impl Engine {
         self.inner.rec.lock().unwrap().stats
     }
 
+    /// Bytes of every tensor buffer the engine has created: device memory held by tensors
+    /// and the pool grows only when this does (a replayed step creates none).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.inner.pool.lock().unwrap().created_bytes
+    }
+
     pub fn reset_stats(&self) {
         self.inner.rec.lock().unwrap().stats = Stats::default();
     }
+}
+
+/// The byte range `[from, to)` (4-byte aligned) where `new` differs from `old`, the bytes the
+/// buffer holds now; bytes past `old`'s end count as changed. `None` when nothing changed.
+fn changed(old: &[u8], new: &[u8]) -> Option<(usize, usize)> {
+    let same = |i: usize| old.get(i) == Some(&new[i]);
+    let from = (0..new.len()).find(|&i| !same(i))?;
+    let to = (from..new.len())
+        .rev()
+        .find(|&i| !same(i))
+        .map_or(from, |i| i + 1);
+    Some((
+        from / 4 * 4,
+        to.next_multiple_of(4).min(new.len().next_multiple_of(4)),
+    ))
 }
 
 /// Pairs each used binding (in binding order) with its tensor, `None` for the params uniform,

@@ -107,7 +107,10 @@ impl Engine {
             return Ok((b, class, false));
         }
         let b = self.create_buffer_checked(class)?;
-        self.inner.pool.lock().unwrap().created += 1;
+        let mut pool = self.inner.pool.lock().unwrap();
+        pool.created += 1;
+        pool.created_bytes += class;
+        drop(pool);
         Ok((b, class, true))
     }
 

@@ -34,6 +34,7 @@ impl Engine {
     /// the ring is written into `dst` directly after submitting the pending work.
     pub(crate) fn upload(&self, data: &[u8], dst: &Tensor) -> Result<()> {
         let len = data.len() as u64;
+        self.inner.rec.lock().unwrap().stats.uploads += 1;
         let mut ring = self.inner.upload.lock().unwrap();
         if ring.cursor + len > RING_BYTES {
             self.flush()?;
