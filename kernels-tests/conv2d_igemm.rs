@@ -67,6 +67,8 @@ fn conv2d_igemm_matches_cpu_on_awkward_shapes() {
         geo(3, 1, [11, 12], 70, [2, 8], p([3, 2], [1, 3], 2)),
         geo(2, 6, [5, 10], 9, [4, 4], p([1, 1], [3, 0], 2)),
         geo(3, 8, [6, 6], 64, [1, 4], p([2, 2], [1, 2], 1)),
+        // H'·W' = 72 (vec4 stores of pixels) with 5 channels and a partial last tile.
+        geo(3, 2, [9, 8], 5, [2, 4], p([1, 1], [0, 2], 1)),
     ];
     for (i, g) in cases.iter().enumerate() {
         assert!(g.out().is_some(), "case {i} has an output");

@@ -43,6 +43,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> rows8: array<vec4<u64>>;   // dy [M, Cout]
 @group(0) @binding(3) var<storage, read_write> dst8: array<vec4<u64>>; // dw [Cout, C·kh·kw]
 
+// y as vec4s of 4 pixels of one channel (the entries named ..._v4, H'·W' % 4 == 0).
+@group(0) @binding(3) var<storage, read_write> dst4: array<vec4<f32>>;
+
 // Floats 0, 2, 4, 6 and 1, 3, 5, 7 of an 8-float load (little-endian halves).
 fn lo(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x)); }
 fn hi(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x >> vec4<u32>(32u))); }
@@ -650,6 +653,348 @@ fn conv2d_igemm_32x32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if (m0 + 29u < p.m) { let yb = subgroupBroadcast(ybase3, 5u); if (ch0 < p.cout) { dst[yb + ch0 * ohw] = c3_5_0 + bias0; } if (ch1 < p.cout) { dst[yb + ch1 * ohw] = c3_5_1 + bias1; } if (ch2 < p.cout) { dst[yb + ch2 * ohw] = c3_5_2 + bias2; } if (ch3 < p.cout) { dst[yb + ch3 * ohw] = c3_5_3 + bias3; } }
     if (m0 + 30u < p.m) { let yb = subgroupBroadcast(ybase3, 6u); if (ch0 < p.cout) { dst[yb + ch0 * ohw] = c3_6_0 + bias0; } if (ch1 < p.cout) { dst[yb + ch1 * ohw] = c3_6_1 + bias1; } if (ch2 < p.cout) { dst[yb + ch2 * ohw] = c3_6_2 + bias2; } if (ch3 < p.cout) { dst[yb + ch3 * ohw] = c3_6_3 + bias3; } }
     if (m0 + 31u < p.m) { let yb = subgroupBroadcast(ybase3, 7u); if (ch0 < p.cout) { dst[yb + ch0 * ohw] = c3_7_0 + bias0; } if (ch1 < p.cout) { dst[yb + ch1 * ohw] = c3_7_1 + bias1; } if (ch2 < p.cout) { dst[yb + ch2 * ohw] = c3_7_2 + bias2; } if (ch3 < p.cout) { dst[yb + ch3 * ohw] = c3_7_3 + bias3; } }
+}
+
+// Tile 32 pixels x 32 channels: lane l gathers the taps of pixels m0 + l + 8r (r < 4) and owns
+// channels n0 + l + 8j (j < 4); accumulator c<r>_<t>_<j> is pixel m0 + t + 8r, channel n0 + l + 8j.
+// T = ceil(M/32) * ceil(Cout/32).
+@compute @workgroup_size(8)
+fn conv2d_igemm_32x32_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lane: u32) {
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.tiles) { return; }  // uniform per workgroup
+    let K8 = p.c * p.kh * p.kw / 8u;
+    let m0 = (wid / p.tiles_n) * 32u; let n0 = (wid % p.tiles_n) * 32u;
+    let ohw = p.oh * p.ow;
+    let px0 = min(m0 + 0u + lane, p.m - 1u);
+    let q0 = px0 % ohw; let b0 = px0 / ohw;
+    let plane0 = i32(b0 * p.c * p.h * p.w);
+    let ih0 = i32((q0 / p.ow) * p.sh) - i32(p.ph); let iw0 = i32((q0 % p.ow) * p.sw) - i32(p.pw);
+    let ybase0 = b0 * p.cout * ohw + q0;
+    let px1 = min(m0 + 8u + lane, p.m - 1u);
+    let q1 = px1 % ohw; let b1 = px1 / ohw;
+    let plane1 = i32(b1 * p.c * p.h * p.w);
+    let ih1 = i32((q1 / p.ow) * p.sh) - i32(p.ph); let iw1 = i32((q1 % p.ow) * p.sw) - i32(p.pw);
+    let ybase1 = b1 * p.cout * ohw + q1;
+    let px2 = min(m0 + 16u + lane, p.m - 1u);
+    let q2 = px2 % ohw; let b2 = px2 / ohw;
+    let plane2 = i32(b2 * p.c * p.h * p.w);
+    let ih2 = i32((q2 / p.ow) * p.sh) - i32(p.ph); let iw2 = i32((q2 % p.ow) * p.sw) - i32(p.pw);
+    let ybase2 = b2 * p.cout * ohw + q2;
+    let px3 = min(m0 + 24u + lane, p.m - 1u);
+    let q3 = px3 % ohw; let b3 = px3 / ohw;
+    let plane3 = i32(b3 * p.c * p.h * p.w);
+    let ih3 = i32((q3 / p.ow) * p.sh) - i32(p.ph); let iw3 = i32((q3 % p.ow) * p.sw) - i32(p.pw);
+    let ybase3 = b3 * p.cout * ohw + q3;
+    let wr0 = min(n0 + lane + 0u, p.cout - 1u) * K8; let wr1 = min(n0 + lane + 8u, p.cout - 1u) * K8; let wr2 = min(n0 + lane + 16u, p.cout - 1u) * K8; let wr3 = min(n0 + lane + 24u, p.cout - 1u) * K8;
+    var c0_0_0 = 0.0; var c0_0_1 = 0.0; var c0_0_2 = 0.0; var c0_0_3 = 0.0;
+    var c0_1_0 = 0.0; var c0_1_1 = 0.0; var c0_1_2 = 0.0; var c0_1_3 = 0.0;
+    var c0_2_0 = 0.0; var c0_2_1 = 0.0; var c0_2_2 = 0.0; var c0_2_3 = 0.0;
+    var c0_3_0 = 0.0; var c0_3_1 = 0.0; var c0_3_2 = 0.0; var c0_3_3 = 0.0;
+    var c0_4_0 = 0.0; var c0_4_1 = 0.0; var c0_4_2 = 0.0; var c0_4_3 = 0.0;
+    var c0_5_0 = 0.0; var c0_5_1 = 0.0; var c0_5_2 = 0.0; var c0_5_3 = 0.0;
+    var c0_6_0 = 0.0; var c0_6_1 = 0.0; var c0_6_2 = 0.0; var c0_6_3 = 0.0;
+    var c0_7_0 = 0.0; var c0_7_1 = 0.0; var c0_7_2 = 0.0; var c0_7_3 = 0.0;
+    var c1_0_0 = 0.0; var c1_0_1 = 0.0; var c1_0_2 = 0.0; var c1_0_3 = 0.0;
+    var c1_1_0 = 0.0; var c1_1_1 = 0.0; var c1_1_2 = 0.0; var c1_1_3 = 0.0;
+    var c1_2_0 = 0.0; var c1_2_1 = 0.0; var c1_2_2 = 0.0; var c1_2_3 = 0.0;
+    var c1_3_0 = 0.0; var c1_3_1 = 0.0; var c1_3_2 = 0.0; var c1_3_3 = 0.0;
+    var c1_4_0 = 0.0; var c1_4_1 = 0.0; var c1_4_2 = 0.0; var c1_4_3 = 0.0;
+    var c1_5_0 = 0.0; var c1_5_1 = 0.0; var c1_5_2 = 0.0; var c1_5_3 = 0.0;
+    var c1_6_0 = 0.0; var c1_6_1 = 0.0; var c1_6_2 = 0.0; var c1_6_3 = 0.0;
+    var c1_7_0 = 0.0; var c1_7_1 = 0.0; var c1_7_2 = 0.0; var c1_7_3 = 0.0;
+    var c2_0_0 = 0.0; var c2_0_1 = 0.0; var c2_0_2 = 0.0; var c2_0_3 = 0.0;
+    var c2_1_0 = 0.0; var c2_1_1 = 0.0; var c2_1_2 = 0.0; var c2_1_3 = 0.0;
+    var c2_2_0 = 0.0; var c2_2_1 = 0.0; var c2_2_2 = 0.0; var c2_2_3 = 0.0;
+    var c2_3_0 = 0.0; var c2_3_1 = 0.0; var c2_3_2 = 0.0; var c2_3_3 = 0.0;
+    var c2_4_0 = 0.0; var c2_4_1 = 0.0; var c2_4_2 = 0.0; var c2_4_3 = 0.0;
+    var c2_5_0 = 0.0; var c2_5_1 = 0.0; var c2_5_2 = 0.0; var c2_5_3 = 0.0;
+    var c2_6_0 = 0.0; var c2_6_1 = 0.0; var c2_6_2 = 0.0; var c2_6_3 = 0.0;
+    var c2_7_0 = 0.0; var c2_7_1 = 0.0; var c2_7_2 = 0.0; var c2_7_3 = 0.0;
+    var c3_0_0 = 0.0; var c3_0_1 = 0.0; var c3_0_2 = 0.0; var c3_0_3 = 0.0;
+    var c3_1_0 = 0.0; var c3_1_1 = 0.0; var c3_1_2 = 0.0; var c3_1_3 = 0.0;
+    var c3_2_0 = 0.0; var c3_2_1 = 0.0; var c3_2_2 = 0.0; var c3_2_3 = 0.0;
+    var c3_3_0 = 0.0; var c3_3_1 = 0.0; var c3_3_2 = 0.0; var c3_3_3 = 0.0;
+    var c3_4_0 = 0.0; var c3_4_1 = 0.0; var c3_4_2 = 0.0; var c3_4_3 = 0.0;
+    var c3_5_0 = 0.0; var c3_5_1 = 0.0; var c3_5_2 = 0.0; var c3_5_3 = 0.0;
+    var c3_6_0 = 0.0; var c3_6_1 = 0.0; var c3_6_2 = 0.0; var c3_6_3 = 0.0;
+    var c3_7_0 = 0.0; var c3_7_1 = 0.0; var c3_7_2 = 0.0; var c3_7_3 = 0.0;
+    var run = vec3(0, 0, 0);   // (channel plane offset, kernel row, first column) of the next 4 taps
+    for (var kk = 0u; kk < K8; kk++) {
+        let ky0 = i32(u32(run.y) * p.dh); let kx0 = run.z; let pl0 = run.x; run = next_run(run);
+        let ky1 = i32(u32(run.y) * p.dh); let kx1 = run.z; let pl1 = run.x; run = next_run(run);
+        let a0_0 = run4(plane0 + pl0, ih0 + ky0, iw0 + kx0); let a0_1 = run4(plane0 + pl1, ih0 + ky1, iw0 + kx1);
+        let a1_0 = run4(plane1 + pl0, ih1 + ky0, iw1 + kx0); let a1_1 = run4(plane1 + pl1, ih1 + ky1, iw1 + kx1);
+        let a2_0 = run4(plane2 + pl0, ih2 + ky0, iw2 + kx0); let a2_1 = run4(plane2 + pl1, ih2 + ky1, iw2 + kx1);
+        let a3_0 = run4(plane3 + pl0, ih3 + ky0, iw3 + kx0); let a3_1 = run4(plane3 + pl1, ih3 + ky1, iw3 + kx1);
+        let xw0 = w8[wr0 + kk]; let wl0 = lo(xw0); let wh0 = hi(xw0); let xw1 = w8[wr1 + kk]; let wl1 = lo(xw1); let wh1 = hi(xw1); let xw2 = w8[wr2 + kk]; let wl2 = lo(xw2); let wh2 = hi(xw2); let xw3 = w8[wr3 + kk]; let wl3 = lo(xw3); let wh3 = hi(xw3);
+        { let v = subgroupBroadcast(a0_0.x, 0u); c0_0_0 = fma(v, wl0.x, c0_0_0); c0_0_1 = fma(v, wl1.x, c0_0_1); c0_0_2 = fma(v, wl2.x, c0_0_2); c0_0_3 = fma(v, wl3.x, c0_0_3); }
+        { let v = subgroupBroadcast(a0_0.x, 1u); c0_1_0 = fma(v, wl0.x, c0_1_0); c0_1_1 = fma(v, wl1.x, c0_1_1); c0_1_2 = fma(v, wl2.x, c0_1_2); c0_1_3 = fma(v, wl3.x, c0_1_3); }
+        { let v = subgroupBroadcast(a0_0.x, 2u); c0_2_0 = fma(v, wl0.x, c0_2_0); c0_2_1 = fma(v, wl1.x, c0_2_1); c0_2_2 = fma(v, wl2.x, c0_2_2); c0_2_3 = fma(v, wl3.x, c0_2_3); }
+        { let v = subgroupBroadcast(a0_0.x, 3u); c0_3_0 = fma(v, wl0.x, c0_3_0); c0_3_1 = fma(v, wl1.x, c0_3_1); c0_3_2 = fma(v, wl2.x, c0_3_2); c0_3_3 = fma(v, wl3.x, c0_3_3); }
+        { let v = subgroupBroadcast(a0_0.x, 4u); c0_4_0 = fma(v, wl0.x, c0_4_0); c0_4_1 = fma(v, wl1.x, c0_4_1); c0_4_2 = fma(v, wl2.x, c0_4_2); c0_4_3 = fma(v, wl3.x, c0_4_3); }
+        { let v = subgroupBroadcast(a0_0.x, 5u); c0_5_0 = fma(v, wl0.x, c0_5_0); c0_5_1 = fma(v, wl1.x, c0_5_1); c0_5_2 = fma(v, wl2.x, c0_5_2); c0_5_3 = fma(v, wl3.x, c0_5_3); }
+        { let v = subgroupBroadcast(a0_0.x, 6u); c0_6_0 = fma(v, wl0.x, c0_6_0); c0_6_1 = fma(v, wl1.x, c0_6_1); c0_6_2 = fma(v, wl2.x, c0_6_2); c0_6_3 = fma(v, wl3.x, c0_6_3); }
+        { let v = subgroupBroadcast(a0_0.x, 7u); c0_7_0 = fma(v, wl0.x, c0_7_0); c0_7_1 = fma(v, wl1.x, c0_7_1); c0_7_2 = fma(v, wl2.x, c0_7_2); c0_7_3 = fma(v, wl3.x, c0_7_3); }
+        { let v = subgroupBroadcast(a1_0.x, 0u); c1_0_0 = fma(v, wl0.x, c1_0_0); c1_0_1 = fma(v, wl1.x, c1_0_1); c1_0_2 = fma(v, wl2.x, c1_0_2); c1_0_3 = fma(v, wl3.x, c1_0_3); }
+        { let v = subgroupBroadcast(a1_0.x, 1u); c1_1_0 = fma(v, wl0.x, c1_1_0); c1_1_1 = fma(v, wl1.x, c1_1_1); c1_1_2 = fma(v, wl2.x, c1_1_2); c1_1_3 = fma(v, wl3.x, c1_1_3); }
+        { let v = subgroupBroadcast(a1_0.x, 2u); c1_2_0 = fma(v, wl0.x, c1_2_0); c1_2_1 = fma(v, wl1.x, c1_2_1); c1_2_2 = fma(v, wl2.x, c1_2_2); c1_2_3 = fma(v, wl3.x, c1_2_3); }
+        { let v = subgroupBroadcast(a1_0.x, 3u); c1_3_0 = fma(v, wl0.x, c1_3_0); c1_3_1 = fma(v, wl1.x, c1_3_1); c1_3_2 = fma(v, wl2.x, c1_3_2); c1_3_3 = fma(v, wl3.x, c1_3_3); }
+        { let v = subgroupBroadcast(a1_0.x, 4u); c1_4_0 = fma(v, wl0.x, c1_4_0); c1_4_1 = fma(v, wl1.x, c1_4_1); c1_4_2 = fma(v, wl2.x, c1_4_2); c1_4_3 = fma(v, wl3.x, c1_4_3); }
+        { let v = subgroupBroadcast(a1_0.x, 5u); c1_5_0 = fma(v, wl0.x, c1_5_0); c1_5_1 = fma(v, wl1.x, c1_5_1); c1_5_2 = fma(v, wl2.x, c1_5_2); c1_5_3 = fma(v, wl3.x, c1_5_3); }
+        { let v = subgroupBroadcast(a1_0.x, 6u); c1_6_0 = fma(v, wl0.x, c1_6_0); c1_6_1 = fma(v, wl1.x, c1_6_1); c1_6_2 = fma(v, wl2.x, c1_6_2); c1_6_3 = fma(v, wl3.x, c1_6_3); }
+        { let v = subgroupBroadcast(a1_0.x, 7u); c1_7_0 = fma(v, wl0.x, c1_7_0); c1_7_1 = fma(v, wl1.x, c1_7_1); c1_7_2 = fma(v, wl2.x, c1_7_2); c1_7_3 = fma(v, wl3.x, c1_7_3); }
+        { let v = subgroupBroadcast(a2_0.x, 0u); c2_0_0 = fma(v, wl0.x, c2_0_0); c2_0_1 = fma(v, wl1.x, c2_0_1); c2_0_2 = fma(v, wl2.x, c2_0_2); c2_0_3 = fma(v, wl3.x, c2_0_3); }
+        { let v = subgroupBroadcast(a2_0.x, 1u); c2_1_0 = fma(v, wl0.x, c2_1_0); c2_1_1 = fma(v, wl1.x, c2_1_1); c2_1_2 = fma(v, wl2.x, c2_1_2); c2_1_3 = fma(v, wl3.x, c2_1_3); }
+        { let v = subgroupBroadcast(a2_0.x, 2u); c2_2_0 = fma(v, wl0.x, c2_2_0); c2_2_1 = fma(v, wl1.x, c2_2_1); c2_2_2 = fma(v, wl2.x, c2_2_2); c2_2_3 = fma(v, wl3.x, c2_2_3); }
+        { let v = subgroupBroadcast(a2_0.x, 3u); c2_3_0 = fma(v, wl0.x, c2_3_0); c2_3_1 = fma(v, wl1.x, c2_3_1); c2_3_2 = fma(v, wl2.x, c2_3_2); c2_3_3 = fma(v, wl3.x, c2_3_3); }
+        { let v = subgroupBroadcast(a2_0.x, 4u); c2_4_0 = fma(v, wl0.x, c2_4_0); c2_4_1 = fma(v, wl1.x, c2_4_1); c2_4_2 = fma(v, wl2.x, c2_4_2); c2_4_3 = fma(v, wl3.x, c2_4_3); }
+        { let v = subgroupBroadcast(a2_0.x, 5u); c2_5_0 = fma(v, wl0.x, c2_5_0); c2_5_1 = fma(v, wl1.x, c2_5_1); c2_5_2 = fma(v, wl2.x, c2_5_2); c2_5_3 = fma(v, wl3.x, c2_5_3); }
+        { let v = subgroupBroadcast(a2_0.x, 6u); c2_6_0 = fma(v, wl0.x, c2_6_0); c2_6_1 = fma(v, wl1.x, c2_6_1); c2_6_2 = fma(v, wl2.x, c2_6_2); c2_6_3 = fma(v, wl3.x, c2_6_3); }
+        { let v = subgroupBroadcast(a2_0.x, 7u); c2_7_0 = fma(v, wl0.x, c2_7_0); c2_7_1 = fma(v, wl1.x, c2_7_1); c2_7_2 = fma(v, wl2.x, c2_7_2); c2_7_3 = fma(v, wl3.x, c2_7_3); }
+        { let v = subgroupBroadcast(a3_0.x, 0u); c3_0_0 = fma(v, wl0.x, c3_0_0); c3_0_1 = fma(v, wl1.x, c3_0_1); c3_0_2 = fma(v, wl2.x, c3_0_2); c3_0_3 = fma(v, wl3.x, c3_0_3); }
+        { let v = subgroupBroadcast(a3_0.x, 1u); c3_1_0 = fma(v, wl0.x, c3_1_0); c3_1_1 = fma(v, wl1.x, c3_1_1); c3_1_2 = fma(v, wl2.x, c3_1_2); c3_1_3 = fma(v, wl3.x, c3_1_3); }
+        { let v = subgroupBroadcast(a3_0.x, 2u); c3_2_0 = fma(v, wl0.x, c3_2_0); c3_2_1 = fma(v, wl1.x, c3_2_1); c3_2_2 = fma(v, wl2.x, c3_2_2); c3_2_3 = fma(v, wl3.x, c3_2_3); }
+        { let v = subgroupBroadcast(a3_0.x, 3u); c3_3_0 = fma(v, wl0.x, c3_3_0); c3_3_1 = fma(v, wl1.x, c3_3_1); c3_3_2 = fma(v, wl2.x, c3_3_2); c3_3_3 = fma(v, wl3.x, c3_3_3); }
+        { let v = subgroupBroadcast(a3_0.x, 4u); c3_4_0 = fma(v, wl0.x, c3_4_0); c3_4_1 = fma(v, wl1.x, c3_4_1); c3_4_2 = fma(v, wl2.x, c3_4_2); c3_4_3 = fma(v, wl3.x, c3_4_3); }
+        { let v = subgroupBroadcast(a3_0.x, 5u); c3_5_0 = fma(v, wl0.x, c3_5_0); c3_5_1 = fma(v, wl1.x, c3_5_1); c3_5_2 = fma(v, wl2.x, c3_5_2); c3_5_3 = fma(v, wl3.x, c3_5_3); }
+        { let v = subgroupBroadcast(a3_0.x, 6u); c3_6_0 = fma(v, wl0.x, c3_6_0); c3_6_1 = fma(v, wl1.x, c3_6_1); c3_6_2 = fma(v, wl2.x, c3_6_2); c3_6_3 = fma(v, wl3.x, c3_6_3); }
+        { let v = subgroupBroadcast(a3_0.x, 7u); c3_7_0 = fma(v, wl0.x, c3_7_0); c3_7_1 = fma(v, wl1.x, c3_7_1); c3_7_2 = fma(v, wl2.x, c3_7_2); c3_7_3 = fma(v, wl3.x, c3_7_3); }
+        { let v = subgroupBroadcast(a0_0.y, 0u); c0_0_0 = fma(v, wh0.x, c0_0_0); c0_0_1 = fma(v, wh1.x, c0_0_1); c0_0_2 = fma(v, wh2.x, c0_0_2); c0_0_3 = fma(v, wh3.x, c0_0_3); }
+        { let v = subgroupBroadcast(a0_0.y, 1u); c0_1_0 = fma(v, wh0.x, c0_1_0); c0_1_1 = fma(v, wh1.x, c0_1_1); c0_1_2 = fma(v, wh2.x, c0_1_2); c0_1_3 = fma(v, wh3.x, c0_1_3); }
+        { let v = subgroupBroadcast(a0_0.y, 2u); c0_2_0 = fma(v, wh0.x, c0_2_0); c0_2_1 = fma(v, wh1.x, c0_2_1); c0_2_2 = fma(v, wh2.x, c0_2_2); c0_2_3 = fma(v, wh3.x, c0_2_3); }
+        { let v = subgroupBroadcast(a0_0.y, 3u); c0_3_0 = fma(v, wh0.x, c0_3_0); c0_3_1 = fma(v, wh1.x, c0_3_1); c0_3_2 = fma(v, wh2.x, c0_3_2); c0_3_3 = fma(v, wh3.x, c0_3_3); }
+        { let v = subgroupBroadcast(a0_0.y, 4u); c0_4_0 = fma(v, wh0.x, c0_4_0); c0_4_1 = fma(v, wh1.x, c0_4_1); c0_4_2 = fma(v, wh2.x, c0_4_2); c0_4_3 = fma(v, wh3.x, c0_4_3); }
+        { let v = subgroupBroadcast(a0_0.y, 5u); c0_5_0 = fma(v, wh0.x, c0_5_0); c0_5_1 = fma(v, wh1.x, c0_5_1); c0_5_2 = fma(v, wh2.x, c0_5_2); c0_5_3 = fma(v, wh3.x, c0_5_3); }
+        { let v = subgroupBroadcast(a0_0.y, 6u); c0_6_0 = fma(v, wh0.x, c0_6_0); c0_6_1 = fma(v, wh1.x, c0_6_1); c0_6_2 = fma(v, wh2.x, c0_6_2); c0_6_3 = fma(v, wh3.x, c0_6_3); }
+        { let v = subgroupBroadcast(a0_0.y, 7u); c0_7_0 = fma(v, wh0.x, c0_7_0); c0_7_1 = fma(v, wh1.x, c0_7_1); c0_7_2 = fma(v, wh2.x, c0_7_2); c0_7_3 = fma(v, wh3.x, c0_7_3); }
+        { let v = subgroupBroadcast(a1_0.y, 0u); c1_0_0 = fma(v, wh0.x, c1_0_0); c1_0_1 = fma(v, wh1.x, c1_0_1); c1_0_2 = fma(v, wh2.x, c1_0_2); c1_0_3 = fma(v, wh3.x, c1_0_3); }
+        { let v = subgroupBroadcast(a1_0.y, 1u); c1_1_0 = fma(v, wh0.x, c1_1_0); c1_1_1 = fma(v, wh1.x, c1_1_1); c1_1_2 = fma(v, wh2.x, c1_1_2); c1_1_3 = fma(v, wh3.x, c1_1_3); }
+        { let v = subgroupBroadcast(a1_0.y, 2u); c1_2_0 = fma(v, wh0.x, c1_2_0); c1_2_1 = fma(v, wh1.x, c1_2_1); c1_2_2 = fma(v, wh2.x, c1_2_2); c1_2_3 = fma(v, wh3.x, c1_2_3); }
+        { let v = subgroupBroadcast(a1_0.y, 3u); c1_3_0 = fma(v, wh0.x, c1_3_0); c1_3_1 = fma(v, wh1.x, c1_3_1); c1_3_2 = fma(v, wh2.x, c1_3_2); c1_3_3 = fma(v, wh3.x, c1_3_3); }
+        { let v = subgroupBroadcast(a1_0.y, 4u); c1_4_0 = fma(v, wh0.x, c1_4_0); c1_4_1 = fma(v, wh1.x, c1_4_1); c1_4_2 = fma(v, wh2.x, c1_4_2); c1_4_3 = fma(v, wh3.x, c1_4_3); }
+        { let v = subgroupBroadcast(a1_0.y, 5u); c1_5_0 = fma(v, wh0.x, c1_5_0); c1_5_1 = fma(v, wh1.x, c1_5_1); c1_5_2 = fma(v, wh2.x, c1_5_2); c1_5_3 = fma(v, wh3.x, c1_5_3); }
+        { let v = subgroupBroadcast(a1_0.y, 6u); c1_6_0 = fma(v, wh0.x, c1_6_0); c1_6_1 = fma(v, wh1.x, c1_6_1); c1_6_2 = fma(v, wh2.x, c1_6_2); c1_6_3 = fma(v, wh3.x, c1_6_3); }
+        { let v = subgroupBroadcast(a1_0.y, 7u); c1_7_0 = fma(v, wh0.x, c1_7_0); c1_7_1 = fma(v, wh1.x, c1_7_1); c1_7_2 = fma(v, wh2.x, c1_7_2); c1_7_3 = fma(v, wh3.x, c1_7_3); }
+        { let v = subgroupBroadcast(a2_0.y, 0u); c2_0_0 = fma(v, wh0.x, c2_0_0); c2_0_1 = fma(v, wh1.x, c2_0_1); c2_0_2 = fma(v, wh2.x, c2_0_2); c2_0_3 = fma(v, wh3.x, c2_0_3); }
+        { let v = subgroupBroadcast(a2_0.y, 1u); c2_1_0 = fma(v, wh0.x, c2_1_0); c2_1_1 = fma(v, wh1.x, c2_1_1); c2_1_2 = fma(v, wh2.x, c2_1_2); c2_1_3 = fma(v, wh3.x, c2_1_3); }
+        { let v = subgroupBroadcast(a2_0.y, 2u); c2_2_0 = fma(v, wh0.x, c2_2_0); c2_2_1 = fma(v, wh1.x, c2_2_1); c2_2_2 = fma(v, wh2.x, c2_2_2); c2_2_3 = fma(v, wh3.x, c2_2_3); }
+        { let v = subgroupBroadcast(a2_0.y, 3u); c2_3_0 = fma(v, wh0.x, c2_3_0); c2_3_1 = fma(v, wh1.x, c2_3_1); c2_3_2 = fma(v, wh2.x, c2_3_2); c2_3_3 = fma(v, wh3.x, c2_3_3); }
+        { let v = subgroupBroadcast(a2_0.y, 4u); c2_4_0 = fma(v, wh0.x, c2_4_0); c2_4_1 = fma(v, wh1.x, c2_4_1); c2_4_2 = fma(v, wh2.x, c2_4_2); c2_4_3 = fma(v, wh3.x, c2_4_3); }
+        { let v = subgroupBroadcast(a2_0.y, 5u); c2_5_0 = fma(v, wh0.x, c2_5_0); c2_5_1 = fma(v, wh1.x, c2_5_1); c2_5_2 = fma(v, wh2.x, c2_5_2); c2_5_3 = fma(v, wh3.x, c2_5_3); }
+        { let v = subgroupBroadcast(a2_0.y, 6u); c2_6_0 = fma(v, wh0.x, c2_6_0); c2_6_1 = fma(v, wh1.x, c2_6_1); c2_6_2 = fma(v, wh2.x, c2_6_2); c2_6_3 = fma(v, wh3.x, c2_6_3); }
+        { let v = subgroupBroadcast(a2_0.y, 7u); c2_7_0 = fma(v, wh0.x, c2_7_0); c2_7_1 = fma(v, wh1.x, c2_7_1); c2_7_2 = fma(v, wh2.x, c2_7_2); c2_7_3 = fma(v, wh3.x, c2_7_3); }
+        { let v = subgroupBroadcast(a3_0.y, 0u); c3_0_0 = fma(v, wh0.x, c3_0_0); c3_0_1 = fma(v, wh1.x, c3_0_1); c3_0_2 = fma(v, wh2.x, c3_0_2); c3_0_3 = fma(v, wh3.x, c3_0_3); }
+        { let v = subgroupBroadcast(a3_0.y, 1u); c3_1_0 = fma(v, wh0.x, c3_1_0); c3_1_1 = fma(v, wh1.x, c3_1_1); c3_1_2 = fma(v, wh2.x, c3_1_2); c3_1_3 = fma(v, wh3.x, c3_1_3); }
+        { let v = subgroupBroadcast(a3_0.y, 2u); c3_2_0 = fma(v, wh0.x, c3_2_0); c3_2_1 = fma(v, wh1.x, c3_2_1); c3_2_2 = fma(v, wh2.x, c3_2_2); c3_2_3 = fma(v, wh3.x, c3_2_3); }
+        { let v = subgroupBroadcast(a3_0.y, 3u); c3_3_0 = fma(v, wh0.x, c3_3_0); c3_3_1 = fma(v, wh1.x, c3_3_1); c3_3_2 = fma(v, wh2.x, c3_3_2); c3_3_3 = fma(v, wh3.x, c3_3_3); }
+        { let v = subgroupBroadcast(a3_0.y, 4u); c3_4_0 = fma(v, wh0.x, c3_4_0); c3_4_1 = fma(v, wh1.x, c3_4_1); c3_4_2 = fma(v, wh2.x, c3_4_2); c3_4_3 = fma(v, wh3.x, c3_4_3); }
+        { let v = subgroupBroadcast(a3_0.y, 5u); c3_5_0 = fma(v, wh0.x, c3_5_0); c3_5_1 = fma(v, wh1.x, c3_5_1); c3_5_2 = fma(v, wh2.x, c3_5_2); c3_5_3 = fma(v, wh3.x, c3_5_3); }
+        { let v = subgroupBroadcast(a3_0.y, 6u); c3_6_0 = fma(v, wh0.x, c3_6_0); c3_6_1 = fma(v, wh1.x, c3_6_1); c3_6_2 = fma(v, wh2.x, c3_6_2); c3_6_3 = fma(v, wh3.x, c3_6_3); }
+        { let v = subgroupBroadcast(a3_0.y, 7u); c3_7_0 = fma(v, wh0.x, c3_7_0); c3_7_1 = fma(v, wh1.x, c3_7_1); c3_7_2 = fma(v, wh2.x, c3_7_2); c3_7_3 = fma(v, wh3.x, c3_7_3); }
+        { let v = subgroupBroadcast(a0_0.z, 0u); c0_0_0 = fma(v, wl0.y, c0_0_0); c0_0_1 = fma(v, wl1.y, c0_0_1); c0_0_2 = fma(v, wl2.y, c0_0_2); c0_0_3 = fma(v, wl3.y, c0_0_3); }
+        { let v = subgroupBroadcast(a0_0.z, 1u); c0_1_0 = fma(v, wl0.y, c0_1_0); c0_1_1 = fma(v, wl1.y, c0_1_1); c0_1_2 = fma(v, wl2.y, c0_1_2); c0_1_3 = fma(v, wl3.y, c0_1_3); }
+        { let v = subgroupBroadcast(a0_0.z, 2u); c0_2_0 = fma(v, wl0.y, c0_2_0); c0_2_1 = fma(v, wl1.y, c0_2_1); c0_2_2 = fma(v, wl2.y, c0_2_2); c0_2_3 = fma(v, wl3.y, c0_2_3); }
+        { let v = subgroupBroadcast(a0_0.z, 3u); c0_3_0 = fma(v, wl0.y, c0_3_0); c0_3_1 = fma(v, wl1.y, c0_3_1); c0_3_2 = fma(v, wl2.y, c0_3_2); c0_3_3 = fma(v, wl3.y, c0_3_3); }
+        { let v = subgroupBroadcast(a0_0.z, 4u); c0_4_0 = fma(v, wl0.y, c0_4_0); c0_4_1 = fma(v, wl1.y, c0_4_1); c0_4_2 = fma(v, wl2.y, c0_4_2); c0_4_3 = fma(v, wl3.y, c0_4_3); }
+        { let v = subgroupBroadcast(a0_0.z, 5u); c0_5_0 = fma(v, wl0.y, c0_5_0); c0_5_1 = fma(v, wl1.y, c0_5_1); c0_5_2 = fma(v, wl2.y, c0_5_2); c0_5_3 = fma(v, wl3.y, c0_5_3); }
+        { let v = subgroupBroadcast(a0_0.z, 6u); c0_6_0 = fma(v, wl0.y, c0_6_0); c0_6_1 = fma(v, wl1.y, c0_6_1); c0_6_2 = fma(v, wl2.y, c0_6_2); c0_6_3 = fma(v, wl3.y, c0_6_3); }
+        { let v = subgroupBroadcast(a0_0.z, 7u); c0_7_0 = fma(v, wl0.y, c0_7_0); c0_7_1 = fma(v, wl1.y, c0_7_1); c0_7_2 = fma(v, wl2.y, c0_7_2); c0_7_3 = fma(v, wl3.y, c0_7_3); }
+        { let v = subgroupBroadcast(a1_0.z, 0u); c1_0_0 = fma(v, wl0.y, c1_0_0); c1_0_1 = fma(v, wl1.y, c1_0_1); c1_0_2 = fma(v, wl2.y, c1_0_2); c1_0_3 = fma(v, wl3.y, c1_0_3); }
+        { let v = subgroupBroadcast(a1_0.z, 1u); c1_1_0 = fma(v, wl0.y, c1_1_0); c1_1_1 = fma(v, wl1.y, c1_1_1); c1_1_2 = fma(v, wl2.y, c1_1_2); c1_1_3 = fma(v, wl3.y, c1_1_3); }
+        { let v = subgroupBroadcast(a1_0.z, 2u); c1_2_0 = fma(v, wl0.y, c1_2_0); c1_2_1 = fma(v, wl1.y, c1_2_1); c1_2_2 = fma(v, wl2.y, c1_2_2); c1_2_3 = fma(v, wl3.y, c1_2_3); }
+        { let v = subgroupBroadcast(a1_0.z, 3u); c1_3_0 = fma(v, wl0.y, c1_3_0); c1_3_1 = fma(v, wl1.y, c1_3_1); c1_3_2 = fma(v, wl2.y, c1_3_2); c1_3_3 = fma(v, wl3.y, c1_3_3); }
+        { let v = subgroupBroadcast(a1_0.z, 4u); c1_4_0 = fma(v, wl0.y, c1_4_0); c1_4_1 = fma(v, wl1.y, c1_4_1); c1_4_2 = fma(v, wl2.y, c1_4_2); c1_4_3 = fma(v, wl3.y, c1_4_3); }
+        { let v = subgroupBroadcast(a1_0.z, 5u); c1_5_0 = fma(v, wl0.y, c1_5_0); c1_5_1 = fma(v, wl1.y, c1_5_1); c1_5_2 = fma(v, wl2.y, c1_5_2); c1_5_3 = fma(v, wl3.y, c1_5_3); }
+        { let v = subgroupBroadcast(a1_0.z, 6u); c1_6_0 = fma(v, wl0.y, c1_6_0); c1_6_1 = fma(v, wl1.y, c1_6_1); c1_6_2 = fma(v, wl2.y, c1_6_2); c1_6_3 = fma(v, wl3.y, c1_6_3); }
+        { let v = subgroupBroadcast(a1_0.z, 7u); c1_7_0 = fma(v, wl0.y, c1_7_0); c1_7_1 = fma(v, wl1.y, c1_7_1); c1_7_2 = fma(v, wl2.y, c1_7_2); c1_7_3 = fma(v, wl3.y, c1_7_3); }
+        { let v = subgroupBroadcast(a2_0.z, 0u); c2_0_0 = fma(v, wl0.y, c2_0_0); c2_0_1 = fma(v, wl1.y, c2_0_1); c2_0_2 = fma(v, wl2.y, c2_0_2); c2_0_3 = fma(v, wl3.y, c2_0_3); }
+        { let v = subgroupBroadcast(a2_0.z, 1u); c2_1_0 = fma(v, wl0.y, c2_1_0); c2_1_1 = fma(v, wl1.y, c2_1_1); c2_1_2 = fma(v, wl2.y, c2_1_2); c2_1_3 = fma(v, wl3.y, c2_1_3); }
+        { let v = subgroupBroadcast(a2_0.z, 2u); c2_2_0 = fma(v, wl0.y, c2_2_0); c2_2_1 = fma(v, wl1.y, c2_2_1); c2_2_2 = fma(v, wl2.y, c2_2_2); c2_2_3 = fma(v, wl3.y, c2_2_3); }
+        { let v = subgroupBroadcast(a2_0.z, 3u); c2_3_0 = fma(v, wl0.y, c2_3_0); c2_3_1 = fma(v, wl1.y, c2_3_1); c2_3_2 = fma(v, wl2.y, c2_3_2); c2_3_3 = fma(v, wl3.y, c2_3_3); }
+        { let v = subgroupBroadcast(a2_0.z, 4u); c2_4_0 = fma(v, wl0.y, c2_4_0); c2_4_1 = fma(v, wl1.y, c2_4_1); c2_4_2 = fma(v, wl2.y, c2_4_2); c2_4_3 = fma(v, wl3.y, c2_4_3); }
+        { let v = subgroupBroadcast(a2_0.z, 5u); c2_5_0 = fma(v, wl0.y, c2_5_0); c2_5_1 = fma(v, wl1.y, c2_5_1); c2_5_2 = fma(v, wl2.y, c2_5_2); c2_5_3 = fma(v, wl3.y, c2_5_3); }
+        { let v = subgroupBroadcast(a2_0.z, 6u); c2_6_0 = fma(v, wl0.y, c2_6_0); c2_6_1 = fma(v, wl1.y, c2_6_1); c2_6_2 = fma(v, wl2.y, c2_6_2); c2_6_3 = fma(v, wl3.y, c2_6_3); }
+        { let v = subgroupBroadcast(a2_0.z, 7u); c2_7_0 = fma(v, wl0.y, c2_7_0); c2_7_1 = fma(v, wl1.y, c2_7_1); c2_7_2 = fma(v, wl2.y, c2_7_2); c2_7_3 = fma(v, wl3.y, c2_7_3); }
+        { let v = subgroupBroadcast(a3_0.z, 0u); c3_0_0 = fma(v, wl0.y, c3_0_0); c3_0_1 = fma(v, wl1.y, c3_0_1); c3_0_2 = fma(v, wl2.y, c3_0_2); c3_0_3 = fma(v, wl3.y, c3_0_3); }
+        { let v = subgroupBroadcast(a3_0.z, 1u); c3_1_0 = fma(v, wl0.y, c3_1_0); c3_1_1 = fma(v, wl1.y, c3_1_1); c3_1_2 = fma(v, wl2.y, c3_1_2); c3_1_3 = fma(v, wl3.y, c3_1_3); }
+        { let v = subgroupBroadcast(a3_0.z, 2u); c3_2_0 = fma(v, wl0.y, c3_2_0); c3_2_1 = fma(v, wl1.y, c3_2_1); c3_2_2 = fma(v, wl2.y, c3_2_2); c3_2_3 = fma(v, wl3.y, c3_2_3); }
+        { let v = subgroupBroadcast(a3_0.z, 3u); c3_3_0 = fma(v, wl0.y, c3_3_0); c3_3_1 = fma(v, wl1.y, c3_3_1); c3_3_2 = fma(v, wl2.y, c3_3_2); c3_3_3 = fma(v, wl3.y, c3_3_3); }
+        { let v = subgroupBroadcast(a3_0.z, 4u); c3_4_0 = fma(v, wl0.y, c3_4_0); c3_4_1 = fma(v, wl1.y, c3_4_1); c3_4_2 = fma(v, wl2.y, c3_4_2); c3_4_3 = fma(v, wl3.y, c3_4_3); }
+        { let v = subgroupBroadcast(a3_0.z, 5u); c3_5_0 = fma(v, wl0.y, c3_5_0); c3_5_1 = fma(v, wl1.y, c3_5_1); c3_5_2 = fma(v, wl2.y, c3_5_2); c3_5_3 = fma(v, wl3.y, c3_5_3); }
+        { let v = subgroupBroadcast(a3_0.z, 6u); c3_6_0 = fma(v, wl0.y, c3_6_0); c3_6_1 = fma(v, wl1.y, c3_6_1); c3_6_2 = fma(v, wl2.y, c3_6_2); c3_6_3 = fma(v, wl3.y, c3_6_3); }
+        { let v = subgroupBroadcast(a3_0.z, 7u); c3_7_0 = fma(v, wl0.y, c3_7_0); c3_7_1 = fma(v, wl1.y, c3_7_1); c3_7_2 = fma(v, wl2.y, c3_7_2); c3_7_3 = fma(v, wl3.y, c3_7_3); }
+        { let v = subgroupBroadcast(a0_0.w, 0u); c0_0_0 = fma(v, wh0.y, c0_0_0); c0_0_1 = fma(v, wh1.y, c0_0_1); c0_0_2 = fma(v, wh2.y, c0_0_2); c0_0_3 = fma(v, wh3.y, c0_0_3); }
+        { let v = subgroupBroadcast(a0_0.w, 1u); c0_1_0 = fma(v, wh0.y, c0_1_0); c0_1_1 = fma(v, wh1.y, c0_1_1); c0_1_2 = fma(v, wh2.y, c0_1_2); c0_1_3 = fma(v, wh3.y, c0_1_3); }
+        { let v = subgroupBroadcast(a0_0.w, 2u); c0_2_0 = fma(v, wh0.y, c0_2_0); c0_2_1 = fma(v, wh1.y, c0_2_1); c0_2_2 = fma(v, wh2.y, c0_2_2); c0_2_3 = fma(v, wh3.y, c0_2_3); }
+        { let v = subgroupBroadcast(a0_0.w, 3u); c0_3_0 = fma(v, wh0.y, c0_3_0); c0_3_1 = fma(v, wh1.y, c0_3_1); c0_3_2 = fma(v, wh2.y, c0_3_2); c0_3_3 = fma(v, wh3.y, c0_3_3); }
+        { let v = subgroupBroadcast(a0_0.w, 4u); c0_4_0 = fma(v, wh0.y, c0_4_0); c0_4_1 = fma(v, wh1.y, c0_4_1); c0_4_2 = fma(v, wh2.y, c0_4_2); c0_4_3 = fma(v, wh3.y, c0_4_3); }
+        { let v = subgroupBroadcast(a0_0.w, 5u); c0_5_0 = fma(v, wh0.y, c0_5_0); c0_5_1 = fma(v, wh1.y, c0_5_1); c0_5_2 = fma(v, wh2.y, c0_5_2); c0_5_3 = fma(v, wh3.y, c0_5_3); }
+        { let v = subgroupBroadcast(a0_0.w, 6u); c0_6_0 = fma(v, wh0.y, c0_6_0); c0_6_1 = fma(v, wh1.y, c0_6_1); c0_6_2 = fma(v, wh2.y, c0_6_2); c0_6_3 = fma(v, wh3.y, c0_6_3); }
+        { let v = subgroupBroadcast(a0_0.w, 7u); c0_7_0 = fma(v, wh0.y, c0_7_0); c0_7_1 = fma(v, wh1.y, c0_7_1); c0_7_2 = fma(v, wh2.y, c0_7_2); c0_7_3 = fma(v, wh3.y, c0_7_3); }
+        { let v = subgroupBroadcast(a1_0.w, 0u); c1_0_0 = fma(v, wh0.y, c1_0_0); c1_0_1 = fma(v, wh1.y, c1_0_1); c1_0_2 = fma(v, wh2.y, c1_0_2); c1_0_3 = fma(v, wh3.y, c1_0_3); }
+        { let v = subgroupBroadcast(a1_0.w, 1u); c1_1_0 = fma(v, wh0.y, c1_1_0); c1_1_1 = fma(v, wh1.y, c1_1_1); c1_1_2 = fma(v, wh2.y, c1_1_2); c1_1_3 = fma(v, wh3.y, c1_1_3); }
+        { let v = subgroupBroadcast(a1_0.w, 2u); c1_2_0 = fma(v, wh0.y, c1_2_0); c1_2_1 = fma(v, wh1.y, c1_2_1); c1_2_2 = fma(v, wh2.y, c1_2_2); c1_2_3 = fma(v, wh3.y, c1_2_3); }
+        { let v = subgroupBroadcast(a1_0.w, 3u); c1_3_0 = fma(v, wh0.y, c1_3_0); c1_3_1 = fma(v, wh1.y, c1_3_1); c1_3_2 = fma(v, wh2.y, c1_3_2); c1_3_3 = fma(v, wh3.y, c1_3_3); }
+        { let v = subgroupBroadcast(a1_0.w, 4u); c1_4_0 = fma(v, wh0.y, c1_4_0); c1_4_1 = fma(v, wh1.y, c1_4_1); c1_4_2 = fma(v, wh2.y, c1_4_2); c1_4_3 = fma(v, wh3.y, c1_4_3); }
+        { let v = subgroupBroadcast(a1_0.w, 5u); c1_5_0 = fma(v, wh0.y, c1_5_0); c1_5_1 = fma(v, wh1.y, c1_5_1); c1_5_2 = fma(v, wh2.y, c1_5_2); c1_5_3 = fma(v, wh3.y, c1_5_3); }
+        { let v = subgroupBroadcast(a1_0.w, 6u); c1_6_0 = fma(v, wh0.y, c1_6_0); c1_6_1 = fma(v, wh1.y, c1_6_1); c1_6_2 = fma(v, wh2.y, c1_6_2); c1_6_3 = fma(v, wh3.y, c1_6_3); }
+        { let v = subgroupBroadcast(a1_0.w, 7u); c1_7_0 = fma(v, wh0.y, c1_7_0); c1_7_1 = fma(v, wh1.y, c1_7_1); c1_7_2 = fma(v, wh2.y, c1_7_2); c1_7_3 = fma(v, wh3.y, c1_7_3); }
+        { let v = subgroupBroadcast(a2_0.w, 0u); c2_0_0 = fma(v, wh0.y, c2_0_0); c2_0_1 = fma(v, wh1.y, c2_0_1); c2_0_2 = fma(v, wh2.y, c2_0_2); c2_0_3 = fma(v, wh3.y, c2_0_3); }
+        { let v = subgroupBroadcast(a2_0.w, 1u); c2_1_0 = fma(v, wh0.y, c2_1_0); c2_1_1 = fma(v, wh1.y, c2_1_1); c2_1_2 = fma(v, wh2.y, c2_1_2); c2_1_3 = fma(v, wh3.y, c2_1_3); }
+        { let v = subgroupBroadcast(a2_0.w, 2u); c2_2_0 = fma(v, wh0.y, c2_2_0); c2_2_1 = fma(v, wh1.y, c2_2_1); c2_2_2 = fma(v, wh2.y, c2_2_2); c2_2_3 = fma(v, wh3.y, c2_2_3); }
+        { let v = subgroupBroadcast(a2_0.w, 3u); c2_3_0 = fma(v, wh0.y, c2_3_0); c2_3_1 = fma(v, wh1.y, c2_3_1); c2_3_2 = fma(v, wh2.y, c2_3_2); c2_3_3 = fma(v, wh3.y, c2_3_3); }
+        { let v = subgroupBroadcast(a2_0.w, 4u); c2_4_0 = fma(v, wh0.y, c2_4_0); c2_4_1 = fma(v, wh1.y, c2_4_1); c2_4_2 = fma(v, wh2.y, c2_4_2); c2_4_3 = fma(v, wh3.y, c2_4_3); }
+        { let v = subgroupBroadcast(a2_0.w, 5u); c2_5_0 = fma(v, wh0.y, c2_5_0); c2_5_1 = fma(v, wh1.y, c2_5_1); c2_5_2 = fma(v, wh2.y, c2_5_2); c2_5_3 = fma(v, wh3.y, c2_5_3); }
+        { let v = subgroupBroadcast(a2_0.w, 6u); c2_6_0 = fma(v, wh0.y, c2_6_0); c2_6_1 = fma(v, wh1.y, c2_6_1); c2_6_2 = fma(v, wh2.y, c2_6_2); c2_6_3 = fma(v, wh3.y, c2_6_3); }
+        { let v = subgroupBroadcast(a2_0.w, 7u); c2_7_0 = fma(v, wh0.y, c2_7_0); c2_7_1 = fma(v, wh1.y, c2_7_1); c2_7_2 = fma(v, wh2.y, c2_7_2); c2_7_3 = fma(v, wh3.y, c2_7_3); }
+        { let v = subgroupBroadcast(a3_0.w, 0u); c3_0_0 = fma(v, wh0.y, c3_0_0); c3_0_1 = fma(v, wh1.y, c3_0_1); c3_0_2 = fma(v, wh2.y, c3_0_2); c3_0_3 = fma(v, wh3.y, c3_0_3); }
+        { let v = subgroupBroadcast(a3_0.w, 1u); c3_1_0 = fma(v, wh0.y, c3_1_0); c3_1_1 = fma(v, wh1.y, c3_1_1); c3_1_2 = fma(v, wh2.y, c3_1_2); c3_1_3 = fma(v, wh3.y, c3_1_3); }
+        { let v = subgroupBroadcast(a3_0.w, 2u); c3_2_0 = fma(v, wh0.y, c3_2_0); c3_2_1 = fma(v, wh1.y, c3_2_1); c3_2_2 = fma(v, wh2.y, c3_2_2); c3_2_3 = fma(v, wh3.y, c3_2_3); }
+        { let v = subgroupBroadcast(a3_0.w, 3u); c3_3_0 = fma(v, wh0.y, c3_3_0); c3_3_1 = fma(v, wh1.y, c3_3_1); c3_3_2 = fma(v, wh2.y, c3_3_2); c3_3_3 = fma(v, wh3.y, c3_3_3); }
+        { let v = subgroupBroadcast(a3_0.w, 4u); c3_4_0 = fma(v, wh0.y, c3_4_0); c3_4_1 = fma(v, wh1.y, c3_4_1); c3_4_2 = fma(v, wh2.y, c3_4_2); c3_4_3 = fma(v, wh3.y, c3_4_3); }
+        { let v = subgroupBroadcast(a3_0.w, 5u); c3_5_0 = fma(v, wh0.y, c3_5_0); c3_5_1 = fma(v, wh1.y, c3_5_1); c3_5_2 = fma(v, wh2.y, c3_5_2); c3_5_3 = fma(v, wh3.y, c3_5_3); }
+        { let v = subgroupBroadcast(a3_0.w, 6u); c3_6_0 = fma(v, wh0.y, c3_6_0); c3_6_1 = fma(v, wh1.y, c3_6_1); c3_6_2 = fma(v, wh2.y, c3_6_2); c3_6_3 = fma(v, wh3.y, c3_6_3); }
+        { let v = subgroupBroadcast(a3_0.w, 7u); c3_7_0 = fma(v, wh0.y, c3_7_0); c3_7_1 = fma(v, wh1.y, c3_7_1); c3_7_2 = fma(v, wh2.y, c3_7_2); c3_7_3 = fma(v, wh3.y, c3_7_3); }
+        { let v = subgroupBroadcast(a0_1.x, 0u); c0_0_0 = fma(v, wl0.z, c0_0_0); c0_0_1 = fma(v, wl1.z, c0_0_1); c0_0_2 = fma(v, wl2.z, c0_0_2); c0_0_3 = fma(v, wl3.z, c0_0_3); }
+        { let v = subgroupBroadcast(a0_1.x, 1u); c0_1_0 = fma(v, wl0.z, c0_1_0); c0_1_1 = fma(v, wl1.z, c0_1_1); c0_1_2 = fma(v, wl2.z, c0_1_2); c0_1_3 = fma(v, wl3.z, c0_1_3); }
+        { let v = subgroupBroadcast(a0_1.x, 2u); c0_2_0 = fma(v, wl0.z, c0_2_0); c0_2_1 = fma(v, wl1.z, c0_2_1); c0_2_2 = fma(v, wl2.z, c0_2_2); c0_2_3 = fma(v, wl3.z, c0_2_3); }
+        { let v = subgroupBroadcast(a0_1.x, 3u); c0_3_0 = fma(v, wl0.z, c0_3_0); c0_3_1 = fma(v, wl1.z, c0_3_1); c0_3_2 = fma(v, wl2.z, c0_3_2); c0_3_3 = fma(v, wl3.z, c0_3_3); }
+        { let v = subgroupBroadcast(a0_1.x, 4u); c0_4_0 = fma(v, wl0.z, c0_4_0); c0_4_1 = fma(v, wl1.z, c0_4_1); c0_4_2 = fma(v, wl2.z, c0_4_2); c0_4_3 = fma(v, wl3.z, c0_4_3); }
+        { let v = subgroupBroadcast(a0_1.x, 5u); c0_5_0 = fma(v, wl0.z, c0_5_0); c0_5_1 = fma(v, wl1.z, c0_5_1); c0_5_2 = fma(v, wl2.z, c0_5_2); c0_5_3 = fma(v, wl3.z, c0_5_3); }
+        { let v = subgroupBroadcast(a0_1.x, 6u); c0_6_0 = fma(v, wl0.z, c0_6_0); c0_6_1 = fma(v, wl1.z, c0_6_1); c0_6_2 = fma(v, wl2.z, c0_6_2); c0_6_3 = fma(v, wl3.z, c0_6_3); }
+        { let v = subgroupBroadcast(a0_1.x, 7u); c0_7_0 = fma(v, wl0.z, c0_7_0); c0_7_1 = fma(v, wl1.z, c0_7_1); c0_7_2 = fma(v, wl2.z, c0_7_2); c0_7_3 = fma(v, wl3.z, c0_7_3); }
+        { let v = subgroupBroadcast(a1_1.x, 0u); c1_0_0 = fma(v, wl0.z, c1_0_0); c1_0_1 = fma(v, wl1.z, c1_0_1); c1_0_2 = fma(v, wl2.z, c1_0_2); c1_0_3 = fma(v, wl3.z, c1_0_3); }
+        { let v = subgroupBroadcast(a1_1.x, 1u); c1_1_0 = fma(v, wl0.z, c1_1_0); c1_1_1 = fma(v, wl1.z, c1_1_1); c1_1_2 = fma(v, wl2.z, c1_1_2); c1_1_3 = fma(v, wl3.z, c1_1_3); }
+        { let v = subgroupBroadcast(a1_1.x, 2u); c1_2_0 = fma(v, wl0.z, c1_2_0); c1_2_1 = fma(v, wl1.z, c1_2_1); c1_2_2 = fma(v, wl2.z, c1_2_2); c1_2_3 = fma(v, wl3.z, c1_2_3); }
+        { let v = subgroupBroadcast(a1_1.x, 3u); c1_3_0 = fma(v, wl0.z, c1_3_0); c1_3_1 = fma(v, wl1.z, c1_3_1); c1_3_2 = fma(v, wl2.z, c1_3_2); c1_3_3 = fma(v, wl3.z, c1_3_3); }
+        { let v = subgroupBroadcast(a1_1.x, 4u); c1_4_0 = fma(v, wl0.z, c1_4_0); c1_4_1 = fma(v, wl1.z, c1_4_1); c1_4_2 = fma(v, wl2.z, c1_4_2); c1_4_3 = fma(v, wl3.z, c1_4_3); }
+        { let v = subgroupBroadcast(a1_1.x, 5u); c1_5_0 = fma(v, wl0.z, c1_5_0); c1_5_1 = fma(v, wl1.z, c1_5_1); c1_5_2 = fma(v, wl2.z, c1_5_2); c1_5_3 = fma(v, wl3.z, c1_5_3); }
+        { let v = subgroupBroadcast(a1_1.x, 6u); c1_6_0 = fma(v, wl0.z, c1_6_0); c1_6_1 = fma(v, wl1.z, c1_6_1); c1_6_2 = fma(v, wl2.z, c1_6_2); c1_6_3 = fma(v, wl3.z, c1_6_3); }
+        { let v = subgroupBroadcast(a1_1.x, 7u); c1_7_0 = fma(v, wl0.z, c1_7_0); c1_7_1 = fma(v, wl1.z, c1_7_1); c1_7_2 = fma(v, wl2.z, c1_7_2); c1_7_3 = fma(v, wl3.z, c1_7_3); }
+        { let v = subgroupBroadcast(a2_1.x, 0u); c2_0_0 = fma(v, wl0.z, c2_0_0); c2_0_1 = fma(v, wl1.z, c2_0_1); c2_0_2 = fma(v, wl2.z, c2_0_2); c2_0_3 = fma(v, wl3.z, c2_0_3); }
+        { let v = subgroupBroadcast(a2_1.x, 1u); c2_1_0 = fma(v, wl0.z, c2_1_0); c2_1_1 = fma(v, wl1.z, c2_1_1); c2_1_2 = fma(v, wl2.z, c2_1_2); c2_1_3 = fma(v, wl3.z, c2_1_3); }
+        { let v = subgroupBroadcast(a2_1.x, 2u); c2_2_0 = fma(v, wl0.z, c2_2_0); c2_2_1 = fma(v, wl1.z, c2_2_1); c2_2_2 = fma(v, wl2.z, c2_2_2); c2_2_3 = fma(v, wl3.z, c2_2_3); }
+        { let v = subgroupBroadcast(a2_1.x, 3u); c2_3_0 = fma(v, wl0.z, c2_3_0); c2_3_1 = fma(v, wl1.z, c2_3_1); c2_3_2 = fma(v, wl2.z, c2_3_2); c2_3_3 = fma(v, wl3.z, c2_3_3); }
+        { let v = subgroupBroadcast(a2_1.x, 4u); c2_4_0 = fma(v, wl0.z, c2_4_0); c2_4_1 = fma(v, wl1.z, c2_4_1); c2_4_2 = fma(v, wl2.z, c2_4_2); c2_4_3 = fma(v, wl3.z, c2_4_3); }
+        { let v = subgroupBroadcast(a2_1.x, 5u); c2_5_0 = fma(v, wl0.z, c2_5_0); c2_5_1 = fma(v, wl1.z, c2_5_1); c2_5_2 = fma(v, wl2.z, c2_5_2); c2_5_3 = fma(v, wl3.z, c2_5_3); }
+        { let v = subgroupBroadcast(a2_1.x, 6u); c2_6_0 = fma(v, wl0.z, c2_6_0); c2_6_1 = fma(v, wl1.z, c2_6_1); c2_6_2 = fma(v, wl2.z, c2_6_2); c2_6_3 = fma(v, wl3.z, c2_6_3); }
+        { let v = subgroupBroadcast(a2_1.x, 7u); c2_7_0 = fma(v, wl0.z, c2_7_0); c2_7_1 = fma(v, wl1.z, c2_7_1); c2_7_2 = fma(v, wl2.z, c2_7_2); c2_7_3 = fma(v, wl3.z, c2_7_3); }
+        { let v = subgroupBroadcast(a3_1.x, 0u); c3_0_0 = fma(v, wl0.z, c3_0_0); c3_0_1 = fma(v, wl1.z, c3_0_1); c3_0_2 = fma(v, wl2.z, c3_0_2); c3_0_3 = fma(v, wl3.z, c3_0_3); }
+        { let v = subgroupBroadcast(a3_1.x, 1u); c3_1_0 = fma(v, wl0.z, c3_1_0); c3_1_1 = fma(v, wl1.z, c3_1_1); c3_1_2 = fma(v, wl2.z, c3_1_2); c3_1_3 = fma(v, wl3.z, c3_1_3); }
+        { let v = subgroupBroadcast(a3_1.x, 2u); c3_2_0 = fma(v, wl0.z, c3_2_0); c3_2_1 = fma(v, wl1.z, c3_2_1); c3_2_2 = fma(v, wl2.z, c3_2_2); c3_2_3 = fma(v, wl3.z, c3_2_3); }
+        { let v = subgroupBroadcast(a3_1.x, 3u); c3_3_0 = fma(v, wl0.z, c3_3_0); c3_3_1 = fma(v, wl1.z, c3_3_1); c3_3_2 = fma(v, wl2.z, c3_3_2); c3_3_3 = fma(v, wl3.z, c3_3_3); }
+        { let v = subgroupBroadcast(a3_1.x, 4u); c3_4_0 = fma(v, wl0.z, c3_4_0); c3_4_1 = fma(v, wl1.z, c3_4_1); c3_4_2 = fma(v, wl2.z, c3_4_2); c3_4_3 = fma(v, wl3.z, c3_4_3); }
+        { let v = subgroupBroadcast(a3_1.x, 5u); c3_5_0 = fma(v, wl0.z, c3_5_0); c3_5_1 = fma(v, wl1.z, c3_5_1); c3_5_2 = fma(v, wl2.z, c3_5_2); c3_5_3 = fma(v, wl3.z, c3_5_3); }
+        { let v = subgroupBroadcast(a3_1.x, 6u); c3_6_0 = fma(v, wl0.z, c3_6_0); c3_6_1 = fma(v, wl1.z, c3_6_1); c3_6_2 = fma(v, wl2.z, c3_6_2); c3_6_3 = fma(v, wl3.z, c3_6_3); }
+        { let v = subgroupBroadcast(a3_1.x, 7u); c3_7_0 = fma(v, wl0.z, c3_7_0); c3_7_1 = fma(v, wl1.z, c3_7_1); c3_7_2 = fma(v, wl2.z, c3_7_2); c3_7_3 = fma(v, wl3.z, c3_7_3); }
+        { let v = subgroupBroadcast(a0_1.y, 0u); c0_0_0 = fma(v, wh0.z, c0_0_0); c0_0_1 = fma(v, wh1.z, c0_0_1); c0_0_2 = fma(v, wh2.z, c0_0_2); c0_0_3 = fma(v, wh3.z, c0_0_3); }
+        { let v = subgroupBroadcast(a0_1.y, 1u); c0_1_0 = fma(v, wh0.z, c0_1_0); c0_1_1 = fma(v, wh1.z, c0_1_1); c0_1_2 = fma(v, wh2.z, c0_1_2); c0_1_3 = fma(v, wh3.z, c0_1_3); }
+        { let v = subgroupBroadcast(a0_1.y, 2u); c0_2_0 = fma(v, wh0.z, c0_2_0); c0_2_1 = fma(v, wh1.z, c0_2_1); c0_2_2 = fma(v, wh2.z, c0_2_2); c0_2_3 = fma(v, wh3.z, c0_2_3); }
+        { let v = subgroupBroadcast(a0_1.y, 3u); c0_3_0 = fma(v, wh0.z, c0_3_0); c0_3_1 = fma(v, wh1.z, c0_3_1); c0_3_2 = fma(v, wh2.z, c0_3_2); c0_3_3 = fma(v, wh3.z, c0_3_3); }
+        { let v = subgroupBroadcast(a0_1.y, 4u); c0_4_0 = fma(v, wh0.z, c0_4_0); c0_4_1 = fma(v, wh1.z, c0_4_1); c0_4_2 = fma(v, wh2.z, c0_4_2); c0_4_3 = fma(v, wh3.z, c0_4_3); }
+        { let v = subgroupBroadcast(a0_1.y, 5u); c0_5_0 = fma(v, wh0.z, c0_5_0); c0_5_1 = fma(v, wh1.z, c0_5_1); c0_5_2 = fma(v, wh2.z, c0_5_2); c0_5_3 = fma(v, wh3.z, c0_5_3); }
+        { let v = subgroupBroadcast(a0_1.y, 6u); c0_6_0 = fma(v, wh0.z, c0_6_0); c0_6_1 = fma(v, wh1.z, c0_6_1); c0_6_2 = fma(v, wh2.z, c0_6_2); c0_6_3 = fma(v, wh3.z, c0_6_3); }
+        { let v = subgroupBroadcast(a0_1.y, 7u); c0_7_0 = fma(v, wh0.z, c0_7_0); c0_7_1 = fma(v, wh1.z, c0_7_1); c0_7_2 = fma(v, wh2.z, c0_7_2); c0_7_3 = fma(v, wh3.z, c0_7_3); }
+        { let v = subgroupBroadcast(a1_1.y, 0u); c1_0_0 = fma(v, wh0.z, c1_0_0); c1_0_1 = fma(v, wh1.z, c1_0_1); c1_0_2 = fma(v, wh2.z, c1_0_2); c1_0_3 = fma(v, wh3.z, c1_0_3); }
+        { let v = subgroupBroadcast(a1_1.y, 1u); c1_1_0 = fma(v, wh0.z, c1_1_0); c1_1_1 = fma(v, wh1.z, c1_1_1); c1_1_2 = fma(v, wh2.z, c1_1_2); c1_1_3 = fma(v, wh3.z, c1_1_3); }
+        { let v = subgroupBroadcast(a1_1.y, 2u); c1_2_0 = fma(v, wh0.z, c1_2_0); c1_2_1 = fma(v, wh1.z, c1_2_1); c1_2_2 = fma(v, wh2.z, c1_2_2); c1_2_3 = fma(v, wh3.z, c1_2_3); }
+        { let v = subgroupBroadcast(a1_1.y, 3u); c1_3_0 = fma(v, wh0.z, c1_3_0); c1_3_1 = fma(v, wh1.z, c1_3_1); c1_3_2 = fma(v, wh2.z, c1_3_2); c1_3_3 = fma(v, wh3.z, c1_3_3); }
+        { let v = subgroupBroadcast(a1_1.y, 4u); c1_4_0 = fma(v, wh0.z, c1_4_0); c1_4_1 = fma(v, wh1.z, c1_4_1); c1_4_2 = fma(v, wh2.z, c1_4_2); c1_4_3 = fma(v, wh3.z, c1_4_3); }
+        { let v = subgroupBroadcast(a1_1.y, 5u); c1_5_0 = fma(v, wh0.z, c1_5_0); c1_5_1 = fma(v, wh1.z, c1_5_1); c1_5_2 = fma(v, wh2.z, c1_5_2); c1_5_3 = fma(v, wh3.z, c1_5_3); }
+        { let v = subgroupBroadcast(a1_1.y, 6u); c1_6_0 = fma(v, wh0.z, c1_6_0); c1_6_1 = fma(v, wh1.z, c1_6_1); c1_6_2 = fma(v, wh2.z, c1_6_2); c1_6_3 = fma(v, wh3.z, c1_6_3); }
+        { let v = subgroupBroadcast(a1_1.y, 7u); c1_7_0 = fma(v, wh0.z, c1_7_0); c1_7_1 = fma(v, wh1.z, c1_7_1); c1_7_2 = fma(v, wh2.z, c1_7_2); c1_7_3 = fma(v, wh3.z, c1_7_3); }
+        { let v = subgroupBroadcast(a2_1.y, 0u); c2_0_0 = fma(v, wh0.z, c2_0_0); c2_0_1 = fma(v, wh1.z, c2_0_1); c2_0_2 = fma(v, wh2.z, c2_0_2); c2_0_3 = fma(v, wh3.z, c2_0_3); }
+        { let v = subgroupBroadcast(a2_1.y, 1u); c2_1_0 = fma(v, wh0.z, c2_1_0); c2_1_1 = fma(v, wh1.z, c2_1_1); c2_1_2 = fma(v, wh2.z, c2_1_2); c2_1_3 = fma(v, wh3.z, c2_1_3); }
+        { let v = subgroupBroadcast(a2_1.y, 2u); c2_2_0 = fma(v, wh0.z, c2_2_0); c2_2_1 = fma(v, wh1.z, c2_2_1); c2_2_2 = fma(v, wh2.z, c2_2_2); c2_2_3 = fma(v, wh3.z, c2_2_3); }
+        { let v = subgroupBroadcast(a2_1.y, 3u); c2_3_0 = fma(v, wh0.z, c2_3_0); c2_3_1 = fma(v, wh1.z, c2_3_1); c2_3_2 = fma(v, wh2.z, c2_3_2); c2_3_3 = fma(v, wh3.z, c2_3_3); }
+        { let v = subgroupBroadcast(a2_1.y, 4u); c2_4_0 = fma(v, wh0.z, c2_4_0); c2_4_1 = fma(v, wh1.z, c2_4_1); c2_4_2 = fma(v, wh2.z, c2_4_2); c2_4_3 = fma(v, wh3.z, c2_4_3); }
+        { let v = subgroupBroadcast(a2_1.y, 5u); c2_5_0 = fma(v, wh0.z, c2_5_0); c2_5_1 = fma(v, wh1.z, c2_5_1); c2_5_2 = fma(v, wh2.z, c2_5_2); c2_5_3 = fma(v, wh3.z, c2_5_3); }
+        { let v = subgroupBroadcast(a2_1.y, 6u); c2_6_0 = fma(v, wh0.z, c2_6_0); c2_6_1 = fma(v, wh1.z, c2_6_1); c2_6_2 = fma(v, wh2.z, c2_6_2); c2_6_3 = fma(v, wh3.z, c2_6_3); }
+        { let v = subgroupBroadcast(a2_1.y, 7u); c2_7_0 = fma(v, wh0.z, c2_7_0); c2_7_1 = fma(v, wh1.z, c2_7_1); c2_7_2 = fma(v, wh2.z, c2_7_2); c2_7_3 = fma(v, wh3.z, c2_7_3); }
+        { let v = subgroupBroadcast(a3_1.y, 0u); c3_0_0 = fma(v, wh0.z, c3_0_0); c3_0_1 = fma(v, wh1.z, c3_0_1); c3_0_2 = fma(v, wh2.z, c3_0_2); c3_0_3 = fma(v, wh3.z, c3_0_3); }
+        { let v = subgroupBroadcast(a3_1.y, 1u); c3_1_0 = fma(v, wh0.z, c3_1_0); c3_1_1 = fma(v, wh1.z, c3_1_1); c3_1_2 = fma(v, wh2.z, c3_1_2); c3_1_3 = fma(v, wh3.z, c3_1_3); }
+        { let v = subgroupBroadcast(a3_1.y, 2u); c3_2_0 = fma(v, wh0.z, c3_2_0); c3_2_1 = fma(v, wh1.z, c3_2_1); c3_2_2 = fma(v, wh2.z, c3_2_2); c3_2_3 = fma(v, wh3.z, c3_2_3); }
+        { let v = subgroupBroadcast(a3_1.y, 3u); c3_3_0 = fma(v, wh0.z, c3_3_0); c3_3_1 = fma(v, wh1.z, c3_3_1); c3_3_2 = fma(v, wh2.z, c3_3_2); c3_3_3 = fma(v, wh3.z, c3_3_3); }
+        { let v = subgroupBroadcast(a3_1.y, 4u); c3_4_0 = fma(v, wh0.z, c3_4_0); c3_4_1 = fma(v, wh1.z, c3_4_1); c3_4_2 = fma(v, wh2.z, c3_4_2); c3_4_3 = fma(v, wh3.z, c3_4_3); }
+        { let v = subgroupBroadcast(a3_1.y, 5u); c3_5_0 = fma(v, wh0.z, c3_5_0); c3_5_1 = fma(v, wh1.z, c3_5_1); c3_5_2 = fma(v, wh2.z, c3_5_2); c3_5_3 = fma(v, wh3.z, c3_5_3); }
+        { let v = subgroupBroadcast(a3_1.y, 6u); c3_6_0 = fma(v, wh0.z, c3_6_0); c3_6_1 = fma(v, wh1.z, c3_6_1); c3_6_2 = fma(v, wh2.z, c3_6_2); c3_6_3 = fma(v, wh3.z, c3_6_3); }
+        { let v = subgroupBroadcast(a3_1.y, 7u); c3_7_0 = fma(v, wh0.z, c3_7_0); c3_7_1 = fma(v, wh1.z, c3_7_1); c3_7_2 = fma(v, wh2.z, c3_7_2); c3_7_3 = fma(v, wh3.z, c3_7_3); }
+        { let v = subgroupBroadcast(a0_1.z, 0u); c0_0_0 = fma(v, wl0.w, c0_0_0); c0_0_1 = fma(v, wl1.w, c0_0_1); c0_0_2 = fma(v, wl2.w, c0_0_2); c0_0_3 = fma(v, wl3.w, c0_0_3); }
+        { let v = subgroupBroadcast(a0_1.z, 1u); c0_1_0 = fma(v, wl0.w, c0_1_0); c0_1_1 = fma(v, wl1.w, c0_1_1); c0_1_2 = fma(v, wl2.w, c0_1_2); c0_1_3 = fma(v, wl3.w, c0_1_3); }
+        { let v = subgroupBroadcast(a0_1.z, 2u); c0_2_0 = fma(v, wl0.w, c0_2_0); c0_2_1 = fma(v, wl1.w, c0_2_1); c0_2_2 = fma(v, wl2.w, c0_2_2); c0_2_3 = fma(v, wl3.w, c0_2_3); }
+        { let v = subgroupBroadcast(a0_1.z, 3u); c0_3_0 = fma(v, wl0.w, c0_3_0); c0_3_1 = fma(v, wl1.w, c0_3_1); c0_3_2 = fma(v, wl2.w, c0_3_2); c0_3_3 = fma(v, wl3.w, c0_3_3); }
+        { let v = subgroupBroadcast(a0_1.z, 4u); c0_4_0 = fma(v, wl0.w, c0_4_0); c0_4_1 = fma(v, wl1.w, c0_4_1); c0_4_2 = fma(v, wl2.w, c0_4_2); c0_4_3 = fma(v, wl3.w, c0_4_3); }
+        { let v = subgroupBroadcast(a0_1.z, 5u); c0_5_0 = fma(v, wl0.w, c0_5_0); c0_5_1 = fma(v, wl1.w, c0_5_1); c0_5_2 = fma(v, wl2.w, c0_5_2); c0_5_3 = fma(v, wl3.w, c0_5_3); }
+        { let v = subgroupBroadcast(a0_1.z, 6u); c0_6_0 = fma(v, wl0.w, c0_6_0); c0_6_1 = fma(v, wl1.w, c0_6_1); c0_6_2 = fma(v, wl2.w, c0_6_2); c0_6_3 = fma(v, wl3.w, c0_6_3); }
+        { let v = subgroupBroadcast(a0_1.z, 7u); c0_7_0 = fma(v, wl0.w, c0_7_0); c0_7_1 = fma(v, wl1.w, c0_7_1); c0_7_2 = fma(v, wl2.w, c0_7_2); c0_7_3 = fma(v, wl3.w, c0_7_3); }
+        { let v = subgroupBroadcast(a1_1.z, 0u); c1_0_0 = fma(v, wl0.w, c1_0_0); c1_0_1 = fma(v, wl1.w, c1_0_1); c1_0_2 = fma(v, wl2.w, c1_0_2); c1_0_3 = fma(v, wl3.w, c1_0_3); }
+        { let v = subgroupBroadcast(a1_1.z, 1u); c1_1_0 = fma(v, wl0.w, c1_1_0); c1_1_1 = fma(v, wl1.w, c1_1_1); c1_1_2 = fma(v, wl2.w, c1_1_2); c1_1_3 = fma(v, wl3.w, c1_1_3); }
+        { let v = subgroupBroadcast(a1_1.z, 2u); c1_2_0 = fma(v, wl0.w, c1_2_0); c1_2_1 = fma(v, wl1.w, c1_2_1); c1_2_2 = fma(v, wl2.w, c1_2_2); c1_2_3 = fma(v, wl3.w, c1_2_3); }
+        { let v = subgroupBroadcast(a1_1.z, 3u); c1_3_0 = fma(v, wl0.w, c1_3_0); c1_3_1 = fma(v, wl1.w, c1_3_1); c1_3_2 = fma(v, wl2.w, c1_3_2); c1_3_3 = fma(v, wl3.w, c1_3_3); }
+        { let v = subgroupBroadcast(a1_1.z, 4u); c1_4_0 = fma(v, wl0.w, c1_4_0); c1_4_1 = fma(v, wl1.w, c1_4_1); c1_4_2 = fma(v, wl2.w, c1_4_2); c1_4_3 = fma(v, wl3.w, c1_4_3); }
+        { let v = subgroupBroadcast(a1_1.z, 5u); c1_5_0 = fma(v, wl0.w, c1_5_0); c1_5_1 = fma(v, wl1.w, c1_5_1); c1_5_2 = fma(v, wl2.w, c1_5_2); c1_5_3 = fma(v, wl3.w, c1_5_3); }
+        { let v = subgroupBroadcast(a1_1.z, 6u); c1_6_0 = fma(v, wl0.w, c1_6_0); c1_6_1 = fma(v, wl1.w, c1_6_1); c1_6_2 = fma(v, wl2.w, c1_6_2); c1_6_3 = fma(v, wl3.w, c1_6_3); }
+        { let v = subgroupBroadcast(a1_1.z, 7u); c1_7_0 = fma(v, wl0.w, c1_7_0); c1_7_1 = fma(v, wl1.w, c1_7_1); c1_7_2 = fma(v, wl2.w, c1_7_2); c1_7_3 = fma(v, wl3.w, c1_7_3); }
+        { let v = subgroupBroadcast(a2_1.z, 0u); c2_0_0 = fma(v, wl0.w, c2_0_0); c2_0_1 = fma(v, wl1.w, c2_0_1); c2_0_2 = fma(v, wl2.w, c2_0_2); c2_0_3 = fma(v, wl3.w, c2_0_3); }
+        { let v = subgroupBroadcast(a2_1.z, 1u); c2_1_0 = fma(v, wl0.w, c2_1_0); c2_1_1 = fma(v, wl1.w, c2_1_1); c2_1_2 = fma(v, wl2.w, c2_1_2); c2_1_3 = fma(v, wl3.w, c2_1_3); }
+        { let v = subgroupBroadcast(a2_1.z, 2u); c2_2_0 = fma(v, wl0.w, c2_2_0); c2_2_1 = fma(v, wl1.w, c2_2_1); c2_2_2 = fma(v, wl2.w, c2_2_2); c2_2_3 = fma(v, wl3.w, c2_2_3); }
+        { let v = subgroupBroadcast(a2_1.z, 3u); c2_3_0 = fma(v, wl0.w, c2_3_0); c2_3_1 = fma(v, wl1.w, c2_3_1); c2_3_2 = fma(v, wl2.w, c2_3_2); c2_3_3 = fma(v, wl3.w, c2_3_3); }
+        { let v = subgroupBroadcast(a2_1.z, 4u); c2_4_0 = fma(v, wl0.w, c2_4_0); c2_4_1 = fma(v, wl1.w, c2_4_1); c2_4_2 = fma(v, wl2.w, c2_4_2); c2_4_3 = fma(v, wl3.w, c2_4_3); }
+        { let v = subgroupBroadcast(a2_1.z, 5u); c2_5_0 = fma(v, wl0.w, c2_5_0); c2_5_1 = fma(v, wl1.w, c2_5_1); c2_5_2 = fma(v, wl2.w, c2_5_2); c2_5_3 = fma(v, wl3.w, c2_5_3); }
+        { let v = subgroupBroadcast(a2_1.z, 6u); c2_6_0 = fma(v, wl0.w, c2_6_0); c2_6_1 = fma(v, wl1.w, c2_6_1); c2_6_2 = fma(v, wl2.w, c2_6_2); c2_6_3 = fma(v, wl3.w, c2_6_3); }
+        { let v = subgroupBroadcast(a2_1.z, 7u); c2_7_0 = fma(v, wl0.w, c2_7_0); c2_7_1 = fma(v, wl1.w, c2_7_1); c2_7_2 = fma(v, wl2.w, c2_7_2); c2_7_3 = fma(v, wl3.w, c2_7_3); }
+        { let v = subgroupBroadcast(a3_1.z, 0u); c3_0_0 = fma(v, wl0.w, c3_0_0); c3_0_1 = fma(v, wl1.w, c3_0_1); c3_0_2 = fma(v, wl2.w, c3_0_2); c3_0_3 = fma(v, wl3.w, c3_0_3); }
+        { let v = subgroupBroadcast(a3_1.z, 1u); c3_1_0 = fma(v, wl0.w, c3_1_0); c3_1_1 = fma(v, wl1.w, c3_1_1); c3_1_2 = fma(v, wl2.w, c3_1_2); c3_1_3 = fma(v, wl3.w, c3_1_3); }
+        { let v = subgroupBroadcast(a3_1.z, 2u); c3_2_0 = fma(v, wl0.w, c3_2_0); c3_2_1 = fma(v, wl1.w, c3_2_1); c3_2_2 = fma(v, wl2.w, c3_2_2); c3_2_3 = fma(v, wl3.w, c3_2_3); }
+        { let v = subgroupBroadcast(a3_1.z, 3u); c3_3_0 = fma(v, wl0.w, c3_3_0); c3_3_1 = fma(v, wl1.w, c3_3_1); c3_3_2 = fma(v, wl2.w, c3_3_2); c3_3_3 = fma(v, wl3.w, c3_3_3); }
+        { let v = subgroupBroadcast(a3_1.z, 4u); c3_4_0 = fma(v, wl0.w, c3_4_0); c3_4_1 = fma(v, wl1.w, c3_4_1); c3_4_2 = fma(v, wl2.w, c3_4_2); c3_4_3 = fma(v, wl3.w, c3_4_3); }
+        { let v = subgroupBroadcast(a3_1.z, 5u); c3_5_0 = fma(v, wl0.w, c3_5_0); c3_5_1 = fma(v, wl1.w, c3_5_1); c3_5_2 = fma(v, wl2.w, c3_5_2); c3_5_3 = fma(v, wl3.w, c3_5_3); }
+        { let v = subgroupBroadcast(a3_1.z, 6u); c3_6_0 = fma(v, wl0.w, c3_6_0); c3_6_1 = fma(v, wl1.w, c3_6_1); c3_6_2 = fma(v, wl2.w, c3_6_2); c3_6_3 = fma(v, wl3.w, c3_6_3); }
+        { let v = subgroupBroadcast(a3_1.z, 7u); c3_7_0 = fma(v, wl0.w, c3_7_0); c3_7_1 = fma(v, wl1.w, c3_7_1); c3_7_2 = fma(v, wl2.w, c3_7_2); c3_7_3 = fma(v, wl3.w, c3_7_3); }
+        { let v = subgroupBroadcast(a0_1.w, 0u); c0_0_0 = fma(v, wh0.w, c0_0_0); c0_0_1 = fma(v, wh1.w, c0_0_1); c0_0_2 = fma(v, wh2.w, c0_0_2); c0_0_3 = fma(v, wh3.w, c0_0_3); }
+        { let v = subgroupBroadcast(a0_1.w, 1u); c0_1_0 = fma(v, wh0.w, c0_1_0); c0_1_1 = fma(v, wh1.w, c0_1_1); c0_1_2 = fma(v, wh2.w, c0_1_2); c0_1_3 = fma(v, wh3.w, c0_1_3); }
+        { let v = subgroupBroadcast(a0_1.w, 2u); c0_2_0 = fma(v, wh0.w, c0_2_0); c0_2_1 = fma(v, wh1.w, c0_2_1); c0_2_2 = fma(v, wh2.w, c0_2_2); c0_2_3 = fma(v, wh3.w, c0_2_3); }
+        { let v = subgroupBroadcast(a0_1.w, 3u); c0_3_0 = fma(v, wh0.w, c0_3_0); c0_3_1 = fma(v, wh1.w, c0_3_1); c0_3_2 = fma(v, wh2.w, c0_3_2); c0_3_3 = fma(v, wh3.w, c0_3_3); }
+        { let v = subgroupBroadcast(a0_1.w, 4u); c0_4_0 = fma(v, wh0.w, c0_4_0); c0_4_1 = fma(v, wh1.w, c0_4_1); c0_4_2 = fma(v, wh2.w, c0_4_2); c0_4_3 = fma(v, wh3.w, c0_4_3); }
+        { let v = subgroupBroadcast(a0_1.w, 5u); c0_5_0 = fma(v, wh0.w, c0_5_0); c0_5_1 = fma(v, wh1.w, c0_5_1); c0_5_2 = fma(v, wh2.w, c0_5_2); c0_5_3 = fma(v, wh3.w, c0_5_3); }
+        { let v = subgroupBroadcast(a0_1.w, 6u); c0_6_0 = fma(v, wh0.w, c0_6_0); c0_6_1 = fma(v, wh1.w, c0_6_1); c0_6_2 = fma(v, wh2.w, c0_6_2); c0_6_3 = fma(v, wh3.w, c0_6_3); }
+        { let v = subgroupBroadcast(a0_1.w, 7u); c0_7_0 = fma(v, wh0.w, c0_7_0); c0_7_1 = fma(v, wh1.w, c0_7_1); c0_7_2 = fma(v, wh2.w, c0_7_2); c0_7_3 = fma(v, wh3.w, c0_7_3); }
+        { let v = subgroupBroadcast(a1_1.w, 0u); c1_0_0 = fma(v, wh0.w, c1_0_0); c1_0_1 = fma(v, wh1.w, c1_0_1); c1_0_2 = fma(v, wh2.w, c1_0_2); c1_0_3 = fma(v, wh3.w, c1_0_3); }
+        { let v = subgroupBroadcast(a1_1.w, 1u); c1_1_0 = fma(v, wh0.w, c1_1_0); c1_1_1 = fma(v, wh1.w, c1_1_1); c1_1_2 = fma(v, wh2.w, c1_1_2); c1_1_3 = fma(v, wh3.w, c1_1_3); }
+        { let v = subgroupBroadcast(a1_1.w, 2u); c1_2_0 = fma(v, wh0.w, c1_2_0); c1_2_1 = fma(v, wh1.w, c1_2_1); c1_2_2 = fma(v, wh2.w, c1_2_2); c1_2_3 = fma(v, wh3.w, c1_2_3); }
+        { let v = subgroupBroadcast(a1_1.w, 3u); c1_3_0 = fma(v, wh0.w, c1_3_0); c1_3_1 = fma(v, wh1.w, c1_3_1); c1_3_2 = fma(v, wh2.w, c1_3_2); c1_3_3 = fma(v, wh3.w, c1_3_3); }
+        { let v = subgroupBroadcast(a1_1.w, 4u); c1_4_0 = fma(v, wh0.w, c1_4_0); c1_4_1 = fma(v, wh1.w, c1_4_1); c1_4_2 = fma(v, wh2.w, c1_4_2); c1_4_3 = fma(v, wh3.w, c1_4_3); }
+        { let v = subgroupBroadcast(a1_1.w, 5u); c1_5_0 = fma(v, wh0.w, c1_5_0); c1_5_1 = fma(v, wh1.w, c1_5_1); c1_5_2 = fma(v, wh2.w, c1_5_2); c1_5_3 = fma(v, wh3.w, c1_5_3); }
+        { let v = subgroupBroadcast(a1_1.w, 6u); c1_6_0 = fma(v, wh0.w, c1_6_0); c1_6_1 = fma(v, wh1.w, c1_6_1); c1_6_2 = fma(v, wh2.w, c1_6_2); c1_6_3 = fma(v, wh3.w, c1_6_3); }
+        { let v = subgroupBroadcast(a1_1.w, 7u); c1_7_0 = fma(v, wh0.w, c1_7_0); c1_7_1 = fma(v, wh1.w, c1_7_1); c1_7_2 = fma(v, wh2.w, c1_7_2); c1_7_3 = fma(v, wh3.w, c1_7_3); }
+        { let v = subgroupBroadcast(a2_1.w, 0u); c2_0_0 = fma(v, wh0.w, c2_0_0); c2_0_1 = fma(v, wh1.w, c2_0_1); c2_0_2 = fma(v, wh2.w, c2_0_2); c2_0_3 = fma(v, wh3.w, c2_0_3); }
+        { let v = subgroupBroadcast(a2_1.w, 1u); c2_1_0 = fma(v, wh0.w, c2_1_0); c2_1_1 = fma(v, wh1.w, c2_1_1); c2_1_2 = fma(v, wh2.w, c2_1_2); c2_1_3 = fma(v, wh3.w, c2_1_3); }
+        { let v = subgroupBroadcast(a2_1.w, 2u); c2_2_0 = fma(v, wh0.w, c2_2_0); c2_2_1 = fma(v, wh1.w, c2_2_1); c2_2_2 = fma(v, wh2.w, c2_2_2); c2_2_3 = fma(v, wh3.w, c2_2_3); }
+        { let v = subgroupBroadcast(a2_1.w, 3u); c2_3_0 = fma(v, wh0.w, c2_3_0); c2_3_1 = fma(v, wh1.w, c2_3_1); c2_3_2 = fma(v, wh2.w, c2_3_2); c2_3_3 = fma(v, wh3.w, c2_3_3); }
+        { let v = subgroupBroadcast(a2_1.w, 4u); c2_4_0 = fma(v, wh0.w, c2_4_0); c2_4_1 = fma(v, wh1.w, c2_4_1); c2_4_2 = fma(v, wh2.w, c2_4_2); c2_4_3 = fma(v, wh3.w, c2_4_3); }
+        { let v = subgroupBroadcast(a2_1.w, 5u); c2_5_0 = fma(v, wh0.w, c2_5_0); c2_5_1 = fma(v, wh1.w, c2_5_1); c2_5_2 = fma(v, wh2.w, c2_5_2); c2_5_3 = fma(v, wh3.w, c2_5_3); }
+        { let v = subgroupBroadcast(a2_1.w, 6u); c2_6_0 = fma(v, wh0.w, c2_6_0); c2_6_1 = fma(v, wh1.w, c2_6_1); c2_6_2 = fma(v, wh2.w, c2_6_2); c2_6_3 = fma(v, wh3.w, c2_6_3); }
+        { let v = subgroupBroadcast(a2_1.w, 7u); c2_7_0 = fma(v, wh0.w, c2_7_0); c2_7_1 = fma(v, wh1.w, c2_7_1); c2_7_2 = fma(v, wh2.w, c2_7_2); c2_7_3 = fma(v, wh3.w, c2_7_3); }
+        { let v = subgroupBroadcast(a3_1.w, 0u); c3_0_0 = fma(v, wh0.w, c3_0_0); c3_0_1 = fma(v, wh1.w, c3_0_1); c3_0_2 = fma(v, wh2.w, c3_0_2); c3_0_3 = fma(v, wh3.w, c3_0_3); }
+        { let v = subgroupBroadcast(a3_1.w, 1u); c3_1_0 = fma(v, wh0.w, c3_1_0); c3_1_1 = fma(v, wh1.w, c3_1_1); c3_1_2 = fma(v, wh2.w, c3_1_2); c3_1_3 = fma(v, wh3.w, c3_1_3); }
+        { let v = subgroupBroadcast(a3_1.w, 2u); c3_2_0 = fma(v, wh0.w, c3_2_0); c3_2_1 = fma(v, wh1.w, c3_2_1); c3_2_2 = fma(v, wh2.w, c3_2_2); c3_2_3 = fma(v, wh3.w, c3_2_3); }
+        { let v = subgroupBroadcast(a3_1.w, 3u); c3_3_0 = fma(v, wh0.w, c3_3_0); c3_3_1 = fma(v, wh1.w, c3_3_1); c3_3_2 = fma(v, wh2.w, c3_3_2); c3_3_3 = fma(v, wh3.w, c3_3_3); }
+        { let v = subgroupBroadcast(a3_1.w, 4u); c3_4_0 = fma(v, wh0.w, c3_4_0); c3_4_1 = fma(v, wh1.w, c3_4_1); c3_4_2 = fma(v, wh2.w, c3_4_2); c3_4_3 = fma(v, wh3.w, c3_4_3); }
+        { let v = subgroupBroadcast(a3_1.w, 5u); c3_5_0 = fma(v, wh0.w, c3_5_0); c3_5_1 = fma(v, wh1.w, c3_5_1); c3_5_2 = fma(v, wh2.w, c3_5_2); c3_5_3 = fma(v, wh3.w, c3_5_3); }
+        { let v = subgroupBroadcast(a3_1.w, 6u); c3_6_0 = fma(v, wh0.w, c3_6_0); c3_6_1 = fma(v, wh1.w, c3_6_1); c3_6_2 = fma(v, wh2.w, c3_6_2); c3_6_3 = fma(v, wh3.w, c3_6_3); }
+        { let v = subgroupBroadcast(a3_1.w, 7u); c3_7_0 = fma(v, wh0.w, c3_7_0); c3_7_1 = fma(v, wh1.w, c3_7_1); c3_7_2 = fma(v, wh2.w, c3_7_2); c3_7_3 = fma(v, wh3.w, c3_7_3); }
+    }
+    let ch0 = n0 + lane + 0u; let bias0 = bias_at(min(ch0, p.cout - 1u)); let ch1 = n0 + lane + 8u; let bias1 = bias_at(min(ch1, p.cout - 1u)); let ch2 = n0 + lane + 16u; let bias2 = bias_at(min(ch2, p.cout - 1u)); let ch3 = n0 + lane + 24u; let bias3 = bias_at(min(ch3, p.cout - 1u));
+    // Tiles end at multiples of 4 pixels (M % 4 == 0), so a vec4 is all in or all out.
+    if (m0 + 0u < p.m) { let yb = subgroupBroadcast(ybase0, 0u); if (ch0 < p.cout) { dst4[(yb + ch0 * ohw) / 4u] = vec4(c0_0_0, c0_1_0, c0_2_0, c0_3_0) + bias0; } if (ch1 < p.cout) { dst4[(yb + ch1 * ohw) / 4u] = vec4(c0_0_1, c0_1_1, c0_2_1, c0_3_1) + bias1; } if (ch2 < p.cout) { dst4[(yb + ch2 * ohw) / 4u] = vec4(c0_0_2, c0_1_2, c0_2_2, c0_3_2) + bias2; } if (ch3 < p.cout) { dst4[(yb + ch3 * ohw) / 4u] = vec4(c0_0_3, c0_1_3, c0_2_3, c0_3_3) + bias3; } }
+    if (m0 + 4u < p.m) { let yb = subgroupBroadcast(ybase0, 4u); if (ch0 < p.cout) { dst4[(yb + ch0 * ohw) / 4u] = vec4(c0_4_0, c0_5_0, c0_6_0, c0_7_0) + bias0; } if (ch1 < p.cout) { dst4[(yb + ch1 * ohw) / 4u] = vec4(c0_4_1, c0_5_1, c0_6_1, c0_7_1) + bias1; } if (ch2 < p.cout) { dst4[(yb + ch2 * ohw) / 4u] = vec4(c0_4_2, c0_5_2, c0_6_2, c0_7_2) + bias2; } if (ch3 < p.cout) { dst4[(yb + ch3 * ohw) / 4u] = vec4(c0_4_3, c0_5_3, c0_6_3, c0_7_3) + bias3; } }
+    if (m0 + 8u < p.m) { let yb = subgroupBroadcast(ybase1, 0u); if (ch0 < p.cout) { dst4[(yb + ch0 * ohw) / 4u] = vec4(c1_0_0, c1_1_0, c1_2_0, c1_3_0) + bias0; } if (ch1 < p.cout) { dst4[(yb + ch1 * ohw) / 4u] = vec4(c1_0_1, c1_1_1, c1_2_1, c1_3_1) + bias1; } if (ch2 < p.cout) { dst4[(yb + ch2 * ohw) / 4u] = vec4(c1_0_2, c1_1_2, c1_2_2, c1_3_2) + bias2; } if (ch3 < p.cout) { dst4[(yb + ch3 * ohw) / 4u] = vec4(c1_0_3, c1_1_3, c1_2_3, c1_3_3) + bias3; } }
+    if (m0 + 12u < p.m) { let yb = subgroupBroadcast(ybase1, 4u); if (ch0 < p.cout) { dst4[(yb + ch0 * ohw) / 4u] = vec4(c1_4_0, c1_5_0, c1_6_0, c1_7_0) + bias0; } if (ch1 < p.cout) { dst4[(yb + ch1 * ohw) / 4u] = vec4(c1_4_1, c1_5_1, c1_6_1, c1_7_1) + bias1; } if (ch2 < p.cout) { dst4[(yb + ch2 * ohw) / 4u] = vec4(c1_4_2, c1_5_2, c1_6_2, c1_7_2) + bias2; } if (ch3 < p.cout) { dst4[(yb + ch3 * ohw) / 4u] = vec4(c1_4_3, c1_5_3, c1_6_3, c1_7_3) + bias3; } }
+    if (m0 + 16u < p.m) { let yb = subgroupBroadcast(ybase2, 0u); if (ch0 < p.cout) { dst4[(yb + ch0 * ohw) / 4u] = vec4(c2_0_0, c2_1_0, c2_2_0, c2_3_0) + bias0; } if (ch1 < p.cout) { dst4[(yb + ch1 * ohw) / 4u] = vec4(c2_0_1, c2_1_1, c2_2_1, c2_3_1) + bias1; } if (ch2 < p.cout) { dst4[(yb + ch2 * ohw) / 4u] = vec4(c2_0_2, c2_1_2, c2_2_2, c2_3_2) + bias2; } if (ch3 < p.cout) { dst4[(yb + ch3 * ohw) / 4u] = vec4(c2_0_3, c2_1_3, c2_2_3, c2_3_3) + bias3; } }
+    if (m0 + 20u < p.m) { let yb = subgroupBroadcast(ybase2, 4u); if (ch0 < p.cout) { dst4[(yb + ch0 * ohw) / 4u] = vec4(c2_4_0, c2_5_0, c2_6_0, c2_7_0) + bias0; } if (ch1 < p.cout) { dst4[(yb + ch1 * ohw) / 4u] = vec4(c2_4_1, c2_5_1, c2_6_1, c2_7_1) + bias1; } if (ch2 < p.cout) { dst4[(yb + ch2 * ohw) / 4u] = vec4(c2_4_2, c2_5_2, c2_6_2, c2_7_2) + bias2; } if (ch3 < p.cout) { dst4[(yb + ch3 * ohw) / 4u] = vec4(c2_4_3, c2_5_3, c2_6_3, c2_7_3) + bias3; } }
+    if (m0 + 24u < p.m) { let yb = subgroupBroadcast(ybase3, 0u); if (ch0 < p.cout) { dst4[(yb + ch0 * ohw) / 4u] = vec4(c3_0_0, c3_1_0, c3_2_0, c3_3_0) + bias0; } if (ch1 < p.cout) { dst4[(yb + ch1 * ohw) / 4u] = vec4(c3_0_1, c3_1_1, c3_2_1, c3_3_1) + bias1; } if (ch2 < p.cout) { dst4[(yb + ch2 * ohw) / 4u] = vec4(c3_0_2, c3_1_2, c3_2_2, c3_3_2) + bias2; } if (ch3 < p.cout) { dst4[(yb + ch3 * ohw) / 4u] = vec4(c3_0_3, c3_1_3, c3_2_3, c3_3_3) + bias3; } }
+    if (m0 + 28u < p.m) { let yb = subgroupBroadcast(ybase3, 4u); if (ch0 < p.cout) { dst4[(yb + ch0 * ohw) / 4u] = vec4(c3_4_0, c3_5_0, c3_6_0, c3_7_0) + bias0; } if (ch1 < p.cout) { dst4[(yb + ch1 * ohw) / 4u] = vec4(c3_4_1, c3_5_1, c3_6_1, c3_7_1) + bias1; } if (ch2 < p.cout) { dst4[(yb + ch2 * ohw) / 4u] = vec4(c3_4_2, c3_5_2, c3_6_2, c3_7_2) + bias2; } if (ch3 < p.cout) { dst4[(yb + ch3 * ohw) / 4u] = vec4(c3_4_3, c3_5_3, c3_6_3, c3_7_3) + bias3; } }
 }
 
 // dw [Cout, C·kh·kw] (+)= rowsᵀ · col(x), the weight gradient with the columns gathered here:

@@ -50,6 +50,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> rows8: array<vec4<u64>>;   // dy [M, Cout]
 @group(0) @binding(3) var<storage, read_write> dst8: array<vec4<u64>>; // dw [Cout, C·kh·kw]
 
+// y as vec4s of 4 pixels of one channel (the entries named ..._v4, H'·W' % 4 == 0).
+@group(0) @binding(3) var<storage, read_write> dst4: array<vec4<f32>>;
+
 // Floats 0, 2, 4, 6 and 1, 3, 5, 7 of an 8-float load (little-endian halves).
 fn lo(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x)); }
 fn hi(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x >> vec4<u32>(32u))); }
@@ -101,9 +104,9 @@ fn next_run(r: vec3<i32>) -> vec3<i32> {
     return n;
 }""")
 
-def entry(R, J):
+def entry(R, J, v4=False):
     P, N = 8 * R, 8 * J
-    name = f"conv2d_igemm_{P}x{N}"
+    name = f"conv2d_igemm_{P}x{N}" + ("_v4" if v4 else "")
     w(f"""
 // Tile {P} pixels x {N} channels: lane l gathers the taps of pixels m0 + l + 8r (r < {R}) and owns
 // channels n0 + l + 8j (j < {J}); accumulator c<r>_<t>_<j> is pixel m0 + t + 8r, channel n0 + l + 8j.
@@ -142,10 +145,18 @@ fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
                 w(f"        {{ let v = subgroupBroadcast({a}, {t}u); {fm} }}")
     w("    }")
     w("    " + " ".join(f"let ch{j} = n0 + lane + {8*j}u; let bias{j} = bias_at(min(ch{j}, p.cout - 1u));" for j in range(J)))
-    for r in range(R):
-        for t in range(8):
-            st = " ".join(f"if (ch{j} < p.cout) {{ dst[yb + ch{j} * ohw] = c{r}_{t}_{j} + bias{j}; }}" for j in range(J))
-            w(f"    if (m0 + {8*r + t}u < p.m) {{ let yb = subgroupBroadcast(ybase{r}, {t}u); {st} }}")
+    if v4:
+        # H'·W' % 4 == 0: 4 pixels from a multiple of 4 lie in one image, one vec4 per channel.
+        w("    // Tiles end at multiples of 4 pixels (M % 4 == 0), so a vec4 is all in or all out.")
+        for r in range(R):
+            for h in range(2):
+                st = " ".join(f"if (ch{j} < p.cout) {{ dst4[(yb + ch{j} * ohw) / 4u] = vec4({', '.join(f'c{r}_{4*h + i}_{j}' for i in range(4))}) + bias{j}; }}" for j in range(J))
+                w(f"    if (m0 + {8*r + 4*h}u < p.m) {{ let yb = subgroupBroadcast(ybase{r}, {4*h}u); {st} }}")
+    else:
+        for r in range(R):
+            for t in range(8):
+                st = " ".join(f"if (ch{j} < p.cout) {{ dst[yb + ch{j} * ohw] = c{r}_{t}_{j} + bias{j}; }}" for j in range(J))
+                w(f"    if (m0 + {8*r + t}u < p.m) {{ let yb = subgroupBroadcast(ybase{r}, {t}u); {st} }}")
     w("}")
 
 def weight_entry():
@@ -323,6 +334,8 @@ fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
 
 for R, J in TILES:
     entry(R, J)
+# The narrow tile stores y a vec4 of pixels at a time where it can (few taps: stores dominate).
+entry(4, 4, v4=True)
 weight_entry()
 weight_entry_split()
 for R, J in TILES_T:

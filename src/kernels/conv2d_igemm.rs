@@ -164,13 +164,18 @@ pub(crate) fn forward_with(
     }
     check_loops(x, OP, g.k() / 8)?;
     let y = Tensor::uninit(x.engine(), &g.y_shape(), DType::F32)?;
-    let (entry, tile_m, tile_n) = tile(g.cout);
+    let (mut entry, tile_m, tile_n) = tile(g.cout);
+    // The narrow tile stores 4 pixels of a channel at once where they lie in one image.
+    let store4 = entry == "conv2d_igemm_32x32" && (g.oh * g.ow).is_multiple_of(4);
+    if store4 {
+        entry = "conv2d_igemm_32x32_v4";
+    }
     let tiles_n = g.cout.div_ceil(tile_n);
     let tiles = g.pixels().div_ceil(tile_m) * tiles_n;
     let mut tensors = vec![
         Bind::read("src4", x),
         Bind::read("w8", w),
-        Bind::write("dst", &y),
+        Bind::write(if store4 { "dst4" } else { "dst" }, &y),
     ];
     tensors.extend(bias.map(|b| Bind::read("bias", b)));
     let params = Params::new(g, p, tiles_n, tiles, false);
