@@ -342,20 +342,20 @@ fn vae_loss_op_gradients_match_finite_differences() {
     ];
     // z = μ + exp(½ log σ²)·ε
     let eps_c = eps_host.clone();
-    let cpu = move |x: &[Vec<f64>]| {
+    let cpu_z: std::rc::Rc<Cpu> = std::rc::Rc::new(move |x: &[Vec<f64>]| {
         (0..b * d)
             .map(|i| x[0][i] + (0.5 * x[1][i]).exp() * eps_c[i] as f64)
             .collect()
-    };
+    });
     check(
         e,
         "reparameterize",
         &inputs,
         |v| v[0].reparameterize(&v[1], &eps).unwrap(),
-        &cpu,
+        &*cpu_z,
     );
     // KL(N(μ, σ²) ‖ N(0, I)) per row
-    let cpu = move |x: &[Vec<f64>]| {
+    let cpu_kl: std::rc::Rc<Cpu> = std::rc::Rc::new(move |x: &[Vec<f64>]| {
         (0..b)
             .map(|r| {
                 (0..d)
@@ -366,13 +366,41 @@ fn vae_loss_op_gradients_match_finite_differences() {
                     .sum()
             })
             .collect()
-    };
+    });
     check(
         e,
         "kl_std_normal",
         &inputs,
         |v| v[0].kl_std_normal(&v[1]).unwrap(),
-        &cpu,
+        &*cpu_kl,
+    );
+    // The fused pair: z and the KL together (one fused backward), z alone and the KL alone
+    // (the other node gets no gradient: each falls back to its own backward).
+    let (z_twin, kl_twin) = (cpu_z.clone(), cpu_kl.clone());
+    let both = move |x: &[Vec<f64>]| [z_twin(x), kl_twin(x)].concat();
+    check(
+        e,
+        "reparameterize_kl (z, KL)",
+        &inputs,
+        |v| {
+            let (z, kl) = v[0].reparameterize_kl(&v[1], &eps).unwrap();
+            Var::concat(&[&z.reshape(&[b * d]).unwrap(), &kl], 0).unwrap()
+        },
+        &both,
+    );
+    check(
+        e,
+        "reparameterize_kl (z only)",
+        &inputs,
+        |v| v[0].reparameterize_kl(&v[1], &eps).unwrap().0,
+        &*cpu_z,
+    );
+    check(
+        e,
+        "reparameterize_kl (KL only)",
+        &inputs,
+        |v| v[0].reparameterize_kl(&v[1], &eps).unwrap().1,
+        &*cpu_kl,
     );
     // Σ BCE-with-logits per row against a constant target in [0, 1]
     let target_host = uniform(&mut rng(23), b * d, 0.0, 1.0);

@@ -256,6 +256,11 @@ impl Grads<'_> {
         &self.nodes[id].value
     }
 
+    /// Removes node `id`'s gradient so far (an op that handles that node's backward itself).
+    pub(crate) fn take(&mut self, id: usize) -> Option<Tensor> {
+        self.slots[id].take()
+    }
+
     /// Adds a freshly computed gradient `g` for node `id`.
     pub(crate) fn give(&mut self, id: usize, g: Tensor) -> Result<()> {
         if !self.wants(id) {

@@ -62,6 +62,16 @@ pub(crate) enum Op {
         mu: usize,
         logvar: usize,
     },
+    /// The KL of [`Var::reparameterize_kl`], recorded right after its sample `z`: every use
+    /// of z comes later on the tape, so when backward reaches this node z's gradient is
+    /// complete, and one fused pass gives μ and log σ² both gradients (z's node then has none
+    /// left to pass on).
+    KlOfSample {
+        mu: usize,
+        logvar: usize,
+        eps: Tensor,
+        z: usize,
+    },
     /// Per-row KL(N(μq, σq²) ‖ N(μp, σp²)), shape `[B]`.
     KlGaussians {
         mu_q: usize,
@@ -308,6 +318,28 @@ impl Var {
             eps: eps.clone(),
         };
         self.record(op, z, &[self, logvar])
+    }
+
+    /// [`Var::reparameterize`] and [`Var::kl_std_normal`] of the same μ = `self`, log σ² and
+    /// ε in one pass forward and one backward: `(z, KL)`, z `[B, D]`, KL `[B]`.
+    pub fn reparameterize_kl(&self, logvar: &Var, eps: &Tensor) -> Result<(Var, Var)> {
+        let (z, k) = kl::reparameterize_kl(&self.value, &logvar.value, eps)?;
+        let sample = Op::Reparameterize {
+            mu: self.id,
+            logvar: logvar.id,
+            eps: eps.clone(),
+        };
+        let z = self.record(sample, z, &[self, logvar])?;
+        let op = Op::KlOfSample {
+            mu: self.id,
+            logvar: logvar.id,
+            eps: eps.clone(),
+            z: z.id,
+        };
+        let k = self.record(op, k, &[self, logvar])?;
+        // The fused backward relies on it: nothing was recorded between the two.
+        debug_assert_eq!(k.id, z.id + 1);
+        Ok((z, k))
     }
 
     /// Per-row KL(N(μ, σ²) ‖ N(0, I)) for `self` = μ and `logvar`, shape `[B]`.
@@ -806,6 +838,25 @@ impl Op {
             Op::KlStdNormal { mu, logvar } => {
                 let (m, lv) = (gr.value(mu).clone(), gr.value(logvar).clone());
                 let (dmu, dlv) = kl::kl_std_normal_backward(&m, &lv, &g)?;
+                gr.give(mu, dmu)?;
+                gr.give(logvar, dlv)
+            }
+            Op::KlOfSample {
+                mu,
+                logvar,
+                ref eps,
+                z,
+            } => {
+                let (m, lv) = (gr.value(mu).clone(), gr.value(logvar).clone());
+                // z's gradient, complete (its uses all come later on the tape): taken, so z's
+                // own backward does not pass it on a second time.
+                let (dmu, dlv) = match gr.take(z) {
+                    Some(dz) => {
+                        let w = kl::Weight::PerRow(&g);
+                        kl::reparameterize_kl_backward(&m, &lv, eps, &dz, w)?
+                    }
+                    None => kl::kl_std_normal_backward(&m, &lv, &g)?,
+                };
                 gr.give(mu, dmu)?;
                 gr.give(logvar, dlv)
             }

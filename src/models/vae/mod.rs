@@ -196,10 +196,9 @@ pub trait Autoencoder: Module {
         let xv = tape.input(x);
         let cv = c.map(|c| tape.input(c));
         let (mu, logvar) = self.encode(&xv, cv.as_ref())?;
-        let z = mu.reparameterize(&logvar, eps)?;
+        let (z, kl) = mu.reparameterize_kl(&logvar, eps)?;
         let logits = self.decode(&z, cv.as_ref())?;
         let recon = logits.bce_with_logits(x)?;
-        let kl = mu.kl_std_normal(&logvar)?;
         let (recon_mean, kl_mean) = (recon.mean()?, kl.mean()?);
         let loss = match objective {
             Objective::Elbo => recon_mean.add(&kl_mean.affine(beta, 0.0)?)?,
