@@ -108,16 +108,16 @@ fn conv2d_igemm_16x64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let K8 = p.c * p.kh * p.kw / 8u;
     let m0 = (wid / p.tiles_n) * 16u; let n0 = (wid % p.tiles_n) * 64u;
     let ohw = p.oh * p.ow;
-    let px0 = min(m0 + 0u + lane, p.m - 1u);
-    let q0 = px0 % ohw; let b0 = px0 / ohw;
-    let plane0 = i32(b0 * p.c * p.h * p.w);
-    let ih0 = i32((q0 / p.ow) * p.sh) - i32(p.ph); let iw0 = i32((q0 % p.ow) * p.sw) - i32(p.pw);
-    let ybase0 = b0 * p.cout * ohw + q0;
-    let px1 = min(m0 + 8u + lane, p.m - 1u);
-    let q1 = px1 % ohw; let b1 = px1 / ohw;
-    let plane1 = i32(b1 * p.c * p.h * p.w);
-    let ih1 = i32((q1 / p.ow) * p.sh) - i32(p.ph); let iw1 = i32((q1 % p.ow) * p.sw) - i32(p.pw);
-    let ybase1 = b1 * p.cout * ohw + q1;
+    let px0 = min(m0 + lane, p.m - 1u);
+    var x_b = px0 / ohw; var x_q = px0 % ohw; var x_oh = x_q / p.ow; var x_ow = x_q % p.ow;
+    let plane0 = i32(x_b * p.c * p.h * p.w);
+    let ih0 = i32(x_oh * p.sh) - i32(p.ph); let iw0 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase0 = x_b * p.cout * ohw + x_q;
+    x_q += 8u; while (x_q >= ohw) { x_q -= ohw; x_b++; }
+    x_ow += 8u; while (x_ow >= p.ow) { x_ow -= p.ow; x_oh++; if (x_oh == p.oh) { x_oh = 0u; } }
+    let plane1 = i32(x_b * p.c * p.h * p.w);
+    let ih1 = i32(x_oh * p.sh) - i32(p.ph); let iw1 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase1 = x_b * p.cout * ohw + x_q;
     let wr0 = min(n0 + lane + 0u, p.cout - 1u) * K8; let wr1 = min(n0 + lane + 8u, p.cout - 1u) * K8; let wr2 = min(n0 + lane + 16u, p.cout - 1u) * K8; let wr3 = min(n0 + lane + 24u, p.cout - 1u) * K8; let wr4 = min(n0 + lane + 32u, p.cout - 1u) * K8; let wr5 = min(n0 + lane + 40u, p.cout - 1u) * K8; let wr6 = min(n0 + lane + 48u, p.cout - 1u) * K8; let wr7 = min(n0 + lane + 56u, p.cout - 1u) * K8;
     var c0_0_0 = 0.0; var c0_0_1 = 0.0; var c0_0_2 = 0.0; var c0_0_3 = 0.0; var c0_0_4 = 0.0; var c0_0_5 = 0.0; var c0_0_6 = 0.0; var c0_0_7 = 0.0;
     var c0_1_0 = 0.0; var c0_1_1 = 0.0; var c0_1_2 = 0.0; var c0_1_3 = 0.0; var c0_1_4 = 0.0; var c0_1_5 = 0.0; var c0_1_6 = 0.0; var c0_1_7 = 0.0;
@@ -301,26 +301,26 @@ fn conv2d_igemm_32x32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let K8 = p.c * p.kh * p.kw / 8u;
     let m0 = (wid / p.tiles_n) * 32u; let n0 = (wid % p.tiles_n) * 32u;
     let ohw = p.oh * p.ow;
-    let px0 = min(m0 + 0u + lane, p.m - 1u);
-    let q0 = px0 % ohw; let b0 = px0 / ohw;
-    let plane0 = i32(b0 * p.c * p.h * p.w);
-    let ih0 = i32((q0 / p.ow) * p.sh) - i32(p.ph); let iw0 = i32((q0 % p.ow) * p.sw) - i32(p.pw);
-    let ybase0 = b0 * p.cout * ohw + q0;
-    let px1 = min(m0 + 8u + lane, p.m - 1u);
-    let q1 = px1 % ohw; let b1 = px1 / ohw;
-    let plane1 = i32(b1 * p.c * p.h * p.w);
-    let ih1 = i32((q1 / p.ow) * p.sh) - i32(p.ph); let iw1 = i32((q1 % p.ow) * p.sw) - i32(p.pw);
-    let ybase1 = b1 * p.cout * ohw + q1;
-    let px2 = min(m0 + 16u + lane, p.m - 1u);
-    let q2 = px2 % ohw; let b2 = px2 / ohw;
-    let plane2 = i32(b2 * p.c * p.h * p.w);
-    let ih2 = i32((q2 / p.ow) * p.sh) - i32(p.ph); let iw2 = i32((q2 % p.ow) * p.sw) - i32(p.pw);
-    let ybase2 = b2 * p.cout * ohw + q2;
-    let px3 = min(m0 + 24u + lane, p.m - 1u);
-    let q3 = px3 % ohw; let b3 = px3 / ohw;
-    let plane3 = i32(b3 * p.c * p.h * p.w);
-    let ih3 = i32((q3 / p.ow) * p.sh) - i32(p.ph); let iw3 = i32((q3 % p.ow) * p.sw) - i32(p.pw);
-    let ybase3 = b3 * p.cout * ohw + q3;
+    let px0 = min(m0 + lane, p.m - 1u);
+    var x_b = px0 / ohw; var x_q = px0 % ohw; var x_oh = x_q / p.ow; var x_ow = x_q % p.ow;
+    let plane0 = i32(x_b * p.c * p.h * p.w);
+    let ih0 = i32(x_oh * p.sh) - i32(p.ph); let iw0 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase0 = x_b * p.cout * ohw + x_q;
+    x_q += 8u; while (x_q >= ohw) { x_q -= ohw; x_b++; }
+    x_ow += 8u; while (x_ow >= p.ow) { x_ow -= p.ow; x_oh++; if (x_oh == p.oh) { x_oh = 0u; } }
+    let plane1 = i32(x_b * p.c * p.h * p.w);
+    let ih1 = i32(x_oh * p.sh) - i32(p.ph); let iw1 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase1 = x_b * p.cout * ohw + x_q;
+    x_q += 8u; while (x_q >= ohw) { x_q -= ohw; x_b++; }
+    x_ow += 8u; while (x_ow >= p.ow) { x_ow -= p.ow; x_oh++; if (x_oh == p.oh) { x_oh = 0u; } }
+    let plane2 = i32(x_b * p.c * p.h * p.w);
+    let ih2 = i32(x_oh * p.sh) - i32(p.ph); let iw2 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase2 = x_b * p.cout * ohw + x_q;
+    x_q += 8u; while (x_q >= ohw) { x_q -= ohw; x_b++; }
+    x_ow += 8u; while (x_ow >= p.ow) { x_ow -= p.ow; x_oh++; if (x_oh == p.oh) { x_oh = 0u; } }
+    let plane3 = i32(x_b * p.c * p.h * p.w);
+    let ih3 = i32(x_oh * p.sh) - i32(p.ph); let iw3 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase3 = x_b * p.cout * ohw + x_q;
     let wr0 = min(n0 + lane + 0u, p.cout - 1u) * K8; let wr1 = min(n0 + lane + 8u, p.cout - 1u) * K8; let wr2 = min(n0 + lane + 16u, p.cout - 1u) * K8; let wr3 = min(n0 + lane + 24u, p.cout - 1u) * K8;
     var c0_0_0 = 0.0; var c0_0_1 = 0.0; var c0_0_2 = 0.0; var c0_0_3 = 0.0;
     var c0_1_0 = 0.0; var c0_1_1 = 0.0; var c0_1_2 = 0.0; var c0_1_3 = 0.0;
@@ -666,26 +666,26 @@ fn conv2d_igemm_32x32_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     let K8 = p.c * p.kh * p.kw / 8u;
     let m0 = (wid / p.tiles_n) * 32u; let n0 = (wid % p.tiles_n) * 32u;
     let ohw = p.oh * p.ow;
-    let px0 = min(m0 + 0u + lane, p.m - 1u);
-    let q0 = px0 % ohw; let b0 = px0 / ohw;
-    let plane0 = i32(b0 * p.c * p.h * p.w);
-    let ih0 = i32((q0 / p.ow) * p.sh) - i32(p.ph); let iw0 = i32((q0 % p.ow) * p.sw) - i32(p.pw);
-    let ybase0 = b0 * p.cout * ohw + q0;
-    let px1 = min(m0 + 8u + lane, p.m - 1u);
-    let q1 = px1 % ohw; let b1 = px1 / ohw;
-    let plane1 = i32(b1 * p.c * p.h * p.w);
-    let ih1 = i32((q1 / p.ow) * p.sh) - i32(p.ph); let iw1 = i32((q1 % p.ow) * p.sw) - i32(p.pw);
-    let ybase1 = b1 * p.cout * ohw + q1;
-    let px2 = min(m0 + 16u + lane, p.m - 1u);
-    let q2 = px2 % ohw; let b2 = px2 / ohw;
-    let plane2 = i32(b2 * p.c * p.h * p.w);
-    let ih2 = i32((q2 / p.ow) * p.sh) - i32(p.ph); let iw2 = i32((q2 % p.ow) * p.sw) - i32(p.pw);
-    let ybase2 = b2 * p.cout * ohw + q2;
-    let px3 = min(m0 + 24u + lane, p.m - 1u);
-    let q3 = px3 % ohw; let b3 = px3 / ohw;
-    let plane3 = i32(b3 * p.c * p.h * p.w);
-    let ih3 = i32((q3 / p.ow) * p.sh) - i32(p.ph); let iw3 = i32((q3 % p.ow) * p.sw) - i32(p.pw);
-    let ybase3 = b3 * p.cout * ohw + q3;
+    let px0 = min(m0 + lane, p.m - 1u);
+    var x_b = px0 / ohw; var x_q = px0 % ohw; var x_oh = x_q / p.ow; var x_ow = x_q % p.ow;
+    let plane0 = i32(x_b * p.c * p.h * p.w);
+    let ih0 = i32(x_oh * p.sh) - i32(p.ph); let iw0 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase0 = x_b * p.cout * ohw + x_q;
+    x_q += 8u; while (x_q >= ohw) { x_q -= ohw; x_b++; }
+    x_ow += 8u; while (x_ow >= p.ow) { x_ow -= p.ow; x_oh++; if (x_oh == p.oh) { x_oh = 0u; } }
+    let plane1 = i32(x_b * p.c * p.h * p.w);
+    let ih1 = i32(x_oh * p.sh) - i32(p.ph); let iw1 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase1 = x_b * p.cout * ohw + x_q;
+    x_q += 8u; while (x_q >= ohw) { x_q -= ohw; x_b++; }
+    x_ow += 8u; while (x_ow >= p.ow) { x_ow -= p.ow; x_oh++; if (x_oh == p.oh) { x_oh = 0u; } }
+    let plane2 = i32(x_b * p.c * p.h * p.w);
+    let ih2 = i32(x_oh * p.sh) - i32(p.ph); let iw2 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase2 = x_b * p.cout * ohw + x_q;
+    x_q += 8u; while (x_q >= ohw) { x_q -= ohw; x_b++; }
+    x_ow += 8u; while (x_ow >= p.ow) { x_ow -= p.ow; x_oh++; if (x_oh == p.oh) { x_oh = 0u; } }
+    let plane3 = i32(x_b * p.c * p.h * p.w);
+    let ih3 = i32(x_oh * p.sh) - i32(p.ph); let iw3 = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase3 = x_b * p.cout * ohw + x_q;
     let wr0 = min(n0 + lane + 0u, p.cout - 1u) * K8; let wr1 = min(n0 + lane + 8u, p.cout - 1u) * K8; let wr2 = min(n0 + lane + 16u, p.cout - 1u) * K8; let wr3 = min(n0 + lane + 24u, p.cout - 1u) * K8;
     var c0_0_0 = 0.0; var c0_0_1 = 0.0; var c0_0_2 = 0.0; var c0_0_3 = 0.0;
     var c0_1_0 = 0.0; var c0_1_1 = 0.0; var c0_1_2 = 0.0; var c0_1_3 = 0.0;

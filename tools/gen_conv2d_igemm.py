@@ -119,12 +119,17 @@ fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let K8 = p.c * p.kh * p.kw / 8u;
     let m0 = (wid / p.tiles_n) * {P}u; let n0 = (wid % p.tiles_n) * {N}u;
     let ohw = p.oh * p.ow;""")
+    # The first slot's pixel by division (a per-lane loop on lavapipe, as dear as a load), the
+    # others 8 pixels on with carries; slots past M read clamped taps and are never stored.
+    w("""    let px0 = min(m0 + lane, p.m - 1u);
+    var x_b = px0 / ohw; var x_q = px0 % ohw; var x_oh = x_q / p.ow; var x_ow = x_q % p.ow;""")
     for r in range(R):
-        w(f"""    let px{r} = min(m0 + {8*r}u + lane, p.m - 1u);
-    let q{r} = px{r} % ohw; let b{r} = px{r} / ohw;
-    let plane{r} = i32(b{r} * p.c * p.h * p.w);
-    let ih{r} = i32((q{r} / p.ow) * p.sh) - i32(p.ph); let iw{r} = i32((q{r} % p.ow) * p.sw) - i32(p.pw);
-    let ybase{r} = b{r} * p.cout * ohw + q{r};""")
+        if r > 0:
+            w("""    x_q += 8u; while (x_q >= ohw) { x_q -= ohw; x_b++; }
+    x_ow += 8u; while (x_ow >= p.ow) { x_ow -= p.ow; x_oh++; if (x_oh == p.oh) { x_oh = 0u; } }""")
+        w(f"""    let plane{r} = i32(x_b * p.c * p.h * p.w);
+    let ih{r} = i32(x_oh * p.sh) - i32(p.ph); let iw{r} = i32(x_ow * p.sw) - i32(p.pw);
+    let ybase{r} = x_b * p.cout * ohw + x_q;""")
     w("    " + " ".join(f"let wr{j} = min(n0 + lane + {8*j}u, p.cout - 1u) * K8;" for j in range(J)))
     for r in range(R):
         for t in range(8):
