@@ -5,6 +5,7 @@ use super::BindingProblem;
 use super::shader::{Binding, Shader, Slot};
 use super::{Engine, Error, Result, Tensor};
 use std::num::NonZeroU64;
+use std::sync::Arc;
 
 /// Uniform bytes one submission can hold; a full arena triggers a submit.
 const ARENA_BYTES: u64 = 1 << 20;
@@ -57,7 +58,9 @@ pub(crate) struct Recorder {
     arena: wgpu::Buffer,
     /// Bind groups by what they bind: a step recorded again with the same buffers (the pool
     /// hands them out in the same order) and the same parameter offsets reuses them all.
-    groups: std::collections::HashMap<GroupKey, wgpu::BindGroup>,
+    groups: super::FastMap<GroupKey, wgpu::BindGroup>,
+    /// The ranges of the key being looked up, kept between dispatches (no allocation on a hit).
+    scratch: Vec<(u32, wgpu::Buffer, u64, u64)>,
     /// The pool's eviction count when `groups` was last checked: a cached group would keep
     /// an evicted buffer alive, so any eviction empties the cache.
     evictions: u64,
@@ -104,6 +107,7 @@ impl Recorder {
             written: Vec::new(),
             arena,
             groups: Default::default(),
+            scratch: Vec::new(),
             evictions: 0,
             align: limits.min_uniform_buffer_offset_alignment.max(16) as usize,
             pending: 0,
@@ -213,6 +217,11 @@ impl<'a> Bind<'a> {
 }
 
 impl Engine {
+    /// Whether `other` is this engine (a clone of the same handle).
+    pub(crate) fn same(&self, other: &Engine) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Records one kernel launch of `shader`'s `entry` (specialised with override `constants`).
     /// `tensors` name every storage buffer the entry point uses by its WGSL variable; each is
     /// checked against naga's reflection: a name it does not use, a used name left out, a name
@@ -228,8 +237,9 @@ impl Engine {
         params: &[u8],
         grid: Grid,
     ) -> Result<()> {
-        let owned: Vec<&Tensor> = tensors.iter().map(|b| b.tensor).collect();
-        self.check_owner(entry, &owned)?;
+        if let Some(b) = tensors.iter().find(|b| !b.tensor.engine().same(self)) {
+            return self.check_owner(entry, &[b.tensor]);
+        }
         let inner = &self.inner;
         let profiling = inner.rec.lock().unwrap().profile.is_some();
         if profiling {
@@ -303,20 +313,20 @@ impl Engine {
                 resource,
             });
         }
+        let mut ranges = std::mem::take(&mut rec.scratch);
+        ranges.clear();
+        ranges.extend(entries.iter().map(|e| match &e.resource {
+            wgpu::BindingResource::Buffer(b) => (
+                e.binding,
+                b.buffer.clone(),
+                b.offset,
+                b.size.map_or(0, NonZeroU64::get),
+            ),
+            _ => unreachable!("the engine binds buffers only"),
+        }));
         let key = GroupKey {
             pipeline: pipe.pipeline.clone(),
-            ranges: entries
-                .iter()
-                .map(|e| match &e.resource {
-                    wgpu::BindingResource::Buffer(b) => (
-                        e.binding,
-                        b.buffer.clone(),
-                        b.offset,
-                        b.size.map_or(0, NonZeroU64::get),
-                    ),
-                    _ => unreachable!("the engine binds buffers only"),
-                })
-                .collect(),
+            ranges,
         };
         let evictions = inner.pool.lock().unwrap().evictions;
         if rec.evictions != evictions || rec.groups.len() >= MAX_BIND_GROUPS {
@@ -324,7 +334,12 @@ impl Engine {
             rec.evictions = evictions;
         }
         let bind_group = match rec.groups.get(&key) {
-            Some(g) => g.clone(),
+            Some(g) => {
+                let g = g.clone();
+                rec.scratch = key.ranges;
+                rec.scratch.clear();
+                g
+            }
             None => {
                 let g = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(entry),

@@ -59,7 +59,7 @@ type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
 #[derive(Default)]
 pub(crate) struct Cache {
     modules: HashMap<&'static str, Module>,
-    pipelines: HashMap<PipelineKey, Arc<Pipeline>>,
+    pipelines: super::FastMap<PipelineKey, Arc<Pipeline>>,
 }
 
 pub(crate) struct Pipeline {
