@@ -1,7 +1,9 @@
 //! One convolution plan, [`Conv`], for every convolution of the crate (dense, transposed, tap
-//! list): im2col (`shaders/conv2d.wgsl`, or `shaders/masked_conv.wgsl` for tap lists) + the
-//! matmul forward, col2im + transposed matmuls backward. Tests: `kernels-tests/conv2d.rs`,
-//! `conv_transpose2d.rs`, `masked_conv.rs`; bench: `bench -- kernels`.
+//! list): implicit GEMM where the shapes and device allow (`conv2d_igemm`: forward, weight
+//! gradient and the sub-pixel adjoint), else im2col (`shaders/conv2d.wgsl`, or
+//! `shaders/masked_conv.wgsl` for tap lists) + the matmul forward, col2im + transposed matmuls
+//! backward. Tests: `kernels-tests/conv2d.rs`, `conv2d_igemm.rs`, `conv_transpose2d.rs`,
+//! `masked_conv.rs`; bench: `bench -- kernels --only conv`.
 
 use super::conv_transpose2d::{self, ConvTranspose2dParams};
 use super::conv2d_igemm::{self, WeightPlan};
