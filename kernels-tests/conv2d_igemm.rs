@@ -48,14 +48,18 @@ fn geo(b: usize, c: usize, hw: [usize; 2], cout: usize, k: [usize; 2], p: Conv2d
     }
 }
 
+/// Stride, padding and a dilation along y (the kernels need dilation 1 along x).
+fn p(stride: [usize; 2], padding: [usize; 2], dh: usize) -> Conv2dParams {
+    Conv2dParams {
+        stride,
+        padding,
+        dilation: [dh, 1],
+    }
+}
+
 #[test]
 fn conv2d_igemm_matches_cpu_on_awkward_shapes() {
     let e = gpu!();
-    let p = |s: [usize; 2], pad: [usize; 2], dh: usize| Conv2dParams {
-        stride: s,
-        padding: pad,
-        dilation: [dh, 1],
-    };
     let cases = [
         // The W2 layers at batch 3: 1→32 on 28×28 and 32→64 on 14×14, k4 s2 p1.
         geo(3, 1, [28, 28], 32, [4, 4], p([2, 2], [1, 1], 1)),
@@ -113,11 +117,6 @@ fn check_weight_grad(e: &latent::Engine, g: &Geo, seed: u64) {
 #[test]
 fn conv2d_igemm_weight_grad_matches_cpu_on_awkward_shapes() {
     let e = gpu!();
-    let p = |s: [usize; 2], pad: [usize; 2], dh: usize| Conv2dParams {
-        stride: s,
-        padding: pad,
-        dilation: [dh, 1],
-    };
     let cases = [
         // The W2 32→64 layer at batch 3.
         geo(3, 32, [14, 14], 64, [4, 4], p([2, 2], [1, 1], 1)),
@@ -141,18 +140,7 @@ fn conv2d_input_grad_matches_cpu_on_the_sub_pixel_path() {
     let cases = [
         geo(3, 32, [14, 14], 64, [4, 4], Conv2dParams::square(2, 1, 1)),
         geo(3, 17, [9, 11], 8, [4, 4], Conv2dParams::square(2, 2, 1)),
-        geo(
-            3,
-            40,
-            [7, 5],
-            16,
-            [3, 2],
-            Conv2dParams {
-                stride: [3, 1],
-                padding: [1, 0],
-                dilation: [1, 1],
-            },
-        ),
+        geo(3, 40, [7, 5], 16, [3, 2], p([3, 1], [1, 0], 1)),
     ];
     for (i, g) in cases.iter().enumerate() {
         let mut r = rng(700 + i as u64);
@@ -179,11 +167,6 @@ fn conv2d_weight_grad_matches_cpu_on_the_split_path() {
     // old gradient: the W2 first layer at batch 3, 12 channels (a masked tile), a half tap tile
     // (C·kh·kw = 24) with two channel tiles, dilation along y, odd sizes.
     let e = gpu!();
-    let p = |s: [usize; 2], pad: [usize; 2], dh: usize| Conv2dParams {
-        stride: s,
-        padding: pad,
-        dilation: [dh, 1],
-    };
     let cases = [
         geo(3, 1, [28, 28], 32, [4, 4], p([2, 2], [1, 1], 1)),
         geo(3, 2, [8, 9], 12, [2, 4], p([1, 1], [0, 1], 1)),

@@ -104,6 +104,16 @@ fn next_run(r: vec3<i32>) -> vec3<i32> {
     return n;
 }""")
 
+def products(R, J, a_of):
+    """The 8 k of a step: A value q of slot r (`a_of(r, q)`) broadcast from lane t, times the
+    lane's weight of channel j (the 8-float load xw<j> as wl<j> / wh<j>), into c<r>_<t>_<j>."""
+    for q in range(8):
+        wv = lambda j: f"w{'l' if q % 2 == 0 else 'h'}{j}.{comp[q // 2]}"
+        for r in range(R):
+            for t in range(8):
+                fm = " ".join(f"c{r}_{t}_{j} = fma(v, {wv(j)}, c{r}_{t}_{j});" for j in range(J))
+                w(f"        {{ let v = subgroupBroadcast({a_of(r, q)}, {t}u); {fm} }}")
+
 def entry(R, J, v4=False):
     P, N = 8 * R, 8 * J
     name = f"conv2d_igemm_{P}x{N}" + ("_v4" if v4 else "")
@@ -141,13 +151,7 @@ fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     for r in range(R):
         w(f"        let a{r}_0 = run4(plane{r} + pl0, ih{r} + ky0, iw{r} + kx0); let a{r}_1 = run4(plane{r} + pl1, ih{r} + ky1, iw{r} + kx1);")
     w("        " + " ".join(f"let xw{j} = w8[wr{j} + kk]; let wl{j} = lo(xw{j}); let wh{j} = hi(xw{j});" for j in range(J)))
-    for q in range(8):
-        wv = lambda j: f"w{'l' if q % 2 == 0 else 'h'}{j}.{comp[q // 2]}"
-        for r in range(R):
-            a = f"a{r}_{q // 4}.{comp[q % 4]}"
-            for t in range(8):
-                fm = " ".join(f"c{r}_{t}_{j} = fma(v, {wv(j)}, c{r}_{t}_{j});" for j in range(J))
-                w(f"        {{ let v = subgroupBroadcast({a}, {t}u); {fm} }}")
+    products(R, J, lambda r, q: f"a{r}_{q // 4}.{comp[q % 4]}")
     w("    }")
     w("    " + " ".join(f"let ch{j} = n0 + lane + {8*j}u; let bias{j} = bias_at(min(ch{j}, p.cout - 1u));" for j in range(J)))
     if v4:
@@ -261,13 +265,7 @@ fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
         let xa{r} = t8[select(0u, (rowb{r} + u32(sy{r}) * p.ow + u32(sx{r})) * C8 + ng, ok{r})];
         let al{r} = select(vec4(0.0), lo(xa{r}), ok{r}); let ah{r} = select(vec4(0.0), hi(xa{r}), ok{r});""")
     w("        " + " ".join(f"let xw{j} = w8[((wr{j} + i) * p.kw + j) * C8 + ng]; let wl{j} = lo(xw{j}); let wh{j} = hi(xw{j});" for j in range(J)))
-    for q in range(8):
-        wv = lambda j: f"w{'l' if q % 2 == 0 else 'h'}{j}.{comp[q // 2]}"
-        for r in range(R):
-            a = f"a{'l' if q % 2 == 0 else 'h'}{r}.{comp[q // 2]}"
-            for t in range(8):
-                fm = " ".join(f"c{r}_{t}_{j} = fma(v, {wv(j)}, c{r}_{t}_{j});" for j in range(J))
-                w(f"        {{ let v = subgroupBroadcast({a}, {t}u); {fm} }}")
+    products(R, J, lambda r, q: f"a{'l' if q % 2 == 0 else 'h'}{r}.{comp[q // 2]}")
     w("""        ng++;
         if (ng == C8) { ng = 0u; tb_b++; if (tb_b == tb) { tb_b = 0u; ta_a++; } }
     }""")
