@@ -143,8 +143,43 @@ fn reduce_last_matches_cpu_on_random_shapes() {
 
 #[test]
 fn reduce_first_matches_cpu_on_random_shapes() {
+    // (The vec4 path, cols % 4 == 0 and rows ≤ 4,096, is compared with the scalar one below.)
     // 70,001 rows of one column and 20,011 rows of three take two passes of 4,096-row chunks.
     axis_matches_cpu(true, 11);
+}
+
+/// The first-axis path four columns at a time (cols % 4 == 0, rows ≤ 4,096) gives the scalar
+/// path's results bit for bit: the same matrix with one more column goes the scalar way.
+#[test]
+fn first_axis_in_vec4_columns_equals_the_scalar_path_bit_for_bit() {
+    let e = gpu!();
+    for (i, [rows, cols]) in [[128, 512], [7, 12], [1, 4], [33, 64], [4096, 8], [300, 784]]
+        .into_iter()
+        .enumerate()
+    {
+        let x = uniform(&mut rng(900 + i as u64), rows * cols, -2.0, 2.0);
+        let padded: Vec<f32> = x
+            .chunks(cols)
+            .flat_map(|row| row.iter().copied().chain([7.0]))
+            .collect();
+        let t = Tensor::from_slice(e, &x, &[rows, cols]).unwrap();
+        let tp = Tensor::from_slice(e, &padded, &[rows, cols + 1]).unwrap();
+        for op in Reduce::ALL {
+            let wide = rd::reduce_first(op, &t).unwrap().to_vec::<f32>().unwrap();
+            let scalar = rd::reduce_first(op, &tp).unwrap().to_vec::<f32>().unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&wide),
+                bits(&scalar[..cols]),
+                "{op:?} [{rows}, {cols}]"
+            );
+            let want = cpu_reduce_first(op, &x, cols);
+            let abs_x: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+            let abs_op = if op == Reduce::Mean { op } else { Reduce::Sum };
+            let abs = cpu_reduce_first(abs_op, &abs_x, cols);
+            assert_reduced(&format!("{op:?} [{rows}, {cols}]"), op, &wide, &want, &abs);
+        }
+    }
 }
 
 #[test]

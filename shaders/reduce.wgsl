@@ -25,6 +25,9 @@ struct Params {
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
+// reduce_rows4's views of the same bindings.
+@group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
 
 // Result of a run: 0 sum / denom, 1 max, 2 log-sum-exp, 3 softmax statistics: the pair
 // (m, log Σ exp(v − m)) with m the max, or (m, 0) when m is infinite. Specialised per pipeline.
@@ -107,4 +110,30 @@ fn reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
         out[2u * o] = m;
         out[2u * o + 1u] = log_sum;
     }
+}
+
+// First-axis sum / mean / max of [rows, cols] (cols % 4 == 0, rows ≤ 4,096: one pass), four
+// columns per invocation: o = column / 4 < p.outputs, p.inner = cols / 4, p.len = rows. Each
+// lane does reduce's arithmetic on its column in reduce's order (blocks of BLOCK), so the
+// results are reduce's bit for bit, from a quarter of the loads (a bias gradient's column sums).
+@compute @workgroup_size(WG)
+fn reduce_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let o = (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid;
+    if o >= p.outputs {
+        return;
+    }
+    let is_max = OP == MAX;
+    let identity = select(vec4<f32>(0.0), x4[o], is_max);
+    var total = identity;
+    for (var j0 = 0u; j0 < p.len; j0 += BLOCK) {
+        var block = identity;
+        let j1 = min(p.len, j0 + BLOCK);
+        for (var j = j0; j < j1; j++) {
+            let v = x4[o + j * p.inner];
+            block = select(block + v, max(block, v), is_max);
+        }
+        total = select(total + block, max(total, block), is_max);
+    }
+    out4[o] = select(total / p.denom, total, is_max);
 }

@@ -100,6 +100,30 @@ fn reduce_view(
         (Op::Mean, Axis::Cols) => cols as f32,
         _ => 1.0,
     };
+    let wide = axis == Axis::Rows
+        && cols.is_multiple_of(4)
+        && rows <= SEGMENT
+        && matches!(op, Op::Sum | Op::Mean | Op::Max);
+    if wide {
+        let p = Params {
+            outputs: (cols / 4) as u32,
+            inner: (cols / 4) as u32,
+            kstride: 0,
+            istride: 0,
+            estride: 0,
+            len: rows as u32,
+            n: (rows * cols) as u32,
+            denom,
+        };
+        return super::launch(
+            &SHADER,
+            "reduce_rows4",
+            &[("OP", op.code() as f64)],
+            &[Bind::read("x4", x), Bind::write("out4", out)],
+            &p,
+            p.outputs.div_ceil(WG as u32),
+        );
+    }
     let (mut src, mut pairs) = (x.clone(), false);
     loop {
         let (len, kept) = match axis {
