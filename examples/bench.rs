@@ -395,10 +395,12 @@ fn kernels(engine: &Engine, reps: u32, json: bool, only: &str, profile: usize) -
                 100.0 * r.gflops / peak
             );
         }
-        println!(
-            "{:<40} {:>10} {:>8} {:>10}",
-            "batchnorm (µs per call)", "train", "eval", "backward"
-        );
+        if !norms.is_empty() {
+            println!(
+                "{:<40} {:>10} {:>8} {:>10}",
+                "batchnorm (µs per call)", "train", "eval", "backward"
+            );
+        }
         for (shape, [t, e, b]) in &norms {
             println!("{:<40} {t:>10.1} {e:>8.1} {b:>10.1}", format!("{shape:?}"));
         }
