@@ -5,6 +5,8 @@
 use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
 
 pub const SHADER: Shader = shader!("adam", "adam.wgsl");
+/// `adam.wgsl` with `adam/wide.wgsl`'s eight-float entry (devices with 64-bit integers).
+pub const WIDE_SHADER: Shader = shader!("adam_wide", "adam.wgsl", "adam/wide.wgsl");
 
 const WG: u32 = 256;
 
@@ -123,7 +125,23 @@ pub fn adam_step(
         ..Params::default()
     };
     let constants = [("DECOUPLED", decoupled as u8 as f64)];
-    // Four elements per invocation when the length allows (the common case: every W1 tensor).
+    // Eight elements per invocation where the device reads 64-bit words and the length
+    // allows (a group's arena), else four (every W1 tensor), else one.
+    let int64 = param
+        .engine()
+        .features()
+        .contains(wgpu::Features::SHADER_INT64);
+    if int64 && p.n.is_multiple_of(8) {
+        let p = Params { n: p.n / 8, ..p };
+        let tensors = [
+            Bind::read("grad8", grad),
+            Bind::write("param8", param),
+            Bind::write("m8", m),
+            Bind::write("v8", v),
+        ];
+        let groups = p.n.div_ceil(WG);
+        return super::launch(&WIDE_SHADER, "adam8", &constants, &tensors, &p, groups);
+    }
     if p.n.is_multiple_of(4) {
         let p = Params { n: p.n / 4, ..p };
         let tensors = [

@@ -30,6 +30,7 @@ use crate::engine::{Bind, Grid, Result, Shader};
 /// Every kernel family's shader as compiled (for validation and tooling).
 pub const SHADERS: &[Shader] = &[
     adam::SHADER,
+    adam::WIDE_SHADER,
     batchnorm::SHADERS[0][0],
     batchnorm::SHADERS[0][1],
     batchnorm::SHADERS[1][0],
