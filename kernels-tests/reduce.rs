@@ -1,7 +1,7 @@
 //! CPU twin of `shaders/reduce.wgsl` (f64 accumulation: the spec) and GPU-vs-CPU comparisons.
 //! Run with `cargo test --release reduce`.
 
-use crate::{assert_close, awkward, gpu, rng, uniform};
+use crate::{assert_close, awkward, error_kind, gpu, rng, uniform};
 use latent::kernels::reduce::{self as rd, Reduce};
 use latent::{DType, Error, Tensor};
 use rand::Rng;
@@ -180,6 +180,62 @@ fn first_axis_in_vec4_columns_equals_the_scalar_path_bit_for_bit() {
             assert_reduced(&format!("{op:?} [{rows}, {cols}]"), op, &wide, &want, &abs);
         }
     }
+}
+
+/// The fused loss `mean(a) + w·mean(b)` and its two means equal the separate reductions bit
+/// for bit (same summation order, same scale), and its backward is (g/|a|, g·w/|b|); sizes
+/// from 1 to 4,096 and unequal, weights 0, 1 and β-like; above 4,096 a typed error.
+#[test]
+fn mean_pair_equals_the_separate_means_and_its_backward_is_the_scaled_gradient() {
+    let e = gpu!();
+    for (i, (na, nb, w)) in [
+        (1, 1, 1.0f32),
+        (128, 128, 0.37),
+        (5, 77, 0.0),
+        (4096, 33, 20.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = uniform(&mut rng(950 + i as u64), na, 0.0, 600.0);
+        let b = uniform(&mut rng(960 + i as u64), nb, 0.0, 30.0);
+        let (ta, tb) = (
+            Tensor::from_slice(e, &a, &[na]).unwrap(),
+            Tensor::from_slice(e, &b, &[nb]).unwrap(),
+        );
+        let [loss, ma, mb] = rd::mean_pair(&ta, &tb, w).unwrap();
+        let one = |t: &Tensor| t.to_vec::<f32>().unwrap()[0];
+        let sum = |t: &Tensor| one(&rd::sum_all(t).unwrap());
+        let (want_a, want_b) = (sum(&ta) * (1.0 / na as f32), sum(&tb) * (1.0 / nb as f32));
+        let what = format!("|a| {na}, |b| {nb}, w {w}");
+        assert_eq!(one(&ma).to_bits(), want_a.to_bits(), "mean(a) {what}");
+        assert_eq!(one(&mb).to_bits(), want_b.to_bits(), "mean(b) {what}");
+        // One product and one sum, which a device may fuse into an FMA: a rounding or two.
+        let want = want_a + w * want_b;
+        let tol = 2.0 * f32::EPSILON * (want_a.abs() + (w * want_b).abs());
+        assert!(
+            (one(&loss) - want).abs() <= tol,
+            "loss {what}: {} vs {want}",
+            one(&loss)
+        );
+        let g = Tensor::from_slice(e, &[1.5f32], &[1]).unwrap();
+        let [da, db] = rd::mean_pair_backward(&g, &ta, &tb, w).unwrap();
+        assert!(
+            da.to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .all(|&v| v == 1.5 * (1.0 / na as f32))
+        );
+        let want_db = 1.5 * w * (1.0 / nb as f32);
+        assert!(
+            db.to_vec::<f32>().unwrap().iter().all(|&v| v == want_db),
+            "db {what}"
+        );
+    }
+    let long = Tensor::zeros(e, &[4097], latent::DType::F32).unwrap();
+    let short = Tensor::zeros(e, &[3], latent::DType::F32).unwrap();
+    assert_eq!(error_kind(rd::mean_pair(&long, &short, 1.0)), "BadInput");
+    assert_eq!(error_kind(rd::mean_pair(&short, &long, 1.0)), "BadInput");
 }
 
 #[test]

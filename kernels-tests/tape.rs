@@ -402,6 +402,22 @@ fn vae_loss_op_gradients_match_finite_differences() {
         |v| v[0].reparameterize_kl(&v[1], &eps).unwrap().1,
         &*cpu_kl,
     );
+    // The fused loss mean(a) + w·mean(b) of two per-row vectors.
+    let rows = [
+        rand_input(24, &[b], -3.0, 3.0),
+        rand_input(25, &[b], 0.0, 2.0),
+    ];
+    let pair = move |x: &[Vec<f64>]| {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        vec![mean(&x[0]) + 0.7 * mean(&x[1])]
+    };
+    check(
+        e,
+        "mean_pair",
+        &rows,
+        |v| v[0].mean_pair(&v[1], 0.7).unwrap().0,
+        &pair,
+    );
     // Σ BCE-with-logits per row against a constant target in [0, 1]
     let target_host = uniform(&mut rng(23), b * d, 0.0, 1.0);
     let target = Tensor::from_slice(e, &target_host, &[b, d]).unwrap();

@@ -20,6 +20,11 @@ struct Params {
     len: u32,      // elements of a run at most
     n: u32,        // elements of x (pairs when PAIRS)
     denom: f32,    // a sum is divided by this: the count for a mean, 1 otherwise
+    // mean_pair: the scales 1/|a|, 1/|b| and b's weight w.
+    scale_a: f32,
+    scale_b: f32,
+    weight: f32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -136,4 +141,49 @@ fn reduce_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         total = select(total + block, max(total, block), is_max);
     }
     out4[o] = select(total / p.denom, total, is_max);
+}
+
+// A loss from two per-row vectors in one pass: loss = mean(a) + w·mean(b) (a VAE's mean
+// reconstruction term plus β times its mean KL), with both means kept for the step log.
+// x = a (p.len values), y = b (p.n values), both ≤ 4,096: one invocation sums each in reduce's
+// order (blocks of BLOCK), and the mean is the sum times 1/count, as Var::mean computes it.
+@group(0) @binding(3) var<storage, read> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> mean_a: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out_b: array<f32>;
+
+fn sum_y(count: u32) -> f32 {
+    var total = 0.0;
+    for (var j0 = 0u; j0 < count; j0 += BLOCK) {
+        var block = 0.0;
+        let j1 = min(count, j0 + BLOCK);
+        for (var j = j0; j < j1; j++) {
+            block += y[j];
+        }
+        total += block;
+    }
+    return total;
+}
+
+@compute @workgroup_size(1)
+fn mean_pair() {
+    let ma = fold(SUM, 0u, p.len, 0.0) * p.scale_a;
+    let mb = sum_y(p.n) * p.scale_b;
+    mean_a[0] = ma;
+    out_b[0] = mb;
+    out[0] = ma + p.weight * mb;
+}
+
+// Its backward from the loss's gradient g = x[0]: da = g/|a| into out (p.len values), and
+// db = g·w/|b| into out_b (p.n values).
+@compute @workgroup_size(WG)
+fn mean_pair_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let i = (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid;
+    let g = x[0];
+    if i < p.len {
+        out[i] = g * p.scale_a;
+    }
+    if i < p.n {
+        out_b[i] = g * p.weight * p.scale_b;
+    }
 }

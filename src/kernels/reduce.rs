@@ -2,6 +2,7 @@
 //! whole-tensor sum and log-sum-exp over the last axis. CPU twin and tests: `kernels-tests/reduce.rs`.
 
 use crate::engine::{Bind, DType, Error, Result, Shader, Tensor, shader};
+use bytemuck::Zeroable;
 
 pub const SHADER: Shader = shader!("reduce", "reduce.wgsl");
 
@@ -22,6 +23,10 @@ struct Params {
     len: u32,
     n: u32,
     denom: f32,
+    scale_a: f32,
+    scale_b: f32,
+    weight: f32,
+    _pad: u32,
 }
 
 /// Reductions over an axis.
@@ -114,6 +119,7 @@ fn reduce_view(
             len: rows as u32,
             n: (rows * cols) as u32,
             denom,
+            ..Params::zeroed()
         };
         return super::launch(
             &SHADER,
@@ -155,6 +161,7 @@ fn reduce_view(
             len: chunk as u32,
             n: (rows * cols) as u32,
             denom: if pieces == 1 { denom } else { 1.0 },
+            ..Params::zeroed()
         };
         super::launch(
             &SHADER,
@@ -173,6 +180,67 @@ fn reduce_view(
         }
         (src, pairs) = (dst, step == Op::Stats);
     }
+}
+
+/// Values one [`mean_pair`] input may hold (one invocation sums it).
+pub const MEAN_PAIR_MAX: usize = SEGMENT;
+
+/// `(mean(a) + w·mean(b), mean(a), mean(b))`, each `[1]`, from `[Na]` and `[Nb]` (each at most
+/// [`MEAN_PAIR_MAX`]) in one dispatch: a VAE's loss recon + β·KL and its two logged terms.
+pub fn mean_pair(a: &Tensor, b: &Tensor, w: f32) -> Result<[Tensor; 3]> {
+    let op = "mean_pair";
+    let p = pair_params(op, a, b, w)?;
+    let new = || Tensor::uninit(a.engine(), &[1], DType::F32);
+    let (loss, ma, mb) = (new()?, new()?, new()?);
+    let tensors = [
+        Bind::read("x", a),
+        Bind::read("y", b),
+        Bind::write("out", &loss),
+        Bind::write("mean_a", &ma),
+        Bind::write("out_b", &mb),
+    ];
+    super::launch(&SHADER, "mean_pair", &[], &tensors, &p, 1)?;
+    Ok([loss, ma, mb])
+}
+
+/// The backward of [`mean_pair`] from the loss's gradient `g` `[1]`: `(g/Na, g·w/Nb)` broadcast
+/// to a's and b's shapes, in one dispatch.
+pub fn mean_pair_backward(g: &Tensor, a: &Tensor, b: &Tensor, w: f32) -> Result<[Tensor; 2]> {
+    let op = "mean_pair_backward";
+    let p = pair_params(op, a, b, w)?;
+    g.expect_shape(op, &[1])?;
+    let da = Tensor::uninit(a.engine(), a.shape(), DType::F32)?;
+    let db = Tensor::uninit(a.engine(), b.shape(), DType::F32)?;
+    let tensors = [
+        Bind::read("x", g),
+        Bind::write("out", &da),
+        Bind::write("out_b", &db),
+    ];
+    let groups = p.len.max(p.n).div_ceil(WG as u32);
+    super::launch(&SHADER, "mean_pair_backward", &[], &tensors, &p, groups)?;
+    Ok([da, db])
+}
+
+fn pair_params(op: &'static str, a: &Tensor, b: &Tensor, w: f32) -> Result<Params> {
+    for t in [a, b] {
+        t.expect_dtype(op, DType::F32)?;
+        if t.numel() > MEAN_PAIR_MAX {
+            let why = format!(
+                "{} values exceed the {MEAN_PAIR_MAX} one pass sums",
+                t.numel()
+            );
+            return Err(Error::bad(op, why));
+        }
+    }
+    Ok(Params {
+        len: a.numel() as u32,
+        n: b.numel() as u32,
+        estride: 1,
+        scale_a: 1.0 / a.numel() as f32,
+        scale_b: 1.0 / b.numel() as f32,
+        weight: w,
+        ..Params::zeroed()
+    })
 }
 
 /// `x` viewed as `[rows, cols]` split at its first or last axis, and the shape without that axis

@@ -9,7 +9,7 @@ pub use eval::{Report, SampleAccuracy, draw, prior_samples, sample_accuracy};
 pub use train::{Elbo, TrainSettings, resume, trainer};
 
 use crate::engine::{Engine, Error, Result, Tensor};
-use crate::kernels::random;
+use crate::kernels::{random, reduce};
 use crate::nn::{Linear, Module, layer_seed};
 use crate::tape::{Tape, Var};
 
@@ -199,11 +199,23 @@ pub trait Autoencoder: Module {
         let (z, kl) = mu.reparameterize_kl(&logvar, eps)?;
         let logits = self.decode(&z, cv.as_ref())?;
         let recon = logits.bce_with_logits(x)?;
-        let (recon_mean, kl_mean) = (recon.mean()?, kl.mean()?);
-        let loss = match objective {
-            Objective::Elbo => recon_mean.add(&kl_mean.affine(beta, 0.0)?)?,
-            Objective::ReconOnly => recon_mean.clone(),
-            Objective::KlOnly => kl_mean.clone(),
+        let (loss, recon_mean, kl_mean) = match objective {
+            // One pass each way for the loss and both logged means.
+            Objective::Elbo if recon.shape()[0] <= reduce::MEAN_PAIR_MAX => {
+                recon.mean_pair(&kl, beta)?
+            }
+            Objective::Elbo => {
+                let (r, k) = (recon.mean()?, kl.mean()?);
+                (r.add(&k.affine(beta, 0.0)?)?, r, k)
+            }
+            Objective::ReconOnly => {
+                let r = recon.mean()?;
+                (r.clone(), r, kl.mean()?)
+            }
+            Objective::KlOnly => {
+                let k = kl.mean()?;
+                (k.clone(), recon.mean()?, k)
+            }
         };
         Ok(Losses {
             loss,
