@@ -1,4 +1,5 @@
-//! The wide-load matmul kernels (`matmul_wide_rows`, `matmul_wide_ta`) against the CPU twin in
+//! The wide-load matmul kernels (`matmul_wide_rows`, `matmul_wide_ta` and their small-product
+//! twins `matmul_wide_rows_n32`, `matmul_wide_ta_short`) against the CPU twin in
 //! `kernels-tests/matmul.rs`, on the default engine (lavapipe has subgroups and int64), and
 //! the committed shader against its generator `tools/gen_matmul_wide.py`.
 
@@ -31,8 +32,21 @@ fn wide_plan_needs_8_float_runs() {
     );
     assert_eq!(
         matmul_wide::plan(3, 784, 512, false),
-        Some(("matmul_wide_rows", 32, 16))
+        Some(("matmul_wide_rows_n32", 32, 32))
     );
+    assert_eq!(
+        matmul_wide::plan(128, 32, 256, false),
+        Some(("matmul_wide_rows_n32", 32, 32))
+    );
+    assert_eq!(
+        matmul_wide::plan(32, 128, 256, true),
+        Some(("matmul_wide_ta_short", 32, 32))
+    );
+    assert_eq!(
+        matmul_wide::plan(12, 8, 8, true),
+        Some(("matmul_wide_ta_short", 32, 32))
+    );
+    assert_eq!(matmul_wide::plan(36, 8, 8, true), None);
     assert_eq!(
         matmul_wide::plan(784, 128, 512, true),
         Some(("matmul_wide_ta", 64, 16))
@@ -74,6 +88,59 @@ fn wide_rows_matmul_takes_any_number_of_rows() {
             .unwrap();
         let want = crate::matmul::cpu_matmul(&a, &b, (m, 16, 24), false, false, None, false, None);
         assert_eq!(got, want, "m {m}: small integers are exact");
+    }
+}
+
+#[test]
+fn wide_short_ta_matmul_takes_m_a_multiple_of_4() {
+    let Some(t) = target() else { return };
+    // M % 4 == 0 but not % 8: only the 32-row A^T kernel runs these; odd tiles along N and K too,
+    // with the fused bias, ReLU and accumulation and both layouts of B.
+    let e = t.e;
+    for (i, &(m, k, n)) in [
+        (4usize, 8usize, 8usize),
+        (12, 24, 40),
+        (20, 136, 72),
+        (28, 8, 264),
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(
+            matmul_wide::plan(m, k, n, true).map(|p| p.0),
+            Some("matmul_wide_ta_short")
+        );
+        for tb in [false, true] {
+            let a: Vec<f32> = (0..k * m).map(|j| (j % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|j| (j % 7) as f32 - 3.0).collect();
+            let bias: Vec<f32> = (0..n).map(|j| (j % 5) as f32 - 2.0).collect();
+            let init: Vec<f32> = (0..m * n).map(|j| (j % 3) as f32 - 1.0).collect();
+            let at = Tensor::from_slice(e, &a, &[k, m]).unwrap();
+            let bt = Tensor::from_slice(e, &b, &if tb { [n, k] } else { [k, n] }).unwrap();
+            let biast = Tensor::from_slice(e, &bias, &[n]).unwrap();
+            let c = Tensor::from_slice(e, &init, &[m, n]).unwrap();
+            let opts = Matmul {
+                trans_a: true,
+                trans_b: tb,
+                bias: Some(&biast),
+                relu: i % 2 == 0,
+                accumulate: true,
+                kernel: Kernel::Wide,
+            };
+            matmul::matmul_into(&at, &bt, &opts, &c).unwrap();
+            let got = c.to_vec::<f32>().unwrap();
+            let want = crate::matmul::cpu_matmul(
+                &a,
+                &b,
+                (m, k, n),
+                true,
+                tb,
+                Some(&bias),
+                opts.relu,
+                Some(&init),
+            );
+            assert_eq!(got, want, "{m}x{k}x{n} tb {tb}: small integers are exact");
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 // Wide-load matmul kernels (8 floats per load through vec4<u64> views), compiled appended to
 // matmul.wgsl (Params, bindings, overrides, bias_at). Needs subgroups (>= 8) and SHADER_INT64; M, N, K % 8 == 0
-// (`matmul_wide_rows` only needs N, K % 8). Tests: kernels-tests/matmul_wide.rs; bench: `bench -- kernels`.
+// (the rows kernels only need N, K % 8; `matmul_wide_ta_short` M % 4). Tests: kernels-tests/matmul_wide.rs; bench: `bench -- kernels`.
 //
 // Why (measured on llvmpipe 22.3, Zen 5): every storage load is a per-lane loop of scalar loads
 // costing about as much as 80 vector FMAs, whatever its width up to 4 components; a vec4<u64>
@@ -15,6 +15,8 @@
 @group(0) @binding(0) var<storage, read> a8: array<vec4<u64>>;
 @group(0) @binding(1) var<storage, read> b8: array<vec4<u64>>;
 @group(0) @binding(3) var<storage, read_write> c8: array<vec4<u64>>;
+// A's 4-float view, for the short-M A^T kernel.
+@group(0) @binding(0) var<storage, read> a4: array<vec4<f32>>;
 
 // Floats 0, 2, 4, 6 and 1, 3, 5, 7 of an 8-float load (little-endian halves).
 fn lo(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x)); }
@@ -378,4 +380,613 @@ fn matmul_wide_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     store8(m0 + 8u * lane + 5u, n0 + 0u, vec4(c5_0, c5_2, c5_4, c5_6), vec4(c5_1, c5_3, c5_5, c5_7)); store8(m0 + 8u * lane + 5u, n0 + 8u, vec4(c5_8, c5_10, c5_12, c5_14), vec4(c5_9, c5_11, c5_13, c5_15));
     store8(m0 + 8u * lane + 6u, n0 + 0u, vec4(c6_0, c6_2, c6_4, c6_6), vec4(c6_1, c6_3, c6_5, c6_7)); store8(m0 + 8u * lane + 6u, n0 + 8u, vec4(c6_8, c6_10, c6_12, c6_14), vec4(c6_9, c6_11, c6_13, c6_15));
     store8(m0 + 8u * lane + 7u, n0 + 0u, vec4(c7_0, c7_2, c7_4, c7_6), vec4(c7_1, c7_3, c7_5, c7_7)); store8(m0 + 8u * lane + 7u, n0 + 8u, vec4(c7_8, c7_10, c7_12, c7_14), vec4(c7_9, c7_11, c7_13, c7_15));
+}
+
+// A^T for M <= 32 (M % 4 == 0), where the 64-row tile would leave half its lanes idle: tile 32 x 32,
+// lane l owns rows m0 + 4l .. m0 + 4l + 3 and loads them as one vec4 of A's row k (through a4);
+// B as in matmul_wide_ta. T = ceil(M/32) * ceil(N/32).
+@compute @workgroup_size(8)
+fn matmul_wide_ta_short(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lane: u32) {
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= params.tiles) { return; }  // uniform per workgroup
+    let M4 = params.m / 4u; let N = params.n; let K8 = params.k / 8u; let N8 = N / 8u;
+    let m0 = (wid / params.tiles_n) * 32u; let n0 = (wid % params.tiles_n) * 32u;
+    let ma = min(m0 / 4u + lane, M4 - 1u);
+    let bn0 = min(n0 / 8u + 0u, N8 - 1u); let bt0 = min(n0 + 0u + lane, N - 1u) * K8;
+    let bn1 = min(n0 / 8u + 1u, N8 - 1u); let bt1 = min(n0 + 8u + lane, N - 1u) * K8;
+    let bn2 = min(n0 / 8u + 2u, N8 - 1u); let bt2 = min(n0 + 16u + lane, N - 1u) * K8;
+    let bn3 = min(n0 / 8u + 3u, N8 - 1u); let bt3 = min(n0 + 24u + lane, N - 1u) * K8;
+    var c0_0 = 0.0; var c0_1 = 0.0; var c0_2 = 0.0; var c0_3 = 0.0; var c0_4 = 0.0; var c0_5 = 0.0; var c0_6 = 0.0; var c0_7 = 0.0; var c0_8 = 0.0; var c0_9 = 0.0; var c0_10 = 0.0; var c0_11 = 0.0; var c0_12 = 0.0; var c0_13 = 0.0; var c0_14 = 0.0; var c0_15 = 0.0; var c0_16 = 0.0; var c0_17 = 0.0; var c0_18 = 0.0; var c0_19 = 0.0; var c0_20 = 0.0; var c0_21 = 0.0; var c0_22 = 0.0; var c0_23 = 0.0; var c0_24 = 0.0; var c0_25 = 0.0; var c0_26 = 0.0; var c0_27 = 0.0; var c0_28 = 0.0; var c0_29 = 0.0; var c0_30 = 0.0; var c0_31 = 0.0;
+    var c1_0 = 0.0; var c1_1 = 0.0; var c1_2 = 0.0; var c1_3 = 0.0; var c1_4 = 0.0; var c1_5 = 0.0; var c1_6 = 0.0; var c1_7 = 0.0; var c1_8 = 0.0; var c1_9 = 0.0; var c1_10 = 0.0; var c1_11 = 0.0; var c1_12 = 0.0; var c1_13 = 0.0; var c1_14 = 0.0; var c1_15 = 0.0; var c1_16 = 0.0; var c1_17 = 0.0; var c1_18 = 0.0; var c1_19 = 0.0; var c1_20 = 0.0; var c1_21 = 0.0; var c1_22 = 0.0; var c1_23 = 0.0; var c1_24 = 0.0; var c1_25 = 0.0; var c1_26 = 0.0; var c1_27 = 0.0; var c1_28 = 0.0; var c1_29 = 0.0; var c1_30 = 0.0; var c1_31 = 0.0;
+    var c2_0 = 0.0; var c2_1 = 0.0; var c2_2 = 0.0; var c2_3 = 0.0; var c2_4 = 0.0; var c2_5 = 0.0; var c2_6 = 0.0; var c2_7 = 0.0; var c2_8 = 0.0; var c2_9 = 0.0; var c2_10 = 0.0; var c2_11 = 0.0; var c2_12 = 0.0; var c2_13 = 0.0; var c2_14 = 0.0; var c2_15 = 0.0; var c2_16 = 0.0; var c2_17 = 0.0; var c2_18 = 0.0; var c2_19 = 0.0; var c2_20 = 0.0; var c2_21 = 0.0; var c2_22 = 0.0; var c2_23 = 0.0; var c2_24 = 0.0; var c2_25 = 0.0; var c2_26 = 0.0; var c2_27 = 0.0; var c2_28 = 0.0; var c2_29 = 0.0; var c2_30 = 0.0; var c2_31 = 0.0;
+    var c3_0 = 0.0; var c3_1 = 0.0; var c3_2 = 0.0; var c3_3 = 0.0; var c3_4 = 0.0; var c3_5 = 0.0; var c3_6 = 0.0; var c3_7 = 0.0; var c3_8 = 0.0; var c3_9 = 0.0; var c3_10 = 0.0; var c3_11 = 0.0; var c3_12 = 0.0; var c3_13 = 0.0; var c3_14 = 0.0; var c3_15 = 0.0; var c3_16 = 0.0; var c3_17 = 0.0; var c3_18 = 0.0; var c3_19 = 0.0; var c3_20 = 0.0; var c3_21 = 0.0; var c3_22 = 0.0; var c3_23 = 0.0; var c3_24 = 0.0; var c3_25 = 0.0; var c3_26 = 0.0; var c3_27 = 0.0; var c3_28 = 0.0; var c3_29 = 0.0; var c3_30 = 0.0; var c3_31 = 0.0;
+    for (var kk = 0u; kk < K8; kk++) {
+        var xb0: vec4<u64>;
+        if (TRANS_B) { xb0 = b8[bt0 + kk]; } else { xb0 = b8[(8u * kk + lane) * N8 + bn0]; }
+        let bl0 = lo(xb0); let bh0 = hi(xb0);
+        var xb1: vec4<u64>;
+        if (TRANS_B) { xb1 = b8[bt1 + kk]; } else { xb1 = b8[(8u * kk + lane) * N8 + bn1]; }
+        let bl1 = lo(xb1); let bh1 = hi(xb1);
+        var xb2: vec4<u64>;
+        if (TRANS_B) { xb2 = b8[bt2 + kk]; } else { xb2 = b8[(8u * kk + lane) * N8 + bn2]; }
+        let bl2 = lo(xb2); let bh2 = hi(xb2);
+        var xb3: vec4<u64>;
+        if (TRANS_B) { xb3 = b8[bt3 + kk]; } else { xb3 = b8[(8u * kk + lane) * N8 + bn3]; }
+        let bl3 = lo(xb3); let bh3 = hi(xb3);
+        { let xa = a4[(8u * kk + 0u) * M4 + ma];
+          { let v = select(subgroupBroadcast(bl0.x, 0u), subgroupBroadcast(bl0.x, 0u), TRANS_B); c0_0 = fma(xa.x, v, c0_0); c1_0 = fma(xa.y, v, c1_0); c2_0 = fma(xa.z, v, c2_0); c3_0 = fma(xa.w, v, c3_0); }
+          { let v = select(subgroupBroadcast(bh0.x, 0u), subgroupBroadcast(bl0.x, 1u), TRANS_B); c0_1 = fma(xa.x, v, c0_1); c1_1 = fma(xa.y, v, c1_1); c2_1 = fma(xa.z, v, c2_1); c3_1 = fma(xa.w, v, c3_1); }
+          { let v = select(subgroupBroadcast(bl0.y, 0u), subgroupBroadcast(bl0.x, 2u), TRANS_B); c0_2 = fma(xa.x, v, c0_2); c1_2 = fma(xa.y, v, c1_2); c2_2 = fma(xa.z, v, c2_2); c3_2 = fma(xa.w, v, c3_2); }
+          { let v = select(subgroupBroadcast(bh0.y, 0u), subgroupBroadcast(bl0.x, 3u), TRANS_B); c0_3 = fma(xa.x, v, c0_3); c1_3 = fma(xa.y, v, c1_3); c2_3 = fma(xa.z, v, c2_3); c3_3 = fma(xa.w, v, c3_3); }
+          { let v = select(subgroupBroadcast(bl0.z, 0u), subgroupBroadcast(bl0.x, 4u), TRANS_B); c0_4 = fma(xa.x, v, c0_4); c1_4 = fma(xa.y, v, c1_4); c2_4 = fma(xa.z, v, c2_4); c3_4 = fma(xa.w, v, c3_4); }
+          { let v = select(subgroupBroadcast(bh0.z, 0u), subgroupBroadcast(bl0.x, 5u), TRANS_B); c0_5 = fma(xa.x, v, c0_5); c1_5 = fma(xa.y, v, c1_5); c2_5 = fma(xa.z, v, c2_5); c3_5 = fma(xa.w, v, c3_5); }
+          { let v = select(subgroupBroadcast(bl0.w, 0u), subgroupBroadcast(bl0.x, 6u), TRANS_B); c0_6 = fma(xa.x, v, c0_6); c1_6 = fma(xa.y, v, c1_6); c2_6 = fma(xa.z, v, c2_6); c3_6 = fma(xa.w, v, c3_6); }
+          { let v = select(subgroupBroadcast(bh0.w, 0u), subgroupBroadcast(bl0.x, 7u), TRANS_B); c0_7 = fma(xa.x, v, c0_7); c1_7 = fma(xa.y, v, c1_7); c2_7 = fma(xa.z, v, c2_7); c3_7 = fma(xa.w, v, c3_7); }
+          { let v = select(subgroupBroadcast(bl1.x, 0u), subgroupBroadcast(bl1.x, 0u), TRANS_B); c0_8 = fma(xa.x, v, c0_8); c1_8 = fma(xa.y, v, c1_8); c2_8 = fma(xa.z, v, c2_8); c3_8 = fma(xa.w, v, c3_8); }
+          { let v = select(subgroupBroadcast(bh1.x, 0u), subgroupBroadcast(bl1.x, 1u), TRANS_B); c0_9 = fma(xa.x, v, c0_9); c1_9 = fma(xa.y, v, c1_9); c2_9 = fma(xa.z, v, c2_9); c3_9 = fma(xa.w, v, c3_9); }
+          { let v = select(subgroupBroadcast(bl1.y, 0u), subgroupBroadcast(bl1.x, 2u), TRANS_B); c0_10 = fma(xa.x, v, c0_10); c1_10 = fma(xa.y, v, c1_10); c2_10 = fma(xa.z, v, c2_10); c3_10 = fma(xa.w, v, c3_10); }
+          { let v = select(subgroupBroadcast(bh1.y, 0u), subgroupBroadcast(bl1.x, 3u), TRANS_B); c0_11 = fma(xa.x, v, c0_11); c1_11 = fma(xa.y, v, c1_11); c2_11 = fma(xa.z, v, c2_11); c3_11 = fma(xa.w, v, c3_11); }
+          { let v = select(subgroupBroadcast(bl1.z, 0u), subgroupBroadcast(bl1.x, 4u), TRANS_B); c0_12 = fma(xa.x, v, c0_12); c1_12 = fma(xa.y, v, c1_12); c2_12 = fma(xa.z, v, c2_12); c3_12 = fma(xa.w, v, c3_12); }
+          { let v = select(subgroupBroadcast(bh1.z, 0u), subgroupBroadcast(bl1.x, 5u), TRANS_B); c0_13 = fma(xa.x, v, c0_13); c1_13 = fma(xa.y, v, c1_13); c2_13 = fma(xa.z, v, c2_13); c3_13 = fma(xa.w, v, c3_13); }
+          { let v = select(subgroupBroadcast(bl1.w, 0u), subgroupBroadcast(bl1.x, 6u), TRANS_B); c0_14 = fma(xa.x, v, c0_14); c1_14 = fma(xa.y, v, c1_14); c2_14 = fma(xa.z, v, c2_14); c3_14 = fma(xa.w, v, c3_14); }
+          { let v = select(subgroupBroadcast(bh1.w, 0u), subgroupBroadcast(bl1.x, 7u), TRANS_B); c0_15 = fma(xa.x, v, c0_15); c1_15 = fma(xa.y, v, c1_15); c2_15 = fma(xa.z, v, c2_15); c3_15 = fma(xa.w, v, c3_15); }
+          { let v = select(subgroupBroadcast(bl2.x, 0u), subgroupBroadcast(bl2.x, 0u), TRANS_B); c0_16 = fma(xa.x, v, c0_16); c1_16 = fma(xa.y, v, c1_16); c2_16 = fma(xa.z, v, c2_16); c3_16 = fma(xa.w, v, c3_16); }
+          { let v = select(subgroupBroadcast(bh2.x, 0u), subgroupBroadcast(bl2.x, 1u), TRANS_B); c0_17 = fma(xa.x, v, c0_17); c1_17 = fma(xa.y, v, c1_17); c2_17 = fma(xa.z, v, c2_17); c3_17 = fma(xa.w, v, c3_17); }
+          { let v = select(subgroupBroadcast(bl2.y, 0u), subgroupBroadcast(bl2.x, 2u), TRANS_B); c0_18 = fma(xa.x, v, c0_18); c1_18 = fma(xa.y, v, c1_18); c2_18 = fma(xa.z, v, c2_18); c3_18 = fma(xa.w, v, c3_18); }
+          { let v = select(subgroupBroadcast(bh2.y, 0u), subgroupBroadcast(bl2.x, 3u), TRANS_B); c0_19 = fma(xa.x, v, c0_19); c1_19 = fma(xa.y, v, c1_19); c2_19 = fma(xa.z, v, c2_19); c3_19 = fma(xa.w, v, c3_19); }
+          { let v = select(subgroupBroadcast(bl2.z, 0u), subgroupBroadcast(bl2.x, 4u), TRANS_B); c0_20 = fma(xa.x, v, c0_20); c1_20 = fma(xa.y, v, c1_20); c2_20 = fma(xa.z, v, c2_20); c3_20 = fma(xa.w, v, c3_20); }
+          { let v = select(subgroupBroadcast(bh2.z, 0u), subgroupBroadcast(bl2.x, 5u), TRANS_B); c0_21 = fma(xa.x, v, c0_21); c1_21 = fma(xa.y, v, c1_21); c2_21 = fma(xa.z, v, c2_21); c3_21 = fma(xa.w, v, c3_21); }
+          { let v = select(subgroupBroadcast(bl2.w, 0u), subgroupBroadcast(bl2.x, 6u), TRANS_B); c0_22 = fma(xa.x, v, c0_22); c1_22 = fma(xa.y, v, c1_22); c2_22 = fma(xa.z, v, c2_22); c3_22 = fma(xa.w, v, c3_22); }
+          { let v = select(subgroupBroadcast(bh2.w, 0u), subgroupBroadcast(bl2.x, 7u), TRANS_B); c0_23 = fma(xa.x, v, c0_23); c1_23 = fma(xa.y, v, c1_23); c2_23 = fma(xa.z, v, c2_23); c3_23 = fma(xa.w, v, c3_23); }
+          { let v = select(subgroupBroadcast(bl3.x, 0u), subgroupBroadcast(bl3.x, 0u), TRANS_B); c0_24 = fma(xa.x, v, c0_24); c1_24 = fma(xa.y, v, c1_24); c2_24 = fma(xa.z, v, c2_24); c3_24 = fma(xa.w, v, c3_24); }
+          { let v = select(subgroupBroadcast(bh3.x, 0u), subgroupBroadcast(bl3.x, 1u), TRANS_B); c0_25 = fma(xa.x, v, c0_25); c1_25 = fma(xa.y, v, c1_25); c2_25 = fma(xa.z, v, c2_25); c3_25 = fma(xa.w, v, c3_25); }
+          { let v = select(subgroupBroadcast(bl3.y, 0u), subgroupBroadcast(bl3.x, 2u), TRANS_B); c0_26 = fma(xa.x, v, c0_26); c1_26 = fma(xa.y, v, c1_26); c2_26 = fma(xa.z, v, c2_26); c3_26 = fma(xa.w, v, c3_26); }
+          { let v = select(subgroupBroadcast(bh3.y, 0u), subgroupBroadcast(bl3.x, 3u), TRANS_B); c0_27 = fma(xa.x, v, c0_27); c1_27 = fma(xa.y, v, c1_27); c2_27 = fma(xa.z, v, c2_27); c3_27 = fma(xa.w, v, c3_27); }
+          { let v = select(subgroupBroadcast(bl3.z, 0u), subgroupBroadcast(bl3.x, 4u), TRANS_B); c0_28 = fma(xa.x, v, c0_28); c1_28 = fma(xa.y, v, c1_28); c2_28 = fma(xa.z, v, c2_28); c3_28 = fma(xa.w, v, c3_28); }
+          { let v = select(subgroupBroadcast(bh3.z, 0u), subgroupBroadcast(bl3.x, 5u), TRANS_B); c0_29 = fma(xa.x, v, c0_29); c1_29 = fma(xa.y, v, c1_29); c2_29 = fma(xa.z, v, c2_29); c3_29 = fma(xa.w, v, c3_29); }
+          { let v = select(subgroupBroadcast(bl3.w, 0u), subgroupBroadcast(bl3.x, 6u), TRANS_B); c0_30 = fma(xa.x, v, c0_30); c1_30 = fma(xa.y, v, c1_30); c2_30 = fma(xa.z, v, c2_30); c3_30 = fma(xa.w, v, c3_30); }
+          { let v = select(subgroupBroadcast(bh3.w, 0u), subgroupBroadcast(bl3.x, 7u), TRANS_B); c0_31 = fma(xa.x, v, c0_31); c1_31 = fma(xa.y, v, c1_31); c2_31 = fma(xa.z, v, c2_31); c3_31 = fma(xa.w, v, c3_31); }
+        }
+        { let xa = a4[(8u * kk + 1u) * M4 + ma];
+          { let v = select(subgroupBroadcast(bl0.x, 1u), subgroupBroadcast(bh0.x, 0u), TRANS_B); c0_0 = fma(xa.x, v, c0_0); c1_0 = fma(xa.y, v, c1_0); c2_0 = fma(xa.z, v, c2_0); c3_0 = fma(xa.w, v, c3_0); }
+          { let v = select(subgroupBroadcast(bh0.x, 1u), subgroupBroadcast(bh0.x, 1u), TRANS_B); c0_1 = fma(xa.x, v, c0_1); c1_1 = fma(xa.y, v, c1_1); c2_1 = fma(xa.z, v, c2_1); c3_1 = fma(xa.w, v, c3_1); }
+          { let v = select(subgroupBroadcast(bl0.y, 1u), subgroupBroadcast(bh0.x, 2u), TRANS_B); c0_2 = fma(xa.x, v, c0_2); c1_2 = fma(xa.y, v, c1_2); c2_2 = fma(xa.z, v, c2_2); c3_2 = fma(xa.w, v, c3_2); }
+          { let v = select(subgroupBroadcast(bh0.y, 1u), subgroupBroadcast(bh0.x, 3u), TRANS_B); c0_3 = fma(xa.x, v, c0_3); c1_3 = fma(xa.y, v, c1_3); c2_3 = fma(xa.z, v, c2_3); c3_3 = fma(xa.w, v, c3_3); }
+          { let v = select(subgroupBroadcast(bl0.z, 1u), subgroupBroadcast(bh0.x, 4u), TRANS_B); c0_4 = fma(xa.x, v, c0_4); c1_4 = fma(xa.y, v, c1_4); c2_4 = fma(xa.z, v, c2_4); c3_4 = fma(xa.w, v, c3_4); }
+          { let v = select(subgroupBroadcast(bh0.z, 1u), subgroupBroadcast(bh0.x, 5u), TRANS_B); c0_5 = fma(xa.x, v, c0_5); c1_5 = fma(xa.y, v, c1_5); c2_5 = fma(xa.z, v, c2_5); c3_5 = fma(xa.w, v, c3_5); }
+          { let v = select(subgroupBroadcast(bl0.w, 1u), subgroupBroadcast(bh0.x, 6u), TRANS_B); c0_6 = fma(xa.x, v, c0_6); c1_6 = fma(xa.y, v, c1_6); c2_6 = fma(xa.z, v, c2_6); c3_6 = fma(xa.w, v, c3_6); }
+          { let v = select(subgroupBroadcast(bh0.w, 1u), subgroupBroadcast(bh0.x, 7u), TRANS_B); c0_7 = fma(xa.x, v, c0_7); c1_7 = fma(xa.y, v, c1_7); c2_7 = fma(xa.z, v, c2_7); c3_7 = fma(xa.w, v, c3_7); }
+          { let v = select(subgroupBroadcast(bl1.x, 1u), subgroupBroadcast(bh1.x, 0u), TRANS_B); c0_8 = fma(xa.x, v, c0_8); c1_8 = fma(xa.y, v, c1_8); c2_8 = fma(xa.z, v, c2_8); c3_8 = fma(xa.w, v, c3_8); }
+          { let v = select(subgroupBroadcast(bh1.x, 1u), subgroupBroadcast(bh1.x, 1u), TRANS_B); c0_9 = fma(xa.x, v, c0_9); c1_9 = fma(xa.y, v, c1_9); c2_9 = fma(xa.z, v, c2_9); c3_9 = fma(xa.w, v, c3_9); }
+          { let v = select(subgroupBroadcast(bl1.y, 1u), subgroupBroadcast(bh1.x, 2u), TRANS_B); c0_10 = fma(xa.x, v, c0_10); c1_10 = fma(xa.y, v, c1_10); c2_10 = fma(xa.z, v, c2_10); c3_10 = fma(xa.w, v, c3_10); }
+          { let v = select(subgroupBroadcast(bh1.y, 1u), subgroupBroadcast(bh1.x, 3u), TRANS_B); c0_11 = fma(xa.x, v, c0_11); c1_11 = fma(xa.y, v, c1_11); c2_11 = fma(xa.z, v, c2_11); c3_11 = fma(xa.w, v, c3_11); }
+          { let v = select(subgroupBroadcast(bl1.z, 1u), subgroupBroadcast(bh1.x, 4u), TRANS_B); c0_12 = fma(xa.x, v, c0_12); c1_12 = fma(xa.y, v, c1_12); c2_12 = fma(xa.z, v, c2_12); c3_12 = fma(xa.w, v, c3_12); }
+          { let v = select(subgroupBroadcast(bh1.z, 1u), subgroupBroadcast(bh1.x, 5u), TRANS_B); c0_13 = fma(xa.x, v, c0_13); c1_13 = fma(xa.y, v, c1_13); c2_13 = fma(xa.z, v, c2_13); c3_13 = fma(xa.w, v, c3_13); }
+          { let v = select(subgroupBroadcast(bl1.w, 1u), subgroupBroadcast(bh1.x, 6u), TRANS_B); c0_14 = fma(xa.x, v, c0_14); c1_14 = fma(xa.y, v, c1_14); c2_14 = fma(xa.z, v, c2_14); c3_14 = fma(xa.w, v, c3_14); }
+          { let v = select(subgroupBroadcast(bh1.w, 1u), subgroupBroadcast(bh1.x, 7u), TRANS_B); c0_15 = fma(xa.x, v, c0_15); c1_15 = fma(xa.y, v, c1_15); c2_15 = fma(xa.z, v, c2_15); c3_15 = fma(xa.w, v, c3_15); }
+          { let v = select(subgroupBroadcast(bl2.x, 1u), subgroupBroadcast(bh2.x, 0u), TRANS_B); c0_16 = fma(xa.x, v, c0_16); c1_16 = fma(xa.y, v, c1_16); c2_16 = fma(xa.z, v, c2_16); c3_16 = fma(xa.w, v, c3_16); }
+          { let v = select(subgroupBroadcast(bh2.x, 1u), subgroupBroadcast(bh2.x, 1u), TRANS_B); c0_17 = fma(xa.x, v, c0_17); c1_17 = fma(xa.y, v, c1_17); c2_17 = fma(xa.z, v, c2_17); c3_17 = fma(xa.w, v, c3_17); }
+          { let v = select(subgroupBroadcast(bl2.y, 1u), subgroupBroadcast(bh2.x, 2u), TRANS_B); c0_18 = fma(xa.x, v, c0_18); c1_18 = fma(xa.y, v, c1_18); c2_18 = fma(xa.z, v, c2_18); c3_18 = fma(xa.w, v, c3_18); }
+          { let v = select(subgroupBroadcast(bh2.y, 1u), subgroupBroadcast(bh2.x, 3u), TRANS_B); c0_19 = fma(xa.x, v, c0_19); c1_19 = fma(xa.y, v, c1_19); c2_19 = fma(xa.z, v, c2_19); c3_19 = fma(xa.w, v, c3_19); }
+          { let v = select(subgroupBroadcast(bl2.z, 1u), subgroupBroadcast(bh2.x, 4u), TRANS_B); c0_20 = fma(xa.x, v, c0_20); c1_20 = fma(xa.y, v, c1_20); c2_20 = fma(xa.z, v, c2_20); c3_20 = fma(xa.w, v, c3_20); }
+          { let v = select(subgroupBroadcast(bh2.z, 1u), subgroupBroadcast(bh2.x, 5u), TRANS_B); c0_21 = fma(xa.x, v, c0_21); c1_21 = fma(xa.y, v, c1_21); c2_21 = fma(xa.z, v, c2_21); c3_21 = fma(xa.w, v, c3_21); }
+          { let v = select(subgroupBroadcast(bl2.w, 1u), subgroupBroadcast(bh2.x, 6u), TRANS_B); c0_22 = fma(xa.x, v, c0_22); c1_22 = fma(xa.y, v, c1_22); c2_22 = fma(xa.z, v, c2_22); c3_22 = fma(xa.w, v, c3_22); }
+          { let v = select(subgroupBroadcast(bh2.w, 1u), subgroupBroadcast(bh2.x, 7u), TRANS_B); c0_23 = fma(xa.x, v, c0_23); c1_23 = fma(xa.y, v, c1_23); c2_23 = fma(xa.z, v, c2_23); c3_23 = fma(xa.w, v, c3_23); }
+          { let v = select(subgroupBroadcast(bl3.x, 1u), subgroupBroadcast(bh3.x, 0u), TRANS_B); c0_24 = fma(xa.x, v, c0_24); c1_24 = fma(xa.y, v, c1_24); c2_24 = fma(xa.z, v, c2_24); c3_24 = fma(xa.w, v, c3_24); }
+          { let v = select(subgroupBroadcast(bh3.x, 1u), subgroupBroadcast(bh3.x, 1u), TRANS_B); c0_25 = fma(xa.x, v, c0_25); c1_25 = fma(xa.y, v, c1_25); c2_25 = fma(xa.z, v, c2_25); c3_25 = fma(xa.w, v, c3_25); }
+          { let v = select(subgroupBroadcast(bl3.y, 1u), subgroupBroadcast(bh3.x, 2u), TRANS_B); c0_26 = fma(xa.x, v, c0_26); c1_26 = fma(xa.y, v, c1_26); c2_26 = fma(xa.z, v, c2_26); c3_26 = fma(xa.w, v, c3_26); }
+          { let v = select(subgroupBroadcast(bh3.y, 1u), subgroupBroadcast(bh3.x, 3u), TRANS_B); c0_27 = fma(xa.x, v, c0_27); c1_27 = fma(xa.y, v, c1_27); c2_27 = fma(xa.z, v, c2_27); c3_27 = fma(xa.w, v, c3_27); }
+          { let v = select(subgroupBroadcast(bl3.z, 1u), subgroupBroadcast(bh3.x, 4u), TRANS_B); c0_28 = fma(xa.x, v, c0_28); c1_28 = fma(xa.y, v, c1_28); c2_28 = fma(xa.z, v, c2_28); c3_28 = fma(xa.w, v, c3_28); }
+          { let v = select(subgroupBroadcast(bh3.z, 1u), subgroupBroadcast(bh3.x, 5u), TRANS_B); c0_29 = fma(xa.x, v, c0_29); c1_29 = fma(xa.y, v, c1_29); c2_29 = fma(xa.z, v, c2_29); c3_29 = fma(xa.w, v, c3_29); }
+          { let v = select(subgroupBroadcast(bl3.w, 1u), subgroupBroadcast(bh3.x, 6u), TRANS_B); c0_30 = fma(xa.x, v, c0_30); c1_30 = fma(xa.y, v, c1_30); c2_30 = fma(xa.z, v, c2_30); c3_30 = fma(xa.w, v, c3_30); }
+          { let v = select(subgroupBroadcast(bh3.w, 1u), subgroupBroadcast(bh3.x, 7u), TRANS_B); c0_31 = fma(xa.x, v, c0_31); c1_31 = fma(xa.y, v, c1_31); c2_31 = fma(xa.z, v, c2_31); c3_31 = fma(xa.w, v, c3_31); }
+        }
+        { let xa = a4[(8u * kk + 2u) * M4 + ma];
+          { let v = select(subgroupBroadcast(bl0.x, 2u), subgroupBroadcast(bl0.y, 0u), TRANS_B); c0_0 = fma(xa.x, v, c0_0); c1_0 = fma(xa.y, v, c1_0); c2_0 = fma(xa.z, v, c2_0); c3_0 = fma(xa.w, v, c3_0); }
+          { let v = select(subgroupBroadcast(bh0.x, 2u), subgroupBroadcast(bl0.y, 1u), TRANS_B); c0_1 = fma(xa.x, v, c0_1); c1_1 = fma(xa.y, v, c1_1); c2_1 = fma(xa.z, v, c2_1); c3_1 = fma(xa.w, v, c3_1); }
+          { let v = select(subgroupBroadcast(bl0.y, 2u), subgroupBroadcast(bl0.y, 2u), TRANS_B); c0_2 = fma(xa.x, v, c0_2); c1_2 = fma(xa.y, v, c1_2); c2_2 = fma(xa.z, v, c2_2); c3_2 = fma(xa.w, v, c3_2); }
+          { let v = select(subgroupBroadcast(bh0.y, 2u), subgroupBroadcast(bl0.y, 3u), TRANS_B); c0_3 = fma(xa.x, v, c0_3); c1_3 = fma(xa.y, v, c1_3); c2_3 = fma(xa.z, v, c2_3); c3_3 = fma(xa.w, v, c3_3); }
+          { let v = select(subgroupBroadcast(bl0.z, 2u), subgroupBroadcast(bl0.y, 4u), TRANS_B); c0_4 = fma(xa.x, v, c0_4); c1_4 = fma(xa.y, v, c1_4); c2_4 = fma(xa.z, v, c2_4); c3_4 = fma(xa.w, v, c3_4); }
+          { let v = select(subgroupBroadcast(bh0.z, 2u), subgroupBroadcast(bl0.y, 5u), TRANS_B); c0_5 = fma(xa.x, v, c0_5); c1_5 = fma(xa.y, v, c1_5); c2_5 = fma(xa.z, v, c2_5); c3_5 = fma(xa.w, v, c3_5); }
+          { let v = select(subgroupBroadcast(bl0.w, 2u), subgroupBroadcast(bl0.y, 6u), TRANS_B); c0_6 = fma(xa.x, v, c0_6); c1_6 = fma(xa.y, v, c1_6); c2_6 = fma(xa.z, v, c2_6); c3_6 = fma(xa.w, v, c3_6); }
+          { let v = select(subgroupBroadcast(bh0.w, 2u), subgroupBroadcast(bl0.y, 7u), TRANS_B); c0_7 = fma(xa.x, v, c0_7); c1_7 = fma(xa.y, v, c1_7); c2_7 = fma(xa.z, v, c2_7); c3_7 = fma(xa.w, v, c3_7); }
+          { let v = select(subgroupBroadcast(bl1.x, 2u), subgroupBroadcast(bl1.y, 0u), TRANS_B); c0_8 = fma(xa.x, v, c0_8); c1_8 = fma(xa.y, v, c1_8); c2_8 = fma(xa.z, v, c2_8); c3_8 = fma(xa.w, v, c3_8); }
+          { let v = select(subgroupBroadcast(bh1.x, 2u), subgroupBroadcast(bl1.y, 1u), TRANS_B); c0_9 = fma(xa.x, v, c0_9); c1_9 = fma(xa.y, v, c1_9); c2_9 = fma(xa.z, v, c2_9); c3_9 = fma(xa.w, v, c3_9); }
+          { let v = select(subgroupBroadcast(bl1.y, 2u), subgroupBroadcast(bl1.y, 2u), TRANS_B); c0_10 = fma(xa.x, v, c0_10); c1_10 = fma(xa.y, v, c1_10); c2_10 = fma(xa.z, v, c2_10); c3_10 = fma(xa.w, v, c3_10); }
+          { let v = select(subgroupBroadcast(bh1.y, 2u), subgroupBroadcast(bl1.y, 3u), TRANS_B); c0_11 = fma(xa.x, v, c0_11); c1_11 = fma(xa.y, v, c1_11); c2_11 = fma(xa.z, v, c2_11); c3_11 = fma(xa.w, v, c3_11); }
+          { let v = select(subgroupBroadcast(bl1.z, 2u), subgroupBroadcast(bl1.y, 4u), TRANS_B); c0_12 = fma(xa.x, v, c0_12); c1_12 = fma(xa.y, v, c1_12); c2_12 = fma(xa.z, v, c2_12); c3_12 = fma(xa.w, v, c3_12); }
+          { let v = select(subgroupBroadcast(bh1.z, 2u), subgroupBroadcast(bl1.y, 5u), TRANS_B); c0_13 = fma(xa.x, v, c0_13); c1_13 = fma(xa.y, v, c1_13); c2_13 = fma(xa.z, v, c2_13); c3_13 = fma(xa.w, v, c3_13); }
+          { let v = select(subgroupBroadcast(bl1.w, 2u), subgroupBroadcast(bl1.y, 6u), TRANS_B); c0_14 = fma(xa.x, v, c0_14); c1_14 = fma(xa.y, v, c1_14); c2_14 = fma(xa.z, v, c2_14); c3_14 = fma(xa.w, v, c3_14); }
+          { let v = select(subgroupBroadcast(bh1.w, 2u), subgroupBroadcast(bl1.y, 7u), TRANS_B); c0_15 = fma(xa.x, v, c0_15); c1_15 = fma(xa.y, v, c1_15); c2_15 = fma(xa.z, v, c2_15); c3_15 = fma(xa.w, v, c3_15); }
+          { let v = select(subgroupBroadcast(bl2.x, 2u), subgroupBroadcast(bl2.y, 0u), TRANS_B); c0_16 = fma(xa.x, v, c0_16); c1_16 = fma(xa.y, v, c1_16); c2_16 = fma(xa.z, v, c2_16); c3_16 = fma(xa.w, v, c3_16); }
+          { let v = select(subgroupBroadcast(bh2.x, 2u), subgroupBroadcast(bl2.y, 1u), TRANS_B); c0_17 = fma(xa.x, v, c0_17); c1_17 = fma(xa.y, v, c1_17); c2_17 = fma(xa.z, v, c2_17); c3_17 = fma(xa.w, v, c3_17); }
+          { let v = select(subgroupBroadcast(bl2.y, 2u), subgroupBroadcast(bl2.y, 2u), TRANS_B); c0_18 = fma(xa.x, v, c0_18); c1_18 = fma(xa.y, v, c1_18); c2_18 = fma(xa.z, v, c2_18); c3_18 = fma(xa.w, v, c3_18); }
+          { let v = select(subgroupBroadcast(bh2.y, 2u), subgroupBroadcast(bl2.y, 3u), TRANS_B); c0_19 = fma(xa.x, v, c0_19); c1_19 = fma(xa.y, v, c1_19); c2_19 = fma(xa.z, v, c2_19); c3_19 = fma(xa.w, v, c3_19); }
+          { let v = select(subgroupBroadcast(bl2.z, 2u), subgroupBroadcast(bl2.y, 4u), TRANS_B); c0_20 = fma(xa.x, v, c0_20); c1_20 = fma(xa.y, v, c1_20); c2_20 = fma(xa.z, v, c2_20); c3_20 = fma(xa.w, v, c3_20); }
+          { let v = select(subgroupBroadcast(bh2.z, 2u), subgroupBroadcast(bl2.y, 5u), TRANS_B); c0_21 = fma(xa.x, v, c0_21); c1_21 = fma(xa.y, v, c1_21); c2_21 = fma(xa.z, v, c2_21); c3_21 = fma(xa.w, v, c3_21); }
+          { let v = select(subgroupBroadcast(bl2.w, 2u), subgroupBroadcast(bl2.y, 6u), TRANS_B); c0_22 = fma(xa.x, v, c0_22); c1_22 = fma(xa.y, v, c1_22); c2_22 = fma(xa.z, v, c2_22); c3_22 = fma(xa.w, v, c3_22); }
+          { let v = select(subgroupBroadcast(bh2.w, 2u), subgroupBroadcast(bl2.y, 7u), TRANS_B); c0_23 = fma(xa.x, v, c0_23); c1_23 = fma(xa.y, v, c1_23); c2_23 = fma(xa.z, v, c2_23); c3_23 = fma(xa.w, v, c3_23); }
+          { let v = select(subgroupBroadcast(bl3.x, 2u), subgroupBroadcast(bl3.y, 0u), TRANS_B); c0_24 = fma(xa.x, v, c0_24); c1_24 = fma(xa.y, v, c1_24); c2_24 = fma(xa.z, v, c2_24); c3_24 = fma(xa.w, v, c3_24); }
+          { let v = select(subgroupBroadcast(bh3.x, 2u), subgroupBroadcast(bl3.y, 1u), TRANS_B); c0_25 = fma(xa.x, v, c0_25); c1_25 = fma(xa.y, v, c1_25); c2_25 = fma(xa.z, v, c2_25); c3_25 = fma(xa.w, v, c3_25); }
+          { let v = select(subgroupBroadcast(bl3.y, 2u), subgroupBroadcast(bl3.y, 2u), TRANS_B); c0_26 = fma(xa.x, v, c0_26); c1_26 = fma(xa.y, v, c1_26); c2_26 = fma(xa.z, v, c2_26); c3_26 = fma(xa.w, v, c3_26); }
+          { let v = select(subgroupBroadcast(bh3.y, 2u), subgroupBroadcast(bl3.y, 3u), TRANS_B); c0_27 = fma(xa.x, v, c0_27); c1_27 = fma(xa.y, v, c1_27); c2_27 = fma(xa.z, v, c2_27); c3_27 = fma(xa.w, v, c3_27); }
+          { let v = select(subgroupBroadcast(bl3.z, 2u), subgroupBroadcast(bl3.y, 4u), TRANS_B); c0_28 = fma(xa.x, v, c0_28); c1_28 = fma(xa.y, v, c1_28); c2_28 = fma(xa.z, v, c2_28); c3_28 = fma(xa.w, v, c3_28); }
+          { let v = select(subgroupBroadcast(bh3.z, 2u), subgroupBroadcast(bl3.y, 5u), TRANS_B); c0_29 = fma(xa.x, v, c0_29); c1_29 = fma(xa.y, v, c1_29); c2_29 = fma(xa.z, v, c2_29); c3_29 = fma(xa.w, v, c3_29); }
+          { let v = select(subgroupBroadcast(bl3.w, 2u), subgroupBroadcast(bl3.y, 6u), TRANS_B); c0_30 = fma(xa.x, v, c0_30); c1_30 = fma(xa.y, v, c1_30); c2_30 = fma(xa.z, v, c2_30); c3_30 = fma(xa.w, v, c3_30); }
+          { let v = select(subgroupBroadcast(bh3.w, 2u), subgroupBroadcast(bl3.y, 7u), TRANS_B); c0_31 = fma(xa.x, v, c0_31); c1_31 = fma(xa.y, v, c1_31); c2_31 = fma(xa.z, v, c2_31); c3_31 = fma(xa.w, v, c3_31); }
+        }
+        { let xa = a4[(8u * kk + 3u) * M4 + ma];
+          { let v = select(subgroupBroadcast(bl0.x, 3u), subgroupBroadcast(bh0.y, 0u), TRANS_B); c0_0 = fma(xa.x, v, c0_0); c1_0 = fma(xa.y, v, c1_0); c2_0 = fma(xa.z, v, c2_0); c3_0 = fma(xa.w, v, c3_0); }
+          { let v = select(subgroupBroadcast(bh0.x, 3u), subgroupBroadcast(bh0.y, 1u), TRANS_B); c0_1 = fma(xa.x, v, c0_1); c1_1 = fma(xa.y, v, c1_1); c2_1 = fma(xa.z, v, c2_1); c3_1 = fma(xa.w, v, c3_1); }
+          { let v = select(subgroupBroadcast(bl0.y, 3u), subgroupBroadcast(bh0.y, 2u), TRANS_B); c0_2 = fma(xa.x, v, c0_2); c1_2 = fma(xa.y, v, c1_2); c2_2 = fma(xa.z, v, c2_2); c3_2 = fma(xa.w, v, c3_2); }
+          { let v = select(subgroupBroadcast(bh0.y, 3u), subgroupBroadcast(bh0.y, 3u), TRANS_B); c0_3 = fma(xa.x, v, c0_3); c1_3 = fma(xa.y, v, c1_3); c2_3 = fma(xa.z, v, c2_3); c3_3 = fma(xa.w, v, c3_3); }
+          { let v = select(subgroupBroadcast(bl0.z, 3u), subgroupBroadcast(bh0.y, 4u), TRANS_B); c0_4 = fma(xa.x, v, c0_4); c1_4 = fma(xa.y, v, c1_4); c2_4 = fma(xa.z, v, c2_4); c3_4 = fma(xa.w, v, c3_4); }
+          { let v = select(subgroupBroadcast(bh0.z, 3u), subgroupBroadcast(bh0.y, 5u), TRANS_B); c0_5 = fma(xa.x, v, c0_5); c1_5 = fma(xa.y, v, c1_5); c2_5 = fma(xa.z, v, c2_5); c3_5 = fma(xa.w, v, c3_5); }
+          { let v = select(subgroupBroadcast(bl0.w, 3u), subgroupBroadcast(bh0.y, 6u), TRANS_B); c0_6 = fma(xa.x, v, c0_6); c1_6 = fma(xa.y, v, c1_6); c2_6 = fma(xa.z, v, c2_6); c3_6 = fma(xa.w, v, c3_6); }
+          { let v = select(subgroupBroadcast(bh0.w, 3u), subgroupBroadcast(bh0.y, 7u), TRANS_B); c0_7 = fma(xa.x, v, c0_7); c1_7 = fma(xa.y, v, c1_7); c2_7 = fma(xa.z, v, c2_7); c3_7 = fma(xa.w, v, c3_7); }
+          { let v = select(subgroupBroadcast(bl1.x, 3u), subgroupBroadcast(bh1.y, 0u), TRANS_B); c0_8 = fma(xa.x, v, c0_8); c1_8 = fma(xa.y, v, c1_8); c2_8 = fma(xa.z, v, c2_8); c3_8 = fma(xa.w, v, c3_8); }
+          { let v = select(subgroupBroadcast(bh1.x, 3u), subgroupBroadcast(bh1.y, 1u), TRANS_B); c0_9 = fma(xa.x, v, c0_9); c1_9 = fma(xa.y, v, c1_9); c2_9 = fma(xa.z, v, c2_9); c3_9 = fma(xa.w, v, c3_9); }
+          { let v = select(subgroupBroadcast(bl1.y, 3u), subgroupBroadcast(bh1.y, 2u), TRANS_B); c0_10 = fma(xa.x, v, c0_10); c1_10 = fma(xa.y, v, c1_10); c2_10 = fma(xa.z, v, c2_10); c3_10 = fma(xa.w, v, c3_10); }
+          { let v = select(subgroupBroadcast(bh1.y, 3u), subgroupBroadcast(bh1.y, 3u), TRANS_B); c0_11 = fma(xa.x, v, c0_11); c1_11 = fma(xa.y, v, c1_11); c2_11 = fma(xa.z, v, c2_11); c3_11 = fma(xa.w, v, c3_11); }
+          { let v = select(subgroupBroadcast(bl1.z, 3u), subgroupBroadcast(bh1.y, 4u), TRANS_B); c0_12 = fma(xa.x, v, c0_12); c1_12 = fma(xa.y, v, c1_12); c2_12 = fma(xa.z, v, c2_12); c3_12 = fma(xa.w, v, c3_12); }
+          { let v = select(subgroupBroadcast(bh1.z, 3u), subgroupBroadcast(bh1.y, 5u), TRANS_B); c0_13 = fma(xa.x, v, c0_13); c1_13 = fma(xa.y, v, c1_13); c2_13 = fma(xa.z, v, c2_13); c3_13 = fma(xa.w, v, c3_13); }
+          { let v = select(subgroupBroadcast(bl1.w, 3u), subgroupBroadcast(bh1.y, 6u), TRANS_B); c0_14 = fma(xa.x, v, c0_14); c1_14 = fma(xa.y, v, c1_14); c2_14 = fma(xa.z, v, c2_14); c3_14 = fma(xa.w, v, c3_14); }
+          { let v = select(subgroupBroadcast(bh1.w, 3u), subgroupBroadcast(bh1.y, 7u), TRANS_B); c0_15 = fma(xa.x, v, c0_15); c1_15 = fma(xa.y, v, c1_15); c2_15 = fma(xa.z, v, c2_15); c3_15 = fma(xa.w, v, c3_15); }
+          { let v = select(subgroupBroadcast(bl2.x, 3u), subgroupBroadcast(bh2.y, 0u), TRANS_B); c0_16 = fma(xa.x, v, c0_16); c1_16 = fma(xa.y, v, c1_16); c2_16 = fma(xa.z, v, c2_16); c3_16 = fma(xa.w, v, c3_16); }
+          { let v = select(subgroupBroadcast(bh2.x, 3u), subgroupBroadcast(bh2.y, 1u), TRANS_B); c0_17 = fma(xa.x, v, c0_17); c1_17 = fma(xa.y, v, c1_17); c2_17 = fma(xa.z, v, c2_17); c3_17 = fma(xa.w, v, c3_17); }
+          { let v = select(subgroupBroadcast(bl2.y, 3u), subgroupBroadcast(bh2.y, 2u), TRANS_B); c0_18 = fma(xa.x, v, c0_18); c1_18 = fma(xa.y, v, c1_18); c2_18 = fma(xa.z, v, c2_18); c3_18 = fma(xa.w, v, c3_18); }
+          { let v = select(subgroupBroadcast(bh2.y, 3u), subgroupBroadcast(bh2.y, 3u), TRANS_B); c0_19 = fma(xa.x, v, c0_19); c1_19 = fma(xa.y, v, c1_19); c2_19 = fma(xa.z, v, c2_19); c3_19 = fma(xa.w, v, c3_19); }
+          { let v = select(subgroupBroadcast(bl2.z, 3u), subgroupBroadcast(bh2.y, 4u), TRANS_B); c0_20 = fma(xa.x, v, c0_20); c1_20 = fma(xa.y, v, c1_20); c2_20 = fma(xa.z, v, c2_20); c3_20 = fma(xa.w, v, c3_20); }
+          { let v = select(subgroupBroadcast(bh2.z, 3u), subgroupBroadcast(bh2.y, 5u), TRANS_B); c0_21 = fma(xa.x, v, c0_21); c1_21 = fma(xa.y, v, c1_21); c2_21 = fma(xa.z, v, c2_21); c3_21 = fma(xa.w, v, c3_21); }
+          { let v = select(subgroupBroadcast(bl2.w, 3u), subgroupBroadcast(bh2.y, 6u), TRANS_B); c0_22 = fma(xa.x, v, c0_22); c1_22 = fma(xa.y, v, c1_22); c2_22 = fma(xa.z, v, c2_22); c3_22 = fma(xa.w, v, c3_22); }
+          { let v = select(subgroupBroadcast(bh2.w, 3u), subgroupBroadcast(bh2.y, 7u), TRANS_B); c0_23 = fma(xa.x, v, c0_23); c1_23 = fma(xa.y, v, c1_23); c2_23 = fma(xa.z, v, c2_23); c3_23 = fma(xa.w, v, c3_23); }
+          { let v = select(subgroupBroadcast(bl3.x, 3u), subgroupBroadcast(bh3.y, 0u), TRANS_B); c0_24 = fma(xa.x, v, c0_24); c1_24 = fma(xa.y, v, c1_24); c2_24 = fma(xa.z, v, c2_24); c3_24 = fma(xa.w, v, c3_24); }
+          { let v = select(subgroupBroadcast(bh3.x, 3u), subgroupBroadcast(bh3.y, 1u), TRANS_B); c0_25 = fma(xa.x, v, c0_25); c1_25 = fma(xa.y, v, c1_25); c2_25 = fma(xa.z, v, c2_25); c3_25 = fma(xa.w, v, c3_25); }
+          { let v = select(subgroupBroadcast(bl3.y, 3u), subgroupBroadcast(bh3.y, 2u), TRANS_B); c0_26 = fma(xa.x, v, c0_26); c1_26 = fma(xa.y, v, c1_26); c2_26 = fma(xa.z, v, c2_26); c3_26 = fma(xa.w, v, c3_26); }
+          { let v = select(subgroupBroadcast(bh3.y, 3u), subgroupBroadcast(bh3.y, 3u), TRANS_B); c0_27 = fma(xa.x, v, c0_27); c1_27 = fma(xa.y, v, c1_27); c2_27 = fma(xa.z, v, c2_27); c3_27 = fma(xa.w, v, c3_27); }
+          { let v = select(subgroupBroadcast(bl3.z, 3u), subgroupBroadcast(bh3.y, 4u), TRANS_B); c0_28 = fma(xa.x, v, c0_28); c1_28 = fma(xa.y, v, c1_28); c2_28 = fma(xa.z, v, c2_28); c3_28 = fma(xa.w, v, c3_28); }
+          { let v = select(subgroupBroadcast(bh3.z, 3u), subgroupBroadcast(bh3.y, 5u), TRANS_B); c0_29 = fma(xa.x, v, c0_29); c1_29 = fma(xa.y, v, c1_29); c2_29 = fma(xa.z, v, c2_29); c3_29 = fma(xa.w, v, c3_29); }
+          { let v = select(subgroupBroadcast(bl3.w, 3u), subgroupBroadcast(bh3.y, 6u), TRANS_B); c0_30 = fma(xa.x, v, c0_30); c1_30 = fma(xa.y, v, c1_30); c2_30 = fma(xa.z, v, c2_30); c3_30 = fma(xa.w, v, c3_30); }
+          { let v = select(subgroupBroadcast(bh3.w, 3u), subgroupBroadcast(bh3.y, 7u), TRANS_B); c0_31 = fma(xa.x, v, c0_31); c1_31 = fma(xa.y, v, c1_31); c2_31 = fma(xa.z, v, c2_31); c3_31 = fma(xa.w, v, c3_31); }
+        }
+        { let xa = a4[(8u * kk + 4u) * M4 + ma];
+          { let v = select(subgroupBroadcast(bl0.x, 4u), subgroupBroadcast(bl0.z, 0u), TRANS_B); c0_0 = fma(xa.x, v, c0_0); c1_0 = fma(xa.y, v, c1_0); c2_0 = fma(xa.z, v, c2_0); c3_0 = fma(xa.w, v, c3_0); }
+          { let v = select(subgroupBroadcast(bh0.x, 4u), subgroupBroadcast(bl0.z, 1u), TRANS_B); c0_1 = fma(xa.x, v, c0_1); c1_1 = fma(xa.y, v, c1_1); c2_1 = fma(xa.z, v, c2_1); c3_1 = fma(xa.w, v, c3_1); }
+          { let v = select(subgroupBroadcast(bl0.y, 4u), subgroupBroadcast(bl0.z, 2u), TRANS_B); c0_2 = fma(xa.x, v, c0_2); c1_2 = fma(xa.y, v, c1_2); c2_2 = fma(xa.z, v, c2_2); c3_2 = fma(xa.w, v, c3_2); }
+          { let v = select(subgroupBroadcast(bh0.y, 4u), subgroupBroadcast(bl0.z, 3u), TRANS_B); c0_3 = fma(xa.x, v, c0_3); c1_3 = fma(xa.y, v, c1_3); c2_3 = fma(xa.z, v, c2_3); c3_3 = fma(xa.w, v, c3_3); }
+          { let v = select(subgroupBroadcast(bl0.z, 4u), subgroupBroadcast(bl0.z, 4u), TRANS_B); c0_4 = fma(xa.x, v, c0_4); c1_4 = fma(xa.y, v, c1_4); c2_4 = fma(xa.z, v, c2_4); c3_4 = fma(xa.w, v, c3_4); }
+          { let v = select(subgroupBroadcast(bh0.z, 4u), subgroupBroadcast(bl0.z, 5u), TRANS_B); c0_5 = fma(xa.x, v, c0_5); c1_5 = fma(xa.y, v, c1_5); c2_5 = fma(xa.z, v, c2_5); c3_5 = fma(xa.w, v, c3_5); }
+          { let v = select(subgroupBroadcast(bl0.w, 4u), subgroupBroadcast(bl0.z, 6u), TRANS_B); c0_6 = fma(xa.x, v, c0_6); c1_6 = fma(xa.y, v, c1_6); c2_6 = fma(xa.z, v, c2_6); c3_6 = fma(xa.w, v, c3_6); }
+          { let v = select(subgroupBroadcast(bh0.w, 4u), subgroupBroadcast(bl0.z, 7u), TRANS_B); c0_7 = fma(xa.x, v, c0_7); c1_7 = fma(xa.y, v, c1_7); c2_7 = fma(xa.z, v, c2_7); c3_7 = fma(xa.w, v, c3_7); }
+          { let v = select(subgroupBroadcast(bl1.x, 4u), subgroupBroadcast(bl1.z, 0u), TRANS_B); c0_8 = fma(xa.x, v, c0_8); c1_8 = fma(xa.y, v, c1_8); c2_8 = fma(xa.z, v, c2_8); c3_8 = fma(xa.w, v, c3_8); }
+          { let v = select(subgroupBroadcast(bh1.x, 4u), subgroupBroadcast(bl1.z, 1u), TRANS_B); c0_9 = fma(xa.x, v, c0_9); c1_9 = fma(xa.y, v, c1_9); c2_9 = fma(xa.z, v, c2_9); c3_9 = fma(xa.w, v, c3_9); }
+          { let v = select(subgroupBroadcast(bl1.y, 4u), subgroupBroadcast(bl1.z, 2u), TRANS_B); c0_10 = fma(xa.x, v, c0_10); c1_10 = fma(xa.y, v, c1_10); c2_10 = fma(xa.z, v, c2_10); c3_10 = fma(xa.w, v, c3_10); }
+          { let v = select(subgroupBroadcast(bh1.y, 4u), subgroupBroadcast(bl1.z, 3u), TRANS_B); c0_11 = fma(xa.x, v, c0_11); c1_11 = fma(xa.y, v, c1_11); c2_11 = fma(xa.z, v, c2_11); c3_11 = fma(xa.w, v, c3_11); }
+          { let v = select(subgroupBroadcast(bl1.z, 4u), subgroupBroadcast(bl1.z, 4u), TRANS_B); c0_12 = fma(xa.x, v, c0_12); c1_12 = fma(xa.y, v, c1_12); c2_12 = fma(xa.z, v, c2_12); c3_12 = fma(xa.w, v, c3_12); }
+          { let v = select(subgroupBroadcast(bh1.z, 4u), subgroupBroadcast(bl1.z, 5u), TRANS_B); c0_13 = fma(xa.x, v, c0_13); c1_13 = fma(xa.y, v, c1_13); c2_13 = fma(xa.z, v, c2_13); c3_13 = fma(xa.w, v, c3_13); }
+          { let v = select(subgroupBroadcast(bl1.w, 4u), subgroupBroadcast(bl1.z, 6u), TRANS_B); c0_14 = fma(xa.x, v, c0_14); c1_14 = fma(xa.y, v, c1_14); c2_14 = fma(xa.z, v, c2_14); c3_14 = fma(xa.w, v, c3_14); }
+          { let v = select(subgroupBroadcast(bh1.w, 4u), subgroupBroadcast(bl1.z, 7u), TRANS_B); c0_15 = fma(xa.x, v, c0_15); c1_15 = fma(xa.y, v, c1_15); c2_15 = fma(xa.z, v, c2_15); c3_15 = fma(xa.w, v, c3_15); }
+          { let v = select(subgroupBroadcast(bl2.x, 4u), subgroupBroadcast(bl2.z, 0u), TRANS_B); c0_16 = fma(xa.x, v, c0_16); c1_16 = fma(xa.y, v, c1_16); c2_16 = fma(xa.z, v, c2_16); c3_16 = fma(xa.w, v, c3_16); }
+          { let v = select(subgroupBroadcast(bh2.x, 4u), subgroupBroadcast(bl2.z, 1u), TRANS_B); c0_17 = fma(xa.x, v, c0_17); c1_17 = fma(xa.y, v, c1_17); c2_17 = fma(xa.z, v, c2_17); c3_17 = fma(xa.w, v, c3_17); }
+          { let v = select(subgroupBroadcast(bl2.y, 4u), subgroupBroadcast(bl2.z, 2u), TRANS_B); c0_18 = fma(xa.x, v, c0_18); c1_18 = fma(xa.y, v, c1_18); c2_18 = fma(xa.z, v, c2_18); c3_18 = fma(xa.w, v, c3_18); }
+          { let v = select(subgroupBroadcast(bh2.y, 4u), subgroupBroadcast(bl2.z, 3u), TRANS_B); c0_19 = fma(xa.x, v, c0_19); c1_19 = fma(xa.y, v, c1_19); c2_19 = fma(xa.z, v, c2_19); c3_19 = fma(xa.w, v, c3_19); }
+          { let v = select(subgroupBroadcast(bl2.z, 4u), subgroupBroadcast(bl2.z, 4u), TRANS_B); c0_20 = fma(xa.x, v, c0_20); c1_20 = fma(xa.y, v, c1_20); c2_20 = fma(xa.z, v, c2_20); c3_20 = fma(xa.w, v, c3_20); }
+          { let v = select(subgroupBroadcast(bh2.z, 4u), subgroupBroadcast(bl2.z, 5u), TRANS_B); c0_21 = fma(xa.x, v, c0_21); c1_21 = fma(xa.y, v, c1_21); c2_21 = fma(xa.z, v, c2_21); c3_21 = fma(xa.w, v, c3_21); }
+          { let v = select(subgroupBroadcast(bl2.w, 4u), subgroupBroadcast(bl2.z, 6u), TRANS_B); c0_22 = fma(xa.x, v, c0_22); c1_22 = fma(xa.y, v, c1_22); c2_22 = fma(xa.z, v, c2_22); c3_22 = fma(xa.w, v, c3_22); }
+          { let v = select(subgroupBroadcast(bh2.w, 4u), subgroupBroadcast(bl2.z, 7u), TRANS_B); c0_23 = fma(xa.x, v, c0_23); c1_23 = fma(xa.y, v, c1_23); c2_23 = fma(xa.z, v, c2_23); c3_23 = fma(xa.w, v, c3_23); }
+          { let v = select(subgroupBroadcast(bl3.x, 4u), subgroupBroadcast(bl3.z, 0u), TRANS_B); c0_24 = fma(xa.x, v, c0_24); c1_24 = fma(xa.y, v, c1_24); c2_24 = fma(xa.z, v, c2_24); c3_24 = fma(xa.w, v, c3_24); }
+          { let v = select(subgroupBroadcast(bh3.x, 4u), subgroupBroadcast(bl3.z, 1u), TRANS_B); c0_25 = fma(xa.x, v, c0_25); c1_25 = fma(xa.y, v, c1_25); c2_25 = fma(xa.z, v, c2_25); c3_25 = fma(xa.w, v, c3_25); }
+          { let v = select(subgroupBroadcast(bl3.y, 4u), subgroupBroadcast(bl3.z, 2u), TRANS_B); c0_26 = fma(xa.x, v, c0_26); c1_26 = fma(xa.y, v, c1_26); c2_26 = fma(xa.z, v, c2_26); c3_26 = fma(xa.w, v, c3_26); }
+          { let v = select(subgroupBroadcast(bh3.y, 4u), subgroupBroadcast(bl3.z, 3u), TRANS_B); c0_27 = fma(xa.x, v, c0_27); c1_27 = fma(xa.y, v, c1_27); c2_27 = fma(xa.z, v, c2_27); c3_27 = fma(xa.w, v, c3_27); }
+          { let v = select(subgroupBroadcast(bl3.z, 4u), subgroupBroadcast(bl3.z, 4u), TRANS_B); c0_28 = fma(xa.x, v, c0_28); c1_28 = fma(xa.y, v, c1_28); c2_28 = fma(xa.z, v, c2_28); c3_28 = fma(xa.w, v, c3_28); }
+          { let v = select(subgroupBroadcast(bh3.z, 4u), subgroupBroadcast(bl3.z, 5u), TRANS_B); c0_29 = fma(xa.x, v, c0_29); c1_29 = fma(xa.y, v, c1_29); c2_29 = fma(xa.z, v, c2_29); c3_29 = fma(xa.w, v, c3_29); }
+          { let v = select(subgroupBroadcast(bl3.w, 4u), subgroupBroadcast(bl3.z, 6u), TRANS_B); c0_30 = fma(xa.x, v, c0_30); c1_30 = fma(xa.y, v, c1_30); c2_30 = fma(xa.z, v, c2_30); c3_30 = fma(xa.w, v, c3_30); }
+          { let v = select(subgroupBroadcast(bh3.w, 4u), subgroupBroadcast(bl3.z, 7u), TRANS_B); c0_31 = fma(xa.x, v, c0_31); c1_31 = fma(xa.y, v, c1_31); c2_31 = fma(xa.z, v, c2_31); c3_31 = fma(xa.w, v, c3_31); }
+        }
+        { let xa = a4[(8u * kk + 5u) * M4 + ma];
+          { let v = select(subgroupBroadcast(bl0.x, 5u), subgroupBroadcast(bh0.z, 0u), TRANS_B); c0_0 = fma(xa.x, v, c0_0); c1_0 = fma(xa.y, v, c1_0); c2_0 = fma(xa.z, v, c2_0); c3_0 = fma(xa.w, v, c3_0); }
+          { let v = select(subgroupBroadcast(bh0.x, 5u), subgroupBroadcast(bh0.z, 1u), TRANS_B); c0_1 = fma(xa.x, v, c0_1); c1_1 = fma(xa.y, v, c1_1); c2_1 = fma(xa.z, v, c2_1); c3_1 = fma(xa.w, v, c3_1); }
+          { let v = select(subgroupBroadcast(bl0.y, 5u), subgroupBroadcast(bh0.z, 2u), TRANS_B); c0_2 = fma(xa.x, v, c0_2); c1_2 = fma(xa.y, v, c1_2); c2_2 = fma(xa.z, v, c2_2); c3_2 = fma(xa.w, v, c3_2); }
+          { let v = select(subgroupBroadcast(bh0.y, 5u), subgroupBroadcast(bh0.z, 3u), TRANS_B); c0_3 = fma(xa.x, v, c0_3); c1_3 = fma(xa.y, v, c1_3); c2_3 = fma(xa.z, v, c2_3); c3_3 = fma(xa.w, v, c3_3); }
+          { let v = select(subgroupBroadcast(bl0.z, 5u), subgroupBroadcast(bh0.z, 4u), TRANS_B); c0_4 = fma(xa.x, v, c0_4); c1_4 = fma(xa.y, v, c1_4); c2_4 = fma(xa.z, v, c2_4); c3_4 = fma(xa.w, v, c3_4); }
+          { let v = select(subgroupBroadcast(bh0.z, 5u), subgroupBroadcast(bh0.z, 5u), TRANS_B); c0_5 = fma(xa.x, v, c0_5); c1_5 = fma(xa.y, v, c1_5); c2_5 = fma(xa.z, v, c2_5); c3_5 = fma(xa.w, v, c3_5); }
+          { let v = select(subgroupBroadcast(bl0.w, 5u), subgroupBroadcast(bh0.z, 6u), TRANS_B); c0_6 = fma(xa.x, v, c0_6); c1_6 = fma(xa.y, v, c1_6); c2_6 = fma(xa.z, v, c2_6); c3_6 = fma(xa.w, v, c3_6); }
+          { let v = select(subgroupBroadcast(bh0.w, 5u), subgroupBroadcast(bh0.z, 7u), TRANS_B); c0_7 = fma(xa.x, v, c0_7); c1_7 = fma(xa.y, v, c1_7); c2_7 = fma(xa.z, v, c2_7); c3_7 = fma(xa.w, v, c3_7); }
+          { let v = select(subgroupBroadcast(bl1.x, 5u), subgroupBroadcast(bh1.z, 0u), TRANS_B); c0_8 = fma(xa.x, v, c0_8); c1_8 = fma(xa.y, v, c1_8); c2_8 = fma(xa.z, v, c2_8); c3_8 = fma(xa.w, v, c3_8); }
+          { let v = select(subgroupBroadcast(bh1.x, 5u), subgroupBroadcast(bh1.z, 1u), TRANS_B); c0_9 = fma(xa.x, v, c0_9); c1_9 = fma(xa.y, v, c1_9); c2_9 = fma(xa.z, v, c2_9); c3_9 = fma(xa.w, v, c3_9); }
+          { let v = select(subgroupBroadcast(bl1.y, 5u), subgroupBroadcast(bh1.z, 2u), TRANS_B); c0_10 = fma(xa.x, v, c0_10); c1_10 = fma(xa.y, v, c1_10); c2_10 = fma(xa.z, v, c2_10); c3_10 = fma(xa.w, v, c3_10); }
+          { let v = select(subgroupBroadcast(bh1.y, 5u), subgroupBroadcast(bh1.z, 3u), TRANS_B); c0_11 = fma(xa.x, v, c0_11); c1_11 = fma(xa.y, v, c1_11); c2_11 = fma(xa.z, v, c2_11); c3_11 = fma(xa.w, v, c3_11); }
+          { let v = select(subgroupBroadcast(bl1.z, 5u), subgroupBroadcast(bh1.z, 4u), TRANS_B); c0_12 = fma(xa.x, v, c0_12); c1_12 = fma(xa.y, v, c1_12); c2_12 = fma(xa.z, v, c2_12); c3_12 = fma(xa.w, v, c3_12); }
+          { let v = select(subgroupBroadcast(bh1.z, 5u), subgroupBroadcast(bh1.z, 5u), TRANS_B); c0_13 = fma(xa.x, v, c0_13); c1_13 = fma(xa.y, v, c1_13); c2_13 = fma(xa.z, v, c2_13); c3_13 = fma(xa.w, v, c3_13); }
+          { let v = select(subgroupBroadcast(bl1.w, 5u), subgroupBroadcast(bh1.z, 6u), TRANS_B); c0_14 = fma(xa.x, v, c0_14); c1_14 = fma(xa.y, v, c1_14); c2_14 = fma(xa.z, v, c2_14); c3_14 = fma(xa.w, v, c3_14); }
+          { let v = select(subgroupBroadcast(bh1.w, 5u), subgroupBroadcast(bh1.z, 7u), TRANS_B); c0_15 = fma(xa.x, v, c0_15); c1_15 = fma(xa.y, v, c1_15); c2_15 = fma(xa.z, v, c2_15); c3_15 = fma(xa.w, v, c3_15); }
+          { let v = select(subgroupBroadcast(bl2.x, 5u), subgroupBroadcast(bh2.z, 0u), TRANS_B); c0_16 = fma(xa.x, v, c0_16); c1_16 = fma(xa.y, v, c1_16); c2_16 = fma(xa.z, v, c2_16); c3_16 = fma(xa.w, v, c3_16); }
+          { let v = select(subgroupBroadcast(bh2.x, 5u), subgroupBroadcast(bh2.z, 1u), TRANS_B); c0_17 = fma(xa.x, v, c0_17); c1_17 = fma(xa.y, v, c1_17); c2_17 = fma(xa.z, v, c2_17); c3_17 = fma(xa.w, v, c3_17); }
+          { let v = select(subgroupBroadcast(bl2.y, 5u), subgroupBroadcast(bh2.z, 2u), TRANS_B); c0_18 = fma(xa.x, v, c0_18); c1_18 = fma(xa.y, v, c1_18); c2_18 = fma(xa.z, v, c2_18); c3_18 = fma(xa.w, v, c3_18); }
+          { let v = select(subgroupBroadcast(bh2.y, 5u), subgroupBroadcast(bh2.z, 3u), TRANS_B); c0_19 = fma(xa.x, v, c0_19); c1_19 = fma(xa.y, v, c1_19); c2_19 = fma(xa.z, v, c2_19); c3_19 = fma(xa.w, v, c3_19); }
+          { let v = select(subgroupBroadcast(bl2.z, 5u), subgroupBroadcast(bh2.z, 4u), TRANS_B); c0_20 = fma(xa.x, v, c0_20); c1_20 = fma(xa.y, v, c1_20); c2_20 = fma(xa.z, v, c2_20); c3_20 = fma(xa.w, v, c3_20); }
+          { let v = select(subgroupBroadcast(bh2.z, 5u), subgroupBroadcast(bh2.z, 5u), TRANS_B); c0_21 = fma(xa.x, v, c0_21); c1_21 = fma(xa.y, v, c1_21); c2_21 = fma(xa.z, v, c2_21); c3_21 = fma(xa.w, v, c3_21); }
+          { let v = select(subgroupBroadcast(bl2.w, 5u), subgroupBroadcast(bh2.z, 6u), TRANS_B); c0_22 = fma(xa.x, v, c0_22); c1_22 = fma(xa.y, v, c1_22); c2_22 = fma(xa.z, v, c2_22); c3_22 = fma(xa.w, v, c3_22); }
+          { let v = select(subgroupBroadcast(bh2.w, 5u), subgroupBroadcast(bh2.z, 7u), TRANS_B); c0_23 = fma(xa.x, v, c0_23); c1_23 = fma(xa.y, v, c1_23); c2_23 = fma(xa.z, v, c2_23); c3_23 = fma(xa.w, v, c3_23); }
+          { let v = select(subgroupBroadcast(bl3.x, 5u), subgroupBroadcast(bh3.z, 0u), TRANS_B); c0_24 = fma(xa.x, v, c0_24); c1_24 = fma(xa.y, v, c1_24); c2_24 = fma(xa.z, v, c2_24); c3_24 = fma(xa.w, v, c3_24); }
+          { let v = select(subgroupBroadcast(bh3.x, 5u), subgroupBroadcast(bh3.z, 1u), TRANS_B); c0_25 = fma(xa.x, v, c0_25); c1_25 = fma(xa.y, v, c1_25); c2_25 = fma(xa.z, v, c2_25); c3_25 = fma(xa.w, v, c3_25); }
+          { let v = select(subgroupBroadcast(bl3.y, 5u), subgroupBroadcast(bh3.z, 2u), TRANS_B); c0_26 = fma(xa.x, v, c0_26); c1_26 = fma(xa.y, v, c1_26); c2_26 = fma(xa.z, v, c2_26); c3_26 = fma(xa.w, v, c3_26); }
+          { let v = select(subgroupBroadcast(bh3.y, 5u), subgroupBroadcast(bh3.z, 3u), TRANS_B); c0_27 = fma(xa.x, v, c0_27); c1_27 = fma(xa.y, v, c1_27); c2_27 = fma(xa.z, v, c2_27); c3_27 = fma(xa.w, v, c3_27); }
+          { let v = select(subgroupBroadcast(bl3.z, 5u), subgroupBroadcast(bh3.z, 4u), TRANS_B); c0_28 = fma(xa.x, v, c0_28); c1_28 = fma(xa.y, v, c1_28); c2_28 = fma(xa.z, v, c2_28); c3_28 = fma(xa.w, v, c3_28); }
+          { let v = select(subgroupBroadcast(bh3.z, 5u), subgroupBroadcast(bh3.z, 5u), TRANS_B); c0_29 = fma(xa.x, v, c0_29); c1_29 = fma(xa.y, v, c1_29); c2_29 = fma(xa.z, v, c2_29); c3_29 = fma(xa.w, v, c3_29); }
+          { let v = select(subgroupBroadcast(bl3.w, 5u), subgroupBroadcast(bh3.z, 6u), TRANS_B); c0_30 = fma(xa.x, v, c0_30); c1_30 = fma(xa.y, v, c1_30); c2_30 = fma(xa.z, v, c2_30); c3_30 = fma(xa.w, v, c3_30); }
+          { let v = select(subgroupBroadcast(bh3.w, 5u), subgroupBroadcast(bh3.z, 7u), TRANS_B); c0_31 = fma(xa.x, v, c0_31); c1_31 = fma(xa.y, v, c1_31); c2_31 = fma(xa.z, v, c2_31); c3_31 = fma(xa.w, v, c3_31); }
+        }
+        { let xa = a4[(8u * kk + 6u) * M4 + ma];
+          { let v = select(subgroupBroadcast(bl0.x, 6u), subgroupBroadcast(bl0.w, 0u), TRANS_B); c0_0 = fma(xa.x, v, c0_0); c1_0 = fma(xa.y, v, c1_0); c2_0 = fma(xa.z, v, c2_0); c3_0 = fma(xa.w, v, c3_0); }
+          { let v = select(subgroupBroadcast(bh0.x, 6u), subgroupBroadcast(bl0.w, 1u), TRANS_B); c0_1 = fma(xa.x, v, c0_1); c1_1 = fma(xa.y, v, c1_1); c2_1 = fma(xa.z, v, c2_1); c3_1 = fma(xa.w, v, c3_1); }
+          { let v = select(subgroupBroadcast(bl0.y, 6u), subgroupBroadcast(bl0.w, 2u), TRANS_B); c0_2 = fma(xa.x, v, c0_2); c1_2 = fma(xa.y, v, c1_2); c2_2 = fma(xa.z, v, c2_2); c3_2 = fma(xa.w, v, c3_2); }
+          { let v = select(subgroupBroadcast(bh0.y, 6u), subgroupBroadcast(bl0.w, 3u), TRANS_B); c0_3 = fma(xa.x, v, c0_3); c1_3 = fma(xa.y, v, c1_3); c2_3 = fma(xa.z, v, c2_3); c3_3 = fma(xa.w, v, c3_3); }
+          { let v = select(subgroupBroadcast(bl0.z, 6u), subgroupBroadcast(bl0.w, 4u), TRANS_B); c0_4 = fma(xa.x, v, c0_4); c1_4 = fma(xa.y, v, c1_4); c2_4 = fma(xa.z, v, c2_4); c3_4 = fma(xa.w, v, c3_4); }
+          { let v = select(subgroupBroadcast(bh0.z, 6u), subgroupBroadcast(bl0.w, 5u), TRANS_B); c0_5 = fma(xa.x, v, c0_5); c1_5 = fma(xa.y, v, c1_5); c2_5 = fma(xa.z, v, c2_5); c3_5 = fma(xa.w, v, c3_5); }
+          { let v = select(subgroupBroadcast(bl0.w, 6u), subgroupBroadcast(bl0.w, 6u), TRANS_B); c0_6 = fma(xa.x, v, c0_6); c1_6 = fma(xa.y, v, c1_6); c2_6 = fma(xa.z, v, c2_6); c3_6 = fma(xa.w, v, c3_6); }
+          { let v = select(subgroupBroadcast(bh0.w, 6u), subgroupBroadcast(bl0.w, 7u), TRANS_B); c0_7 = fma(xa.x, v, c0_7); c1_7 = fma(xa.y, v, c1_7); c2_7 = fma(xa.z, v, c2_7); c3_7 = fma(xa.w, v, c3_7); }
+          { let v = select(subgroupBroadcast(bl1.x, 6u), subgroupBroadcast(bl1.w, 0u), TRANS_B); c0_8 = fma(xa.x, v, c0_8); c1_8 = fma(xa.y, v, c1_8); c2_8 = fma(xa.z, v, c2_8); c3_8 = fma(xa.w, v, c3_8); }
+          { let v = select(subgroupBroadcast(bh1.x, 6u), subgroupBroadcast(bl1.w, 1u), TRANS_B); c0_9 = fma(xa.x, v, c0_9); c1_9 = fma(xa.y, v, c1_9); c2_9 = fma(xa.z, v, c2_9); c3_9 = fma(xa.w, v, c3_9); }
+          { let v = select(subgroupBroadcast(bl1.y, 6u), subgroupBroadcast(bl1.w, 2u), TRANS_B); c0_10 = fma(xa.x, v, c0_10); c1_10 = fma(xa.y, v, c1_10); c2_10 = fma(xa.z, v, c2_10); c3_10 = fma(xa.w, v, c3_10); }
+          { let v = select(subgroupBroadcast(bh1.y, 6u), subgroupBroadcast(bl1.w, 3u), TRANS_B); c0_11 = fma(xa.x, v, c0_11); c1_11 = fma(xa.y, v, c1_11); c2_11 = fma(xa.z, v, c2_11); c3_11 = fma(xa.w, v, c3_11); }
+          { let v = select(subgroupBroadcast(bl1.z, 6u), subgroupBroadcast(bl1.w, 4u), TRANS_B); c0_12 = fma(xa.x, v, c0_12); c1_12 = fma(xa.y, v, c1_12); c2_12 = fma(xa.z, v, c2_12); c3_12 = fma(xa.w, v, c3_12); }
+          { let v = select(subgroupBroadcast(bh1.z, 6u), subgroupBroadcast(bl1.w, 5u), TRANS_B); c0_13 = fma(xa.x, v, c0_13); c1_13 = fma(xa.y, v, c1_13); c2_13 = fma(xa.z, v, c2_13); c3_13 = fma(xa.w, v, c3_13); }
+          { let v = select(subgroupBroadcast(bl1.w, 6u), subgroupBroadcast(bl1.w, 6u), TRANS_B); c0_14 = fma(xa.x, v, c0_14); c1_14 = fma(xa.y, v, c1_14); c2_14 = fma(xa.z, v, c2_14); c3_14 = fma(xa.w, v, c3_14); }
+          { let v = select(subgroupBroadcast(bh1.w, 6u), subgroupBroadcast(bl1.w, 7u), TRANS_B); c0_15 = fma(xa.x, v, c0_15); c1_15 = fma(xa.y, v, c1_15); c2_15 = fma(xa.z, v, c2_15); c3_15 = fma(xa.w, v, c3_15); }
+          { let v = select(subgroupBroadcast(bl2.x, 6u), subgroupBroadcast(bl2.w, 0u), TRANS_B); c0_16 = fma(xa.x, v, c0_16); c1_16 = fma(xa.y, v, c1_16); c2_16 = fma(xa.z, v, c2_16); c3_16 = fma(xa.w, v, c3_16); }
+          { let v = select(subgroupBroadcast(bh2.x, 6u), subgroupBroadcast(bl2.w, 1u), TRANS_B); c0_17 = fma(xa.x, v, c0_17); c1_17 = fma(xa.y, v, c1_17); c2_17 = fma(xa.z, v, c2_17); c3_17 = fma(xa.w, v, c3_17); }
+          { let v = select(subgroupBroadcast(bl2.y, 6u), subgroupBroadcast(bl2.w, 2u), TRANS_B); c0_18 = fma(xa.x, v, c0_18); c1_18 = fma(xa.y, v, c1_18); c2_18 = fma(xa.z, v, c2_18); c3_18 = fma(xa.w, v, c3_18); }
+          { let v = select(subgroupBroadcast(bh2.y, 6u), subgroupBroadcast(bl2.w, 3u), TRANS_B); c0_19 = fma(xa.x, v, c0_19); c1_19 = fma(xa.y, v, c1_19); c2_19 = fma(xa.z, v, c2_19); c3_19 = fma(xa.w, v, c3_19); }
+          { let v = select(subgroupBroadcast(bl2.z, 6u), subgroupBroadcast(bl2.w, 4u), TRANS_B); c0_20 = fma(xa.x, v, c0_20); c1_20 = fma(xa.y, v, c1_20); c2_20 = fma(xa.z, v, c2_20); c3_20 = fma(xa.w, v, c3_20); }
+          { let v = select(subgroupBroadcast(bh2.z, 6u), subgroupBroadcast(bl2.w, 5u), TRANS_B); c0_21 = fma(xa.x, v, c0_21); c1_21 = fma(xa.y, v, c1_21); c2_21 = fma(xa.z, v, c2_21); c3_21 = fma(xa.w, v, c3_21); }
+          { let v = select(subgroupBroadcast(bl2.w, 6u), subgroupBroadcast(bl2.w, 6u), TRANS_B); c0_22 = fma(xa.x, v, c0_22); c1_22 = fma(xa.y, v, c1_22); c2_22 = fma(xa.z, v, c2_22); c3_22 = fma(xa.w, v, c3_22); }
+          { let v = select(subgroupBroadcast(bh2.w, 6u), subgroupBroadcast(bl2.w, 7u), TRANS_B); c0_23 = fma(xa.x, v, c0_23); c1_23 = fma(xa.y, v, c1_23); c2_23 = fma(xa.z, v, c2_23); c3_23 = fma(xa.w, v, c3_23); }
+          { let v = select(subgroupBroadcast(bl3.x, 6u), subgroupBroadcast(bl3.w, 0u), TRANS_B); c0_24 = fma(xa.x, v, c0_24); c1_24 = fma(xa.y, v, c1_24); c2_24 = fma(xa.z, v, c2_24); c3_24 = fma(xa.w, v, c3_24); }
+          { let v = select(subgroupBroadcast(bh3.x, 6u), subgroupBroadcast(bl3.w, 1u), TRANS_B); c0_25 = fma(xa.x, v, c0_25); c1_25 = fma(xa.y, v, c1_25); c2_25 = fma(xa.z, v, c2_25); c3_25 = fma(xa.w, v, c3_25); }
+          { let v = select(subgroupBroadcast(bl3.y, 6u), subgroupBroadcast(bl3.w, 2u), TRANS_B); c0_26 = fma(xa.x, v, c0_26); c1_26 = fma(xa.y, v, c1_26); c2_26 = fma(xa.z, v, c2_26); c3_26 = fma(xa.w, v, c3_26); }
+          { let v = select(subgroupBroadcast(bh3.y, 6u), subgroupBroadcast(bl3.w, 3u), TRANS_B); c0_27 = fma(xa.x, v, c0_27); c1_27 = fma(xa.y, v, c1_27); c2_27 = fma(xa.z, v, c2_27); c3_27 = fma(xa.w, v, c3_27); }
+          { let v = select(subgroupBroadcast(bl3.z, 6u), subgroupBroadcast(bl3.w, 4u), TRANS_B); c0_28 = fma(xa.x, v, c0_28); c1_28 = fma(xa.y, v, c1_28); c2_28 = fma(xa.z, v, c2_28); c3_28 = fma(xa.w, v, c3_28); }
+          { let v = select(subgroupBroadcast(bh3.z, 6u), subgroupBroadcast(bl3.w, 5u), TRANS_B); c0_29 = fma(xa.x, v, c0_29); c1_29 = fma(xa.y, v, c1_29); c2_29 = fma(xa.z, v, c2_29); c3_29 = fma(xa.w, v, c3_29); }
+          { let v = select(subgroupBroadcast(bl3.w, 6u), subgroupBroadcast(bl3.w, 6u), TRANS_B); c0_30 = fma(xa.x, v, c0_30); c1_30 = fma(xa.y, v, c1_30); c2_30 = fma(xa.z, v, c2_30); c3_30 = fma(xa.w, v, c3_30); }
+          { let v = select(subgroupBroadcast(bh3.w, 6u), subgroupBroadcast(bl3.w, 7u), TRANS_B); c0_31 = fma(xa.x, v, c0_31); c1_31 = fma(xa.y, v, c1_31); c2_31 = fma(xa.z, v, c2_31); c3_31 = fma(xa.w, v, c3_31); }
+        }
+        { let xa = a4[(8u * kk + 7u) * M4 + ma];
+          { let v = select(subgroupBroadcast(bl0.x, 7u), subgroupBroadcast(bh0.w, 0u), TRANS_B); c0_0 = fma(xa.x, v, c0_0); c1_0 = fma(xa.y, v, c1_0); c2_0 = fma(xa.z, v, c2_0); c3_0 = fma(xa.w, v, c3_0); }
+          { let v = select(subgroupBroadcast(bh0.x, 7u), subgroupBroadcast(bh0.w, 1u), TRANS_B); c0_1 = fma(xa.x, v, c0_1); c1_1 = fma(xa.y, v, c1_1); c2_1 = fma(xa.z, v, c2_1); c3_1 = fma(xa.w, v, c3_1); }
+          { let v = select(subgroupBroadcast(bl0.y, 7u), subgroupBroadcast(bh0.w, 2u), TRANS_B); c0_2 = fma(xa.x, v, c0_2); c1_2 = fma(xa.y, v, c1_2); c2_2 = fma(xa.z, v, c2_2); c3_2 = fma(xa.w, v, c3_2); }
+          { let v = select(subgroupBroadcast(bh0.y, 7u), subgroupBroadcast(bh0.w, 3u), TRANS_B); c0_3 = fma(xa.x, v, c0_3); c1_3 = fma(xa.y, v, c1_3); c2_3 = fma(xa.z, v, c2_3); c3_3 = fma(xa.w, v, c3_3); }
+          { let v = select(subgroupBroadcast(bl0.z, 7u), subgroupBroadcast(bh0.w, 4u), TRANS_B); c0_4 = fma(xa.x, v, c0_4); c1_4 = fma(xa.y, v, c1_4); c2_4 = fma(xa.z, v, c2_4); c3_4 = fma(xa.w, v, c3_4); }
+          { let v = select(subgroupBroadcast(bh0.z, 7u), subgroupBroadcast(bh0.w, 5u), TRANS_B); c0_5 = fma(xa.x, v, c0_5); c1_5 = fma(xa.y, v, c1_5); c2_5 = fma(xa.z, v, c2_5); c3_5 = fma(xa.w, v, c3_5); }
+          { let v = select(subgroupBroadcast(bl0.w, 7u), subgroupBroadcast(bh0.w, 6u), TRANS_B); c0_6 = fma(xa.x, v, c0_6); c1_6 = fma(xa.y, v, c1_6); c2_6 = fma(xa.z, v, c2_6); c3_6 = fma(xa.w, v, c3_6); }
+          { let v = select(subgroupBroadcast(bh0.w, 7u), subgroupBroadcast(bh0.w, 7u), TRANS_B); c0_7 = fma(xa.x, v, c0_7); c1_7 = fma(xa.y, v, c1_7); c2_7 = fma(xa.z, v, c2_7); c3_7 = fma(xa.w, v, c3_7); }
+          { let v = select(subgroupBroadcast(bl1.x, 7u), subgroupBroadcast(bh1.w, 0u), TRANS_B); c0_8 = fma(xa.x, v, c0_8); c1_8 = fma(xa.y, v, c1_8); c2_8 = fma(xa.z, v, c2_8); c3_8 = fma(xa.w, v, c3_8); }
+          { let v = select(subgroupBroadcast(bh1.x, 7u), subgroupBroadcast(bh1.w, 1u), TRANS_B); c0_9 = fma(xa.x, v, c0_9); c1_9 = fma(xa.y, v, c1_9); c2_9 = fma(xa.z, v, c2_9); c3_9 = fma(xa.w, v, c3_9); }
+          { let v = select(subgroupBroadcast(bl1.y, 7u), subgroupBroadcast(bh1.w, 2u), TRANS_B); c0_10 = fma(xa.x, v, c0_10); c1_10 = fma(xa.y, v, c1_10); c2_10 = fma(xa.z, v, c2_10); c3_10 = fma(xa.w, v, c3_10); }
+          { let v = select(subgroupBroadcast(bh1.y, 7u), subgroupBroadcast(bh1.w, 3u), TRANS_B); c0_11 = fma(xa.x, v, c0_11); c1_11 = fma(xa.y, v, c1_11); c2_11 = fma(xa.z, v, c2_11); c3_11 = fma(xa.w, v, c3_11); }
+          { let v = select(subgroupBroadcast(bl1.z, 7u), subgroupBroadcast(bh1.w, 4u), TRANS_B); c0_12 = fma(xa.x, v, c0_12); c1_12 = fma(xa.y, v, c1_12); c2_12 = fma(xa.z, v, c2_12); c3_12 = fma(xa.w, v, c3_12); }
+          { let v = select(subgroupBroadcast(bh1.z, 7u), subgroupBroadcast(bh1.w, 5u), TRANS_B); c0_13 = fma(xa.x, v, c0_13); c1_13 = fma(xa.y, v, c1_13); c2_13 = fma(xa.z, v, c2_13); c3_13 = fma(xa.w, v, c3_13); }
+          { let v = select(subgroupBroadcast(bl1.w, 7u), subgroupBroadcast(bh1.w, 6u), TRANS_B); c0_14 = fma(xa.x, v, c0_14); c1_14 = fma(xa.y, v, c1_14); c2_14 = fma(xa.z, v, c2_14); c3_14 = fma(xa.w, v, c3_14); }
+          { let v = select(subgroupBroadcast(bh1.w, 7u), subgroupBroadcast(bh1.w, 7u), TRANS_B); c0_15 = fma(xa.x, v, c0_15); c1_15 = fma(xa.y, v, c1_15); c2_15 = fma(xa.z, v, c2_15); c3_15 = fma(xa.w, v, c3_15); }
+          { let v = select(subgroupBroadcast(bl2.x, 7u), subgroupBroadcast(bh2.w, 0u), TRANS_B); c0_16 = fma(xa.x, v, c0_16); c1_16 = fma(xa.y, v, c1_16); c2_16 = fma(xa.z, v, c2_16); c3_16 = fma(xa.w, v, c3_16); }
+          { let v = select(subgroupBroadcast(bh2.x, 7u), subgroupBroadcast(bh2.w, 1u), TRANS_B); c0_17 = fma(xa.x, v, c0_17); c1_17 = fma(xa.y, v, c1_17); c2_17 = fma(xa.z, v, c2_17); c3_17 = fma(xa.w, v, c3_17); }
+          { let v = select(subgroupBroadcast(bl2.y, 7u), subgroupBroadcast(bh2.w, 2u), TRANS_B); c0_18 = fma(xa.x, v, c0_18); c1_18 = fma(xa.y, v, c1_18); c2_18 = fma(xa.z, v, c2_18); c3_18 = fma(xa.w, v, c3_18); }
+          { let v = select(subgroupBroadcast(bh2.y, 7u), subgroupBroadcast(bh2.w, 3u), TRANS_B); c0_19 = fma(xa.x, v, c0_19); c1_19 = fma(xa.y, v, c1_19); c2_19 = fma(xa.z, v, c2_19); c3_19 = fma(xa.w, v, c3_19); }
+          { let v = select(subgroupBroadcast(bl2.z, 7u), subgroupBroadcast(bh2.w, 4u), TRANS_B); c0_20 = fma(xa.x, v, c0_20); c1_20 = fma(xa.y, v, c1_20); c2_20 = fma(xa.z, v, c2_20); c3_20 = fma(xa.w, v, c3_20); }
+          { let v = select(subgroupBroadcast(bh2.z, 7u), subgroupBroadcast(bh2.w, 5u), TRANS_B); c0_21 = fma(xa.x, v, c0_21); c1_21 = fma(xa.y, v, c1_21); c2_21 = fma(xa.z, v, c2_21); c3_21 = fma(xa.w, v, c3_21); }
+          { let v = select(subgroupBroadcast(bl2.w, 7u), subgroupBroadcast(bh2.w, 6u), TRANS_B); c0_22 = fma(xa.x, v, c0_22); c1_22 = fma(xa.y, v, c1_22); c2_22 = fma(xa.z, v, c2_22); c3_22 = fma(xa.w, v, c3_22); }
+          { let v = select(subgroupBroadcast(bh2.w, 7u), subgroupBroadcast(bh2.w, 7u), TRANS_B); c0_23 = fma(xa.x, v, c0_23); c1_23 = fma(xa.y, v, c1_23); c2_23 = fma(xa.z, v, c2_23); c3_23 = fma(xa.w, v, c3_23); }
+          { let v = select(subgroupBroadcast(bl3.x, 7u), subgroupBroadcast(bh3.w, 0u), TRANS_B); c0_24 = fma(xa.x, v, c0_24); c1_24 = fma(xa.y, v, c1_24); c2_24 = fma(xa.z, v, c2_24); c3_24 = fma(xa.w, v, c3_24); }
+          { let v = select(subgroupBroadcast(bh3.x, 7u), subgroupBroadcast(bh3.w, 1u), TRANS_B); c0_25 = fma(xa.x, v, c0_25); c1_25 = fma(xa.y, v, c1_25); c2_25 = fma(xa.z, v, c2_25); c3_25 = fma(xa.w, v, c3_25); }
+          { let v = select(subgroupBroadcast(bl3.y, 7u), subgroupBroadcast(bh3.w, 2u), TRANS_B); c0_26 = fma(xa.x, v, c0_26); c1_26 = fma(xa.y, v, c1_26); c2_26 = fma(xa.z, v, c2_26); c3_26 = fma(xa.w, v, c3_26); }
+          { let v = select(subgroupBroadcast(bh3.y, 7u), subgroupBroadcast(bh3.w, 3u), TRANS_B); c0_27 = fma(xa.x, v, c0_27); c1_27 = fma(xa.y, v, c1_27); c2_27 = fma(xa.z, v, c2_27); c3_27 = fma(xa.w, v, c3_27); }
+          { let v = select(subgroupBroadcast(bl3.z, 7u), subgroupBroadcast(bh3.w, 4u), TRANS_B); c0_28 = fma(xa.x, v, c0_28); c1_28 = fma(xa.y, v, c1_28); c2_28 = fma(xa.z, v, c2_28); c3_28 = fma(xa.w, v, c3_28); }
+          { let v = select(subgroupBroadcast(bh3.z, 7u), subgroupBroadcast(bh3.w, 5u), TRANS_B); c0_29 = fma(xa.x, v, c0_29); c1_29 = fma(xa.y, v, c1_29); c2_29 = fma(xa.z, v, c2_29); c3_29 = fma(xa.w, v, c3_29); }
+          { let v = select(subgroupBroadcast(bl3.w, 7u), subgroupBroadcast(bh3.w, 6u), TRANS_B); c0_30 = fma(xa.x, v, c0_30); c1_30 = fma(xa.y, v, c1_30); c2_30 = fma(xa.z, v, c2_30); c3_30 = fma(xa.w, v, c3_30); }
+          { let v = select(subgroupBroadcast(bh3.w, 7u), subgroupBroadcast(bh3.w, 7u), TRANS_B); c0_31 = fma(xa.x, v, c0_31); c1_31 = fma(xa.y, v, c1_31); c2_31 = fma(xa.z, v, c2_31); c3_31 = fma(xa.w, v, c3_31); }
+        }
+    }
+    store8(m0 + 4u * lane + 0u, n0 + 0u, vec4(c0_0, c0_2, c0_4, c0_6), vec4(c0_1, c0_3, c0_5, c0_7)); store8(m0 + 4u * lane + 0u, n0 + 8u, vec4(c0_8, c0_10, c0_12, c0_14), vec4(c0_9, c0_11, c0_13, c0_15)); store8(m0 + 4u * lane + 0u, n0 + 16u, vec4(c0_16, c0_18, c0_20, c0_22), vec4(c0_17, c0_19, c0_21, c0_23)); store8(m0 + 4u * lane + 0u, n0 + 24u, vec4(c0_24, c0_26, c0_28, c0_30), vec4(c0_25, c0_27, c0_29, c0_31));
+    store8(m0 + 4u * lane + 1u, n0 + 0u, vec4(c1_0, c1_2, c1_4, c1_6), vec4(c1_1, c1_3, c1_5, c1_7)); store8(m0 + 4u * lane + 1u, n0 + 8u, vec4(c1_8, c1_10, c1_12, c1_14), vec4(c1_9, c1_11, c1_13, c1_15)); store8(m0 + 4u * lane + 1u, n0 + 16u, vec4(c1_16, c1_18, c1_20, c1_22), vec4(c1_17, c1_19, c1_21, c1_23)); store8(m0 + 4u * lane + 1u, n0 + 24u, vec4(c1_24, c1_26, c1_28, c1_30), vec4(c1_25, c1_27, c1_29, c1_31));
+    store8(m0 + 4u * lane + 2u, n0 + 0u, vec4(c2_0, c2_2, c2_4, c2_6), vec4(c2_1, c2_3, c2_5, c2_7)); store8(m0 + 4u * lane + 2u, n0 + 8u, vec4(c2_8, c2_10, c2_12, c2_14), vec4(c2_9, c2_11, c2_13, c2_15)); store8(m0 + 4u * lane + 2u, n0 + 16u, vec4(c2_16, c2_18, c2_20, c2_22), vec4(c2_17, c2_19, c2_21, c2_23)); store8(m0 + 4u * lane + 2u, n0 + 24u, vec4(c2_24, c2_26, c2_28, c2_30), vec4(c2_25, c2_27, c2_29, c2_31));
+    store8(m0 + 4u * lane + 3u, n0 + 0u, vec4(c3_0, c3_2, c3_4, c3_6), vec4(c3_1, c3_3, c3_5, c3_7)); store8(m0 + 4u * lane + 3u, n0 + 8u, vec4(c3_8, c3_10, c3_12, c3_14), vec4(c3_9, c3_11, c3_13, c3_15)); store8(m0 + 4u * lane + 3u, n0 + 16u, vec4(c3_16, c3_18, c3_20, c3_22), vec4(c3_17, c3_19, c3_21, c3_23)); store8(m0 + 4u * lane + 3u, n0 + 24u, vec4(c3_24, c3_26, c3_28, c3_30), vec4(c3_25, c3_27, c3_29, c3_31));
+}
+
+// A stored [M, K] (TRANS_A false), B either way. Tile 32 rows x 32 columns: lane l owns rows
+// m0 + l + 8r (r < 4) and loads their 8-float runs along K; B's 8 x 32 block for the same 8 k is
+// loaded one 8-float run per lane ([K, N]: row k0 + l; [N, K]: column n0 + l) and broadcast.
+// T = ceil(M/32) * ceil(N/32).
+@compute @workgroup_size(8)
+fn matmul_wide_rows_n32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lane: u32) {
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= params.tiles) { return; }  // uniform per workgroup
+    let M = params.m; let N = params.n; let K8 = params.k / 8u; let N8 = N / 8u;
+    let m0 = (wid / params.tiles_n) * 32u; let n0 = (wid % params.tiles_n) * 32u;
+    let ra0 = min(m0 + 0u + lane, M - 1u) * K8; let ra1 = min(m0 + 8u + lane, M - 1u) * K8; let ra2 = min(m0 + 16u + lane, M - 1u) * K8; let ra3 = min(m0 + 24u + lane, M - 1u) * K8;
+    let bn0 = min(n0 / 8u + 0u, N8 - 1u); let bt0 = min(n0 + 0u + lane, N - 1u) * K8;
+    let bn1 = min(n0 / 8u + 1u, N8 - 1u); let bt1 = min(n0 + 8u + lane, N - 1u) * K8;
+    let bn2 = min(n0 / 8u + 2u, N8 - 1u); let bt2 = min(n0 + 16u + lane, N - 1u) * K8;
+    let bn3 = min(n0 / 8u + 3u, N8 - 1u); let bt3 = min(n0 + 24u + lane, N - 1u) * K8;
+    var c0_0 = 0.0; var c0_1 = 0.0; var c0_2 = 0.0; var c0_3 = 0.0; var c0_4 = 0.0; var c0_5 = 0.0; var c0_6 = 0.0; var c0_7 = 0.0; var c0_8 = 0.0; var c0_9 = 0.0; var c0_10 = 0.0; var c0_11 = 0.0; var c0_12 = 0.0; var c0_13 = 0.0; var c0_14 = 0.0; var c0_15 = 0.0; var c0_16 = 0.0; var c0_17 = 0.0; var c0_18 = 0.0; var c0_19 = 0.0; var c0_20 = 0.0; var c0_21 = 0.0; var c0_22 = 0.0; var c0_23 = 0.0; var c0_24 = 0.0; var c0_25 = 0.0; var c0_26 = 0.0; var c0_27 = 0.0; var c0_28 = 0.0; var c0_29 = 0.0; var c0_30 = 0.0; var c0_31 = 0.0;
+    var c1_0 = 0.0; var c1_1 = 0.0; var c1_2 = 0.0; var c1_3 = 0.0; var c1_4 = 0.0; var c1_5 = 0.0; var c1_6 = 0.0; var c1_7 = 0.0; var c1_8 = 0.0; var c1_9 = 0.0; var c1_10 = 0.0; var c1_11 = 0.0; var c1_12 = 0.0; var c1_13 = 0.0; var c1_14 = 0.0; var c1_15 = 0.0; var c1_16 = 0.0; var c1_17 = 0.0; var c1_18 = 0.0; var c1_19 = 0.0; var c1_20 = 0.0; var c1_21 = 0.0; var c1_22 = 0.0; var c1_23 = 0.0; var c1_24 = 0.0; var c1_25 = 0.0; var c1_26 = 0.0; var c1_27 = 0.0; var c1_28 = 0.0; var c1_29 = 0.0; var c1_30 = 0.0; var c1_31 = 0.0;
+    var c2_0 = 0.0; var c2_1 = 0.0; var c2_2 = 0.0; var c2_3 = 0.0; var c2_4 = 0.0; var c2_5 = 0.0; var c2_6 = 0.0; var c2_7 = 0.0; var c2_8 = 0.0; var c2_9 = 0.0; var c2_10 = 0.0; var c2_11 = 0.0; var c2_12 = 0.0; var c2_13 = 0.0; var c2_14 = 0.0; var c2_15 = 0.0; var c2_16 = 0.0; var c2_17 = 0.0; var c2_18 = 0.0; var c2_19 = 0.0; var c2_20 = 0.0; var c2_21 = 0.0; var c2_22 = 0.0; var c2_23 = 0.0; var c2_24 = 0.0; var c2_25 = 0.0; var c2_26 = 0.0; var c2_27 = 0.0; var c2_28 = 0.0; var c2_29 = 0.0; var c2_30 = 0.0; var c2_31 = 0.0;
+    var c3_0 = 0.0; var c3_1 = 0.0; var c3_2 = 0.0; var c3_3 = 0.0; var c3_4 = 0.0; var c3_5 = 0.0; var c3_6 = 0.0; var c3_7 = 0.0; var c3_8 = 0.0; var c3_9 = 0.0; var c3_10 = 0.0; var c3_11 = 0.0; var c3_12 = 0.0; var c3_13 = 0.0; var c3_14 = 0.0; var c3_15 = 0.0; var c3_16 = 0.0; var c3_17 = 0.0; var c3_18 = 0.0; var c3_19 = 0.0; var c3_20 = 0.0; var c3_21 = 0.0; var c3_22 = 0.0; var c3_23 = 0.0; var c3_24 = 0.0; var c3_25 = 0.0; var c3_26 = 0.0; var c3_27 = 0.0; var c3_28 = 0.0; var c3_29 = 0.0; var c3_30 = 0.0; var c3_31 = 0.0;
+    for (var kk = 0u; kk < K8; kk++) {
+        let xa0 = a8[ra0 + kk]; let al0 = lo(xa0); let ah0 = hi(xa0); let xa1 = a8[ra1 + kk]; let al1 = lo(xa1); let ah1 = hi(xa1); let xa2 = a8[ra2 + kk]; let al2 = lo(xa2); let ah2 = hi(xa2); let xa3 = a8[ra3 + kk]; let al3 = lo(xa3); let ah3 = hi(xa3);
+        var xb0: vec4<u64>;
+        if (TRANS_B) { xb0 = b8[bt0 + kk]; } else { xb0 = b8[(8u * kk + lane) * N8 + bn0]; }
+        let bl0 = lo(xb0); let bh0 = hi(xb0);
+        var xb1: vec4<u64>;
+        if (TRANS_B) { xb1 = b8[bt1 + kk]; } else { xb1 = b8[(8u * kk + lane) * N8 + bn1]; }
+        let bl1 = lo(xb1); let bh1 = hi(xb1);
+        var xb2: vec4<u64>;
+        if (TRANS_B) { xb2 = b8[bt2 + kk]; } else { xb2 = b8[(8u * kk + lane) * N8 + bn2]; }
+        let bl2 = lo(xb2); let bh2 = hi(xb2);
+        var xb3: vec4<u64>;
+        if (TRANS_B) { xb3 = b8[bt3 + kk]; } else { xb3 = b8[(8u * kk + lane) * N8 + bn3]; }
+        let bl3 = lo(xb3); let bh3 = hi(xb3);
+        // B[k0 + q, n0 + j]: [K, N] layout holds it in lane q, float j; [N, K] in lane j, float q.
+        { let v = select(subgroupBroadcast(bl0.x, 0u), subgroupBroadcast(bl0.x, 0u), TRANS_B); c0_0 = fma(al0.x, v, c0_0); c1_0 = fma(al1.x, v, c1_0); c2_0 = fma(al2.x, v, c2_0); c3_0 = fma(al3.x, v, c3_0); }
+        { let v = select(subgroupBroadcast(bh0.x, 0u), subgroupBroadcast(bl0.x, 1u), TRANS_B); c0_1 = fma(al0.x, v, c0_1); c1_1 = fma(al1.x, v, c1_1); c2_1 = fma(al2.x, v, c2_1); c3_1 = fma(al3.x, v, c3_1); }
+        { let v = select(subgroupBroadcast(bl0.y, 0u), subgroupBroadcast(bl0.x, 2u), TRANS_B); c0_2 = fma(al0.x, v, c0_2); c1_2 = fma(al1.x, v, c1_2); c2_2 = fma(al2.x, v, c2_2); c3_2 = fma(al3.x, v, c3_2); }
+        { let v = select(subgroupBroadcast(bh0.y, 0u), subgroupBroadcast(bl0.x, 3u), TRANS_B); c0_3 = fma(al0.x, v, c0_3); c1_3 = fma(al1.x, v, c1_3); c2_3 = fma(al2.x, v, c2_3); c3_3 = fma(al3.x, v, c3_3); }
+        { let v = select(subgroupBroadcast(bl0.z, 0u), subgroupBroadcast(bl0.x, 4u), TRANS_B); c0_4 = fma(al0.x, v, c0_4); c1_4 = fma(al1.x, v, c1_4); c2_4 = fma(al2.x, v, c2_4); c3_4 = fma(al3.x, v, c3_4); }
+        { let v = select(subgroupBroadcast(bh0.z, 0u), subgroupBroadcast(bl0.x, 5u), TRANS_B); c0_5 = fma(al0.x, v, c0_5); c1_5 = fma(al1.x, v, c1_5); c2_5 = fma(al2.x, v, c2_5); c3_5 = fma(al3.x, v, c3_5); }
+        { let v = select(subgroupBroadcast(bl0.w, 0u), subgroupBroadcast(bl0.x, 6u), TRANS_B); c0_6 = fma(al0.x, v, c0_6); c1_6 = fma(al1.x, v, c1_6); c2_6 = fma(al2.x, v, c2_6); c3_6 = fma(al3.x, v, c3_6); }
+        { let v = select(subgroupBroadcast(bh0.w, 0u), subgroupBroadcast(bl0.x, 7u), TRANS_B); c0_7 = fma(al0.x, v, c0_7); c1_7 = fma(al1.x, v, c1_7); c2_7 = fma(al2.x, v, c2_7); c3_7 = fma(al3.x, v, c3_7); }
+        { let v = select(subgroupBroadcast(bl1.x, 0u), subgroupBroadcast(bl1.x, 0u), TRANS_B); c0_8 = fma(al0.x, v, c0_8); c1_8 = fma(al1.x, v, c1_8); c2_8 = fma(al2.x, v, c2_8); c3_8 = fma(al3.x, v, c3_8); }
+        { let v = select(subgroupBroadcast(bh1.x, 0u), subgroupBroadcast(bl1.x, 1u), TRANS_B); c0_9 = fma(al0.x, v, c0_9); c1_9 = fma(al1.x, v, c1_9); c2_9 = fma(al2.x, v, c2_9); c3_9 = fma(al3.x, v, c3_9); }
+        { let v = select(subgroupBroadcast(bl1.y, 0u), subgroupBroadcast(bl1.x, 2u), TRANS_B); c0_10 = fma(al0.x, v, c0_10); c1_10 = fma(al1.x, v, c1_10); c2_10 = fma(al2.x, v, c2_10); c3_10 = fma(al3.x, v, c3_10); }
+        { let v = select(subgroupBroadcast(bh1.y, 0u), subgroupBroadcast(bl1.x, 3u), TRANS_B); c0_11 = fma(al0.x, v, c0_11); c1_11 = fma(al1.x, v, c1_11); c2_11 = fma(al2.x, v, c2_11); c3_11 = fma(al3.x, v, c3_11); }
+        { let v = select(subgroupBroadcast(bl1.z, 0u), subgroupBroadcast(bl1.x, 4u), TRANS_B); c0_12 = fma(al0.x, v, c0_12); c1_12 = fma(al1.x, v, c1_12); c2_12 = fma(al2.x, v, c2_12); c3_12 = fma(al3.x, v, c3_12); }
+        { let v = select(subgroupBroadcast(bh1.z, 0u), subgroupBroadcast(bl1.x, 5u), TRANS_B); c0_13 = fma(al0.x, v, c0_13); c1_13 = fma(al1.x, v, c1_13); c2_13 = fma(al2.x, v, c2_13); c3_13 = fma(al3.x, v, c3_13); }
+        { let v = select(subgroupBroadcast(bl1.w, 0u), subgroupBroadcast(bl1.x, 6u), TRANS_B); c0_14 = fma(al0.x, v, c0_14); c1_14 = fma(al1.x, v, c1_14); c2_14 = fma(al2.x, v, c2_14); c3_14 = fma(al3.x, v, c3_14); }
+        { let v = select(subgroupBroadcast(bh1.w, 0u), subgroupBroadcast(bl1.x, 7u), TRANS_B); c0_15 = fma(al0.x, v, c0_15); c1_15 = fma(al1.x, v, c1_15); c2_15 = fma(al2.x, v, c2_15); c3_15 = fma(al3.x, v, c3_15); }
+        { let v = select(subgroupBroadcast(bl2.x, 0u), subgroupBroadcast(bl2.x, 0u), TRANS_B); c0_16 = fma(al0.x, v, c0_16); c1_16 = fma(al1.x, v, c1_16); c2_16 = fma(al2.x, v, c2_16); c3_16 = fma(al3.x, v, c3_16); }
+        { let v = select(subgroupBroadcast(bh2.x, 0u), subgroupBroadcast(bl2.x, 1u), TRANS_B); c0_17 = fma(al0.x, v, c0_17); c1_17 = fma(al1.x, v, c1_17); c2_17 = fma(al2.x, v, c2_17); c3_17 = fma(al3.x, v, c3_17); }
+        { let v = select(subgroupBroadcast(bl2.y, 0u), subgroupBroadcast(bl2.x, 2u), TRANS_B); c0_18 = fma(al0.x, v, c0_18); c1_18 = fma(al1.x, v, c1_18); c2_18 = fma(al2.x, v, c2_18); c3_18 = fma(al3.x, v, c3_18); }
+        { let v = select(subgroupBroadcast(bh2.y, 0u), subgroupBroadcast(bl2.x, 3u), TRANS_B); c0_19 = fma(al0.x, v, c0_19); c1_19 = fma(al1.x, v, c1_19); c2_19 = fma(al2.x, v, c2_19); c3_19 = fma(al3.x, v, c3_19); }
+        { let v = select(subgroupBroadcast(bl2.z, 0u), subgroupBroadcast(bl2.x, 4u), TRANS_B); c0_20 = fma(al0.x, v, c0_20); c1_20 = fma(al1.x, v, c1_20); c2_20 = fma(al2.x, v, c2_20); c3_20 = fma(al3.x, v, c3_20); }
+        { let v = select(subgroupBroadcast(bh2.z, 0u), subgroupBroadcast(bl2.x, 5u), TRANS_B); c0_21 = fma(al0.x, v, c0_21); c1_21 = fma(al1.x, v, c1_21); c2_21 = fma(al2.x, v, c2_21); c3_21 = fma(al3.x, v, c3_21); }
+        { let v = select(subgroupBroadcast(bl2.w, 0u), subgroupBroadcast(bl2.x, 6u), TRANS_B); c0_22 = fma(al0.x, v, c0_22); c1_22 = fma(al1.x, v, c1_22); c2_22 = fma(al2.x, v, c2_22); c3_22 = fma(al3.x, v, c3_22); }
+        { let v = select(subgroupBroadcast(bh2.w, 0u), subgroupBroadcast(bl2.x, 7u), TRANS_B); c0_23 = fma(al0.x, v, c0_23); c1_23 = fma(al1.x, v, c1_23); c2_23 = fma(al2.x, v, c2_23); c3_23 = fma(al3.x, v, c3_23); }
+        { let v = select(subgroupBroadcast(bl3.x, 0u), subgroupBroadcast(bl3.x, 0u), TRANS_B); c0_24 = fma(al0.x, v, c0_24); c1_24 = fma(al1.x, v, c1_24); c2_24 = fma(al2.x, v, c2_24); c3_24 = fma(al3.x, v, c3_24); }
+        { let v = select(subgroupBroadcast(bh3.x, 0u), subgroupBroadcast(bl3.x, 1u), TRANS_B); c0_25 = fma(al0.x, v, c0_25); c1_25 = fma(al1.x, v, c1_25); c2_25 = fma(al2.x, v, c2_25); c3_25 = fma(al3.x, v, c3_25); }
+        { let v = select(subgroupBroadcast(bl3.y, 0u), subgroupBroadcast(bl3.x, 2u), TRANS_B); c0_26 = fma(al0.x, v, c0_26); c1_26 = fma(al1.x, v, c1_26); c2_26 = fma(al2.x, v, c2_26); c3_26 = fma(al3.x, v, c3_26); }
+        { let v = select(subgroupBroadcast(bh3.y, 0u), subgroupBroadcast(bl3.x, 3u), TRANS_B); c0_27 = fma(al0.x, v, c0_27); c1_27 = fma(al1.x, v, c1_27); c2_27 = fma(al2.x, v, c2_27); c3_27 = fma(al3.x, v, c3_27); }
+        { let v = select(subgroupBroadcast(bl3.z, 0u), subgroupBroadcast(bl3.x, 4u), TRANS_B); c0_28 = fma(al0.x, v, c0_28); c1_28 = fma(al1.x, v, c1_28); c2_28 = fma(al2.x, v, c2_28); c3_28 = fma(al3.x, v, c3_28); }
+        { let v = select(subgroupBroadcast(bh3.z, 0u), subgroupBroadcast(bl3.x, 5u), TRANS_B); c0_29 = fma(al0.x, v, c0_29); c1_29 = fma(al1.x, v, c1_29); c2_29 = fma(al2.x, v, c2_29); c3_29 = fma(al3.x, v, c3_29); }
+        { let v = select(subgroupBroadcast(bl3.w, 0u), subgroupBroadcast(bl3.x, 6u), TRANS_B); c0_30 = fma(al0.x, v, c0_30); c1_30 = fma(al1.x, v, c1_30); c2_30 = fma(al2.x, v, c2_30); c3_30 = fma(al3.x, v, c3_30); }
+        { let v = select(subgroupBroadcast(bh3.w, 0u), subgroupBroadcast(bl3.x, 7u), TRANS_B); c0_31 = fma(al0.x, v, c0_31); c1_31 = fma(al1.x, v, c1_31); c2_31 = fma(al2.x, v, c2_31); c3_31 = fma(al3.x, v, c3_31); }
+        { let v = select(subgroupBroadcast(bl0.x, 1u), subgroupBroadcast(bh0.x, 0u), TRANS_B); c0_0 = fma(ah0.x, v, c0_0); c1_0 = fma(ah1.x, v, c1_0); c2_0 = fma(ah2.x, v, c2_0); c3_0 = fma(ah3.x, v, c3_0); }
+        { let v = select(subgroupBroadcast(bh0.x, 1u), subgroupBroadcast(bh0.x, 1u), TRANS_B); c0_1 = fma(ah0.x, v, c0_1); c1_1 = fma(ah1.x, v, c1_1); c2_1 = fma(ah2.x, v, c2_1); c3_1 = fma(ah3.x, v, c3_1); }
+        { let v = select(subgroupBroadcast(bl0.y, 1u), subgroupBroadcast(bh0.x, 2u), TRANS_B); c0_2 = fma(ah0.x, v, c0_2); c1_2 = fma(ah1.x, v, c1_2); c2_2 = fma(ah2.x, v, c2_2); c3_2 = fma(ah3.x, v, c3_2); }
+        { let v = select(subgroupBroadcast(bh0.y, 1u), subgroupBroadcast(bh0.x, 3u), TRANS_B); c0_3 = fma(ah0.x, v, c0_3); c1_3 = fma(ah1.x, v, c1_3); c2_3 = fma(ah2.x, v, c2_3); c3_3 = fma(ah3.x, v, c3_3); }
+        { let v = select(subgroupBroadcast(bl0.z, 1u), subgroupBroadcast(bh0.x, 4u), TRANS_B); c0_4 = fma(ah0.x, v, c0_4); c1_4 = fma(ah1.x, v, c1_4); c2_4 = fma(ah2.x, v, c2_4); c3_4 = fma(ah3.x, v, c3_4); }
+        { let v = select(subgroupBroadcast(bh0.z, 1u), subgroupBroadcast(bh0.x, 5u), TRANS_B); c0_5 = fma(ah0.x, v, c0_5); c1_5 = fma(ah1.x, v, c1_5); c2_5 = fma(ah2.x, v, c2_5); c3_5 = fma(ah3.x, v, c3_5); }
+        { let v = select(subgroupBroadcast(bl0.w, 1u), subgroupBroadcast(bh0.x, 6u), TRANS_B); c0_6 = fma(ah0.x, v, c0_6); c1_6 = fma(ah1.x, v, c1_6); c2_6 = fma(ah2.x, v, c2_6); c3_6 = fma(ah3.x, v, c3_6); }
+        { let v = select(subgroupBroadcast(bh0.w, 1u), subgroupBroadcast(bh0.x, 7u), TRANS_B); c0_7 = fma(ah0.x, v, c0_7); c1_7 = fma(ah1.x, v, c1_7); c2_7 = fma(ah2.x, v, c2_7); c3_7 = fma(ah3.x, v, c3_7); }
+        { let v = select(subgroupBroadcast(bl1.x, 1u), subgroupBroadcast(bh1.x, 0u), TRANS_B); c0_8 = fma(ah0.x, v, c0_8); c1_8 = fma(ah1.x, v, c1_8); c2_8 = fma(ah2.x, v, c2_8); c3_8 = fma(ah3.x, v, c3_8); }
+        { let v = select(subgroupBroadcast(bh1.x, 1u), subgroupBroadcast(bh1.x, 1u), TRANS_B); c0_9 = fma(ah0.x, v, c0_9); c1_9 = fma(ah1.x, v, c1_9); c2_9 = fma(ah2.x, v, c2_9); c3_9 = fma(ah3.x, v, c3_9); }
+        { let v = select(subgroupBroadcast(bl1.y, 1u), subgroupBroadcast(bh1.x, 2u), TRANS_B); c0_10 = fma(ah0.x, v, c0_10); c1_10 = fma(ah1.x, v, c1_10); c2_10 = fma(ah2.x, v, c2_10); c3_10 = fma(ah3.x, v, c3_10); }
+        { let v = select(subgroupBroadcast(bh1.y, 1u), subgroupBroadcast(bh1.x, 3u), TRANS_B); c0_11 = fma(ah0.x, v, c0_11); c1_11 = fma(ah1.x, v, c1_11); c2_11 = fma(ah2.x, v, c2_11); c3_11 = fma(ah3.x, v, c3_11); }
+        { let v = select(subgroupBroadcast(bl1.z, 1u), subgroupBroadcast(bh1.x, 4u), TRANS_B); c0_12 = fma(ah0.x, v, c0_12); c1_12 = fma(ah1.x, v, c1_12); c2_12 = fma(ah2.x, v, c2_12); c3_12 = fma(ah3.x, v, c3_12); }
+        { let v = select(subgroupBroadcast(bh1.z, 1u), subgroupBroadcast(bh1.x, 5u), TRANS_B); c0_13 = fma(ah0.x, v, c0_13); c1_13 = fma(ah1.x, v, c1_13); c2_13 = fma(ah2.x, v, c2_13); c3_13 = fma(ah3.x, v, c3_13); }
+        { let v = select(subgroupBroadcast(bl1.w, 1u), subgroupBroadcast(bh1.x, 6u), TRANS_B); c0_14 = fma(ah0.x, v, c0_14); c1_14 = fma(ah1.x, v, c1_14); c2_14 = fma(ah2.x, v, c2_14); c3_14 = fma(ah3.x, v, c3_14); }
+        { let v = select(subgroupBroadcast(bh1.w, 1u), subgroupBroadcast(bh1.x, 7u), TRANS_B); c0_15 = fma(ah0.x, v, c0_15); c1_15 = fma(ah1.x, v, c1_15); c2_15 = fma(ah2.x, v, c2_15); c3_15 = fma(ah3.x, v, c3_15); }
+        { let v = select(subgroupBroadcast(bl2.x, 1u), subgroupBroadcast(bh2.x, 0u), TRANS_B); c0_16 = fma(ah0.x, v, c0_16); c1_16 = fma(ah1.x, v, c1_16); c2_16 = fma(ah2.x, v, c2_16); c3_16 = fma(ah3.x, v, c3_16); }
+        { let v = select(subgroupBroadcast(bh2.x, 1u), subgroupBroadcast(bh2.x, 1u), TRANS_B); c0_17 = fma(ah0.x, v, c0_17); c1_17 = fma(ah1.x, v, c1_17); c2_17 = fma(ah2.x, v, c2_17); c3_17 = fma(ah3.x, v, c3_17); }
+        { let v = select(subgroupBroadcast(bl2.y, 1u), subgroupBroadcast(bh2.x, 2u), TRANS_B); c0_18 = fma(ah0.x, v, c0_18); c1_18 = fma(ah1.x, v, c1_18); c2_18 = fma(ah2.x, v, c2_18); c3_18 = fma(ah3.x, v, c3_18); }
+        { let v = select(subgroupBroadcast(bh2.y, 1u), subgroupBroadcast(bh2.x, 3u), TRANS_B); c0_19 = fma(ah0.x, v, c0_19); c1_19 = fma(ah1.x, v, c1_19); c2_19 = fma(ah2.x, v, c2_19); c3_19 = fma(ah3.x, v, c3_19); }
+        { let v = select(subgroupBroadcast(bl2.z, 1u), subgroupBroadcast(bh2.x, 4u), TRANS_B); c0_20 = fma(ah0.x, v, c0_20); c1_20 = fma(ah1.x, v, c1_20); c2_20 = fma(ah2.x, v, c2_20); c3_20 = fma(ah3.x, v, c3_20); }
+        { let v = select(subgroupBroadcast(bh2.z, 1u), subgroupBroadcast(bh2.x, 5u), TRANS_B); c0_21 = fma(ah0.x, v, c0_21); c1_21 = fma(ah1.x, v, c1_21); c2_21 = fma(ah2.x, v, c2_21); c3_21 = fma(ah3.x, v, c3_21); }
+        { let v = select(subgroupBroadcast(bl2.w, 1u), subgroupBroadcast(bh2.x, 6u), TRANS_B); c0_22 = fma(ah0.x, v, c0_22); c1_22 = fma(ah1.x, v, c1_22); c2_22 = fma(ah2.x, v, c2_22); c3_22 = fma(ah3.x, v, c3_22); }
+        { let v = select(subgroupBroadcast(bh2.w, 1u), subgroupBroadcast(bh2.x, 7u), TRANS_B); c0_23 = fma(ah0.x, v, c0_23); c1_23 = fma(ah1.x, v, c1_23); c2_23 = fma(ah2.x, v, c2_23); c3_23 = fma(ah3.x, v, c3_23); }
+        { let v = select(subgroupBroadcast(bl3.x, 1u), subgroupBroadcast(bh3.x, 0u), TRANS_B); c0_24 = fma(ah0.x, v, c0_24); c1_24 = fma(ah1.x, v, c1_24); c2_24 = fma(ah2.x, v, c2_24); c3_24 = fma(ah3.x, v, c3_24); }
+        { let v = select(subgroupBroadcast(bh3.x, 1u), subgroupBroadcast(bh3.x, 1u), TRANS_B); c0_25 = fma(ah0.x, v, c0_25); c1_25 = fma(ah1.x, v, c1_25); c2_25 = fma(ah2.x, v, c2_25); c3_25 = fma(ah3.x, v, c3_25); }
+        { let v = select(subgroupBroadcast(bl3.y, 1u), subgroupBroadcast(bh3.x, 2u), TRANS_B); c0_26 = fma(ah0.x, v, c0_26); c1_26 = fma(ah1.x, v, c1_26); c2_26 = fma(ah2.x, v, c2_26); c3_26 = fma(ah3.x, v, c3_26); }
+        { let v = select(subgroupBroadcast(bh3.y, 1u), subgroupBroadcast(bh3.x, 3u), TRANS_B); c0_27 = fma(ah0.x, v, c0_27); c1_27 = fma(ah1.x, v, c1_27); c2_27 = fma(ah2.x, v, c2_27); c3_27 = fma(ah3.x, v, c3_27); }
+        { let v = select(subgroupBroadcast(bl3.z, 1u), subgroupBroadcast(bh3.x, 4u), TRANS_B); c0_28 = fma(ah0.x, v, c0_28); c1_28 = fma(ah1.x, v, c1_28); c2_28 = fma(ah2.x, v, c2_28); c3_28 = fma(ah3.x, v, c3_28); }
+        { let v = select(subgroupBroadcast(bh3.z, 1u), subgroupBroadcast(bh3.x, 5u), TRANS_B); c0_29 = fma(ah0.x, v, c0_29); c1_29 = fma(ah1.x, v, c1_29); c2_29 = fma(ah2.x, v, c2_29); c3_29 = fma(ah3.x, v, c3_29); }
+        { let v = select(subgroupBroadcast(bl3.w, 1u), subgroupBroadcast(bh3.x, 6u), TRANS_B); c0_30 = fma(ah0.x, v, c0_30); c1_30 = fma(ah1.x, v, c1_30); c2_30 = fma(ah2.x, v, c2_30); c3_30 = fma(ah3.x, v, c3_30); }
+        { let v = select(subgroupBroadcast(bh3.w, 1u), subgroupBroadcast(bh3.x, 7u), TRANS_B); c0_31 = fma(ah0.x, v, c0_31); c1_31 = fma(ah1.x, v, c1_31); c2_31 = fma(ah2.x, v, c2_31); c3_31 = fma(ah3.x, v, c3_31); }
+        { let v = select(subgroupBroadcast(bl0.x, 2u), subgroupBroadcast(bl0.y, 0u), TRANS_B); c0_0 = fma(al0.y, v, c0_0); c1_0 = fma(al1.y, v, c1_0); c2_0 = fma(al2.y, v, c2_0); c3_0 = fma(al3.y, v, c3_0); }
+        { let v = select(subgroupBroadcast(bh0.x, 2u), subgroupBroadcast(bl0.y, 1u), TRANS_B); c0_1 = fma(al0.y, v, c0_1); c1_1 = fma(al1.y, v, c1_1); c2_1 = fma(al2.y, v, c2_1); c3_1 = fma(al3.y, v, c3_1); }
+        { let v = select(subgroupBroadcast(bl0.y, 2u), subgroupBroadcast(bl0.y, 2u), TRANS_B); c0_2 = fma(al0.y, v, c0_2); c1_2 = fma(al1.y, v, c1_2); c2_2 = fma(al2.y, v, c2_2); c3_2 = fma(al3.y, v, c3_2); }
+        { let v = select(subgroupBroadcast(bh0.y, 2u), subgroupBroadcast(bl0.y, 3u), TRANS_B); c0_3 = fma(al0.y, v, c0_3); c1_3 = fma(al1.y, v, c1_3); c2_3 = fma(al2.y, v, c2_3); c3_3 = fma(al3.y, v, c3_3); }
+        { let v = select(subgroupBroadcast(bl0.z, 2u), subgroupBroadcast(bl0.y, 4u), TRANS_B); c0_4 = fma(al0.y, v, c0_4); c1_4 = fma(al1.y, v, c1_4); c2_4 = fma(al2.y, v, c2_4); c3_4 = fma(al3.y, v, c3_4); }
+        { let v = select(subgroupBroadcast(bh0.z, 2u), subgroupBroadcast(bl0.y, 5u), TRANS_B); c0_5 = fma(al0.y, v, c0_5); c1_5 = fma(al1.y, v, c1_5); c2_5 = fma(al2.y, v, c2_5); c3_5 = fma(al3.y, v, c3_5); }
+        { let v = select(subgroupBroadcast(bl0.w, 2u), subgroupBroadcast(bl0.y, 6u), TRANS_B); c0_6 = fma(al0.y, v, c0_6); c1_6 = fma(al1.y, v, c1_6); c2_6 = fma(al2.y, v, c2_6); c3_6 = fma(al3.y, v, c3_6); }
+        { let v = select(subgroupBroadcast(bh0.w, 2u), subgroupBroadcast(bl0.y, 7u), TRANS_B); c0_7 = fma(al0.y, v, c0_7); c1_7 = fma(al1.y, v, c1_7); c2_7 = fma(al2.y, v, c2_7); c3_7 = fma(al3.y, v, c3_7); }
+        { let v = select(subgroupBroadcast(bl1.x, 2u), subgroupBroadcast(bl1.y, 0u), TRANS_B); c0_8 = fma(al0.y, v, c0_8); c1_8 = fma(al1.y, v, c1_8); c2_8 = fma(al2.y, v, c2_8); c3_8 = fma(al3.y, v, c3_8); }
+        { let v = select(subgroupBroadcast(bh1.x, 2u), subgroupBroadcast(bl1.y, 1u), TRANS_B); c0_9 = fma(al0.y, v, c0_9); c1_9 = fma(al1.y, v, c1_9); c2_9 = fma(al2.y, v, c2_9); c3_9 = fma(al3.y, v, c3_9); }
+        { let v = select(subgroupBroadcast(bl1.y, 2u), subgroupBroadcast(bl1.y, 2u), TRANS_B); c0_10 = fma(al0.y, v, c0_10); c1_10 = fma(al1.y, v, c1_10); c2_10 = fma(al2.y, v, c2_10); c3_10 = fma(al3.y, v, c3_10); }
+        { let v = select(subgroupBroadcast(bh1.y, 2u), subgroupBroadcast(bl1.y, 3u), TRANS_B); c0_11 = fma(al0.y, v, c0_11); c1_11 = fma(al1.y, v, c1_11); c2_11 = fma(al2.y, v, c2_11); c3_11 = fma(al3.y, v, c3_11); }
+        { let v = select(subgroupBroadcast(bl1.z, 2u), subgroupBroadcast(bl1.y, 4u), TRANS_B); c0_12 = fma(al0.y, v, c0_12); c1_12 = fma(al1.y, v, c1_12); c2_12 = fma(al2.y, v, c2_12); c3_12 = fma(al3.y, v, c3_12); }
+        { let v = select(subgroupBroadcast(bh1.z, 2u), subgroupBroadcast(bl1.y, 5u), TRANS_B); c0_13 = fma(al0.y, v, c0_13); c1_13 = fma(al1.y, v, c1_13); c2_13 = fma(al2.y, v, c2_13); c3_13 = fma(al3.y, v, c3_13); }
+        { let v = select(subgroupBroadcast(bl1.w, 2u), subgroupBroadcast(bl1.y, 6u), TRANS_B); c0_14 = fma(al0.y, v, c0_14); c1_14 = fma(al1.y, v, c1_14); c2_14 = fma(al2.y, v, c2_14); c3_14 = fma(al3.y, v, c3_14); }
+        { let v = select(subgroupBroadcast(bh1.w, 2u), subgroupBroadcast(bl1.y, 7u), TRANS_B); c0_15 = fma(al0.y, v, c0_15); c1_15 = fma(al1.y, v, c1_15); c2_15 = fma(al2.y, v, c2_15); c3_15 = fma(al3.y, v, c3_15); }
+        { let v = select(subgroupBroadcast(bl2.x, 2u), subgroupBroadcast(bl2.y, 0u), TRANS_B); c0_16 = fma(al0.y, v, c0_16); c1_16 = fma(al1.y, v, c1_16); c2_16 = fma(al2.y, v, c2_16); c3_16 = fma(al3.y, v, c3_16); }
+        { let v = select(subgroupBroadcast(bh2.x, 2u), subgroupBroadcast(bl2.y, 1u), TRANS_B); c0_17 = fma(al0.y, v, c0_17); c1_17 = fma(al1.y, v, c1_17); c2_17 = fma(al2.y, v, c2_17); c3_17 = fma(al3.y, v, c3_17); }
+        { let v = select(subgroupBroadcast(bl2.y, 2u), subgroupBroadcast(bl2.y, 2u), TRANS_B); c0_18 = fma(al0.y, v, c0_18); c1_18 = fma(al1.y, v, c1_18); c2_18 = fma(al2.y, v, c2_18); c3_18 = fma(al3.y, v, c3_18); }
+        { let v = select(subgroupBroadcast(bh2.y, 2u), subgroupBroadcast(bl2.y, 3u), TRANS_B); c0_19 = fma(al0.y, v, c0_19); c1_19 = fma(al1.y, v, c1_19); c2_19 = fma(al2.y, v, c2_19); c3_19 = fma(al3.y, v, c3_19); }
+        { let v = select(subgroupBroadcast(bl2.z, 2u), subgroupBroadcast(bl2.y, 4u), TRANS_B); c0_20 = fma(al0.y, v, c0_20); c1_20 = fma(al1.y, v, c1_20); c2_20 = fma(al2.y, v, c2_20); c3_20 = fma(al3.y, v, c3_20); }
+        { let v = select(subgroupBroadcast(bh2.z, 2u), subgroupBroadcast(bl2.y, 5u), TRANS_B); c0_21 = fma(al0.y, v, c0_21); c1_21 = fma(al1.y, v, c1_21); c2_21 = fma(al2.y, v, c2_21); c3_21 = fma(al3.y, v, c3_21); }
+        { let v = select(subgroupBroadcast(bl2.w, 2u), subgroupBroadcast(bl2.y, 6u), TRANS_B); c0_22 = fma(al0.y, v, c0_22); c1_22 = fma(al1.y, v, c1_22); c2_22 = fma(al2.y, v, c2_22); c3_22 = fma(al3.y, v, c3_22); }
+        { let v = select(subgroupBroadcast(bh2.w, 2u), subgroupBroadcast(bl2.y, 7u), TRANS_B); c0_23 = fma(al0.y, v, c0_23); c1_23 = fma(al1.y, v, c1_23); c2_23 = fma(al2.y, v, c2_23); c3_23 = fma(al3.y, v, c3_23); }
+        { let v = select(subgroupBroadcast(bl3.x, 2u), subgroupBroadcast(bl3.y, 0u), TRANS_B); c0_24 = fma(al0.y, v, c0_24); c1_24 = fma(al1.y, v, c1_24); c2_24 = fma(al2.y, v, c2_24); c3_24 = fma(al3.y, v, c3_24); }
+        { let v = select(subgroupBroadcast(bh3.x, 2u), subgroupBroadcast(bl3.y, 1u), TRANS_B); c0_25 = fma(al0.y, v, c0_25); c1_25 = fma(al1.y, v, c1_25); c2_25 = fma(al2.y, v, c2_25); c3_25 = fma(al3.y, v, c3_25); }
+        { let v = select(subgroupBroadcast(bl3.y, 2u), subgroupBroadcast(bl3.y, 2u), TRANS_B); c0_26 = fma(al0.y, v, c0_26); c1_26 = fma(al1.y, v, c1_26); c2_26 = fma(al2.y, v, c2_26); c3_26 = fma(al3.y, v, c3_26); }
+        { let v = select(subgroupBroadcast(bh3.y, 2u), subgroupBroadcast(bl3.y, 3u), TRANS_B); c0_27 = fma(al0.y, v, c0_27); c1_27 = fma(al1.y, v, c1_27); c2_27 = fma(al2.y, v, c2_27); c3_27 = fma(al3.y, v, c3_27); }
+        { let v = select(subgroupBroadcast(bl3.z, 2u), subgroupBroadcast(bl3.y, 4u), TRANS_B); c0_28 = fma(al0.y, v, c0_28); c1_28 = fma(al1.y, v, c1_28); c2_28 = fma(al2.y, v, c2_28); c3_28 = fma(al3.y, v, c3_28); }
+        { let v = select(subgroupBroadcast(bh3.z, 2u), subgroupBroadcast(bl3.y, 5u), TRANS_B); c0_29 = fma(al0.y, v, c0_29); c1_29 = fma(al1.y, v, c1_29); c2_29 = fma(al2.y, v, c2_29); c3_29 = fma(al3.y, v, c3_29); }
+        { let v = select(subgroupBroadcast(bl3.w, 2u), subgroupBroadcast(bl3.y, 6u), TRANS_B); c0_30 = fma(al0.y, v, c0_30); c1_30 = fma(al1.y, v, c1_30); c2_30 = fma(al2.y, v, c2_30); c3_30 = fma(al3.y, v, c3_30); }
+        { let v = select(subgroupBroadcast(bh3.w, 2u), subgroupBroadcast(bl3.y, 7u), TRANS_B); c0_31 = fma(al0.y, v, c0_31); c1_31 = fma(al1.y, v, c1_31); c2_31 = fma(al2.y, v, c2_31); c3_31 = fma(al3.y, v, c3_31); }
+        { let v = select(subgroupBroadcast(bl0.x, 3u), subgroupBroadcast(bh0.y, 0u), TRANS_B); c0_0 = fma(ah0.y, v, c0_0); c1_0 = fma(ah1.y, v, c1_0); c2_0 = fma(ah2.y, v, c2_0); c3_0 = fma(ah3.y, v, c3_0); }
+        { let v = select(subgroupBroadcast(bh0.x, 3u), subgroupBroadcast(bh0.y, 1u), TRANS_B); c0_1 = fma(ah0.y, v, c0_1); c1_1 = fma(ah1.y, v, c1_1); c2_1 = fma(ah2.y, v, c2_1); c3_1 = fma(ah3.y, v, c3_1); }
+        { let v = select(subgroupBroadcast(bl0.y, 3u), subgroupBroadcast(bh0.y, 2u), TRANS_B); c0_2 = fma(ah0.y, v, c0_2); c1_2 = fma(ah1.y, v, c1_2); c2_2 = fma(ah2.y, v, c2_2); c3_2 = fma(ah3.y, v, c3_2); }
+        { let v = select(subgroupBroadcast(bh0.y, 3u), subgroupBroadcast(bh0.y, 3u), TRANS_B); c0_3 = fma(ah0.y, v, c0_3); c1_3 = fma(ah1.y, v, c1_3); c2_3 = fma(ah2.y, v, c2_3); c3_3 = fma(ah3.y, v, c3_3); }
+        { let v = select(subgroupBroadcast(bl0.z, 3u), subgroupBroadcast(bh0.y, 4u), TRANS_B); c0_4 = fma(ah0.y, v, c0_4); c1_4 = fma(ah1.y, v, c1_4); c2_4 = fma(ah2.y, v, c2_4); c3_4 = fma(ah3.y, v, c3_4); }
+        { let v = select(subgroupBroadcast(bh0.z, 3u), subgroupBroadcast(bh0.y, 5u), TRANS_B); c0_5 = fma(ah0.y, v, c0_5); c1_5 = fma(ah1.y, v, c1_5); c2_5 = fma(ah2.y, v, c2_5); c3_5 = fma(ah3.y, v, c3_5); }
+        { let v = select(subgroupBroadcast(bl0.w, 3u), subgroupBroadcast(bh0.y, 6u), TRANS_B); c0_6 = fma(ah0.y, v, c0_6); c1_6 = fma(ah1.y, v, c1_6); c2_6 = fma(ah2.y, v, c2_6); c3_6 = fma(ah3.y, v, c3_6); }
+        { let v = select(subgroupBroadcast(bh0.w, 3u), subgroupBroadcast(bh0.y, 7u), TRANS_B); c0_7 = fma(ah0.y, v, c0_7); c1_7 = fma(ah1.y, v, c1_7); c2_7 = fma(ah2.y, v, c2_7); c3_7 = fma(ah3.y, v, c3_7); }
+        { let v = select(subgroupBroadcast(bl1.x, 3u), subgroupBroadcast(bh1.y, 0u), TRANS_B); c0_8 = fma(ah0.y, v, c0_8); c1_8 = fma(ah1.y, v, c1_8); c2_8 = fma(ah2.y, v, c2_8); c3_8 = fma(ah3.y, v, c3_8); }
+        { let v = select(subgroupBroadcast(bh1.x, 3u), subgroupBroadcast(bh1.y, 1u), TRANS_B); c0_9 = fma(ah0.y, v, c0_9); c1_9 = fma(ah1.y, v, c1_9); c2_9 = fma(ah2.y, v, c2_9); c3_9 = fma(ah3.y, v, c3_9); }
+        { let v = select(subgroupBroadcast(bl1.y, 3u), subgroupBroadcast(bh1.y, 2u), TRANS_B); c0_10 = fma(ah0.y, v, c0_10); c1_10 = fma(ah1.y, v, c1_10); c2_10 = fma(ah2.y, v, c2_10); c3_10 = fma(ah3.y, v, c3_10); }
+        { let v = select(subgroupBroadcast(bh1.y, 3u), subgroupBroadcast(bh1.y, 3u), TRANS_B); c0_11 = fma(ah0.y, v, c0_11); c1_11 = fma(ah1.y, v, c1_11); c2_11 = fma(ah2.y, v, c2_11); c3_11 = fma(ah3.y, v, c3_11); }
+        { let v = select(subgroupBroadcast(bl1.z, 3u), subgroupBroadcast(bh1.y, 4u), TRANS_B); c0_12 = fma(ah0.y, v, c0_12); c1_12 = fma(ah1.y, v, c1_12); c2_12 = fma(ah2.y, v, c2_12); c3_12 = fma(ah3.y, v, c3_12); }
+        { let v = select(subgroupBroadcast(bh1.z, 3u), subgroupBroadcast(bh1.y, 5u), TRANS_B); c0_13 = fma(ah0.y, v, c0_13); c1_13 = fma(ah1.y, v, c1_13); c2_13 = fma(ah2.y, v, c2_13); c3_13 = fma(ah3.y, v, c3_13); }
+        { let v = select(subgroupBroadcast(bl1.w, 3u), subgroupBroadcast(bh1.y, 6u), TRANS_B); c0_14 = fma(ah0.y, v, c0_14); c1_14 = fma(ah1.y, v, c1_14); c2_14 = fma(ah2.y, v, c2_14); c3_14 = fma(ah3.y, v, c3_14); }
+        { let v = select(subgroupBroadcast(bh1.w, 3u), subgroupBroadcast(bh1.y, 7u), TRANS_B); c0_15 = fma(ah0.y, v, c0_15); c1_15 = fma(ah1.y, v, c1_15); c2_15 = fma(ah2.y, v, c2_15); c3_15 = fma(ah3.y, v, c3_15); }
+        { let v = select(subgroupBroadcast(bl2.x, 3u), subgroupBroadcast(bh2.y, 0u), TRANS_B); c0_16 = fma(ah0.y, v, c0_16); c1_16 = fma(ah1.y, v, c1_16); c2_16 = fma(ah2.y, v, c2_16); c3_16 = fma(ah3.y, v, c3_16); }
+        { let v = select(subgroupBroadcast(bh2.x, 3u), subgroupBroadcast(bh2.y, 1u), TRANS_B); c0_17 = fma(ah0.y, v, c0_17); c1_17 = fma(ah1.y, v, c1_17); c2_17 = fma(ah2.y, v, c2_17); c3_17 = fma(ah3.y, v, c3_17); }
+        { let v = select(subgroupBroadcast(bl2.y, 3u), subgroupBroadcast(bh2.y, 2u), TRANS_B); c0_18 = fma(ah0.y, v, c0_18); c1_18 = fma(ah1.y, v, c1_18); c2_18 = fma(ah2.y, v, c2_18); c3_18 = fma(ah3.y, v, c3_18); }
+        { let v = select(subgroupBroadcast(bh2.y, 3u), subgroupBroadcast(bh2.y, 3u), TRANS_B); c0_19 = fma(ah0.y, v, c0_19); c1_19 = fma(ah1.y, v, c1_19); c2_19 = fma(ah2.y, v, c2_19); c3_19 = fma(ah3.y, v, c3_19); }
+        { let v = select(subgroupBroadcast(bl2.z, 3u), subgroupBroadcast(bh2.y, 4u), TRANS_B); c0_20 = fma(ah0.y, v, c0_20); c1_20 = fma(ah1.y, v, c1_20); c2_20 = fma(ah2.y, v, c2_20); c3_20 = fma(ah3.y, v, c3_20); }
+        { let v = select(subgroupBroadcast(bh2.z, 3u), subgroupBroadcast(bh2.y, 5u), TRANS_B); c0_21 = fma(ah0.y, v, c0_21); c1_21 = fma(ah1.y, v, c1_21); c2_21 = fma(ah2.y, v, c2_21); c3_21 = fma(ah3.y, v, c3_21); }
+        { let v = select(subgroupBroadcast(bl2.w, 3u), subgroupBroadcast(bh2.y, 6u), TRANS_B); c0_22 = fma(ah0.y, v, c0_22); c1_22 = fma(ah1.y, v, c1_22); c2_22 = fma(ah2.y, v, c2_22); c3_22 = fma(ah3.y, v, c3_22); }
+        { let v = select(subgroupBroadcast(bh2.w, 3u), subgroupBroadcast(bh2.y, 7u), TRANS_B); c0_23 = fma(ah0.y, v, c0_23); c1_23 = fma(ah1.y, v, c1_23); c2_23 = fma(ah2.y, v, c2_23); c3_23 = fma(ah3.y, v, c3_23); }
+        { let v = select(subgroupBroadcast(bl3.x, 3u), subgroupBroadcast(bh3.y, 0u), TRANS_B); c0_24 = fma(ah0.y, v, c0_24); c1_24 = fma(ah1.y, v, c1_24); c2_24 = fma(ah2.y, v, c2_24); c3_24 = fma(ah3.y, v, c3_24); }
+        { let v = select(subgroupBroadcast(bh3.x, 3u), subgroupBroadcast(bh3.y, 1u), TRANS_B); c0_25 = fma(ah0.y, v, c0_25); c1_25 = fma(ah1.y, v, c1_25); c2_25 = fma(ah2.y, v, c2_25); c3_25 = fma(ah3.y, v, c3_25); }
+        { let v = select(subgroupBroadcast(bl3.y, 3u), subgroupBroadcast(bh3.y, 2u), TRANS_B); c0_26 = fma(ah0.y, v, c0_26); c1_26 = fma(ah1.y, v, c1_26); c2_26 = fma(ah2.y, v, c2_26); c3_26 = fma(ah3.y, v, c3_26); }
+        { let v = select(subgroupBroadcast(bh3.y, 3u), subgroupBroadcast(bh3.y, 3u), TRANS_B); c0_27 = fma(ah0.y, v, c0_27); c1_27 = fma(ah1.y, v, c1_27); c2_27 = fma(ah2.y, v, c2_27); c3_27 = fma(ah3.y, v, c3_27); }
+        { let v = select(subgroupBroadcast(bl3.z, 3u), subgroupBroadcast(bh3.y, 4u), TRANS_B); c0_28 = fma(ah0.y, v, c0_28); c1_28 = fma(ah1.y, v, c1_28); c2_28 = fma(ah2.y, v, c2_28); c3_28 = fma(ah3.y, v, c3_28); }
+        { let v = select(subgroupBroadcast(bh3.z, 3u), subgroupBroadcast(bh3.y, 5u), TRANS_B); c0_29 = fma(ah0.y, v, c0_29); c1_29 = fma(ah1.y, v, c1_29); c2_29 = fma(ah2.y, v, c2_29); c3_29 = fma(ah3.y, v, c3_29); }
+        { let v = select(subgroupBroadcast(bl3.w, 3u), subgroupBroadcast(bh3.y, 6u), TRANS_B); c0_30 = fma(ah0.y, v, c0_30); c1_30 = fma(ah1.y, v, c1_30); c2_30 = fma(ah2.y, v, c2_30); c3_30 = fma(ah3.y, v, c3_30); }
+        { let v = select(subgroupBroadcast(bh3.w, 3u), subgroupBroadcast(bh3.y, 7u), TRANS_B); c0_31 = fma(ah0.y, v, c0_31); c1_31 = fma(ah1.y, v, c1_31); c2_31 = fma(ah2.y, v, c2_31); c3_31 = fma(ah3.y, v, c3_31); }
+        { let v = select(subgroupBroadcast(bl0.x, 4u), subgroupBroadcast(bl0.z, 0u), TRANS_B); c0_0 = fma(al0.z, v, c0_0); c1_0 = fma(al1.z, v, c1_0); c2_0 = fma(al2.z, v, c2_0); c3_0 = fma(al3.z, v, c3_0); }
+        { let v = select(subgroupBroadcast(bh0.x, 4u), subgroupBroadcast(bl0.z, 1u), TRANS_B); c0_1 = fma(al0.z, v, c0_1); c1_1 = fma(al1.z, v, c1_1); c2_1 = fma(al2.z, v, c2_1); c3_1 = fma(al3.z, v, c3_1); }
+        { let v = select(subgroupBroadcast(bl0.y, 4u), subgroupBroadcast(bl0.z, 2u), TRANS_B); c0_2 = fma(al0.z, v, c0_2); c1_2 = fma(al1.z, v, c1_2); c2_2 = fma(al2.z, v, c2_2); c3_2 = fma(al3.z, v, c3_2); }
+        { let v = select(subgroupBroadcast(bh0.y, 4u), subgroupBroadcast(bl0.z, 3u), TRANS_B); c0_3 = fma(al0.z, v, c0_3); c1_3 = fma(al1.z, v, c1_3); c2_3 = fma(al2.z, v, c2_3); c3_3 = fma(al3.z, v, c3_3); }
+        { let v = select(subgroupBroadcast(bl0.z, 4u), subgroupBroadcast(bl0.z, 4u), TRANS_B); c0_4 = fma(al0.z, v, c0_4); c1_4 = fma(al1.z, v, c1_4); c2_4 = fma(al2.z, v, c2_4); c3_4 = fma(al3.z, v, c3_4); }
+        { let v = select(subgroupBroadcast(bh0.z, 4u), subgroupBroadcast(bl0.z, 5u), TRANS_B); c0_5 = fma(al0.z, v, c0_5); c1_5 = fma(al1.z, v, c1_5); c2_5 = fma(al2.z, v, c2_5); c3_5 = fma(al3.z, v, c3_5); }
+        { let v = select(subgroupBroadcast(bl0.w, 4u), subgroupBroadcast(bl0.z, 6u), TRANS_B); c0_6 = fma(al0.z, v, c0_6); c1_6 = fma(al1.z, v, c1_6); c2_6 = fma(al2.z, v, c2_6); c3_6 = fma(al3.z, v, c3_6); }
+        { let v = select(subgroupBroadcast(bh0.w, 4u), subgroupBroadcast(bl0.z, 7u), TRANS_B); c0_7 = fma(al0.z, v, c0_7); c1_7 = fma(al1.z, v, c1_7); c2_7 = fma(al2.z, v, c2_7); c3_7 = fma(al3.z, v, c3_7); }
+        { let v = select(subgroupBroadcast(bl1.x, 4u), subgroupBroadcast(bl1.z, 0u), TRANS_B); c0_8 = fma(al0.z, v, c0_8); c1_8 = fma(al1.z, v, c1_8); c2_8 = fma(al2.z, v, c2_8); c3_8 = fma(al3.z, v, c3_8); }
+        { let v = select(subgroupBroadcast(bh1.x, 4u), subgroupBroadcast(bl1.z, 1u), TRANS_B); c0_9 = fma(al0.z, v, c0_9); c1_9 = fma(al1.z, v, c1_9); c2_9 = fma(al2.z, v, c2_9); c3_9 = fma(al3.z, v, c3_9); }
+        { let v = select(subgroupBroadcast(bl1.y, 4u), subgroupBroadcast(bl1.z, 2u), TRANS_B); c0_10 = fma(al0.z, v, c0_10); c1_10 = fma(al1.z, v, c1_10); c2_10 = fma(al2.z, v, c2_10); c3_10 = fma(al3.z, v, c3_10); }
+        { let v = select(subgroupBroadcast(bh1.y, 4u), subgroupBroadcast(bl1.z, 3u), TRANS_B); c0_11 = fma(al0.z, v, c0_11); c1_11 = fma(al1.z, v, c1_11); c2_11 = fma(al2.z, v, c2_11); c3_11 = fma(al3.z, v, c3_11); }
+        { let v = select(subgroupBroadcast(bl1.z, 4u), subgroupBroadcast(bl1.z, 4u), TRANS_B); c0_12 = fma(al0.z, v, c0_12); c1_12 = fma(al1.z, v, c1_12); c2_12 = fma(al2.z, v, c2_12); c3_12 = fma(al3.z, v, c3_12); }
+        { let v = select(subgroupBroadcast(bh1.z, 4u), subgroupBroadcast(bl1.z, 5u), TRANS_B); c0_13 = fma(al0.z, v, c0_13); c1_13 = fma(al1.z, v, c1_13); c2_13 = fma(al2.z, v, c2_13); c3_13 = fma(al3.z, v, c3_13); }
+        { let v = select(subgroupBroadcast(bl1.w, 4u), subgroupBroadcast(bl1.z, 6u), TRANS_B); c0_14 = fma(al0.z, v, c0_14); c1_14 = fma(al1.z, v, c1_14); c2_14 = fma(al2.z, v, c2_14); c3_14 = fma(al3.z, v, c3_14); }
+        { let v = select(subgroupBroadcast(bh1.w, 4u), subgroupBroadcast(bl1.z, 7u), TRANS_B); c0_15 = fma(al0.z, v, c0_15); c1_15 = fma(al1.z, v, c1_15); c2_15 = fma(al2.z, v, c2_15); c3_15 = fma(al3.z, v, c3_15); }
+        { let v = select(subgroupBroadcast(bl2.x, 4u), subgroupBroadcast(bl2.z, 0u), TRANS_B); c0_16 = fma(al0.z, v, c0_16); c1_16 = fma(al1.z, v, c1_16); c2_16 = fma(al2.z, v, c2_16); c3_16 = fma(al3.z, v, c3_16); }
+        { let v = select(subgroupBroadcast(bh2.x, 4u), subgroupBroadcast(bl2.z, 1u), TRANS_B); c0_17 = fma(al0.z, v, c0_17); c1_17 = fma(al1.z, v, c1_17); c2_17 = fma(al2.z, v, c2_17); c3_17 = fma(al3.z, v, c3_17); }
+        { let v = select(subgroupBroadcast(bl2.y, 4u), subgroupBroadcast(bl2.z, 2u), TRANS_B); c0_18 = fma(al0.z, v, c0_18); c1_18 = fma(al1.z, v, c1_18); c2_18 = fma(al2.z, v, c2_18); c3_18 = fma(al3.z, v, c3_18); }
+        { let v = select(subgroupBroadcast(bh2.y, 4u), subgroupBroadcast(bl2.z, 3u), TRANS_B); c0_19 = fma(al0.z, v, c0_19); c1_19 = fma(al1.z, v, c1_19); c2_19 = fma(al2.z, v, c2_19); c3_19 = fma(al3.z, v, c3_19); }
+        { let v = select(subgroupBroadcast(bl2.z, 4u), subgroupBroadcast(bl2.z, 4u), TRANS_B); c0_20 = fma(al0.z, v, c0_20); c1_20 = fma(al1.z, v, c1_20); c2_20 = fma(al2.z, v, c2_20); c3_20 = fma(al3.z, v, c3_20); }
+        { let v = select(subgroupBroadcast(bh2.z, 4u), subgroupBroadcast(bl2.z, 5u), TRANS_B); c0_21 = fma(al0.z, v, c0_21); c1_21 = fma(al1.z, v, c1_21); c2_21 = fma(al2.z, v, c2_21); c3_21 = fma(al3.z, v, c3_21); }
+        { let v = select(subgroupBroadcast(bl2.w, 4u), subgroupBroadcast(bl2.z, 6u), TRANS_B); c0_22 = fma(al0.z, v, c0_22); c1_22 = fma(al1.z, v, c1_22); c2_22 = fma(al2.z, v, c2_22); c3_22 = fma(al3.z, v, c3_22); }
+        { let v = select(subgroupBroadcast(bh2.w, 4u), subgroupBroadcast(bl2.z, 7u), TRANS_B); c0_23 = fma(al0.z, v, c0_23); c1_23 = fma(al1.z, v, c1_23); c2_23 = fma(al2.z, v, c2_23); c3_23 = fma(al3.z, v, c3_23); }
+        { let v = select(subgroupBroadcast(bl3.x, 4u), subgroupBroadcast(bl3.z, 0u), TRANS_B); c0_24 = fma(al0.z, v, c0_24); c1_24 = fma(al1.z, v, c1_24); c2_24 = fma(al2.z, v, c2_24); c3_24 = fma(al3.z, v, c3_24); }
+        { let v = select(subgroupBroadcast(bh3.x, 4u), subgroupBroadcast(bl3.z, 1u), TRANS_B); c0_25 = fma(al0.z, v, c0_25); c1_25 = fma(al1.z, v, c1_25); c2_25 = fma(al2.z, v, c2_25); c3_25 = fma(al3.z, v, c3_25); }
+        { let v = select(subgroupBroadcast(bl3.y, 4u), subgroupBroadcast(bl3.z, 2u), TRANS_B); c0_26 = fma(al0.z, v, c0_26); c1_26 = fma(al1.z, v, c1_26); c2_26 = fma(al2.z, v, c2_26); c3_26 = fma(al3.z, v, c3_26); }
+        { let v = select(subgroupBroadcast(bh3.y, 4u), subgroupBroadcast(bl3.z, 3u), TRANS_B); c0_27 = fma(al0.z, v, c0_27); c1_27 = fma(al1.z, v, c1_27); c2_27 = fma(al2.z, v, c2_27); c3_27 = fma(al3.z, v, c3_27); }
+        { let v = select(subgroupBroadcast(bl3.z, 4u), subgroupBroadcast(bl3.z, 4u), TRANS_B); c0_28 = fma(al0.z, v, c0_28); c1_28 = fma(al1.z, v, c1_28); c2_28 = fma(al2.z, v, c2_28); c3_28 = fma(al3.z, v, c3_28); }
+        { let v = select(subgroupBroadcast(bh3.z, 4u), subgroupBroadcast(bl3.z, 5u), TRANS_B); c0_29 = fma(al0.z, v, c0_29); c1_29 = fma(al1.z, v, c1_29); c2_29 = fma(al2.z, v, c2_29); c3_29 = fma(al3.z, v, c3_29); }
+        { let v = select(subgroupBroadcast(bl3.w, 4u), subgroupBroadcast(bl3.z, 6u), TRANS_B); c0_30 = fma(al0.z, v, c0_30); c1_30 = fma(al1.z, v, c1_30); c2_30 = fma(al2.z, v, c2_30); c3_30 = fma(al3.z, v, c3_30); }
+        { let v = select(subgroupBroadcast(bh3.w, 4u), subgroupBroadcast(bl3.z, 7u), TRANS_B); c0_31 = fma(al0.z, v, c0_31); c1_31 = fma(al1.z, v, c1_31); c2_31 = fma(al2.z, v, c2_31); c3_31 = fma(al3.z, v, c3_31); }
+        { let v = select(subgroupBroadcast(bl0.x, 5u), subgroupBroadcast(bh0.z, 0u), TRANS_B); c0_0 = fma(ah0.z, v, c0_0); c1_0 = fma(ah1.z, v, c1_0); c2_0 = fma(ah2.z, v, c2_0); c3_0 = fma(ah3.z, v, c3_0); }
+        { let v = select(subgroupBroadcast(bh0.x, 5u), subgroupBroadcast(bh0.z, 1u), TRANS_B); c0_1 = fma(ah0.z, v, c0_1); c1_1 = fma(ah1.z, v, c1_1); c2_1 = fma(ah2.z, v, c2_1); c3_1 = fma(ah3.z, v, c3_1); }
+        { let v = select(subgroupBroadcast(bl0.y, 5u), subgroupBroadcast(bh0.z, 2u), TRANS_B); c0_2 = fma(ah0.z, v, c0_2); c1_2 = fma(ah1.z, v, c1_2); c2_2 = fma(ah2.z, v, c2_2); c3_2 = fma(ah3.z, v, c3_2); }
+        { let v = select(subgroupBroadcast(bh0.y, 5u), subgroupBroadcast(bh0.z, 3u), TRANS_B); c0_3 = fma(ah0.z, v, c0_3); c1_3 = fma(ah1.z, v, c1_3); c2_3 = fma(ah2.z, v, c2_3); c3_3 = fma(ah3.z, v, c3_3); }
+        { let v = select(subgroupBroadcast(bl0.z, 5u), subgroupBroadcast(bh0.z, 4u), TRANS_B); c0_4 = fma(ah0.z, v, c0_4); c1_4 = fma(ah1.z, v, c1_4); c2_4 = fma(ah2.z, v, c2_4); c3_4 = fma(ah3.z, v, c3_4); }
+        { let v = select(subgroupBroadcast(bh0.z, 5u), subgroupBroadcast(bh0.z, 5u), TRANS_B); c0_5 = fma(ah0.z, v, c0_5); c1_5 = fma(ah1.z, v, c1_5); c2_5 = fma(ah2.z, v, c2_5); c3_5 = fma(ah3.z, v, c3_5); }
+        { let v = select(subgroupBroadcast(bl0.w, 5u), subgroupBroadcast(bh0.z, 6u), TRANS_B); c0_6 = fma(ah0.z, v, c0_6); c1_6 = fma(ah1.z, v, c1_6); c2_6 = fma(ah2.z, v, c2_6); c3_6 = fma(ah3.z, v, c3_6); }
+        { let v = select(subgroupBroadcast(bh0.w, 5u), subgroupBroadcast(bh0.z, 7u), TRANS_B); c0_7 = fma(ah0.z, v, c0_7); c1_7 = fma(ah1.z, v, c1_7); c2_7 = fma(ah2.z, v, c2_7); c3_7 = fma(ah3.z, v, c3_7); }
+        { let v = select(subgroupBroadcast(bl1.x, 5u), subgroupBroadcast(bh1.z, 0u), TRANS_B); c0_8 = fma(ah0.z, v, c0_8); c1_8 = fma(ah1.z, v, c1_8); c2_8 = fma(ah2.z, v, c2_8); c3_8 = fma(ah3.z, v, c3_8); }
+        { let v = select(subgroupBroadcast(bh1.x, 5u), subgroupBroadcast(bh1.z, 1u), TRANS_B); c0_9 = fma(ah0.z, v, c0_9); c1_9 = fma(ah1.z, v, c1_9); c2_9 = fma(ah2.z, v, c2_9); c3_9 = fma(ah3.z, v, c3_9); }
+        { let v = select(subgroupBroadcast(bl1.y, 5u), subgroupBroadcast(bh1.z, 2u), TRANS_B); c0_10 = fma(ah0.z, v, c0_10); c1_10 = fma(ah1.z, v, c1_10); c2_10 = fma(ah2.z, v, c2_10); c3_10 = fma(ah3.z, v, c3_10); }
+        { let v = select(subgroupBroadcast(bh1.y, 5u), subgroupBroadcast(bh1.z, 3u), TRANS_B); c0_11 = fma(ah0.z, v, c0_11); c1_11 = fma(ah1.z, v, c1_11); c2_11 = fma(ah2.z, v, c2_11); c3_11 = fma(ah3.z, v, c3_11); }
+        { let v = select(subgroupBroadcast(bl1.z, 5u), subgroupBroadcast(bh1.z, 4u), TRANS_B); c0_12 = fma(ah0.z, v, c0_12); c1_12 = fma(ah1.z, v, c1_12); c2_12 = fma(ah2.z, v, c2_12); c3_12 = fma(ah3.z, v, c3_12); }
+        { let v = select(subgroupBroadcast(bh1.z, 5u), subgroupBroadcast(bh1.z, 5u), TRANS_B); c0_13 = fma(ah0.z, v, c0_13); c1_13 = fma(ah1.z, v, c1_13); c2_13 = fma(ah2.z, v, c2_13); c3_13 = fma(ah3.z, v, c3_13); }
+        { let v = select(subgroupBroadcast(bl1.w, 5u), subgroupBroadcast(bh1.z, 6u), TRANS_B); c0_14 = fma(ah0.z, v, c0_14); c1_14 = fma(ah1.z, v, c1_14); c2_14 = fma(ah2.z, v, c2_14); c3_14 = fma(ah3.z, v, c3_14); }
+        { let v = select(subgroupBroadcast(bh1.w, 5u), subgroupBroadcast(bh1.z, 7u), TRANS_B); c0_15 = fma(ah0.z, v, c0_15); c1_15 = fma(ah1.z, v, c1_15); c2_15 = fma(ah2.z, v, c2_15); c3_15 = fma(ah3.z, v, c3_15); }
+        { let v = select(subgroupBroadcast(bl2.x, 5u), subgroupBroadcast(bh2.z, 0u), TRANS_B); c0_16 = fma(ah0.z, v, c0_16); c1_16 = fma(ah1.z, v, c1_16); c2_16 = fma(ah2.z, v, c2_16); c3_16 = fma(ah3.z, v, c3_16); }
+        { let v = select(subgroupBroadcast(bh2.x, 5u), subgroupBroadcast(bh2.z, 1u), TRANS_B); c0_17 = fma(ah0.z, v, c0_17); c1_17 = fma(ah1.z, v, c1_17); c2_17 = fma(ah2.z, v, c2_17); c3_17 = fma(ah3.z, v, c3_17); }
+        { let v = select(subgroupBroadcast(bl2.y, 5u), subgroupBroadcast(bh2.z, 2u), TRANS_B); c0_18 = fma(ah0.z, v, c0_18); c1_18 = fma(ah1.z, v, c1_18); c2_18 = fma(ah2.z, v, c2_18); c3_18 = fma(ah3.z, v, c3_18); }
+        { let v = select(subgroupBroadcast(bh2.y, 5u), subgroupBroadcast(bh2.z, 3u), TRANS_B); c0_19 = fma(ah0.z, v, c0_19); c1_19 = fma(ah1.z, v, c1_19); c2_19 = fma(ah2.z, v, c2_19); c3_19 = fma(ah3.z, v, c3_19); }
+        { let v = select(subgroupBroadcast(bl2.z, 5u), subgroupBroadcast(bh2.z, 4u), TRANS_B); c0_20 = fma(ah0.z, v, c0_20); c1_20 = fma(ah1.z, v, c1_20); c2_20 = fma(ah2.z, v, c2_20); c3_20 = fma(ah3.z, v, c3_20); }
+        { let v = select(subgroupBroadcast(bh2.z, 5u), subgroupBroadcast(bh2.z, 5u), TRANS_B); c0_21 = fma(ah0.z, v, c0_21); c1_21 = fma(ah1.z, v, c1_21); c2_21 = fma(ah2.z, v, c2_21); c3_21 = fma(ah3.z, v, c3_21); }
+        { let v = select(subgroupBroadcast(bl2.w, 5u), subgroupBroadcast(bh2.z, 6u), TRANS_B); c0_22 = fma(ah0.z, v, c0_22); c1_22 = fma(ah1.z, v, c1_22); c2_22 = fma(ah2.z, v, c2_22); c3_22 = fma(ah3.z, v, c3_22); }
+        { let v = select(subgroupBroadcast(bh2.w, 5u), subgroupBroadcast(bh2.z, 7u), TRANS_B); c0_23 = fma(ah0.z, v, c0_23); c1_23 = fma(ah1.z, v, c1_23); c2_23 = fma(ah2.z, v, c2_23); c3_23 = fma(ah3.z, v, c3_23); }
+        { let v = select(subgroupBroadcast(bl3.x, 5u), subgroupBroadcast(bh3.z, 0u), TRANS_B); c0_24 = fma(ah0.z, v, c0_24); c1_24 = fma(ah1.z, v, c1_24); c2_24 = fma(ah2.z, v, c2_24); c3_24 = fma(ah3.z, v, c3_24); }
+        { let v = select(subgroupBroadcast(bh3.x, 5u), subgroupBroadcast(bh3.z, 1u), TRANS_B); c0_25 = fma(ah0.z, v, c0_25); c1_25 = fma(ah1.z, v, c1_25); c2_25 = fma(ah2.z, v, c2_25); c3_25 = fma(ah3.z, v, c3_25); }
+        { let v = select(subgroupBroadcast(bl3.y, 5u), subgroupBroadcast(bh3.z, 2u), TRANS_B); c0_26 = fma(ah0.z, v, c0_26); c1_26 = fma(ah1.z, v, c1_26); c2_26 = fma(ah2.z, v, c2_26); c3_26 = fma(ah3.z, v, c3_26); }
+        { let v = select(subgroupBroadcast(bh3.y, 5u), subgroupBroadcast(bh3.z, 3u), TRANS_B); c0_27 = fma(ah0.z, v, c0_27); c1_27 = fma(ah1.z, v, c1_27); c2_27 = fma(ah2.z, v, c2_27); c3_27 = fma(ah3.z, v, c3_27); }
+        { let v = select(subgroupBroadcast(bl3.z, 5u), subgroupBroadcast(bh3.z, 4u), TRANS_B); c0_28 = fma(ah0.z, v, c0_28); c1_28 = fma(ah1.z, v, c1_28); c2_28 = fma(ah2.z, v, c2_28); c3_28 = fma(ah3.z, v, c3_28); }
+        { let v = select(subgroupBroadcast(bh3.z, 5u), subgroupBroadcast(bh3.z, 5u), TRANS_B); c0_29 = fma(ah0.z, v, c0_29); c1_29 = fma(ah1.z, v, c1_29); c2_29 = fma(ah2.z, v, c2_29); c3_29 = fma(ah3.z, v, c3_29); }
+        { let v = select(subgroupBroadcast(bl3.w, 5u), subgroupBroadcast(bh3.z, 6u), TRANS_B); c0_30 = fma(ah0.z, v, c0_30); c1_30 = fma(ah1.z, v, c1_30); c2_30 = fma(ah2.z, v, c2_30); c3_30 = fma(ah3.z, v, c3_30); }
+        { let v = select(subgroupBroadcast(bh3.w, 5u), subgroupBroadcast(bh3.z, 7u), TRANS_B); c0_31 = fma(ah0.z, v, c0_31); c1_31 = fma(ah1.z, v, c1_31); c2_31 = fma(ah2.z, v, c2_31); c3_31 = fma(ah3.z, v, c3_31); }
+        { let v = select(subgroupBroadcast(bl0.x, 6u), subgroupBroadcast(bl0.w, 0u), TRANS_B); c0_0 = fma(al0.w, v, c0_0); c1_0 = fma(al1.w, v, c1_0); c2_0 = fma(al2.w, v, c2_0); c3_0 = fma(al3.w, v, c3_0); }
+        { let v = select(subgroupBroadcast(bh0.x, 6u), subgroupBroadcast(bl0.w, 1u), TRANS_B); c0_1 = fma(al0.w, v, c0_1); c1_1 = fma(al1.w, v, c1_1); c2_1 = fma(al2.w, v, c2_1); c3_1 = fma(al3.w, v, c3_1); }
+        { let v = select(subgroupBroadcast(bl0.y, 6u), subgroupBroadcast(bl0.w, 2u), TRANS_B); c0_2 = fma(al0.w, v, c0_2); c1_2 = fma(al1.w, v, c1_2); c2_2 = fma(al2.w, v, c2_2); c3_2 = fma(al3.w, v, c3_2); }
+        { let v = select(subgroupBroadcast(bh0.y, 6u), subgroupBroadcast(bl0.w, 3u), TRANS_B); c0_3 = fma(al0.w, v, c0_3); c1_3 = fma(al1.w, v, c1_3); c2_3 = fma(al2.w, v, c2_3); c3_3 = fma(al3.w, v, c3_3); }
+        { let v = select(subgroupBroadcast(bl0.z, 6u), subgroupBroadcast(bl0.w, 4u), TRANS_B); c0_4 = fma(al0.w, v, c0_4); c1_4 = fma(al1.w, v, c1_4); c2_4 = fma(al2.w, v, c2_4); c3_4 = fma(al3.w, v, c3_4); }
+        { let v = select(subgroupBroadcast(bh0.z, 6u), subgroupBroadcast(bl0.w, 5u), TRANS_B); c0_5 = fma(al0.w, v, c0_5); c1_5 = fma(al1.w, v, c1_5); c2_5 = fma(al2.w, v, c2_5); c3_5 = fma(al3.w, v, c3_5); }
+        { let v = select(subgroupBroadcast(bl0.w, 6u), subgroupBroadcast(bl0.w, 6u), TRANS_B); c0_6 = fma(al0.w, v, c0_6); c1_6 = fma(al1.w, v, c1_6); c2_6 = fma(al2.w, v, c2_6); c3_6 = fma(al3.w, v, c3_6); }
+        { let v = select(subgroupBroadcast(bh0.w, 6u), subgroupBroadcast(bl0.w, 7u), TRANS_B); c0_7 = fma(al0.w, v, c0_7); c1_7 = fma(al1.w, v, c1_7); c2_7 = fma(al2.w, v, c2_7); c3_7 = fma(al3.w, v, c3_7); }
+        { let v = select(subgroupBroadcast(bl1.x, 6u), subgroupBroadcast(bl1.w, 0u), TRANS_B); c0_8 = fma(al0.w, v, c0_8); c1_8 = fma(al1.w, v, c1_8); c2_8 = fma(al2.w, v, c2_8); c3_8 = fma(al3.w, v, c3_8); }
+        { let v = select(subgroupBroadcast(bh1.x, 6u), subgroupBroadcast(bl1.w, 1u), TRANS_B); c0_9 = fma(al0.w, v, c0_9); c1_9 = fma(al1.w, v, c1_9); c2_9 = fma(al2.w, v, c2_9); c3_9 = fma(al3.w, v, c3_9); }
+        { let v = select(subgroupBroadcast(bl1.y, 6u), subgroupBroadcast(bl1.w, 2u), TRANS_B); c0_10 = fma(al0.w, v, c0_10); c1_10 = fma(al1.w, v, c1_10); c2_10 = fma(al2.w, v, c2_10); c3_10 = fma(al3.w, v, c3_10); }
+        { let v = select(subgroupBroadcast(bh1.y, 6u), subgroupBroadcast(bl1.w, 3u), TRANS_B); c0_11 = fma(al0.w, v, c0_11); c1_11 = fma(al1.w, v, c1_11); c2_11 = fma(al2.w, v, c2_11); c3_11 = fma(al3.w, v, c3_11); }
+        { let v = select(subgroupBroadcast(bl1.z, 6u), subgroupBroadcast(bl1.w, 4u), TRANS_B); c0_12 = fma(al0.w, v, c0_12); c1_12 = fma(al1.w, v, c1_12); c2_12 = fma(al2.w, v, c2_12); c3_12 = fma(al3.w, v, c3_12); }
+        { let v = select(subgroupBroadcast(bh1.z, 6u), subgroupBroadcast(bl1.w, 5u), TRANS_B); c0_13 = fma(al0.w, v, c0_13); c1_13 = fma(al1.w, v, c1_13); c2_13 = fma(al2.w, v, c2_13); c3_13 = fma(al3.w, v, c3_13); }
+        { let v = select(subgroupBroadcast(bl1.w, 6u), subgroupBroadcast(bl1.w, 6u), TRANS_B); c0_14 = fma(al0.w, v, c0_14); c1_14 = fma(al1.w, v, c1_14); c2_14 = fma(al2.w, v, c2_14); c3_14 = fma(al3.w, v, c3_14); }
+        { let v = select(subgroupBroadcast(bh1.w, 6u), subgroupBroadcast(bl1.w, 7u), TRANS_B); c0_15 = fma(al0.w, v, c0_15); c1_15 = fma(al1.w, v, c1_15); c2_15 = fma(al2.w, v, c2_15); c3_15 = fma(al3.w, v, c3_15); }
+        { let v = select(subgroupBroadcast(bl2.x, 6u), subgroupBroadcast(bl2.w, 0u), TRANS_B); c0_16 = fma(al0.w, v, c0_16); c1_16 = fma(al1.w, v, c1_16); c2_16 = fma(al2.w, v, c2_16); c3_16 = fma(al3.w, v, c3_16); }
+        { let v = select(subgroupBroadcast(bh2.x, 6u), subgroupBroadcast(bl2.w, 1u), TRANS_B); c0_17 = fma(al0.w, v, c0_17); c1_17 = fma(al1.w, v, c1_17); c2_17 = fma(al2.w, v, c2_17); c3_17 = fma(al3.w, v, c3_17); }
+        { let v = select(subgroupBroadcast(bl2.y, 6u), subgroupBroadcast(bl2.w, 2u), TRANS_B); c0_18 = fma(al0.w, v, c0_18); c1_18 = fma(al1.w, v, c1_18); c2_18 = fma(al2.w, v, c2_18); c3_18 = fma(al3.w, v, c3_18); }
+        { let v = select(subgroupBroadcast(bh2.y, 6u), subgroupBroadcast(bl2.w, 3u), TRANS_B); c0_19 = fma(al0.w, v, c0_19); c1_19 = fma(al1.w, v, c1_19); c2_19 = fma(al2.w, v, c2_19); c3_19 = fma(al3.w, v, c3_19); }
+        { let v = select(subgroupBroadcast(bl2.z, 6u), subgroupBroadcast(bl2.w, 4u), TRANS_B); c0_20 = fma(al0.w, v, c0_20); c1_20 = fma(al1.w, v, c1_20); c2_20 = fma(al2.w, v, c2_20); c3_20 = fma(al3.w, v, c3_20); }
+        { let v = select(subgroupBroadcast(bh2.z, 6u), subgroupBroadcast(bl2.w, 5u), TRANS_B); c0_21 = fma(al0.w, v, c0_21); c1_21 = fma(al1.w, v, c1_21); c2_21 = fma(al2.w, v, c2_21); c3_21 = fma(al3.w, v, c3_21); }
+        { let v = select(subgroupBroadcast(bl2.w, 6u), subgroupBroadcast(bl2.w, 6u), TRANS_B); c0_22 = fma(al0.w, v, c0_22); c1_22 = fma(al1.w, v, c1_22); c2_22 = fma(al2.w, v, c2_22); c3_22 = fma(al3.w, v, c3_22); }
+        { let v = select(subgroupBroadcast(bh2.w, 6u), subgroupBroadcast(bl2.w, 7u), TRANS_B); c0_23 = fma(al0.w, v, c0_23); c1_23 = fma(al1.w, v, c1_23); c2_23 = fma(al2.w, v, c2_23); c3_23 = fma(al3.w, v, c3_23); }
+        { let v = select(subgroupBroadcast(bl3.x, 6u), subgroupBroadcast(bl3.w, 0u), TRANS_B); c0_24 = fma(al0.w, v, c0_24); c1_24 = fma(al1.w, v, c1_24); c2_24 = fma(al2.w, v, c2_24); c3_24 = fma(al3.w, v, c3_24); }
+        { let v = select(subgroupBroadcast(bh3.x, 6u), subgroupBroadcast(bl3.w, 1u), TRANS_B); c0_25 = fma(al0.w, v, c0_25); c1_25 = fma(al1.w, v, c1_25); c2_25 = fma(al2.w, v, c2_25); c3_25 = fma(al3.w, v, c3_25); }
+        { let v = select(subgroupBroadcast(bl3.y, 6u), subgroupBroadcast(bl3.w, 2u), TRANS_B); c0_26 = fma(al0.w, v, c0_26); c1_26 = fma(al1.w, v, c1_26); c2_26 = fma(al2.w, v, c2_26); c3_26 = fma(al3.w, v, c3_26); }
+        { let v = select(subgroupBroadcast(bh3.y, 6u), subgroupBroadcast(bl3.w, 3u), TRANS_B); c0_27 = fma(al0.w, v, c0_27); c1_27 = fma(al1.w, v, c1_27); c2_27 = fma(al2.w, v, c2_27); c3_27 = fma(al3.w, v, c3_27); }
+        { let v = select(subgroupBroadcast(bl3.z, 6u), subgroupBroadcast(bl3.w, 4u), TRANS_B); c0_28 = fma(al0.w, v, c0_28); c1_28 = fma(al1.w, v, c1_28); c2_28 = fma(al2.w, v, c2_28); c3_28 = fma(al3.w, v, c3_28); }
+        { let v = select(subgroupBroadcast(bh3.z, 6u), subgroupBroadcast(bl3.w, 5u), TRANS_B); c0_29 = fma(al0.w, v, c0_29); c1_29 = fma(al1.w, v, c1_29); c2_29 = fma(al2.w, v, c2_29); c3_29 = fma(al3.w, v, c3_29); }
+        { let v = select(subgroupBroadcast(bl3.w, 6u), subgroupBroadcast(bl3.w, 6u), TRANS_B); c0_30 = fma(al0.w, v, c0_30); c1_30 = fma(al1.w, v, c1_30); c2_30 = fma(al2.w, v, c2_30); c3_30 = fma(al3.w, v, c3_30); }
+        { let v = select(subgroupBroadcast(bh3.w, 6u), subgroupBroadcast(bl3.w, 7u), TRANS_B); c0_31 = fma(al0.w, v, c0_31); c1_31 = fma(al1.w, v, c1_31); c2_31 = fma(al2.w, v, c2_31); c3_31 = fma(al3.w, v, c3_31); }
+        { let v = select(subgroupBroadcast(bl0.x, 7u), subgroupBroadcast(bh0.w, 0u), TRANS_B); c0_0 = fma(ah0.w, v, c0_0); c1_0 = fma(ah1.w, v, c1_0); c2_0 = fma(ah2.w, v, c2_0); c3_0 = fma(ah3.w, v, c3_0); }
+        { let v = select(subgroupBroadcast(bh0.x, 7u), subgroupBroadcast(bh0.w, 1u), TRANS_B); c0_1 = fma(ah0.w, v, c0_1); c1_1 = fma(ah1.w, v, c1_1); c2_1 = fma(ah2.w, v, c2_1); c3_1 = fma(ah3.w, v, c3_1); }
+        { let v = select(subgroupBroadcast(bl0.y, 7u), subgroupBroadcast(bh0.w, 2u), TRANS_B); c0_2 = fma(ah0.w, v, c0_2); c1_2 = fma(ah1.w, v, c1_2); c2_2 = fma(ah2.w, v, c2_2); c3_2 = fma(ah3.w, v, c3_2); }
+        { let v = select(subgroupBroadcast(bh0.y, 7u), subgroupBroadcast(bh0.w, 3u), TRANS_B); c0_3 = fma(ah0.w, v, c0_3); c1_3 = fma(ah1.w, v, c1_3); c2_3 = fma(ah2.w, v, c2_3); c3_3 = fma(ah3.w, v, c3_3); }
+        { let v = select(subgroupBroadcast(bl0.z, 7u), subgroupBroadcast(bh0.w, 4u), TRANS_B); c0_4 = fma(ah0.w, v, c0_4); c1_4 = fma(ah1.w, v, c1_4); c2_4 = fma(ah2.w, v, c2_4); c3_4 = fma(ah3.w, v, c3_4); }
+        { let v = select(subgroupBroadcast(bh0.z, 7u), subgroupBroadcast(bh0.w, 5u), TRANS_B); c0_5 = fma(ah0.w, v, c0_5); c1_5 = fma(ah1.w, v, c1_5); c2_5 = fma(ah2.w, v, c2_5); c3_5 = fma(ah3.w, v, c3_5); }
+        { let v = select(subgroupBroadcast(bl0.w, 7u), subgroupBroadcast(bh0.w, 6u), TRANS_B); c0_6 = fma(ah0.w, v, c0_6); c1_6 = fma(ah1.w, v, c1_6); c2_6 = fma(ah2.w, v, c2_6); c3_6 = fma(ah3.w, v, c3_6); }
+        { let v = select(subgroupBroadcast(bh0.w, 7u), subgroupBroadcast(bh0.w, 7u), TRANS_B); c0_7 = fma(ah0.w, v, c0_7); c1_7 = fma(ah1.w, v, c1_7); c2_7 = fma(ah2.w, v, c2_7); c3_7 = fma(ah3.w, v, c3_7); }
+        { let v = select(subgroupBroadcast(bl1.x, 7u), subgroupBroadcast(bh1.w, 0u), TRANS_B); c0_8 = fma(ah0.w, v, c0_8); c1_8 = fma(ah1.w, v, c1_8); c2_8 = fma(ah2.w, v, c2_8); c3_8 = fma(ah3.w, v, c3_8); }
+        { let v = select(subgroupBroadcast(bh1.x, 7u), subgroupBroadcast(bh1.w, 1u), TRANS_B); c0_9 = fma(ah0.w, v, c0_9); c1_9 = fma(ah1.w, v, c1_9); c2_9 = fma(ah2.w, v, c2_9); c3_9 = fma(ah3.w, v, c3_9); }
+        { let v = select(subgroupBroadcast(bl1.y, 7u), subgroupBroadcast(bh1.w, 2u), TRANS_B); c0_10 = fma(ah0.w, v, c0_10); c1_10 = fma(ah1.w, v, c1_10); c2_10 = fma(ah2.w, v, c2_10); c3_10 = fma(ah3.w, v, c3_10); }
+        { let v = select(subgroupBroadcast(bh1.y, 7u), subgroupBroadcast(bh1.w, 3u), TRANS_B); c0_11 = fma(ah0.w, v, c0_11); c1_11 = fma(ah1.w, v, c1_11); c2_11 = fma(ah2.w, v, c2_11); c3_11 = fma(ah3.w, v, c3_11); }
+        { let v = select(subgroupBroadcast(bl1.z, 7u), subgroupBroadcast(bh1.w, 4u), TRANS_B); c0_12 = fma(ah0.w, v, c0_12); c1_12 = fma(ah1.w, v, c1_12); c2_12 = fma(ah2.w, v, c2_12); c3_12 = fma(ah3.w, v, c3_12); }
+        { let v = select(subgroupBroadcast(bh1.z, 7u), subgroupBroadcast(bh1.w, 5u), TRANS_B); c0_13 = fma(ah0.w, v, c0_13); c1_13 = fma(ah1.w, v, c1_13); c2_13 = fma(ah2.w, v, c2_13); c3_13 = fma(ah3.w, v, c3_13); }
+        { let v = select(subgroupBroadcast(bl1.w, 7u), subgroupBroadcast(bh1.w, 6u), TRANS_B); c0_14 = fma(ah0.w, v, c0_14); c1_14 = fma(ah1.w, v, c1_14); c2_14 = fma(ah2.w, v, c2_14); c3_14 = fma(ah3.w, v, c3_14); }
+        { let v = select(subgroupBroadcast(bh1.w, 7u), subgroupBroadcast(bh1.w, 7u), TRANS_B); c0_15 = fma(ah0.w, v, c0_15); c1_15 = fma(ah1.w, v, c1_15); c2_15 = fma(ah2.w, v, c2_15); c3_15 = fma(ah3.w, v, c3_15); }
+        { let v = select(subgroupBroadcast(bl2.x, 7u), subgroupBroadcast(bh2.w, 0u), TRANS_B); c0_16 = fma(ah0.w, v, c0_16); c1_16 = fma(ah1.w, v, c1_16); c2_16 = fma(ah2.w, v, c2_16); c3_16 = fma(ah3.w, v, c3_16); }
+        { let v = select(subgroupBroadcast(bh2.x, 7u), subgroupBroadcast(bh2.w, 1u), TRANS_B); c0_17 = fma(ah0.w, v, c0_17); c1_17 = fma(ah1.w, v, c1_17); c2_17 = fma(ah2.w, v, c2_17); c3_17 = fma(ah3.w, v, c3_17); }
+        { let v = select(subgroupBroadcast(bl2.y, 7u), subgroupBroadcast(bh2.w, 2u), TRANS_B); c0_18 = fma(ah0.w, v, c0_18); c1_18 = fma(ah1.w, v, c1_18); c2_18 = fma(ah2.w, v, c2_18); c3_18 = fma(ah3.w, v, c3_18); }
+        { let v = select(subgroupBroadcast(bh2.y, 7u), subgroupBroadcast(bh2.w, 3u), TRANS_B); c0_19 = fma(ah0.w, v, c0_19); c1_19 = fma(ah1.w, v, c1_19); c2_19 = fma(ah2.w, v, c2_19); c3_19 = fma(ah3.w, v, c3_19); }
+        { let v = select(subgroupBroadcast(bl2.z, 7u), subgroupBroadcast(bh2.w, 4u), TRANS_B); c0_20 = fma(ah0.w, v, c0_20); c1_20 = fma(ah1.w, v, c1_20); c2_20 = fma(ah2.w, v, c2_20); c3_20 = fma(ah3.w, v, c3_20); }
+        { let v = select(subgroupBroadcast(bh2.z, 7u), subgroupBroadcast(bh2.w, 5u), TRANS_B); c0_21 = fma(ah0.w, v, c0_21); c1_21 = fma(ah1.w, v, c1_21); c2_21 = fma(ah2.w, v, c2_21); c3_21 = fma(ah3.w, v, c3_21); }
+        { let v = select(subgroupBroadcast(bl2.w, 7u), subgroupBroadcast(bh2.w, 6u), TRANS_B); c0_22 = fma(ah0.w, v, c0_22); c1_22 = fma(ah1.w, v, c1_22); c2_22 = fma(ah2.w, v, c2_22); c3_22 = fma(ah3.w, v, c3_22); }
+        { let v = select(subgroupBroadcast(bh2.w, 7u), subgroupBroadcast(bh2.w, 7u), TRANS_B); c0_23 = fma(ah0.w, v, c0_23); c1_23 = fma(ah1.w, v, c1_23); c2_23 = fma(ah2.w, v, c2_23); c3_23 = fma(ah3.w, v, c3_23); }
+        { let v = select(subgroupBroadcast(bl3.x, 7u), subgroupBroadcast(bh3.w, 0u), TRANS_B); c0_24 = fma(ah0.w, v, c0_24); c1_24 = fma(ah1.w, v, c1_24); c2_24 = fma(ah2.w, v, c2_24); c3_24 = fma(ah3.w, v, c3_24); }
+        { let v = select(subgroupBroadcast(bh3.x, 7u), subgroupBroadcast(bh3.w, 1u), TRANS_B); c0_25 = fma(ah0.w, v, c0_25); c1_25 = fma(ah1.w, v, c1_25); c2_25 = fma(ah2.w, v, c2_25); c3_25 = fma(ah3.w, v, c3_25); }
+        { let v = select(subgroupBroadcast(bl3.y, 7u), subgroupBroadcast(bh3.w, 2u), TRANS_B); c0_26 = fma(ah0.w, v, c0_26); c1_26 = fma(ah1.w, v, c1_26); c2_26 = fma(ah2.w, v, c2_26); c3_26 = fma(ah3.w, v, c3_26); }
+        { let v = select(subgroupBroadcast(bh3.y, 7u), subgroupBroadcast(bh3.w, 3u), TRANS_B); c0_27 = fma(ah0.w, v, c0_27); c1_27 = fma(ah1.w, v, c1_27); c2_27 = fma(ah2.w, v, c2_27); c3_27 = fma(ah3.w, v, c3_27); }
+        { let v = select(subgroupBroadcast(bl3.z, 7u), subgroupBroadcast(bh3.w, 4u), TRANS_B); c0_28 = fma(ah0.w, v, c0_28); c1_28 = fma(ah1.w, v, c1_28); c2_28 = fma(ah2.w, v, c2_28); c3_28 = fma(ah3.w, v, c3_28); }
+        { let v = select(subgroupBroadcast(bh3.z, 7u), subgroupBroadcast(bh3.w, 5u), TRANS_B); c0_29 = fma(ah0.w, v, c0_29); c1_29 = fma(ah1.w, v, c1_29); c2_29 = fma(ah2.w, v, c2_29); c3_29 = fma(ah3.w, v, c3_29); }
+        { let v = select(subgroupBroadcast(bl3.w, 7u), subgroupBroadcast(bh3.w, 6u), TRANS_B); c0_30 = fma(ah0.w, v, c0_30); c1_30 = fma(ah1.w, v, c1_30); c2_30 = fma(ah2.w, v, c2_30); c3_30 = fma(ah3.w, v, c3_30); }
+        { let v = select(subgroupBroadcast(bh3.w, 7u), subgroupBroadcast(bh3.w, 7u), TRANS_B); c0_31 = fma(ah0.w, v, c0_31); c1_31 = fma(ah1.w, v, c1_31); c2_31 = fma(ah2.w, v, c2_31); c3_31 = fma(ah3.w, v, c3_31); }
+    }
+    store8(m0 + 0u + lane, n0 + 0u, vec4(c0_0, c0_2, c0_4, c0_6), vec4(c0_1, c0_3, c0_5, c0_7)); store8(m0 + 0u + lane, n0 + 8u, vec4(c0_8, c0_10, c0_12, c0_14), vec4(c0_9, c0_11, c0_13, c0_15)); store8(m0 + 0u + lane, n0 + 16u, vec4(c0_16, c0_18, c0_20, c0_22), vec4(c0_17, c0_19, c0_21, c0_23)); store8(m0 + 0u + lane, n0 + 24u, vec4(c0_24, c0_26, c0_28, c0_30), vec4(c0_25, c0_27, c0_29, c0_31));
+    store8(m0 + 8u + lane, n0 + 0u, vec4(c1_0, c1_2, c1_4, c1_6), vec4(c1_1, c1_3, c1_5, c1_7)); store8(m0 + 8u + lane, n0 + 8u, vec4(c1_8, c1_10, c1_12, c1_14), vec4(c1_9, c1_11, c1_13, c1_15)); store8(m0 + 8u + lane, n0 + 16u, vec4(c1_16, c1_18, c1_20, c1_22), vec4(c1_17, c1_19, c1_21, c1_23)); store8(m0 + 8u + lane, n0 + 24u, vec4(c1_24, c1_26, c1_28, c1_30), vec4(c1_25, c1_27, c1_29, c1_31));
+    store8(m0 + 16u + lane, n0 + 0u, vec4(c2_0, c2_2, c2_4, c2_6), vec4(c2_1, c2_3, c2_5, c2_7)); store8(m0 + 16u + lane, n0 + 8u, vec4(c2_8, c2_10, c2_12, c2_14), vec4(c2_9, c2_11, c2_13, c2_15)); store8(m0 + 16u + lane, n0 + 16u, vec4(c2_16, c2_18, c2_20, c2_22), vec4(c2_17, c2_19, c2_21, c2_23)); store8(m0 + 16u + lane, n0 + 24u, vec4(c2_24, c2_26, c2_28, c2_30), vec4(c2_25, c2_27, c2_29, c2_31));
+    store8(m0 + 24u + lane, n0 + 0u, vec4(c3_0, c3_2, c3_4, c3_6), vec4(c3_1, c3_3, c3_5, c3_7)); store8(m0 + 24u + lane, n0 + 8u, vec4(c3_8, c3_10, c3_12, c3_14), vec4(c3_9, c3_11, c3_13, c3_15)); store8(m0 + 24u + lane, n0 + 16u, vec4(c3_16, c3_18, c3_20, c3_22), vec4(c3_17, c3_19, c3_21, c3_23)); store8(m0 + 24u + lane, n0 + 24u, vec4(c3_24, c3_26, c3_28, c3_30), vec4(c3_25, c3_27, c3_29, c3_31));
 }

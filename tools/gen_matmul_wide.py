@@ -1,5 +1,6 @@
 # Writes shaders/matmul_wide.wgsl: the wide-load matmul kernels, unrolled by hand (WGSL's
-# subgroupBroadcast needs constant lanes). Usage: python3 tools/gen_matmul_wide.py shaders/matmul_wide.wgsl
+# subgroupBroadcast needs constant lanes): `matmul_wide_rows` (and its 32-column twin for small
+# products), `matmul_wide_ta` (and its 32-row twin for short M). Usage: python3 tools/gen_matmul_wide.py shaders/matmul_wide.wgsl
 import sys
 RL, TN_R = 4, 16     # rows kernel: 4 rows per lane (tile 32 rows), 16 broadcast columns
 TN_T = 16            # A^T kernel: 8 rows per lane (tile 64 rows), 16 broadcast columns
@@ -9,7 +10,7 @@ def el(prefix, idx, e):  # element e (0..7) of the 8 floats held as lo/hi halves
 L = []; w = L.append
 w("""// Wide-load matmul kernels (8 floats per load through vec4<u64> views), compiled appended to
 // matmul.wgsl (Params, bindings, overrides, bias_at). Needs subgroups (>= 8) and SHADER_INT64; M, N, K % 8 == 0
-// (`matmul_wide_rows` only needs N, K % 8). Tests: kernels-tests/matmul_wide.rs; bench: `bench -- kernels`.
+// (the rows kernels only need N, K % 8; `matmul_wide_ta_short` M % 4). Tests: kernels-tests/matmul_wide.rs; bench: `bench -- kernels`.
 //
 // Why (measured on llvmpipe 22.3, Zen 5): every storage load is a per-lane loop of scalar loads
 // costing about as much as 80 vector FMAs, whatever its width up to 4 components; a vec4<u64>
@@ -24,6 +25,8 @@ w("""
 @group(0) @binding(0) var<storage, read> a8: array<vec4<u64>>;
 @group(0) @binding(1) var<storage, read> b8: array<vec4<u64>>;
 @group(0) @binding(3) var<storage, read_write> c8: array<vec4<u64>>;
+// A's 4-float view, for the short-M A^T kernel.
+@group(0) @binding(0) var<storage, read> a4: array<vec4<f32>>;
 
 // Floats 0, 2, 4, 6 and 1, 3, 5, 7 of an 8-float load (little-endian halves).
 fn lo(x: vec4<u64>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(x)); }
@@ -43,75 +46,96 @@ fn store8(row: u32, col: u32, e_in: vec4<f32>, o_in: vec4<f32>) {
     if (ACCUMULATE) { let old = c8[i]; e += lo(old); o += hi(old); }
     c8[i] = vec4<u64>(bitcast<vec4<u32>>(e)) | (vec4<u64>(bitcast<vec4<u32>>(o)) << vec4<u32>(32u));
 }""")
-# ---------------- rows kernel
-CB = TN_R // 8
-w(f"""
-// A stored [M, K] (TRANS_A false), B either way. Tile {8*RL} rows x {TN_R} columns: lane l owns rows
-// m0 + l + 8r (r < {RL}) and loads their 8-float runs along K; B's 8 x {TN_R} block for the same 8 k is
+def rows_kernel(name, RL, TN):
+    CB = TN // 8
+    w(f"""
+// A stored [M, K] (TRANS_A false), B either way. Tile {8*RL} rows x {TN} columns: lane l owns rows
+// m0 + l + 8r (r < {RL}) and loads their 8-float runs along K; B's 8 x {TN} block for the same 8 k is
 // loaded one 8-float run per lane ([K, N]: row k0 + l; [N, K]: column n0 + l) and broadcast.
-// T = ceil(M/{8*RL}) * ceil(N/{TN_R}).
+// T = ceil(M/{8*RL}) * ceil(N/{TN}).
 @compute @workgroup_size(8)
-fn matmul_wide_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lane: u32) {{
+fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+{' ' * len(name)}    @builtin(local_invocation_index) lane: u32) {{
     let wid = wg.x + wg.y * nwg.x;
     if (wid >= params.tiles) {{ return; }}  // uniform per workgroup
     let M = params.m; let N = params.n; let K8 = params.k / 8u; let N8 = N / 8u;
-    let m0 = (wid / params.tiles_n) * {8*RL}u; let n0 = (wid % params.tiles_n) * {TN_R}u;""")
-w("    " + " ".join(f"let ra{r} = min(m0 + {8*r}u + lane, M - 1u) * K8;" for r in range(RL)))
-for cb in range(CB):
-    w(f"    let bn{cb} = min(n0 / 8u + {cb}u, N8 - 1u); let bt{cb} = min(n0 + {8*cb}u + lane, N - 1u) * K8;")
-for r in range(RL):
-    w("    " + " ".join(f"var c{r}_{j} = 0.0;" for j in range(TN_R)))
-w("    for (var kk = 0u; kk < K8; kk++) {")
-w("        " + " ".join(f"let xa{r} = a8[ra{r} + kk]; let al{r} = lo(xa{r}); let ah{r} = hi(xa{r});" for r in range(RL)))
-for cb in range(CB):
-    w(f"        var xb{cb}: vec4<u64>;")
-    w(f"        if (TRANS_B) {{ xb{cb} = b8[bt{cb} + kk]; }} else {{ xb{cb} = b8[(8u * kk + lane) * N8 + bn{cb}]; }}")
-    w(f"        let bl{cb} = lo(xb{cb}); let bh{cb} = hi(xb{cb});")
-w("        // B[k0 + q, n0 + j]: [K, N] layout holds it in lane q, float j; [N, K] in lane j, float q.")
-for q in range(8):
-    for j in range(TN_R):
-        cb, e = j // 8, j % 8
-        bn = f"subgroupBroadcast({el('b', cb, e)}, {q}u)"; bt = f"subgroupBroadcast({el('b', cb, q)}, {e}u)"
-        fm = " ".join(f"c{r}_{j} = fma({el('a', r, q)}, v, c{r}_{j});" for r in range(RL))
-        w(f"        {{ let v = select({bn}, {bt}, TRANS_B); {fm} }}")
-w("    }")
-for r in range(RL):
-    w("    " + " ".join(f"store8(m0 + {8*r}u + lane, n0 + {8*t}u, vec4(c{r}_{8*t}, c{r}_{8*t+2}, c{r}_{8*t+4}, c{r}_{8*t+6}), vec4(c{r}_{8*t+1}, c{r}_{8*t+3}, c{r}_{8*t+5}, c{r}_{8*t+7}));" for t in range(TN_R // 8)))
-w("}")
-# ---------------- A^T kernel
-CB = TN_T // 8
-w(f"""
-// A stored [K, M] (TRANS_A true), B either way. Tile 64 rows x {TN_T} columns: lane l owns rows
-// m0 + 8l .. m0 + 8l + 7 and, for each k, loads that 8-float run of A's row k; B's 8 x {TN_T} block
-// for 8 consecutive k is loaded and broadcast as in matmul_wide_rows. T = ceil(M/64) * ceil(N/{TN_T}).
-@compute @workgroup_size(8)
-fn matmul_wide_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lane: u32) {{
+    let m0 = (wid / params.tiles_n) * {8*RL}u; let n0 = (wid % params.tiles_n) * {TN}u;""")
+    w("    " + " ".join(f"let ra{r} = min(m0 + {8*r}u + lane, M - 1u) * K8;" for r in range(RL)))
+    for cb in range(CB):
+        w(f"    let bn{cb} = min(n0 / 8u + {cb}u, N8 - 1u); let bt{cb} = min(n0 + {8*cb}u + lane, N - 1u) * K8;")
+    for r in range(RL):
+        w("    " + " ".join(f"var c{r}_{j} = 0.0;" for j in range(TN)))
+    w("    for (var kk = 0u; kk < K8; kk++) {")
+    w("        " + " ".join(f"let xa{r} = a8[ra{r} + kk]; let al{r} = lo(xa{r}); let ah{r} = hi(xa{r});" for r in range(RL)))
+    b_block(CB)
+    w("        // B[k0 + q, n0 + j]: [K, N] layout holds it in lane q, float j; [N, K] in lane j, float q.")
+    for q in range(8):
+        for j in range(TN):
+            fm = " ".join(f"c{r}_{j} = fma({el('a', r, q)}, v, c{r}_{j});" for r in range(RL))
+            w(f"        {{ let v = {b_at(q, j)}; {fm} }}")
+    w("    }")
+    for r in range(RL):
+        w("    " + " ".join(f"store8(m0 + {8*r}u + lane, n0 + {8*t}u, {acc8(r, t)});" for t in range(TN // 8)))
+    w("}")
+
+def b_block(CB):  # B's 8 x 8*CB block for k0 = 8 kk, one 8-float run per lane and block
+    for cb in range(CB):
+        w(f"        var xb{cb}: vec4<u64>;")
+        w(f"        if (TRANS_B) {{ xb{cb} = b8[bt{cb} + kk]; }} else {{ xb{cb} = b8[(8u * kk + lane) * N8 + bn{cb}]; }}")
+        w(f"        let bl{cb} = lo(xb{cb}); let bh{cb} = hi(xb{cb});")
+
+def b_at(q, j):  # B[k0 + q, n0 + j] in every lane
+    cb, e = j // 8, j % 8
+    bn = f"subgroupBroadcast({el('b', cb, e)}, {q}u)"; bt = f"subgroupBroadcast({el('b', cb, q)}, {e}u)"
+    return f"select({bn}, {bt}, TRANS_B)"
+
+def acc8(i, t):  # accumulators c{i}_{8t..8t+7} as the (even, odd) halves store8 takes
+    ev = ", ".join(f"c{i}_{8*t+e}" for e in range(0, 8, 2)); od = ", ".join(f"c{i}_{8*t+e}" for e in range(1, 8, 2))
+    return f"vec4({ev}), vec4({od})"
+
+def ta_kernel(name, RA, TN, doc):
+    # RA rows per lane: 8 (an 8-float run of A through a8) or 4 (a vec4 through a4).
+    CB = TN // 8; TM = 8 * RA; MR = f"M{RA}"
+    w(doc)
+    w(f"""@compute @workgroup_size(8)
+fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+{' ' * len(name)}    @builtin(local_invocation_index) lane: u32) {{
     let wid = wg.x + wg.y * nwg.x;
     if (wid >= params.tiles) {{ return; }}  // uniform per workgroup
-    let M8 = params.m / 8u; let N = params.n; let K8 = params.k / 8u; let N8 = N / 8u;
-    let m0 = (wid / params.tiles_n) * 64u; let n0 = (wid % params.tiles_n) * {TN_T}u;
-    let ma = min(m0 / 8u + lane, M8 - 1u);""")
-for cb in range(CB):
-    w(f"    let bn{cb} = min(n0 / 8u + {cb}u, N8 - 1u); let bt{cb} = min(n0 + {8*cb}u + lane, N - 1u) * K8;")
-for i in range(8):
-    w("    " + " ".join(f"var c{i}_{j} = 0.0;" for j in range(TN_T)))
-w("    for (var kk = 0u; kk < K8; kk++) {")
-for cb in range(CB):
-    w(f"        var xb{cb}: vec4<u64>;")
-    w(f"        if (TRANS_B) {{ xb{cb} = b8[bt{cb} + kk]; }} else {{ xb{cb} = b8[(8u * kk + lane) * N8 + bn{cb}]; }}")
-    w(f"        let bl{cb} = lo(xb{cb}); let bh{cb} = hi(xb{cb});")
-for q in range(8):
-    w(f"        {{ let xa = a8[(8u * kk + {q}u) * M8 + ma]; let al = lo(xa); let ah = hi(xa);")
-    for j in range(TN_T):
-        cb, e = j // 8, j % 8
-        bn = f"subgroupBroadcast({el('b', cb, e)}, {q}u)"; bt = f"subgroupBroadcast({el('b', cb, q)}, {e}u)"
-        fm = " ".join(f"c{i}_{j} = fma({el('a', '', i)}, v, c{i}_{j});" for i in range(8))
-        w(f"          {{ let v = select({bn}, {bt}, TRANS_B); {fm} }}")
-    w("        }")
-w("    }")
-for i in range(8):
-    w("    " + " ".join(f"store8(m0 + 8u * lane + {i}u, n0 + {8*t}u, vec4(c{i}_{8*t}, c{i}_{8*t+2}, c{i}_{8*t+4}, c{i}_{8*t+6}), vec4(c{i}_{8*t+1}, c{i}_{8*t+3}, c{i}_{8*t+5}, c{i}_{8*t+7}));" for t in range(TN_T // 8)))
-w("}")
+    let {MR} = params.m / {RA}u; let N = params.n; let K8 = params.k / 8u; let N8 = N / 8u;
+    let m0 = (wid / params.tiles_n) * {TM}u; let n0 = (wid % params.tiles_n) * {TN}u;
+    let ma = min(m0 / {RA}u + lane, {MR} - 1u);""")
+    for cb in range(CB):
+        w(f"    let bn{cb} = min(n0 / 8u + {cb}u, N8 - 1u); let bt{cb} = min(n0 + {8*cb}u + lane, N - 1u) * K8;")
+    for i in range(RA):
+        w("    " + " ".join(f"var c{i}_{j} = 0.0;" for j in range(TN)))
+    w("    for (var kk = 0u; kk < K8; kk++) {")
+    b_block(CB)
+    for q in range(8):
+        if RA == 8:
+            w(f"        {{ let xa = a8[(8u * kk + {q}u) * {MR} + ma]; let al = lo(xa); let ah = hi(xa);")
+            a_i = lambda i: el('a', '', i)
+        else:
+            w(f"        {{ let xa = a4[(8u * kk + {q}u) * {MR} + ma];")
+            a_i = lambda i: f"xa.{comp[i]}"
+        for j in range(TN):
+            fm = " ".join(f"c{i}_{j} = fma({a_i(i)}, v, c{i}_{j});" for i in range(RA))
+            w(f"          {{ let v = {b_at(q, j)}; {fm} }}")
+        w("        }")
+    w("    }")
+    for i in range(RA):
+        w("    " + " ".join(f"store8(m0 + {RA}u * lane + {i}u, n0 + {8*t}u, {acc8(i, t)});" for t in range(TN // 8)))
+    w("}")
+
+rows_kernel("matmul_wide_rows", RL, TN_R)
+ta_kernel("matmul_wide_ta", 8, TN_T, f"""
+// A stored [K, M] (TRANS_A true), B either way. Tile 64 rows x {TN_T} columns: lane l owns rows
+// m0 + 8l .. m0 + 8l + 7 and, for each k, loads that 8-float run of A's row k; B's 8 x {TN_T} block
+// for 8 consecutive k is loaded and broadcast as in matmul_wide_rows. T = ceil(M/64) * ceil(N/{TN_T}).""")
+ta_kernel("matmul_wide_ta_short", 4, 32, """
+// A^T for M <= 32 (M % 4 == 0), where the 64-row tile would leave half its lanes idle: tile 32 x 32,
+// lane l owns rows m0 + 4l .. m0 + 4l + 3 and loads them as one vec4 of A's row k (through a4);
+// B as in matmul_wide_ta. T = ceil(M/32) * ceil(N/32).""")
+# Small products (few tiles): 32 columns per workgroup halve the workgroups and the A loads per FMA.
+rows_kernel("matmul_wide_rows_n32", RL, 32)
 open(sys.argv[1], "w").write("\n".join(L) + "\n")

@@ -128,7 +128,7 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
     };
     // lavapipe stops each invocation after 65,535 loop iterations: refuse instead of being wrong.
     let steps = match entry {
-        "matmul_wide_rows" | "matmul_wide_ta" => k / 8,
+        e if e.starts_with("matmul_wide") => k / 8,
         "matmul_sg_v4" => k / 4,
         _ => k,
     };
@@ -156,8 +156,10 @@ pub fn matmul_into(a: &Tensor, b: &Tensor, opts: &Matmul, out: &Tensor) -> Resul
         ("RELU", flag(opts.relu)),
         ("ACCUMULATE", flag(opts.accumulate)),
     ];
-    // The wide kernels view A, B and C in 8-float units.
-    let [a_var, b_var, c_var] = if entry.starts_with("matmul_wide") {
+    // The wide kernels view A, B and C in 8-float units (the short-M A^T kernel, A in 4).
+    let [a_var, b_var, c_var] = if entry == "matmul_wide_ta_short" {
+        ["a4", "b8", "c8"]
+    } else if entry.starts_with("matmul_wide") {
         ["a8", "b8", "c8"]
     } else if entry == "matmul_sg_v4" {
         ["a4", "b4", "c"]
