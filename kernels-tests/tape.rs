@@ -652,49 +652,34 @@ fn convolution_gradients_match_finite_differences() {
 
 #[test]
 fn batchnorm_gradients_match_finite_differences() {
-    use crate::batchnorm::cpu_train;
-    use latent::kernels::batchnorm::BatchNormConfig;
-    let e = gpu!();
-    let shape = [3usize, 2, 2, 3];
-    let inputs = [
-        rand_input(50, &shape, -2.0, 2.0),
-        rand_input(51, &[2], 0.5, 1.5),
-        rand_input(52, &[2], -0.5, 0.5),
-    ];
-    let cpu = move |x: &[Vec<f64>]| cpu_train(&x[0], &shape, &x[1], &x[2], 1e-5).0;
-    let (rm, rv) = (
-        Tensor::zeros(e, &[2], latent::DType::F32).unwrap(),
-        Tensor::full(e, &[2], 1.0).unwrap(),
-    );
-    let cfg = BatchNormConfig {
-        eps: 1e-5,
-        momentum: 0.1,
-    };
-    check(
-        e,
-        "batchnorm",
-        &inputs,
-        |v| v[0].batchnorm_train(&v[1], &v[2], &rm, &rv, &cfg).unwrap(),
-        &cpu,
-    );
+    batchnorm_gradients_check(false, 50);
 }
 
 /// The batch norm fused with its ReLU against relu(twin), by finite differences; x centred so
 /// that about half the outputs are cut, none within the differences' step of the kink.
 #[test]
 fn batchnorm_relu_gradients_match_finite_differences() {
+    batchnorm_gradients_check(true, 53);
+}
+
+/// The training batch norm (followed by a ReLU when `relu`) against the twin, by finite
+/// differences, on inputs drawn from `seed`.
+fn batchnorm_gradients_check(relu: bool, seed: u64) {
     use crate::batchnorm::cpu_train;
     use latent::kernels::batchnorm::BatchNormConfig;
     let e = gpu!();
     let shape = [3usize, 2, 2, 3];
     let inputs = [
-        rand_input(53, &shape, -2.0, 2.0),
-        rand_input(54, &[2], 0.5, 1.5),
-        rand_input(55, &[2], -0.5, 0.5),
+        rand_input(seed, &shape, -2.0, 2.0),
+        rand_input(seed + 1, &[2], 0.5, 1.5),
+        rand_input(seed + 2, &[2], -0.5, 0.5),
     ];
     let cpu = move |x: &[Vec<f64>]| {
         let y = cpu_train(&x[0], &shape, &x[1], &x[2], 1e-5).0;
-        y.into_iter().map(|v| v.max(0.0)).collect()
+        match relu {
+            true => y.into_iter().map(|v| v.max(0.0)).collect(),
+            false => y,
+        }
     };
     let (rm, rv) = (
         Tensor::zeros(e, &[2], latent::DType::F32).unwrap(),
@@ -704,16 +689,12 @@ fn batchnorm_relu_gradients_match_finite_differences() {
         eps: 1e-5,
         momentum: 0.1,
     };
-    check(
-        e,
-        "batchnorm_relu",
-        &inputs,
-        |v| {
-            v[0].batchnorm_relu_train(&v[1], &v[2], &rm, &rv, &cfg)
-                .unwrap()
-        },
-        &cpu,
-    );
+    let forward = |v: &[Var]| match relu {
+        true => v[0].batchnorm_relu_train(&v[1], &v[2], &rm, &rv, &cfg),
+        false => v[0].batchnorm_train(&v[1], &v[2], &rm, &rv, &cfg),
+    };
+    let what = if relu { "batchnorm_relu" } else { "batchnorm" };
+    check(e, what, &inputs, |v| forward(v).unwrap(), &cpu);
 }
 
 /// Evaluation mode: the running statistics are constants, so y is affine in x per channel.
