@@ -37,6 +37,9 @@ struct Args {
     /// Do not flip training images left to right (by default half of them are, at random).
     #[arg(long)]
     no_flip: bool,
+    /// Let the learning rate fall along a half cosine from --lr to 0 over the epochs.
+    #[arg(long)]
+    cosine: bool,
     #[command(flatten)]
     run: shared::RunFlags,
 }
@@ -76,6 +79,7 @@ fn run(a: &Args) -> Result<()> {
             max_shift: a.shift,
             flip: !a.no_flip,
         },
+        cosine: a.cosine,
     };
     let checkpoint = out.join("checkpoint.safetensors");
     if !a.run.resume && checkpoint.exists() {

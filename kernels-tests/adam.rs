@@ -434,6 +434,45 @@ fn bits(t: &Tensor) -> Vec<u32> {
         .collect()
 }
 
+/// A cosine schedule over 4 steps: step t takes the kernel at lr·½(1 + cos(π(t − 1)/4)), bit
+/// for bit, and the factor is 1 at the first step, ½ halfway, 0 from the step after the last.
+#[test]
+fn a_cosine_schedule_steps_at_the_scheduled_rate() {
+    use latent::optim::LrSchedule;
+    let cosine = LrSchedule::Cosine { steps: 4 };
+    assert_eq!(cosine.factor(1), 1.0);
+    assert!((cosine.factor(3) - 0.5).abs() < 1e-15);
+    assert_eq!(cosine.factor(5), 0.0);
+    assert_eq!(cosine.factor(50), 0.0);
+    assert_eq!(LrSchedule::Constant.factor(7), 1.0);
+    let e = gpu!();
+    let mut r = rng(31);
+    let cfg = AdamConfig::default();
+    let params = params_of(e, &mut r);
+    let own: Vec<[Tensor; 3]> = params
+        .iter()
+        .map(|p| [copy(e, p), zeros(e, p), zeros(e, p)])
+        .collect();
+    let mut adam = Adam::new(params.clone(), cfg)
+        .unwrap()
+        .with_schedule(cosine);
+    for t in 1..=5 {
+        let grads = grads_at(&mut r, t);
+        backward(e, &params, &grads);
+        adam.step().unwrap();
+        let at = AdamConfig {
+            lr: cfg.lr * cosine.factor(t),
+            ..cfg
+        };
+        for ([w, m, v], (g, s)) in own.iter().zip(grads.iter().zip(SHAPES)) {
+            adam_step(w, &grad_tensor(e, g, s), m, v, t, &at).unwrap();
+        }
+    }
+    for (p, [w, _, _]) in params.iter().zip(&own) {
+        assert_eq!(bits(p.value()), bits(w), "{:?}", p.value().shape());
+    }
+}
+
 #[test]
 fn one_adam_launch_per_group_matches_the_per_tensor_kernel_bit_for_bit() {
     let e = gpu!();

@@ -282,6 +282,28 @@ fn checkpoints_round_trip_and_refuse_what_does_not_fit() {
             if key == "data" && saved == "tiny 24" && wanted == "tiny 25"),
         "{p:?}"
     );
+
+    // A learning-rate schedule is part of the optimizer's settings: a resume under another
+    // one is refused, naming the optimizer; a schedule over no epochs is refused up front.
+    let cosine = |epochs| TrainConfig {
+        optimizers: vec![OptimizerConfig::AdamCosine {
+            config: latent::kernels::adam::AdamConfig {
+                lr: 1e-2,
+                ..Default::default()
+            },
+            epochs,
+        }],
+        ..classifier_config(None)
+    };
+    let p = resume_problem(e, &path, cosine(3));
+    assert!(
+        matches!(&p, CheckpointProblem::MetaMismatch { key, .. } if key.starts_with("optimizer")),
+        "{p:?}"
+    );
+    let err = Trainer::new(classifier(e), cosine(0), 24)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("cosine"), "{err}");
 }
 
 #[test]

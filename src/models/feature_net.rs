@@ -7,7 +7,7 @@ use crate::data::Split;
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::io;
 use crate::nn::{BatchNorm, Conv2d, Linear, Module, layer_seed};
-use crate::optim::{Batch, StepInfo, Terms, TrainConfig, Trainable};
+use crate::optim::{Batch, OptimizerConfig, StepInfo, Terms, TrainConfig, Trainable};
 use crate::tape::{Tape, Var};
 use std::path::Path;
 
@@ -88,6 +88,8 @@ pub struct FeatureNetTraining {
     pub seed: u64,
     /// Augmentation of the training images.
     pub augment: Augment,
+    /// The learning rate falls along a half cosine to 0 over the epochs (else constant).
+    pub cosine: bool,
 }
 
 impl Default for FeatureNetTraining {
@@ -101,6 +103,7 @@ impl Default for FeatureNetTraining {
                 max_shift: 2,
                 flip: true,
             },
+            cosine: false,
         }
     }
 }
@@ -109,9 +112,21 @@ impl FeatureNetTraining {
     /// The trainer's configuration (Adam, every batch kept); `data` is the training data's
     /// identity, `checkpoint` the trainer's per-epoch checkpoint if any.
     pub fn config(&self, data: impl Into<String>, checkpoint: Option<&Path>) -> TrainConfig {
+        let adam = crate::kernels::adam::AdamConfig {
+            lr: self.lr,
+            ..Default::default()
+        };
+        let optimizer = match self.cosine {
+            true => OptimizerConfig::AdamCosine {
+                config: adam,
+                epochs: self.epochs,
+            },
+            false => OptimizerConfig::Adam(adam),
+        };
         TrainConfig {
             name: "feature net".into(),
             checkpoint: checkpoint.map(Path::to_path_buf),
+            optimizers: vec![optimizer],
             ..TrainConfig::adam(self.batch, self.lr, self.seed, data)
         }
     }

@@ -20,6 +20,30 @@ use crate::kernels::adam::{self, AdamConfig, SgdConfig};
 use crate::tape::Param;
 use arena::Run;
 
+/// How the learning rate moves over a run's steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum LrSchedule {
+    /// The configured rate at every step.
+    #[default]
+    Constant,
+    /// Step t (from 1) uses lr·½(1 + cos(π·(t − 1)/steps)): the full rate first, falling to
+    /// near 0 at step `steps` (Loshchilov & Hutter 2017, without restarts), 0 beyond it.
+    Cosine { steps: u64 },
+}
+
+impl LrSchedule {
+    /// The multiple of the configured rate at step `t` (counted from 1).
+    pub fn factor(&self, t: u64) -> f64 {
+        match *self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine { steps } => {
+                let done = (t.saturating_sub(1) as f64 / steps.max(1) as f64).min(1.0);
+                0.5 * (1.0 + (std::f64::consts::PI * done).cos())
+            }
+        }
+    }
+}
+
 /// What the trainer needs of an optimizer over a fixed list of parameters.
 pub trait Optimizer {
     /// One update of every parameter (missing gradients count as zero), then forgets them.
@@ -43,6 +67,8 @@ pub struct Adam {
     /// Each parameter's moments by name: views of `moments`.
     named: Vec<(String, Tensor)>,
     step: u64,
+    /// How `config.lr` moves over the steps.
+    schedule: LrSchedule,
 }
 
 impl Adam {
@@ -66,7 +92,13 @@ impl Adam {
             moments,
             named,
             step: 0,
+            schedule: LrSchedule::Constant,
         })
+    }
+
+    /// The same optimizer with its learning rate following `schedule`.
+    pub fn with_schedule(self, schedule: LrSchedule) -> Adam {
+        Adam { schedule, ..self }
     }
 
     /// Steps taken so far (Adam's t).
@@ -86,8 +118,12 @@ impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         self.step += 1;
         materialize(&self.params)?;
+        let config = AdamConfig {
+            lr: self.config.lr * self.schedule.factor(self.step),
+            ..self.config
+        };
         for (r, (m, v)) in self.runs.iter().zip(&self.moments) {
-            adam::adam_step(&r.value, &r.grad, m, v, self.step, &self.config)?;
+            adam::adam_step(&r.value, &r.grad, m, v, self.step, &config)?;
         }
         forget(&self.params);
         Ok(())

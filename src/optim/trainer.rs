@@ -2,7 +2,7 @@
 //! the GPU step log, a progress bar, a finiteness check per epoch, atomic checkpoints and
 //! bit-exact resume. A model supplies only its objective ([`Trainable`]). Tests: `tests/trainer.rs`.
 
-use super::{Adam, Optimizer, Sgd, StepLog};
+use super::{Adam, LrSchedule, Optimizer, Sgd, StepLog};
 use crate::data::{Batches, Epoch, Split};
 use crate::engine::{DType, Engine, Error, Result, Tensor};
 use crate::io::{self, Meta, OPTIMIZER_PREFIX, Progress};
@@ -153,6 +153,12 @@ pub trait Trainable: Module {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerConfig {
     Adam(AdamConfig),
+    /// Adam whose learning rate follows a half cosine from `config.lr` down to 0 over `epochs`
+    /// epochs of the trainer's batches (Loshchilov & Hutter 2017, without restarts).
+    AdamCosine {
+        config: AdamConfig,
+        epochs: u64,
+    },
     Sgd(SgdConfig),
 }
 
@@ -165,9 +171,18 @@ impl OptimizerConfig {
         })
     }
 
-    fn build(&self, params: Vec<Param>) -> Result<Box<dyn Optimizer>> {
+    /// The optimizer over `params`, for a trainer of `steps_per_epoch` steps per epoch.
+    fn build(&self, params: Vec<Param>, steps_per_epoch: usize) -> Result<Box<dyn Optimizer>> {
         Ok(match *self {
             OptimizerConfig::Adam(c) => Box::new(Adam::new(params, c)?),
+            OptimizerConfig::AdamCosine { config, epochs } => {
+                if epochs == 0 {
+                    let why = "a cosine schedule needs at least one epoch";
+                    return Err(Error::bad("OptimizerConfig::AdamCosine", why));
+                }
+                let steps = epochs * steps_per_epoch as u64;
+                Box::new(Adam::new(params, config)?.with_schedule(LrSchedule::Cosine { steps }))
+            }
             OptimizerConfig::Sgd(c) => Box::new(Sgd::new(params, c)?),
         })
     }
@@ -315,7 +330,7 @@ impl<M: Trainable> Trainer<M> {
             .optimizers
             .iter()
             .zip(&groups)
-            .map(|(o, g)| o.build(g.params.clone()))
+            .map(|(o, g)| o.build(g.params.clone(), batches.len()))
             .collect::<Result<_>>()?;
         Ok(Trainer {
             groups: groups.iter().map(|g| g.name).collect(),
