@@ -37,9 +37,10 @@ struct Args {
     /// Do not flip training images left to right (by default half of them are, at random).
     #[arg(long)]
     no_flip: bool,
-    /// Let the learning rate fall along a half cosine from --lr to 0 over the epochs.
+    /// Keep the learning rate at --lr (by default it falls along a half cosine to 0 over the
+    /// epochs).
     #[arg(long)]
-    cosine: bool,
+    constant_lr: bool,
     #[command(flatten)]
     run: shared::RunFlags,
 }
@@ -79,7 +80,7 @@ fn run(a: &Args) -> Result<()> {
             max_shift: a.shift,
             flip: !a.no_flip,
         },
-        cosine: a.cosine,
+        cosine: !a.constant_lr,
     };
     let checkpoint = out.join("checkpoint.safetensors");
     if !a.run.resume && checkpoint.exists() {
@@ -108,6 +109,7 @@ fn run(a: &Args) -> Result<()> {
     m.integer("epochs", a.epochs)
         .integer("batch", a.batch as u64)
         .number("lr", a.lr)
+        .flag("lr_cosine", !a.constant_lr)
         .integer("seed", a.run.seed)
         .integer("augment_max_shift", a.shift as u64)
         .flag("augment_flip", !a.no_flip)
