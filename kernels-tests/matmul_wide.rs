@@ -1,5 +1,5 @@
 //! The wide-load matmul kernels (`matmul_wide_rows`, `matmul_wide_ta` and their small-product
-//! twins `matmul_wide_rows_n32`, `matmul_wide_ta_short`) against the CPU twin in
+//! twin `matmul_wide_ta_short`) against the CPU twin in
 //! `kernels-tests/matmul.rs`, on the default engine (lavapipe has subgroups and int64), and
 //! the committed shader against its generator `tools/gen_matmul_wide.py`.
 
@@ -28,15 +28,15 @@ fn target() -> Option<Target<'static>> {
 fn wide_plan_needs_8_float_runs() {
     assert_eq!(
         matmul_wide::plan(128, 784, 512, false),
-        Some(("matmul_wide_rows", 32, 16))
+        Some(("matmul_wide_rows", 32, 32))
     );
     assert_eq!(
         matmul_wide::plan(3, 784, 512, false),
-        Some(("matmul_wide_rows_n32", 32, 32))
+        Some(("matmul_wide_rows", 32, 32))
     );
     assert_eq!(
         matmul_wide::plan(128, 32, 256, false),
-        Some(("matmul_wide_rows_n32", 32, 32))
+        Some(("matmul_wide_rows", 32, 32))
     );
     assert_eq!(
         matmul_wide::plan(32, 128, 256, true),

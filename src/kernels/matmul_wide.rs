@@ -26,12 +26,6 @@ pub fn usable(engine: &Engine) -> bool {
     matmul_subgroup::usable(engine) && engine.features().contains(wgpu::Features::SHADER_INT64)
 }
 
-/// At most this many outputs make a small product, which takes the 32-column rows kernel: half
-/// the workgroups of the 32 × 16 tile, each with fewer loads per FMA. Measured on lavapipe at the W1
-/// latent layer's products (128×32×256, 128×256×32, 128×256×64, 128×64×256): 4–32 % less time per
-/// call (same process, interleaved); larger products keep the tile that was tuned on them.
-const SMALL_OUTPUTS: usize = 128 * 256;
-
 /// Entry point and output tile (rows, columns) for an (M, K, N) product, if its sides allow:
 /// 8-float runs along K of A (or along M of a transposed A) and along N or K of B, and C in vec4s.
 /// A transposed A with M ≤ 32 takes the 32-row tile (the 64-row one would idle half its lanes;
@@ -41,8 +35,9 @@ pub fn plan(m: usize, k: usize, n: usize, trans_a: bool) -> Option<(&'static str
         return None;
     }
     match trans_a {
-        false if m * n <= SMALL_OUTPUTS => Some(("matmul_wide_rows_n32", 32, 32)),
-        false => Some(("matmul_wide_rows", 32, 16)),
+        // 32 columns per workgroup: fewer workgroups and fewer A loads per FMA than the 16 of
+        // earlier builds, faster at every W1 size and at 1024³ (tools/gen_matmul_wide.py).
+        false => Some(("matmul_wide_rows", 32, 32)),
         true if m <= 32 && m.is_multiple_of(4) => Some(("matmul_wide_ta_short", 32, 32)),
         true if m.is_multiple_of(8) => Some(("matmul_wide_ta", 64, 16)),
         true => None,
