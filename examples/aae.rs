@@ -10,12 +10,20 @@ mod shared;
 use clap::{Parser, ValueEnum};
 use latent::Result;
 use latent::data::{CLASS_NAMES, DeviceSplit, FashionMnist, Split};
-use latent::models::aae::{self, Aae, AaeConfig, PriorKind};
+use latent::models::aae::{self, Aae, AaeConfig, Posterior, PriorKind};
 use latent::nn::Module;
 use latent::optim::Trainable;
 use latent::{Engine, Tensor};
 use std::path::Path;
 use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PosteriorArg {
+    /// z = f(x).
+    Deterministic,
+    /// z ~ N(μ(x), σ²(x)), drawn by the reparameterisation trick.
+    Gaussian,
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum PriorArg {
@@ -56,6 +64,10 @@ struct Args {
     /// The prior p(z) the discriminator holds the codes to.
     #[arg(long, value_enum, default_value_t = PriorArg::Normal)]
     prior: PriorArg,
+    /// How the encoder makes z (§2.1 of the paper). With `gaussian` the test codes scored
+    /// against the prior are one draw of q(z|x) per image, and the reconstructions decode μ(x).
+    #[arg(long, value_enum, default_value_t = PosteriorArg::Deterministic)]
+    posterior: PosteriorArg,
     /// The decoder also reads the one-hot label, so z keeps the style only (§5 of the paper).
     #[arg(long)]
     supervised: bool,
@@ -106,12 +118,17 @@ impl Args {
             classes: if self.supervised { 10 } else { 0 },
             disc_hidden: self.disc_hidden,
             prior: self.prior().0,
+            posterior: match self.posterior {
+                PosteriorArg::Deterministic => Posterior::Deterministic,
+                PosteriorArg::Gaussian => Posterior::Gaussian,
+            },
         }
     }
 }
 
-/// Test images encoded in batches: codes `[N, latent]` and reconstructions `[N, 784]`.
-fn encode_split(model: &Aae, split: &Split) -> Result<(Vec<f32>, Vec<f32>)> {
+/// Test images encoded in batches: codes `[N, latent]` (draws of q(z|x), Philox stream `seed`)
+/// and reconstructions `[N, 784]` (of the codes' means).
+fn encode_split(model: &Aae, split: &Split, seed: u64) -> Result<(Vec<f32>, Vec<f32>)> {
     let (mut codes, mut recon) = (Vec::new(), Vec::new());
     let progress = latent::io::Progress::new("encoding the test images", split.len() as u64, "img");
     let engine = model.engine();
@@ -123,10 +140,10 @@ fn encode_split(model: &Aae, split: &Split) -> Result<(Vec<f32>, Vec<f32>)> {
             &split.images()[start * 784..(start + n) * 784],
             &[n, 784],
         )?;
-        let z = model.codes(&x)?;
+        let offset = latent::kernels::random::blocks(start * model.config.latent);
+        codes.extend(model.sample_codes(&x, seed, offset)?.to_vec::<f32>()?);
         let labels = &split.labels()[start..start + n];
-        recon.extend(model.generate(&z, labels)?.to_vec::<f32>()?);
-        codes.extend(z.to_vec::<f32>()?);
+        recon.extend(model.generate(&model.codes(&x)?, labels)?.to_vec::<f32>()?);
     }
     progress.finish();
     Ok((codes, recon))
@@ -220,14 +237,14 @@ fn run(a: Args) -> Result<()> {
     let model = t.model;
     model.set_training(false);
     // Population statistics of the codes' batch norm, in place of the lagging running averages.
-    let shift = model.calibrate_codes(train.images())?;
+    let shift = model.calibrate_codes(train.images(), a.common.run.seed ^ 0xCA1)?;
     println!(
         "codes' batch norm set to the statistics of the {} training images (largest mean change: {shift:.3} standard deviations)",
         train.len()
     );
 
     // The aggregated posterior q(z) of the test images against the prior.
-    let (codes, recon) = encode_split(&model, &data.test)?;
+    let (codes, recon) = encode_split(&model, &data.test, a.common.run.seed ^ 0x7E57)?;
     let d = a.latent;
     let images = data.test.images();
     let mse = recon
@@ -307,6 +324,7 @@ fn run(a: Args) -> Result<()> {
     let minutes = start.elapsed().as_secs_f64() / 60.0;
     metrics
         .text("prior", prior.name())
+        .text("posterior", model.config.posterior.name())
         .integer("latent", d as u64)
         .flag("supervised", a.supervised)
         .integer("epochs", epochs)

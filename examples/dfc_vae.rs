@@ -67,6 +67,10 @@ struct Args {
     /// error is summed over its values, per image).
     #[arg(long, value_delimiter = ',', default_values_t = [1.0f32, 1.0, 1.0])]
     alpha: Vec<f32>,
+    /// Weight of the pixel term −log p(x|z) (Bernoulli, nats per image) added beside the
+    /// perceptual one (0: the paper's loss, perceptual + β·KL only).
+    #[arg(long, default_value_t = 0.0)]
+    pixel_weight: f32,
     /// Train on the first N training images only, for quick tries (0: all 60,000).
     #[arg(long, default_value_t = 0)]
     train_images: usize,
@@ -99,6 +103,7 @@ impl Args {
         for &a in &self.alpha {
             flags::non_negative("--alpha", a as f64)?;
         }
+        flags::non_negative("--pixel-weight", self.pixel_weight as f64)?;
         flags::images("--train-images", self.train_images, self.batch)?;
         flags::at_least("--fid-samples", self.fid_samples, 2)?;
         flags::existing_file("--conv-vae", self.conv_vae.as_deref())?;
@@ -230,7 +235,8 @@ fn run(a: &Args) -> Result<()> {
         layers,
         alpha,
         a.beta,
-    );
+    )
+    .with_pixel_term(a.pixel_weight)?;
     let checkpoint = out.join("checkpoint.safetensors");
     let config = TrainConfig {
         name: format!("dfc vae ({})", layers.name()),
@@ -247,8 +253,12 @@ fn run(a: &Args) -> Result<()> {
     while t.epoch < a.epochs {
         let e = t.train_epoch(&on_device)?;
         curves.push(&e);
+        let pixel = match a.pixel_weight > 0.0 {
+            true => format!("  pixel {:8.3}", e.term("pixel")),
+            false => String::new(),
+        };
         println!(
-            "dfc vae {:>3}/{}  loss {:9.3}  perceptual {:9.3}  KL {:7.3}  {:5.0} img/s",
+            "dfc vae {:>3}/{}  loss {:9.3}  perceptual {:9.3}{pixel}  KL {:7.3}  {:5.0} img/s",
             e.epoch,
             a.epochs,
             e.term("loss"),
@@ -324,6 +334,7 @@ fn run(a: &Args) -> Result<()> {
         .integer("batch", a.batch as u64)
         .number("lr", a.lr)
         .number("beta", a.beta as f64)
+        .number("pixel_weight", a.pixel_weight as f64)
         .text("layers", layers.name())
         .numbers("alpha", alpha.iter().map(|&v| v as f64))
         .integer("seed", a.run.seed)

@@ -5,7 +5,7 @@
 mod common;
 
 use common::rectangles;
-use latent::models::aae::{self, Aae, AaeConfig, PHASES, PriorKind};
+use latent::models::aae::{self, Aae, AaeConfig, PHASES, Posterior, PriorKind};
 use latent::optim::{Trainable, Trainer};
 use latent::tape::Param;
 
@@ -15,6 +15,7 @@ fn small(classes: usize) -> AaeConfig {
         classes,
         disc_hidden: 32,
         prior: PriorKind::Normal,
+        posterior: Posterior::Deterministic,
     }
 }
 
@@ -27,10 +28,14 @@ fn snapshot(params: &[Param]) -> Vec<Vec<f32>> {
 
 /// Runs two trainer steps of a fresh model in which only phase `phase` has a learning rate
 /// above 0, and returns the (encoder, decoder, discriminator) parameters' before and after.
-fn moved_by_phase(phase: usize) -> [bool; 3] {
+fn moved_by_phase(phase: usize, posterior: Posterior) -> [bool; 3] {
     let e = common::engine().expect("an adapter");
     let data = rectangles(64, 5);
-    let model = Aae::new(e, small(0), 1).unwrap();
+    let config = AaeConfig {
+        posterior,
+        ..small(0)
+    };
+    let model = Aae::new(e, config, 1).unwrap();
     let mut config = aae::train_config(32, (1e-3, 1e-3), 2, "rectangles");
     for (i, o) in config.optimizers.iter_mut().enumerate() {
         if i != phase {
@@ -77,7 +82,9 @@ fn aae_discriminator_phase_moves_only_the_discriminator() {
     if common::engine().is_none() {
         return;
     }
-    assert_eq!(moved_by_phase(1), [false, false, true]);
+    for posterior in [Posterior::Deterministic, Posterior::Gaussian] {
+        assert_eq!(moved_by_phase(1, posterior), [false, false, true]);
+    }
 }
 
 #[test]
@@ -85,7 +92,9 @@ fn aae_generator_phase_moves_only_the_encoder() {
     if common::engine().is_none() {
         return;
     }
-    assert_eq!(moved_by_phase(2), [true, false, false]);
+    for posterior in [Posterior::Deterministic, Posterior::Gaussian] {
+        assert_eq!(moved_by_phase(2, posterior), [true, false, false]);
+    }
 }
 
 #[test]
@@ -128,6 +137,65 @@ fn small_aae_trains_with_falling_reconstruction_loss() {
         }
         assert_eq!(seen, 2, "the codes' batch norm has γ and β");
     }
+}
+
+/// The Gaussian posterior: its log σ² head is an encoder parameter (both phases that train the
+/// encoder move it), its draws of q(z|x) repeat for a seed and differ across seeds and from the
+/// means, and it trains with falling loss; the deterministic encoder's draws are its codes.
+#[test]
+fn gaussian_posterior_draws_codes_and_trains() {
+    let Some(e) = common::engine() else { return };
+    let data = rectangles(128, 7);
+    let gaussian = AaeConfig {
+        posterior: Posterior::Gaussian,
+        ..small(0)
+    };
+    let model = Aae::new(e, gaussian, 3).unwrap();
+    let names: Vec<String> = (model.encoder_params().iter())
+        .map(|p| p.name().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("encoder.logvar")),
+        "{names:?}"
+    );
+    assert!(
+        model
+            .describe()
+            .contains(&("posterior".into(), "gaussian".into()))
+    );
+    let config = aae::train_config(32, (2e-3, 5e-4), 4, "rectangles");
+    let mut t = Trainer::new(model, config, data.len()).unwrap();
+    let first = t.train_epoch(&data).unwrap();
+    for _ in 0..3 {
+        t.train_epoch(&data).unwrap();
+    }
+    let last = t.train_epoch(&data).unwrap();
+    let (r0, r1) = (first.term("recon"), last.term("recon"));
+    assert!(r1 < 0.8 * r0, "recon {r0} -> {r1}");
+    use latent::nn::Module;
+    t.model.set_training(false);
+    let x = latent::Tensor::from_slice(e, &data.images()[..8 * 784], &[8, 784]).unwrap();
+    let draw = |seed| {
+        (t.model.sample_codes(&x, seed, 0).unwrap())
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let means = t.model.codes(&x).unwrap().to_vec::<f32>().unwrap();
+    let (a, b) = (draw(1), draw(2));
+    assert_eq!(a, draw(1), "the same seed draws the same codes");
+    assert_ne!(a, b, "other seeds draw other codes");
+    assert_ne!(a, means, "draws are not the means");
+    assert!(a.iter().all(|v| v.is_finite()));
+    let plain = Aae::new(e, small(0), 3).unwrap();
+    plain.set_training(false);
+    assert_eq!(
+        plain
+            .sample_codes(&x, 1, 0)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        plain.codes(&x).unwrap().to_vec::<f32>().unwrap()
+    );
 }
 
 #[test]
@@ -215,7 +283,7 @@ fn calibrated_codes_have_the_population_statistics_of_their_images() {
     let off = (0..4)
         .map(|j| moments(&before, j).0.abs())
         .fold(0.0, f64::max);
-    let shift = model.calibrate_codes(images).unwrap();
+    let shift = model.calibrate_codes(images, 0).unwrap();
     assert!(
         shift > 0.0 && (shift - off).abs() < 1e-3 * off.max(1.0),
         "shift {shift} vs {off}"
@@ -235,7 +303,7 @@ fn calibrated_codes_have_the_population_statistics_of_their_images() {
         );
     }
     let err = model
-        .calibrate_codes(&images[..784])
+        .calibrate_codes(&images[..784], 0)
         .unwrap_err()
         .to_string();
     assert!(

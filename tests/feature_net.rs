@@ -12,7 +12,7 @@ use latent::models::dfc_vae::{DfcVae, FeatureLayers, perceptual_loss};
 use latent::models::feature_net::{Augment, FeatureNet, FeatureNetConfig};
 use latent::models::fid::{FeatureStats, frechet_distance, sqrt_psd, symmetric_eigen};
 use latent::nn::Module;
-use latent::optim::{TrainConfig, Trainer};
+use latent::optim::{TrainConfig, Trainable, Trainer};
 use latent::tape::{Param, Tape};
 use latent::{CheckpointProblem, Error, Tensor};
 use rand::rngs::StdRng;
@@ -279,6 +279,64 @@ fn a_small_dfc_vae_trains_with_falling_loss_and_leaves_the_feature_network_alone
         before, after,
         "the frozen network's weights or running statistics changed"
     );
+}
+
+/// With a pixel weight w the DFC-VAE's loss is perceptual + β·KL + w·(−log p(x|z)) at every
+/// step, the pixel term is a Bernoulli NLL in nats (784·ln 2 for an untrained decoder's
+/// logits near 0), and a negative or NaN weight is refused.
+#[test]
+fn the_pixel_term_joins_the_dfc_loss_with_its_weight() {
+    let e = gpu!();
+    let d = FashionMnist::load(None).unwrap();
+    let train = d.train.take(96);
+    let build = || {
+        DfcVae::new(
+            ConvVae::new(e, 8, 1).unwrap(),
+            trained_tiny_net(e, 28),
+            "tiny".into(),
+            FeatureLayers::Shallow,
+            [1.0, 0.5, 0.25],
+            3.0,
+        )
+    };
+    for bad in [-1.0, f32::NAN] {
+        assert!(matches!(
+            build().with_pixel_term(bad),
+            Err(Error::BadInput { .. })
+        ));
+    }
+    let (w, beta) = (0.7f32, 3.0f32);
+    let model = build().with_pixel_term(w).unwrap();
+    assert!(
+        model
+            .describe()
+            .contains(&("pixel".to_string(), "0.7".to_string()))
+    );
+    let mut t = Trainer::new(model, TrainConfig::adam(32, 1e-3, 5, "96 images"), 96).unwrap();
+    let s = t.train_epoch(&train).unwrap();
+    let (loss, perceptual, kl, pixel) = (
+        s.steps_of("loss"),
+        s.steps_of("perceptual"),
+        s.steps_of("kl"),
+        s.steps_of("pixel"),
+    );
+    assert_eq!(pixel.len(), 3, "one pixel term per step");
+    for i in 0..3 {
+        let want = perceptual[i] + beta * kl[i] + w * pixel[i];
+        assert!(
+            (loss[i] - want).abs() <= 1e-5 * want.abs(),
+            "step {i}: loss {} against {want}",
+            loss[i]
+        );
+        assert!(
+            pixel[i] > 100.0 && pixel[i] < 2.0 * 784.0 * std::f32::consts::LN_2,
+            "step {i}: pixel term {} nats",
+            pixel[i]
+        );
+    }
+    // Without a weight the paper's loss logs no pixel term.
+    let mut t = Trainer::new(build(), TrainConfig::adam(32, 1e-3, 5, "96 images"), 96).unwrap();
+    assert!(t.train_epoch(&train).unwrap().steps_of("pixel").is_empty());
 }
 
 fn mul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {

@@ -1,4 +1,5 @@
-//! The adversarial autoencoder (Makhzani et al. 2015): a deterministic conv encoder, a Bernoulli
+//! The adversarial autoencoder (Makhzani et al. 2015): a conv encoder (deterministic, or a
+//! Gaussian posterior sampled by the reparameterisation trick, §2.1), a Bernoulli
 //! conv decoder and a discriminator on z that tells codes q(z) from prior draws p(z), trained in
 //! three phases per step (reconstruction; discriminator; encoder as generator, §2). With
 //! `classes` > 0 the decoder also reads the one-hot label (§5, style and class apart).
@@ -8,6 +9,7 @@ use super::vae::{LABEL_SCALE, one_hot};
 use crate::engine::{Engine, Error, Result, Tensor};
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::elementwise as ew;
+use crate::kernels::random;
 use crate::nn::{BatchNorm, Conv2d, ConvTranspose2d, Linear, Module, layer_seed};
 use crate::optim::{Batch, Group, OptimizerConfig, StepInfo, Terms, TrainConfig, Trainable};
 use crate::tape::{Tape, Var};
@@ -78,6 +80,30 @@ impl PriorKind {
     }
 }
 
+/// How the encoder makes z from x (Makhzani et al. §2.1; the paper found the choices similar).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Posterior {
+    /// z = f(x): q(z) is a sum of point masses, one per image, and its shape is only what the
+    /// discriminator makes of it.
+    #[default]
+    Deterministic,
+    /// z ~ N(μ(x), σ²(x)) by the reparameterisation trick (a second linear head for log σ²):
+    /// q(z) is a mixture of Gaussians, smoothed by the noise the encoder keeps.
+    Gaussian,
+}
+
+impl Posterior {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Posterior::Deterministic => "deterministic",
+            Posterior::Gaussian => "gaussian",
+        }
+    }
+}
+
+/// Philox stream of the Gaussian posterior's noise in training (xored with the run's seed).
+const NOISE_STREAM: u64 = 0xAAE_5EED;
+
 /// Sizes and prior of an [`Aae`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AaeConfig {
@@ -88,6 +114,7 @@ pub struct AaeConfig {
     /// Width of the discriminator's two hidden layers.
     pub disc_hidden: usize,
     pub prior: PriorKind,
+    pub posterior: Posterior,
 }
 
 impl Default for AaeConfig {
@@ -97,6 +124,7 @@ impl Default for AaeConfig {
             classes: 0,
             disc_hidden: 256,
             prior: PriorKind::Normal,
+            posterior: Posterior::Deterministic,
         }
     }
 }
@@ -118,6 +146,8 @@ pub struct Aae {
     conv1: Conv2d,
     conv2: Conv2d,
     to_z: Linear,
+    /// log σ² of the Gaussian posterior (none when deterministic).
+    to_logvar: Option<Linear>,
     bn: BatchNorm,
     fc: Linear,
     deconv1: ConvTranspose2d,
@@ -167,6 +197,12 @@ impl Aae {
             conv1: Conv2d::new(engine, "encoder.conv1", 1, 32, 4, 2, 1, s(1))?,
             conv2: Conv2d::new(engine, "encoder.conv2", 32, 64, 4, 2, 1, s(2))?,
             to_z: Linear::new(engine, "encoder.z", FEATURES, d, s(3))?,
+            to_logvar: match config.posterior {
+                Posterior::Deterministic => None,
+                Posterior::Gaussian => {
+                    Some(Linear::new(engine, "encoder.logvar", FEATURES, d, s(10))?)
+                }
+            },
             bn: {
                 // No learned scale or shift: γ = 1 and β = 0 stay frozen.
                 let bn = BatchNorm::new(engine, "encoder.bn", d)?;
@@ -184,26 +220,54 @@ impl Aae {
         })
     }
 
-    /// z `[B, latent]` of images x `[B, 784]`.
+    /// z `[B, latent]` of images x `[B, 784]`; with the Gaussian posterior its mean μ(x)
+    /// (through the same batch norm).
     pub fn encode(&self, x: &Var) -> Result<Var> {
-        self.bn.forward(&self.raw_codes(x)?)
+        self.bn.forward(&self.raw_codes(x, None)?)
     }
 
-    /// The encoder's output before the codes' batch norm, `[B, latent]`.
-    fn raw_codes(&self, x: &Var) -> Result<Var> {
+    /// z `[B, latent]` drawn from q(z|x): with the Gaussian posterior μ + σ·ε for the
+    /// standard-normal `eps` `[B, latent]`; the deterministic encoder's z otherwise.
+    pub fn encode_sample(&self, x: &Var, eps: &Tensor) -> Result<Var> {
+        self.bn.forward(&self.raw_codes(x, Some(eps))?)
+    }
+
+    /// Standard-normal noise `[n, latent]` for [`Aae::encode_sample`]: Philox stream `seed`
+    /// from block `offset` (`random::blocks(n·latent)` blocks); none for the deterministic
+    /// encoder, which draws nothing.
+    pub fn noise(&self, n: usize, seed: u64, offset: u64) -> Result<Option<Tensor>> {
+        match self.config.posterior {
+            Posterior::Deterministic => Ok(None),
+            Posterior::Gaussian => Ok(Some(random::normal(
+                &self.engine,
+                &[n, self.config.latent],
+                seed,
+                offset,
+            )?)),
+        }
+    }
+
+    /// The encoder's output before the codes' batch norm, `[B, latent]`: a draw of q(z|x) with
+    /// the noise `eps`, else its mean.
+    fn raw_codes(&self, x: &Var, eps: Option<&Tensor>) -> Result<Var> {
         let b = x.shape()[0];
         let h = self.conv1.forward(&x.reshape(&[b, 1, 28, 28])?)?.relu()?;
-        let h = self.conv2.forward(&h)?.relu()?;
-        self.to_z.forward(&h.reshape(&[b, FEATURES])?, false)
+        let h = self.conv2.forward(&h)?.relu()?.reshape(&[b, FEATURES])?;
+        let mu = self.to_z.forward(&h, false)?;
+        match (&self.to_logvar, eps) {
+            (Some(head), Some(eps)) => mu.reparameterize(&head.forward(&h, false)?, eps),
+            _ => Ok(mu),
+        }
     }
 
     /// Sets the codes' batch-norm running statistics to the exact mean and (unbiased) variance
-    /// of the encoder's output over `images` (`[N·784]`, N ≥ 2, in chunks of 500), and returns
+    /// of the encoder's output over `images` (`[N·784]`, N ≥ 2, in chunks of 500; with the
+    /// Gaussian posterior one draw of q(z|x) per image, Philox stream `seed`), and returns
     /// the largest change of a running mean, in running standard deviations. In training the
     /// codes are normalised by each batch's own statistics, which the discriminator shapes;
     /// the running averages lag behind an encoder that still moves, and that lag shifts every
     /// test code: a 4-epoch run's test codes had means up to 0.19 away from 0 before this.
-    pub fn calibrate_codes(&self, images: &[f32]) -> Result<f64> {
+    pub fn calibrate_codes(&self, images: &[f32], seed: u64) -> Result<f64> {
         let n = images.len() / 784;
         if n < 2 || images.len() != n * 784 {
             let why = format!(
@@ -222,7 +286,8 @@ impl Aae {
                 &images[start * 784..(start + m) * 784],
                 &[m, 784],
             )?;
-            let z = self.raw_codes(&tape.input(&x))?.value().to_vec::<f32>()?;
+            let eps = self.noise(m, seed, random::blocks(start * d))?;
+            let z = (self.raw_codes(&tape.input(&x), eps.as_ref())?.value()).to_vec::<f32>()?;
             for row in z.chunks_exact(d) {
                 for (j, &v) in row.iter().enumerate() {
                     sum[j] += v as f64;
@@ -287,10 +352,23 @@ impl Aae {
     }
 
     /// Codes `[B, latent]` of images `[B, 784]` (no gradients; batch norm as the model's mode
-    /// says: call `set_training(false)` for the running statistics).
+    /// says: call `set_training(false)` for the running statistics); with the Gaussian
+    /// posterior the means.
     pub fn codes(&self, x: &Tensor) -> Result<Tensor> {
         let tape = Tape::no_grad(&self.engine);
         Ok(self.encode(&tape.input(x))?.value().clone())
+    }
+
+    /// Draws of q(z|x) `[B, latent]` for images `[B, 784]`, the noise from Philox stream
+    /// `seed` at block `offset` (see [`Aae::noise`]): the codes whose distribution the
+    /// discriminator shapes. The deterministic encoder's codes.
+    pub fn sample_codes(&self, x: &Tensor, seed: u64, offset: u64) -> Result<Tensor> {
+        let tape = Tape::no_grad(&self.engine);
+        let eps = self.noise(x.shape()[0], seed, offset)?;
+        Ok((self.raw_codes(&tape.input(x), eps.as_ref()))
+            .and_then(|z| self.bn.forward(&z))?
+            .value()
+            .clone())
     }
 
     /// Pixel probabilities `[B, 784]` of z `[B, latent]` (labels: one per row when supervised).
@@ -302,10 +380,9 @@ impl Aae {
     }
 
     pub fn encoder_params(&self) -> Vec<crate::tape::Param> {
-        [&self.conv1 as &dyn Module, &self.conv2, &self.to_z]
-            .iter()
-            .flat_map(|m| m.params())
-            .collect()
+        let mut layers = vec![&self.conv1 as &dyn Module, &self.conv2, &self.to_z];
+        layers.extend(self.to_logvar.as_ref().map(|l| l as &dyn Module));
+        layers.iter().flat_map(|m| m.params()).collect()
     }
 
     pub fn decoder_params(&self) -> Vec<crate::tape::Param> {
@@ -329,15 +406,14 @@ impl Aae {
 
 impl Module for Aae {
     fn children(&self) -> Vec<&dyn Module> {
-        let mut v: Vec<&dyn Module> = vec![
-            &self.conv1,
-            &self.conv2,
-            &self.to_z,
-            &self.bn,
+        let mut v: Vec<&dyn Module> = vec![&self.conv1, &self.conv2, &self.to_z];
+        v.extend(self.to_logvar.as_ref().map(|l| l as &dyn Module));
+        v.extend([
+            &self.bn as &dyn Module,
             &self.fc,
             &self.deconv1,
             &self.deconv2,
-        ];
+        ]);
         v.extend(self.disc.iter().map(|l| l as &dyn Module));
         v
     }
@@ -351,13 +427,18 @@ impl Trainable for Aae {
     fn describe(&self) -> Vec<(String, String)> {
         let c = &self.config;
         let v = |k: &str, x: String| (k.to_string(), x);
-        vec![
+        let mut d = vec![
             v("model", "aae".into()),
             v("latent", c.latent.to_string()),
             v("classes", c.classes.to_string()),
             v("disc_hidden", c.disc_hidden.to_string()),
             v("prior", c.prior.name().into()),
-        ]
+        ];
+        if c.posterior != Posterior::Deterministic {
+            // Only when not the default, so earlier checkpoints keep their description.
+            d.push(v("posterior", c.posterior.name().into()));
+        }
+        d
     }
 
     fn groups(&self) -> Vec<Group> {
@@ -376,10 +457,18 @@ impl Trainable for Aae {
     /// Phase 0: −log p(x|z) per image (nats, batch mean); phase 1: the discriminator's cross
     /// entropy on prior draws (label 1) and detached codes (label 0); phase 2: the encoder's
     /// cross entropy of its codes labelled 1, i.e. fooling the discriminator (Makhzani et al.
-    /// §2, the non-saturating generator loss).
+    /// §2, the non-saturating generator loss). With the Gaussian posterior z is one draw of
+    /// q(z|x) per step, the same in its three phases (Philox stream `seed ^ NOISE_STREAM`,
+    /// block step·blocks(B·latent), B the configured batch; drawn for the global batch, so a
+    /// rank of a data-parallel run uses its rows of what one process would draw).
     fn losses(&self, tape: &Tape, batch: &Batch, at: &StepInfo) -> Result<Terms> {
         let x = tape.input(&batch.x);
-        let z = self.encode(&x)?;
+        let offset = at.step * random::blocks(at.batch * self.config.latent);
+        let eps = match self.noise(at.rows, at.seed ^ NOISE_STREAM, offset)? {
+            Some(all) => Some(at.own_rows(&all, batch.x.shape()[0])?),
+            None => None,
+        };
+        let z = self.bn.forward(&self.raw_codes(&x, eps.as_ref())?)?;
         match at.phase {
             0 => {
                 let y = self.labels(tape, &batch.labels)?;

@@ -83,6 +83,9 @@ pub struct DfcVae {
     /// Weight α_l of each chosen layer.
     pub alpha: [f32; 3],
     pub beta: f32,
+    /// Weight of the pixel term −log p(x|z) (Bernoulli, nats per image) kept beside the
+    /// perceptual one; 0 (the paper's DFC-VAE) leaves it out.
+    pub pixel: f32,
 }
 
 impl DfcVae {
@@ -104,7 +107,21 @@ impl DfcVae {
             layers,
             alpha,
             beta,
+            pixel: 0.0,
         }
+    }
+
+    /// The same model with the pixel term −log p(x|z) weighted by `weight` beside the
+    /// perceptual one (0: the paper's loss). The perceptual loss alone leaves the decoder free
+    /// to add texture the feature network does not see at its strides (a checkerboard in the
+    /// samples); the pixel term pins the mean image.
+    pub fn with_pixel_term(mut self, weight: f32) -> Result<DfcVae> {
+        if !(weight.is_finite() && weight >= 0.0) {
+            let why = format!("the pixel term's weight must be finite and ≥ 0, got {weight}");
+            return Err(Error::bad("DfcVae::with_pixel_term", why));
+        }
+        self.pixel = weight;
+        Ok(self)
     }
 
     pub fn feature_net(&self) -> &FeatureNet {
@@ -130,10 +147,15 @@ impl Trainable for DfcVae {
         d.push(("alpha".into(), format!("{:?}", self.alpha)));
         d.push(("beta".into(), self.beta.to_string()));
         d.push(("feature_net".into(), self.net_identity.clone()));
+        if self.pixel > 0.0 {
+            // Only when used, so checkpoints of the paper's loss keep their description.
+            d.push(("pixel".into(), self.pixel.to_string()));
+        }
         d
     }
 
-    /// `loss` = perceptual + β·KL, `perceptual` and `kl` (batch means). The decoder's mean
+    /// `loss` = perceptual + β·KL (+ the weighted pixel term), `perceptual`, `kl` (and
+    /// `pixel`, −log p(x|z) in nats, when weighted), all batch means. The decoder's mean
     /// image sigmoid(logits) goes through the feature network; the noise of step s is Philox
     /// stream `seed` from block s·blocks(B·latent), as the pixel-loss VAE's.
     fn losses(&self, tape: &Tape, batch: &Batch, at: &StepInfo) -> Result<Terms> {
@@ -145,13 +167,21 @@ impl Trainable for DfcVae {
             .noise(batch.x.shape()[0], at.seed, at.step * blocks)?;
         let (mu, logvar) = self.vae.encode(&x, None)?;
         let z = mu.reparameterize(&logvar, &eps)?;
-        let xhat = self
-            .vae
-            .decode(&z, None)?
-            .unary(crate::kernels::elementwise::Unary::Sigmoid)?;
+        let logits = self.vae.decode(&z, None)?;
+        let xhat = logits.unary(crate::kernels::elementwise::Unary::Sigmoid)?;
         let perceptual = perceptual_loss(&self.net, &x, &xhat, &self.layers.layers(), &self.alpha)?;
         let kl = mu.kl_std_normal(&logvar)?.mean()?;
         let loss = perceptual.add(&kl.affine(self.beta, 0.0)?)?;
-        Ok(vec![("loss", loss), ("perceptual", perceptual), ("kl", kl)])
+        if self.pixel == 0.0 {
+            return Ok(vec![("loss", loss), ("perceptual", perceptual), ("kl", kl)]);
+        }
+        let pixel = logits.bce_with_logits(&batch.x)?.mean()?;
+        let loss = loss.add(&pixel.affine(self.pixel, 0.0)?)?;
+        Ok(vec![
+            ("loss", loss),
+            ("perceptual", perceptual),
+            ("kl", kl),
+            ("pixel", pixel),
+        ])
     }
 }
