@@ -140,17 +140,19 @@ fn prior_config(a: &Args) -> PixelCnnConfig {
     }
 }
 
-/// The trained model and its last epoch's codebook usage on the training set.
+/// The trained model and its last epoch's codebook usage on the training set (None when no
+/// epoch trained in this run: a resumed run that had finished training).
 fn train_vqvae(
     engine: &Engine,
     a: &Args,
     (data, train): (&FashionMnist, &Split),
     out: &Path,
-) -> Result<(VqVae, f64)> {
+) -> Result<(VqVae, Option<f64>)> {
     let model = VqVae::new(engine, vq_config(a), a.common.run.seed)?;
     let run = (a.batch, a.lr as f64, a.common.run.seed);
     let mut t = vq_run::vq_trainer(model, "vqvae", (data, train), run, out, a.common.run.resume)?;
-    let mut usage = f64::NAN;
+    // None when no epoch trains in this run (a resumed run that had finished training).
+    let mut usage = None;
     let mut curves = shared::Curves::default();
     // The training images on the device: each step gathers its batch there, uploading nothing.
     let on_device = DeviceSplit::new(engine, train)?;
@@ -170,7 +172,7 @@ fn train_vqvae(
             health.perplexity,
             s.images_per_second
         );
-        usage = health.usage;
+        usage = Some(health.usage);
     }
     let title = "VQ-VAE: training losses per step (batch means)";
     let unit = "loss (MSE / data variance + VQ terms); MSE per pixel";
@@ -198,13 +200,11 @@ fn run(a: Args) -> Result<()> {
     };
 
     // Stage 1: the VQ-VAE.
-    // A loaded model has no training epoch to report: its usage is `null` in metrics.json.
+    // A loaded model, or a resumed one that had finished training, has no training epoch to
+    // report: its usage is `null` in metrics.json.
     let (model, train_usage) = match loaded_vqvae {
         Some(model) => (model, None),
-        None => {
-            let (model, usage) = train_vqvae(&engine, &a, (&data, &train), &out)?;
-            (model, Some(usage))
-        }
+        None => train_vqvae(&engine, &a, (&data, &train), &out)?,
     };
     let test = vqvae::evaluate(&model, &data.test, 500)?;
     println!(
