@@ -43,9 +43,10 @@ enum PriorArg {
 #[derive(Parser, Debug)]
 struct Args {
     /// Training epochs, each one pass over the training images (468 steps of 3 phases at
-    /// batch 128). The discriminator keeps shaping the codes: the largest Kolmogorov–Smirnov
-    /// statistic of a code dimension against N(0, 1) fell from 0.134 after 4 epochs to 0.081
-    /// after 8, and the Fréchet score from 310 to 274.
+    /// batch 128). With the deterministic encoder the discriminator kept shaping the codes: the
+    /// largest Kolmogorov–Smirnov statistic of a code dimension against N(0, 1) fell from 0.134
+    /// after 4 epochs to 0.081 after 8 and 0.063 after 16; the Gaussian posterior's was 0.033
+    /// after 8.
     #[arg(long, default_value_t = 8)]
     epochs: u64,
     /// Images per training step.
@@ -66,7 +67,7 @@ struct Args {
     prior: PriorArg,
     /// How the encoder makes z (§2.1 of the paper). With `gaussian` the test codes scored
     /// against the prior are one draw of q(z|x) per image, and the reconstructions decode μ(x).
-    #[arg(long, value_enum, default_value_t = PosteriorArg::Deterministic)]
+    #[arg(long, value_enum, default_value_t = PosteriorArg::Gaussian)]
     posterior: PosteriorArg,
     /// The decoder also reads the one-hot label, so z keeps the style only (§5 of the paper).
     #[arg(long)]

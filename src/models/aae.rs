@@ -81,14 +81,17 @@ impl PriorKind {
 }
 
 /// How the encoder makes z from x (Makhzani et al. §2.1; the paper found the choices similar).
+/// Measured on Fashion-MNIST with 8 dimensions and the N(0, I) prior, 8 epochs: the largest
+/// Kolmogorov–Smirnov statistic of a test-code dimension against N(0, 1) was 0.081 with the
+/// deterministic encoder (0.063 after 16 epochs) and 0.033 with the Gaussian posterior.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Posterior {
     /// z = f(x): q(z) is a sum of point masses, one per image, and its shape is only what the
     /// discriminator makes of it.
-    #[default]
     Deterministic,
     /// z ~ N(μ(x), σ²(x)) by the reparameterisation trick (a second linear head for log σ²):
     /// q(z) is a mixture of Gaussians, smoothed by the noise the encoder keeps.
+    #[default]
     Gaussian,
 }
 
@@ -124,7 +127,7 @@ impl Default for AaeConfig {
             classes: 0,
             disc_hidden: 256,
             prior: PriorKind::Normal,
-            posterior: Posterior::Deterministic,
+            posterior: Posterior::Gaussian,
         }
     }
 }
@@ -132,7 +135,8 @@ impl Default for AaeConfig {
 /// Flattened encoder features: 64 channels of 7×7.
 const FEATURES: usize = 64 * 7 * 7;
 
-/// Encoder Conv(1→32, k4 s2 p1) ReLU, Conv(32→64) ReLU, Linear 3136→z, batch norm of z with
+/// Encoder Conv(1→32, k4 s2 p1) ReLU, Conv(32→64) ReLU, Linear 3136→z (with the Gaussian
+/// posterior also Linear 3136→log σ², and z = μ + σ·ε), batch norm of z with
 /// no learned scale or shift (γ = 1, β = 0 frozen: the codes have the N(0, I) prior's first two
 /// moments per dimension by construction, and the discriminator shapes the rest; without the
 /// batch norm, 100 steps left every dimension's mean 1–3 away from 0, and with a learned γ, β
@@ -435,7 +439,8 @@ impl Trainable for Aae {
             v("prior", c.prior.name().into()),
         ];
         if c.posterior != Posterior::Deterministic {
-            // Only when not the default, so earlier checkpoints keep their description.
+            // Only when not deterministic, so checkpoints made before the choice existed keep
+            // their description.
             d.push(v("posterior", c.posterior.name().into()));
         }
         d
