@@ -58,8 +58,8 @@ struct Args {
     /// pixel-loss model's. Measured against the pixel-loss VAE's Fréchet score, 5 epochs on all
     /// images: β = 20 −2.8 % (with an earlier judge), 40 −19.3 %, 60 −29.1 % (its KL 24, 16,
     /// 11 nats; reconstruction MSE 0.0127, 0.0160, 0.0189 against the pixel model's 0.0127);
-    /// 40 with `--pixel-weight 5` −8.8 %. The pixel-loss VAE it is compared with is the `conv_vae` example at its
-    /// defaults (β = 1: its ELBO).
+    /// 40 with `--pixel-weight 5` −8.8 %. The pixel-loss VAE it is compared with is the
+    /// `conv_vae` example at its defaults (β = 1: its ELBO).
     #[arg(long, default_value_t = 60.0)]
     beta: f32,
     /// Feature layers of the perceptual loss (the paper's VAE-123 or VAE-345).

@@ -231,9 +231,10 @@ impl Aae {
     }
 
     /// z `[B, latent]` drawn from q(z|x): with the Gaussian posterior μ + σ·ε for the
-    /// standard-normal `eps` `[B, latent]`; the deterministic encoder's z otherwise.
-    pub fn encode_sample(&self, x: &Var, eps: &Tensor) -> Result<Var> {
-        self.bn.forward(&self.raw_codes(x, Some(eps))?)
+    /// standard-normal `eps` `[B, latent]` (from [`Aae::noise`]); without noise, or with the
+    /// deterministic encoder, the same as [`Aae::encode`].
+    pub fn encode_sample(&self, x: &Var, eps: Option<&Tensor>) -> Result<Var> {
+        self.bn.forward(&self.raw_codes(x, eps)?)
     }
 
     /// Standard-normal noise `[n, latent]` for [`Aae::encode_sample`]: Philox stream `seed`
@@ -369,8 +370,8 @@ impl Aae {
     pub fn sample_codes(&self, x: &Tensor, seed: u64, offset: u64) -> Result<Tensor> {
         let tape = Tape::no_grad(&self.engine);
         let eps = self.noise(x.shape()[0], seed, offset)?;
-        Ok((self.raw_codes(&tape.input(x), eps.as_ref()))
-            .and_then(|z| self.bn.forward(&z))?
+        Ok(self
+            .encode_sample(&tape.input(x), eps.as_ref())?
             .value()
             .clone())
     }
@@ -473,7 +474,7 @@ impl Trainable for Aae {
             Some(all) => Some(at.own_rows(&all, batch.x.shape()[0])?),
             None => None,
         };
-        let z = self.bn.forward(&self.raw_codes(&x, eps.as_ref())?)?;
+        let z = self.encode_sample(&x, eps.as_ref())?;
         match at.phase {
             0 => {
                 let y = self.labels(tape, &batch.labels)?;

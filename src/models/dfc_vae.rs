@@ -114,7 +114,8 @@ impl DfcVae {
     /// The same model with the pixel term −log p(x|z) weighted by `weight` beside the
     /// perceptual one (0: the paper's loss). The perceptual loss alone leaves the decoder free
     /// to add texture the feature network does not see at its strides (a checkerboard in the
-    /// samples); the pixel term pins the mean image.
+    /// samples); the pixel term pins the mean image. Measured on Fashion-MNIST it scored worse:
+    /// it raised the KL, and the samples' Fréchet score with it (the `dfc_vae` example).
     pub fn with_pixel_term(mut self, weight: f32) -> Result<DfcVae> {
         if !(weight.is_finite() && weight >= 0.0) {
             let why = format!("the pixel term's weight must be finite and ≥ 0, got {weight}");
